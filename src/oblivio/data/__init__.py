@@ -1,0 +1,42 @@
+"""Datasets: loaders into memory, and the batched in-memory loader.
+
+Every loader returns :class:`DatasetSplits` (train = ``D``, test = ``D_test``) of :class:`ImageDataset`.
+
+Example:
+    >>> from oblivio.data import load_dataset
+    >>> splits = load_dataset("digits")
+    >>> splits.num_classes, splits.image_shape
+    (10, (1, 8, 8))
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..registry import Registry
+from .base import DatasetError, DatasetSplits, ImageDataset
+from .digits import load_digits_dataset
+from .idx import load_fashion_mnist, load_idx_dataset, read_idx, write_idx
+from .loader import TensorLoader, stratified_sample
+from .transforms import Augment
+
+DATASETS: Registry = Registry("dataset")
+DATASETS.register("fashion-mnist")(load_fashion_mnist)
+DATASETS.register("digits")(load_digits_dataset)
+DATASETS.register("mnist-idx")(load_idx_dataset)
+
+
+def load_dataset(name: str, /, **kwargs: Any) -> DatasetSplits:
+    """Load a registered dataset by name (``list_datasets()`` shows them)."""
+    return DATASETS.create(name, **kwargs)
+
+
+def list_datasets() -> list[str]:
+    return DATASETS.names()
+
+
+__all__ = [
+    "DATASETS", "Augment", "DatasetError", "DatasetSplits", "ImageDataset", "TensorLoader", "list_datasets",
+    "load_dataset", "load_digits_dataset", "load_fashion_mnist", "load_idx_dataset", "read_idx", "stratified_sample",
+    "write_idx",
+]

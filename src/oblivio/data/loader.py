@@ -1,0 +1,131 @@
+"""The in-memory batched loader: slices tensors, augments whole batches, seeds every epoch."""
+
+from __future__ import annotations
+
+import math
+from typing import Iterator, NamedTuple
+
+import numpy as np
+import torch
+
+from .base import DatasetError, ImageDataset
+from .transforms import Augment
+
+
+class Batch(NamedTuple):
+    """One batch: float images in [0, 1] on the target device, labels, and positions in the dataset."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    index: torch.Tensor
+
+
+class TensorLoader:
+    """Iterate over an :class:`ImageDataset` in batches.
+
+    The order of epoch ``e`` depends only on ``(seed, e)``, so a run that resumes at epoch ``e`` sees the same
+    batches as one that never stopped.
+
+    Args:
+        dataset: the data.
+        batch_size: samples per batch.
+        shuffle: shuffle each epoch.
+        augment: batch augmentation (``Augment`` or a spec such as ``"crop+flip"``).
+        drop_last: drop the last incomplete batch.
+        seed: base seed for shuffling and augmentation.
+        device: where batches go (the model's device); a CUDA device moves the whole dataset there once.
+        labels: optional label override (e.g. random or contrastive labels), same length as the dataset.
+        fraction: use a random ``fraction`` of the data each epoch (re-drawn every epoch).
+
+    Example:
+        >>> import torch
+        >>> from oblivio.data import ImageDataset, TensorLoader
+        >>> ds = ImageDataset(torch.rand(10, 1, 4, 4), torch.arange(10) % 2, ("a", "b"))
+        >>> [b.x.shape[0] for b in TensorLoader(ds, batch_size=4)]
+        [4, 4, 2]
+    """
+
+    def __init__(
+        self,
+        dataset: ImageDataset,
+        *,
+        batch_size: int = 128,
+        shuffle: bool = False,
+        augment: Augment | str | None = None,
+        drop_last: bool = False,
+        seed: int = 0,
+        device: torch.device | str = "cpu",
+        labels: torch.Tensor | None = None,
+        fraction: float = 1.0,
+    ) -> None:
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if not 0 < fraction <= 1:
+            raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+        self.dataset = dataset
+        self.batch_size = int(batch_size)
+        self.shuffle = shuffle
+        self.augment = Augment.parse(augment)
+        self.drop_last = drop_last
+        self.seed = int(seed)
+        self.device = torch.device(device)
+        self.fraction = float(fraction)
+        self.epoch = 0
+        self._labels = dataset.labels if labels is None else torch.as_tensor(labels).long()
+        if self._labels.shape[0] != len(dataset):
+            raise DatasetError(f"{dataset.name}: {len(dataset)} samples but {self._labels.shape[0]} override labels")
+        self._images = dataset.images
+        if self.device.type != "cpu":
+            self._images = self._images.to(self.device)
+            self._labels = self._labels.to(self.device)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def _count(self) -> int:
+        n = len(self.dataset)
+        return max(1, int(math.ceil(n * self.fraction))) if n else 0
+
+    def __len__(self) -> int:
+        n = self._count()
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def __iter__(self) -> Iterator[Batch]:
+        n_total = len(self.dataset)
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        if self.shuffle or self.fraction < 1:
+            order = torch.randperm(n_total, generator=gen)[: self._count()]
+        else:
+            order = torch.arange(n_total)
+        n = order.numel()
+        stop = (n // self.batch_size) * self.batch_size if self.drop_last else n
+        for start in range(0, stop, self.batch_size):
+            idx = order[start : start + self.batch_size]
+            dev_idx = idx.to(self._images.device)
+            x = self._images[dev_idx]
+            x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+            x = x.to(self.device, non_blocking=True)
+            if self.augment.active:
+                x = self.augment(x, gen)
+            y = self._labels[dev_idx].to(self.device, non_blocking=True)
+            yield Batch(x, y, idx)
+        self.epoch += 1
+
+
+def stratified_sample(dataset: ImageDataset, size: int | float, *, seed: int = 0) -> np.ndarray:
+    """Positions of a class-stratified random sample of ``size`` samples (or that fraction), sorted."""
+    n = len(dataset)
+    k = int(round(size * n)) if isinstance(size, float) and size <= 1 else int(size)
+    if not 0 < k <= n:
+        raise ValueError(f"sample size must be in (0, {n}], got {size}")
+    rng = np.random.default_rng(seed)
+    labels = dataset.labels.numpy()
+    counts = np.bincount(labels, minlength=dataset.num_classes)
+    quota = np.floor(counts / n * k).astype(int)
+    remainder = k - quota.sum()
+    if remainder > 0:  # give the leftovers to the classes with the largest fractional parts
+        frac = counts / n * k - quota
+        for c in np.argsort(-frac, kind="stable")[:remainder]:
+            quota[c] += 1
+    picks = [rng.choice(np.flatnonzero(labels == c), size=quota[c], replace=False) for c in range(len(counts)) if quota[c]]
+    return np.sort(np.concatenate(picks)) if picks else np.zeros(0, dtype=np.int64)

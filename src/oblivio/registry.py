@@ -1,0 +1,75 @@
+"""Small dict registries: ``register`` / ``create`` / ``names``.
+
+Every pluggable piece of oblivio (datasets, models, unlearning methods, scenarios) lives in a
+:class:`Registry`. String keys resolve through it, and an unknown key fails at once naming the valid ones.
+
+Example:
+    >>> from oblivio.registry import Registry
+    >>> COLOURS = Registry("colour")
+    >>> @COLOURS.register("red")
+    ... def red(shade: int = 1) -> str:
+    ...     return f"red{shade}"
+    >>> COLOURS.create("red", shade=2)
+    'red2'
+    >>> COLOURS.names()
+    ['red']
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Generic, Iterator, TypeVar
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """A named mapping from string keys to factories (classes or functions)."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._entries: dict[str, T] = {}
+
+    def register(self, name: str, *, overwrite: bool = False) -> Callable[[T], T]:
+        """Decorator that stores ``obj`` under ``name`` and returns it unchanged."""
+        key = self._normalise(name)
+
+        def decorator(obj: T) -> T:
+            if key in self._entries and not overwrite and self._entries[key] is not obj:
+                raise KeyError(f"{self.kind} {name!r} is already registered; pass overwrite=True to replace it")
+            self._entries[key] = obj
+            return obj
+
+        return decorator
+
+    def get(self, name: str) -> T:
+        """Return the factory registered under ``name`` (case and ``_``/``-`` insensitive)."""
+        key = self._normalise(name)
+        try:
+            return self._entries[key]
+        except KeyError:
+            valid = ", ".join(self.names()) or "(none registered)"
+            raise KeyError(f"unknown {self.kind} {name!r}; valid {self.kind}s: {valid}") from None
+
+    def create(self, name: str, /, *args: Any, **kwargs: Any) -> Any:
+        """Call the factory registered under ``name`` with the given arguments."""
+        factory = self.get(name)
+        return factory(*args, **kwargs)  # type: ignore[operator]
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self._normalise(name) in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @staticmethod
+    def _normalise(name: str) -> str:
+        return name.strip().lower().replace("_", "-")
+
+    def __repr__(self) -> str:
+        return f"Registry({self.kind!r}, {self.names()})"
