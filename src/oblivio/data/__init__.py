@@ -14,16 +14,26 @@ from __future__ import annotations
 from typing import Any
 
 from ..registry import Registry
+from .arrays import from_arrays, load_npz
 from .base import DatasetError, DatasetSplits, ImageDataset
+from .cifar import load_cifar10, load_cifar100
 from .digits import load_digits_dataset
+from .folder import load_image_folder
 from .idx import load_fashion_mnist, load_idx_dataset, read_idx, write_idx
 from .loader import TensorLoader, stratified_sample
+from .svhn import load_svhn
 from .transforms import Augment
 
 DATASETS: Registry = Registry("dataset")
 DATASETS.register("fashion-mnist")(load_fashion_mnist)
 DATASETS.register("digits")(load_digits_dataset)
 DATASETS.register("mnist-idx")(load_idx_dataset)
+DATASETS.register("cifar10")(load_cifar10)
+DATASETS.register("cifar100")(load_cifar100)
+DATASETS.register("svhn")(load_svhn)
+DATASETS.register("image-folder")(load_image_folder)
+DATASETS.register("npz")(load_npz)
+DATASETS.register("arrays")(from_arrays)
 
 
 def load_dataset(name: str, /, **kwargs: Any) -> DatasetSplits:
@@ -39,4 +49,6 @@ __all__ = [
     "DATASETS", "Augment", "DatasetError", "DatasetSplits", "ImageDataset", "TensorLoader", "list_datasets",
     "load_dataset", "load_digits_dataset", "load_fashion_mnist", "load_idx_dataset", "read_idx", "stratified_sample",
     "write_idx",
+    # file and array loaders
+    "from_arrays", "load_cifar10", "load_cifar100", "load_image_folder", "load_npz", "load_svhn",
 ]
