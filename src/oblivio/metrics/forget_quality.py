@@ -1,0 +1,366 @@
+"""NeurIPS 2023 machine-unlearning challenge forget quality, as pure functions on score arrays.
+
+The metric compares, for every forget example, two empirical distributions of the example's logit-scaled
+confidence: one over ``N`` unlearned models (``u``) and one over ``N`` retrained / gold models (``r``). A family
+of simple membership attacks (single thresholds and intervals) is run on the ``2N`` values; each attack's false
+positive and false negative rates give a differential-privacy style ``ε``; the example's ``ε`` is the largest
+one found. ``ε`` is bucketed into a score ``H = 2^-k`` and ``F`` is the mean ``H`` over the forget set.
+
+The exact rules (grids, tie-breaks, caps) are those of ``SPEC.md`` §8 and are written out in ``docs/metrics.md``.
+The fast path sorts each example's two sets once and counts with :func:`numpy.searchsorted`, so all thresholds
+of one example cost a few binary searches; ``ε`` is read from a table indexed by the integer counts.
+:func:`_reference_epsilon` is a slow, literal implementation (every threshold compared with every model), kept
+for the tests and the benchmark only.
+
+Example:
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> u = rng.normal(size=(64, 20))          # 64 unlearned models, 20 forget examples
+    >>> r = rng.normal(size=(64, 20))          # 64 retrained models, same distribution
+    >>> res = forget_quality(u, r)
+    >>> res.n_bins, res.epsilons.shape
+    (10, (20,))
+    >>> 0.0 <= res.forget_quality <= 1.0
+    True
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from ._utils import ArrayLike, to_numpy
+
+EPSILON_CAP = 50.0
+"""ε of a perfectly separable (or deterministic) example, and the upper clip of every ε."""
+DEFAULT_DELTA = 1e-5
+"""The δ of (ε, δ) used by the challenge."""
+POINTS_PER_UNIT = 100
+"""Grid density of single thresholds and interval right ends (points per unit of logit-scaled confidence)."""
+INTERVAL_MARGIN = 2.0
+"""Interval right ends span ``[min_P + w - 2, max_P + 2]``; left ends ``[r - w - 2, r - w + 2]``."""
+INTERVAL_LEFT_POINTS = 400
+"""Number of left ends tried for each right end of an interval attack."""
+BIN_WIDTH = 0.5
+"""Width of an ε bucket: ``k = floor(ε / 0.5)``."""
+DETERMINISTIC_RATIO = 0.01
+"""``min(range_u, range_r) / max(range_u, range_r)`` below this means a deterministic method: ε = 50."""
+LOG_FLOOR = 1e-45
+"""Added inside the logarithms of the logit-scaled confidence."""
+
+
+# ----------------------------------------------------------------------------------------------- scores
+def logit_scaled_confidence(logits: ArrayLike, labels: ArrayLike) -> np.ndarray:
+    """Per-example logit-scaled confidence ``log p_y - log Σ_{j≠y} p_j`` (float64).
+
+    Computed as the challenge does: float64, logits shifted by their row maximum, softmax, and ``1e-45`` added
+    inside both logarithms (so a saturated softmax gives a large finite value, not ``inf``).
+
+    Args:
+        logits: ``[n, C]`` logits (torch or numpy).
+        labels: ``[n]`` integer true labels.
+
+    Returns:
+        ``[n]`` float64 array.
+
+    Example:
+        >>> logit_scaled_confidence(np.array([[2.0, 0.0], [0.0, 3.0]]), np.array([0, 0])).round(6)
+        array([ 2., -3.])
+    """
+    z = to_numpy(logits, dtype=np.float64)
+    y = to_numpy(labels).astype(np.int64).reshape(-1)
+    if z.ndim != 2 or z.shape[0] != y.shape[0]:
+        raise ValueError(f"logits must be [n, C] with n = len(labels); got {z.shape} and {y.shape}")
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    p = e / e.sum(axis=1, keepdims=True)
+    rows = np.arange(z.shape[0])
+    p_true = p[rows, y]
+    others = p.copy()
+    others[rows, y] = 0.0
+    p_rest = others.sum(axis=1)  # summed, not 1 - p_y: no cancellation when p_y is close to 1
+    return np.log(p_true + LOG_FLOOR) - np.log(p_rest + LOG_FLOOR)
+
+
+# ----------------------------------------------------------------------------------------------- ε
+def _n_grid_points(span: float) -> int:
+    """Points of a grid covering ``span`` units at ``POINTS_PER_UNIT`` per unit (at least 2: both ends)."""
+    return max(2, int(round(span * POINTS_PER_UNIT)))
+
+
+def _epsilon_from_rates(fpr: np.ndarray, fnr: np.ndarray, delta: float) -> np.ndarray:
+    """ε of each attack from its rates; ``+inf`` when both are 0, ``-inf`` (dropped) when exactly one is 0."""
+    fpr = np.asarray(fpr, dtype=np.float64)
+    fnr = np.asarray(fnr, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        a = np.log(1.0 - delta - fpr) - np.log(fnr)
+        b = np.log(1.0 - delta - fnr) - np.log(fpr)
+    a = np.where(np.isnan(a), -np.inf, a)  # log of a negative number: that side says nothing
+    b = np.where(np.isnan(b), -np.inf, b)
+    eps = np.maximum(0.0, np.maximum(a, b))
+    both = (fpr == 0) & (fnr == 0)
+    one = (fpr == 0) ^ (fnr == 0)
+    eps = np.where(one, -np.inf, eps)
+    return np.where(both, np.inf, eps)
+
+
+@lru_cache(maxsize=64)
+def _epsilon_table(n_pos: int, n_neg: int, delta: float) -> np.ndarray:
+    """``table[tp, fp]``: ε of an attack that flags ``tp`` of ``n_pos`` positives and ``fp`` of ``n_neg`` negatives."""
+    tp = np.arange(n_pos + 1, dtype=np.float64)[:, None]
+    fp = np.arange(n_neg + 1, dtype=np.float64)[None, :]
+    fnr = (n_pos - tp) / n_pos
+    fpr = fp / n_neg
+    table = _epsilon_from_rates(np.broadcast_to(fpr, (n_pos + 1, n_neg + 1)),
+                                np.broadcast_to(fnr, (n_pos + 1, n_neg + 1)), delta)
+    table.setflags(write=False)
+    return table
+
+
+def _is_deterministic(u: np.ndarray, r: np.ndarray) -> bool:
+    ranges = (float(u.max() - u.min()), float(r.max() - r.min()))
+    hi = max(ranges)
+    return hi == 0.0 or min(ranges) / hi < DETERMINISTIC_RATIO
+
+
+def _interval_grids(pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Right ends ``[R]`` and left ends ``[R, 400]`` of the interval attacks around the positive set ``pos``."""
+    lo_p, hi_p = float(pos.min()), float(pos.max())
+    w = hi_p - lo_p
+    r_start, r_stop = lo_p + w - INTERVAL_MARGIN, hi_p + INTERVAL_MARGIN
+    rights = np.linspace(r_start, r_stop, _n_grid_points(r_stop - r_start))
+    lefts = np.linspace(rights - w - INTERVAL_MARGIN, rights - w + INTERVAL_MARGIN, INTERVAL_LEFT_POINTS, axis=-1)
+    return rights, lefts
+
+
+def _single_threshold_sets(u: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(positive, negative) for single thresholds: the set with the larger median is positive (ties: ``u``)."""
+    return (u, r) if np.median(u) >= np.median(r) else (r, u)
+
+
+def _interval_sets(u: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(positive, negative) for intervals: the narrower set is positive (ties: ``u``)."""
+    return (u, r) if (u.max() - u.min()) <= (r.max() - r.min()) else (r, u)
+
+
+def per_example_epsilon(u: ArrayLike, r: ArrayLike, *, delta: float = DEFAULT_DELTA) -> float:
+    """ε of one forget example from its scores under the unlearned (``u``) and retrained (``r``) models.
+
+    Fast path: each set is sorted once and every attack's counts come from :func:`numpy.searchsorted`.
+
+    Args:
+        u: ``[N_u]`` logit-scaled confidences of the example under the unlearned models.
+        r: ``[N_r]`` the same under the retrained (gold) models.
+        delta: the δ of (ε, δ).
+
+    Returns:
+        ε in ``[0, 50]``; 50 for a deterministic method or a perfectly separating attack.
+
+    Example:
+        >>> per_example_epsilon(np.zeros(8), np.linspace(0, 1, 8))   # zero range: deterministic
+        50.0
+        >>> per_example_epsilon(np.arange(8.0), np.arange(8.0) + 100)  # separated by a threshold
+        50.0
+    """
+    u = to_numpy(u, dtype=np.float64).reshape(-1)
+    r = to_numpy(r, dtype=np.float64).reshape(-1)
+    if u.size == 0 or r.size == 0:
+        raise ValueError("per_example_epsilon needs at least one score in each set")
+    if not (np.isfinite(u).all() and np.isfinite(r).all()):
+        raise ValueError("scores must be finite (use logit_scaled_confidence, which never returns inf)")
+    if _is_deterministic(u, r):
+        return EPSILON_CAP
+    best = 0.0
+
+    # Single thresholds "positive if c >= t".
+    pos, neg = _single_threshold_sets(u, r)
+    pos_s, neg_s = np.sort(pos), np.sort(neg)
+    lo, hi = min(pos_s[0], neg_s[0]), max(pos_s[-1], neg_s[-1])
+    t = np.linspace(lo, hi, _n_grid_points(hi - lo))
+    tp = pos_s.size - np.searchsorted(pos_s, t, side="left")
+    fp = neg_s.size - np.searchsorted(neg_s, t, side="left")
+    best = max(best, float(_epsilon_table(pos_s.size, neg_s.size, delta)[tp, fp].max()))
+
+    # Intervals "positive if l <= c <= r" around the narrower set.
+    pos, neg = _interval_sets(u, r)
+    pos_s, neg_s = np.sort(pos), np.sort(neg)
+    rights, lefts = _interval_grids(pos_s)
+    tp = np.searchsorted(pos_s, rights, side="right")[:, None] - np.searchsorted(pos_s, lefts, side="left")
+    fp = np.searchsorted(neg_s, rights, side="right")[:, None] - np.searchsorted(neg_s, lefts, side="left")
+    np.maximum(tp, 0, out=tp)  # l > r: an empty interval flags nothing
+    np.maximum(fp, 0, out=fp)
+    best = max(best, float(_epsilon_table(pos_s.size, neg_s.size, delta)[tp, fp].max()))
+    return float(min(best, EPSILON_CAP))
+
+
+def n_bins(n_models: int) -> int:
+    """Number of ε buckets that score above zero: ``2 · ceil(ln(N - 1))`` (14 at N = 512).
+
+    Example:
+        >>> n_bins(512), n_bins(64)
+        (14, 10)
+    """
+    if n_models < 3:
+        raise ValueError(f"forget quality needs at least 3 models per side, got {n_models}")
+    return 2 * math.ceil(math.log(n_models - 1))
+
+
+def epsilon_to_score(epsilons: ArrayLike, n_models: int) -> np.ndarray:
+    """Per-example score ``H = 2^-k`` with ``k = floor(ε / 0.5)``; 0 once ``k >= n_bins(N)``.
+
+    Example:
+        >>> epsilon_to_score(np.array([0.0, 0.49, 0.5, 1.2, 50.0]), 512)
+        array([1.  , 1.  , 0.5 , 0.25, 0.  ])
+    """
+    eps = to_numpy(epsilons, dtype=np.float64)
+    k = np.floor(eps / BIN_WIDTH)
+    return np.where(k >= n_bins(n_models), 0.0, np.exp2(-k))
+
+
+@dataclass(frozen=True)
+class ForgetQualityResult:
+    """NeurIPS 2023 forget quality of one method.
+
+    Attributes:
+        forget_quality: ``F = mean H`` over the forget examples, in ``[0, 1]``.
+        epsilons: ``[n_examples]`` per-example ε.
+        scores: ``[n_examples]`` per-example ``H``.
+        n_models: N, models per side.
+        n_bins: buckets that score above zero, ``2 · ceil(ln(N - 1))``.
+    """
+
+    forget_quality: float
+    epsilons: np.ndarray
+    scores: np.ndarray
+    n_models: int
+    n_bins: int
+
+
+def forget_quality(u_scores: ArrayLike, r_scores: ArrayLike, *, delta: float = DEFAULT_DELTA) -> ForgetQualityResult:
+    """NeurIPS 2023 forget quality ``F`` from score matrices (SPEC §8, steps 2-4).
+
+    Args:
+        u_scores: ``[N, n_examples]`` logit-scaled confidences of the forget examples under N unlearned models
+            (row = model, column = example, same example order as ``r_scores``).
+        r_scores: ``[N, n_examples]`` the same under N retrained (gold) models.
+        delta: the δ of (ε, δ).
+
+    Returns:
+        :class:`ForgetQualityResult` with ``F``, the per-example ε and ``H``.
+
+    Example:
+        >>> rng = np.random.default_rng(1)
+        >>> res = forget_quality(rng.normal(size=(64, 5)), rng.normal(size=(64, 5)) + 10)
+        >>> res.forget_quality, res.epsilons.tolist()
+        (0.0, [50.0, 50.0, 50.0, 50.0, 50.0])
+    """
+    u = to_numpy(u_scores, dtype=np.float64)
+    r = to_numpy(r_scores, dtype=np.float64)
+    if u.ndim == 1:
+        u = u[:, None]
+    if r.ndim == 1:
+        r = r[:, None]
+    if u.ndim != 2 or r.ndim != 2 or u.shape != r.shape:
+        raise ValueError(
+            f"u_scores and r_scores must both be [N_models, n_examples] with the same shape; got {u.shape} and {r.shape}"
+        )
+    n_models = u.shape[0]
+    bins = n_bins(n_models)
+    eps = np.array([per_example_epsilon(u[:, j], r[:, j], delta=delta) for j in range(u.shape[1])], dtype=np.float64)
+    scores = epsilon_to_score(eps, n_models)
+    fq = float(scores.mean()) if scores.size else float("nan")
+    return ForgetQualityResult(forget_quality=fq, epsilons=eps, scores=scores, n_models=n_models, n_bins=bins)
+
+
+def _mean_accuracy(acc: ArrayLike) -> float:
+    a = to_numpy(acc, dtype=np.float64).reshape(-1)
+    if a.size == 0:
+        raise ValueError("need at least one accuracy value")
+    return float(a.mean())
+
+
+def final_score(forget_quality: float, ra_u: ArrayLike, ra_r: ArrayLike, ta_u: ArrayLike, ta_r: ArrayLike) -> float:
+    """Challenge score ``F × (RA_U / RA_R) × (TA_U / TA_R)`` (SPEC §8 step 5).
+
+    Each accuracy may be a number or the per-model values (averaged here): retain (RA) and test (TA) accuracy of
+    the unlearned (U) and retrained (R) models. Units cancel (fractions or percent, as long as they match).
+
+    Example:
+        >>> round(final_score(0.2, [0.9, 0.8], 0.85, 0.75, [0.8, 0.7]), 12)   # both ratios are 1
+        0.2
+        >>> round(final_score(0.2, 0.80, 0.85, 0.75, 0.75), 4)   # lost retain accuracy costs score
+        0.1882
+    """
+    ra_r_m, ta_r_m = _mean_accuracy(ra_r), _mean_accuracy(ta_r)
+    if ra_r_m <= 0 or ta_r_m <= 0:
+        raise ValueError("the retrained models' retain and test accuracies must be positive")
+    return float(forget_quality) * (_mean_accuracy(ra_u) / ra_r_m) * (_mean_accuracy(ta_u) / ta_r_m)
+
+
+# ----------------------------------------------------------------------------------------------- reference
+def _reference_epsilon(u: ArrayLike, r: ArrayLike, delta: float = DEFAULT_DELTA, *, batch_left_ends: bool = False) -> float:
+    """Slow, literal ε: every threshold compared with every model (tests and benchmark only).
+
+    Shares no counting code with :func:`per_example_epsilon`: no sorting, no binary search, no ε table. With
+    ``batch_left_ends`` the 400 left ends of one interval right end are compared with every model at once
+    (a broadcast instead of a Python loop; the same comparisons), which keeps the tests fast.
+    """
+    u = [float(v) for v in to_numpy(u, dtype=np.float64).reshape(-1)]
+    r = [float(v) for v in to_numpy(r, dtype=np.float64).reshape(-1)]
+    range_u, range_r = max(u) - min(u), max(r) - min(r)
+    if max(range_u, range_r) == 0 or min(range_u, range_r) / max(range_u, range_r) < DETERMINISTIC_RATIO:
+        return EPSILON_CAP
+
+    def eps_of(fpr: float, fnr: float) -> float | None:
+        if fpr == 0 and fnr == 0:
+            return math.inf
+        if fpr == 0 or fnr == 0:
+            return None
+        terms = [0.0]
+        if 1 - delta - fpr > 0:
+            terms.append(math.log(1 - delta - fpr) - math.log(fnr))
+        if 1 - delta - fnr > 0:
+            terms.append(math.log(1 - delta - fnr) - math.log(fpr))
+        return max(terms)
+
+    found: list[float] = [0.0]
+    # single thresholds
+    pos, neg = (u, r) if float(np.median(u)) >= float(np.median(r)) else (r, u)
+    lo, hi = min(u + r), max(u + r)
+    for t in np.linspace(lo, hi, _n_grid_points(hi - lo)):
+        flagged_pos = sum(1 for c in pos if c >= t)
+        flagged_neg = sum(1 for c in neg if c >= t)
+        e = eps_of(flagged_neg / len(neg), (len(pos) - flagged_pos) / len(pos))
+        if e is not None:
+            found.append(e)
+    # intervals around the narrower set
+    pos, neg = (u, r) if range_u <= range_r else (r, u)
+    w = max(pos) - min(pos)
+    r_start, r_stop = min(pos) + w - INTERVAL_MARGIN, max(pos) + INTERVAL_MARGIN
+    pos_a, neg_a = np.array(pos), np.array(neg)
+    for right in np.linspace(r_start, r_stop, _n_grid_points(r_stop - r_start)):
+        lefts = np.linspace(right - w - INTERVAL_MARGIN, right - w + INTERVAL_MARGIN, INTERVAL_LEFT_POINTS)
+        if batch_left_ends:
+            in_pos = ((pos_a[None, :] >= lefts[:, None]) & (pos_a[None, :] <= right)).sum(axis=1)
+            in_neg = ((neg_a[None, :] >= lefts[:, None]) & (neg_a[None, :] <= right)).sum(axis=1)
+            for fp_count, tp_count in zip(in_neg.tolist(), in_pos.tolist()):
+                e = eps_of(fp_count / len(neg), (len(pos) - tp_count) / len(pos))
+                if e is not None:
+                    found.append(e)
+        else:
+            for left in lefts:
+                tp_count = int(np.count_nonzero((pos_a >= left) & (pos_a <= right)))
+                fp_count = int(np.count_nonzero((neg_a >= left) & (neg_a <= right)))
+                e = eps_of(fp_count / len(neg), (len(pos) - tp_count) / len(pos))
+                if e is not None:
+                    found.append(e)
+    return float(min(max(found), EPSILON_CAP))
+
+
+__all__ = [
+    "ForgetQualityResult", "logit_scaled_confidence", "per_example_epsilon", "forget_quality", "final_score",
+    "epsilon_to_score", "n_bins", "EPSILON_CAP", "DEFAULT_DELTA",
+]
