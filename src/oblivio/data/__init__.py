@@ -20,7 +20,7 @@ from .cifar import load_cifar10, load_cifar100
 from .digits import load_digits_dataset
 from .folder import load_image_folder
 from .idx import load_fashion_mnist, load_idx_dataset, read_idx, write_idx
-from .loader import TensorLoader, stratified_sample
+from .loader import Batch, TensorLoader, ZipLoader, stratified_sample
 from .svhn import load_svhn
 from .transforms import Augment
 
@@ -46,7 +46,7 @@ def list_datasets() -> list[str]:
 
 
 __all__ = [
-    "DATASETS", "Augment", "DatasetError", "DatasetSplits", "ImageDataset", "TensorLoader", "list_datasets",
+    "DATASETS", "Augment", "Batch", "ZipLoader", "DatasetError", "DatasetSplits", "ImageDataset", "TensorLoader", "list_datasets",
     "load_dataset", "load_digits_dataset", "load_fashion_mnist", "load_idx_dataset", "read_idx", "stratified_sample",
     "write_idx",
     # file and array loaders

@@ -129,3 +129,48 @@ def stratified_sample(dataset: ImageDataset, size: int | float, *, seed: int = 0
             quota[c] += 1
     picks = [rng.choice(np.flatnonzero(labels == c), size=quota[c], replace=False) for c in range(len(counts)) if quota[c]]
     return np.sort(np.concatenate(picks)) if picks else np.zeros(0, dtype=np.int64)
+
+
+class ZipLoader:
+    """Several loaders stepped together: each step yields ``{name: Batch}``.
+
+    The epoch length is that of ``primary``; the other loaders restart whenever they run out (a small forget set
+    is cycled beside a large retain set).
+
+    Example:
+        >>> import torch
+        >>> from oblivio.data import ImageDataset
+        >>> big = ImageDataset(torch.rand(8, 1, 4, 4), torch.zeros(8), ("a", "b"))
+        >>> small = ImageDataset(torch.rand(2, 1, 4, 4), torch.ones(2), ("a", "b"))
+        >>> z = ZipLoader({"retain": TensorLoader(big, batch_size=2), "forget": TensorLoader(small, batch_size=2)},
+        ...               primary="retain")
+        >>> len(z), sorted(next(iter(z)))
+        (4, ['forget', 'retain'])
+    """
+
+    def __init__(self, loaders: dict[str, TensorLoader], *, primary: str) -> None:
+        if primary not in loaders:
+            raise ValueError(f"primary {primary!r} is not one of {sorted(loaders)}")
+        for name, loader in loaders.items():
+            if len(loader) == 0:
+                raise DatasetError(f"loader {name!r} has no batches (empty dataset?)")
+        self.loaders, self.primary = loaders, primary
+
+    def set_epoch(self, epoch: int) -> None:
+        for loader in self.loaders.values():
+            loader.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.loaders[self.primary])
+
+    def __iter__(self) -> Iterator[dict[str, Batch]]:
+        others = {k: iter(v) for k, v in self.loaders.items() if k != self.primary}
+        for batch in self.loaders[self.primary]:
+            out = {self.primary: batch}
+            for name in list(others):
+                try:
+                    out[name] = next(others[name])
+                except StopIteration:
+                    others[name] = iter(self.loaders[name])
+                    out[name] = next(others[name])
+            yield out

@@ -1,0 +1,135 @@
+"""data -> scenario -> (original, gold: cached) -> method -> metrics.
+
+:class:`Experiment` is the Python API behind ``oblivio train / forget / evaluate / demo``.
+
+Example:
+    >>> from oblivio.experiments import Experiment
+    >>> exp = Experiment("tiny", store="/tmp/oblivio-doctest-store", progress=False)
+    >>> original = exp.original()
+    >>> splits = exp.unlearning_splits("class-subset:3:10", seed=0)
+    >>> len(splits.forget)
+    10
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import time
+from typing import Any
+
+import torch
+from torch import nn
+
+from .. import __version__
+from ..data import load_dataset, stratified_sample
+from ..data.base import DatasetSplits
+from ..models import Classifier, create_model
+from ..scenarios import ForgetSplit, ScenarioSpec, UnlearningSplits, make_forget_split, make_unlearning_splits
+from ..training import accuracy, train_model
+from ..utils import default_device, git_commit
+from .config import ExperimentConfig, get_preset
+from .store import CheckpointStore
+
+log = logging.getLogger("oblivio.experiments")
+
+
+class Experiment:
+    """One dataset + model + recipe, with its original model and any number of gold models, cached.
+
+    Args:
+        config: an :class:`ExperimentConfig` or a preset name (``"cpu"``, ``"paper"``, ``"tiny"``).
+        store: a :class:`CheckpointStore`, a folder, or None for the default store.
+        device: where models live (default: CUDA when present, else CPU).
+        progress: show progress bars.
+    """
+
+    def __init__(self, config: "ExperimentConfig | str" = "cpu", *, store: "CheckpointStore | str | os.PathLike | None" = None,
+                 device: "torch.device | str | None" = None, progress: bool = True) -> None:
+        self.config = get_preset(config)
+        self.store = store if isinstance(store, CheckpointStore) else CheckpointStore(store)
+        self.device = torch.device(device) if device is not None else default_device()
+        self.progress = progress
+
+    # ------------------------------------------------------------------ data
+    @functools.cached_property
+    def data(self) -> DatasetSplits:
+        """The dataset splits (``train`` is ``D``, subsampled when ``config.train_size`` is set)."""
+        splits = load_dataset(self.config.dataset, **self.config.dataset_options)
+        if self.config.train_size is not None and self.config.train_size < len(splits.train):
+            pos = stratified_sample(splits.train, self.config.train_size, seed=0)
+            splits = DatasetSplits(splits.train.subset(pos, name=splits.train.name), splits.test, name=splits.name,
+                                   info={**splits.info, "train_size": self.config.train_size})
+        return splits
+
+    def forget_split(self, spec: "ScenarioSpec | str", *, seed: int = 0) -> ForgetSplit:
+        return make_forget_split(self.data.train, spec, seed=seed)
+
+    def unlearning_splits(self, spec: "ScenarioSpec | str | ForgetSplit", *, seed: int = 0) -> UnlearningSplits:
+        """forget / retain / holdout / test for a request (see :func:`oblivio.scenarios.make_unlearning_splits`)."""
+        return make_unlearning_splits(self.data, spec, seed=seed, holdout_fraction=self.config.holdout_fraction)
+
+    # ------------------------------------------------------------------ models
+    def build_model(self, seed: int | None = None) -> Classifier:
+        """A freshly initialised model (weights seeded by ``seed``, default the config's)."""
+        seed = self.config.seed if seed is None else seed
+        mean, std = self._norm_stats
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = create_model(self.config.model, num_classes=self.data.num_classes,
+                                 in_channels=self.data.image_shape[0], image_size=self.data.image_shape[1:],
+                                 mean=mean, std=std, **self.config.model_options)
+        return model.to(self.device)
+
+    @functools.cached_property
+    def _norm_stats(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        return self.data.train.stats()
+
+    def _train(self, kind: str, key: dict, train_set, seed: int) -> nn.Module:
+        def train(model: nn.Module, resume_path) -> dict:
+            t0 = time.perf_counter()
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                result = train_model(model, train_set, self.config.recipe, seed=seed, checkpoint=resume_path,
+                                     progress=self.progress, desc=kind)
+            return {"train_seconds": time.perf_counter() - t0, "epochs": result.epochs_run,
+                    "history": result.history, "n_train": len(train_set), "oblivio_version": __version__,
+                    "git_commit": git_commit(os.path.dirname(__file__))}
+
+        stored = self.store.get_or_train(kind, key, lambda: self.build_model(seed), train)
+        stored.model.eval()
+        stored.model.oblivio_meta = stored.meta  # type: ignore[attr-defined]
+        if not stored.cached:
+            log.info("trained %s model in %.1fs", kind, stored.meta.get("train_seconds", 0.0))
+        return stored.model
+
+    def original(self, seed: int | None = None) -> nn.Module:
+        """The original model ``M_o`` trained on ``D`` (trained once, then loaded from the store)."""
+        seed = self.config.seed if seed is None else seed
+        key = {**self.config.model_key(), "seed": seed}
+        return self._train("original", key, self.data.train, seed)
+
+    def gold(self, split: "ForgetSplit | ScenarioSpec | str", seed: int | None = None, *, request_seed: int = 0) -> nn.Module:
+        """The gold model ``M_g``: the same recipe from scratch on ``D_r`` (cached by forget ids and seed)."""
+        seed = self.config.seed if seed is None else seed
+        if not isinstance(split, ForgetSplit):
+            split = self.forget_split(split, seed=request_seed)
+        key = {**self.config.model_key(), "seed": seed, "forget": split.key}
+        retain = self.data.train.subset(split.retain_pos, name=f"{self.data.name}:retain")
+        return self._train("gold", key, retain, seed)
+
+    def gold_seconds(self, split: ForgetSplit, seed: int | None = None) -> float | None:
+        """Wall time the stored gold model took to train (for the cost ratio), if known."""
+        model = self.gold(split, seed)
+        return (getattr(model, "oblivio_meta", {}) or {}).get("train_seconds")
+
+    def summary(self, model: nn.Module, splits: UnlearningSplits) -> dict[str, float]:
+        """Accuracy on forget / retain / test."""
+        return {"acc_forget": accuracy(model, splits.forget), "acc_retain": accuracy(model, splits.retain),
+                "acc_test": accuracy(model, splits.test)}
+
+    def describe(self) -> dict[str, Any]:
+        c = self.config
+        return {"dataset": c.dataset, "train_size": len(self.data.train), "model": c.model,
+                "model_options": c.model_options, "recipe": c.recipe.name, "epochs": c.recipe.epochs, "seed": c.seed}

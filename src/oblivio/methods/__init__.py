@@ -1,0 +1,17 @@
+"""Unlearning methods, one module each, behind one interface (:class:`UnlearningMethod`)."""
+
+from __future__ import annotations
+
+import importlib
+
+from .base import (METHODS, UnlearningData, UnlearningError, UnlearningMethod, create_method, list_methods,
+                   register_method, unlearn)
+
+# Each module registers its method(s) on import. Add new modules here.
+_METHOD_MODULES: list[str] = []
+
+for _module in _METHOD_MODULES:
+    importlib.import_module(f"{__name__}.{_module}")
+
+__all__ = ["METHODS", "UnlearningData", "UnlearningError", "UnlearningMethod", "create_method", "list_methods",
+           "register_method", "unlearn"]

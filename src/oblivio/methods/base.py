@@ -1,0 +1,149 @@
+"""The interface every unlearning method implements, and the method registry.
+
+A method is a dataclass of its hyper-parameters (keyword-only, with defaults and their source). Calling it with
+a model and the data it may use returns a NEW model (the original is never modified, unless ``inplace=True``):
+
+    >>> from oblivio.methods import create_method          # doctest: +SKIP
+    >>> method = create_method("finetune", epochs=2)       # doctest: +SKIP
+    >>> unlearned = method(original, forget=f, retain=r)   # doctest: +SKIP
+
+A method sees ``forget`` (``D_f``), ``retain`` (``D_r``) and, when it declares ``needs_holdout``, ``holdout``:
+unseen images from the training distribution, disjoint from the evaluation test split. It never sees the
+evaluation test data or the gold model.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data.base import ImageDataset
+from ..registry import Registry
+from ..utils import model_device
+
+log = logging.getLogger("oblivio.methods")
+
+METHODS: Registry = Registry("method")
+
+
+class UnlearningError(ValueError):
+    """The method cannot run on the given model / data."""
+
+
+@dataclass
+class UnlearningData:
+    """The data a method may use."""
+
+    forget: ImageDataset
+    retain: ImageDataset
+    holdout: ImageDataset | None = None
+
+
+@dataclass(kw_only=True)
+class UnlearningMethod:
+    """Base class. Subclasses are ``@dataclass(kw_only=True)`` hyper-parameter sets that implement
+    :meth:`_unlearn` and register with :func:`register_method`.
+
+    Class attributes:
+        name: registry name.
+        source: where the defaults come from (paper, table, or "tuned on ...").
+        needs_holdout: the method requires ``holdout`` data.
+
+    After a call, ``self.info`` holds what the method reports about its run (counts, epochs, seconds...).
+    """
+
+    name: ClassVar[str] = "base"
+    source: ClassVar[str] = ""
+    needs_holdout: ClassVar[bool] = False
+    info: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def hparams(self) -> dict[str, Any]:
+        """The hyper-parameters as a plain dict (for provenance)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.init}
+
+    def __call__(
+        self,
+        model: nn.Module,
+        *,
+        forget: ImageDataset,
+        retain: ImageDataset,
+        holdout: ImageDataset | None = None,
+        seed: int = 0,
+        progress: bool = True,
+        inplace: bool = False,
+    ) -> nn.Module:
+        """Unlearn ``forget`` from ``model``; returns the unlearned model (a copy unless ``inplace``)."""
+        self._validate(model, forget, retain, holdout)
+        work = model if inplace else copy.deepcopy(model)
+        was_training = model.training
+        self.info = {}
+        t0 = time.perf_counter()
+        with torch.random.fork_rng(devices=[model_device(model)] if model_device(model).type == "cuda" else []):
+            torch.manual_seed(seed)
+            out = self._unlearn(work, UnlearningData(forget, retain, holdout), seed=seed, progress=progress)
+        self.info.setdefault("seconds", time.perf_counter() - t0)
+        out.train(was_training) if inplace else out.eval()
+        if not all(torch.isfinite(p).all() for p in out.parameters()):
+            from ..training.loop import DivergenceError
+
+            raise DivergenceError(f"{self.name}: the unlearned model has non-finite weights; the original is unchanged")
+        return out
+
+    def _unlearn(self, model: nn.Module, data: UnlearningData, *, seed: int, progress: bool) -> nn.Module:
+        raise NotImplementedError
+
+    def _validate(self, model: nn.Module, forget: ImageDataset, retain: ImageDataset,
+                  holdout: ImageDataset | None) -> None:
+        if len(forget) == 0:
+            raise UnlearningError("the forget set is empty: nothing to unlearn")
+        if len(retain) == 0:
+            raise UnlearningError("the retain set is empty: a forget request may not cover the whole training set")
+        if self.needs_holdout and (holdout is None or len(holdout) == 0):
+            raise UnlearningError(f"{self.name} needs holdout data (unseen images of the same distribution); "
+                                  "pass holdout=...")
+        check = getattr(model, "check_input", None)
+        for ds in (forget, retain) + ((holdout,) if holdout is not None else ()):
+            if check is not None:
+                check(ds.image_shape, ds.num_classes)
+        overlap = np.intersect1d(forget.ids.numpy(), retain.ids.numpy())  # type: ignore[union-attr]
+        if overlap.size:
+            raise UnlearningError(f"forget and retain sets share {overlap.size} sample ids (e.g. {overlap[:5].tolist()})")
+
+
+def register_method(name: str):
+    """Class decorator: register an :class:`UnlearningMethod` subclass under ``name`` (sets ``cls.name``)."""
+
+    def decorator(cls):
+        cls.name = name
+        METHODS.register(name)(cls)
+        return cls
+
+    return decorator
+
+
+def create_method(name: str, /, **hparams: Any) -> UnlearningMethod:
+    """Instantiate a registered method with hyper-parameters (unknown ones fail, naming the valid ones)."""
+    cls = METHODS.get(name)
+    valid = {f.name for f in fields(cls) if f.init}
+    unknown = set(hparams) - valid
+    if unknown:
+        raise TypeError(f"{name} has no hyper-parameter(s) {sorted(unknown)}; valid: {sorted(valid)}")
+    return cls(**hparams)
+
+
+def list_methods() -> list[str]:
+    return METHODS.names()
+
+
+def unlearn(method: str, model: nn.Module, *, forget: ImageDataset, retain: ImageDataset,
+            holdout: ImageDataset | None = None, seed: int = 0, progress: bool = True, **hparams: Any) -> nn.Module:
+    """One-call form: ``unlearn("finetune", model, forget=f, retain=r, epochs=3)``."""
+    return create_method(method, **hparams)(model, forget=forget, retain=retain, holdout=holdout, seed=seed,
+                                            progress=progress)
