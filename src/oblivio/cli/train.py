@@ -1,0 +1,39 @@
+"""``oblivio train``: train (or load from the store) the original model, and a gold model for a request."""
+
+from __future__ import annotations
+
+import argparse
+
+from .common import add_experiment_args, experiment_from_args, print_table
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train the original model (and the gold model of a forget request)",
+                       description="Train the original model on D (cached in the store), and with --forget also the "
+                                   "gold model retrained from scratch on D_r.")
+    add_experiment_args(p)
+    p.add_argument("--forget", metavar="SPEC", help="also train the gold model for this request, e.g. class-subset:6:100")
+    p.add_argument("--request-seed", type=int, default=0, help="seed that draws the forget set (default 0)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    exp = experiment_from_args(args)
+    print(f"experiment: {exp.describe()}")
+    original = exp.original()
+    rows = []
+    if args.forget:
+        splits = exp.unlearning_splits(args.forget, seed=args.request_seed)
+        rows.append({"model": "original", **exp.summary(original, splits)})
+        gold = exp.gold(splits.split)
+        rows.append({"model": "gold", **exp.summary(gold, splits)})
+        print(f"forget request: {splits.split.describe()}")
+    else:
+        from ..training import accuracy
+
+        rows.append({"model": "original", "acc_train": accuracy(original, exp.data.train),
+                     "acc_test": accuracy(original, exp.data.test)})
+    cols = list(rows[0].keys())
+    print_table([{k: (v * 100 if isinstance(v, float) else v) for k, v in r.items()} for r in rows], cols)
+    print(f"store: {exp.store.root}")
+    return 0
