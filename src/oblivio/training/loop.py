@@ -206,7 +206,7 @@ def fit(
                 loss, logs = (out if isinstance(out, tuple) else (out, {}))
                 if not torch.isfinite(loss):
                     raise DivergenceError(
-                        f"{desc}: non-finite loss ({float(loss)}) at epoch {epoch + 1}, step {i + 1}; "
+                        f"{desc}: non-finite loss ({float(loss.detach())}) at epoch {epoch + 1}, step {i + 1}; "
                         "lower the learning rate. The original model was not modified."
                     )
                 optimizer.zero_grad(set_to_none=True)
