@@ -1,0 +1,340 @@
+"""TMU as an :class:`~oblivio.methods.base.UnlearningMethod`: ``create_method("tmu", ...)``.
+
+Pipeline (SPEC §3, docs/tmu.md): twin set from ``holdout`` (Eq. 3) → twin model(s) → twin generalisation labels
+``[M_o(x) == y]`` → NF / AF / CF features in the twin and the original problem → robust scaling fitted on the twin
+set → MLP predictor → split ``D_f`` into predicted-easy and predicted-hard → fine-tune ``M_o`` on ``D_r ∪ D_f^e``
+with true labels while driving the accuracy on ``D_f^h`` down (random labels or negative gradient), optionally
+with noise-softened targets on ``D_f^e``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ...data.base import ImageDataset
+from ...data.loader import TensorLoader, ZipLoader, stratified_sample
+from ...training.evaluate import accuracy
+from ...training.loop import StopWhen, fit
+from ...utils import eval_mode, model_device
+from ..base import UnlearningData, UnlearningMethod, register_method
+from .features import FEATURE_NAMES, AFForm, RobustScaler, af_feature, nf_feature, per_sample_loss, \
+    train_curriculum_model
+from .predictor import BALANCES, Balance, GeneralisationPredictor, train_predictor
+from .twin import build_twin_sets, generalisation_labels, train_twin_model, twin_size
+
+__all__ = ["TMU", "noise_soft_targets"]
+
+log = logging.getLogger("oblivio.methods.tmu")
+
+HardMode = Literal["random-label", "neggrad"]
+HARD_MODES = ("random-label", "neggrad")
+
+
+@torch.no_grad()
+def noise_soft_targets(model: nn.Module, dataset: ImageDataset, *, sigma: float, copies: int = 8, mix: float = 0.5,
+                       seed: int = 0, batch_size: int = 256) -> torch.Tensor:
+    """Targets ``(1 − mix) · onehot(y) + mix · mean_k softmax(model(clamp(x + N(0, σ²))))``, ``[N, C]``.
+
+    The model's average prediction on ``copies`` Gaussian-perturbed copies of each image (clamped to [0, 1]) is
+    what it would say about a nearby unseen image, so a member trained toward it gets a test-like, rather than a
+    memorised, loss (TMU's noise-perturbed fine-tuning, our design: see docs/tmu.md).
+
+    Args:
+        model: the model whose predictions soften the targets (TMU: ``M_o``), run in eval mode without gradients.
+        dataset: the samples (labels give the one-hot part).
+        sigma: noise standard deviation in [0, 1] pixel units (0: the plain one-hot labels).
+        copies: noisy copies per image (K).
+        mix: weight of the noisy average (0: plain labels, 1: the noisy average only).
+        seed: noise seed.
+        batch_size: inference batch size.
+    """
+    if not 0 <= mix <= 1:
+        raise ValueError(f"mix must be in [0, 1], got {mix}")
+    n_cls = dataset.num_classes
+    onehot = F.one_hot(dataset.labels, n_cls).float()
+    if sigma <= 0 or mix == 0 or len(dataset) == 0:
+        return onehot
+    device = model_device(model)
+    gen = torch.Generator().manual_seed(int(seed))
+    avg = []
+    with eval_mode(model):
+        for batch in TensorLoader(dataset, batch_size=batch_size, device=device):
+            acc = torch.zeros(batch.x.shape[0], n_cls, device=device)
+            for _ in range(copies):
+                noise = torch.randn(batch.x.shape, generator=gen).to(device) * sigma
+                acc += model((batch.x + noise).clamp(0.0, 1.0)).float().softmax(1)
+            avg.append((acc / copies).cpu())
+    return (1 - mix) * onehot + mix * torch.cat(avg)
+
+
+def _random_other_labels(labels: torch.Tensor, num_classes: int, seed: int) -> torch.Tensor:
+    """A uniformly random label different from the true one, per sample."""
+    gen = torch.Generator().manual_seed(int(seed))
+    shift = torch.randint(1, num_classes, labels.shape, generator=gen)
+    return (labels + shift) % num_classes
+
+
+@register_method("tmu")
+@dataclass(kw_only=True)
+class TMU(UnlearningMethod):
+    """Twin Machine Unlearning (Ji et al.): aligned unlearning through a twin problem with known gold labels.
+
+    The twin set ``D_tw`` is drawn from ``holdout`` (unseen images disjoint from the evaluation test split),
+    our stand-in for the paper's test images. Defaults: paper values where the paper gives them (feature
+    definitions, ε = 4/255, MLP 64-32, SGD 0.01 / 0.9 / 5e-4, 100 epochs, 30% of the data for CF), otherwise
+    ours, chosen to keep the method cheap (a few seconds on sklearn digits); see docs/tmu.md for each one.
+
+    Args:
+        twin_size: ``|D_tw|`` (None: Eq. 3, ``|D_f| (|D_r| + |D_f|) / |D_r|``).
+        n_twins: number of twin problems on disjoint ``D_tw`` samples; their labelled examples are pooled (ours).
+        twin_augment: augmentation for the twin set when ``holdout`` has too few images (``flip``, ``crop[N]``,
+            ``noise`` joined by ``+``).
+        twin_epochs: epoch cap of the twin fine-tuning (ours).
+        twin_lr: twin fine-tuning learning rate (SGD, momentum 0.9, weight decay 5e-4; the paper's optimiser).
+        twin_batch_size: replay batch size of the twin fine-tuning.
+        twin_replay_fraction: fraction of ``D_r ∪ D_f`` replayed per twin epoch (ours).
+        twin_target: accuracy on ``D_tw`` that ends the twin fine-tuning (None: ``acc(M_o, D_f)``, paper).
+        features: which of ``"nf"``, ``"af"``, ``"cf"`` feed the predictor (paper: all three).
+        nf_k: neighbours of the nearest-distance feature (paper: 5).
+        af_eps: PGD budget in [0, 1] pixel units (paper: 4/255).
+        af_steps: PGD steps (ours: 5, of size ``af_eps / 3``).
+        af_random_start: PGD random start (ours: off, deterministic).
+        af_form: ``"kl"`` (cross-entropy minus the attacked prediction's entropy, zero without attack; default)
+            or ``"ce"`` (the paper's raw ``H(s(x̃), s(x))``).
+        cf_epochs: epochs of the curriculum model (paper: 1 or 2).
+        cf_fraction: fraction of ``D_r ∪ D_f`` in the curriculum training set (paper: 30%), plus ``D_f`` and the
+            twin set(s).
+        cf_lr: curriculum model learning rate (ours).
+        cf_batch_size: curriculum model batch size (ours).
+        predictor_hidden: MLP hidden sizes (paper: 64, 32).
+        predictor_lr: predictor learning rate (paper: 0.01).
+        predictor_epochs: predictor epochs (paper: 100).
+        predictor_batch_size: predictor batch size (ours: 16; None = full batch).
+        balance: class-imbalance rule of the predictor: ``"threshold"`` (default), ``"weights"`` or ``"none"``.
+        hard_mode: how ``D_f^h`` accuracy is lowered: ``"random-label"`` (paper's default) or ``"neggrad"``.
+        hard_target: stop once accuracy on ``D_f^h`` is at or below this (ours: 0, since a predicted-hard
+            sample is one the gold model is predicted to misclassify).
+        hard_weight: weight of the ``D_f^h`` term in the loss.
+        epochs: epoch cap of the aligned unlearning.
+        lr: aligned unlearning learning rate (SGD, momentum 0.9, weight decay 5e-4).
+        batch_size: batch size over ``D_r ∪ D_f^e``.
+        retain_fraction: fraction of ``D_r ∪ D_f^e`` seen per unlearning epoch (ours).
+        noise_sigma: noise-perturbed variant: σ of the Gaussian pixel noise (0 = off; e.g. 0.1).
+        noise_copies: noisy copies per ``D_f^e`` image (K).
+        noise_mix: weight of the noisy average in the softened ``D_f^e`` targets.
+        grad_clip: gradient-norm clip of the aligned unlearning (guards negative gradient).
+    """
+
+    source = "Ji et al., Towards Aligned Data Removal via Twin Machine Unlearning (TMU), §4-5; ours where noted"
+    needs_holdout = True
+
+    twin_size: int | None = None
+    n_twins: int = 1
+    twin_augment: str = "crop+flip+noise"
+    twin_epochs: int = 30
+    twin_lr: float = 0.01
+    twin_batch_size: int = 64
+    twin_replay_fraction: float = 0.1
+    twin_target: float | None = None
+    features: tuple[str, ...] = FEATURE_NAMES
+    nf_k: int = 5
+    af_eps: float = 4 / 255
+    af_steps: int = 5
+    af_random_start: bool = False
+    af_form: AFForm = "kl"
+    cf_epochs: int = 1
+    cf_fraction: float = 0.3
+    cf_lr: float = 0.05
+    cf_batch_size: int = 32
+    predictor_hidden: tuple[int, ...] = (64, 32)
+    predictor_lr: float = 0.01
+    predictor_epochs: int = 100
+    predictor_batch_size: int | None = 16
+    balance: Balance = "threshold"
+    hard_mode: HardMode = "random-label"
+    hard_target: float = 0.0
+    hard_weight: float = 1.0
+    epochs: int = 10
+    lr: float = 0.01
+    batch_size: int = 64
+    retain_fraction: float = 0.3
+    noise_sigma: float = 0.0
+    noise_copies: int = 8
+    noise_mix: float = 0.5
+    grad_clip: float | None = 5.0
+
+    def __post_init__(self) -> None:
+        self.features = tuple(str(f).lower() for f in self.features)
+        bad = [f for f in self.features if f not in FEATURE_NAMES]
+        if bad or not self.features or len(set(self.features)) != len(self.features):
+            raise ValueError(f"features must be a non-empty set of {FEATURE_NAMES}, got {self.features}")
+        if self.hard_mode not in HARD_MODES:
+            raise ValueError(f"unknown hard_mode {self.hard_mode!r}; use one of {', '.join(HARD_MODES)}")
+        if self.balance not in BALANCES:
+            raise ValueError(f"unknown balance {self.balance!r}; use one of {', '.join(BALANCES)}")
+        if self.af_form not in ("kl", "ce"):
+            raise ValueError(f"unknown af_form {self.af_form!r}; use 'kl' or 'ce'")
+        if self.n_twins < 1:
+            raise ValueError(f"n_twins must be >= 1, got {self.n_twins}")
+        if self.twin_size is not None and self.twin_size < 1:
+            raise ValueError(f"twin_size must be positive (or None for Eq. 3), got {self.twin_size}")
+        for name in ("twin_replay_fraction", "cf_fraction", "retain_fraction"):
+            if not 0 < getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in (0, 1], got {getattr(self, name)}")
+        if self.noise_sigma < 0 or not 0 <= self.noise_mix <= 1 or self.noise_copies < 1:
+            raise ValueError("noise_sigma must be >= 0, noise_mix in [0, 1] and noise_copies >= 1")
+        self.predictor_hidden = tuple(int(h) for h in self.predictor_hidden)
+
+    # ------------------------------------------------------------------ features
+    def _problem_features(self, model: nn.Module, forget: ImageDataset, remain: ImageDataset,
+                          curriculum: nn.Module | None, seed: int) -> torch.Tensor:
+        cols = []
+        for name in self.features:
+            if name == "nf":
+                cols.append(nf_feature(model, forget, remain, k=self.nf_k))
+            elif name == "af":
+                cols.append(af_feature(model, forget, eps=self.af_eps, steps=self.af_steps,
+                                       random_start=self.af_random_start, form=self.af_form, seed=seed))
+            else:
+                cols.append(per_sample_loss(curriculum, forget))  # type: ignore[arg-type]
+        return torch.stack(cols, 1)
+
+    # ------------------------------------------------------------------ the method
+    def _unlearn(self, model: nn.Module, data: UnlearningData, *, seed: int, progress: bool) -> nn.Module:
+        forget, retain, holdout = data.forget, data.retain, data.holdout
+        assert holdout is not None  # checked by needs_holdout
+        info = self.info
+        size = self.twin_size or twin_size(len(forget), len(retain))
+        twins = build_twin_sets(forget, holdout, size=size, n_twins=self.n_twins, seed=seed,
+                                augment=self.twin_augment)
+        info.update(twin_size=size, n_twins=self.n_twins, twin_augmented=[t.n_augmented for t in twins],
+                    features=list(self.features))
+
+        # 1. twin models and twin generalisation labels ([M_o(x) == y]: M_o is the twin problem's gold model)
+        replay = retain.concat(forget, name="train")
+        twin_models, twin_labels, twin_infos = [], [], []
+        for i, tw in enumerate(twins):
+            m_t, t_info = train_twin_model(
+                model, retain=retain, forget=forget, twin=tw.data, epochs=self.twin_epochs, lr=self.twin_lr,
+                batch_size=self.twin_batch_size, replay_fraction=self.twin_replay_fraction,
+                target_accuracy=self.twin_target, seed=seed + 101 * i, progress=progress)
+            twin_models.append(m_t)
+            twin_infos.append(t_info)
+            twin_labels.append(generalisation_labels(model, tw.data))
+        labels_tw = torch.cat(twin_labels)
+        info.update(twin_epochs=[t["epochs"] for t in twin_infos],
+                    twin_accuracy=[t["twin_accuracy"] for t in twin_infos],
+                    twin_target_accuracy=twin_infos[0]["target_accuracy"],
+                    twin_reached=[t["reached"] for t in twin_infos],
+                    twin_easy_rate=float(labels_tw.float().mean()))
+
+        # 2. features (one curriculum model for both problems)
+        curriculum = None
+        if "cf" in self.features:
+            part = replay.subset(stratified_sample(replay, self.cf_fraction, seed=seed))
+            cf_set = part.concat(forget)
+            for tw in twins:
+                cf_set = cf_set.concat(tw.data)
+            curriculum = train_curriculum_model(model, cf_set, epochs=self.cf_epochs, lr=self.cf_lr,
+                                                batch_size=self.cf_batch_size, seed=seed, progress=progress)
+        raw_tw = torch.cat([self._problem_features(m_t, tw.data, replay, curriculum, seed)
+                            for m_t, tw in zip(twin_models, twins)])
+        raw_f = self._problem_features(model, forget, retain, curriculum, seed)
+        scaler = RobustScaler.fit(raw_tw)
+        x_tw, x_f = scaler.transform(raw_tw), scaler.transform(raw_f)
+        del twin_models, curriculum
+
+        # 3. predictor
+        predictor = train_predictor(x_tw, labels_tw, hidden=self.predictor_hidden, lr=self.predictor_lr,
+                                    epochs=self.predictor_epochs, batch_size=self.predictor_batch_size,
+                                    balance=self.balance, seed=seed)
+        predicted = predictor.predict(x_f)
+        info.update(predictor_train_accuracy=predictor.train_accuracy, predictor_threshold=predictor.threshold,
+                    predictor_constant=predictor.constant,
+                    predicted_easy=int(predicted.sum()), predicted_hard=int((predicted == 0).sum()),
+                    predicted_labels=predicted.tolist(), forget_ids=forget.ids.tolist(),  # type: ignore[union-attr]
+                    twin_features=x_tw.tolist(), twin_labels=labels_tw.tolist(), forget_features=x_f.tolist(),
+                    twin_features_raw=raw_tw.tolist(), forget_features_raw=raw_f.tolist())
+        self.predictor = predictor
+
+        # 4-5. aligned unlearning
+        return self.aligned_unlearn(model, forget=forget, retain=retain, predicted=predicted, seed=seed, progress=progress)
+
+    def aligned_unlearn(self, model: nn.Module, *, forget: ImageDataset, retain: ImageDataset,
+                        predicted: torch.Tensor, seed: int = 0, progress: bool = False) -> nn.Module:
+        """Steps 4-5 alone, in place on ``model``: keep ``predicted == 1`` samples, unlearn ``predicted == 0`` ones.
+
+        Fine-tunes on ``D_r ∪ D_f^e`` (true labels, noise-softened when ``noise_sigma > 0``) while lowering the
+        accuracy on ``D_f^h`` (``hard_mode``) until it is at most ``hard_target`` or ``epochs`` have run. Writes
+        ``unlearn_epochs``, ``acc_forget_hard`` and ``acc_forget_easy`` to ``self.info``.
+
+        Args:
+            model: the model to fine-tune (modified in place and returned).
+            forget: ``D_f``.
+            retain: ``D_r``.
+            predicted: ``[|D_f|]`` predicted generalisation labels (1 = easy, 0 = hard).
+            seed: data-order, random-label and noise seed.
+            progress: progress bar.
+        """
+        info = self.info
+        predicted = torch.as_tensor(predicted).long().reshape(-1)
+        if predicted.numel() != len(forget):
+            raise ValueError(f"{predicted.numel()} predicted labels for {len(forget)} forget samples")
+        easy = forget.subset(torch.nonzero(predicted == 1).squeeze(1), name="forget-easy")
+        hard = forget.subset(torch.nonzero(predicted == 0).squeeze(1), name="forget-hard")
+        if len(hard) == 0:
+            info.update(unlearn_epochs=0, acc_forget_hard=float("nan"), acc_forget_easy=accuracy(model, easy),
+                        note="no predicted-hard samples: the model is returned unchanged")
+            return model
+        start = accuracy(model, hard)
+        info["acc_forget_hard_start"] = start
+        if start <= self.hard_target:
+            info.update(unlearn_epochs=0, acc_forget_hard=start, acc_forget_easy=accuracy(model, easy))
+            return model
+        device = model_device(model)
+        train_set = retain.concat(easy, name="retain+easy") if len(easy) else retain
+        targets = None
+        if self.noise_sigma > 0 and len(easy):
+            soft = noise_soft_targets(model, easy, sigma=self.noise_sigma, copies=self.noise_copies,
+                                      mix=self.noise_mix, seed=seed)
+            targets = torch.cat([F.one_hot(retain.labels, retain.num_classes).float(), soft]).to(device)
+        hard_labels = (_random_other_labels(hard.labels, hard.num_classes, seed)
+                       if self.hard_mode == "random-label" else hard.labels)
+        loaders = ZipLoader({
+            "train": TensorLoader(train_set, batch_size=self.batch_size, shuffle=True, fraction=self.retain_fraction,
+                                  seed=seed, device=device),
+            "hard": TensorLoader(hard, batch_size=min(self.batch_size, len(hard)), shuffle=True, seed=seed + 1,
+                                 device=device, labels=hard_labels),
+        }, primary="train")
+        sign = -1.0 if self.hard_mode == "neggrad" else 1.0
+
+        def loss_fn(m: nn.Module, batch):
+            tb, hb = batch["train"], batch["hard"]
+            logits = m(torch.cat([tb.x, hb.x]))
+            lt, lh = logits[: tb.x.shape[0]], logits[tb.x.shape[0]:]
+            if targets is None:
+                loss_train = F.cross_entropy(lt, tb.y)
+            else:
+                loss_train = -(targets[tb.index.to(device)] * lt.log_softmax(1)).sum(1).mean()
+            ce_hard = F.cross_entropy(lh, hb.y, reduction="none")
+            if self.hard_mode == "neggrad":  # ascend only on hard samples still classified correctly
+                ce_hard = ce_hard * (lh.detach().argmax(1) == hb.y).float()
+            # one mean over the joint batch: the hard samples weigh by their count, not as half of the loss
+            n_t, n_h = tb.x.shape[0], hb.x.shape[0]
+            loss = (loss_train * n_t + sign * self.hard_weight * ce_hard.sum()) / (n_t + n_h)
+            return loss, {"loss_hard": float(ce_hard.detach().mean())}
+
+        stop = StopWhen("acc_forget_hard", lambda m: accuracy(m, hard), lambda v: v <= self.hard_target)
+        opt = torch.optim.SGD(model.parameters(), lr=self.lr, momentum=0.9, weight_decay=5e-4)
+        result = fit(model, loaders, epochs=self.epochs, optimizer=opt, loss_fn=loss_fn, callbacks=[stop],
+                     grad_clip=self.grad_clip, progress=progress, desc="tmu unlearn")
+        info.update(unlearn_epochs=result.epochs_run, unlearn_stopped_early=result.stopped_early,
+                    acc_forget_hard=accuracy(model, hard), acc_forget_easy=accuracy(model, easy) if len(easy) else
+                    float("nan"), unlearn_history=result.history)
+        return model
