@@ -8,7 +8,8 @@ from .base import (METHODS, UnlearningData, UnlearningError, UnlearningMethod, c
                    register_method, unlearn)
 
 # Each module registers its method(s) on import. Add new modules here.
-_METHOD_MODULES: list[str] = ["tmu"]
+_METHOD_MODULES: list[str] = ["retrain", "finetune", "neggrad", "neggrad_plus", "random_label", "bad_teacher", "scrub",
+                               "salun", "two_stage", "tmu"]
 
 for _module in _METHOD_MODULES:
     importlib.import_module(f"{__name__}.{_module}")

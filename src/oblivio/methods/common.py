@@ -1,0 +1,247 @@
+"""Pieces the unlearning methods share: optimisers, loaders, frozen teachers, re-initialisation, losses, stops.
+
+Every method trains through :func:`oblivio.training.loop.fit`; this module only holds the small parts several
+methods need, so that no method repeats them.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import math
+from typing import Any, Callable, Iterator, Literal, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data.base import ImageDataset
+from ..data.loader import Batch, TensorLoader
+from ..training.evaluate import accuracy
+from ..training.loop import Callback, StopWhen
+from ..utils import model_device
+
+OptimizerName = Literal["sgd", "adam"]
+
+
+_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "epochs": (lambda v: int(v) == v and v >= 0, "an integer >= 0"),
+    "lr": (lambda v: math.isfinite(v) and v > 0, "a positive number"),
+    "batch_size": (lambda v: int(v) == v and v >= 1, "an integer >= 1"),
+    "momentum": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "weight_decay": (lambda v: math.isfinite(v) and v >= 0, "a number >= 0"),
+    "temperature": (lambda v: math.isfinite(v) and v > 0, "a positive number"),
+    "optimizer": (lambda v: v in ("sgd", "adam"), "'sgd' or 'adam'"),
+}
+
+
+def check_hparams(method: Any, **extra: tuple[Callable[[Any], bool], str]) -> None:
+    """Validate a method's hyper-parameters at construction, failing with the name, the value and what is allowed.
+
+    Common names (``epochs``, ``lr``, ``batch_size``, ``momentum``, ``weight_decay``, ``temperature``,
+    ``optimizer``) are checked when the method has them; ``extra`` adds ``name=(predicate, description)`` rules.
+
+    Raises:
+        ValueError: a hyper-parameter is out of range.
+    """
+    for name, (ok, allowed) in {**_RULES, **extra}.items():
+        if not hasattr(method, name):
+            continue
+        value = getattr(method, name)
+        if value is None and name not in _RULES:
+            continue
+        try:
+            good = bool(ok(value))
+        except (TypeError, ValueError):
+            good = False
+        if not good:
+            raise ValueError(f"{type(method).__name__}: {name} must be {allowed}, got {value!r}")
+
+
+def make_optimizer(params: Any, *, optimizer: OptimizerName = "sgd", lr: float, momentum: float = 0.9,
+                   weight_decay: float = 5e-4) -> torch.optim.Optimizer:
+    """SGD (with momentum) or Adam over ``params``.
+
+    Args:
+        params: parameters (or parameter groups) to optimise.
+        optimizer: ``"sgd"`` or ``"adam"``.
+        lr: learning rate.
+        momentum: SGD momentum (ignored by Adam).
+        weight_decay: L2 weight decay.
+
+    Raises:
+        ValueError: an unknown optimiser name or a non-positive learning rate.
+    """
+    if lr <= 0 or not math.isfinite(lr):
+        raise ValueError(f"lr must be a positive number, got {lr}")
+    if optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if optimizer == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
+
+
+def make_loader(dataset: ImageDataset, model: nn.Module, *, batch_size: int, seed: int, shuffle: bool = True,
+                labels: torch.Tensor | None = None, fraction: float = 1.0, augment: str | None = None) -> TensorLoader:
+    """A :class:`TensorLoader` whose batches go to the model's device."""
+    return TensorLoader(dataset, batch_size=batch_size, shuffle=shuffle, seed=seed, device=model_device(model),
+                        labels=labels, fraction=fraction, augment=augment)
+
+
+def frozen_copy(model: nn.Module) -> nn.Module:
+    """A deep copy of ``model`` in eval mode with gradients off (a teacher)."""
+    teacher = copy.deepcopy(model).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
+
+
+@torch.no_grad()
+def reinitialise(model: nn.Module) -> nn.Module:
+    """Draw fresh weights for ``model`` in place (from the global torch RNG) and return it.
+
+    Every sub-module with ``reset_parameters`` (convolutions, linear layers, normalisation layers, including
+    BatchNorm running statistics) is reset; then the model's own ``_init_weights`` scheme, when it has one (the
+    oblivio ResNet, All-CNN-C and ViT do), is applied on top, so the weights follow the same distribution as a freshly
+    built model. Its required arguments are read from same-named model attributes (``False`` when absent: ResNet's
+    ``zero_init_residual``). Buffers that are not statistics (the input normalisation's mean / std) are kept.
+    """
+    for module in model.modules():
+        reset = getattr(module, "reset_parameters", None)
+        if callable(reset) and module is not model:
+            reset()
+    init = getattr(model, "_init_weights", None)
+    if callable(init):
+        kwargs = {name: getattr(model, name, False) for name, p in inspect.signature(init).parameters.items()
+                  if p.default is inspect.Parameter.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        init(**kwargs)
+    return model
+
+
+def random_wrong_labels(labels: torch.Tensor, num_classes: int, *, generator: torch.Generator) -> torch.Tensor:
+    """A uniformly random label different from the true one, for every sample.
+
+    Example:
+        >>> y = torch.tensor([0, 1, 2, 2])
+        >>> z = random_wrong_labels(y, 3, generator=torch.Generator().manual_seed(0))
+        >>> bool((z != y).all()), bool(((z >= 0) & (z < 3)).all())
+        (True, True)
+    """
+    if num_classes < 2:
+        raise ValueError("random wrong labels need at least two classes")
+    shift = torch.randint(1, num_classes, labels.shape, generator=generator)
+    return (labels.cpu() + shift) % num_classes
+
+
+def relabelled_union(retain: ImageDataset, forget: ImageDataset, *, seed: int,
+                     name: str = "retain+forget(random labels)") -> tuple[ImageDataset, torch.Tensor]:
+    """``D_r ∪ D_f`` where every forget sample carries a random wrong label (drawn once, seeded).
+
+    Returns:
+        The union (retain first, then forget) and the random labels given to the forget samples.
+    """
+    wrong = random_wrong_labels(forget.labels, forget.num_classes, generator=torch.Generator().manual_seed(seed))
+    return retain.concat(forget.with_labels(wrong), name=name), wrong
+
+
+def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0,
+            *, scale: bool = True) -> torch.Tensor:
+    """Hinton distillation loss ``KL(softmax(t/T) || softmax(s/T))``, batch mean, times ``T²`` when ``scale``.
+
+    Example:
+        >>> z = torch.randn(4, 3)
+        >>> float(kd_loss(z, z, 2.0)) == 0.0
+        True
+    """
+    t = float(temperature)
+    if t <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    log_p_student = F.log_softmax(student_logits / t, dim=1)
+    log_p_teacher = F.log_softmax(teacher_logits / t, dim=1)
+    kl = F.kl_div(log_p_student, log_p_teacher, reduction="batchmean", log_target=True)
+    return kl * (t * t) if scale else kl
+
+
+def forget_accuracy_stop(forget: ImageDataset, target: float, *, name: str = "forget_acc") -> StopWhen:
+    """Stop training at the end of the first epoch where accuracy on ``forget`` is at or below ``target``."""
+    return StopWhen(name, lambda m: accuracy(m, forget), lambda value: value <= target)
+
+
+class Phases:
+    """Loaders run one after the other within an epoch, each batch tagged with its phase: ``{tag: Batch}``.
+
+    A phase may be active only in some epochs (SCRUB's max-steps stop after ``msteps`` epochs). ``fit`` calls
+    :meth:`set_epoch`, so the length and content follow the epoch.
+
+    Args:
+        phases: ``(tag, loader, active)`` triples; ``active(epoch) -> bool`` (``None`` = every epoch).
+    """
+
+    def __init__(self, phases: Sequence[tuple[str, TensorLoader, Callable[[int], bool] | None]]) -> None:
+        self.phases = list(phases)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+        for _, loader, _ in self.phases:
+            loader.set_epoch(epoch)
+
+    def _active(self) -> list[tuple[str, TensorLoader]]:
+        return [(tag, loader) for tag, loader, active in self.phases if active is None or active(self.epoch)]
+
+    def __len__(self) -> int:
+        return sum(len(loader) for _, loader in self._active())
+
+    def __iter__(self) -> Iterator[dict[str, Batch]]:
+        for tag, loader in self._active():
+            for batch in loader:
+                yield {tag: batch}
+
+
+class EpochCounter:
+    """Wrap a loader so the current epoch is readable while ``fit`` iterates it (for epoch-dependent losses)."""
+
+    def __init__(self, loader: TensorLoader) -> None:
+        self.loader = loader
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+        self.loader.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[Batch]:
+        return iter(self.loader)
+
+
+class RestoreOutsideMask(Callback):
+    """After every optimiser step, put every weight outside ``mask`` back to its value at the start of training.
+
+    Masking gradients alone is not enough: weight decay and momentum still move a parameter whose gradient is
+    zero. Restoring after each step keeps those weights bit-identical.
+
+    Args:
+        masks: ``{parameter name: bool tensor}``; ``True`` = trainable. Parameters without an entry are frozen.
+    """
+
+    def __init__(self, masks: dict[str, torch.Tensor]) -> None:
+        self.masks = masks
+        self.originals: dict[str, torch.Tensor] = {}
+
+    def on_train_start(self, model, state):  # noqa: D102
+        self.originals = {name: p.detach().clone() for name, p in model.named_parameters()}
+
+    @torch.no_grad()
+    def after_step(self, model, optimizer, state):  # noqa: D102
+        for name, p in model.named_parameters():
+            mask = self.masks.get(name)
+            if mask is None:
+                p.copy_(self.originals[name])
+            else:
+                p.copy_(torch.where(mask, p, self.originals[name]))
+
+
+__all__ = ["EpochCounter", "Phases", "RestoreOutsideMask", "check_hparams", "forget_accuracy_stop", "frozen_copy", "kd_loss",
+           "make_loader", "make_optimizer", "random_wrong_labels", "reinitialise", "relabelled_union"]
