@@ -1,0 +1,94 @@
+"""``oblivio bench NAME``: run (or resume) a named benchmark and write results JSONL, markdown and HTML.
+
+Example::
+
+    oblivio bench tmu-table1 --preset cpu --classes 0,1,2 --seeds 3 --workers 2 --out results/tmu-table1
+    oblivio bench forget-quality --preset cpu --n-models 16 --ray-address local
+    oblivio bench --list
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+from .common import add_experiment_args, config_from_args
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("bench", help="run a named benchmark that reproduces a paper's table",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("name", nargs="?", help="benchmark name (see --list)")
+    p.add_argument("--list", action="store_true", help="list the benchmarks and exit")
+    p.add_argument("--classes", type=_int_list, help="forget classes, e.g. 0,1,2 (default: the benchmark's)")
+    p.add_argument("--seeds", type=int, default=1, help="replicates, each with its own training / gold / "
+                                                         "unlearning / evaluation seeds (default 1)")
+    p.add_argument("--methods", help="comma-separated method names replacing the benchmark's list")
+    p.add_argument("--count", type=int, default=100, help="images per class-subset request (default 100)")
+    p.add_argument("--n-models", type=int, default=16, help="forget-quality: models per side (default 16)")
+    p.add_argument("--scenario", help="forget-quality: the forget request (default random:0.1)")
+    p.add_argument("--workers", type=int, default=1, help="cells at a time in a local process pool (default 1)")
+    p.add_argument("--threads-per-worker", type=int, help="torch threads per worker (default cores // workers)")
+    p.add_argument("--ray-address", help="run on Ray: 'local' starts a local instance, else a cluster address")
+    p.add_argument("--ray-gpus", type=float, default=0, help="GPUs Ray reserves per cell (default 0)")
+    p.add_argument("--import", dest="imports", action="append", default=[],
+                   help="module to import in every worker first (plugins registering methods); repeatable")
+    p.add_argument("--out", help="output folder (default results/NAME)")
+    p.add_argument("--no-plots", action="store_true", help="no figures in the HTML report")
+    add_experiment_args(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..experiments.bench import BenchSettings, get_benchmark, list_benchmarks, run_benchmark
+
+    if args.list or not args.name:
+        for name in list_benchmarks():
+            print(f"{name:16s} {get_benchmark(name).description}")
+        return 0 if args.list else 2
+    get_benchmark(args.name)  # fail early on an unknown name
+    out = args.out or f"results/{args.name}"
+    settings = BenchSettings(classes=args.classes, seeds=args.seeds,
+                             methods=[m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None,
+                             count=args.count, n_models=args.n_models, scenario=args.scenario)
+    argv = sys.argv[1:] if sys.argv and sys.argv[0].endswith(("oblivio", "__main__.py")) else None
+    command = "oblivio " + shlex.join(argv) if argv and "bench" in argv else _command(args, out)
+    result = run_benchmark(args.name, config_from_args(args), out=out, settings=settings, command=command,
+                           plots=not args.no_plots, store=args.store, workers=args.workers,
+                           threads_per_worker=args.threads_per_worker, ray_address=args.ray_address,
+                           ray_num_gpus=args.ray_gpus, device=args.device, imports=args.imports)
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
+    if result.main_table is not None:
+        print(result.main_table.to_text())
+    else:
+        print("no finished runs to tabulate")
+    print(f"\nresults: {result.results}\nreport:  {result.files.markdown}\n         {result.files.html}")
+    print(f"reproduce: {command}")
+    if result.errors:
+        print(f"{len(result.errors)} cells failed (see {result.results}); a rerun retries them", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _command(args: argparse.Namespace, out: str) -> str:
+    parts = ["oblivio", "bench", args.name, "--preset", args.preset]
+    if args.classes is not None:
+        parts += ["--classes", ",".join(map(str, args.classes))]
+    parts += ["--seeds", str(args.seeds)]
+    if args.methods:
+        parts += ["--methods", args.methods]
+    if args.name == "forget-quality":
+        parts += ["--n-models", str(args.n_models)] + (["--scenario", args.scenario] if args.scenario else [])
+    if args.seed is not None:
+        parts += ["--seed", str(args.seed)]
+    parts += ["--out", out]
+    return shlex.join(parts)

@@ -1,0 +1,124 @@
+"""Figures for benchmark reports (matplotlib, the optional extra ``oblivio[plot]``).
+
+Every function takes result rows (see :mod:`oblivio.experiments.runner`) and returns PNG bytes, ready to embed
+in the HTML report. matplotlib is imported on first use with the non-interactive ``Agg`` backend.
+"""
+
+from __future__ import annotations
+
+import io
+from collections import defaultdict
+from typing import Any, Sequence
+
+import numpy as np
+
+
+def require_matplotlib():
+    """``matplotlib.pyplot`` on the Agg backend, or an ImportError saying how to install it."""
+    try:
+        import matplotlib
+    except ImportError as exc:
+        raise ImportError("plots need the optional dependency matplotlib: pip install 'oblivio[plot]'") from exc
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(fig) -> bytes:
+    plt = require_matplotlib()
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _mean_std(values: Sequence[Any]) -> tuple[float, float]:
+    xs = np.asarray([float(v) for v in values if isinstance(v, (int, float)) and np.isfinite(v)], dtype=np.float64)
+    if xs.size == 0:
+        return float("nan"), float("nan")
+    return float(xs.mean()), float(xs.std(ddof=1)) if xs.size > 1 else 0.0
+
+
+def grouped_bars(categories: Sequence[str], series: dict[str, tuple[Sequence[float], Sequence[float]]], *,
+                 ylabel: str, title: str = "") -> bytes:
+    """Grouped bar chart with error bars: one group per category, one bar per series ``{label: (means, stds)}``."""
+    plt = require_matplotlib()
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(categories) * max(1, len(series)) / 2), 3.6))
+    width = 0.8 / max(1, len(series))
+    x = np.arange(len(categories))
+    for i, (label, (means, stds)) in enumerate(series.items()):
+        ax.bar(x + (i - (len(series) - 1) / 2) * width, means, width, yerr=stds, label=label, capsize=2)
+    ax.set_xticks(x)
+    ax.set_xticklabels(categories, rotation=30 if len(categories) > 6 else 0, ha="right" if len(categories) > 6 else "center")
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize="small", ncol=min(4, max(1, len(series))))
+    ax.grid(axis="y", alpha=0.3)
+    return _png(fig)
+
+
+def metric_by_class(rows: Sequence[dict], key: str, *, ylabel: str, scale: float = 1.0) -> bytes:
+    """Mean ± std of ``metrics[key]`` per forget class (groups) and method (bars)."""
+    classes = sorted({r["forget_class"] for r in rows if r.get("forget_class") is not None}, key=str)
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    series = {}
+    for m in methods:
+        stats = [_mean_std([(r.get("metrics") or {}).get(key) for r in rows
+                            if r["method"] == m and r.get("forget_class") == k]) for k in classes]
+        series[m] = ([scale * s[0] for s in stats], [scale * s[1] for s in stats])
+    return grouped_bars([str(k) for k in classes], series, ylabel=ylabel)
+
+
+def delta_by_class(rows: Sequence[dict]) -> bytes:
+    """δ = |ACC_Df(M_u) − ACC_Df(M_g)| in percent, per forget class and method."""
+    return metric_by_class(rows, "delta_forget", ylabel="δ (percentage points)", scale=100.0)
+
+
+def label_accuracy_vs_size(entries: Sequence[tuple[str, float, dict]]) -> bytes:
+    """Predictor label accuracy against ``|D_f|``, one line per feature set (TMU Figure 3)."""
+    plt = require_matplotlib()
+    groups: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for fs, acc, row in entries:
+        groups[fs][int(row.get("n_forget") or 0)].append(acc)
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for fs, by_n in groups.items():
+        ns = sorted(by_n)
+        stats = [_mean_std(by_n[n]) for n in ns]
+        ax.errorbar(ns, [100 * s[0] for s in stats], yerr=[100 * s[1] for s in stats], marker="o", capsize=2, label=fs)
+    ax.set_xlabel("|D_f|")
+    ax.set_ylabel("label accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return _png(fig)
+
+
+def neutralisation_vs_ratio(rows: Sequence[dict]) -> bytes:
+    """Neutralisation epochs against the forget ratio (two-stage Table 5), one line per method."""
+    from .report import NEUTRALISATION_KEYS
+
+    plt = require_matplotlib()
+    groups: dict[str, dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        info = r.get("info") or {}
+        v = next((info[k] for k in NEUTRALISATION_KEYS if k in info), None)
+        nf, nr = r.get("n_forget"), r.get("n_retain")
+        if v is None or not nf or nr is None:
+            continue
+        groups[r["method"]][round(100 * nf / (nf + nr), 2)].append(v)
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for m, by_ratio in groups.items():
+        xs = sorted(by_ratio)
+        stats = [_mean_std(by_ratio[x]) for x in xs]
+        ax.errorbar(xs, [s[0] for s in stats], yerr=[s[1] for s in stats], marker="o", capsize=2, label=m)
+    ax.set_xlabel("forget ratio (%)")
+    ax.set_ylabel("neutralisation epochs")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return _png(fig)
+
+
+__all__ = ["delta_by_class", "grouped_bars", "label_accuracy_vs_size", "metric_by_class", "neutralisation_vs_ratio",
+           "require_matplotlib"]
