@@ -120,7 +120,8 @@ class TMU(UnlearningMethod):
         hard_mode: how ``D_f^h`` accuracy is lowered: ``"random-label"`` (paper's default) or ``"neggrad"``.
         hard_target: stop once accuracy on ``D_f^h`` is at or below this (ours: 0, since a predicted-hard
             sample is one the gold model is predicted to misclassify).
-        hard_weight: weight of the ``D_f^h`` term in the loss.
+        hard_weight: weight of each ``D_f^h`` sample's term in the joint-batch loss (None: 1 for random labels,
+            5 for negative gradient, whose gradient on a confidently memorised sample is tiny; tuned on digits).
         epochs: epoch cap of the aligned unlearning.
         lr: aligned unlearning learning rate (SGD, momentum 0.9, weight decay 5e-4).
         batch_size: batch size over ``D_r ∪ D_f^e``.
@@ -159,7 +160,7 @@ class TMU(UnlearningMethod):
     balance: Balance = "threshold"
     hard_mode: HardMode = "random-label"
     hard_target: float = 0.0
-    hard_weight: float = 1.0
+    hard_weight: float | None = None
     epochs: int = 10
     lr: float = 0.01
     batch_size: int = 64
@@ -298,36 +299,44 @@ class TMU(UnlearningMethod):
             info.update(unlearn_epochs=0, acc_forget_hard=start, acc_forget_easy=accuracy(model, easy))
             return model
         device = model_device(model)
-        train_set = retain.concat(easy, name="retain+easy") if len(easy) else retain
-        targets = None
+        soft = None
         if self.noise_sigma > 0 and len(easy):
             soft = noise_soft_targets(model, easy, sigma=self.noise_sigma, copies=self.noise_copies,
-                                      mix=self.noise_mix, seed=seed)
-            targets = torch.cat([F.one_hot(retain.labels, retain.num_classes).float(), soft]).to(device)
+                                      mix=self.noise_mix, seed=seed).to(device)
         hard_labels = (_random_other_labels(hard.labels, hard.num_classes, seed)
                        if self.hard_mode == "random-label" else hard.labels)
-        loaders = ZipLoader({
-            "train": TensorLoader(train_set, batch_size=self.batch_size, shuffle=True, fraction=self.retain_fraction,
-                                  seed=seed, device=device),
+        # D_r is the primary stream (a random retain_fraction per epoch); D_f^h and D_f^e are cycled beside it, so
+        # each step sees both forget parts: the hard part is pushed down while the easy part (same classes) is held
+        streams = {
+            "retain": TensorLoader(retain, batch_size=self.batch_size, shuffle=True, fraction=self.retain_fraction,
+                                   seed=seed, device=device),
             "hard": TensorLoader(hard, batch_size=min(self.batch_size, len(hard)), shuffle=True, seed=seed + 1,
                                  device=device, labels=hard_labels),
-        }, primary="train")
+        }
+        if len(easy):
+            streams["easy"] = TensorLoader(easy, batch_size=min(self.batch_size, len(easy)), shuffle=True,
+                                           seed=seed + 2, device=device)
+        loaders = ZipLoader(streams, primary="retain")
         sign = -1.0 if self.hard_mode == "neggrad" else 1.0
+        hard_weight = self.hard_weight if self.hard_weight is not None else (5.0 if sign < 0 else 1.0)
 
         def loss_fn(m: nn.Module, batch):
-            tb, hb = batch["train"], batch["hard"]
-            logits = m(torch.cat([tb.x, hb.x]))
-            lt, lh = logits[: tb.x.shape[0]], logits[tb.x.shape[0]:]
-            if targets is None:
-                loss_train = F.cross_entropy(lt, tb.y)
-            else:
-                loss_train = -(targets[tb.index.to(device)] * lt.log_softmax(1)).sum(1).mean()
+            rb, hb, eb = batch["retain"], batch["hard"], batch.get("easy")
+            parts = [rb.x, hb.x] + ([eb.x] if eb is not None else [])
+            logits = m(torch.cat(parts))
+            n_r, n_h = rb.x.shape[0], hb.x.shape[0]
+            lr_, lh, le = logits[:n_r], logits[n_r:n_r + n_h], logits[n_r + n_h:]
+            total = F.cross_entropy(lr_, rb.y, reduction="sum")
+            if eb is not None:
+                if soft is None:
+                    total = total + F.cross_entropy(le, eb.y, reduction="sum")
+                else:  # noise-perturbed variant: softened targets for the kept forget samples
+                    total = total - (soft[eb.index.to(device)] * le.log_softmax(1)).sum()
             ce_hard = F.cross_entropy(lh, hb.y, reduction="none")
             if self.hard_mode == "neggrad":  # ascend only on hard samples still classified correctly
                 ce_hard = ce_hard * (lh.detach().argmax(1) == hb.y).float()
-            # one mean over the joint batch: the hard samples weigh by their count, not as half of the loss
-            n_t, n_h = tb.x.shape[0], hb.x.shape[0]
-            loss = (loss_train * n_t + sign * self.hard_weight * ce_hard.sum()) / (n_t + n_h)
+            # one mean over the joint batch: each sample weighs the same, hard ones times hard_weight
+            loss = (total + sign * hard_weight * ce_hard.sum()) / logits.shape[0]
             return loss, {"loss_hard": float(ce_hard.detach().mean())}
 
         stop = StopWhen("acc_forget_hard", lambda m: accuracy(m, hard), lambda v: v <= self.hard_target)

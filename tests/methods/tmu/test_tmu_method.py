@@ -1,0 +1,146 @@
+"""TMU end to end: registry, validation, the run's report, aligned unlearning, noise variant, determinism,
+and the benchmark helpers (label accuracy against gold, feature ablation)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from oblivio.methods import UnlearningError, create_method, list_methods
+from oblivio.methods.tmu import (TMU, feature_ablation, generalisation_labels, label_accuracy, noise_soft_targets,
+                                 tmu_report, twin_size)
+from oblivio.metrics.alignment import delta
+from oblivio.training import accuracy
+
+
+@pytest.fixture(scope="module")
+def tmu_run(tmu_original, tmu_splits):
+    method = create_method("tmu")
+    out = method(tmu_original, forget=tmu_splits.forget, retain=tmu_splits.retain, holdout=tmu_splits.holdout,
+                 seed=0, progress=False)
+    return method, out
+
+
+def _same_weights(a, b):
+    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_registered_and_needs_holdout():
+    assert "tmu" in list_methods()
+    assert isinstance(create_method("tmu"), TMU) and TMU.needs_holdout
+
+
+def test_missing_holdout_is_a_clear_error(tmu_original, tmu_splits):
+    with pytest.raises(UnlearningError, match="needs holdout"):
+        create_method("tmu")(tmu_original, forget=tmu_splits.forget, retain=tmu_splits.retain, progress=False)
+
+
+@pytest.mark.parametrize("bad", [{"hard_mode": "zero"}, {"features": ("nf", "xx")}, {"balance": "smote"},
+                                 {"af_form": "l1"}, {"n_twins": 0}, {"cf_fraction": 0.0}, {"noise_mix": 2.0}])
+def test_bad_hyper_parameters_fail_at_construction(bad):
+    with pytest.raises(ValueError):
+        create_method("tmu", **bad)
+
+
+def test_run_reports_what_it_did(tmu_run, tmu_original, tmu_splits):
+    method, out = tmu_run
+    info = method.info
+    forget = tmu_splits.forget
+    assert info["twin_size"] == twin_size(len(forget), len(tmu_splits.retain))
+    assert info["features"] == ["nf", "af", "cf"]
+    assert len(info["twin_epochs"]) == 1 and info["twin_reached"] == [True]
+    assert info["forget_ids"] == forget.ids.tolist()
+    assert len(info["predicted_labels"]) == len(forget) and set(info["predicted_labels"]) <= {0, 1}
+    assert info["predicted_easy"] + info["predicted_hard"] == len(forget)
+    assert info["predicted_easy"] == sum(info["predicted_labels"])
+    assert 0 <= info["predictor_train_accuracy"] <= 1
+    assert torch.tensor(info["twin_features"]).shape == (info["twin_size"], 3)
+    assert torch.tensor(info["forget_features"]).shape == (len(forget), 3)
+    assert out is not tmu_original and not out.training
+    assert accuracy(out, tmu_splits.retain) >= accuracy(tmu_original, tmu_splits.retain) - 0.05
+
+
+def test_deterministic(tmu_run, tmu_original, tmu_splits):
+    method, out = tmu_run
+    again = create_method("tmu")
+    out2 = again(tmu_original, forget=tmu_splits.forget, retain=tmu_splits.retain, holdout=tmu_splits.holdout,
+                 seed=0, progress=False)
+    assert again.info["predicted_labels"] == method.info["predicted_labels"]
+    assert again.info["twin_features"] == method.info["twin_features"]
+    assert _same_weights(out, out2)
+
+
+def test_aligned_unlearning_lowers_hard_and_keeps_easy(tmu_original, tmu_splits):
+    forget = tmu_splits.forget
+    predicted = torch.tensor([1, 0] * (len(forget) // 2))
+    easy = forget.subset(torch.nonzero(predicted == 1).squeeze(1))
+    hard = forget.subset(torch.nonzero(predicted == 0).squeeze(1))
+    assert accuracy(tmu_original, hard) == 1.0
+    for mode in ("random-label", "neggrad"):
+        method = create_method("tmu", hard_mode=mode)
+        out = method.aligned_unlearn(copy.deepcopy(tmu_original), forget=forget, retain=tmu_splits.retain,
+                                     predicted=predicted, seed=0)
+        assert accuracy(out, hard) <= 0.4, mode
+        assert accuracy(out, easy) >= 0.8, mode
+        assert accuracy(out, tmu_splits.retain) >= accuracy(tmu_original, tmu_splits.retain) - 0.05, mode
+        assert method.info["unlearn_epochs"] >= 1
+    # random labels (the default) reach a low hard accuracy
+    assert method.info["acc_forget_hard"] <= 0.4
+
+
+def test_all_easy_prediction_returns_the_model_unchanged(tmu_original, tmu_splits):
+    method = create_method("tmu")
+    out = method.aligned_unlearn(copy.deepcopy(tmu_original), forget=tmu_splits.forget, retain=tmu_splits.retain,
+                                 predicted=torch.ones(len(tmu_splits.forget), dtype=torch.long))
+    assert _same_weights(out, tmu_original) and method.info["unlearn_epochs"] == 0
+
+
+def test_noise_variant_runs_and_differs(tmu_original, tmu_splits):
+    predicted = torch.tensor([1, 0] * (len(tmu_splits.forget) // 2))
+    outs = []
+    for sigma in (0.0, 0.1):
+        method = create_method("tmu", noise_sigma=sigma)
+        outs.append(method.aligned_unlearn(copy.deepcopy(tmu_original), forget=tmu_splits.forget,
+                                           retain=tmu_splits.retain, predicted=predicted, seed=0))
+    assert not _same_weights(*outs)
+
+
+def test_noise_soft_targets(tmu_original, tmu_splits):
+    f = tmu_splits.forget
+    onehot = torch.nn.functional.one_hot(f.labels, f.num_classes).float()
+    assert torch.equal(noise_soft_targets(tmu_original, f, sigma=0.0), onehot)  # no noise == plain labels
+    soft = noise_soft_targets(tmu_original, f, sigma=0.1, copies=4, mix=0.5, seed=0)
+    torch.testing.assert_close(soft.sum(1), torch.ones(len(f)))
+    assert torch.all(soft.argmax(1) == f.labels)  # the true label keeps at least half of the mass
+    assert not torch.equal(soft, onehot)
+
+
+def test_report_and_ablation_against_gold(tmu_run, tmu_exp, tmu_original, tmu_splits):
+    method, out = tmu_run
+    gold = tmu_exp.gold(tmu_splits.split)
+    report = tmu_report(method.info, gold_model=gold, original_model=tmu_original, unlearned_model=out,
+                        forget=tmu_splits.forget)
+    gold_labels = generalisation_labels(gold, tmu_splits.forget)
+    assert report["label_accuracy"] == label_accuracy(method.info["predicted_labels"], gold_labels)
+    assert report["delta"] == pytest.approx(delta(accuracy(out, tmu_splits.forget), accuracy(gold, tmu_splits.forget)))
+    assert report["activation_distance_l2"] >= 0
+    ablation = feature_ablation(method.info, gold_labels)
+    assert set(ablation) == {"nf", "af", "cf", "nf+af+cf"}
+    assert all(0 <= v <= 1 for v in ablation.values())
+    with pytest.raises(ValueError, match="ids differ"):
+        tmu_report(method.info, gold_model=gold, original_model=tmu_original, unlearned_model=out,
+                   forget=tmu_splits.retain.subset(range(len(tmu_splits.forget))))
+
+
+def test_feature_subset_and_several_twins(tmu_original, tmu_splits):
+    method = create_method("tmu", features=("nf",), n_twins=2)
+    method(tmu_original, forget=tmu_splits.forget, retain=tmu_splits.retain, holdout=tmu_splits.holdout,
+           progress=False)
+    info = method.info
+    assert info["features"] == ["nf"] and len(info["twin_epochs"]) == 2
+    assert len(info["twin_labels"]) == 2 * info["twin_size"]
+    assert torch.tensor(info["forget_features"]).shape == (len(tmu_splits.forget), 1)
+    with pytest.raises(ValueError, match="missing"):
+        feature_ablation(info, [1] * len(tmu_splits.forget))
