@@ -29,7 +29,7 @@ class BadTeacher(UnlearningMethod):
         epochs: passes over ``retain sample ∪ D_f``.
         lr: learning rate.
         temperature: distillation temperature ``T`` (the loss is ``KL(teacher_T || student_T)``, not scaled by
-            ``T²``, as in the authors' code).
+            ``T²``; at the default ``T = 1`` the two agree).
         batch_size: mini-batch size.
         optimizer: ``"adam"`` (authors) or ``"sgd"``.
         momentum: SGD momentum (SGD only).

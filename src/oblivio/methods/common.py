@@ -32,6 +32,8 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "weight_decay": (lambda v: math.isfinite(v) and v >= 0, "a number >= 0"),
     "temperature": (lambda v: math.isfinite(v) and v > 0, "a positive number"),
     "optimizer": (lambda v: v in ("sgd", "adam"), "'sgd' or 'adam'"),
+    "grad_clip": (lambda v: v is None or (math.isfinite(v) and v > 0),
+                  "None or a positive number"),
 }
 
 
@@ -39,7 +41,8 @@ def check_hparams(method: Any, **extra: tuple[Callable[[Any], bool], str]) -> No
     """Validate a method's hyper-parameters at construction, failing with the name, the value and what is allowed.
 
     Common names (``epochs``, ``lr``, ``batch_size``, ``momentum``, ``weight_decay``, ``temperature``,
-    ``optimizer``) are checked when the method has them; ``extra`` adds ``name=(predicate, description)`` rules.
+    ``optimizer``, ``grad_clip``) are checked when the method has them; ``extra`` adds
+    ``name=(predicate, description)`` rules.
 
     Raises:
         ValueError: a hyper-parameter is out of range.
@@ -243,5 +246,5 @@ class RestoreOutsideMask(Callback):
                 p.copy_(torch.where(mask, p, self.originals[name]))
 
 
-__all__ = ["EpochCounter", "Phases", "RestoreOutsideMask", "check_hparams", "forget_accuracy_stop", "frozen_copy", "kd_loss",
-           "make_loader", "make_optimizer", "random_wrong_labels", "reinitialise", "relabelled_union"]
+__all__ = ["EpochCounter", "Phases", "RestoreOutsideMask", "check_hparams", "forget_accuracy_stop", "frozen_copy",
+           "kd_loss", "make_loader", "make_optimizer", "random_wrong_labels", "reinitialise", "relabelled_union"]

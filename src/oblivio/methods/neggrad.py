@@ -43,7 +43,8 @@ class NegGrad(UnlearningMethod):
     """
 
     source: ClassVar[str] = ("Golatkar et al. 2020 / Jia et al. 2023 (GA baseline): SGD momentum 0.9, weight decay "
-                             "5e-4, 5 epochs over D_f; lr 0.01, batch 32 and gradient-norm clip 1 tuned on sklearn digits "
+                             "5e-4, 5 epochs over D_f; lr 0.01, batch 32 and gradient-norm clip 1 tuned on sklearn "
+                             "digits "
                              "(the CIFAR value, about 1e-4 with batch 256 over thousands of samples, takes almost no "
                              "step on a 100-sample forget set)")
 
@@ -56,7 +57,7 @@ class NegGrad(UnlearningMethod):
     grad_clip: float | None = 1.0
 
     def __post_init__(self) -> None:
-        check_hparams(self, grad_clip=(lambda v: v is None or v > 0, "None or a positive number"))
+        check_hparams(self)
 
     def _unlearn(self, model: nn.Module, data: UnlearningData, *, seed: int, progress: bool) -> nn.Module:
         loader = make_loader(data.forget, model, batch_size=self.batch_size, seed=seed)

@@ -39,7 +39,8 @@ class NegGradPlus(UnlearningMethod):
     """
 
     source: ClassVar[str] = ("Kurmanji et al. 2023 (SCRUB paper's NegGrad+ baseline: a weighted sum of the retain and "
-                             "negated forget losses); SGD momentum 0.9, weight decay 5e-4; alpha 0.6, lr 0.01, 3 epochs "
+                             "negated forget losses); SGD momentum 0.9, weight decay 5e-4; alpha 0.6, lr 0.01, 3 "
+                             "epochs "
                              "and gradient-norm clip 1 tuned on sklearn digits (whole-class forget)")
 
     alpha: float = 0.6
@@ -53,7 +54,7 @@ class NegGradPlus(UnlearningMethod):
     grad_clip: float | None = 1.0
 
     def __post_init__(self) -> None:
-        check_hparams(self, grad_clip=(lambda v: v is None or v > 0, "None or a positive number"), alpha=(lambda v: 0 <= v <= 1, "in [0, 1]"),
+        check_hparams(self, alpha=(lambda v: 0 <= v <= 1, "in [0, 1]"),
                       forget_batch_size=(lambda v: int(v) == v and v >= 1, "an integer >= 1"))
 
     def loss(self, model: nn.Module, batch: dict) -> tuple:
