@@ -25,7 +25,7 @@ from ...utils import eval_mode, model_device
 from ..base import UnlearningData, UnlearningMethod, register_method
 from .features import FEATURE_NAMES, AFForm, RobustScaler, af_feature, nf_feature, per_sample_loss, \
     train_curriculum_model
-from .predictor import BALANCES, Balance, GeneralisationPredictor, train_predictor
+from .predictor import BALANCES, Balance, train_predictor
 from .twin import build_twin_sets, generalisation_labels, train_twin_model, twin_size
 
 __all__ = ["TMU", "noise_soft_targets"]
@@ -262,7 +262,10 @@ class TMU(UnlearningMethod):
                     predicted_labels=predicted.tolist(), forget_ids=forget.ids.tolist(),  # type: ignore[union-attr]
                     twin_features=x_tw.tolist(), twin_labels=labels_tw.tolist(), forget_features=x_f.tolist(),
                     twin_features_raw=raw_tw.tolist(), forget_features_raw=raw_f.tolist())
-        self.predictor = predictor
+        self.predictor = predictor  # kept for inspection (not a hyper-parameter)
+        log.info("tmu: twin size %d, twin epochs %s, predicted easy/hard %d/%d (predictor train acc %.3f)",
+                 size, info["twin_epochs"], info["predicted_easy"], info["predicted_hard"],
+                 predictor.train_accuracy)
 
         # 4-5. aligned unlearning
         return self.aligned_unlearn(model, forget=forget, retain=retain, predicted=predicted, seed=seed, progress=progress)
