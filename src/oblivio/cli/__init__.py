@@ -13,7 +13,7 @@ import sys
 
 from .. import __version__
 
-COMMAND_MODULES = ["train", "forget", "evaluate", "demo", "request"]
+COMMAND_MODULES = ["train", "forget", "evaluate", "demo", "request", "bench", "report"]
 
 
 def build_parser() -> argparse.ArgumentParser:

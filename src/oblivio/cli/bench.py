@@ -10,6 +10,7 @@ Example::
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
 
@@ -59,8 +60,7 @@ def run(args: argparse.Namespace) -> int:
     settings = BenchSettings(classes=args.classes, seeds=args.seeds,
                              methods=[m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None,
                              count=args.count, n_models=args.n_models, scenario=args.scenario)
-    argv = sys.argv[1:] if sys.argv and sys.argv[0].endswith(("oblivio", "__main__.py")) else None
-    command = "oblivio " + shlex.join(argv) if argv and "bench" in argv else _command(args, out)
+    command = _command(args, out)
     result = run_benchmark(args.name, config_from_args(args), out=out, settings=settings, command=command,
                            plots=not args.no_plots, store=args.store, workers=args.workers,
                            threads_per_worker=args.threads_per_worker, ray_address=args.ray_address,
@@ -86,6 +86,13 @@ def _command(args: argparse.Namespace, out: str) -> str:
     parts += ["--seeds", str(args.seeds)]
     if args.methods:
         parts += ["--methods", args.methods]
+    if args.count != 100:
+        parts += ["--count", str(args.count)]
+    for flag in ("dataset", "data_root", "train_size", "model", "recipe", "epochs"):
+        if getattr(args, flag, None) is not None:
+            parts += ["--" + flag.replace("_", "-"), str(getattr(args, flag))]
+    if args.model_options is not None:
+        parts += ["--model-options", json.dumps(args.model_options)]
     if args.name == "forget-quality":
         parts += ["--n-models", str(args.n_models)] + (["--scenario", args.scenario] if args.scenario else [])
     if args.seed is not None:

@@ -231,7 +231,7 @@ def tmu_table1(rows: Sequence[dict]) -> Table:
     if len(body) > 1:
         arr = list(zip(*class_means))
         body.append(["mean"] + [fmt_mean_std(col) for col in arr])
-    if methods:
+    if methods and body:
         delta_line = ["δ", "", ""]
         for m in methods:
             delta_line += ["", fmt_mean_std(deltas.get(m, []))]

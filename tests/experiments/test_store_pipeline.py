@@ -1,0 +1,104 @@
+"""Gaps in the store / pipeline tests that the runner relies on: resume after interruption, locking, cost meta."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import torch
+
+import oblivio.experiments.pipeline as pipeline
+from oblivio.experiments import CheckpointStore, Experiment
+from oblivio.training.loop import Callback
+
+
+class _InterruptAfter(Callback):
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_epoch_end(self, model, state, logs):
+        if state.epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+def test_interrupted_training_resumes_to_the_same_model(tmp_path, monkeypatch):
+    real = pipeline.train_model
+    results = []
+
+    def interrupted_once(*args, **kwargs):
+        if not results:
+            results.append("interrupted")
+            kwargs["callbacks"] = [_InterruptAfter(1)]  # epoch 0 is checkpointed, epoch 1 never finishes
+        res = real(*args, **kwargs)
+        results.append(res)
+        return res
+
+    monkeypatch.setattr(pipeline, "train_model", interrupted_once)
+    exp = Experiment("tiny", store=tmp_path / "a", progress=False, device="cpu")
+    with pytest.raises(KeyboardInterrupt):
+        exp.original()
+    folder = next((tmp_path / "a" / "original").iterdir())
+    assert (folder / "resume.pt").is_file() and not (folder / "model.pt").exists()
+    resumed = exp.original()
+    assert results[-1].resumed_from == 1 and results[-1].epochs_run == exp.config.recipe.epochs
+    assert not (folder / "resume.pt").exists() and (folder / "model.pt").is_file()
+
+    monkeypatch.setattr(pipeline, "train_model", real)
+    straight = Experiment("tiny", store=tmp_path / "b", progress=False, device="cpu").original()
+    for a, b in zip(resumed.parameters(), straight.parameters()):
+        torch.testing.assert_close(a, b)
+
+
+def test_concurrent_requests_train_once(tmp_path):
+    store = CheckpointStore(tmp_path)
+    calls = []
+
+    def train(model, resume_path):
+        calls.append(resume_path)
+        time.sleep(0.3)
+        return {"train_seconds": 1.5}
+
+    out = []
+    threads = [threading.Thread(target=lambda: out.append(store.get_or_train("gold", {"k": 1}, lambda: torch.nn.Linear(2, 2), train)))
+               for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1
+    assert sorted(s.cached for s in out) == [False, True, True]
+    assert all(s.meta["train_seconds"] == 1.5 for s in out)
+
+
+def test_failed_training_keeps_no_model_and_passes_resume_path(tmp_path):
+    store = CheckpointStore(tmp_path)
+    seen = []
+
+    def failing(model, resume_path):
+        resume_path.write_bytes(b"partial")
+        raise RuntimeError("power cut")
+
+    with pytest.raises(RuntimeError, match="power cut"):
+        store.get_or_train("gold", {"k": 2}, lambda: torch.nn.Linear(2, 2), failing)
+    assert not store.exists("gold", {"k": 2})
+
+    def resuming(model, resume_path):
+        seen.append(resume_path.read_bytes())
+        return {}
+
+    stored = store.get_or_train("gold", {"k": 2}, lambda: torch.nn.Linear(2, 2), resuming)
+    assert seen == [b"partial"] and not stored.cached
+    assert stored.meta["train_seconds"] >= 0 and stored.meta["kind"] == "gold"
+
+
+def test_gold_meta_gives_the_cost_of_retraining(tmp_path):
+    exp = Experiment("tiny", store=tmp_path, progress=False, device="cpu")
+    split = exp.forget_split("class-subset:5:10", seed=0)
+    gold = exp.gold(split, 3)
+    assert gold.oblivio_meta["train_seconds"] > 0 and gold.oblivio_meta["epochs"] == exp.config.recipe.epochs
+    assert exp.gold_seconds(split, 3) == gold.oblivio_meta["train_seconds"]
+    again = exp.gold(split, 3)  # loaded, same meta
+    assert again.oblivio_meta["train_seconds"] == gold.oblivio_meta["train_seconds"]
+    other = exp.gold(split, 4)  # another seed = another gold model
+    assert any(not torch.equal(a, b) for a, b in zip(gold.parameters(), other.parameters()))
