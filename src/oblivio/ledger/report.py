@@ -162,7 +162,9 @@ def render_html(report: dict) -> str:
         parts.append(f"<p class=note>{_e(align['note'])}</p>")
     if report["membership_inference"]:
         parts += ["<h2>Membership inference</h2>", _metric_table(report["membership_inference"], gold_col=has_gold),
-                  "<p class=note>Aligned means the model's value equals the gold model's, not that it is lower.</p>"]
+                  "<p class=note>Aligned means the model's value equals the gold model's, not that it is lower. "
+                  "n/a: not computable here (the loss attack's 10-split cross-validation needs at least 10 "
+                  "forget samples).</p>"]
     if run is not None:
         parts += ["<h2>Cost</h2>", _kv_table([("seconds of the run", cost["seconds"]),
                                               ("seconds to retrain (gold)", cost["gold_seconds"]),
