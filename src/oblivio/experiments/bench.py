@@ -197,14 +197,16 @@ def _build_tmu_figure3(data, config, settings):
     return _grid(scenarios, methods, config, settings, EvalOptions(mia=False)), notes
 
 
-def _two_stage_variants(notes: list[str]) -> list[MethodSpec]:
+def _two_stage_variants(notes: list[str], recipe=None) -> list[MethodSpec]:
+    """Minimum and maximum mislabel, retraining with the experiment's own recipe (so epochs compare with gold)."""
+    extra = {"recipe": recipe} if recipe is not None and _method_field("two-stage", ("recipe",)) else {}
     found = _method_field("two-stage", ("mislabel", "label_mode", "mislabel_mode"))
     if found is None:
         notes.append("two-stage has no mislabel hyper-parameter (mislabel / label_mode): only its default runs, "
                      "Table 4 has no min-vs-max comparison")
-        return [MethodSpec("two-stage")]
+        return [MethodSpec("two-stage", extra)]
     name, _ = found
-    return [MethodSpec("two-stage", {name: mode}, label=f"two-stage[{mode}]") for mode in ("min", "max")]
+    return [MethodSpec("two-stage", {name: mode, **extra}, label=f"two-stage[{mode}]") for mode in ("min", "max")]
 
 
 def _build_two_stage(data, config, settings):
@@ -214,7 +216,7 @@ def _build_two_stage(data, config, settings):
     if settings.methods:
         methods = _available(settings.methods, notes)
     elif "two-stage" in METHODS:
-        methods = _two_stage_variants(notes) + [MethodSpec(GOLD_METHOD)]
+        methods = _two_stage_variants(notes, config.recipe) + [MethodSpec(GOLD_METHOD)]
     else:
         methods = _available(["two-stage", GOLD_METHOD], notes)
     scenarios = [f"random:{p:g}" for p in TWO_STAGE_RATIOS]

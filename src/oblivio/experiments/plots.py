@@ -42,7 +42,7 @@ def _mean_std(values: Sequence[Any]) -> tuple[float, float]:
 
 
 def grouped_bars(categories: Sequence[str], series: dict[str, tuple[Sequence[float], Sequence[float]]], *,
-                 ylabel: str, title: str = "") -> bytes:
+                 ylabel: str, title: str = "", xlabel: str = "") -> bytes:
     """Grouped bar chart with error bars: one group per category, one bar per series ``{label: (means, stds)}``."""
     plt = require_matplotlib()
     fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(categories) * max(1, len(series)) / 2), 3.6))
@@ -53,9 +53,11 @@ def grouped_bars(categories: Sequence[str], series: dict[str, tuple[Sequence[flo
     ax.set_xticks(x)
     ax.set_xticklabels(categories, rotation=30 if len(categories) > 6 else 0, ha="right" if len(categories) > 6 else "center")
     ax.set_ylabel(ylabel)
+    if xlabel:
+        ax.set_xlabel(xlabel)
     if title:
         ax.set_title(title)
-    ax.legend(fontsize="small", ncol=min(4, max(1, len(series))))
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     ax.grid(axis="y", alpha=0.3)
     return _png(fig)
 
@@ -69,7 +71,7 @@ def metric_by_class(rows: Sequence[dict], key: str, *, ylabel: str, scale: float
         stats = [_mean_std([(r.get("metrics") or {}).get(key) for r in rows
                             if r["method"] == m and r.get("forget_class") == k]) for k in classes]
         series[m] = ([scale * s[0] for s in stats], [scale * s[1] for s in stats])
-    return grouped_bars([str(k) for k in classes], series, ylabel=ylabel)
+    return grouped_bars([str(k) for k in classes], series, ylabel=ylabel, xlabel="forget class")
 
 
 def delta_by_class(rows: Sequence[dict]) -> bytes:

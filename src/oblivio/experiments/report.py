@@ -47,6 +47,8 @@ SAVING_POINT_KEYS: tuple[str, ...] = ("saving_point", "saving_point_epoch", "epo
 NEUTRALISATION_KEYS: tuple[str, ...] = ("neutralisation_epochs", "neutralization_epochs", "neutralise_epochs",
                                         "neutralize_epochs")
 """``info`` keys read as the number of neutralisation epochs."""
+NEUTRALISED_ACC_KEYS: tuple[str, ...] = ("forget_acc_neutralised", "forget_acc_neutralized")
+"""``info`` keys read as the forget accuracy right after neutralisation."""
 LABEL_ACCURACY_KEYS: tuple[str, ...] = ("label_accuracy", "predictor_label_accuracy")
 """``info`` keys of TMU read as the predictor's label accuracy against the gold labels."""
 ABLATION_KEYS: tuple[str, ...] = ("label_accuracy_by_features", "ablation", "feature_ablation")
@@ -318,6 +320,13 @@ def label_accuracy_table(rows: Sequence[dict]) -> Table:
     groups: dict[str, list[float]] = defaultdict(list)
     for fs, v, _ in entries:
         groups[fs].append(v)
+    order = {"NF": 0, "AF": 1, "CF": 2}
+
+    def rank(fs: str) -> tuple:
+        parts = fs.replace(" (refit)", "").split("+")
+        return (fs.endswith("(refit)"), len(parts), [order.get(p, 9) for p in parts], fs)
+
+    groups = dict(sorted(groups.items(), key=lambda kv: rank(kv[0])))
     body = [[fs, fmt_mean_std(v), str(len(v))] for fs, v in groups.items()]
     bold = set()
     if body:
@@ -395,7 +404,10 @@ def saving_point_table(rows: Sequence[dict]) -> Table:
                          fmt_mean_std(((r.get("cost") or {}).get("rte") for r in mr), scale=1, digits=3)])
     return Table("two-stage-table3", "Two-stage Table 3: epochs to the saving point",
                  ["Scenario", "Method", "Epochs to saving point", "Scratch epochs (recipe)", "RTE (time / retrain)"],
-                 body, notes=[STD_NOTE, f"Read from the method's info keys {', '.join(SAVING_POINT_KEYS)}."])
+                 body, notes=[STD_NOTE, f"Read from the method's info keys {', '.join(SAVING_POINT_KEYS)}. The "
+                              "scratch column is the gold model's full recipe (it keeps no saving point); "
+                              "oblivio.methods.two_stage.saving_point_comparison trains a scratch model with the "
+                              "same best-on-validation rule."])
 
 
 def tta_mislabel_table(rows: Sequence[dict]) -> Table:
@@ -404,7 +416,7 @@ def tta_mislabel_table(rows: Sequence[dict]) -> Table:
     chance = _finite(_m(r, "chance") for r in rows)
     for sc in _scenario_order(rows):
         sr = [r for r in rows if r["scenario"] == sc and _m(r, "tta_identity") is not None]
-        for m in _methods(sr):
+        for m in [m for m in _methods(sr) if m != "gold"]:
             mr = [r for r in sr if r["method"] == m]
             hp = mr[0].get("hparams") or {}
             mode = next((str(hp[k]) for k in MISLABEL_HPARAMS if k in hp), "")
@@ -430,9 +442,11 @@ def neutralisation_table(rows: Sequence[dict]) -> Table:
                 continue
             ratio = _forget_ratio(mr[0])
             body.append([sc, f"{100 * ratio:.1f}%" if ratio is not None else "n/a", m, fmt_mean_std(ne, scale=1),
+                         fmt_mean_std(_info_value(r, NEUTRALISED_ACC_KEYS) for r in mr),
                          fmt_mean_std(_m(r, "acc_forget") for r in mr)])
     return Table("two-stage-table5", "Two-stage Table 5: neutralisation epochs vs forget ratio",
-                 ["Scenario", "Forget ratio", "Method", "Neutralisation epochs", "ACC_Df after"], body,
+                 ["Scenario", "Forget ratio", "Method", "Neutralisation epochs", "ACC_Df neutralised",
+                  "ACC_Df final"], body,
                  notes=[STD_NOTE, f"Read from the method's info keys {', '.join(NEUTRALISATION_KEYS)}."])
 
 
