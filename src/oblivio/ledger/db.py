@@ -162,6 +162,16 @@ def holder_is_dead(holder: str) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------- engine
+def _safe_url(url: str) -> str:
+    """``url`` with its password masked, for messages."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not parseable: say nothing about it
+        return "(database URL)"
+
+
 def make_engine(url: str) -> Engine:
     """An engine for ``url``; on SQLite with a busy timeout and ``BEGIN IMMEDIATE`` transactions."""
     if url.startswith("sqlite"):
@@ -214,7 +224,7 @@ class Ledger:
         with self.Session() as s:
             state = s.get(LedgerState, 1)
             if state is not None and state.schema_version != SCHEMA_VERSION:
-                raise LedgerError(f"ledger {self.url} has schema version {state.schema_version}; this oblivio "
+                raise LedgerError(f"ledger {_safe_url(self.url)} has schema version {state.schema_version}; this oblivio "
                                   f"reads version {SCHEMA_VERSION}")
 
     @contextlib.contextmanager

@@ -42,7 +42,7 @@ from ..scenarios import Indices, ScenarioError, read_indices_file, validate_ids
 from ..training.loop import DivergenceError
 from ..utils import (CheckpointError, atomic_torch_save, config_hash, indices_hash, safe_torch_load,
                      state_dict_hash, to_jsonable)
-from .db import (ApplyInProgressError, Ledger, LedgerError, RequestRecord, RunRecord, VersionRecord, holder_is_dead,
+from .db import (ApplyInProgressError, Ledger, LedgerError, RequestRecord, RunRecord, VersionRecord, _safe_url,
                  new_holder)
 from .schema import DeletionRequest, LedgerState, ModelVersion, UnlearningRun, utcnow
 
@@ -124,7 +124,7 @@ class DeletionService:
                 state.experiment_key, state.experiment = key, key_dict
             elif state.experiment_key != key:
                 raise LedgerError(
-                    f"the ledger at {self.db_url} serves another experiment ({json.dumps(state.experiment)}); "
+                    f"the ledger at {_safe_url(self.db_url)} serves another experiment ({json.dumps(state.experiment)}); "
                     "pass the same --preset / --dataset / --model / --recipe / --seed options, or use another --workdir")
 
     def close(self) -> None:
@@ -592,5 +592,4 @@ def _json_safe(obj: Any) -> Any:
     return str(obj)
 
 
-__all__ = ["ApplyInProgressError", "ApplyResult", "DeletionService", "LedgerError", "twin_estimate",
-           "holder_is_dead"]
+__all__ = ["ApplyInProgressError", "ApplyResult", "DeletionService", "LedgerError", "twin_estimate"]
