@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence, Union
@@ -238,6 +239,9 @@ def read_indices_file(path: str | os.PathLike) -> np.ndarray:
     try:
         if path.suffix == ".npy":
             arr = np.load(path, allow_pickle=False)
+            if not isinstance(arr, np.ndarray):  # an .npz archive behind a .npy name
+                arr.close()
+                raise ValueError("expected a single .npy array, found an .npz archive")
         elif path.suffix == ".json":
             data = json.loads(path.read_text())
             if isinstance(data, dict):
@@ -256,7 +260,7 @@ def read_indices_file(path: str | os.PathLike) -> np.ndarray:
                     continue  # a CSV header
                 tokens.append(tok)
             arr = np.asarray([int(t) for t in tokens])
-    except (ValueError, UnicodeDecodeError, json.JSONDecodeError, OSError) as exc:
+    except (ValueError, UnicodeDecodeError, json.JSONDecodeError, OSError, EOFError, zipfile.BadZipFile) as exc:
         raise ScenarioError(f"cannot read sample ids from {path}: {exc}") from exc
     arr = np.asarray(arr)
     if arr.dtype.kind == "f":

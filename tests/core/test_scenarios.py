@@ -124,3 +124,11 @@ def test_unlearning_splits_partition(digits):
     # the evaluation split does not depend on the request
     u2 = make_unlearning_splits(digits, "class:4", seed=5)
     assert np.array_equal(u.test.ids.numpy(), u2.test.ids.numpy())
+
+
+@pytest.mark.parametrize("payload", [b"PK\x03\x04", b"\x93NUMPY garbage", b""])
+def test_broken_npy_files_are_scenario_errors(train, tmp_path, payload):
+    path = tmp_path / "ids.npy"
+    path.write_bytes(payload)
+    with pytest.raises(ScenarioError, match="cannot read"):
+        make_forget_split(train, IndicesFile(str(path)))
