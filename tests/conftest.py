@@ -1,4 +1,7 @@
-"""Shared fixtures: tiny real data (sklearn digits) and small models, CPU only, single-threaded."""
+"""Shared fixtures: tiny real data (sklearn digits) and small models, CPU only, single-threaded.
+
+Convention: methods that a test registers for itself are named "test-..."; registry-driven suites skip them.
+"""
 
 from __future__ import annotations
 
