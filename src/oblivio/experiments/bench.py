@@ -39,7 +39,8 @@ log = logging.getLogger("oblivio.bench")
 
 BENCHMARKS: Registry = Registry("benchmark")
 
-TMU_TABLE1_METHODS: tuple[str, ...] = ("finetune", "neggrad", "random-label", "bad-teacher", "tmu", GOLD_METHOD)
+TMU_TABLE1_METHODS: tuple = ("finetune", "neggrad", "random-label", "bad-teacher", "tmu",
+                              {"name": "tmu", "hparams": {"n_twins": 1}, "label": "tmu[1 twin]"}, GOLD_METHOD)
 """TMU Table 1's columns (the ``gold`` pseudo-method is a second gold model: the alignment floor)."""
 FORGET_QUALITY_METHODS: tuple[str, ...] = ("finetune", "neggrad+", "bad-teacher", "scrub", "tmu", GOLD_METHOD)
 FIGURE3_FRACTIONS: tuple[float, ...] = (0.02, 0.05, 0.1, 0.2, 0.4, 0.8)

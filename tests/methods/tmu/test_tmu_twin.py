@@ -101,3 +101,15 @@ def test_twin_model_reaches_target_accuracy(tmu_original, tmu_splits):
     assert info["reached"] and accuracy(m_t, twin.data) >= target
     assert 0 <= info["epochs"] <= 30
     assert all(torch.equal(before[k], v) for k, v in tmu_original.state_dict().items())  # M_o untouched
+
+
+def test_real_twin_capacity_counts_disjoint_real_sets():
+    import torch
+
+    from oblivio.data import ImageDataset
+    from oblivio.methods.tmu.twin import real_twin_capacity
+
+    forget = ImageDataset(torch.rand(10, 1, 4, 4), torch.tensor([0] * 10), ("a", "b"))
+    holdout = ImageDataset(torch.rand(45, 1, 4, 4), torch.tensor([0] * 25 + [1] * 20), ("a", "b"))
+    assert real_twin_capacity(forget, holdout, size=10) == 2
+    assert real_twin_capacity(forget, holdout, size=30) == 1  # never below one

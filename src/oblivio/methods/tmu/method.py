@@ -26,7 +26,7 @@ from ..base import UnlearningData, UnlearningMethod, register_method
 from .features import FEATURE_NAMES, AFForm, RobustScaler, af_feature, nf_feature, per_sample_loss, \
     train_curriculum_model
 from .predictor import BALANCES, Balance, train_predictor
-from .twin import build_twin_sets, generalisation_labels, train_twin_model, twin_size
+from .twin import build_twin_sets, generalisation_labels, real_twin_capacity, train_twin_model, twin_size
 
 __all__ = ["TMU", "noise_soft_targets"]
 
@@ -93,6 +93,9 @@ class TMU(UnlearningMethod):
     Args:
         twin_size: ``|D_tw|`` (None: Eq. 3, ``|D_f| (|D_r| + |D_f|) / |D_r|``).
         n_twins: number of twin problems on disjoint ``D_tw`` samples; their labelled examples are pooled (ours).
+            Capped at the number of disjoint twin sets the holdout fills with real images (at least 1).
+            Default 4: on the CPU preset one twin set estimates gold's easy rate with about 3.5 points of
+            sampling noise; four halve that (docs/benchmarks.md, TMU Table 1, ``tmu[1 twin]`` column).
         twin_augment: augmentation for the twin set when ``holdout`` has too few images (``flip``, ``crop[N]``,
             ``noise`` joined by ``+``).
         twin_epochs: epoch cap of the twin fine-tuning (ours).
@@ -136,7 +139,7 @@ class TMU(UnlearningMethod):
     needs_holdout = True
 
     twin_size: int | None = None
-    n_twins: int = 1
+    n_twins: int = 4
     twin_augment: str = "crop+flip+noise"
     twin_epochs: int = 30
     twin_lr: float = 0.01
@@ -212,9 +215,10 @@ class TMU(UnlearningMethod):
         assert holdout is not None  # checked by needs_holdout
         info = self.info
         size = self.twin_size or twin_size(len(forget), len(retain))
-        twins = build_twin_sets(forget, holdout, size=size, n_twins=self.n_twins, seed=seed,
-                                augment=self.twin_augment)
-        info.update(twin_size=size, n_twins=self.n_twins, twin_augmented=[t.n_augmented for t in twins],
+        # Extra twins only where the holdout has real images for them: augmented twins are harder than D_f.
+        n_twins = 1 if self.n_twins == 1 else min(self.n_twins, real_twin_capacity(forget, holdout, size=size))
+        twins = build_twin_sets(forget, holdout, size=size, n_twins=n_twins, seed=seed, augment=self.twin_augment)
+        info.update(twin_size=size, n_twins=n_twins, twin_augmented=[t.n_augmented for t in twins],
                     features=list(self.features))
 
         # 1. twin models and twin generalisation labels ([M_o(x) == y]: M_o is the twin problem's gold model)

@@ -107,6 +107,14 @@ class TwinSet:
         return int(self.augmented.sum())
 
 
+def real_twin_capacity(forget: ImageDataset, holdout: ImageDataset, *, size: int) -> int:
+    """How many disjoint twin sets of ``size`` images ``holdout`` can fill with real (not augmented) images."""
+    quota = _quotas(forget.class_counts().numpy(), size)
+    hold_counts = holdout.class_counts().numpy()
+    caps = [int(hold_counts[c] // quota[c]) for c in np.flatnonzero(quota)]
+    return max(1, min(caps)) if caps else 1
+
+
 def build_twin_sets(forget: ImageDataset, holdout: ImageDataset, *, size: int, n_twins: int = 1, seed: int = 0,
                     augment: str = "crop+flip+noise") -> list[TwinSet]:
     """Draw ``n_twins`` disjoint twin sets from ``holdout``, each of ``size`` images in ``forget``'s class proportions.
