@@ -32,7 +32,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--classes", type=_int_list, help="forget classes, e.g. 0,1,2 (default: the benchmark's)")
     p.add_argument("--seeds", type=int, default=1, help="replicates, each with its own training / gold / "
                                                          "unlearning / evaluation seeds (default 1)")
-    p.add_argument("--methods", help="comma-separated method names replacing the benchmark's list")
+    p.add_argument("--methods", help="comma-separated method names replacing the benchmark's list, or a JSON list of "
+                                     'names and {"name": ..., "hparams": {...}, "label": ...} objects')
     p.add_argument("--count", type=int, default=100, help="images per class-subset request (default 100)")
     p.add_argument("--n-models", type=int, default=16, help="forget-quality: models per side (default 16)")
     p.add_argument("--scenario", help="forget-quality: the forget request (default random:0.1)")
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     get_benchmark(args.name)  # fail early on an unknown name
     out = args.out or f"results/{args.name}"
     settings = BenchSettings(classes=args.classes, seeds=args.seeds,
-                             methods=[m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None,
+                             methods=_parse_methods(args.methods),
                              count=args.count, n_models=args.n_models, scenario=args.scenario)
     command = _command(args, out)
     result = run_benchmark(args.name, config_from_args(args), out=out, settings=settings, command=command,
@@ -99,3 +100,20 @@ def _command(args: argparse.Namespace, out: str) -> str:
         parts += ["--seed", str(args.seed)]
     parts += ["--out", out]
     return shlex.join(parts)
+
+
+def _parse_methods(text: "str | None") -> "list | None":
+    """``a,b,c`` or a JSON list (names and method-spec objects) into the settings' method list."""
+    if not text:
+        return None
+    if text.lstrip().startswith("["):
+        import json
+
+        try:
+            methods = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"--methods is not valid JSON: {exc}") from exc
+        if not isinstance(methods, list) or not methods:
+            raise ValueError("--methods JSON must be a non-empty list")
+        return methods
+    return [m.strip() for m in text.split(",") if m.strip()]
