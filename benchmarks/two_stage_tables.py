@@ -9,27 +9,7 @@ Results (resumable JSONL), a markdown and a self-contained HTML report go to ``r
 says otherwise; docs/benchmarks.md records them.
 """
 
-from __future__ import annotations
-
-import shlex
-import sys
-
-from oblivio.cli import main
-
-BENCHMARK = "two-stage"
-
-
-def command(extra: list[str]) -> list[str]:
-    """The ``oblivio`` arguments this script runs (CPU preset unless ``--preset`` is given)."""
-    args = ["bench", BENCHMARK]
-    if "--preset" not in extra:
-        args += ["--preset", "cpu"]
-    if "--out" not in extra:
-        args += ["--out", f"results/{BENCHMARK}"]
-    return args + extra
-
+from _bench import run
 
 if __name__ == "__main__":
-    argv = command(sys.argv[1:])
-    print("reproduce with: oblivio " + shlex.join(argv), flush=True)
-    sys.exit(main(argv))
+    run("two-stage")

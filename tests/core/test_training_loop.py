@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from oblivio.data import ImageDataset, TensorLoader
+from oblivio.data import TensorLoader
 from oblivio.models import create_model
 from oblivio.training import (CPU, PAPER, DivergenceError, KeepBest, Recipe, StopWhen, accuracy, fit, get_recipe,
                               train_model)

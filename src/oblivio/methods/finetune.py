@@ -8,7 +8,8 @@ from typing import ClassVar
 
 from torch import nn
 
-from ..training.loop import fit
+from ..data.base import ImageDataset
+from ..training.loop import Callback, fit
 from .base import UnlearningData, UnlearningMethod, register_method
 from .common import OptimizerName, check_hparams, make_loader, make_optimizer
 
@@ -47,9 +48,20 @@ class Finetune(UnlearningMethod):
         check_hparams(self)
 
     def _unlearn(self, model: nn.Module, data: UnlearningData, *, seed: int, progress: bool) -> nn.Module:
-        loader = make_loader(data.retain, model, batch_size=self.batch_size, seed=seed)
-        opt = make_optimizer(model.parameters(), optimizer=self.optimizer, lr=self.lr, momentum=self.momentum,
-                             weight_decay=self.weight_decay)
-        result = fit(model, loader, epochs=self.epochs, optimizer=opt, progress=progress, desc="finetune")
+        callbacks = self._prepare(model, data)
+        loader = make_loader(self._training_set(data, seed), model, batch_size=self.batch_size, seed=seed)
+        opt = make_optimizer([p for p in model.parameters() if p.requires_grad], optimizer=self.optimizer, lr=self.lr,
+                             momentum=self.momentum, weight_decay=self.weight_decay)
+        result = fit(model, loader, epochs=self.epochs, optimizer=opt, callbacks=callbacks, progress=progress,
+                     desc=self.name)
         self.info.update(epochs=result.epochs_run, history=result.history)
         return model
+
+    # Hooks for the methods that are fine-tuning on other data (random-label) or with a constraint (salun).
+    def _training_set(self, data: UnlearningData, seed: int) -> ImageDataset:
+        """What to fine-tune on: ``D_r``."""
+        return data.retain
+
+    def _prepare(self, model: nn.Module, data: UnlearningData) -> list[Callback]:
+        """Callbacks for the fine-tuning run (none)."""
+        return []

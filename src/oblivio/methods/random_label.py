@@ -5,16 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from torch import nn
-
-from ..training.loop import fit
-from .base import UnlearningData, UnlearningMethod, register_method
-from .common import OptimizerName, check_hparams, make_loader, make_optimizer, relabelled_union
+from ..data.base import ImageDataset
+from .base import UnlearningData, register_method
+from .common import relabelled_union
+from .finetune import Finetune
 
 
 @register_method("random-label")
 @dataclass(kw_only=True)
-class RandomLabel(UnlearningMethod):
+class RandomLabel(Finetune):
     """Train on ``D_r ∪ D_f`` where each forget sample gets a uniformly drawn wrong label (drawn once per run).
 
     Args:
@@ -36,19 +35,8 @@ class RandomLabel(UnlearningMethod):
 
     epochs: int = 5
     lr: float = 0.02
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    batch_size: int = 128
-    optimizer: OptimizerName = "sgd"
 
-    def __post_init__(self) -> None:
-        check_hparams(self)
-
-    def _unlearn(self, model: nn.Module, data: UnlearningData, *, seed: int, progress: bool) -> nn.Module:
-        union, wrong = relabelled_union(data.retain, data.forget, seed=seed)
-        loader = make_loader(union, model, batch_size=self.batch_size, seed=seed)
-        opt = make_optimizer(model.parameters(), optimizer=self.optimizer, lr=self.lr, momentum=self.momentum,
-                             weight_decay=self.weight_decay)
-        result = fit(model, loader, epochs=self.epochs, optimizer=opt, progress=progress, desc="random-label")
-        self.info.update(epochs=result.epochs_run, history=result.history)
-        return model
+    def _training_set(self, data: UnlearningData, seed: int) -> ImageDataset:
+        """``D_r ∪ D_f`` with a random wrong label on every forget sample."""
+        union, _ = relabelled_union(data.retain, data.forget, seed=seed)
+        return union

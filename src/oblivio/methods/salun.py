@@ -16,11 +16,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.base import ImageDataset
-from ..training.loop import fit
+from ..training.loop import Callback
 from ..utils import eval_mode
-from .base import UnlearningData, UnlearningMethod, register_method
-from .common import (OptimizerName, RestoreOutsideMask, check_hparams, make_loader, make_optimizer,
-                     relabelled_union)
+from .base import UnlearningData, register_method
+from .common import RestoreOutsideMask, check_hparams, make_loader
+from .random_label import RandomLabel
 
 
 def saliency_masks(model: nn.Module, forget: ImageDataset, *, sparsity: float, batch_size: int = 256
@@ -60,7 +60,7 @@ def saliency_masks(model: nn.Module, forget: ImageDataset, *, sparsity: float, b
 
 @register_method("salun")
 @dataclass(kw_only=True)
-class SalUn(UnlearningMethod):
+class SalUn(RandomLabel):
     """Random-label unlearning on the salient weights only.
 
     Args:
@@ -84,26 +84,16 @@ class SalUn(UnlearningMethod):
     sparsity: float = 0.5
     epochs: int = 5
     lr: float = 0.013
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    batch_size: int = 128
-    optimizer: OptimizerName = "sgd"
     masks: dict | None = field(default=None, init=False, repr=False, compare=False)  # set by a call
 
     def __post_init__(self) -> None:
         check_hparams(self, sparsity=(lambda v: 0 <= v <= 1, "in [0, 1]"))
 
-    def _unlearn(self, model: nn.Module, data: UnlearningData, *, seed: int, progress: bool) -> nn.Module:
+    def _prepare(self, model: nn.Module, data: UnlearningData) -> list[Callback]:
+        """Compute the saliency mask on ``D_f`` and return the callback that enforces it after every step."""
         masks = saliency_masks(model, data.forget, sparsity=self.sparsity, batch_size=self.batch_size)
         model.zero_grad(set_to_none=True)
-        union, _ = relabelled_union(data.retain, data.forget, seed=seed)
-        loader = make_loader(union, model, batch_size=self.batch_size, seed=seed)
-        opt = make_optimizer([p for p in model.parameters() if p.requires_grad], optimizer=self.optimizer,
-                             lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
-        result = fit(model, loader, epochs=self.epochs, optimizer=opt, callbacks=[RestoreOutsideMask(masks)],
-                     progress=progress, desc="salun")
-        n_total = sum(m.numel() for m in masks.values())
-        self.info.update(epochs=result.epochs_run, history=result.history,
-                         n_salient=int(sum(int(m.sum()) for m in masks.values())), n_weights=n_total)
         self.masks = masks
-        return model
+        self.info.update(n_salient=int(sum(int(m.sum()) for m in masks.values())),
+                         n_weights=sum(m.numel() for m in masks.values()))
+        return [RestoreOutsideMask(masks)]

@@ -13,7 +13,7 @@ Fashion-MNIST with ``small-cnn``; see docs/recipes.md for the measured accuracie
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable, Literal
 
 import torch
