@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -32,6 +33,10 @@ class NegGradPlus(UnlearningMethod):
         optimizer: ``"sgd"`` or ``"adam"``.
         grad_clip: clip the global gradient norm to this value (``None``: no clipping). The ascent term is unbounded,
             so without it a few steps can blow the weights up (ours; the sources do not clip).
+        ascent_cap: each forget sample's cross-entropy in the ascent term is capped at ``ascent_cap · ln C``
+            (``None``: uncapped, the literal baseline). Once a sample is pushed that far it stops pulling, so the
+            retain term can repair the rest of the model. Without the cap, on the CPU preset (100 forget images
+            cycled beside 19,900 retain images) the ascent wins and test accuracy collapses to ~11% (ours).
 
     Example:
         >>> from oblivio.methods import unlearn  # doctest: +SKIP
@@ -41,7 +46,8 @@ class NegGradPlus(UnlearningMethod):
     source: ClassVar[str] = ("Kurmanji et al. 2023 (SCRUB paper's NegGrad+ baseline: a weighted sum of the retain and "
                              "negated forget losses); SGD momentum 0.9, weight decay 5e-4; alpha 0.6, lr 0.01, 3 "
                              "epochs "
-                             "and gradient-norm clip 1 tuned on sklearn digits (whole-class forget)")
+                             "and gradient-norm clip 1 tuned on sklearn digits (whole-class forget); per-sample ascent cap 2·ln C "
+                             "ours (see ascent_cap)")
 
     alpha: float = 0.6
     epochs: int = 3
@@ -52,16 +58,22 @@ class NegGradPlus(UnlearningMethod):
     forget_batch_size: int = 32
     optimizer: OptimizerName = "sgd"
     grad_clip: float | None = 1.0
+    ascent_cap: float | None = 2.0
 
     def __post_init__(self) -> None:
         check_hparams(self, alpha=(lambda v: 0 <= v <= 1, "in [0, 1]"),
+                      ascent_cap=(lambda v: v is None or v > 0, "positive or None"),
                       forget_batch_size=(lambda v: int(v) == v and v >= 1, "an integer >= 1"))
 
     def loss(self, model: nn.Module, batch: dict) -> tuple:
         """``alpha · CE_r − (1 − alpha) · CE_f`` on a ``{"retain", "forget"}`` batch pair."""
         r, f = batch["retain"], batch["forget"]
         ce_r = F.cross_entropy(model(r.x), r.y)
-        ce_f = F.cross_entropy(model(f.x), f.y)
+        logits_f = model(f.x)
+        per_sample = F.cross_entropy(logits_f, f.y, reduction="none")
+        if self.ascent_cap is not None:
+            per_sample = per_sample.clamp(max=self.ascent_cap * math.log(logits_f.shape[1]))
+        ce_f = per_sample.mean()
         loss = self.alpha * ce_r - (1 - self.alpha) * ce_f
         return loss, {"retain_ce": float(ce_r.detach()), "forget_ce": float(ce_f.detach())}
 
