@@ -96,7 +96,8 @@ class FitResult:
 def _progress(total: int, desc: str, enabled: bool):
     from tqdm.auto import tqdm
 
-    disable = not enabled or os.environ.get("OBLIVIO_PROGRESS", "1") == "0"
+    # None lets tqdm switch itself off when stderr is not a terminal (logs, CI), so files do not fill with bars.
+    disable = True if (not enabled or os.environ.get("OBLIVIO_PROGRESS", "1") == "0") else None
     return tqdm(total=total, desc=desc, leave=False, disable=disable, file=sys.stderr, dynamic_ncols=True)
 
 
