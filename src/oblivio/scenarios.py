@@ -68,9 +68,9 @@ class RandomSamples:
 class Groups:
     """All samples of the given ``groups`` ids, or of a random ``fraction`` of the groups.
 
-    ``bias_toward`` (optional) is a group-level score array name in ``ImageDataset``-free form: when given as a
-    sequence of per-group weights, groups are drawn with probability proportional to it (non-IID requests, such
-    as the 004 study's deletion biased toward young identities).
+    ``weights`` (optional, with ``fraction``): one non-negative weight per group, in the order of the sorted group
+    ids; groups are drawn with probability proportional to it, which makes the request non-IID (as in the 004
+    study's deletion biased toward young identities).
     """
 
     groups: tuple[int, ...] = ()

@@ -132,3 +132,17 @@ def test_broken_npy_files_are_scenario_errors(train, tmp_path, payload):
     path.write_bytes(payload)
     with pytest.raises(ScenarioError, match="cannot read"):
         make_forget_split(train, IndicesFile(str(path)))
+
+
+def test_weighted_group_draw_is_non_iid(digits):
+    import torch
+
+    from oblivio.data import ImageDataset
+
+    t = digits.train
+    ds = ImageDataset(t.images, t.labels, t.classes, groups=torch.arange(len(t)) % 10)
+    weights = (0.0,) * 8 + (1.0, 1.0)  # only groups 8 and 9 may be drawn
+    s = make_forget_split(ds, Groups(fraction=0.2, weights=weights), seed=0)
+    assert set(ds.groups[s.forget_pos].tolist()) == {8, 9}
+    with pytest.raises(ScenarioError, match="one per group"):
+        make_forget_split(ds, Groups(fraction=0.2, weights=(1.0, 2.0)), seed=0)
