@@ -7,6 +7,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import math
 import os
 import random
 import tempfile
@@ -149,6 +150,21 @@ def _jsonable(obj: Any) -> Any:
 def to_jsonable(obj: Any) -> Any:
     """Dataclasses, tensors, arrays and paths to plain JSON types (dict keys sorted)."""
     return _jsonable(obj)
+
+
+def json_safe(obj: Any, *, fallback: Any = str) -> Any:
+    """Plain JSON for any consumer: :func:`to_jsonable`, then NaN / inf become ``None`` (strict JSON and PostgreSQL
+    reject them) and anything still not a JSON type becomes ``fallback(obj)``."""
+    obj = to_jsonable(obj)
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v, fallback=fallback) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v, fallback=fallback) for v in obj]
+    if obj is None or isinstance(obj, (bool, int, str)):
+        return obj
+    return fallback(obj)
 
 
 def config_hash(obj: Any, length: int = 16) -> str:

@@ -53,7 +53,7 @@ from typing import Any, Callable, Iterable, Iterator, Literal, Mapping, Sequence
 import torch
 
 from .. import __version__
-from ..utils import config_hash, git_commit, to_jsonable
+from ..utils import config_hash, git_commit, json_safe, to_jsonable
 from .config import ExperimentConfig, get_preset
 
 log = logging.getLogger("oblivio.runner")
@@ -247,17 +247,8 @@ def read_results(path: str | os.PathLike, *, only_ok: bool = True) -> list[dict]
 
 
 def _clean(obj: Any) -> Any:
-    """JSON-safe: dataclasses/arrays/tensors as plain values; NaN and inf become null; the rest as ``repr``."""
-    obj = to_jsonable(obj)
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if obj is None or isinstance(obj, (bool, int, str)):
-        return obj
-    return repr(obj)
+    """JSON-safe row values (NaN and inf become null; anything else unknown as its ``repr``)."""
+    return json_safe(obj, fallback=repr)
 
 
 def _append_row(path: Path, row: dict) -> None:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import os
 import threading
 import time
@@ -40,7 +39,7 @@ from .. import __version__
 from ..experiments import Experiment, ExperimentConfig
 from ..scenarios import Indices, ScenarioError, read_indices_file, validate_ids
 from ..training.loop import DivergenceError
-from ..utils import (CheckpointError, atomic_torch_save, config_hash, indices_hash, safe_torch_load,
+from ..utils import (CheckpointError, atomic_torch_save, config_hash, indices_hash, json_safe, safe_torch_load,
                      state_dict_hash, to_jsonable)
 from .db import (ApplyInProgressError, Ledger, LedgerError, RequestRecord, RunRecord, VersionRecord, _safe_url,
                  new_holder)
@@ -257,7 +256,7 @@ class DeletionService:
             if state.current_version_id is not None:  # pragma: no cover - we hold the lease
                 raise LedgerError("the ledger got a current model version while registering the original")
             row = ModelVersion(hash=digest, path=rel, parent_id=None, run_id=None, created_at=utcnow(),
-                               forgotten_ids=[], metrics=_json_safe(metrics))
+                               forgotten_ids=[], metrics=json_safe(metrics))
             s.add(row)
             s.flush()
             state.current_version_id = row.id
@@ -370,7 +369,7 @@ class DeletionService:
         unlearner = create_method(method_name, **hp)
         request_ids = [r.id for r in group]
         with self.ledger.transaction() as s:
-            run_row = UnlearningRun(request_ids=request_ids, method=method_name, hparams=_json_safe(unlearner.hparams()),
+            run_row = UnlearningRun(request_ids=request_ids, method=method_name, hparams=json_safe(unlearner.hparams()),
                                     seed=seed, parent_version_id=current.id, n_forget=len(forget_ids),
                                     started_at=utcnow(), status="running", holder=holder)
             s.add(run_row)
@@ -420,7 +419,7 @@ class DeletionService:
                 raise LedgerError(f"the current version changed during the run ({parent.id} -> "
                                   f"{state.current_version_id}); not committed")
             row = ModelVersion(hash=digest, path=rel, parent_id=parent.id, run_id=run_id, created_at=now,
-                               forgotten_ids=forget_ids, metrics=_json_safe(metrics))
+                               forgotten_ids=forget_ids, metrics=json_safe(metrics))
             s.add(row)
             s.flush()
             run = s.get(UnlearningRun, run_id)
@@ -576,20 +575,6 @@ def _read_ids(path: str | os.PathLike) -> np.ndarray:
         raise
     except (ValueError, TypeError, OverflowError, EOFError, OSError, UnicodeError, RecursionError) as exc:
         raise ScenarioError(f"cannot read sample ids from {p}: {type(exc).__name__}: {exc}") from None
-
-
-def _json_safe(obj: Any) -> Any:
-    """JSON for any database: NaN / inf become null (PostgreSQL's JSON rejects them)."""
-    obj = to_jsonable(obj)
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, (str, int, bool)) or obj is None:
-        return obj
-    return str(obj)
 
 
 __all__ = ["ApplyInProgressError", "ApplyResult", "DeletionService", "LedgerError", "twin_estimate"]
