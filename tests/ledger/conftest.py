@@ -36,3 +36,31 @@ def make_service(tiny_experiment, tmp_path):
     yield make
     for svc in made:
         svc.close()
+
+
+@pytest.fixture()
+def lease_race():
+    """``race(url, n)``: ``n`` ledgers on ``url`` try to take the apply lease at the same instant; their results."""
+    import threading
+
+    from oblivio.ledger import Ledger, new_holder
+
+    def race(url: str, n: int = 6) -> list[bool]:
+        ledgers = [Ledger(url) for _ in range(n)]
+        barrier = threading.Barrier(n)
+        wins: list[bool] = []
+
+        def contend(ledger):
+            barrier.wait()
+            wins.append(ledger.try_acquire(new_holder(), 60))
+
+        threads = [threading.Thread(target=contend, args=(lg,)) for lg in ledgers]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for lg in ledgers:
+            lg.dispose()
+        return wins
+
+    return race

@@ -4,12 +4,11 @@
 from __future__ import annotations
 
 import os
-import threading
 import uuid
 
 import pytest
 
-from oblivio.ledger import ApplyInProgressError, Ledger, new_holder
+from oblivio.ledger import ApplyInProgressError
 
 PG_URL = os.environ.get("OBLIVIO_TEST_PG_URL")
 pytestmark = pytest.mark.skipif(not PG_URL, reason="set OBLIVIO_TEST_PG_URL to test on PostgreSQL")
@@ -45,23 +44,8 @@ def test_workflow_on_postgres(make_service, pg_url, tmp_path):
     assert nan.apply().status == "failed" and nan.current_version().id == 2
 
 
-def test_lease_race_on_postgres(pg_url):
-    ledgers = [Ledger(pg_url) for _ in range(6)]
-    barrier = threading.Barrier(len(ledgers))
-    wins = []
-
-    def contend(ledger):
-        barrier.wait()
-        wins.append(ledger.try_acquire(new_holder(), 60))
-
-    threads = [threading.Thread(target=contend, args=(lg,)) for lg in ledgers]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(wins) == [False] * 5 + [True]
-    for lg in ledgers:
-        lg.dispose()
+def test_lease_race_on_postgres(pg_url, lease_race):
+    assert sorted(lease_race(pg_url, 6)) == [False] * 5 + [True]
 
 
 def test_busy_apply_on_postgres(make_service, pg_url):

@@ -15,7 +15,7 @@ import torch
 
 import ledger_methods
 import oblivio.ledger.service as service_module
-from oblivio.ledger import ApplyInProgressError, Ledger, new_holder
+from oblivio.ledger import ApplyInProgressError, Ledger
 from oblivio.utils import CheckpointError
 
 WORKER = Path(__file__).resolve().parent / "ledger_worker.py"
@@ -144,24 +144,8 @@ def test_sigkill_between_write_and_commit_then_resume(make_service, tmp_path, le
 
 
 # ---------------------------------------------------------------------------------------------- concurrency
-def test_lease_race_has_exactly_one_winner(tmp_path):
-    url = f"sqlite:///{tmp_path / 'race.db'}"
-    ledgers = [Ledger(url) for _ in range(6)]
-    barrier = threading.Barrier(len(ledgers))
-    wins = []
-
-    def contend(ledger):
-        barrier.wait()
-        wins.append(ledger.try_acquire(new_holder(), 60))
-
-    threads = [threading.Thread(target=contend, args=(lg,)) for lg in ledgers]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(wins) == [False] * 5 + [True]
-    for lg in ledgers:
-        lg.dispose()
+def test_lease_race_has_exactly_one_winner(tmp_path, lease_race):
+    assert sorted(lease_race(f"sqlite:///{tmp_path / 'race.db'}", 6)) == [False] * 5 + [True]
 
 
 def test_lease_expires_and_is_renewed(tmp_path):
