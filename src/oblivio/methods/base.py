@@ -62,6 +62,9 @@ class UnlearningMethod:
     name: ClassVar[str] = "base"
     source: ClassVar[str] = ""
     needs_holdout: ClassVar[bool] = False
+    variant_of: ClassVar[str | None] = None  # set on named variants (register_variant)
+    variant_reason: ClassVar[str] = ""
+    variant_overrides: ClassVar[dict] = {}
     info: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def hparams(self) -> dict[str, Any]:
@@ -128,6 +131,52 @@ def register_method(name: str):
     return decorator
 
 
+def register_variant(name: str, base: str, *, reason: str, **defaults: Any) -> type:
+    """Register a named variant of a registered method: the same class with other default hyper-parameters.
+
+    timm-style named configurations: a bench, a config file or a report names ``"neggrad+capped"`` instead of a
+    dict of hyper-parameters. The base method keeps its reference defaults; the variant records what it changes
+    (``variant_overrides``) and why (``variant_reason``), both shown by :func:`describe_method`. Hyper-parameters
+    passed to :func:`create_method` still override the variant's defaults.
+
+    Example:
+        >>> cls = register_variant("finetune.doc-example", "finetune", reason="doctest", epochs=1)
+        >>> create_method("finetune.doc-example").epochs, cls.variant_of
+        (1, 'finetune')
+        >>> _ = METHODS._entries.pop("finetune.doc-example")
+    """
+    base_cls = METHODS.get(base)
+    by_name = {f.name: f for f in fields(base_cls) if f.init}
+    unknown = sorted(set(defaults) - set(by_name))
+    if unknown:
+        raise TypeError(f"variant {name!r}: {base} has no hyper-parameter(s) {unknown}; valid: {sorted(by_name)}")
+    if not reason.strip():
+        raise ValueError(f"variant {name!r} needs a reason (why it exists, measured on what)")
+    namespace: dict[str, Any] = {"__annotations__": {k: by_name[k].type for k in defaults}}
+    for key, value in defaults.items():
+        # Mutable values (lists, dicts) become per-instance copies, as dataclasses require.
+        namespace[key] = (field(default_factory=lambda v=value: copy.deepcopy(v))
+                          if isinstance(value, (list, dict, set)) else value)
+    cls_name = "".join(part.capitalize() for part in name.replace("+", " plus ").replace(".", " ").replace("-", " ")
+                       .split()) or "Variant"
+    cls = dataclass(kw_only=True)(type(cls_name, (base_cls,), namespace))
+    cls.__doc__ = f"Variant {name!r} of {base!r}: {reason}"
+    cls.variant_of = METHODS.get(base).name
+    cls.variant_reason = reason
+    cls.variant_overrides = dict(defaults)
+    cls.name = name
+    METHODS.register(name)(cls)
+    return cls
+
+
+def describe_method(name: str) -> dict[str, Any]:
+    """Name, base method (for a variant), reason, source and default hyper-parameters of a registered method."""
+    cls = METHODS.get(name)
+    return {"name": cls.name, "variant_of": getattr(cls, "variant_of", None),
+            "reason": getattr(cls, "variant_reason", None), "overrides": dict(getattr(cls, "variant_overrides", {})),
+            "source": cls.source, "defaults": cls().hparams()}
+
+
 def create_method(name: str, /, **hparams: Any) -> UnlearningMethod:
     """Instantiate a registered method with hyper-parameters (unknown ones fail, naming the valid ones)."""
     cls = METHODS.get(name)
@@ -138,8 +187,9 @@ def create_method(name: str, /, **hparams: Any) -> UnlearningMethod:
     return cls(**hparams)
 
 
-def list_methods() -> list[str]:
-    return METHODS.names()
+def list_methods(*, variants: bool = True) -> list[str]:
+    """Registered method names; ``variants=False`` lists only the base methods (no named variants)."""
+    return [n for n in METHODS.names() if variants or getattr(METHODS.get(n), "variant_of", None) is None]
 
 
 def unlearn(method: str, model: nn.Module, *, forget: ImageDataset, retain: ImageDataset,
