@@ -9,7 +9,7 @@ from .base import (METHODS, UnlearningData, UnlearningError, UnlearningMethod, c
 
 # Each module registers its method(s) on import. Add new modules here.
 _METHOD_MODULES: list[str] = ["retrain", "finetune", "neggrad", "neggrad_plus", "random_label", "bad_teacher", "scrub",
-                               "salun", "two_stage", "tmu"]
+                               "salun", "two_stage", "tmu", "variants"]
 
 for _module in _METHOD_MODULES:
     importlib.import_module(f"{__name__}.{_module}")
