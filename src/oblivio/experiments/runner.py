@@ -329,7 +329,9 @@ def _forget_scores(model, forget) -> list[float]:
 def _label_metrics(info: dict, gold, forget, metrics: dict, *, ablation: bool, seed: int) -> dict | None:
     """Generalization-label accuracy of a method that predicts which ``D_f`` samples the gold model gets right.
 
-    Adds ``label_accuracy`` and ``gold_easy_rate`` to ``metrics`` when ``info`` holds ``predicted_labels`` (TMU);
+    Adds ``label_accuracy``, ``label_accuracy_null`` (the fair null: the expected label accuracy of a random subset
+    of the same size), ``label_kappa`` (Cohen's κ against the gold labels) and ``gold_easy_rate`` to ``metrics`` when
+    ``info`` holds ``predicted_labels`` (TMU);
     returns ``{feature_set: label_accuracy}`` when ``ablation`` is asked and the run stored its features.
     """
     predicted = info.get("predicted_labels")
@@ -340,7 +342,11 @@ def _label_metrics(info: dict, gold, forget, metrics: dict, *, ablation: bool, s
     from ..training.evaluate import predict_logits
 
     gold_labels = (predict_logits(gold, forget).argmax(1) == forget.labels).long()
+    from ..metrics.alignment import cohen_kappa, random_subset_agreement
+
     metrics["label_accuracy"] = float(np.mean(np.asarray(predicted) == gold_labels.numpy()))
+    metrics["label_accuracy_null"] = random_subset_agreement(predicted, gold_labels.numpy())
+    metrics["label_kappa"] = cohen_kappa(np.asarray(predicted).astype(int), gold_labels.numpy().astype(int))
     metrics["gold_easy_rate"] = float(gold_labels.float().mean())
     if not ablation or "twin_features" not in info:
         return None
@@ -424,6 +430,13 @@ def run_cell(config: ExperimentConfig, cell: Cell, *, store: str | os.PathLike |
                                   gold=gold, random_model=random_model, mia=cell.options.mia, seed=seeds.eval)
     for name, ds in (("forget", splits.forget), ("retain", splits.retain), ("test", splits.test)):
         metrics[f"original_acc_{name}"] = accuracy(original, ds)
+    if len(splits.forget):  # the "do nothing" reference of sample agreement (issue 11)
+        from ..metrics.alignment import sample_agreement
+        from ..training.evaluate import predict_logits
+
+        metrics["original_sample_agreement"] = sample_agreement(
+            predict_logits(original, splits.forget).double().numpy(),
+            predict_logits(gold, splits.forget).double().numpy(), splits.forget.labels.numpy())
     if cell.options.tta:
         from ..metrics.tta import tta_accuracy
 

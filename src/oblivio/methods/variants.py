@@ -11,5 +11,9 @@ from .base import register_variant
 
 # Add variants below, one call each: register_variant("base.what", "base", reason="why, measured on what", **defaults)
 
+register_variant(
+    "tmu.random-control", "tmu", hard_selection="random",
+    reason="rate-matched random control (SPEC §6, issue 11): TMU's aligned step with the hard set drawn at random "
+           "at the predictor's own count; δ alone cannot tell it from TMU, sample agreement can")
+
 __all__: list[str] = []
-_ = register_variant  # kept referenced while the list above is empty

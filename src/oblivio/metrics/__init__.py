@@ -1,6 +1,6 @@
 """Metrics of unlearning: pure functions (arrays in, numbers out) and thin model-level wrappers.
 
-* :mod:`.alignment` - accuracy, δ, activation distance (L2 / L1), Jensen-Shannon divergence, ZRF.
+* :mod:`.alignment` - accuracy, δ, sample agreement and Cohen's κ, activation distance (L2 / L1), JS divergence, ZRF.
 * :mod:`.mia` - starting-kit loss logistic-regression MIA, SalUn MIA-efficacy, modified entropy, ROC helpers.
 * :mod:`.forget_quality` - NeurIPS 2023 forget quality (logit-scaled confidence, per-example ε, F, final score).
 * :mod:`.ulira` - U-LiRA (Hayes et al. 2024).
@@ -20,7 +20,8 @@ Example:
 
 from __future__ import annotations
 
-from .alignment import ActivationNorm, accuracy_from_logits, activation_distance, delta, js_divergence, zrf_score
+from .alignment import ActivationNorm, accuracy_from_logits, activation_distance, cohen_kappa, delta, js_divergence, \
+    random_subset_agreement, sample_agreement, sample_kappa, zrf_score
 from .cost import Timer, rte
 from .forget_quality import (
     ForgetQualityResult,
@@ -48,6 +49,7 @@ from .ulira import ULiRAResult, best_balanced_accuracy, ulira, ulira_accuracy, u
 
 __all__ = [
     "ActivationNorm", "accuracy_from_logits", "activation_distance", "delta", "js_divergence", "zrf_score",
+    "cohen_kappa", "random_subset_agreement", "sample_agreement", "sample_kappa",
     "Timer", "rte",
     "ForgetQualityResult", "epsilon_to_score", "final_score", "forget_quality", "logit_scaled_confidence", "n_bins",
     "per_example_epsilon",

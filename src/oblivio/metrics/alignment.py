@@ -1,4 +1,4 @@
-"""Alignment with the gold model: accuracy gap, activation distance, Jensen-Shannon divergence, ZRF.
+"""Alignment with the gold model: accuracy gap, sample agreement and κ, activation distance, JS divergence, ZRF.
 
 "Aligned" means the unlearned model ``M_u`` behaves like the gold model ``M_g`` (retrained without the forget
 set), not that it scores 0 % on the forget set. Every function here is pure: logits (torch or numpy) in,
@@ -84,6 +84,115 @@ def activation_distance(logits_p: ArrayLike, logits_q: ArrayLike, *, norm: Activ
     return float(np.linalg.norm(p - q, ord=ord_, axis=1).mean())
 
 
+def correct_mask(logits: ArrayLike, labels: ArrayLike) -> np.ndarray:
+    """Boolean ``[n]``: does the model's top-1 prediction equal the label, per sample.
+
+    Example:
+        >>> correct_mask(np.array([[0.1, 0.9], [0.8, 0.2]]), np.array([1, 1])).tolist()
+        [True, False]
+    """
+    z = to_numpy(logits)
+    y = to_numpy(labels).reshape(-1)
+    if z.ndim != 2 or z.shape[0] != y.shape[0]:
+        raise ValueError(f"logits must be [n, C] with n = len(labels); got {z.shape} and {y.shape}")
+    return z.argmax(axis=1) == y
+
+
+def cohen_kappa(a: ArrayLike, b: ArrayLike) -> float:
+    """Cohen's κ of two raters' labels on the same samples: ``(p_o − p_e) / (1 − p_e)``.
+
+    ``p_o`` is the observed agreement, ``p_e = Σ_k P_a(k) P_b(k)`` the agreement expected from the two label
+    distributions alone. κ = 1 for perfect agreement, 0 for chance-level agreement at the same rates. When
+    ``p_e = 1`` (both raters give one and the same label to every sample) κ is undefined: NaN. Written out
+    (a few lines of numpy) rather than taken from scikit-learn so that the tests can use
+    ``sklearn.metrics.cohen_kappa_score`` as an independent oracle; the formula is the same.
+
+    Args:
+        a: ``[n]`` labels of the first rater (booleans, ints or strings).
+        b: ``[n]`` labels of the second rater, same samples in the same order.
+
+    Example:
+        >>> cohen_kappa([1, 1, 0, 0], [1, 1, 0, 0]), cohen_kappa([1, 0, 1, 0], [1, 1, 0, 0])
+        (1.0, 0.0)
+    """
+    a, b = np.asarray(a).reshape(-1), np.asarray(b).reshape(-1)
+    if a.shape != b.shape:
+        raise ValueError(f"the two label vectors must have the same length; got {a.shape[0]} and {b.shape[0]}")
+    if a.size == 0:
+        return float("nan")
+    cats, inv = np.unique(np.concatenate([a, b]), return_inverse=True)
+    ia, ib = inv[: a.size], inv[a.size:]
+    p_o = float(np.mean(ia == ib))
+    p_e = float(np.dot(np.bincount(ia, minlength=cats.size), np.bincount(ib, minlength=cats.size))) / a.size ** 2
+    if p_e >= 1.0:
+        return float("nan")
+    return (p_o - p_e) / (1.0 - p_e)
+
+
+def sample_agreement(logits_p: ArrayLike, logits_q: ArrayLike, labels: ArrayLike) -> float:
+    """Fraction of samples on which the two models are both right or both wrong (SPEC §6).
+
+    δ only compares the *number* of forget samples each model gets right; sample agreement compares *which*:
+    with ``M_u`` and ``M_g`` on ``D_f`` it is 1 only when the unlearned model is right exactly where gold is.
+
+    Args:
+        logits_p: ``[n, C]`` logits of one model (the unlearned model on ``D_f``).
+        logits_q: ``[n, C]`` logits of the other (the gold model on the same samples, same order).
+        labels: ``[n]`` true labels.
+
+    Example:
+        >>> u = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+        >>> g = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+        >>> round(sample_agreement(u, g, np.array([0, 0, 0])), 4)  # both right, u right g wrong, both wrong
+        0.6667
+    """
+    cp, cq = correct_mask(logits_p, labels), correct_mask(logits_q, labels)
+    if cp.size == 0:
+        return float("nan")
+    return float(np.mean(cp == cq))
+
+
+def sample_kappa(logits_p: ArrayLike, logits_q: ArrayLike, labels: ArrayLike) -> float:
+    """Cohen's κ of the two models' right/wrong outcomes per sample: :func:`sample_agreement` beyond chance.
+
+    Chance is the agreement two models with the same accuracies would reach if their errors fell on independent
+    samples, so a method that only matches gold's *count* of errors scores κ ≈ 0. NaN when both models are right
+    on every sample (or both wrong on every one).
+
+    Example:
+        >>> u = np.array([[1.0, 0.0], [0.0, 1.0]])
+        >>> sample_kappa(u, u, np.array([0, 0]))
+        1.0
+    """
+    return cohen_kappa(correct_mask(logits_p, labels), correct_mask(logits_q, labels))
+
+
+def random_subset_agreement(predicted: ArrayLike, truth: ArrayLike) -> float:
+    """The fair null of a binary predictor: expected accuracy of a random subset of the same size.
+
+    If ``predicted`` marks ``e`` of ``n`` samples positive and ``truth`` has ``g`` positives, choosing the ``e``
+    positives uniformly at random gets, in expectation, ``(e·g + (n − e)(n − g)) / n²`` of the labels right. This,
+    not "predict every sample positive", is what TMU's generalization-label predictor must beat: it already knows
+    the rate (from the twin set) and is judged on which samples it picks.
+
+    Args:
+        predicted: ``[n]`` predicted 0/1 labels (TMU: 1 = predicted easy).
+        truth: ``[n]`` true 0/1 labels (TMU: 1 = the gold model classifies the sample correctly).
+
+    Example:
+        >>> random_subset_agreement([1, 1, 1, 0], [1, 1, 0, 0])  # e = 3, g = 2: (6 + 2) / 16
+        0.5
+    """
+    p, t = np.asarray(predicted).reshape(-1).astype(bool), np.asarray(truth).reshape(-1).astype(bool)
+    if p.shape != t.shape:
+        raise ValueError(f"predicted and truth must have the same length; got {p.shape[0]} and {t.shape[0]}")
+    n = p.size
+    if n == 0:
+        return float("nan")
+    e, g = int(p.sum()), int(t.sum())
+    return (e * g + (n - e) * (n - g)) / n ** 2
+
+
 def _xlogx_over(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Element-wise ``a log(a / b)`` with ``0 log 0 = 0``."""
     out = np.zeros_like(a)
@@ -124,4 +233,5 @@ def zrf_score(logits_model: ArrayLike, logits_random: ArrayLike) -> float:
     return 1.0 - js_divergence(logits_model, logits_random)
 
 
-__all__ = ["ActivationNorm", "accuracy_from_logits", "delta", "activation_distance", "js_divergence", "zrf_score"]
+__all__ = ["ActivationNorm", "accuracy_from_logits", "activation_distance", "cohen_kappa", "correct_mask", "delta",
+           "js_divergence", "random_subset_agreement", "sample_agreement", "sample_kappa", "zrf_score"]

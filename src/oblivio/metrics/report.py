@@ -15,7 +15,8 @@ from torch import nn
 
 from ..data.base import ImageDataset
 from ..training.evaluate import predict_logits
-from .alignment import accuracy_from_logits, activation_distance, delta, js_divergence, zrf_score
+from .alignment import accuracy_from_logits, activation_distance, delta, js_divergence, sample_agreement, \
+    sample_kappa, zrf_score
 from .mia import loss_mia_lr, per_example_cross_entropy, salun_mia_efficacy, true_class_confidence
 
 log = logging.getLogger("oblivio")
@@ -69,8 +70,9 @@ def evaluate_unlearning(
     * with ``mia``: ``mia_loss_lr_acc``, ``mia_loss_lr_auc``, ``mia_loss_lr_tpr_at_1pct_fpr`` (starting-kit
       loss logistic regression, forget vs test) and ``mia_salun_efficacy`` (SalUn's SVC on confidence);
     * with ``gold``: the same keys prefixed ``gold_`` for the gold model, plus ``delta_forget``
-      (``|acc_forget - gold_acc_forget|``), ``activation_distance_l2`` and ``js_divergence`` (softmax of the
-      model vs the gold model on the forget set);
+      (``|acc_forget - gold_acc_forget|``), ``sample_agreement`` (fraction of the forget set on which the model
+      and gold are both right or both wrong), ``sample_kappa`` (Cohen's κ of those right/wrong outcomes),
+      ``activation_distance_l2`` and ``js_divergence`` (softmax of the model vs the gold model on the forget set);
     * with ``random_model``: ``zrf_score`` (1 - mean JS to the random model on the forget set).
 
     Args:
@@ -89,8 +91,8 @@ def evaluate_unlearning(
         >>> ds = ImageDataset(torch.rand(20, 1, 4, 4), torch.arange(20) % 2, ("a", "b"))
         >>> net = nn.Sequential(nn.Flatten(), nn.Linear(16, 2))
         >>> res = evaluate_unlearning(net, forget=ds, retain=ds, test=ds, gold=net, mia=False)
-        >>> res["delta_forget"], res["js_divergence"]
-        (0.0, 0.0)
+        >>> res["delta_forget"], res["js_divergence"], res["sample_agreement"]
+        (0.0, 0.0, 1.0)
     """
     splits = {"forget": forget, "retain": retain, "test": test}
     logits = _split_logits(model, splits, batch_size)
@@ -100,9 +102,12 @@ def evaluate_unlearning(
         out.update({f"gold_{k}": v for k, v in _model_block(gold_logits, splits, mia=mia, seed=seed).items()})
         out["delta_forget"] = delta(out["acc_forget"], out["gold_acc_forget"])
         if len(forget):
+            out["sample_agreement"] = sample_agreement(logits["forget"], gold_logits["forget"], forget.labels)
+            out["sample_kappa"] = sample_kappa(logits["forget"], gold_logits["forget"], forget.labels)
             out["activation_distance_l2"] = activation_distance(logits["forget"], gold_logits["forget"], norm="l2")
             out["js_divergence"] = js_divergence(logits["forget"], gold_logits["forget"])
         else:
+            out["sample_agreement"] = out["sample_kappa"] = math.nan
             out["activation_distance_l2"] = out["js_divergence"] = math.nan
     if random_model is not None:
         random_logits = predict_logits(random_model, forget, batch_size=batch_size).double().numpy()

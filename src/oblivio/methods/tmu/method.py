@@ -21,6 +21,7 @@ from ...data.base import ImageDataset
 from ...data.loader import TensorLoader, ZipLoader, stratified_sample
 from ...training.evaluate import accuracy
 from ...training.loop import StopWhen, fit
+from ...models.adapters import as_classifier, unwrap
 from ...utils import eval_mode, model_device
 from ..base import UnlearningData, UnlearningMethod, register_method
 from .features import FEATURE_NAMES, AFForm, RobustScaler, af_feature, nf_feature, per_sample_loss, \
@@ -34,6 +35,8 @@ log = logging.getLogger("oblivio.methods.tmu")
 
 HardMode = Literal["random-label", "neggrad"]
 HARD_MODES = ("random-label", "neggrad")
+HardSelection = Literal["predictor", "random"]
+HARD_SELECTIONS = ("predictor", "random")
 
 
 @torch.no_grad()
@@ -133,10 +136,14 @@ class TMU(UnlearningMethod):
         noise_copies: noisy copies per ``D_f^e`` image (K).
         noise_mix: weight of the noisy average in the softened ``D_f^e`` targets.
         grad_clip: gradient-norm clip of the aligned unlearning (guards negative gradient).
+        hard_selection: which samples the aligned step treats as hard: ``"predictor"`` (TMU) or ``"random"``, the
+            rate-matched random control of SPEC §6 (as many hard samples as the predictor chose, drawn uniformly
+            at random with the unlearning seed); registered as the variant ``tmu.random-control``.
     """
 
     source = "Ji et al., Towards Aligned Data Removal via Twin Machine Unlearning (TMU), §4-5; ours where noted"
     needs_holdout = True
+    needs_features = True  # NF reads penultimate activations (any model, through models.adapters.as_classifier)
 
     twin_size: int | None = None
     n_twins: int = 4
@@ -172,12 +179,15 @@ class TMU(UnlearningMethod):
     noise_copies: int = 8
     noise_mix: float = 0.5
     grad_clip: float | None = 5.0
+    hard_selection: HardSelection = "predictor"
 
     def __post_init__(self) -> None:
         self.features = tuple(str(f).lower() for f in self.features)
         bad = [f for f in self.features if f not in FEATURE_NAMES]
         if bad or not self.features or len(set(self.features)) != len(self.features):
             raise ValueError(f"features must be a non-empty set of {FEATURE_NAMES}, got {self.features}")
+        if self.hard_selection not in HARD_SELECTIONS:
+            raise ValueError(f"unknown hard_selection {self.hard_selection!r}; use one of {', '.join(HARD_SELECTIONS)}")
         if self.hard_mode not in HARD_MODES:
             raise ValueError(f"unknown hard_mode {self.hard_mode!r}; use one of {', '.join(HARD_MODES)}")
         if self.balance not in BALANCES:
@@ -213,6 +223,7 @@ class TMU(UnlearningMethod):
     def _unlearn(self, model: nn.Module, data: UnlearningData, *, seed: int, progress: bool) -> nn.Module:
         forget, retain, holdout = data.forget, data.retain, data.holdout
         assert holdout is not None  # checked by needs_holdout
+        model = as_classifier(model)  # timm / torchvision / plain models: features(x) -> [B, D]; same weights
         info = self.info
         size = self.twin_size or twin_size(len(forget), len(retain))
         # Extra twins only where the holdout has real images for them: augmented twins are harder than D_f.
@@ -260,6 +271,10 @@ class TMU(UnlearningMethod):
                                     epochs=self.predictor_epochs, batch_size=self.predictor_batch_size,
                                     balance=self.balance, seed=seed)
         predicted = predictor.predict(x_f)
+        if self.hard_selection == "random":  # rate-matched control: the predictor's count, random samples
+            gen = torch.Generator().manual_seed(int(seed) + 7)
+            info["predictor_labels"] = predicted.tolist()
+            predicted = predicted[torch.randperm(predicted.numel(), generator=gen)]
         info.update(predictor_train_accuracy=predictor.train_accuracy, predictor_threshold=predictor.threshold,
                     predictor_constant=predictor.constant,
                     predicted_easy=int(predicted.sum()), predicted_hard=int((predicted == 0).sum()),
@@ -272,7 +287,8 @@ class TMU(UnlearningMethod):
                  predictor.train_accuracy)
 
         # 4-5. aligned unlearning
-        return self.aligned_unlearn(model, forget=forget, retain=retain, predicted=predicted, seed=seed, progress=progress)
+        return unwrap(self.aligned_unlearn(model, forget=forget, retain=retain, predicted=predicted, seed=seed,
+                                           progress=progress))
 
     def aligned_unlearn(self, model: nn.Module, *, forget: ImageDataset, retain: ImageDataset,
                         predicted: torch.Tensor, seed: int = 0, progress: bool = False) -> nn.Module:
