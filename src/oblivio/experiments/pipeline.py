@@ -93,7 +93,11 @@ class Experiment:
                 torch.manual_seed(seed)
                 result = train_model(model, train_set, self.config.recipe, seed=seed, checkpoint=resume_path,
                                      progress=self.progress, desc=kind)
-            return {"train_seconds": time.perf_counter() - t0, "epochs": result.epochs_run,
+            cost = result.cost  # cumulative over a resumed training's earlier runs (kept in the resume checkpoint)
+            return {"train_seconds": cost.get("wall_seconds", time.perf_counter() - t0),
+                    "train_cpu_seconds": cost.get("cpu_seconds"), "train_forward_samples": cost.get("forward_samples"),
+                    "train_backward_samples": cost.get("backward_samples"), "resumed_from": result.resumed_from,
+                    "this_run_seconds": time.perf_counter() - t0, "epochs": result.epochs_run,
                     "history": result.history, "n_train": len(train_set), "oblivio_version": __version__,
                     "git_commit": git_commit(os.path.dirname(__file__))}
 
@@ -123,6 +127,14 @@ class Experiment:
         """Wall time the stored gold model took to train (for the cost ratio), if known."""
         model = self.gold(split, seed)
         return (getattr(model, "oblivio_meta", {}) or {}).get("train_seconds")
+
+    def gold_cost(self, split: ForgetSplit, seed: int | None = None) -> dict[str, Any]:
+        """The stored gold model's whole training cost (a resumed training included): ``train_seconds`` (wall),
+        ``train_cpu_seconds``, ``train_forward_samples``, ``train_backward_samples`` (None where not recorded:
+        models stored before these were kept)."""
+        meta = getattr(self.gold(split, seed), "oblivio_meta", {}) or {}
+        return {k: meta.get(k) for k in ("train_seconds", "train_cpu_seconds", "train_forward_samples",
+                                         "train_backward_samples")}
 
     def summary(self, model: nn.Module, splits: UnlearningSplits) -> dict[str, float]:
         """Accuracy on forget / retain / test."""

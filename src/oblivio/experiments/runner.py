@@ -416,7 +416,9 @@ def run_cell(config: ExperimentConfig, cell: Cell, *, store: str | os.PathLike |
         unlearned = exp.gold(split, seeds.unlearn)
         ref_meta = _model_meta(unlearned)
         hparams: dict = {}
-        info = {"seconds": ref_meta.get("train_seconds"), "epochs": ref_meta.get("epochs"),
+        info = {"seconds": ref_meta.get("train_seconds"), "cpu_seconds": ref_meta.get("train_cpu_seconds"),
+                "forward_samples": ref_meta.get("train_forward_samples"),
+                "backward_samples": ref_meta.get("train_backward_samples"), "epochs": ref_meta.get("epochs"),
                 "note": "second gold model (retrained from scratch on D_r) with the unlearning seed"}
     else:
         method = create_method(cell.method.name, **dict(cell.method.hparams))
@@ -455,6 +457,14 @@ def run_cell(config: ExperimentConfig, cell: Cell, *, store: str | os.PathLike |
             "original_train_seconds": _model_meta(original).get("train_seconds"),
             "gold_epochs": gold_meta.get("epochs"),
             "rte": rte(method_seconds, gold_seconds) if method_seconds is not None and gold_seconds else None}
+    # CPU seconds (all threads) and sample-passes: robust to a busy machine (gold: its whole training, resumed or not)
+    method_cpu, gold_cpu = info.get("cpu_seconds"), gold_meta.get("train_cpu_seconds")
+    cost.update({"method_cpu_seconds": method_cpu, "gold_train_cpu_seconds": gold_cpu,
+                 "rte_cpu": rte(method_cpu, gold_cpu) if method_cpu is not None and gold_cpu else None,
+                 "method_forward_samples": info.get("forward_samples"),
+                 "method_backward_samples": info.get("backward_samples"),
+                 "gold_train_forward_samples": gold_meta.get("train_forward_samples"),
+                 "gold_train_backward_samples": gold_meta.get("train_backward_samples")})
     forget_class, forget_class_name = _forget_class(exp, split.spec)
     row = {
         "key": cell.key(config),

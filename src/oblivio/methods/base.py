@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import time
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
@@ -25,6 +24,7 @@ import torch
 from torch import nn
 
 from ..data.base import ImageDataset
+from ..metrics.cost import CostMeter
 from ..registry import Registry
 from ..utils import model_device
 
@@ -55,6 +55,8 @@ class UnlearningMethod:
         name: registry name.
         source: where the defaults come from (paper, table, or "tuned on ...").
         needs_holdout: the method requires ``holdout`` data.
+        needs_features: the method reads penultimate activations, so the model must have ``features(x) -> [B, D]``
+            or be adaptable by :func:`oblivio.models.adapters.as_classifier` (checked before any training).
 
     After a call, ``self.info`` holds what the method reports about its run (counts, epochs, seconds...).
     """
@@ -62,6 +64,7 @@ class UnlearningMethod:
     name: ClassVar[str] = "base"
     source: ClassVar[str] = ""
     needs_holdout: ClassVar[bool] = False
+    needs_features: ClassVar[bool] = False  # reads penultimate activations (checked, adapted by as_classifier)
     variant_of: ClassVar[str | None] = None  # set on named variants (register_variant)
     variant_reason: ClassVar[str] = ""
     variant_overrides: ClassVar[dict] = {}
@@ -87,11 +90,15 @@ class UnlearningMethod:
         work = model if inplace else copy.deepcopy(model)
         was_training = model.training
         self.info = {}
-        t0 = time.perf_counter()
-        with torch.random.fork_rng(devices=[model_device(model)] if model_device(model).type == "cuda" else []):
+        with CostMeter() as cost, \
+                torch.random.fork_rng(devices=[model_device(model)] if model_device(model).type == "cuda" else []):
             torch.manual_seed(seed)
             out = self._unlearn(work, UnlearningData(forget, retain, holdout), seed=seed, progress=progress)
-        self.info.setdefault("seconds", time.perf_counter() - t0)
+        # wall seconds, CPU seconds of all threads (time.process_time: robust to a busy machine) and sample-passes
+        self.info.setdefault("seconds", cost.wall_seconds)
+        self.info.setdefault("cpu_seconds", cost.cpu_seconds)
+        self.info.setdefault("forward_samples", cost.passes.forward)
+        self.info.setdefault("backward_samples", cost.passes.backward)
         out.train(was_training) if inplace else out.eval()
         if not all(torch.isfinite(p).all() for p in out.parameters()):
             from ..training.loop import DivergenceError
@@ -118,6 +125,15 @@ class UnlearningMethod:
         overlap = np.intersect1d(forget.ids.numpy(), retain.ids.numpy())  # type: ignore[union-attr]
         if overlap.size:
             raise UnlearningError(f"forget and retain sets share {overlap.size} sample ids (e.g. {overlap[:5].tolist()})")
+        # The model contract, on one small batch, before any training (a late AttributeError wastes the twins).
+        from ..models.adapters import ContractError, check_classifier
+
+        x = forget.float_images(torch.arange(min(4, len(forget)))).to(model_device(model))
+        try:
+            check_classifier(model, x, num_classes=forget.num_classes, needs_features=self.needs_features,
+                             who=self.name)
+        except ContractError as exc:
+            raise UnlearningError(str(exc)) from exc
 
 
 def register_method(name: str):

@@ -7,6 +7,7 @@ best-on-validation checkpoints). It never copies the loop.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import math
@@ -15,7 +16,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Protocol, Sequence
+from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +32,72 @@ LossFn = Callable[[nn.Module, Any], Any]
 
 class DivergenceError(RuntimeError):
     """Training produced a non-finite loss or non-finite weights; the run was aborted."""
+
+
+# ---------------------------------------------------------------------------------------------- sample-passes
+@dataclass
+class SamplePasses:
+    """Hardware-independent cost: images pushed through a model forward, and forwards made with autograd on.
+
+    A *forward* sample-pass is one image through one classifier (``forward`` or ``features``); a *backward*
+    sample-pass is one image whose forward ran with autograd recording (training steps, PGD), whose backward is
+    then run once. Counted by :func:`count_sample_passes` with a global forward hook on the input-normalisation
+    module every :class:`~oblivio.models.Classifier` calls exactly once per forward.
+    """
+
+    forward: int = 0
+    backward: int = 0
+
+    def __add__(self, other: "SamplePasses") -> "SamplePasses":
+        return SamplePasses(self.forward + other.forward, self.backward + other.backward)
+
+    def as_dict(self) -> dict[str, int]:
+        return {"forward_samples": self.forward, "backward_samples": self.backward}
+
+
+_ACTIVE_COUNTERS: list[SamplePasses] = []
+_COUNT_HOOK: Any = None
+
+
+def _count_hook(module: nn.Module, inputs: tuple, output: Any) -> None:
+    from ..models.base import Normalize
+
+    if _ACTIVE_COUNTERS and isinstance(module, Normalize) and inputs and torch.is_tensor(inputs[0]):
+        n = int(inputs[0].shape[0]) if inputs[0].dim() else 1
+        grad = torch.is_grad_enabled()
+        for c in _ACTIVE_COUNTERS:
+            c.forward += n
+            if grad:
+                c.backward += n
+
+
+@contextlib.contextmanager
+def count_sample_passes() -> Iterator[SamplePasses]:
+    """Count forward / backward sample-passes of every classifier in this process while the block runs.
+
+    Nested blocks each count everything inside them. The global hook is installed only while a block is active.
+
+    Example:
+        >>> import torch
+        >>> from oblivio.models import create_model
+        >>> m = create_model("small-cnn", num_classes=2, in_channels=1, image_size=(8, 8))
+        >>> with count_sample_passes() as passes, torch.no_grad():
+        ...     _ = m(torch.rand(5, 1, 8, 8))
+        >>> passes
+        SamplePasses(forward=5, backward=0)
+    """
+    global _COUNT_HOOK
+    counter = SamplePasses()
+    if _COUNT_HOOK is None:
+        _COUNT_HOOK = torch.nn.modules.module.register_module_forward_hook(_count_hook)
+    _ACTIVE_COUNTERS.append(counter)
+    try:
+        yield counter
+    finally:
+        _ACTIVE_COUNTERS.remove(counter)
+        if not _ACTIVE_COUNTERS and _COUNT_HOOK is not None:
+            _COUNT_HOOK.remove()
+            _COUNT_HOOK = None
 
 
 def cross_entropy_loss(model: nn.Module, batch: Any) -> torch.Tensor:
@@ -91,6 +158,10 @@ class FitResult:
     stopped_early: bool
     resumed_from: int | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    cost: dict[str, float] = field(default_factory=dict)
+    """Cumulative cost of the whole training, earlier runs of a resumed one included: ``wall_seconds``,
+    ``cpu_seconds`` (:func:`time.process_time`, all threads of the process), ``forward_samples``,
+    ``backward_samples`` (:class:`SamplePasses`), ``steps``. Kept in the resume checkpoint."""
 
 
 def _progress(total: int, desc: str, enabled: bool):
@@ -128,9 +199,11 @@ def fit(
         loss_fn: ``loss_fn(model, batch)`` returning a scalar loss or ``(loss, logs)``.
         callbacks: :class:`Callback` hooks (after each step, at each epoch end).
         steps_per_epoch: cap on optimizer steps per epoch (None = whole iterable).
-        grad_clip: clip the global gradient norm to this value.
+        grad_clip: clip the global gradient norm to this value; the epoch logs then hold ``clipped``, the share
+            of steps whose norm exceeded it.
         checkpoint: when given, the full training state is written there (atomically) after every epoch and a
-            run that finds one resumes after its last finished epoch.
+            run that finds one resumes after its last finished epoch. The cumulative cost (wall and CPU seconds,
+            sample-passes) travels with it, so a resumed run reports the whole training's cost.
         progress: show a progress bar (also off when ``OBLIVIO_PROGRESS=0``).
         desc: progress-bar label.
 
@@ -157,6 +230,7 @@ def fit(
     device = model_device(model)
     state = TrainState(epochs=epochs)
     start_epoch, resumed_from = 0, None
+    prior_cost: dict[str, float] = {}
     ckpt_path = Path(checkpoint) if checkpoint is not None else None
     if ckpt_path is not None and ckpt_path.exists():
         saved = safe_torch_load(ckpt_path, map_location=device)
@@ -170,12 +244,40 @@ def fit(
         start_epoch = int(saved["epoch"]) + 1
         state.step = int(saved.get("step", 0))
         state.history = list(saved.get("history", []))
+        prior_cost = {k: float(v) for k, v in (saved.get("cost") or {}).items()}
         resumed_from = start_epoch
         if "rng" in saved:
             torch.set_rng_state(saved["rng"].cpu())
         log.info("resuming %s from epoch %d (%s)", desc, start_epoch, ckpt_path)
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
+    with count_sample_passes() as passes:
+
+        def cumulative_cost() -> dict[str, float]:
+            now = {"wall_seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0,
+                   "forward_samples": passes.forward, "backward_samples": passes.backward}
+            out = {k: prior_cost.get(k, 0.0) + v for k, v in now.items()}
+            out["steps"] = state.step  # already cumulative (restored from the checkpoint)
+            return out
+
+        epochs_run, stopped = _fit_epochs(model, batches, epochs, start_epoch, optimizer, scheduler, loss_fn,
+                                          callbacks, steps_per_epoch, grad_clip, ckpt_path, progress, desc,
+                                          device, state, cumulative_cost)
+        cost = cumulative_cost()
+    return FitResult(
+        epochs_run=epochs_run,
+        history=state.history,
+        seconds=time.perf_counter() - t0,
+        stopped_early=stopped,
+        resumed_from=resumed_from,
+        info=state.info,
+        cost=cost,
+    )
+
+
+def _fit_epochs(model, batches, epochs, start_epoch, optimizer, scheduler, loss_fn, callbacks, steps_per_epoch,
+                grad_clip, ckpt_path, progress, desc, device, state, cumulative_cost) -> tuple[int, bool]:
+    """The epoch loop of :func:`fit` (split out so the cost counters wrap it in one ``try``)."""
     was_training = model.training
     for cb in callbacks:
         cb.on_train_start(model, state)
@@ -213,12 +315,15 @@ def fit(
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if grad_clip is not None:
-                    nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+                    norm = nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+                    logs = {**logs, "clipped": float(norm > grad_clip)}  # epoch mean = share of steps clipped
                 optimizer.step()
                 state.step += 1
                 for cb in callbacks:
                     cb.after_step(model, optimizer, state)
                 count += 1
+                if state.stop:  # a step-level stop (e.g. StopWhen(..., every_steps=n)) ends the epoch here
+                    break
                 sums["loss"] = sums.get("loss", 0.0) + float(loss.detach())
                 for k, v in logs.items():
                     sums[k] = sums.get(k, 0.0) + float(v)
@@ -249,6 +354,7 @@ def fit(
                     "step": state.step,
                     "history": state.history,
                     "rng": torch.get_rng_state(),
+                    "cost": cumulative_cost(),
                 },
                 ckpt_path,
             )
@@ -257,14 +363,7 @@ def fit(
     for cb in callbacks:
         cb.on_train_end(model, state)
     model.train(was_training)
-    return FitResult(
-        epochs_run=epochs_run,
-        history=state.history,
-        seconds=time.perf_counter() - t0,
-        stopped_early=state.stop,
-        resumed_from=resumed_from,
-        info=state.info,
-    )
+    return epochs_run, state.stop
 
 
 class EvaluateEach(Callback):
@@ -278,11 +377,21 @@ class EvaluateEach(Callback):
 
 
 class StopWhen(Callback):
-    """Stop at the end of the first epoch where ``condition(model) `` is true (checked before epoch 1 too when
-    ``check_at_start``). The value of ``metric`` is logged under ``name``."""
+    """Stop at the end of the first epoch where ``condition(metric(model))`` is true; with ``every_steps=n``
+    also after every ``n``-th optimizer step (the epoch ends there). The value of ``metric`` is logged under
+    ``name`` at each epoch end; ``state.info['stopped_at_step']`` records a step-level stop."""
 
-    def __init__(self, name: str, metric: Callable[[nn.Module], float], condition: Callable[[float], bool]) -> None:
-        self.name, self.metric, self.condition = name, metric, condition
+    def __init__(self, name: str, metric: Callable[[nn.Module], float], condition: Callable[[float], bool], *,
+                 every_steps: int | None = None) -> None:
+        if every_steps is not None and every_steps < 1:
+            raise ValueError(f"every_steps must be >= 1 (or None), got {every_steps}")
+        self.name, self.metric, self.condition, self.every_steps = name, metric, condition, every_steps
+
+    def after_step(self, model, optimizer, state):  # noqa: D102
+        if self.every_steps is not None and state.step % self.every_steps == 0:
+            if self.condition(float(self.metric(model))):
+                state.stop = True
+                state.info.setdefault("stopped_at_step", state.step)
 
     def on_epoch_end(self, model, state, logs):  # noqa: D102
         value = float(self.metric(model))
