@@ -36,13 +36,18 @@ from .common import (EpochCounter, check_hparams, forget_accuracy_stop, frozen_c
                      make_optimizer, reinitialise)
 
 MislabelMode = Literal["min", "max"]
+AccumulateMode = Literal["logits", "softmax"]
+RetrainOptimizer = Literal["adam", "sgd", "recipe"]
 INF = math.inf
 
 
 # ---------------------------------------------------------------------------------------------------- Alg. 1
-def output_accumulation(probs: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray,
+def output_accumulation(outputs: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray,
                         num_classes: int) -> torch.Tensor:
     """Alg. 1: the ``C × C`` matrix whose row ``c`` is the mean model output over forget samples of class ``c``.
+
+    The paper averages the model's **logits** (§5.2, "we averaged the logits"); :class:`TwoStage` passes logits by
+    default and softmax probabilities with ``accumulate="softmax"``. This function averages whatever it is given.
 
     Entries that may not be chosen as a (source, target) pair are ``inf``: the diagonal (a class cannot map to
     itself), the rows of classes absent from ``D_f``, and, when ``D_f`` spans more than one class, the columns of
@@ -50,28 +55,33 @@ def output_accumulation(probs: torch.Tensor | np.ndarray, labels: torch.Tensor |
     may be its target.
 
     Args:
-        probs: ``[N, C]`` model outputs (softmax probabilities) on the forget samples.
+        outputs: ``[N, C]`` model outputs (logits, or softmax probabilities) on the forget samples.
         labels: ``[N]`` true labels of the forget samples.
         num_classes: ``C``.
 
     Returns:
         A float64 ``[C, C]`` tensor.
 
+    Raises:
+        ValueError: shapes that do not match, no samples, labels out of range, or non-finite outputs.
+
     Example:
         >>> p = torch.tensor([[0.5, 0.25, 0.25], [0.5, 0.0, 0.5]])
         >>> output_accumulation(p, torch.tensor([0, 0]), 3)[0].tolist()
         [inf, 0.125, 0.375]
     """
-    probs = torch.as_tensor(probs, dtype=torch.float64)
-    labels = torch.as_tensor(labels, dtype=torch.long).reshape(-1)
-    if probs.dim() != 2 or probs.shape[1] != num_classes or probs.shape[0] != labels.shape[0]:
-        raise ValueError(f"probs must be [N, {num_classes}] with one label per row; got probs {tuple(probs.shape)} "
-                         f"and {labels.shape[0]} labels")
+    outputs = torch.as_tensor(outputs, dtype=torch.float64).cpu()
+    labels = torch.as_tensor(labels, dtype=torch.long).reshape(-1).cpu()
+    if outputs.dim() != 2 or outputs.shape[1] != num_classes or outputs.shape[0] != labels.shape[0]:
+        raise ValueError(f"outputs must be [N, {num_classes}] with one label per row; got outputs "
+                         f"{tuple(outputs.shape)} and {labels.shape[0]} labels")
     if labels.numel() == 0:
         raise ValueError("output accumulation needs at least one forget sample")
+    if not torch.isfinite(outputs).all():
+        raise ValueError("outputs contain NaN or inf: the model's outputs on D_f are not finite")
     if int(labels.min()) < 0 or int(labels.max()) >= num_classes:
         raise ValueError(f"labels must lie in [0, {num_classes})")
-    sums = torch.zeros(num_classes, num_classes, dtype=torch.float64).index_add_(0, labels, probs)
+    sums = torch.zeros(num_classes, num_classes, dtype=torch.float64).index_add_(0, labels, outputs)
     counts = torch.bincount(labels, minlength=num_classes).to(torch.float64)
     present = counts > 0
     matrix = torch.full((num_classes, num_classes), INF, dtype=torch.float64)
@@ -209,29 +219,41 @@ class TwoStage(UnlearningMethod):
     """Neutralise with contrastive labels, then retrain on ``D_r`` with knowledge distillation.
 
     Args:
-        recipe: the pre-training recipe (preset name or :class:`Recipe`); retraining uses it scaled by
-            ``retrain_scale`` (epochs and milestones), with its optimiser, batch size and augmentation.
+        recipe: the pre-training recipe (preset name or :class:`Recipe`); retraining takes its epoch count (scaled by
+            ``retrain_scale``), batch size and augmentation from it. Its optimiser is used only with
+            ``retrain_optimizer="recipe"``.
         mislabel: ``"min"`` (least likely class, the paper's method) or ``"max"`` (second most likely, ablation).
+        accumulate: what Alg. 1 averages over ``D_f``: ``"logits"`` (the paper, §5.2) or ``"softmax"``
+            (probabilities; ours, an option).
         target_forget_acc: neutralisation stops once forget accuracy is at or below this (``None`` = chance, 1/C).
         neutralize_max_epochs: epoch cap for neutralisation.
         neutralize_lr: SGD learning rate for neutralisation.
         neutralize_batch_size: neutralisation batch size.
         retrain_scale: fraction of the pre-training epochs used for retraining (0.5).
         retrain_epochs: explicit retraining epochs (overrides ``retrain_scale``).
+        retrain_optimizer: optimiser of the retraining stage: ``"adam"`` (the paper pre-trains and retrains with
+            Adam at 1e-3, §4), ``"sgd"`` (momentum from the recipe) at ``retrain_lr``, or ``"recipe"``: the
+            pre-training recipe's own optimiser, learning rate and schedule (the old behaviour; on the CPU preset
+            that restarts a converged model at SGD lr 0.05 and diverged in 5 of 8 runs, docs/benchmarks.md).
+        retrain_lr: learning rate of the retraining stage (1e-3, the paper's), constant (the paper names no
+            schedule). Ignored with ``"recipe"``.
+        retrain_weight_decay: weight decay of the retraining stage (0: the paper names none). Ignored with
+            ``"recipe"``.
         data_fraction: random fraction of the retraining set used each epoch (0.5).
         ce_weight: CE weight while KD is on (1.1).
         kd_weight: KD weight (0.9).
         kd_epochs: epochs after which KD is dropped (10).
         temperature: KD temperature ``T``.
         val_fraction: share of ``D_r`` held out for validation when no ``holdout`` is passed.
-        grad_clip: global gradient-norm clip in the retraining stage (``None``: off, the paper's setting; ours).
-            On the CPU preset, retraining a neutralised model at the recipe's learning rate (0.05) diverged to inf
-            in 5 of 8 runs without it (docs/benchmarks.md); 5.0 fixes that but lets more of the original model's
-            knowledge of ``D_f`` survive through KD on small data, so it is not the default.
+        grad_clip: global gradient-norm clip in the retraining stage (``None``: off, as in the paper). On by
+            default (5.0, ours) as a safety net against a diverging restart; the share of retraining steps it
+            actually clipped is reported per epoch (``info["history"][e]["clipped"]``) and summed in
+            ``info["clipped_steps"]``.
 
-    After a call, ``info`` holds ``label_map``, ``neutralisation_epochs``, ``forget_acc_before`` /
+    After a call, ``info`` holds ``label_map``, ``accumulate``, ``neutralisation_epochs``, ``forget_acc_before`` /
     ``forget_acc_neutralised``, ``neutralised`` (target reached), ``saving_point`` (1-based best epoch),
-    ``best_val_acc``, ``retrain_epochs`` and ``validation`` (``"holdout"`` or ``"retain-split"``).
+    ``best_val_acc``, ``retrain_epochs``, ``retrain_optimizer``, ``clipped_steps`` / ``retrain_steps`` and
+    ``validation`` (``"holdout"`` or ``"retain-split"``).
 
     Example:
         >>> from oblivio.methods import create_method  # doctest: +SKIP
@@ -240,26 +262,32 @@ class TwoStage(UnlearningMethod):
         >>> method.info["label_map"], method.info["saving_point"]  # doctest: +SKIP
     """
 
-    source: ClassVar[str] = ("Kim & Woo 2022 (two-stage retraining): loss 1.1 CE + 0.9 KD, KD dropped after 10 epochs, "
-                             "half the pre-training epochs, half the data per epoch, best-on-validation saving point, "
-                             "neutralise to chance. Ours (the paper gives no value): T 4, neutralisation SGD lr 0.01 "
-                             "momentum 0.9 batch 64 capped at 50 epochs, 10% of D_r for validation without holdout")
+    source: ClassVar[str] = ("Kim & Woo 2022 (two-stage retraining): logits averaged in Alg. 1 (§5.2), loss 1.1 CE + "
+                             "0.9 KD, KD dropped after 10 epochs, half the pre-training epochs, half the data per "
+                             "epoch, best-on-validation saving point, neutralise to chance, Adam lr 1e-3 (§4). Ours "
+                             "(the paper gives no value): T 4, constant retraining lr, no weight decay, gradient-norm "
+                             "clip 5 as a safety net, neutralisation SGD lr 0.01 momentum 0.9 batch 64 capped at 50 "
+                             "epochs, 10% of D_r for validation without holdout")
 
     recipe: "str | Recipe" = "cpu"
     mislabel: MislabelMode = "min"
+    accumulate: AccumulateMode = "logits"
     target_forget_acc: float | None = None
     neutralize_max_epochs: int = 50
     neutralize_lr: float = 0.01
     neutralize_batch_size: int = 64
     retrain_scale: float = 0.5
     retrain_epochs: int | None = None
+    retrain_optimizer: RetrainOptimizer = "adam"
+    retrain_lr: float = 1e-3
+    retrain_weight_decay: float = 0.0
     data_fraction: float = 0.5
     ce_weight: float = 1.1
     kd_weight: float = 0.9
     kd_epochs: int = 10
     temperature: float = 4.0
     val_fraction: float = 0.1
-    grad_clip: float | None = None
+    grad_clip: float | None = 5.0
 
     def __post_init__(self) -> None:
         get_recipe(self.recipe)
@@ -283,12 +311,22 @@ class TwoStage(UnlearningMethod):
             recipe = base.scaled(self.retrain_epochs / max(base.epochs, 1)).replace(epochs=self.retrain_epochs)
         return recipe
 
+    def retraining_optimizer(self, model: nn.Module, recipe: Recipe) -> tuple[torch.optim.Optimizer, Any]:
+        """The retraining stage's optimiser and scheduler (``None`` for the constant-rate Adam / SGD settings)."""
+        if self.retrain_optimizer == "recipe":
+            opt = recipe.make_optimizer(model.parameters())
+            return opt, recipe.make_scheduler(opt)
+        return make_optimizer(model.parameters(), optimizer=self.retrain_optimizer, lr=self.retrain_lr,
+                              momentum=recipe.momentum, weight_decay=self.retrain_weight_decay), None
+
     # -------------------------------------------------------------------------------- stage 1
     def neutralise(self, model: nn.Module, forget: ImageDataset, *, seed: int, progress: bool) -> dict[str, Any]:
         """Alg. 1-3 in place on ``model``; returns what happened (label map, epochs, forget accuracies)."""
         num_classes = forget.num_classes
-        probs = predict_logits(model, forget).softmax(dim=1)
-        matrix = output_accumulation(probs, forget.labels, num_classes)
+        outputs = predict_logits(model, forget)
+        if self.accumulate == "softmax":
+            outputs = outputs.softmax(dim=1)
+        matrix = output_accumulation(outputs, forget.labels, num_classes)
         forget_classes = sorted(int(c) for c in torch.unique(forget.labels))
         label_map = contrastive_labels(matrix, forget_classes, mode=self.mislabel)
         contrast = torch.tensor([label_map[int(y)] for y in forget.labels], dtype=torch.long)
@@ -302,7 +340,8 @@ class TwoStage(UnlearningMethod):
                          callbacks=[forget_accuracy_stop(forget, target)], progress=progress, desc="neutralise")
             epochs = result.epochs_run
         after = accuracy(model, forget)
-        return {"label_map": label_map, "matrix": matrix.tolist(), "neutralisation_epochs": epochs,
+        return {"label_map": label_map, "matrix": matrix.tolist(), "accumulate": self.accumulate,
+                "neutralisation_epochs": epochs,
                 "forget_acc_before": before, "forget_acc_neutralised": after, "neutralised": after <= target,
                 "target_forget_acc": target}
 
@@ -325,11 +364,16 @@ class TwoStage(UnlearningMethod):
                                   ce_weight=self.ce_weight, kd_weight=self.kd_weight, kd_epochs=self.kd_epochs)
 
         keep = KeepBest(lambda m: accuracy(m, val_set), name="val_acc")
-        opt = recipe.make_optimizer(model.parameters())
-        result = fit(model, counter, epochs=recipe.epochs, optimizer=opt, scheduler=recipe.make_scheduler(opt),
+        opt, scheduler = self.retraining_optimizer(model, recipe)
+        result = fit(model, counter, epochs=recipe.epochs, optimizer=opt, scheduler=scheduler,
                      loss_fn=loss_fn, callbacks=[keep], grad_clip=self.grad_clip, progress=progress,
                      desc="two-stage retrain")
+        steps = [len(counter)] * result.epochs_run
+        clipped = sum(round(h.get("clipped", 0.0) * n) for h, n in zip(result.history, steps))
         self.info.update(saving_point=keep.best_epoch, best_val_acc=keep.best_value, retrain_epochs=result.epochs_run,
+                         retrain_optimizer=type(opt).__name__,
+                         retrain_lr=float(opt.param_groups[0].get("initial_lr", opt.param_groups[0]["lr"])),
+                         clipped_steps=int(clipped), retrain_steps=int(sum(steps)),
                          validation=val_source, n_validation=len(val_set), n_retrain=len(train_set),
                          data_fraction=self.data_fraction, history=result.history)
         return model
