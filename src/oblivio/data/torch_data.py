@@ -137,25 +137,34 @@ def _convert(data: Any, *, classes: Sequence[str] | None, ids: Any, name: str,
         subset_ids = ([sub[p] for p in positions] if sub is not None
                       else (list(positions) if sampled is not None else None))
         images, labels = _read_items(ds, positions, name)
-        return (_build(_images(np.stack(images), layout, name) if images else _empty(name), torch.tensor(labels),
+        return (_build(_stack(images, layout, name), torch.tensor(labels),
                        classes, _class_names(base), ids, positions, name, subset_ids=subset_ids),
                 ids is None and subset_ids is None)
     if isinstance(data, IterableDataset):
         raise DatasetError(f"{name}: an IterableDataset cannot be read by index; pass a map-style Dataset "
                            "(with __len__ and __getitem__) or arrays")
-    if isinstance(data, Dataset) or (hasattr(data, "__getitem__") and hasattr(data, "__len__")):
+    if isinstance(data, Dataset) or (hasattr(data, "__getitem__") and hasattr(data, "__len__")
+                                     and not isinstance(data, (str, bytes, dict))):
         base, sub = _base_and_indices(data)
         positions = range(len(data))
         images, labels = _read_items(data, positions, name)
-        return (_build(_images(np.stack(images), layout, name) if images else _empty(name), torch.tensor(labels),
+        return (_build(_stack(images, layout, name), torch.tensor(labels),
                        classes, _class_names(base), ids, positions, name, subset_ids=sub),
                 ids is None and sub is None)
     raise DatasetError(f"{name}: expected an ImageDataset, a map-style torch Dataset of (image, label), a "
                        f"DataLoader over one, or an (images, labels) pair of arrays; got {type(data).__name__}")
 
 
-def _empty(name: str) -> torch.Tensor:
-    raise DatasetError(f"{name}: the dataset is empty")
+def _stack(images: list[np.ndarray], layout: Layout, name: str) -> torch.Tensor:
+    if not images:
+        raise DatasetError(f"{name}: the dataset is empty")
+    try:
+        return _images(np.stack(images), layout, name)
+    except DatasetError as exc:
+        if "[0, 1]" not in str(exc):
+            raise
+        raise DatasetError(f"{exc}. If the dataset's transform normalises (Normalize(mean, std)), drop it there and "
+                           "put oblivio.models.Normalize(mean, std) first in the model instead") from None
 
 
 def _resolve_ids(ids: Any, positions: Sequence[int], name: str) -> torch.Tensor:
