@@ -251,7 +251,7 @@ register_benchmark(Benchmark(
     "TMU Table 1 protocol: for each class, forget 100 random training images of that class; compare each method's "
     "test and forget accuracy with a gold model retrained without them (δ = |ACC_Df(M_u) − ACC_Df(M_g)|), plus "
     "the activation distance to gold (TMU Table 3), MIA variants and cost.",
-    ("tmu-table1", "tmu-table3", "summary"), _build_tmu_table1))
+    ("tmu-table1", "alignment-ci", "paired", "predictor-null", "tmu-table3", "summary"), _build_tmu_table1))
 register_benchmark(Benchmark(
     "tmu-table4",
     "TMU Table 4: accuracy of the generalization-label predictor (does the gold model classify x ∈ D_f "

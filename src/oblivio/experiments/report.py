@@ -452,7 +452,8 @@ def neutralisation_table(rows: Sequence[dict]) -> Table:
 
 SUMMARY_METRICS: tuple[tuple[str, str, float, int], ...] = (
     ("ACC_Dr", "acc_retain", 100.0, 1), ("ACC_Df", "acc_forget", 100.0, 1), ("ACC_test", "acc_test", 100.0, 1),
-    ("δ", "delta_forget", 100.0, 1), ("Act. dist. L2", "activation_distance_l2", 1.0, 3),
+    ("δ", "delta_forget", 100.0, 1), ("Sample agreement", "sample_agreement", 100.0, 1),
+    ("Act. dist. L2", "activation_distance_l2", 1.0, 3),
     ("JS", "js_divergence", 1.0, 4), ("MIA loss-LR acc", "mia_loss_lr_acc", 100.0, 1),
     ("gold MIA loss-LR acc", "gold_mia_loss_lr_acc", 100.0, 1), ("SalUn MIA-efficacy", "mia_salun_efficacy", 100.0, 1),
     ("gold SalUn MIA-efficacy", "gold_mia_salun_efficacy", 100.0, 1),
@@ -490,11 +491,130 @@ def forget_quality_table(rows: Sequence[dict]) -> Table:
                         "gold models (the ceiling)."])
 
 
+CI_NOTE = ("Values are means over runs (forget classes × seeds) with a 95% percentile bootstrap CI in brackets "
+           "(scipy.stats.bootstrap, 10,000 resamples, seed 0; oblivio.experiments.stats).")
+ORIGINAL_LABEL = "original (no unlearning)"
+
+
+def _original_row_values(rows: Sequence[dict]) -> dict[str, list[Any]]:
+    """The untouched original model's values, once per (request, original, gold) unit: the "do nothing" reference."""
+    seen: dict[tuple, dict[str, Any]] = {}
+    for r in rows:
+        m, s = r.get("metrics") or {}, r.get("seeds") or {}
+        if m.get("original_sample_agreement") is None:
+            continue
+        fa, ga = _finite([m.get("original_acc_forget")]), _finite([m.get("gold_acc_forget")])
+        seen.setdefault((r.get("scenario"), s.get("train"), s.get("request"), s.get("gold")), {
+            "delta_forget": abs(fa[0] - ga[0]) if fa and ga else None,
+            "sample_agreement": m.get("original_sample_agreement"),
+            "acc_test": m.get("original_acc_test"), "acc_retain": m.get("original_acc_retain")})
+    return {k: [v[k] for v in seen.values()] for k in ("delta_forget", "sample_agreement", "acc_test", "acc_retain")}
+
+
+def alignment_ci_table(rows: Sequence[dict]) -> Table:
+    """Per method: mean and 95% bootstrap CI of every alignment measure, the original model and gold as references.
+
+    Measures (:data:`oblivio.experiments.stats.ALIGNMENT_MEASURES`): δ, sample agreement and κ with gold on
+    ``D_f``, L2 activation distance, and each MIA's gap to the gold model's own value; plus ``ACC_test`` and
+    ``ACC_Dr``. A row "original (no unlearning)" holds ``M_o``'s δ and sample agreement (doing nothing).
+    """
+    from .stats import ALIGNMENT_MEASURES, mean_ci
+
+    measures = list(ALIGNMENT_MEASURES)
+    cols = ["Method", "Runs"] + [ms.label for ms in measures] + ["ACC_test", "ACC_Dr"]
+    body = []
+    for m in _methods(rows):
+        mr = [r for r in rows if r["method"] == m]
+        line = [m, str(len(mr))]
+        line += [mean_ci(ms.value(r) for r in mr).format(scale=ms.scale, digits=ms.digits) for ms in measures]
+        line += [mean_ci(_m(r, k) for r in mr).format(scale=100) for k in ("acc_test", "acc_retain")]
+        body.append(line)
+    orig = _original_row_values(rows)
+    if orig["sample_agreement"]:
+        line = [ORIGINAL_LABEL, str(len(orig["sample_agreement"]))]
+        for ms in measures:
+            vals = orig.get({"delta": "delta_forget", "sample_agreement": "sample_agreement"}.get(ms.key, ""), [])
+            line.append(mean_ci(vals).format(scale=ms.scale, digits=ms.digits) if vals else "")
+        line += [mean_ci(orig[k]).format(scale=100) for k in ("acc_test", "acc_retain")]
+        body.append(line)
+    return Table("alignment-ci", "Alignment with gold per method: mean [95% bootstrap CI]", cols, body,
+                 notes=[CI_NOTE, "Sample agreement = share of D_f on which M_u and M_g are both right or both wrong; "
+                        "κ = Cohen's κ of those right/wrong outcomes (0 = chance at the same accuracies). MIA columns "
+                        "are gaps to the gold model's value (aligned = equal to gold, not lower). 'gold' is a second "
+                        "gold model (the noise floor); 'tmu.random-control' is TMU's aligned step with its hard set "
+                        "drawn at random at the predictor's own count."])
+
+
+def paired_comparison_table(rows: Sequence[dict], *, method: str = "tmu") -> Table:
+    """``method`` against every other method, paired per (forget request, seeds): difference, CI, Wilcoxon p.
+
+    Empty when ``method`` has no rows. The verdict says ``"<method> better"`` / ``"<method> worse"`` only where the
+    two-sided Wilcoxon signed-rank p is below 0.05, else ``"not significant"``.
+    """
+    from .stats import compare, wins_ties_losses
+
+    if not any(r.get("method") == method for r in rows):
+        return Table("paired", f"Paired comparisons: {method} vs each method", [], [])
+    comps = compare(rows, method, others=[m for m in _methods(rows) if m != method])
+    cols = ["vs", "Measure", "Pairs", f"Mean diff ({method} − other) [95% CI]", "Wilcoxon p", "Verdict"]
+    body, bold = [], set()
+    for c in comps:
+        r = c.result
+        diff = (f"{r.mean_diff * c.measure.scale:+.{c.measure.digits}f} [{r.low * c.measure.scale:+.{c.measure.digits}f},"
+                f" {r.high * c.measure.scale:+.{c.measure.digits}f}]" if math.isfinite(r.low)
+                else f"{r.mean_diff * c.measure.scale:+.{c.measure.digits}f}")
+        verdict = c.verdict if c.verdict == "not significant" else f"{method} {c.verdict}"
+        if c.verdict != "not significant":
+            bold.add((len(body), 5))
+        body.append([c.other, c.measure.label, str(r.n), diff, f"{r.p_value:.3g}", verdict])
+    wtl = wins_ties_losses(comps)
+    notes = ["Pairs = runs of both methods on the same forget request with the same seeds. Direction: lower δ, "
+             "activation distance and MIA gaps, higher sample agreement and κ are closer to gold. Verdicts need "
+             "p < 0.05 (two-sided Wilcoxon signed-rank, zero differences dropped); the CI is a 95% percentile "
+             "bootstrap of the mean difference."]
+    for key, word in (("better", "wins"), ("not significant", "ties (not significant)"), ("worse", "loses")):
+        notes.append(f"{method} {word}: " + ("; ".join(wtl[key]) if wtl[key] else "none") + ".")
+    return Table("paired", f"Paired comparisons: {method} vs each method", cols, body, bold, notes)
+
+
+def predictor_null_table(rows: Sequence[dict]) -> Table:
+    """TMU's generalization-label accuracy against the fair null: a random subset of the same size.
+
+    Per method with ``label_accuracy`` (TMU and its variants; the random control's labels are its random subset):
+    the label accuracy, the null's expected accuracy ``(e·g + (n−e)(n−g)) / n²`` at the same predicted-easy count
+    ``e`` and gold-easy count ``g``, their paired difference with Wilcoxon p, and Cohen's κ against gold's labels.
+    """
+    from .stats import mean_ci, paired_difference
+
+    body, bold = [], set()
+    for m in _methods(rows):
+        mr = [r for r in rows if r["method"] == m and _m(r, "label_accuracy") is not None
+              and _m(r, "label_accuracy_null") is not None]
+        if not mr:
+            continue
+        acc, null = [_m(r, "label_accuracy") for r in mr], [_m(r, "label_accuracy_null") for r in mr]
+        res = paired_difference(acc, null)
+        verdict = res.verdict("higher")
+        if verdict != "not significant":
+            bold.add((len(body), 6))
+        body.append([m, str(len(mr)), mean_ci(acc).format(scale=100), mean_ci(null).format(scale=100),
+                     f"{100 * res.mean_diff:+.1f} [{100 * res.low:+.1f}, {100 * res.high:+.1f}]"
+                     if math.isfinite(res.low) else f"{100 * res.mean_diff:+.1f}", f"{res.p_value:.3g}",
+                     "above the null" if verdict == "better" else "below the null" if verdict == "worse" else verdict,
+                     mean_ci(_m(r, "label_kappa") for r in mr).format(digits=3)])
+    return Table("predictor-null", "Generalization-label accuracy vs the fair null (random subset of the same size)",
+                 ["Method", "Runs", "Label accuracy (%)", "Null: random subset, same size (%)", "Diff (points) [CI]",
+                  "Wilcoxon p", "Verdict", "κ vs gold labels"], body, bold,
+                 [CI_NOTE, "The null keeps the predictor's count of predicted-easy samples and picks them at random; "
+                  "its expected accuracy is (e·g + (n−e)(n−g))/n² (not 'predict all easy'). κ = 0 is that null."])
+
+
 TABLES: dict[str, Callable[[Sequence[dict]], Table]] = {
     "tmu-table1": tmu_table1, "tmu-table3": activation_distance_table, "tmu-table4": label_accuracy_table,
     "tmu-figure3": label_accuracy_by_size_table, "two-stage-table2": two_stage_accuracy_table,
     "two-stage-table3": saving_point_table, "two-stage-table4": tta_mislabel_table,
     "two-stage-table5": neutralisation_table, "forget-quality": forget_quality_table, "summary": summary_table,
+    "alignment-ci": alignment_ci_table, "paired": paired_comparison_table, "predictor-null": predictor_null_table,
 }
 """Every table builder by key."""
 
@@ -638,7 +758,7 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "report"
 
 
-__all__ = ["ABLATION_KEYS", "LABEL_ACCURACY_KEYS", "NEUTRALISATION_KEYS", "SAVING_POINT_KEYS", "TABLES", "ReportFiles",
+__all__ = ["alignment_ci_table", "paired_comparison_table", "predictor_null_table", "ABLATION_KEYS", "LABEL_ACCURACY_KEYS", "NEUTRALISATION_KEYS", "SAVING_POINT_KEYS", "TABLES", "ReportFiles",
            "Table", "activation_distance_table", "build_figures", "build_tables", "fmt_mean_std",
            "forget_quality_table", "label_accuracy_by_size_table", "label_accuracy_table", "mean_std",
            "neutralisation_table", "provenance_lines", "saving_point_table", "summary_table", "tmu_table1",

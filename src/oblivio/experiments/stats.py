@@ -1,0 +1,314 @@
+"""Statistics over result rows: per-method means with 95% bootstrap CIs and paired comparisons between methods.
+
+A benchmark's runs are *paired*: every method of a grid runs on the same forget request with the same original,
+gold, unlearning and evaluation seeds (one pairing unit = one scenario × one replicate). So a comparison of two
+methods looks at the per-unit differences ``d_i = metric(A)_i − metric(B)_i``: their mean, a 95% percentile
+bootstrap confidence interval of that mean (``scipy.stats.bootstrap``, units resampled with replacement) and the
+two-sided Wilcoxon signed-rank p-value (``scipy.stats.wilcoxon``; zero differences dropped, the Wilcoxon
+convention). A difference is called significant only when ``p < alpha`` (default 0.05); otherwise the reports
+say "not significant", whatever the sign of the mean.
+
+Metrics are compared in the direction that means "more like gold": δ and activation distance lower, sample
+agreement and κ higher, and for a membership-inference figure the *gap to the gold model's value*
+(``|MIA(M_u) − MIA(M_g)|``), lower, since aligned means equal to gold, not lower.
+
+Example:
+    >>> ci = mean_ci([1.0, 2.0, 3.0, 4.0], seed=0)
+    >>> ci.mean, ci.low < 2.5 < ci.high
+    (2.5, True)
+    >>> c = paired_difference([3.0, 4.0, 5.0, 6.0, 7.0, 8.0], [1.0] * 6)
+    >>> c.mean_diff, round(c.p_value, 4), c.significant
+    (4.5, 0.0312, True)
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Literal, Sequence
+
+import numpy as np
+
+Direction = Literal["lower", "higher"]
+
+
+@dataclass(frozen=True)
+class MeanCI:
+    """Mean of ``n`` finite values with a bootstrap confidence interval ``[low, high]`` (NaN when ``n < 2``)."""
+
+    mean: float
+    low: float
+    high: float
+    n: int
+
+    def format(self, *, scale: float = 1.0, digits: int = 1) -> str:
+        """``"mean [low, high]"`` (``"mean"`` for one value, ``"n/a"`` for none).
+
+        Example:
+            >>> MeanCI(0.5, 0.4, 0.6, 10).format(scale=100)
+            '50.0 [40.0, 60.0]'
+        """
+        if self.n == 0:
+            return "n/a"
+        if self.n == 1 or not math.isfinite(self.low):
+            return f"{self.mean * scale:.{digits}f}"
+        return f"{self.mean * scale:.{digits}f} [{self.low * scale:.{digits}f}, {self.high * scale:.{digits}f}]"
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """``A − B`` over paired units: mean difference, its bootstrap CI, Wilcoxon signed-rank p.
+
+    Attributes:
+        n: pairs with a finite value on both sides.
+        mean_diff: mean of ``a_i − b_i``.
+        low, high: bootstrap CI of the mean difference (NaN for fewer than 2 pairs).
+        p_value: two-sided Wilcoxon signed-rank p (1.0 when every difference is zero, NaN for no pairs).
+        alpha: significance level of :attr:`significant`.
+    """
+
+    n: int
+    mean_diff: float
+    low: float
+    high: float
+    p_value: float
+    alpha: float = 0.05
+
+    @property
+    def significant(self) -> bool:
+        return math.isfinite(self.p_value) and self.p_value < self.alpha
+
+    def verdict(self, direction: Direction) -> str:
+        """``"A better"`` / ``"A worse"`` when significant, else ``"not significant"``.
+
+        Example:
+            >>> PairedComparison(10, -0.02, -0.03, -0.01, 0.004).verdict("lower")
+            'better'
+            >>> PairedComparison(10, -0.02, -0.05, 0.01, 0.2).verdict("lower")
+            'not significant'
+        """
+        if not self.significant:
+            return "not significant"
+        better = self.mean_diff < 0 if direction == "lower" else self.mean_diff > 0
+        return "better" if better else "worse"
+
+
+def _finite_array(values: Iterable[Any]) -> np.ndarray:
+    out = []
+    for v in values:
+        if v is None or isinstance(v, bool):
+            continue
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(f):
+            out.append(f)
+    return np.asarray(out, dtype=np.float64)
+
+
+def _bootstrap_ci(x: np.ndarray, *, confidence: float, n_resamples: int, seed: int) -> tuple[float, float]:
+    if x.size < 2:
+        return math.nan, math.nan
+    if np.ptp(x) == 0:  # every value equal: the bootstrap distribution is a point
+        return float(x[0]), float(x[0])
+    from scipy.stats import bootstrap
+
+    res = bootstrap((x,), np.mean, confidence_level=confidence, n_resamples=n_resamples, method="percentile",
+                    rng=np.random.default_rng(seed))
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def mean_ci(values: Iterable[Any], *, confidence: float = 0.95, n_resamples: int = 10_000, seed: int = 0) -> MeanCI:
+    """Mean of the finite values and its percentile bootstrap confidence interval (``scipy.stats.bootstrap``).
+
+    Args:
+        values: numbers (None, NaN and non-numbers are dropped).
+        confidence: the interval's confidence level.
+        n_resamples: bootstrap resamples.
+        seed: the resampling seed (same seed, same interval).
+
+    Example:
+        >>> mean_ci([0.5, 0.5, 0.5])
+        MeanCI(mean=0.5, low=0.5, high=0.5, n=3)
+        >>> mean_ci([]).n, mean_ci([1.0]).format()
+        (0, '1.0')
+    """
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    x = _finite_array(values)
+    if x.size == 0:
+        return MeanCI(math.nan, math.nan, math.nan, 0)
+    low, high = _bootstrap_ci(x, confidence=confidence, n_resamples=n_resamples, seed=seed)
+    return MeanCI(float(x.mean()), low, high, int(x.size))
+
+
+def paired_difference(a: Sequence[Any], b: Sequence[Any], *, confidence: float = 0.95, n_resamples: int = 10_000,
+                      seed: int = 0, alpha: float = 0.05) -> PairedComparison:
+    """Compare paired samples: mean of ``a_i − b_i``, its bootstrap CI and the Wilcoxon signed-rank p-value.
+
+    Pairs where either side is missing or not finite are dropped.
+
+    Args:
+        a, b: the two methods' values on the same units, same order.
+        confidence, n_resamples, seed: of the bootstrap interval.
+        alpha: significance level.
+
+    Example:
+        >>> paired_difference([1.0, 2.0], [1.0, 2.0]).p_value
+        1.0
+    """
+    if len(a) != len(b):
+        raise ValueError(f"paired samples must have the same length; got {len(a)} and {len(b)}")
+    pairs = [(float(x), float(y)) for x, y in zip(a, b)
+             if _finite_array([x]).size and _finite_array([y]).size]
+    if not pairs:
+        return PairedComparison(0, math.nan, math.nan, math.nan, math.nan, alpha)
+    d = np.asarray([x - y for x, y in pairs], dtype=np.float64)
+    low, high = _bootstrap_ci(d, confidence=confidence, n_resamples=n_resamples, seed=seed)
+    if np.all(d == 0):
+        p = 1.0
+    else:
+        from scipy.stats import wilcoxon
+
+        p = float(wilcoxon(d, zero_method="wilcox", alternative="two-sided").pvalue)
+    return PairedComparison(int(d.size), float(d.mean()), low, high, p, alpha)
+
+
+# ---------------------------------------------------------------------------------------------- rows
+@dataclass(frozen=True)
+class Measure:
+    """A per-row quantity compared across methods.
+
+    Attributes:
+        key: short id (``"delta"``).
+        label: display name (``"δ"``).
+        value: ``value(row) -> float | None``.
+        direction: ``"lower"`` or ``"higher"`` is more like gold.
+        scale: display multiplier (100 for fractions shown in percent or points).
+        digits: display decimals.
+    """
+
+    key: str
+    label: str
+    value: Callable[[dict], Any]
+    direction: Direction
+    scale: float = 1.0
+    digits: int = 1
+
+
+def _metric(key: str) -> Callable[[dict], Any]:
+    return lambda row: (row.get("metrics") or {}).get(key)
+
+
+def _gap_to_gold(key: str) -> Callable[[dict], Any]:
+    def value(row: dict) -> Any:
+        m = row.get("metrics") or {}
+        a, g = _finite_array([m.get(key)]), _finite_array([m.get(f"gold_{key}")])
+        return abs(float(a[0]) - float(g[0])) if a.size and g.size else None
+    return value
+
+
+ALIGNMENT_MEASURES: tuple[Measure, ...] = (
+    Measure("delta", "δ (points)", _metric("delta_forget"), "lower", 100.0, 1),
+    Measure("sample_agreement", "sample agreement (%)", _metric("sample_agreement"), "higher", 100.0, 1),
+    Measure("sample_kappa", "κ", _metric("sample_kappa"), "higher", 1.0, 3),
+    Measure("activation_distance", "act. distance L2", _metric("activation_distance_l2"), "lower", 1.0, 3),
+    Measure("mia_loss_lr_gap", "|MIA loss-LR acc − gold| (points)", _gap_to_gold("mia_loss_lr_acc"), "lower",
+            100.0, 1),
+    Measure("mia_salun_gap", "|SalUn MIA-efficacy − gold| (points)", _gap_to_gold("mia_salun_efficacy"), "lower",
+            100.0, 1),
+)
+"""The measures of the paired comparisons (issue 11): δ, sample agreement, κ, activation distance, both MIAs."""
+
+
+def pairing_unit(row: dict) -> tuple:
+    """The pairing unit of a row: its scenario and every seed (methods of one grid share them).
+
+    Example:
+        >>> pairing_unit({"scenario": "class-subset:3:100", "seeds": {"train": 1, "gold": 1}})
+        ('class-subset:3:100', (('gold', 1), ('train', 1)))
+    """
+    seeds = row.get("seeds") or {}
+    return row.get("scenario"), tuple(sorted((k, v) for k, v in seeds.items() if k != "unlearn"))
+
+
+def paired_values(rows: Sequence[dict], a: str, b: str, value: Callable[[dict], Any]) -> tuple[list, list, list]:
+    """Values of methods ``a`` and ``b`` on the units both ran, aligned: ``(units, values_a, values_b)``.
+
+    The ``unlearn`` seed is left out of the unit on purpose: the ``gold`` pseudo-method uses it as its second gold
+    seed, every other method as its own seed, and both belong to the same replicate.
+    """
+    by_method: dict[str, dict[tuple, Any]] = defaultdict(dict)
+    for r in rows:
+        if r.get("status", "ok") != "ok":
+            continue
+        by_method[r.get("method")][pairing_unit(r)] = value(r)
+    units = [u for u in by_method.get(a, {}) if u in by_method.get(b, {})]
+    return units, [by_method[a][u] for u in units], [by_method[b][u] for u in units]
+
+
+@dataclass(frozen=True)
+class ComparisonRow:
+    """One line of a paired-comparison table: ``method`` vs ``other`` on one measure."""
+
+    method: str
+    other: str
+    measure: Measure
+    result: PairedComparison
+
+    @property
+    def verdict(self) -> str:
+        return self.result.verdict(self.measure.direction)
+
+
+def compare(rows: Sequence[dict], method: str, *, others: Sequence[str] | None = None,
+            measures: Sequence[Measure] = ALIGNMENT_MEASURES, seed: int = 0, alpha: float = 0.05,
+            n_resamples: int = 10_000) -> list[ComparisonRow]:
+    """Paired comparisons of ``method`` against each other method (default: every other method in ``rows``).
+
+    Args:
+        rows: result rows of one benchmark (``status == "ok"``).
+        method: the method under test (its display label, e.g. ``"tmu"``).
+        others: the methods to compare with, in order (default: all others, first-seen order).
+        measures: what to compare (default :data:`ALIGNMENT_MEASURES`).
+        seed: bootstrap seed. alpha: significance level. n_resamples: bootstrap resamples.
+
+    Example:
+        >>> rows = [{"method": m, "scenario": "s", "seeds": {"train": i}, "metrics": {"delta_forget": d}}
+        ...         for i in range(8) for m, d in (("tmu", 0.01), ("ft", 0.05))]
+        >>> c = compare(rows, "tmu", measures=ALIGNMENT_MEASURES[:1])[0]
+        >>> c.other, round(c.result.mean_diff, 2), c.verdict
+        ('ft', -0.04, 'better')
+    """
+    names = list(dict.fromkeys(r.get("method") for r in rows if r.get("status", "ok") == "ok"))
+    if method not in names:
+        raise ValueError(f"no rows of method {method!r}; methods present: {', '.join(map(str, names))}")
+    others = [o for o in (others if others is not None else names) if o != method]
+    out = []
+    for o in others:
+        for ms in measures:
+            _, va, vb = paired_values(rows, method, o, ms.value)
+            res = paired_difference(va, vb, seed=seed, alpha=alpha, n_resamples=n_resamples)
+            if res.n:
+                out.append(ComparisonRow(method, o, ms, res))
+    return out
+
+
+def wins_ties_losses(comparisons: Sequence[ComparisonRow]) -> dict[str, list[str]]:
+    """``{"better": [...], "not significant": [...], "worse": [...]}`` of ``"other: measure"`` strings.
+
+    Example:
+        >>> m = ALIGNMENT_MEASURES[0]
+        >>> wins_ties_losses([ComparisonRow("tmu", "ft", m, PairedComparison(9, -0.02, -0.03, -0.01, 0.01))])
+        {'better': ['ft: δ (points)'], 'not significant': [], 'worse': []}
+    """
+    out: dict[str, list[str]] = {"better": [], "not significant": [], "worse": []}
+    for c in comparisons:
+        out[c.verdict].append(f"{c.other}: {c.measure.label}")
+    return out
+
+
+__all__ = ["ALIGNMENT_MEASURES", "ComparisonRow", "Measure", "MeanCI", "PairedComparison", "compare", "mean_ci",
+           "paired_difference", "paired_values", "pairing_unit", "wins_ties_losses"]
