@@ -94,7 +94,7 @@ def count_sample_passes() -> Iterator[SamplePasses]:
     try:
         yield counter
     finally:
-        _ACTIVE_COUNTERS.remove(counter)
+        del _ACTIVE_COUNTERS[next(i for i, c in enumerate(_ACTIVE_COUNTERS) if c is counter)]  # by identity
         if not _ACTIVE_COUNTERS and _COUNT_HOOK is not None:
             _COUNT_HOOK.remove()
             _COUNT_HOOK = None
@@ -167,9 +167,81 @@ class FitResult:
 def _progress(total: int, desc: str, enabled: bool):
     from tqdm.auto import tqdm
 
-    # None lets tqdm switch itself off when stderr is not a terminal (logs, CI), so files do not fill with bars.
-    disable = True if (not enabled or os.environ.get("OBLIVIO_PROGRESS", "1") == "0") else None
+    # None lets tqdm switch itself off when stderr is not a terminal (logs, CI), so files do not fill with bars;
+    # ProgressLog then writes a line every few seconds instead. tqdm.auto picks the notebook widget in Jupyter,
+    # where stderr is no terminal either: there the bar is forced on.
+    if not enabled or os.environ.get("OBLIVIO_PROGRESS", "1") == "0":
+        disable: bool | None = True
+    else:
+        notebook = any(c.__module__ == "tqdm.notebook" for c in tqdm.__mro__)
+        disable = False if notebook else None
     return tqdm(total=total, desc=desc, leave=False, disable=disable, file=sys.stderr, dynamic_ncols=True)
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60:02d}:{rest % 60:02d}"
+
+
+class ProgressLog:
+    """INFO log lines for a person when no progress bar shows (stderr is no terminal, or ``OBLIVIO_PROGRESS=0``).
+
+    At most one line every ``every`` seconds (``$OBLIVIO_LOG_EVERY``, default 5): the label, epoch, step, mean loss
+    so far, time elapsed and an ETA from the steps' pace (an upper bound when a method stops early). A fit that
+    logged anything also logs one line when it ends. Fits run with ``progress=False`` stay quiet (DEBUG lines only).
+
+    Example:
+        >>> clock = iter([0.0, 6.0, 7.0, 12.0, 13.0]).__next__
+        >>> plog = ProgressLog("train", epochs=2, start_epoch=0, enabled=True, every=5.0, clock=clock)
+        >>> plog.active = True  # fit() sets it per epoch: True when the bar is hidden
+        >>> plog.step(epoch=0, count=1, total=4, loss=0.5)  # 6 s after the start: a line
+        True
+        >>> plog.step(epoch=0, count=2, total=4, loss=0.5)  # 1 s later: none
+        False
+    """
+
+    def __init__(self, desc: str, *, epochs: int, start_epoch: int, enabled: bool, every: float | None = None,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
+        self.desc, self.epochs, self.start_epoch, self.enabled = desc, epochs, start_epoch, enabled
+        self.every = float(os.environ.get("OBLIVIO_LOG_EVERY", "5")) if every is None else float(every)
+        self.clock = clock
+        self.t0 = self.last = clock()
+        self.steps_done = 0
+        self.lines = 0
+        self.active = False  # set per epoch from the bar: True when the bar is hidden
+
+    def _eta(self, epoch: int, count: int, total: int | None, elapsed: float) -> str:
+        if not self.steps_done:
+            return "?"
+        per_step = elapsed / self.steps_done
+        if total:
+            left = (total - count) + (self.epochs - epoch - 1) * total
+            return _clock(per_step * max(left, 0))
+        return "?"  # an iterable without a length: no pace to extrapolate within the epoch
+
+    def step(self, *, epoch: int, count: int, total: int | None, loss: float) -> bool:
+        """After each optimizer step; returns whether a line was logged."""
+        self.steps_done += 1
+        if not (self.enabled and self.active):
+            return False
+        now = self.clock()
+        if now - self.last < self.every:
+            return False
+        self.last = now
+        elapsed = now - self.t0
+        steps = f"step {count}/{total}" if total else f"step {count}"
+        log.info("%s: epoch %d/%d, %s, loss %.4f, %s elapsed, ETA %s", self.desc, epoch + 1, self.epochs, steps,
+                 loss, _clock(elapsed), self._eta(epoch, count, total, elapsed))
+        self.lines += 1
+        return True
+
+    def end(self, *, epochs_run: int, logs: dict[str, float] | None) -> None:
+        """Once, when the fit ends: a closing line when any line was logged before."""
+        if self.lines and self.enabled:
+            loss = (logs or {}).get("loss", float("nan"))
+            log.info("%s: done, %d/%d epochs, last epoch loss %.4f, %s", self.desc, epochs_run, self.epochs, loss,
+                     _clock(self.clock() - self.t0))
 
 
 def fit(
@@ -282,6 +354,8 @@ def _fit_epochs(model, batches, epochs, start_epoch, optimizer, scheduler, loss_
     for cb in callbacks:
         cb.on_train_start(model, state)
     epochs_run = start_epoch
+    plog = ProgressLog(desc, epochs=epochs, start_epoch=start_epoch, enabled=progress)
+    epoch_logs: dict[str, float] | None = None
     for epoch in range(start_epoch, epochs):
         state.epoch = epoch
         model.train()
@@ -300,6 +374,7 @@ def _fit_epochs(model, batches, epochs, start_epoch, optimizer, scheduler, loss_
         sums: dict[str, float] = {}
         count = 0
         bar = _progress(total or 0, f"{desc} {epoch + 1}/{epochs}", progress)
+        plog.active = bool(getattr(bar, "disable", True))
         try:
             for i, batch in enumerate(iterable):
                 if steps_per_epoch is not None and i >= steps_per_epoch:
@@ -328,6 +403,7 @@ def _fit_epochs(model, batches, epochs, start_epoch, optimizer, scheduler, loss_
                 for k, v in logs.items():
                     sums[k] = sums.get(k, 0.0) + float(v)
                 bar.update(1)
+                plog.step(epoch=epoch, count=count, total=total, loss=sums["loss"] / count)
                 if count % 20 == 0:
                     bar.set_postfix(loss=f"{sums['loss'] / count:.4f}")
         finally:
@@ -360,6 +436,7 @@ def _fit_epochs(model, batches, epochs, start_epoch, optimizer, scheduler, loss_
             )
         if state.stop:
             break
+    plog.end(epochs_run=epochs_run, logs=epoch_logs)
     for cb in callbacks:
         cb.on_train_end(model, state)
     model.train(was_training)
