@@ -68,7 +68,8 @@ def test_divergence_fails_the_run_and_keeps_the_model(make_service, tmp_path):
     assert run.status == "failed" and "non-finite" in run.error and run.ended_at is not None
     current = svc.current_version()
     assert current.id == 1 and current.parent_id is None  # the original model is still served
-    assert svc.list_requests()[0].status == "pending"
+    failed = svc.list_requests()[0]
+    assert failed.status == "failed" and "run 1 failed" in failed.status_detail  # open: retried by the next apply
     assert len(_files(tmp_path / "ledger")) == 1  # only the original's file
     # the same request is served later by a method that converges
     ok = svc.apply(method="test-ledger-sgd")
@@ -85,7 +86,7 @@ def test_neggrad_with_absurd_lr_when_available(make_service):
     result = svc.apply()
     if result.status == "succeeded":  # pragma: no cover - depends on neggrad's own safeguards
         pytest.skip("neggrad did not diverge with this lr")
-    assert svc.current_version().id == 1 and svc.list_requests()[0].status == "pending"
+    assert svc.current_version().id == 1 and svc.list_requests()[0].status == "failed"
 
 
 # ---------------------------------------------------------------------------------------------- crashes
@@ -101,7 +102,7 @@ def test_exception_between_write_and_commit(make_service, tmp_path, monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         svc.apply()
     assert svc.list_runs()[0].status == "failed"
-    assert svc.list_requests()[0].status == "pending" and svc.current_version().id == 1
+    assert svc.list_requests()[0].status == "failed" and svc.current_version().id == 1
     assert len(_files(tmp_path / "ledger")) == 1  # the uncommitted model file was removed
     assert svc.ledger.lease_info().holder is None
     monkeypatch.undo()
@@ -180,11 +181,11 @@ def test_concurrent_apply_in_threads(make_service, tmp_path):
     finally:
         ledger_methods.GATE.set()
         thread.join(60)
-    assert outcome["result"].status == "succeeded"
+    assert outcome["result"].status == "no-op"  # the gated method returns the model unchanged
     assert [r.status for r in second.list_requests()] == ["applied", "pending"]  # nothing lost
     result = second.apply()
     assert result.status == "succeeded" and result.runs[0].request_ids == (late.id,)
-    assert [r.status for r in second.list_runs()] == ["succeeded", "succeeded"]
+    assert [r.status for r in second.list_runs()] == ["no-op", "succeeded"]
 
 
 def test_concurrent_apply_across_processes(make_service, tmp_path, ledger_store):

@@ -3,26 +3,32 @@
 Original and gold models are trained once and reused: ``store.get_or_train(kind, key, build, train)`` returns the
 stored model when ``key`` (a JSON-able config) was trained before, else trains it. Files are written atomically,
 loaded with ``weights_only=True``, and an interrupted training resumes from its last finished epoch. A file lock
-keeps two processes from training the same model at once.
+(the maintained, cross-platform ``filelock`` package) keeps two processes from training the same model at once; the
+holder writes its pid, host and start time beside the lock (``.lock.holder``) so that a process waiting for it can
+say, in the log, who holds it and since when.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import os
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from filelock import FileLock, Timeout
 from torch import nn
 
 from ..utils import CheckpointError, atomic_torch_save, atomic_write_text, config_hash, safe_torch_load, to_jsonable
 
 log = logging.getLogger("oblivio.store")
+
+LOCK_LOG_SECONDS = 30.0
+"""While waiting for another process's lock, log a line this often."""
 
 
 def default_store_root() -> Path:
@@ -55,25 +61,54 @@ class CheckpointStore:
 
     @contextlib.contextmanager
     def _lock(self, folder: Path) -> Iterator[None]:
+        """Hold ``folder/.lock`` (logging who holds it while waiting); the holder is written to ``.lock.holder``."""
         folder.mkdir(parents=True, exist_ok=True)
-        with open(folder / ".lock", "a+") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        lock = FileLock(str(folder / ".lock"))
+        side = folder / ".lock.holder"
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            t0 = time.monotonic()
+            log.info("waiting for the store lock %s, held by %s", folder / ".lock", _describe_holder(side))
+            while True:
+                try:
+                    lock.acquire(timeout=LOCK_LOG_SECONDS)
+                    break
+                except Timeout:
+                    log.info("still waiting for the store lock %s (%.0f s), held by %s", folder / ".lock",
+                             time.monotonic() - t0, _describe_holder(side))
+            log.info("got the store lock %s after %.1f s", folder / ".lock", time.monotonic() - t0)
+        try:
+            with contextlib.suppress(OSError):  # informative only: never fail a training over it
+                atomic_write_text(side, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                                    "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}))
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                side.unlink(missing_ok=True)
+            lock.release()
 
     def load(self, kind: str, key: Any, build: Callable[[], nn.Module]) -> StoredModel:
         """Load a stored model into ``build()``'s architecture (CheckpointError if absent, corrupt or mismatched)."""
         folder = self.folder(kind, key)
         model = build()
         state = safe_torch_load(folder / "model.pt", map_location=_device_of(model))
+        if not isinstance(state, dict):
+            raise CheckpointError(f"{folder / 'model.pt'} holds a {type(state).__name__}, not a state dict; it is "
+                                  "corrupt or was not written by oblivio")
         try:
             model.load_state_dict(state)
-        except RuntimeError as exc:
+        except (RuntimeError, TypeError, AttributeError, KeyError, ValueError) as exc:
             raise CheckpointError(f"{folder / 'model.pt'} does not fit this model architecture: {exc}") from exc
         meta_path = folder / "meta.json"
-        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+        meta: Any = {}
+        if meta_path.is_file():
+            try:
+                meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+                raise CheckpointError(f"{meta_path} is not readable JSON ({type(exc).__name__}: {exc})") from exc
+            if not isinstance(meta, dict):
+                raise CheckpointError(f"{meta_path} holds a JSON {type(meta).__name__}, not an object")
         return StoredModel(model, meta, folder / "model.pt", cached=True)
 
     def get_or_train(
@@ -99,6 +134,7 @@ class CheckpointStore:
                 except CheckpointError as exc:
                     log.warning("%s; retraining", exc)
                     (folder / "model.pt").unlink(missing_ok=True)
+                    (folder / "meta.json").unlink(missing_ok=True)
             model = build()
             t0 = time.perf_counter()
             meta = dict(train(model, folder / "resume.pt") or {})
@@ -109,6 +145,15 @@ class CheckpointStore:
             atomic_write_text(folder / "meta.json", json.dumps(to_jsonable(meta), indent=2, sort_keys=True))
             (folder / "resume.pt").unlink(missing_ok=True)
             return StoredModel(model, meta, folder / "model.pt", cached=False)
+
+
+def _describe_holder(side: Path) -> str:
+    """``pid P on HOST since T`` from a lock's side file (or why it is unknown)."""
+    try:
+        info = json.loads(side.read_text())
+        return f"pid {int(info['pid'])} on {info['host']} since {info['since']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another process (holder unknown: it has not written .lock.holder yet)"
 
 
 def _device_of(model: nn.Module):

@@ -21,6 +21,7 @@ import socket
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Iterator
 
 from sqlalchemy import create_engine, event, or_, select, update
@@ -28,7 +29,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from .schema import (LEASE_NAME, SCHEMA_VERSION, ApplyLease, Base, DeletionRequest, LedgerState, ModelVersion,
+from .schema import (LEASE_NAME, SCHEMA_VERSION, ApplyLease, Artefact, Base, DeletionRequest, LedgerState, ModelVersion,
                      UnlearningRun, utcnow)
 
 log = logging.getLogger("oblivio.ledger")
@@ -144,7 +145,14 @@ def new_holder() -> str:
 
 
 def holder_is_dead(holder: str) -> bool:
-    """True when ``holder`` ran on this host in a process that no longer exists (a killed apply)."""
+    """True when ``holder`` ran on this host in a process that no longer exists (a killed apply).
+
+    The liveness check is ``psutil.pid_exists`` (portable: POSIX and Windows), not ``os.kill(pid, 0)``, which on
+    Windows would terminate the process instead of probing it. A holder from another host is never judged dead
+    here: only its lease expiry frees it.
+    """
+    import psutil
+
     try:
         host, pid_text, _ = holder.split("|", 2)
         pid = int(pid_text)
@@ -152,16 +160,17 @@ def holder_is_dead(holder: str) -> bool:
         return False
     if host != socket.gethostname() or pid <= 0:
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+    return not psutil.pid_exists(pid)
 
 
 # ---------------------------------------------------------------------------------------------- engine
+def _db_message(exc: BaseException) -> str:
+    """The driver's own one-line message of a SQLAlchemy error (without the SQL and the background link)."""
+    orig = getattr(exc, "orig", None)
+    text = str(orig) if orig is not None else str(exc)
+    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+
+
 def _safe_url(url: str) -> str:
     """``url`` with its password masked, for messages."""
     from sqlalchemy.engine import make_url
@@ -172,16 +181,37 @@ def _safe_url(url: str) -> str:
         return "(database URL)"
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for ``url``; on SQLite with a busy timeout and ``BEGIN IMMEDIATE`` transactions."""
+SQLITE_MAGIC = b"SQLite format 3\x00"
+LEDGER_TABLES = ("deletion_requests", "unlearning_runs", "model_versions", "ledger_state", "apply_lease")
+
+
+def make_engine(url: str, *, busy_timeout: float = 60.0) -> Engine:
+    """An engine for ``url``; on SQLite with a busy timeout and ``BEGIN IMMEDIATE`` transactions.
+
+    Raises:
+        LedgerError: the URL is malformed, names an unknown database, or its driver is not installed.
+    """
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        if url.startswith("sqlite"):
+            engine = create_engine(url, connect_args={"timeout": busy_timeout})
+        else:
+            engine = create_engine(url, pool_pre_ping=True)
+    except ArgumentError as exc:  # NoSuchModuleError (unknown dialect) is an ArgumentError
+        raise LedgerError(f"bad ledger database URL {_safe_url(url)}: {exc}; expected e.g. sqlite:///path/ledger.db or "
+                          "postgresql+psycopg://user:password@host/db") from None
+    except ImportError as exc:  # the dialect exists but its driver is not installed
+        raise LedgerError(f"the driver for {_safe_url(url)} is not installed ({exc}); for PostgreSQL: "
+                          "pip install 'oblivio[postgres]' (psycopg 3)") from None
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 60})
+        millis = int(busy_timeout * 1000)
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_connection, _record):  # pragma: no cover - exercised through every test
             dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
             cur = dbapi_connection.cursor()
-            cur.execute("PRAGMA busy_timeout = 60000")
+            cur.execute(f"PRAGMA busy_timeout = {millis}")
             cur.execute("PRAGMA foreign_keys = ON")
             cur.close()
 
@@ -189,24 +219,151 @@ def make_engine(url: str) -> Engine:
         def _on_begin(conn):  # pragma: no cover
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
-        return engine
-    return create_engine(url, pool_pre_ping=True)
+    return engine
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite URL (None for other databases and in-memory SQLite)."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        u = make_url(url)
+    except Exception:
+        return None
+    if not u.drivername.startswith("sqlite") or not u.database or u.database == ":memory:" \
+            or u.database.startswith("file:"):
+        return None
+    return Path(u.database)
 
 
 class Ledger:
-    """The tables behind a :class:`~oblivio.ledger.DeletionService` (creates them on first use).
+    """The tables behind a :class:`~oblivio.ledger.DeletionService`.
+
+    A new ledger is created only where there is none: for SQLite, when the file does not exist (it is built beside
+    its final name and linked into place, so a ledger file is never seen half-created); for other databases, when
+    none of the ledger's tables exist. Anything else that is not a readable ledger (an empty or truncated file, a
+    damaged database, another application's SQLite file, a ledger missing its tables) is a :class:`LedgerError`,
+    never silently a fresh ledger: a fresh ledger would forget the history of every model version.
 
     Args:
         url: a SQLAlchemy database URL.
+        busy_timeout: seconds a SQLite writer waits for another's lock before "database is locked".
+
+    Raises:
+        LedgerError: see above; also a bad URL or a missing driver.
+
+    Example:
+        >>> import tempfile, os
+        >>> d = tempfile.mkdtemp()
+        >>> ledger = Ledger(f"sqlite:///{d}/ledger.db")
+        >>> ledger.current_version_id() is None
+        True
+        >>> open(f"{d}/empty.db", "wb").close()
+        >>> Ledger(f"sqlite:///{d}/empty.db")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        oblivio.ledger.db.LedgerError: ... is an empty file, not a ledger...
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, busy_timeout: float = 60.0) -> None:
         self.url = url
-        self.engine = make_engine(url)
+        self.busy_timeout = float(busy_timeout)
+        path = sqlite_path(url)
+        if path is not None and not path.exists():
+            self._create_sqlite_file(path)
+        self.engine = make_engine(url, busy_timeout=self.busy_timeout)
         self.Session = sessionmaker(self.engine, expire_on_commit=False)
-        self._create()
+        try:
+            self._open(path)
+        except BaseException:
+            self.engine.dispose()
+            raise
 
-    def _create(self) -> None:
+    def _create_sqlite_file(self, path: Path) -> None:
+        """Build a new SQLite ledger beside ``path`` and link it into place (a second creator loses cleanly)."""
+        import tempfile
+
+        if not path.parent.is_dir():
+            raise LedgerError(f"cannot create the ledger {path}: folder {path.parent} does not exist")
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".new", dir=path.parent)
+        os.close(fd)
+        os.unlink(tmp)  # SQLite creates it
+        engine = make_engine(f"sqlite:///{tmp}", busy_timeout=self.busy_timeout)
+        try:
+            Base.metadata.create_all(engine)
+            with sessionmaker(engine).begin() as s:
+                s.add(LedgerState(id=1, schema_version=SCHEMA_VERSION))
+                s.add(ApplyLease(name=LEASE_NAME))
+            engine.dispose()
+            try:
+                os.link(tmp, path)  # atomic "create if absent"
+            except FileExistsError:  # created by another process meanwhile: use theirs
+                pass
+        finally:
+            engine.dispose()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            for suffix in ("-journal", "-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp + suffix)
+
+    def _open(self, path: Path | None) -> None:
+        from sqlalchemy import inspect, text
+        from sqlalchemy.exc import SQLAlchemyError
+
+        where = _safe_url(self.url)
+        if path is not None:
+            try:
+                with open(path, "rb") as fh:
+                    head = fh.read(len(SQLITE_MAGIC))
+            except OSError as exc:
+                raise LedgerError(f"cannot read the ledger {path}: {exc.strerror or exc}") from None
+            if not head:
+                raise LedgerError(f"{path} is an empty file, not a ledger (a ledger file is never empty). If it "
+                                  "should hold your history, restore it from a backup; to start a new ledger, use "
+                                  "another --workdir. Nothing was changed.")
+            if head != SQLITE_MAGIC:
+                raise LedgerError(f"{path} is not a SQLite database (truncated, damaged or another kind of file); "
+                                  "restore it from a backup. Nothing was changed.")
+        try:
+            with self.engine.connect() as conn:
+                if path is not None:
+                    check = conn.exec_driver_sql("PRAGMA quick_check").scalar()
+                    if check != "ok":
+                        raise LedgerError(f"the ledger {path} is damaged (SQLite quick_check: {check}); restore it "
+                                          "from a backup. Nothing was changed.")
+                tables = set(inspect(conn).get_table_names())
+        except LedgerError:
+            raise
+        except SQLAlchemyError as exc:
+            raise LedgerError(f"cannot open the ledger {where}: {_db_message(exc)}") from None
+        ours = tables.intersection(LEDGER_TABLES)
+        if path is not None and not ours:
+            raise LedgerError(f"{path} is a SQLite database but not an oblivio ledger (tables: "
+                              f"{', '.join(sorted(tables)) or 'none'}); refusing to use it. Nothing was changed.")
+        if ours and ours != set(LEDGER_TABLES):
+            missing = sorted(set(LEDGER_TABLES) - ours)
+            raise LedgerError(f"the ledger {where} lacks table(s) {', '.join(missing)}: it is damaged or was "
+                              "changed by hand; restore it from a backup. Nothing was changed.")
+        if not ours:
+            self._create_tables()
+        with self.Session() as s:
+            state = s.get(LedgerState, 1)
+            lease = s.get(ApplyLease, LEASE_NAME)
+        if state is None or lease is None:
+            raise LedgerError(f"the ledger {where} has no state row: it is damaged or was changed by hand; restore it "
+                              "from a backup. Nothing was changed.")
+        if state.schema_version == 1:  # version 2 only added the artefacts table
+            Base.metadata.create_all(self.engine)
+            with self.transaction() as s:
+                s.get(LedgerState, 1).schema_version = SCHEMA_VERSION
+            log.info("upgraded the ledger %s from schema version 1 to %d", where, SCHEMA_VERSION)
+        elif state.schema_version != SCHEMA_VERSION:
+            raise LedgerError(f"ledger {where} has schema version {state.schema_version}; this oblivio "
+                              f"reads version {SCHEMA_VERSION}")
+
+    def _create_tables(self) -> None:
+        """Create the tables of a new (non-SQLite-file) ledger; safe when several processes do it at once."""
         for attempt in range(3):
             try:
                 Base.metadata.create_all(self.engine)
@@ -221,11 +378,6 @@ class Ledger:
                         s.add(row)
             except IntegrityError:  # created concurrently by another process: fine
                 pass
-        with self.Session() as s:
-            state = s.get(LedgerState, 1)
-            if state is not None and state.schema_version != SCHEMA_VERSION:
-                raise LedgerError(f"ledger {_safe_url(self.url)} has schema version {state.schema_version}; this oblivio "
-                                  f"reads version {SCHEMA_VERSION}")
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Session]:

@@ -1,6 +1,6 @@
 """The ledger's tables (SQLAlchemy 2 ORM), portable across SQLite and PostgreSQL.
 
-Five tables:
+Six tables:
 
 * ``deletion_requests``: one row per deletion request, committed before anything else happens.
 * ``unlearning_runs``: one row per ``apply``: which requests it served together, the method and its
@@ -10,6 +10,9 @@ Five tables:
 * ``ledger_state``: a single row pointing at the current model version (and the experiment the ledger serves).
 * ``apply_lease``: a single row that is the apply lock; taken by a conditional ``UPDATE ... WHERE holder IS NULL
   OR expired``, so that exactly one process can apply at a time on any database.
+* ``artefacts``: every file the service writes, recorded (``pending``) *before* the file is written and marked
+  ``committed`` in the transaction that makes it part of a version. Recovery after a crash deletes only files
+  recorded here and still ``pending``; the service never deletes a file it did not record creating.
 
 Only portable column types are used (``JSON``, ``DateTime``, ``String``, ``Text``, ``Integer``, ``Float``); times
 are naive UTC.
@@ -22,10 +25,17 @@ from datetime import datetime, timezone
 from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""Version 2 added the ``artefacts`` table (a version-1 ledger is upgraded in place when opened)."""
 
-REQUEST_STATUSES = ("pending", "applied", "rejected", "failed")
-RUN_STATUSES = ("running", "succeeded", "failed", "abandoned")
+REQUEST_STATUSES = ("pending", "applied", "rejected", "failed", "cancelled")
+"""``failed``: the last run that tried the request failed (it is retried by the next apply, like ``pending``)."""
+OPEN_STATUSES = ("pending", "failed")
+"""Requests an apply serves."""
+RUN_STATUSES = ("running", "succeeded", "no-op", "failed", "abandoned")
+"""``no-op``: the run finished but the method returned the parent's weights unchanged (same hash)."""
+DONE_RUN_STATUSES = ("succeeded", "no-op")
+"""Runs that applied their requests."""
 LEASE_NAME = "apply"
 
 
@@ -105,6 +115,18 @@ class LedgerState(Base):
     current_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"), nullable=True)
     experiment_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
     experiment: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+
+
+class Artefact(Base):
+    """A file the service wrote (or is about to write) under its working folder."""
+
+    __tablename__ = "artefacts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    path: Mapped[str] = mapped_column(Text)
+    run_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
 class ApplyLease(Base):

@@ -5,11 +5,17 @@ and the model versions it has served (``models/``). The life of a request:
 
 1. :meth:`DeletionService.add_request` validates the sample ids against the training set and commits the request
    (``pending``) before anything else happens.
-2. :meth:`DeletionService.apply` takes the apply lease, serves every pending request together (the forget set is
-   the union of their ids and everything forgotten before), starting from the current model version, with a
-   registered unlearning method; it evaluates the result, writes the new model atomically and only then, in one
-   transaction, marks the run succeeded, the requests applied and the new version current.
+2. :meth:`DeletionService.apply` takes the apply lease, serves every open (``pending`` or ``failed``) request
+   together (the forget set is the union of their ids and everything forgotten before), starting from the current
+   model version, with a registered unlearning method; it evaluates the result, records the model file it is about
+   to write (an ``artefacts`` row), writes it atomically and only then, in one transaction, marks the run
+   succeeded, the requests applied and the new version current. A run whose method returns the parent's weights
+   unchanged is recorded as ``no-op`` and says so. A failed run marks its requests ``failed`` (retried by the next
+   apply). :meth:`DeletionService.cancel_request` withdraws an open request.
 3. :meth:`DeletionService.report` / :meth:`DeletionService.write_report`: the verification report (JSON + HTML).
+
+The service deletes only files it recorded creating (``artefacts`` rows still ``pending`` after a crash), never
+anything else in its folder.
 
 Example:
     >>> from oblivio.ledger import DeletionService                                  # doctest: +SKIP
@@ -22,6 +28,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import os
@@ -32,30 +39,37 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from torch import nn
 
 from .. import __version__
 from ..experiments import Experiment, ExperimentConfig
-from ..scenarios import Indices, ScenarioError, read_indices_file, validate_ids
+from ..scenarios import Indices, ScenarioError, check_ids_known, read_indices_file
 from ..training.loop import DivergenceError
-from ..utils import (CheckpointError, atomic_torch_save, config_hash, indices_hash, json_safe, safe_torch_load,
-                     state_dict_hash, to_jsonable)
+from ..utils import (CheckpointError, atomic_torch_save, atomic_write_bytes, config_hash, file_sha256, indices_hash,
+                     json_safe, safe_torch_load, state_dict_hash, to_jsonable)
 from .db import (ApplyInProgressError, Ledger, LedgerError, RequestRecord, RunRecord, VersionRecord, _safe_url,
                  new_holder)
-from .schema import DeletionRequest, LedgerState, ModelVersion, UnlearningRun, utcnow
+from .schema import (DONE_RUN_STATUSES, OPEN_STATUSES, Artefact, DeletionRequest, LedgerState, ModelVersion,
+                     UnlearningRun, utcnow)
 
 log = logging.getLogger("oblivio.ledger")
 
 MAX_REQUESTER_CHARS = 200
 MAX_REASON_CHARS = 4000
 MAX_IDS_FILE_BYTES = 64 * 1024 * 1024
+PER_EXAMPLE_MAX = 50
+"""Forget sets up to this size get the per-example membership check (the loss MIA needs at least 10 samples)."""
+
+APPLY_STAGES = ("lease-taken", "recovered", "original-recorded", "original-written", "original-committed",
+                "run-started", "unlearned", "artefact-recorded", "model-written", "committed")
+"""The points between two writes of an apply, in order, at which :func:`_checkpoint_hook` is called."""
 
 
 def _checkpoint_hook(stage: str) -> None:
-    """Called at the stages of an apply (``"run-started"``, ``"model-written"``, ``"committed"``).
+    """Called between the writes of an apply, at each stage of :data:`APPLY_STAGES`.
 
-    A no-op; tests replace it to simulate a crash at a precise point.
+    A no-op; tests replace it to simulate a crash (or a full disk, a locked database) at a precise point.
     """
 
 
@@ -64,11 +78,14 @@ class ApplyResult:
     """What :meth:`DeletionService.apply` did.
 
     Attributes:
-        status: ``"succeeded"``, ``"failed"`` (a run failed; requests stay pending) or ``"nothing-to-do"``.
+        status: ``"succeeded"``; ``"no-op"`` (every run returned its parent's weights unchanged: the requests are
+            recorded as applied, but the model did not change); ``"failed"`` (a run failed; its requests are
+            ``failed`` and retried by the next apply); or ``"nothing-to-do"``.
         runs: the runs made, in order.
         version: the new current model version (None unless a run succeeded).
         error: why a run failed.
         abandoned_runs: ids of stale ``running`` runs found (a killed earlier apply) and marked ``abandoned``.
+        removed_files: files an interrupted apply had recorded and written but not committed, deleted now.
     """
 
     status: str
@@ -76,6 +93,7 @@ class ApplyResult:
     version: VersionRecord | None = None
     error: str | None = None
     abandoned_runs: tuple[int, ...] = field(default=())
+    removed_files: tuple[str, ...] = field(default=())
 
 
 class DeletionService:
@@ -92,17 +110,25 @@ class DeletionService:
         lease_seconds: how long the apply lease lasts without renewal (it is renewed while a run works; a killed
             apply on another host is taken over after this long; on this host at once).
         progress: show progress bars.
+        busy_timeout: seconds a SQLite writer waits for another's lock before failing with "database is locked".
+
+    Raises:
+        LedgerError: the database is not a readable ledger (empty, damaged or foreign file), the URL is bad, or the
+            ledger serves another experiment.
     """
 
     def __init__(self, workdir: str | os.PathLike, *, experiment: "Experiment | ExperimentConfig | str" = "cpu",
                  method: str = "tmu", hparams: dict[str, Any] | None = None, db_url: str | None = None,
-                 store: Any = None, lease_seconds: float = 300.0, progress: bool = False) -> None:
+                 store: Any = None, lease_seconds: float = 300.0, progress: bool = False,
+                 busy_timeout: float = 60.0) -> None:
+        if lease_seconds <= 0:
+            raise ValueError(f"lease_seconds must be positive, got {lease_seconds}")
         self.workdir = Path(workdir)
+        if self.workdir.exists() and not self.workdir.is_dir():
+            raise LedgerError(f"--workdir {self.workdir} is a file, not a folder")
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.models_dir = self.workdir / "models"
         self.models_dir.mkdir(exist_ok=True)
-        if lease_seconds <= 0:
-            raise ValueError(f"lease_seconds must be positive, got {lease_seconds}")
         self.experiment = (experiment if isinstance(experiment, Experiment)
                            else Experiment(experiment, store=store, progress=progress))
         self.method = method
@@ -110,7 +136,7 @@ class DeletionService:
         self.lease_seconds = float(lease_seconds)
         self.progress = progress
         self.db_url = db_url or os.environ.get("OBLIVIO_LEDGER_URL") or f"sqlite:///{(self.workdir / 'ledger.db').resolve()}"
-        self.ledger = Ledger(self.db_url)
+        self.ledger = Ledger(self.db_url, busy_timeout=busy_timeout)
         self._bind_experiment()
 
     # ------------------------------------------------------------------ set-up
@@ -140,6 +166,56 @@ class DeletionService:
     def train_set(self):
         return self.experiment.data.train
 
+    # ------------------------------------------------------------------ id index
+    def _id_index_path(self) -> Path:
+        key = config_hash(to_jsonable(self.experiment.config.data_key()))
+        return self.workdir / f"id-index-{key}.npy"
+
+    def train_ids(self) -> np.ndarray:
+        """The sorted sample ids of the training set, from a cache beside the ledger (``id-index-<key>.npy``).
+
+        The cache is keyed by the experiment's data configuration (dataset, its options, the subsample size) and
+        built from the dataset the first time; validating a request then needs no dataset load (seconds instead of
+        the whole dataset). Every ``apply`` loads the dataset anyway and rewrites the cache if it differs (a
+        dataset whose files changed).
+        """
+        path = self._id_index_path()
+        if path.is_file():
+            try:
+                ids = np.load(path, allow_pickle=False)
+                if ids.ndim == 1 and ids.dtype.kind in "iu" and ids.size and bool(np.all(ids[1:] > ids[:-1])):
+                    return ids.astype(np.int64)
+            except (OSError, ValueError, EOFError) as exc:
+                log.warning("ignoring the unreadable id index %s (%s); rebuilding it", path, exc)
+            else:
+                log.warning("ignoring the malformed id index %s; rebuilding it", path)
+        return self._write_id_index()
+
+    def _write_id_index(self) -> np.ndarray:
+        ids = np.sort(self.train_set.ids.numpy().astype(np.int64))
+        path = self._id_index_path()
+        buf = io.BytesIO()
+        np.save(buf, ids, allow_pickle=False)
+        try:
+            atomic_write_bytes(path, buf.getvalue())
+        except OSError as exc:  # a cache: working without it is only slower
+            log.warning("could not write the id index %s: %s", path, exc)
+        return ids
+
+    def _refresh_id_index(self) -> None:
+        """After the dataset was loaded: make sure the cached id index matches it."""
+        path = self._id_index_path()
+        current = np.sort(self.train_set.ids.numpy().astype(np.int64))
+        try:
+            cached = np.load(path, allow_pickle=False) if path.is_file() else None
+        except (OSError, ValueError, EOFError):
+            cached = None
+        if cached is None or not np.array_equal(cached, current):
+            if cached is not None:
+                log.warning("the training set's ids differ from the cached id index %s (its files changed?); "
+                            "rewriting it", path)
+            self._write_id_index()
+
     # ------------------------------------------------------------------ requests
     def add_request(self, ids: "Sequence[int] | np.ndarray | str | os.PathLike", *, requester: str,
                     reason: str | None = None) -> RequestRecord:
@@ -152,19 +228,22 @@ class DeletionService:
             reason: free text (legal basis, ticket number...).
 
         Returns:
-            The stored request: ``pending``, or ``rejected`` when every id is already in pending requests
+            The stored request: ``pending``, or ``rejected`` when every id is already in open requests
             (``status_detail`` names them).
 
         Raises:
             ScenarioError: empty, malformed or non-integer ids; duplicates within the request; ids unknown to the
                 training set; ids already forgotten by an applied request; a request that (with everything
                 forgotten or pending) would cover the whole training set. Nothing is written.
+
+        The ids are checked against the cached id index (:meth:`train_ids`), not the loaded dataset.
         """
         requester = _clean_text(requester, "requester", MAX_REQUESTER_CHARS, required=True)
         reason = _clean_text(reason, "reason", MAX_REASON_CHARS, required=False)
         arr = _read_ids(ids) if isinstance(ids, (str, os.PathLike)) else _coerce_ids(ids)
-        train = self.train_set
-        uniq = validate_ids(train, arr)
+        known = self.train_ids()
+        n_train = len(known)
+        uniq = check_ids_known(known, arr, name=self.experiment.config.dataset)
         id_list = [int(i) for i in uniq]
         with self.ledger.transaction() as s:
             state = s.get(LedgerState, 1, with_for_update=True)  # serialises writers on PostgreSQL
@@ -177,12 +256,12 @@ class DeletionService:
                       if set(r.sample_ids) & set(again)]
                 raise ScenarioError(f"sample ids already forgotten by applied request(s) {_refs(by)}: "
                                     f"{again[:10]}{' ...' if len(again) > 10 else ''}; leave them out of the request")
-            pending = list(s.scalars(select(DeletionRequest).where(DeletionRequest.status == "pending")))
+            pending = list(s.scalars(select(DeletionRequest).where(DeletionRequest.status.in_(OPEN_STATUSES))))
             pending_ids = set().union(*(set(r.sample_ids) for r in pending)) if pending else set()
             total = len(forgotten | pending_ids | set(id_list))
-            if total >= len(train):
+            if total >= n_train:
                 raise ScenarioError(f"with the ids already forgotten ({len(forgotten)}) and pending "
-                                    f"({len(pending_ids)}), this request would remove all {len(train)} training "
+                                    f"({len(pending_ids)}), this request would remove all {n_train} training "
                                     "samples: nothing would be left to retain; train a new model instead")
             row = DeletionRequest(requester=requester, created_at=utcnow(), sample_ids=id_list, n_samples=len(id_list),
                                   ids_hash=indices_hash(id_list), reason=reason, status="pending",
@@ -190,7 +269,7 @@ class DeletionService:
             if set(id_list) <= pending_ids:
                 dup_of = [r.id for r in pending if set(r.sample_ids) & set(id_list)]
                 row.status = "rejected"
-                row.status_detail = f"duplicate: every id is already in pending request(s) {_refs(dup_of)}"
+                row.status_detail = f"duplicate: every id is already in open request(s) {_refs(dup_of)}"
                 row.updated_at = row.created_at
             s.add(row)
             s.flush()
@@ -199,9 +278,52 @@ class DeletionService:
             log.warning("request #%d rejected: %s", record.id, record.status_detail)
         return record
 
+    def cancel_request(self, request_id: int, *, by: str, reason: str | None = None) -> RequestRecord:
+        """Withdraw an open (``pending`` or ``failed``) request: it becomes ``cancelled`` and is never applied.
+
+        Args:
+            request_id: the request.
+            by: who cancels (recorded in ``status_detail``).
+            reason: why (recorded too).
+
+        Raises:
+            LedgerError: no such request; it is already applied (a forgotten sample cannot be un-forgotten),
+                rejected or cancelled; or an apply is serving it right now. Nothing is changed.
+        """
+        by = _clean_text(by, "by", MAX_REQUESTER_CHARS, required=True)
+        reason = _clean_text(reason, "reason", MAX_REASON_CHARS, required=False)
+        info = self.ledger.lease_info()
+        busy = info.holder is not None and info.expires_at is not None and info.expires_at > utcnow()
+        with self.ledger.transaction() as s:
+            s.get(LedgerState, 1, with_for_update=True)
+            row = s.get(DeletionRequest, int(request_id))
+            if row is None:
+                raise LedgerError(f"no request #{request_id}")
+            if row.status not in OPEN_STATUSES:
+                how = (f" by run {row.applied_run_id} (model version {row.applied_version_id}); a forgotten sample "
+                       "cannot be un-forgotten" if row.status == "applied" else "")
+                raise LedgerError(f"request #{row.id} is {row.status}{how}; only pending or failed requests can be "
+                                  "cancelled. Nothing was changed.")
+            running = [r.id for r in s.scalars(select(UnlearningRun).where(UnlearningRun.status == "running"))
+                       if row.id in r.request_ids]
+            if running and busy:
+                raise LedgerError(f"request #{row.id} is being applied right now (run {running[0]}); cancel it after "
+                                  "that apply has finished. Nothing was changed.")
+            row.status = "cancelled"
+            row.status_detail = f"cancelled by {by}" + (f": {reason}" if reason else "")
+            row.updated_at = utcnow()
+            s.flush()
+            record = RequestRecord.from_row(row)
+        log.info("request #%d cancelled by %s", record.id, by)
+        return record
+
     def list_requests(self, status: str | None = None) -> list[RequestRecord]:
         """All requests (oldest first), optionally only those with ``status``."""
         return self.ledger.requests(status)
+
+    def open_requests(self) -> list[RequestRecord]:
+        """The requests the next apply serves: ``pending`` and ``failed`` ones, oldest first."""
+        return [r for r in self.ledger.requests() if r.status in OPEN_STATUSES]
 
     def list_runs(self) -> list[RunRecord]:
         return self.ledger.runs()
@@ -228,9 +350,12 @@ class DeletionService:
         path = self._resolve_path(version.path)
         model = self.experiment.build_model()
         state = safe_torch_load(path, map_location=next(model.parameters()).device)
+        if not isinstance(state, dict):
+            raise CheckpointError(f"{path} (model version {version.id}) holds a {type(state).__name__}, not a "
+                                  "state dict; restore the file from a backup (nothing was changed)")
         try:
             model.load_state_dict(state)
-        except (RuntimeError, TypeError, AttributeError) as exc:
+        except (RuntimeError, TypeError, AttributeError, KeyError, ValueError) as exc:
             raise CheckpointError(f"{path} (model version {version.id}) does not fit this model: {exc}") from exc
         digest = state_dict_hash(model)
         if digest != version.hash:
@@ -240,17 +365,59 @@ class DeletionService:
         model.eval()
         return model
 
-    def _bootstrap(self) -> VersionRecord:
-        """Register the experiment's original model as version 1 (called under the lease)."""
+    def init(self, *, model_file: "str | os.PathLike | None" = None) -> VersionRecord:
+        """Register version 1: a trained model of the user's (``model_file``) or the experiment's original model.
+
+        Args:
+            model_file: a ``state_dict`` checkpoint (``torch.save(model.state_dict(), path)``) of the experiment's
+                architecture, loaded with ``weights_only=True``; it is copied into the ledger's folder. Without it,
+                the experiment's original model (trained, or taken from the checkpoint store).
+
+        Raises:
+            LedgerError: the ledger already has a model version (nothing is changed).
+            CheckpointError: the file is unreadable, not a state dict, or of another architecture.
+            ApplyInProgressError: an apply is running.
+        """
+        if self.ledger.current_version_id() is not None:
+            raise LedgerError(f"the ledger already has model version {self.ledger.current_version_id()}; version 1 "
+                              "can only be registered in a new ledger. Nothing was changed.")
+        model = self._load_user_model(Path(model_file)) if model_file is not None else None
+        with self._lease():
+            if self.ledger.current_version_id() is not None:
+                raise LedgerError("the ledger got a model version meanwhile; nothing was changed")
+            return self._bootstrap(model=model, source=str(model_file) if model_file is not None else None)
+
+    def _load_user_model(self, path: Path) -> nn.Module:
+        model = self.experiment.build_model()
+        state = safe_torch_load(path, map_location=next(model.parameters()).device)
+        if not isinstance(state, dict):
+            raise CheckpointError(f"{path} holds a {type(state).__name__}, not a state dict; save the model with "
+                                  "torch.save(model.state_dict(), path)")
+        try:
+            model.load_state_dict(state)
+        except (RuntimeError, TypeError, AttributeError, KeyError, ValueError) as exc:
+            raise CheckpointError(f"{path} does not fit the experiment's model ({self.experiment.config.model}): "
+                                  f"{str(exc).splitlines()[0]}") from exc
+        model.eval()
+        return model
+
+    def _bootstrap(self, *, model: nn.Module | None = None, source: str | None = None) -> VersionRecord:
+        """Register version 1 (called under the lease): the original model, or ``model`` imported from ``source``."""
         from ..training import accuracy
 
-        original = self.experiment.original()
+        original = model if model is not None else self.experiment.original()
         digest = state_dict_hash(original)
-        rel = f"models/original-{digest[:16]}.pt"
+        role = "imported" if model is not None else "original"
+        rel = f"models/{role}-{digest[:16]}.pt"
+        artefact = self._record_artefact(rel, run_id=None)
+        _checkpoint_hook("original-recorded")
         atomic_torch_save(original.state_dict(), self.workdir / rel)
-        metrics = {"role": "original", "acc_train": accuracy(original, self.train_set),
+        _checkpoint_hook("original-written")
+        metrics = {"role": role, "acc_train": accuracy(original, self.train_set),
                    "acc_test": accuracy(original, self.experiment.data.test),
                    "train_seconds": (getattr(original, "oblivio_meta", {}) or {}).get("train_seconds")}
+        if source is not None:
+            metrics.update(source_file=source, source_sha256=file_sha256(source))
         with self.ledger.transaction() as s:
             state = s.get(LedgerState, 1, with_for_update=True)
             if state.current_version_id is not None:  # pragma: no cover - we hold the lease
@@ -260,9 +427,24 @@ class DeletionService:
             s.add(row)
             s.flush()
             state.current_version_id = row.id
+            s.get(Artefact, artefact).status = "committed"
             record = VersionRecord.from_row(row, row.id)
-        log.info("registered the original model as version %d (%s)", record.id, digest[:16])
+        _checkpoint_hook("original-committed")
+        log.info("registered the %s model as version %d (%s)", role, record.id, digest[:16])
         return record
+
+    def _record_artefact(self, rel: str, *, run_id: int | None) -> int:
+        """Record (``pending``) a file about to be written; refuse to overwrite a file the ledger did not record."""
+        target = self.workdir / rel
+        with self.ledger.transaction() as s:
+            known = s.scalars(select(Artefact).where(Artefact.path == rel)).first()
+            if target.exists() and known is None:
+                raise LedgerError(f"{target} exists but this ledger did not write it; refusing to overwrite it "
+                                  "(move it away). Nothing was changed.")
+            row = Artefact(path=rel, run_id=run_id, status="pending", created_at=utcnow())
+            s.add(row)
+            s.flush()
+            return row.id
 
     # ------------------------------------------------------------------ apply
     @contextlib.contextmanager
@@ -297,24 +479,44 @@ class DeletionService:
             except Exception as exc:  # a transient database error: try again at the next beat
                 log.warning("could not renew the apply lease: %s", exc)
 
-    def _recover(self) -> tuple[int, ...]:
-        """Under the lease: mark stale ``running`` runs abandoned and delete files no version references."""
+    def _recover(self) -> tuple[tuple[int, ...], tuple[str, ...]]:
+        """Under the lease: mark stale ``running`` runs abandoned and their requests failed; delete the files that
+        an interrupted apply recorded (``artefacts`` rows still ``pending``) and no version references.
+
+        Only recorded files (and their temporary siblings from an interrupted atomic write) are ever deleted.
+        """
         with self.ledger.transaction() as s:
             stale = list(s.scalars(select(UnlearningRun).where(UnlearningRun.status == "running")))
+            now = utcnow()
             for run in stale:
                 run.status = "abandoned"
-                run.ended_at = utcnow()
+                run.ended_at = now
                 run.error = ("the process running it stopped before committing (killed or crashed); its requests "
-                             "stayed pending and are re-applied")
-            referenced = {self._resolve_path(p).resolve() for p in s.scalars(select(ModelVersion.path))}
-        for path in self.models_dir.iterdir():
-            if path.is_file() and (path.name.endswith(".tmp") or
-                                   (path.suffix == ".pt" and path.resolve() not in referenced)):
-                log.warning("removing %s, left by an interrupted apply", path.name)
-                path.unlink(missing_ok=True)
+                             "stayed open and are re-applied")
+                s.execute(update(DeletionRequest)
+                          .where(DeletionRequest.id.in_(list(run.request_ids)), DeletionRequest.status == "pending")
+                          .values(status="failed", updated_at=now,
+                                  status_detail=f"run {run.id} was interrupted before committing; retried by the "
+                                                "next apply"))
+            referenced = set(s.scalars(select(ModelVersion.path)))
+            pending = list(s.scalars(select(Artefact).where(Artefact.status == "pending")))
+            for row in pending:
+                if row.path in referenced:
+                    row.status = "committed"
+            orphans = [(row.id, row.path) for row in pending if row.path not in referenced]
+        removed: list[str] = []
+        for row_id, rel in orphans:
+            target = self.workdir / rel
+            for path in [target, *target.parent.glob(f".{target.name}.*.tmp")]:
+                if path.is_file():
+                    log.warning("removing %s, written by an interrupted apply and never committed", path)
+                    path.unlink(missing_ok=True)
+                    removed.append(str(path.relative_to(self.workdir)))
+            with self.ledger.transaction() as s:
+                s.execute(delete(Artefact).where(Artefact.id == row_id))
         if stale:
             log.warning("marked %d stale running run(s) abandoned: %s", len(stale), [r.id for r in stale])
-        return tuple(r.id for r in stale)
+        return tuple(r.id for r in stale), tuple(removed)
 
     def apply(self, *, batch: bool = True, method: str | None = None, hparams: dict[str, Any] | None = None,
               seed: int = 0, gold: bool = False) -> ApplyResult:
@@ -343,10 +545,12 @@ class DeletionService:
         hp = dict(hparams if hparams is not None else (self.hparams if method_name == self.method else {}))
         create_method(method_name, **hp)  # fail fast on an unknown method or hyper-parameter
         with self._lease() as holder:
-            abandoned = self._recover()
-            pending = self.ledger.requests("pending")
+            _checkpoint_hook("lease-taken")
+            abandoned, removed = self._recover()
+            _checkpoint_hook("recovered")
+            pending = self.open_requests()
             if not pending:
-                return ApplyResult("nothing-to-do", abandoned_runs=abandoned)
+                return ApplyResult("nothing-to-do", abandoned_runs=abandoned, removed_files=removed)
             groups = [pending] if batch else [[r] for r in pending]
             runs: list[RunRecord] = []
             version = None
@@ -354,9 +558,10 @@ class DeletionService:
                 run, new_version, error = self._apply_group(group, holder, method_name, hp, seed, gold)
                 runs.append(run)
                 if error is not None:
-                    return ApplyResult("failed", tuple(runs), version, error, abandoned)
+                    return ApplyResult("failed", tuple(runs), version, error, abandoned, removed)
                 version = new_version
-            return ApplyResult("succeeded", tuple(runs), version, None, abandoned)
+            status = "no-op" if all(r.status == "no-op" for r in runs) else "succeeded"
+            return ApplyResult(status, tuple(runs), version, None, abandoned, removed)
 
     def _apply_group(self, group: list[RequestRecord], holder: str, method_name: str, hp: dict, seed: int,
                      gold: bool) -> tuple[RunRecord, VersionRecord | None, str | None]:
@@ -364,6 +569,7 @@ class DeletionService:
 
         current = self.current_version() or self._bootstrap()
         model = self.load_model(current)  # CheckpointError before anything is recorded
+        self._refresh_id_index()
         forget_ids = sorted(set(current.forgotten_ids).union(*(r.sample_ids for r in group)))
         splits = self.experiment.unlearning_splits(Indices(ids=tuple(forget_ids)))
         unlearner = create_method(method_name, **hp)
@@ -385,31 +591,47 @@ class DeletionService:
             unlearned = unlearner(model, forget=splits.forget, retain=splits.retain, holdout=holdout, seed=seed,
                                   progress=self.progress)
         except DivergenceError as exc:
-            error = f"training diverged ({exc}); the current model is kept and the requests stay pending"
-            return self._fail_run(run_id, error), None, error
+            error = f"training diverged ({exc}); the current model is kept and the requests are retried by the next apply"
+            return self._fail_run(run_id, error, request_ids) or self.ledger.run(run_id), None, error
         except BaseException as exc:
-            self._fail_run(run_id, f"{type(exc).__name__}: {exc}")
+            self._fail_run(run_id, f"{type(exc).__name__}: {exc}", request_ids)
             raise
         seconds = time.perf_counter() - t0
+        _checkpoint_hook("unlearned")
+        artefact: int | None = None
         try:
-            metrics = self._evaluate(unlearned, splits, unlearner, seconds, gold, seed)
+            parent_model = self.load_model(current)
+            metrics = self._evaluate(unlearned, splits, unlearner, seconds, gold, seed, parent=parent_model)
             digest = state_dict_hash(unlearned)
-            rel = f"models/run{run_id:05d}-{digest[:16]}.pt"
-            path = atomic_torch_save(unlearned.state_dict(), self.workdir / rel)
+            unchanged = digest == current.hash
+            if unchanged:  # the same weights: point at the parent's file, write nothing
+                rel = current.path
+                metrics["unchanged"] = True
+                log.warning("run %d is a no-op: %s returned the parent's weights unchanged (version %d, %s); the "
+                            "requests are recorded as applied but the model did not change", run_id, method_name,
+                            current.id, digest[:16])
+            else:
+                rel = f"models/run{run_id:05d}-{digest[:16]}.pt"
+                artefact = self._record_artefact(rel, run_id=run_id)
+                _checkpoint_hook("artefact-recorded")
+                path = atomic_torch_save(unlearned.state_dict(), self.workdir / rel)
             _checkpoint_hook("model-written")
-            version = self._commit(run_id, holder, current, group, digest, rel, forget_ids, metrics, seconds)
+            version = self._commit(run_id, holder, current, group, digest, rel, forget_ids, metrics, seconds,
+                                   artefact=artefact, unchanged=unchanged)
         except BaseException as exc:
-            if path is not None:
-                path.unlink(missing_ok=True)
-            self._fail_run(run_id, f"{type(exc).__name__}: {exc}")
+            self._fail_run(run_id, f"{type(exc).__name__}: {exc}", request_ids, artefact=artefact,
+                           path=path or (self.workdir / rel if artefact is not None else None))
             raise
         _checkpoint_hook("committed")
-        log.info("run %d succeeded in %.1fs: version %d (%s) is current", run_id, seconds, version.id, digest[:16])
+        log.info("run %d %s in %.1fs: version %d (%s) is current", run_id, "was a no-op" if unchanged else "succeeded",
+                 seconds, version.id, digest[:16])
         return self.ledger.run(run_id), version, None
 
     def _commit(self, run_id: int, holder: str, parent: VersionRecord, group: list[RequestRecord], digest: str,
-                rel: str, forget_ids: list[int], metrics: dict, seconds: float) -> VersionRecord:
-        """One transaction: new version current, run succeeded, requests applied (or nothing at all)."""
+                rel: str, forget_ids: list[int], metrics: dict, seconds: float, *, artefact: int | None,
+                unchanged: bool) -> VersionRecord:
+        """One transaction: new version current, run succeeded (or no-op), requests applied, artefact committed
+        (or nothing at all)."""
         now = utcnow()
         with self.ledger.transaction() as s:
             if not self.ledger.renew(holder, self.lease_seconds, session=s):
@@ -425,26 +647,58 @@ class DeletionService:
             run = s.get(UnlearningRun, run_id)
             if run is None or run.status != "running":
                 raise LedgerError(f"run {run_id} is no longer running (status {run.status if run else 'missing'})")
-            run.status, run.ended_at, run.seconds, run.result_version_id = "succeeded", now, seconds, row.id
+            run.status = "no-op" if unchanged else "succeeded"
+            run.ended_at, run.seconds, run.result_version_id = now, seconds, row.id
+            if unchanged:
+                run.error = (f"no-op: the method returned the weights of version {parent.id} unchanged (same hash); "
+                             "the requests are recorded as applied, the model did not change")
             ids = [r.id for r in group]
+            detail = (f"no-op: applied by run {run_id}, whose method returned the model unchanged" if unchanged
+                      else None)
             res = s.execute(update(DeletionRequest)
-                            .where(DeletionRequest.id.in_(ids), DeletionRequest.status == "pending")
-                            .values(status="applied", applied_version_id=row.id, applied_run_id=run_id, updated_at=now))
+                            .where(DeletionRequest.id.in_(ids), DeletionRequest.status.in_(OPEN_STATUSES))
+                            .values(status="applied", applied_version_id=row.id, applied_run_id=run_id,
+                                    status_detail=detail, updated_at=now))
             if res.rowcount != len(ids):
-                raise LedgerError(f"requests {ids} changed during the run; not committed")
+                raise LedgerError(f"requests {ids} changed during the run (cancelled?); not committed")
+            if artefact is not None:
+                s.get(Artefact, artefact).status = "committed"
             state.current_version_id = row.id
             s.flush()
             return VersionRecord.from_row(row, row.id)
 
-    def _fail_run(self, run_id: int, error: str) -> RunRecord:
-        with self.ledger.transaction() as s:
-            run = s.get(UnlearningRun, run_id)
-            run.status, run.ended_at, run.error = "failed", utcnow(), error[:4000]
-            run.seconds = (run.ended_at - run.started_at).total_seconds()
-        log.error("run %d failed: %s", run_id, error)
-        return self.ledger.run(run_id)
+    def _fail_run(self, run_id: int, error: str, request_ids: list[int], *, artefact: int | None = None,
+                  path: Path | None = None) -> RunRecord | None:
+        """Mark the run failed and its requests ``failed`` (retried by the next apply); delete its uncommitted file.
 
-    def _evaluate(self, model: nn.Module, splits, unlearner, seconds: float, gold: bool, seed: int) -> dict:
+        Best effort: when the database or the disk is what failed, whatever is left is cleaned up by the next
+        apply's recovery (the run is still ``running``, the file still a ``pending`` artefact).
+        """
+        log.error("run %d failed: %s", run_id, error)
+        try:
+            with self.ledger.transaction() as s:
+                run = s.get(UnlearningRun, run_id)
+                if run.status != "running":  # committed meanwhile (the error came after the commit)
+                    return RunRecord.from_row(run)
+                run.status, run.ended_at, run.error = "failed", utcnow(), error[:4000]
+                run.seconds = (run.ended_at - run.started_at).total_seconds()
+                s.execute(update(DeletionRequest)
+                          .where(DeletionRequest.id.in_(request_ids), DeletionRequest.status.in_(OPEN_STATUSES))
+                          .values(status="failed", updated_at=run.ended_at,
+                                  status_detail=f"run {run_id} failed: {error[:300]}; retried by the next apply"))
+            if artefact is not None:
+                if path is not None:
+                    for p in [path, *path.parent.glob(f".{path.name}.*.tmp")]:
+                        p.unlink(missing_ok=True)
+                with self.ledger.transaction() as s:
+                    s.execute(delete(Artefact).where(Artefact.id == artefact, Artefact.status == "pending"))
+            return self.ledger.run(run_id)
+        except Exception as exc:  # the database or the disk failed too: recovery finishes the job
+            log.error("could not record the failure of run %d (%s); the next apply recovers it", run_id, exc)
+            return None
+
+    def _evaluate(self, model: nn.Module, splits, unlearner, seconds: float, gold: bool, seed: int, *,
+                  parent: nn.Module | None = None) -> dict:
         from ..metrics.report import evaluate_unlearning
 
         gold_model = self.experiment.gold(splits.split) if gold else None
@@ -463,6 +717,12 @@ class DeletionService:
         metrics.update(twin)
         if gold_model is None:
             metrics["alignment_reference"] = "twin" if twin else "none"
+        if len(splits.forget) < MIA_MIN_FORGET:
+            metrics["mia_skipped"] = (f"the loss MIA needs at least {MIA_MIN_FORGET} forget samples (10-split "
+                                      f"cross-validation); this forget set has {len(splits.forget)}: see the "
+                                      "per-example check")
+        if len(splits.forget) <= PER_EXAMPLE_MAX:
+            metrics.update(per_example_membership(model, splits.forget, splits.test, parent=parent))
         return metrics
 
     # ------------------------------------------------------------------ reports
@@ -527,6 +787,54 @@ def twin_estimate(info: dict, acc_forget: float) -> dict:
     est = easy / (easy + hard)
     return {"twin_predicted_easy": easy, "twin_predicted_hard": hard, "twin_est_gold_acc_forget": est,
             "twin_est_delta_forget": abs(acc_forget - est)}
+
+
+MIA_MIN_FORGET = 10
+PER_EXAMPLE_ALPHA = 0.05
+
+
+def per_example_membership(model: nn.Module, forget, test, *, parent: nn.Module | None = None,
+                           alpha: float = PER_EXAMPLE_ALPHA) -> dict:
+    """A membership check of each forget sample that works for any request size (even one sample).
+
+    For each forget sample, its loss under ``model`` is ranked among the losses of the unseen test samples:
+    ``quantile`` is the share of test samples whose loss is at most the sample's. For a sample the model never
+    saw this is roughly uniform on [0, 1]; a quantile below ``alpha`` (a loss lower than 95% of unseen samples')
+    flags the sample as still looking like a training member. With ``parent``, the quantile under the parent
+    model is given beside it (what unlearning changed).
+
+    Returns:
+        ``per_example`` (a list of ``{"id", "loss", "quantile", "quantile_parent", "flagged"}``),
+        ``per_example_alpha``, ``per_example_n_flagged``, ``per_example_n``.
+
+    Example:
+        >>> import torch
+        >>> from oblivio.data import ImageDataset
+        >>> ds = ImageDataset(torch.zeros(4, 1, 2, 2, dtype=torch.uint8), torch.tensor([0, 1, 0, 1]), ("a", "b"))
+        >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))
+        >>> per_example_membership(net, ds, ds)["per_example_n"]
+        4
+    """
+    from ..metrics.mia import per_example_cross_entropy
+    from ..training.evaluate import predict_logits
+
+    def losses(net: nn.Module, ds) -> np.ndarray:
+        return per_example_cross_entropy(predict_logits(net, ds).cpu().numpy(), ds.labels.numpy())
+
+    test_losses = np.sort(losses(model, test))
+    own = losses(model, forget)
+    quantile = np.searchsorted(test_losses, own, side="right") / max(len(test_losses), 1)
+    if parent is not None:
+        parent_test = np.sort(losses(parent, test))
+        parent_q = np.searchsorted(parent_test, losses(parent, forget), side="right") / max(len(parent_test), 1)
+    else:
+        parent_q = [None] * len(own)
+    ids = forget.ids.numpy() if forget.ids is not None else np.arange(len(own))
+    rows = [{"id": int(i), "loss": float(l), "quantile": float(q),
+             "quantile_parent": None if qp is None else float(qp), "flagged": bool(q < alpha)}
+            for i, l, q, qp in zip(ids, own, quantile, parent_q)]
+    return {"per_example": rows, "per_example_alpha": alpha, "per_example_n": len(rows),
+            "per_example_n_flagged": sum(r["flagged"] for r in rows)}
 
 
 def _refs(ids: list[int]) -> str:
