@@ -49,5 +49,10 @@ register_variant(
     "tmu.one_twin", "tmu",
     reason="the paper's single twin problem; the base pools four twins on disjoint D_tw samples (ours, docs/tmu.md)",
     n_twins=1)
+register_variant(
+    "tmu.random-control", "tmu",
+    reason=("rate-matched random control (SPEC §6, issue 11): TMU's aligned step with the hard set drawn at random "
+            "at the predictor's own count; δ alone cannot tell it from TMU, sample agreement can"),
+    hard_selection="random")
 
 __all__: list[str] = []
