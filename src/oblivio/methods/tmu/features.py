@@ -24,13 +24,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...data.base import ImageDataset
-from ...data.loader import TensorLoader
+from ...data.loader import TensorLoader, stratified_sample
 from ...training.evaluate import predict_features, predict_logits
 from ...training.loop import fit
 from ...utils import eval_mode, model_device
 
 __all__ = ["FEATURE_NAMES", "AFForm", "RobustScaler", "af_feature", "attack_divergence", "fresh_copy",
-           "nearest_distance", "nf_feature", "per_sample_loss", "pgd_attack", "train_curriculum_model"]
+           "nearest_distance", "nf_feature", "nf_reference", "per_sample_loss", "pgd_attack", "train_curriculum_model"]
 
 FEATURE_NAMES = ("nf", "af", "cf")
 AFForm = Literal["kl", "ce"]
@@ -97,11 +97,35 @@ def nearest_distance(query: torch.Tensor, query_labels: torch.Tensor, reference:
     return out
 
 
+def nf_reference(query_labels: torch.Tensor, remain: ImageDataset, *, max_size: int | None = None,
+                 seed: int = 0) -> ImageDataset:
+    """The remain samples NF can use as neighbours: those of the query's classes (the search is per class), and
+    at most ``max_size`` of them (a class-stratified sample, for multi-class requests).
+
+    The sample is drawn from the candidates ordered by sample id, so the same ``remain`` gives the same
+    reference set whatever its order (cold and warm requests, twin and original problems agree).
+    """
+    classes = torch.unique(torch.as_tensor(query_labels).long())
+    pos = torch.nonzero(torch.isin(remain.labels, classes)).squeeze(1)
+    pos = pos[torch.argsort(remain.ids[pos])]  # type: ignore[index]
+    cand = remain.subset(pos, name=f"{remain.name}:nf-reference")
+    if max_size is not None and len(cand) > max_size:
+        cand = cand.subset(stratified_sample(cand, int(max_size), seed=seed), name=cand.name)
+    return cand
+
+
 def nf_feature(model: nn.Module, forget: ImageDataset, remain: ImageDataset, *, k: int = 5,
-               batch_size: int = 512, chunk_size: int = 2048) -> torch.Tensor:
-    """NF of every ``forget`` sample with respect to ``remain``, in ``model``'s penultimate feature space."""
+               batch_size: int = 512, chunk_size: int = 2048, max_reference: int | None = None,
+               seed: int = 0) -> torch.Tensor:
+    """NF of every ``forget`` sample with respect to ``remain``, in ``model``'s penultimate feature space.
+
+    Only the reference samples NF can use (:func:`nf_reference`: same classes as ``forget``, at most
+    ``max_reference``) go through the model; with ``max_reference=None`` the result equals the search over all of
+    ``remain``.
+    """
+    ref = nf_reference(forget.labels, remain, max_size=max_reference, seed=seed)
     return nearest_distance(predict_features(model, forget, batch_size=batch_size), forget.labels,
-                            predict_features(model, remain, batch_size=batch_size), remain.labels, k=k,
+                            predict_features(model, ref, batch_size=batch_size), ref.labels, k=k,
                             chunk_size=chunk_size)
 
 

@@ -9,9 +9,10 @@ with noise-softened targets on ``D_f^e``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Literal
 
 import torch
 import torch.nn.functional as F
@@ -19,14 +20,16 @@ from torch import nn
 
 from ...data.base import ImageDataset
 from ...data.loader import TensorLoader, ZipLoader, stratified_sample
-from ...training.evaluate import accuracy
+from ...metrics.cost import CostMeter
+from ...training.evaluate import accuracy, predict_features
 from ...training.loop import StopWhen, fit
 from ...models.adapters import as_classifier, unwrap
-from ...utils import eval_mode, model_device
+from ...utils import config_hash, eval_mode, indices_hash, model_device, state_dict_hash
 from ..base import UnlearningData, UnlearningMethod, register_method
-from .features import FEATURE_NAMES, AFForm, RobustScaler, af_feature, nf_feature, per_sample_loss, \
-    train_curriculum_model
-from .predictor import BALANCES, Balance, train_predictor
+from .cache import TwinCache, twin_cache_key
+from .features import FEATURE_NAMES, AFForm, RobustScaler, af_feature, fresh_copy, nearest_distance, nf_reference, \
+    per_sample_loss, train_curriculum_model
+from .predictor import BALANCES, Balance, GeneralisationPredictor, make_mlp, train_predictor
 from .twin import build_twin_sets, generalisation_labels, real_twin_capacity, train_twin_model, twin_size
 
 __all__ = ["TMU", "noise_soft_targets"]
@@ -139,6 +142,17 @@ class TMU(UnlearningMethod):
         hard_selection: which samples the aligned step treats as hard: ``"predictor"`` (TMU) or ``"random"``, the
             rate-matched random control of SPEC §6 (as many hard samples as the predictor chose, drawn uniformly
             at random with the unlearning seed); registered as the variant ``tmu.random-control``.
+        nf_reference_size: at most this many NF neighbour candidates (D's samples of the forget classes; a
+            class-stratified sample of them above it, for multi-class requests; None = all). Ours (issue 10).
+        stop_check_steps: check the aligned step's stop rule every this many optimizer steps (None: at epoch ends
+            only, as before issue 10). Ours.
+
+    Attributes:
+        twin_cache: an optional :class:`~oblivio.methods.tmu.cache.TwinCache` (not a hyper-parameter): set it to
+            reuse the twin work of an earlier request with the same model, class profile and size bucket
+            (``info["twin_cache"]`` records hit or miss; a hit is logged).
+        twin_cache_model: look the twin work up under this model hash instead of the model's own (a child
+            version reusing its parent's twins; see docs/tmu.md for when that is sound).
     """
 
     source = "Ji et al., Towards Aligned Data Removal via Twin Machine Unlearning (TMU), §4-5; ours where noted"
@@ -180,6 +194,17 @@ class TMU(UnlearningMethod):
     noise_mix: float = 0.5
     grad_clip: float | None = 5.0
     hard_selection: HardSelection = "predictor"
+    nf_reference_size: int | None = 4000
+    stop_check_steps: int | None = 1
+    # Injected by the caller, not hyper-parameters (absent from hparams()): where the twin work is reused from.
+    twin_cache: TwinCache | None = field(default=None, init=False, repr=False, compare=False)
+    twin_cache_model: str | None = field(default=None, init=False, repr=False, compare=False)
+
+    # hyper-parameters that shape the cached twin work (the aligned step's are not in the cache key)
+    TWIN_HPARAMS = ("twin_size", "n_twins", "twin_augment", "twin_epochs", "twin_lr", "twin_batch_size",
+                    "twin_replay_fraction", "twin_target", "features", "nf_k", "nf_reference_size", "af_eps",
+                    "af_steps", "af_random_start", "af_form", "cf_epochs", "cf_fraction", "cf_lr", "cf_batch_size",
+                    "predictor_hidden", "predictor_lr", "predictor_epochs", "predictor_batch_size", "balance")
 
     def __post_init__(self) -> None:
         self.features = tuple(str(f).lower() for f in self.features)
@@ -204,14 +229,59 @@ class TMU(UnlearningMethod):
         if self.noise_sigma < 0 or not 0 <= self.noise_mix <= 1 or self.noise_copies < 1:
             raise ValueError("noise_sigma must be >= 0, noise_mix in [0, 1] and noise_copies >= 1")
         self.predictor_hidden = tuple(int(h) for h in self.predictor_hidden)
+        if self.nf_reference_size is not None and self.nf_reference_size < 1:
+            raise ValueError(f"nf_reference_size must be >= 1 (or None: every same-class sample), "
+                             f"got {self.nf_reference_size}")
+        if self.stop_check_steps is not None and self.stop_check_steps < 1:
+            raise ValueError(f"stop_check_steps must be >= 1 (or None: at epoch ends), got {self.stop_check_steps}")
+
+    # ------------------------------------------------------------------ stages and cache
+    @contextlib.contextmanager
+    def _stage(self, name: str) -> Iterator[None]:
+        """Record the wall / CPU seconds and sample-passes of one stage under ``info["stages"][name]``."""
+        with CostMeter() as cost:
+            yield
+        stages = self.info.setdefault("stages", {})
+        prev = stages.get(name, {})
+        stages[name] = {k: prev.get(k, 0) + v for k, v in cost.as_dict().items()}
+
+    def _twin_hparams(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.TWIN_HPARAMS}
 
     # ------------------------------------------------------------------ features
-    def _problem_features(self, model: nn.Module, forget: ImageDataset, remain: ImageDataset,
-                          curriculum: nn.Module | None, seed: int) -> torch.Tensor:
+    def _twin_features(self, m_t: nn.Module, twin: ImageDataset, ref: ImageDataset, curriculum: nn.Module | None,
+                       seed: int) -> torch.Tensor:
+        """Raw features of one twin problem (model ``M_t``, forget set ``D_tw``, remain set ``ref`` ⊂ D_r ∪ D_f)."""
         cols = []
         for name in self.features:
             if name == "nf":
-                cols.append(nf_feature(model, forget, remain, k=self.nf_k))
+                cols.append(nearest_distance(predict_features(m_t, twin), twin.labels, predict_features(m_t, ref),
+                                             ref.labels, k=self.nf_k))
+            elif name == "af":
+                cols.append(af_feature(m_t, twin, eps=self.af_eps, steps=self.af_steps,
+                                       random_start=self.af_random_start, form=self.af_form, seed=seed))
+            else:
+                cols.append(per_sample_loss(curriculum, twin))  # type: ignore[arg-type]
+        return torch.stack(cols, 1)
+
+    def _forget_features(self, model: nn.Module, forget: ImageDataset, entry: dict, curriculum: nn.Module | None,
+                         seed: int) -> torch.Tensor:
+        """Raw features of the original problem (``M_o``, ``D_f``, remain set: the reference set minus ``D_f``).
+
+        ``M_o``'s features of the reference set come from the cache entry when it was made with this very model,
+        else they are computed here once (and kept in the entry)."""
+        cols = []
+        for name in self.features:
+            if name == "nf":
+                ref = entry["nf_reference"]
+                model_hash = self._model_hash(model)
+                if entry.get("original_features_model") != model_hash:
+                    with self._stage("original_reference_features"):  # once per model (kept in the entry)
+                        entry["original_features"] = predict_features(model, ref["dataset"])
+                        entry["original_features_model"] = model_hash
+                keep = ~torch.isin(ref["ids"], forget.ids)  # type: ignore[arg-type]
+                cols.append(nearest_distance(predict_features(model, forget), forget.labels,
+                                             entry["original_features"][keep], ref["labels"][keep], k=self.nf_k))
             elif name == "af":
                 cols.append(af_feature(model, forget, eps=self.af_eps, steps=self.af_steps,
                                        random_start=self.af_random_start, form=self.af_form, seed=seed))
@@ -219,57 +289,165 @@ class TMU(UnlearningMethod):
                 cols.append(per_sample_loss(curriculum, forget))  # type: ignore[arg-type]
         return torch.stack(cols, 1)
 
+    def _model_hash(self, model: nn.Module) -> str:
+        cached = getattr(self, "_hash_memo", None)
+        if cached is not None and cached[0] is model:
+            return cached[1]
+        h = state_dict_hash(model)
+        self._hash_memo = (model, h)
+        return h
+
     # ------------------------------------------------------------------ the method
+    def _twin_work(self, model: nn.Module, forget: ImageDataset, retain: ImageDataset, holdout: ImageDataset,
+                   seed: int, progress: bool) -> dict:
+        """Steps 1-3 without the forget samples' own features: everything a later request of the same class
+        profile and size can reuse (twin sets and models, their labels and features, scaler, predictor,
+        curriculum model, ``M_o``'s features of the NF reference set)."""
+        size = self.twin_size or twin_size(len(forget), len(retain))
+        replay = retain.concat(forget, name="train")
+        with self._stage("twin_sets"):
+            # Extra twins only where the holdout has real images for them: augmented twins are harder than D_f.
+            n_twins = 1 if self.n_twins == 1 else min(self.n_twins, real_twin_capacity(forget, holdout, size=size))
+            twins = build_twin_sets(forget, holdout, size=size, n_twins=n_twins, seed=seed,
+                                    augment=self.twin_augment)
+            # NF neighbours: D's samples of the forget classes (a class-stratified sample above nf_reference_size)
+            ref = nf_reference(forget.labels, replay, max_size=self.nf_reference_size, seed=seed)
+
+        # 1. twin models and twin generalisation labels ([M_o(x) == y]: M_o is the twin problem's gold model)
+        twin_models, twin_labels, twin_infos = [], [], []
+        for i, tw in enumerate(twins):
+            with self._stage("twin_models"):
+                m_t, t_info = train_twin_model(
+                    model, retain=retain, forget=forget, twin=tw.data, epochs=self.twin_epochs, lr=self.twin_lr,
+                    batch_size=self.twin_batch_size, replay_fraction=self.twin_replay_fraction,
+                    target_accuracy=self.twin_target, seed=seed + 101 * i, progress=progress)
+            twin_models.append(m_t)
+            twin_infos.append(t_info)
+            with self._stage("twin_labels"):
+                twin_labels.append(generalisation_labels(model, tw.data))
+        labels_tw = torch.cat(twin_labels)
+        twin_info = dict(twin_size=size, n_twins=n_twins, twin_augmented=[t.n_augmented for t in twins],
+                         twin_epochs=[t["epochs"] for t in twin_infos],
+                         twin_accuracy=[t["twin_accuracy"] for t in twin_infos],
+                         twin_target_accuracy=twin_infos[0]["target_accuracy"],
+                         twin_reached=[t["reached"] for t in twin_infos],
+                         twin_easy_rate=float(labels_tw.float().mean()), nf_reference_size_used=len(ref))
+
+        # 2. features of the twin problems (one curriculum model for both problems)
+        curriculum = None
+        if "cf" in self.features:
+            with self._stage("curriculum"):
+                # cf_fraction of D (class-stratified), every D image of the forget classes, and the twin set(s):
+                # each forget-class image and each twin image is seen once, whichever samples a request forgets
+                ordered = replay.subset(torch.argsort(replay.ids), name="train")  # type: ignore[arg-type]
+                part = torch.as_tensor(stratified_sample(ordered, self.cf_fraction, seed=seed))
+                in_profile = torch.isin(ordered.labels, torch.unique(forget.labels))
+                pick = torch.unique(torch.cat([part, torch.nonzero(in_profile).squeeze(1)]))
+                cf_set = ordered.subset(pick)
+                for tw in twins:
+                    cf_set = cf_set.concat(tw.data)
+                curriculum = train_curriculum_model(model, cf_set, epochs=self.cf_epochs, lr=self.cf_lr,
+                                                    batch_size=self.cf_batch_size, seed=seed, progress=progress)
+        with self._stage("twin_features"):
+            raw_tw = torch.cat([self._twin_features(m_t, tw.data, ref, curriculum, seed)
+                                for m_t, tw in zip(twin_models, twins)])
+            scaler = RobustScaler.fit(raw_tw)
+        del twin_models
+
+        # 3. predictor
+        with self._stage("predictor"):
+            predictor = train_predictor(scaler.transform(raw_tw), labels_tw, hidden=self.predictor_hidden,
+                                        lr=self.predictor_lr, epochs=self.predictor_epochs,
+                                        batch_size=self.predictor_batch_size, balance=self.balance, seed=seed)
+        return {
+            "info": twin_info, "twin_labels": labels_tw, "twin_features_raw": raw_tw,
+            "scaler": {"lo": scaler.lo, "hi": scaler.hi},
+            "predictor": {"state": predictor.mlp.state_dict() if predictor.mlp is not None else None,
+                          "in_features": int(raw_tw.shape[1]), "threshold": float(predictor.threshold),
+                          "constant": predictor.constant, "train_accuracy": float(predictor.train_accuracy),
+                          "easy_rate": float(predictor.easy_rate)},
+            "curriculum": curriculum.state_dict() if curriculum is not None else None,
+            "nf_reference": {"ids": ref.ids, "labels": ref.labels, "dataset": ref},
+            "source_forget_ids": indices_hash(sorted(forget.ids.tolist())),  # type: ignore[union-attr]
+            "cold_stages": {},
+        }
+
+    def _restore(self, entry: dict, model: nn.Module) -> tuple[GeneralisationPredictor, RobustScaler,
+                                                                nn.Module | None]:
+        p = entry["predictor"]
+        mlp = None
+        if p["state"] is not None:
+            mlp = make_mlp(int(p["in_features"]), self.predictor_hidden)
+            mlp.load_state_dict(p["state"])
+            mlp.eval()
+        predictor = GeneralisationPredictor(mlp=mlp, threshold=float(p["threshold"]), constant=p["constant"],
+                                            train_accuracy=float(p["train_accuracy"]), easy_rate=float(p["easy_rate"]))
+        scaler = RobustScaler(lo=entry["scaler"]["lo"], hi=entry["scaler"]["hi"])
+        curriculum = None
+        if entry.get("curriculum") is not None:
+            curriculum = fresh_copy(model)
+            curriculum.load_state_dict(entry["curriculum"])
+            curriculum.eval()
+        return predictor, scaler, curriculum
+
+    @staticmethod
+    def _storable(entry: dict) -> dict:
+        """The entry without the in-memory reference dataset (images are re-read from ``D`` by id on a hit)."""
+        out = dict(entry)
+        out["nf_reference"] = {k: v for k, v in entry["nf_reference"].items() if k != "dataset"}
+        return out
+
     def _unlearn(self, model: nn.Module, data: UnlearningData, *, seed: int, progress: bool) -> nn.Module:
         forget, retain, holdout = data.forget, data.retain, data.holdout
         assert holdout is not None  # checked by needs_holdout
         model = as_classifier(model)  # timm / torchvision / plain models: features(x) -> [B, D]; same weights
         info = self.info
-        size = self.twin_size or twin_size(len(forget), len(retain))
-        # Extra twins only where the holdout has real images for them: augmented twins are harder than D_f.
-        n_twins = 1 if self.n_twins == 1 else min(self.n_twins, real_twin_capacity(forget, holdout, size=size))
-        twins = build_twin_sets(forget, holdout, size=size, n_twins=n_twins, seed=seed, augment=self.twin_augment)
-        info.update(twin_size=size, n_twins=n_twins, twin_augmented=[t.n_augmented for t in twins],
-                    features=list(self.features))
+        info["stages"] = {}
+        cache, key, entry = self.twin_cache, None, None
+        if cache is not None:
+            with self._stage("cache_lookup"):
+                key = twin_cache_key(model_hash=self.twin_cache_model or self._model_hash(model),
+                                     forget_labels=forget.labels, num_classes=forget.num_classes,
+                                     hparams=self._twin_hparams(), seed=seed,
+                                     holdout_hash=indices_hash(sorted(holdout.ids.tolist())))  # type: ignore[union-attr]
+                entry = cache.get(key)
+            if entry is not None:
+                # the reference images, by id, from this request's D_r ∪ D_f (a child version lacks its parent's
+                # forgotten samples: those references are dropped)
+                replay = retain.concat(forget, name="train")
+                pos_by_id = {int(i): p for p, i in enumerate(replay.ids.tolist())}  # type: ignore[union-attr]
+                ref_ids = entry["nf_reference"]["ids"]
+                have = torch.tensor([int(i) in pos_by_id for i in ref_ids.tolist()], dtype=torch.bool)
+                ref = replay.subset(torch.tensor([pos_by_id[int(i)] for i in ref_ids[have].tolist()],
+                                                 dtype=torch.long), name="train:nf-reference")
+                entry["nf_reference"] = {"ids": ref.ids, "labels": ref.labels, "dataset": ref}
+                if entry.get("original_features") is not None:
+                    entry["original_features"] = entry["original_features"][have]
+                log.info("tmu: twin cache hit (%s, made for forget ids %s): twin models, features and predictor "
+                         "reused", config_hash(key), entry["source_forget_ids"])
+        hit = entry is not None
+        if entry is None:
+            entry = self._twin_work(model, forget, retain, holdout, seed, progress)
+            entry["cold_stages"] = dict(info["stages"])
+        info.update(entry["info"], features=list(self.features))
+        predictor, scaler, curriculum = self._restore(entry, model)
+        raw_tw, labels_tw = entry["twin_features_raw"], entry["twin_labels"]
 
-        # 1. twin models and twin generalisation labels ([M_o(x) == y]: M_o is the twin problem's gold model)
-        replay = retain.concat(forget, name="train")
-        twin_models, twin_labels, twin_infos = [], [], []
-        for i, tw in enumerate(twins):
-            m_t, t_info = train_twin_model(
-                model, retain=retain, forget=forget, twin=tw.data, epochs=self.twin_epochs, lr=self.twin_lr,
-                batch_size=self.twin_batch_size, replay_fraction=self.twin_replay_fraction,
-                target_accuracy=self.twin_target, seed=seed + 101 * i, progress=progress)
-            twin_models.append(m_t)
-            twin_infos.append(t_info)
-            twin_labels.append(generalisation_labels(model, tw.data))
-        labels_tw = torch.cat(twin_labels)
-        info.update(twin_epochs=[t["epochs"] for t in twin_infos],
-                    twin_accuracy=[t["twin_accuracy"] for t in twin_infos],
-                    twin_target_accuracy=twin_infos[0]["target_accuracy"],
-                    twin_reached=[t["reached"] for t in twin_infos],
-                    twin_easy_rate=float(labels_tw.float().mean()))
-
-        # 2. features (one curriculum model for both problems)
-        curriculum = None
-        if "cf" in self.features:
-            part = replay.subset(stratified_sample(replay, self.cf_fraction, seed=seed))
-            cf_set = part.concat(forget)
-            for tw in twins:
-                cf_set = cf_set.concat(tw.data)
-            curriculum = train_curriculum_model(model, cf_set, epochs=self.cf_epochs, lr=self.cf_lr,
-                                                batch_size=self.cf_batch_size, seed=seed, progress=progress)
-        raw_tw = torch.cat([self._problem_features(m_t, tw.data, replay, curriculum, seed)
-                            for m_t, tw in zip(twin_models, twins)])
-        raw_f = self._problem_features(model, forget, retain, curriculum, seed)
-        scaler = RobustScaler.fit(raw_tw)
+        with self._stage("forget_features"):
+            raw_f = self._forget_features(model, forget, entry, curriculum, seed)
+        if cache is not None and not hit:
+            with self._stage("cache_store"):
+                cache.put(key, self._storable(entry))  # type: ignore[arg-type]
+        info["twin_cache"] = {"used": cache is not None, "hit": hit,
+                              "key_hash": config_hash(key) if key is not None else None,
+                              "made_for_forget_ids": entry["source_forget_ids"],
+                              "model_hash": key["model"] if key is not None else None}
+        if hit:
+            info["twin_cache"]["cold_stages"] = entry.get("cold_stages", {})
         x_tw, x_f = scaler.transform(raw_tw), scaler.transform(raw_f)
-        del twin_models, curriculum
+        del curriculum
 
-        # 3. predictor
-        predictor = train_predictor(x_tw, labels_tw, hidden=self.predictor_hidden, lr=self.predictor_lr,
-                                    epochs=self.predictor_epochs, batch_size=self.predictor_batch_size,
-                                    balance=self.balance, seed=seed)
+        # 3. predictor decisions
         predicted = predictor.predict(x_f)
         if self.hard_selection == "random":  # rate-matched control: the predictor's count, random samples
             gen = torch.Generator().manual_seed(int(seed) + 7)
@@ -282,13 +460,15 @@ class TMU(UnlearningMethod):
                     twin_features=x_tw.tolist(), twin_labels=labels_tw.tolist(), forget_features=x_f.tolist(),
                     twin_features_raw=raw_tw.tolist(), forget_features_raw=raw_f.tolist())
         self.predictor = predictor  # kept for inspection (not a hyper-parameter)
-        log.info("tmu: twin size %d, twin epochs %s, predicted easy/hard %d/%d (predictor train acc %.3f)",
-                 size, info["twin_epochs"], info["predicted_easy"], info["predicted_hard"],
-                 predictor.train_accuracy)
+        log.info("tmu: twin size %d, twin epochs %s, predicted easy/hard %d/%d (predictor train acc %.3f)%s",
+                 info["twin_size"], info["twin_epochs"], info["predicted_easy"], info["predicted_hard"],
+                 predictor.train_accuracy, " [twin cache hit]" if hit else "")
 
         # 4-5. aligned unlearning
-        return unwrap(self.aligned_unlearn(model, forget=forget, retain=retain, predicted=predicted, seed=seed,
-                                           progress=progress))
+        with self._stage("aligned_unlearning"):
+            out = self.aligned_unlearn(model, forget=forget, retain=retain, predicted=predicted, seed=seed,
+                                       progress=progress)
+        return unwrap(out)
 
     def aligned_unlearn(self, model: nn.Module, *, forget: ImageDataset, retain: ImageDataset,
                         predicted: torch.Tensor, seed: int = 0, progress: bool = False) -> nn.Module:
@@ -362,11 +542,15 @@ class TMU(UnlearningMethod):
             loss = (total + sign * hard_weight * ce_hard.sum()) / logits.shape[0]
             return loss, {"loss_hard": float(ce_hard.detach().mean())}
 
-        stop = StopWhen("acc_forget_hard", lambda m: accuracy(m, hard), lambda v: v <= self.hard_target)
+        # checked every stop_check_steps optimizer steps (|D_f^h| forwards each), not only at epoch ends: the target
+        # is usually reached within the first epoch, and the rest of that epoch was paid for nothing
+        stop = StopWhen("acc_forget_hard", lambda m: accuracy(m, hard), lambda v: v <= self.hard_target,
+                        every_steps=self.stop_check_steps)
         opt = torch.optim.SGD(model.parameters(), lr=self.lr, momentum=0.9, weight_decay=5e-4)
         result = fit(model, loaders, epochs=self.epochs, optimizer=opt, loss_fn=loss_fn, callbacks=[stop],
                      grad_clip=self.grad_clip, progress=progress, desc="tmu unlearn")
-        info.update(unlearn_epochs=result.epochs_run, unlearn_stopped_early=result.stopped_early,
+        info.update(unlearn_epochs=result.epochs_run, unlearn_steps=int(result.cost.get("steps", 0)),
+                    unlearn_stopped_early=result.stopped_early,
                     acc_forget_hard=accuracy(model, hard), acc_forget_easy=accuracy(model, easy) if len(easy) else
                     float("nan"), unlearn_history=result.history)
         return model
