@@ -9,8 +9,8 @@ one found. ``ε`` is bucketed into a score ``H = 2^-k`` and ``F`` is the mean ``
 The exact rules (grids, tie-breaks, caps) are those of ``SPEC.md`` §8 and are written out in ``docs/metrics.md``.
 The fast path sorts each example's two sets once and counts with :func:`numpy.searchsorted`, so all thresholds
 of one example cost a few binary searches; ``ε`` is read from a table indexed by the integer counts.
-:func:`_reference_epsilon` is a slow, literal implementation (every threshold compared with every model), kept
-for the tests and the benchmark only.
+The tests compare it with a literal oracle written from SPEC §8 alone (every threshold compared with every model,
+no code shared with this module); ``benchmarks/forget_quality_speed.py`` times the two.
 
 Example:
     >>> import numpy as np
@@ -87,8 +87,12 @@ def logit_scaled_confidence(logits: ArrayLike, labels: ArrayLike) -> np.ndarray:
 
 # ----------------------------------------------------------------------------------------------- ε
 def _n_grid_points(span: float) -> int:
-    """Points of a grid covering ``span`` units at ``POINTS_PER_UNIT`` per unit (at least 2: both ends)."""
-    return max(2, int(round(span * POINTS_PER_UNIT)))
+    """Points of a grid covering ``span`` units at ``POINTS_PER_UNIT`` per unit: exactly ``ceil(100 · span)``.
+
+    The organisers' scorer rounds up (``ceil``), not to nearest: the two differ on real data (SPEC §8). ``span`` is
+    positive here (a zero range is caught as deterministic first), so the grid has at least one point.
+    """
+    return max(1, math.ceil(POINTS_PER_UNIT * span))
 
 
 def _epsilon_from_rates(fpr: np.ndarray, fnr: np.ndarray, delta: float) -> np.ndarray:
@@ -142,8 +146,11 @@ def _single_threshold_sets(u: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np
 
 
 def _interval_sets(u: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(positive, negative) for intervals: the narrower set is positive (ties: ``u``)."""
-    return (u, r) if (u.max() - u.min()) <= (r.max() - r.min()) else (r, u)
+    """(positive, negative) for intervals, the organisers' rule: start from the median split of the single
+    thresholds and swap the two when ``range(positive) >= range(negative)``. So the narrower set is positive and,
+    on equal ranges, the set with the smaller median is (ties of the medians too: ``r``)."""
+    pos, neg = _single_threshold_sets(u, r)
+    return (neg, pos) if (pos.max() - pos.min()) >= (neg.max() - neg.min()) else (pos, neg)
 
 
 def per_example_epsilon(u: ArrayLike, r: ArrayLike, *, delta: float = DEFAULT_DELTA) -> float:
@@ -298,66 +305,6 @@ def final_score(forget_quality: float, ra_u: ArrayLike, ra_r: ArrayLike, ta_u: A
     if ra_r_m <= 0 or ta_r_m <= 0:
         raise ValueError("the retrained models' retain and test accuracies must be positive")
     return float(forget_quality) * (_mean_accuracy(ra_u) / ra_r_m) * (_mean_accuracy(ta_u) / ta_r_m)
-
-
-# ----------------------------------------------------------------------------------------------- reference
-def _reference_epsilon(u: ArrayLike, r: ArrayLike, delta: float = DEFAULT_DELTA, *, batch_left_ends: bool = False) -> float:
-    """Slow, literal ε: every threshold compared with every model (tests and benchmark only).
-
-    Shares no counting code with :func:`per_example_epsilon`: no sorting, no binary search, no ε table. With
-    ``batch_left_ends`` the 400 left ends of one interval right end are compared with every model at once
-    (a broadcast instead of a Python loop; the same comparisons), which keeps the tests fast.
-    """
-    u = [float(v) for v in to_numpy(u, dtype=np.float64).reshape(-1)]
-    r = [float(v) for v in to_numpy(r, dtype=np.float64).reshape(-1)]
-    range_u, range_r = max(u) - min(u), max(r) - min(r)
-    if max(range_u, range_r) == 0 or min(range_u, range_r) / max(range_u, range_r) < DETERMINISTIC_RATIO:
-        return EPSILON_CAP
-
-    def eps_of(fpr: float, fnr: float) -> float | None:
-        if fpr == 0 and fnr == 0:
-            return math.inf
-        if fpr == 0 or fnr == 0:
-            return None
-        terms = [0.0]
-        if 1 - delta - fpr > 0:
-            terms.append(math.log(1 - delta - fpr) - math.log(fnr))
-        if 1 - delta - fnr > 0:
-            terms.append(math.log(1 - delta - fnr) - math.log(fpr))
-        return max(terms)
-
-    found: list[float] = [0.0]
-    # single thresholds
-    pos, neg = (u, r) if float(np.median(u)) >= float(np.median(r)) else (r, u)
-    lo, hi = min(u + r), max(u + r)
-    for t in np.linspace(lo, hi, _n_grid_points(hi - lo)):
-        flagged_pos = sum(1 for c in pos if c >= t)
-        flagged_neg = sum(1 for c in neg if c >= t)
-        e = eps_of(flagged_neg / len(neg), (len(pos) - flagged_pos) / len(pos))
-        if e is not None:
-            found.append(e)
-    # intervals around the narrower set
-    pos, neg = (u, r) if range_u <= range_r else (r, u)
-    w = max(pos) - min(pos)
-    r_start, r_stop = min(pos) + w - INTERVAL_MARGIN, max(pos) + INTERVAL_MARGIN
-    pos_a, neg_a = np.array(pos), np.array(neg)
-    for right in np.linspace(r_start, r_stop, _n_grid_points(r_stop - r_start)):
-        lefts = np.linspace(right - w - INTERVAL_MARGIN, right - w + INTERVAL_MARGIN, INTERVAL_LEFT_POINTS)
-        if batch_left_ends:
-            in_pos = ((pos_a[None, :] >= lefts[:, None]) & (pos_a[None, :] <= right)).sum(axis=1)
-            in_neg = ((neg_a[None, :] >= lefts[:, None]) & (neg_a[None, :] <= right)).sum(axis=1)
-            for fp_count, tp_count in zip(in_neg.tolist(), in_pos.tolist()):
-                e = eps_of(fp_count / len(neg), (len(pos) - tp_count) / len(pos))
-                if e is not None:
-                    found.append(e)
-        else:
-            for left in lefts:
-                tp_count = int(np.count_nonzero((pos_a >= left) & (pos_a <= right)))
-                fp_count = int(np.count_nonzero((neg_a >= left) & (neg_a <= right)))
-                e = eps_of(fp_count / len(neg), (len(pos) - tp_count) / len(pos))
-                if e is not None:
-                    found.append(e)
-    return float(min(max(found), EPSILON_CAP))
 
 
 __all__ = [
