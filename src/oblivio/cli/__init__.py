@@ -10,6 +10,7 @@ import argparse
 import importlib
 import logging
 import sys
+import traceback
 
 from .. import __version__
 
@@ -32,26 +33,90 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+EXIT_ERROR = 2
+"""Exit code of a refused command: invalid input, a corrupt file, a database or file-system error."""
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """The project's own error types: raised on purpose, with a message meant for the user."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from ..data.base import DatasetError
+    from ..ledger import LedgerError
+    from ..methods.base import UnlearningError
+    from ..scenarios import ScenarioError
+    from ..training.loop import DivergenceError
+    from ..utils import CheckpointError
+
+    # ValueError: the conventional "bad value" of argument checks (ScenarioError, DatasetError and UnlearningError
+    # are ValueErrors too). TypeError and KeyError are not here: from our own code they are bugs.
+    return (DatasetError, ScenarioError, CheckpointError, LedgerError, UnlearningError, DivergenceError, ValueError,
+            OSError, SQLAlchemyError)
+
+
+def _one_line(exc: BaseException) -> str:
+    """A one-line message for a caught error (OS and database errors in their own words)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f": {exc.filename}" if exc.filename else ""
+        hint = {28: " (the disk is full)", 27: " (the file-size limit, ulimit -f, was reached)"}.get(exc.errno or 0, "")
+        return f"{exc.strerror}{where}{hint}"
+    if isinstance(exc, SQLAlchemyError):
+        orig = getattr(exc, "orig", None)
+        text = str(orig) if orig is not None else str(exc)
+        return f"database error: {(text.strip().splitlines() or [type(exc).__name__])[0]}"
+    text = str(exc).strip() or type(exc).__name__
+    return " ".join(text.splitlines())
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run the ``oblivio`` command line; returns the exit code.
+
+    The project's own errors (invalid input, corrupt files, ledger and dataset errors, a diverged training) and
+    OS / database errors print one line, ``oblivio: error: ...``, and exit with code 2; ``-v`` also prints the
+    traceback. Anything else (a ``TypeError`` or ``KeyError`` from oblivio's own code) is a bug and propagates
+    with its traceback, except the ``KeyError``/``TypeError`` that the registries and ``create_method`` raise on
+    purpose for an unknown name or hyper-parameter.
+
+    Example:
+        >>> main(["forget", "--forget", "random:inf", "--preset", "tiny"])  # doctest: +SKIP
+        oblivio: error: random forget amount must be a finite fraction or count, got 'inf'
+        2
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    from ..data.base import DatasetError
-    from ..scenarios import ScenarioError
-    from ..utils import CheckpointError
-
     try:
         return int(args.func(args) or 0)
-    except (DatasetError, ScenarioError, CheckpointError, KeyError, ValueError, TypeError) as exc:
-        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-        print(f"oblivio: error: {msg}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("oblivio: interrupted; finished epochs are saved and a rerun resumes", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if not isinstance(exc, _user_errors()) and not _is_registry_miss(exc):
+            raise  # a programming error: show it as one
+        if args.verbose:
+            traceback.print_exc()
+        print(f"oblivio: error: {_one_line(exc) if not isinstance(exc, KeyError) else exc.args[0]}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _is_registry_miss(exc: BaseException) -> bool:
+    """A ``KeyError``/``TypeError`` raised on purpose by a lookup whose job is to check a user-given name:
+    ``Registry.get`` (``unknown method 'x'; valid methods: ...``) or ``create_method`` (an unknown
+    hyper-parameter). Any other ``KeyError``/``TypeError`` is a bug and keeps its traceback."""
+    from ..methods.base import create_method
+    from ..registry import Registry
+
+    if not isinstance(exc, (KeyError, TypeError)) or not exc.args or not isinstance(exc.args[0], str):
+        return False
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and tb.tb_frame.f_code in (Registry.get.__code__, create_method.__code__)
 
 
 if __name__ == "__main__":  # pragma: no cover

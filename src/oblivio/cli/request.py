@@ -1,10 +1,14 @@
-"""``oblivio request add | list | apply | report``: deletion requests through the ledger (docs/workflow.md)."""
+"""``oblivio request init | add | list | cancel | apply | report``: deletion requests through the ledger.
+
+See docs/workflow.md. ``list`` needs no data; ``add`` validates ids against a cached id index.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import unicodedata
 
 from .common import add_experiment_args, experiment_from_args, print_table
 
@@ -26,6 +30,15 @@ def add_parser(subparsers) -> None:
                                           "write verification reports (see docs/workflow.md).")
     sub = p.add_subparsers(dest="request_command", metavar="ACTION")
 
+    ini = sub.add_parser("init", help="register version 1: your trained model (--model-file) or the original",
+                         description="Register the model the ledger starts from (version 1). Without --model-file "
+                                     "the experiment's original model (trained or taken from the store); `apply` "
+                                     "does this itself when the ledger has no version yet.")
+    ini.add_argument("--model-file", help="state_dict checkpoint of the experiment's model architecture "
+                                          "(torch.save(model.state_dict(), path)); loaded with weights_only=True")
+    _common(ini)
+    ini.set_defaults(func=cmd_init)
+
     add = sub.add_parser("add", help="record a deletion request (validated, committed at once)")
     src = add.add_mutually_exclusive_group(required=True)
     src.add_argument("--ids", help="comma-separated training-sample ids, e.g. 1,2,3")
@@ -36,10 +49,18 @@ def add_parser(subparsers) -> None:
     add.set_defaults(func=cmd_add)
 
     lst = sub.add_parser("list", help="list requests (and model versions)")
-    lst.add_argument("--status", choices=["pending", "applied", "rejected", "failed"], help="only this status")
+    lst.add_argument("--status", choices=["pending", "applied", "rejected", "failed", "cancelled"],
+                     help="only this status")
     lst.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _common(lst)
     lst.set_defaults(func=cmd_list)
+
+    can = sub.add_parser("cancel", help="withdraw a pending or failed request (it is never applied)")
+    can.add_argument("request_id", type=int, help="the request's id (see `oblivio request list`)")
+    can.add_argument("--by", required=True, help="who cancels (name or e-mail)")
+    can.add_argument("--reason", help="why")
+    _common(can)
+    can.set_defaults(func=cmd_cancel)
 
     app = sub.add_parser("apply", help="serve the pending requests (one batched run)")
     app.add_argument("--method", default="tmu", help="registered unlearning method (default tmu)")
@@ -99,12 +120,30 @@ def _parse_id_list(text: str) -> list[int]:
 
 
 @_ledger_errors
+def cmd_init(args: argparse.Namespace) -> int:
+    with _service(args) as svc:
+        v = svc.init(model_file=args.model_file)
+    m = v.metrics
+    print(f"model version {v.id} ({v.hash[:16]}, {m.get('role')}) registered; accuracy train "
+          f"{_pct(m.get('acc_train'))}, test {_pct(m.get('acc_test'))}")
+    return 0
+
+
+@_ledger_errors
+def cmd_cancel(args: argparse.Namespace) -> int:
+    with _service(args) as svc:
+        req = svc.cancel_request(args.request_id, by=args.by, reason=args.reason)
+    print(f"request #{req.id} cancelled ({escape_text(req.status_detail)})")
+    return 0
+
+
+@_ledger_errors
 def cmd_add(args: argparse.Namespace) -> int:
     ids = args.file if args.file else _parse_id_list(args.ids)
     with _service(args) as svc:
         req = svc.add_request(ids, requester=args.requester, reason=args.reason)
     if req.status == "rejected":
-        print(f"request #{req.id} recorded as REJECTED: {req.status_detail}")
+        print(f"request #{req.id} recorded as REJECTED: {escape_text(req.status_detail)}")
         return 0
     print(f"request #{req.id} recorded: {len(req.sample_ids)} sample(s), pending; run `oblivio request apply`")
     return 0
@@ -120,9 +159,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(json.dumps({"requests": [r.to_dict() for r in requests], "runs": [r.to_dict() for r in runs],
                           "versions": [v.to_dict() for v in versions]}, indent=2))
         return 0
-    rows = [{"id": r.id, "status": r.status, "requester": r.requester, "samples": len(r.sample_ids),
+    rows = [{"id": r.id, "status": r.status, "requester": escape_text(r.requester), "samples": len(r.sample_ids),
              "created (UTC)": r.created_at.isoformat(timespec="seconds"), "version": r.applied_version_id or "",
-             "note": r.status_detail or (r.reason or "")[:40]} for r in requests]
+             "note": escape_text(r.status_detail or r.reason or "", limit=60)} for r in requests]
     print_table(rows, ["id", "status", "requester", "samples", "created (UTC)", "version", "note"])
     if versions:
         print()
@@ -138,19 +177,38 @@ def cmd_apply(args: argparse.Namespace) -> int:
         result = svc.apply(batch=not args.one_by_one, seed=args.run_seed, gold=args.gold)
     if result.abandoned_runs:
         print(f"found stale run(s) {list(result.abandoned_runs)} from an interrupted apply: marked abandoned")
+    if result.removed_files:
+        print(f"removed {len(result.removed_files)} uncommitted file(s) that interrupted apply wrote: "
+              f"{', '.join(result.removed_files)}")
     if result.status == "nothing-to-do":
         print("no pending requests")
         return 0
     for run in result.runs:
-        print(f"run {run.id}: {run.status} ({run.method}, requests {list(run.request_ids)}, "
-              f"{run.n_forget} samples forgotten in total)")
+        if run.status == "no-op":
+            print(f"run {run.id}: NO-OP ({run.method}, requests {list(run.request_ids)}): the method returned the "
+                  f"model unchanged (same weights as version {run.parent_version_id}). The requests are recorded as "
+                  f"applied, but nothing in the model changed; forget set now {run.n_forget} samples.")
+        else:
+            print(f"run {run.id}: {run.status} ({run.method}, requests {list(run.request_ids)}; forget set now "
+                  f"{run.n_forget} samples)")
     if result.status == "failed":
         print(f"oblivio: apply failed: {result.error}", file=sys.stderr)
         return EXIT_FAILED_RUN
     v = result.version
     m = v.metrics
-    print(f"model version {v.id} ({v.hash[:16]}) is current; acc forget {m.get('acc_forget', float('nan')):.3f}, "
-          f"retain {m.get('acc_retain', float('nan')):.3f}, test {m.get('acc_test', float('nan')):.3f}")
+    print(f"model version {v.id} ({v.hash[:16]}) is current; accuracy forget {_pct(m.get('acc_forget'))}, "
+          f"retain {_pct(m.get('acc_retain'))}, test {_pct(m.get('acc_test'))}")
+    if m.get("unchanged"):
+        info = m.get("method_info") or {}
+        why = (f" ({info['predicted_easy']} of {m.get('n_forget')} forget samples predicted easy)"
+               if "predicted_easy" in info else "")
+        print(f"WARNING: model version {v.id} has the same weights as its parent{why}: the unlearning was a no-op")
+    if m.get("mia_skipped"):
+        print(f"membership inference (loss MIA) skipped: {m['mia_skipped']}")
+    if m.get("per_example") is not None:
+        print(f"per-example membership check: {m['per_example_n_flagged']} of {m['per_example_n']} forget samples "
+              f"still look like training members (loss lower than {100 * (1 - m['per_example_alpha']):.0f}% of "
+              "unseen test samples); details in `oblivio request report`")
     return 0
 
 
@@ -160,3 +218,30 @@ def cmd_report(args: argparse.Namespace) -> int:
         json_path, html_path = svc.write_report(args.out, args.model_version)
     print(f"wrote {json_path} and {html_path}")
     return 0
+
+
+def _pct(value) -> str:
+    """An accuracy as a percentage with one decimal (the unit `forget` prints), or n/a."""
+    return "n/a" if not isinstance(value, (int, float)) or value != value else f"{100 * value:.1f}%"
+
+
+def escape_text(text: str | None, *, limit: int | None = None) -> str:
+    r"""``text`` with control, format and separator characters escaped (``\n``, ``\x1b``, ``\u202e``), so that
+    a requester or reason cannot forge table rows or terminal output; cut to ``limit`` characters.
+
+    Example:
+        >>> print(escape_text("bob\n2  applied"))
+        bob\n2  applied
+    """
+    if text is None:
+        return ""
+    out = []
+    for ch in text:
+        if ch == "\\":
+            out.append("\\\\")
+        elif ch != " " and unicodedata.category(ch)[0] in "CZ":  # Cc, Cf, Zl, Zp, other spaces...
+            out.append(ch.encode("unicode_escape").decode("ascii"))
+        else:
+            out.append(ch)
+    s = "".join(out)
+    return s if limit is None or len(s) <= limit else s[: limit - 3] + "..."

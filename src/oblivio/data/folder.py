@@ -66,6 +66,9 @@ def _open(path: Path) -> tuple["Image.Image", bool]:
             rgb = img.convert("RGB")
     except DatasetError:
         raise
+    except Image.DecompressionBombError as exc:  # more pixels than Image.MAX_IMAGE_PIXELS: refused, not decoded
+        raise DatasetError(f"{path}: refused as a possible decompression bomb ({exc}); if the image is genuine, "
+                           "raise PIL.Image.MAX_IMAGE_PIXELS first") from exc
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise DatasetError(f"{path}: cannot decode image ({type(exc).__name__}: {exc})") from exc
     if mode in ("P", "PA"):  # a palette image is greyscale when every palette colour it uses is grey

@@ -2,11 +2,16 @@
 
 The format (LeCun et al.): a big-endian magic number ``0x0000TTDD`` (``TT`` the element type, ``DD`` the number of
 dimensions), ``DD`` big-endian uint32 sizes, then the raw array. Images are ``uint8`` ``[N, H, W]``, labels ``[N]``.
+
+Other element types are converted only when that is exact: float images in [0, 1] are scaled to 0..255, float
+labels must be whole numbers; anything else (a float image range that is not [0, 1] or 0..255, fractional labels,
+negative values) is a :class:`DatasetError`, never silently zeroed or truncated.
 """
 
 from __future__ import annotations
 
 import gzip
+import logging
 import os
 import struct
 from pathlib import Path
@@ -15,6 +20,8 @@ import numpy as np
 import torch
 
 from .base import DatasetError, DatasetSplits, ImageDataset
+
+log = logging.getLogger("oblivio.data")
 
 _IDX_TYPES = {
     0x08: np.dtype(">u1"),
@@ -83,12 +90,53 @@ def _find(root: Path, stem: str) -> Path:
     raise DatasetError(f"{root}: no file {stem}[.gz]")
 
 
+def _images_uint8(images: np.ndarray, name: str) -> np.ndarray:
+    """idx images as ``uint8``: 8-bit as they are; float images in [0, 1] scaled to 0..255 (rounded), float or
+    wider integer images already in 0..255 with integral values kept; anything else is refused (never wrapped,
+    truncated or silently zeroed)."""
+    if images.dtype == np.uint8:
+        return images
+    if images.dtype.kind == "f":
+        if not np.all(np.isfinite(images)):
+            raise DatasetError(f"{name}: idx images hold NaN or infinite values")
+        lo, hi = (float(images.min()), float(images.max())) if images.size else (0.0, 0.0)
+        if lo >= 0.0 and hi <= 1.0:
+            log.info("%s: float idx images in [0, 1]: scaled to 0..255", name)
+            return np.rint(images.astype(np.float64) * 255.0).astype(np.uint8)
+        if lo >= 0.0 and hi <= 255.0 and np.array_equal(images, np.round(images)):
+            return images.astype(np.uint8)
+        raise DatasetError(f"{name}: float idx images must lie in [0, 1] (scaled to 0..255) or hold whole numbers "
+                           f"in 0..255; these range over [{lo:g}, {hi:g}]")
+    lo, hi = (int(images.min()), int(images.max())) if images.size else (0, 0)
+    if lo < 0 or hi > 255:
+        raise DatasetError(f"{name}: integer idx images must lie in 0..255, these range over [{lo}, {hi}]")
+    return images.astype(np.uint8)
+
+
+def _labels_int64(labels: np.ndarray, name: str) -> np.ndarray:
+    """idx labels as ``int64``: integer labels as they are, float labels only when every value is a whole number;
+    negative labels are refused."""
+    if labels.ndim != 1:
+        raise DatasetError(f"{name}: idx labels must be [N], got shape {labels.shape}")
+    if labels.dtype.kind == "f":
+        if not np.all(np.isfinite(labels)) or not np.array_equal(labels, np.round(labels)):
+            bad = labels[~np.isfinite(labels) | (labels != np.round(labels))][:5].tolist()
+            raise DatasetError(f"{name}: float idx labels must be whole numbers (class indices), got e.g. {bad}")
+    out = labels.astype(np.int64)
+    if out.size and out.min() < 0:
+        raise DatasetError(f"{name}: idx labels must be class indices >= 0, got {int(out.min())}")
+    return out
+
+
 def _split(images: np.ndarray, labels: np.ndarray, classes: tuple[str, ...], name: str) -> ImageDataset:
     if images.ndim != 3:
         raise DatasetError(f"{name}: idx images must be [N, H, W], got {images.shape}")
     if images.shape[0] != labels.shape[0]:
         raise DatasetError(f"{name}: {images.shape[0]} images but {labels.shape[0]} labels")
-    return ImageDataset(torch.from_numpy(images.astype(np.uint8)).unsqueeze(1), torch.from_numpy(labels.astype(np.int64)),
+    labels = _labels_int64(labels, name)
+    if labels.size and labels.max() >= len(classes):
+        raise DatasetError(f"{name}: label {int(labels.max())} but only {len(classes)} classes")
+    return ImageDataset(torch.from_numpy(_images_uint8(images, name)).unsqueeze(1), torch.from_numpy(labels),
                         classes, name=name)
 
 
@@ -102,7 +150,8 @@ def load_idx_dataset(root: str | os.PathLike, *, classes: tuple[str, ...] | None
     te_x = read_idx(_find(root, "t10k-images-idx3-ubyte"))
     te_y = read_idx(_find(root, "t10k-labels-idx1-ubyte"))
     if classes is None:
-        n = int(max(tr_y.max(initial=0), te_y.max(initial=0))) + 1
+        n = int(max(_labels_int64(tr_y, f"{name}/train").max(initial=0),
+                    _labels_int64(te_y, f"{name}/test").max(initial=0))) + 1
         classes = tuple(str(i) for i in range(n))
     return DatasetSplits(_split(tr_x, tr_y, classes, f"{name}/train"), _split(te_x, te_y, classes, f"{name}/test"), name=name,
                          info={"root": str(root), "format": "idx"})

@@ -857,19 +857,31 @@ def _clean_text(value: Any, name: str, limit: int, *, required: bool) -> str | N
 
 
 def _coerce_ids(ids: Any) -> np.ndarray:
-    """A flat int64 array from a sequence of integers (ScenarioError on anything else)."""
+    """A flat int64 array from integers only: an integer-dtype 1-D array, or a sequence of ``int``.
+
+    ``True``, ``4.0``, ``"4"`` and 2-D arrays are refused (ScenarioError), not converted.
+    """
     if isinstance(ids, (str, bytes)):
         raise ScenarioError("sample ids must be a sequence of integers (or a file path)")
+    if isinstance(ids, np.ndarray) or hasattr(ids, "numpy"):
+        arr = np.asarray(ids.numpy() if hasattr(ids, "numpy") else ids)
+        if arr.dtype.kind not in "iu" and not (arr.size == 0 and arr.ndim == 1):
+            raise ScenarioError(f"sample ids must be integers, got {arr.dtype} values")
+        if arr.ndim != 1:
+            raise ScenarioError(f"sample ids must be a flat list, got an array of shape {tuple(arr.shape)}")
+        return arr.astype(np.int64)
     try:
-        arr = np.asarray(ids)
-    except (ValueError, TypeError) as exc:
-        raise ScenarioError(f"sample ids must be a flat list of integers: {exc}") from None
-    if arr.dtype.kind == "b" or (arr.dtype.kind not in "iu" and arr.size):
-        if arr.dtype.kind == "O" and all(isinstance(x, (int, np.integer)) and not isinstance(x, bool)
-                                         for x in arr.reshape(-1)):
-            raise ScenarioError("sample ids out of range (they must fit in 64 bits)")
-        raise ScenarioError(f"sample ids must be integers, got {arr.dtype} values")
-    return arr.astype(np.int64).reshape(-1)
+        items = list(ids)
+    except TypeError:
+        raise ScenarioError(f"sample ids must be a sequence of integers, got {type(ids).__name__}") from None
+    bad = [v for v in items if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer))]
+    if bad:
+        raise ScenarioError(f"sample ids must be integers, got {bad[0]!r} ({type(bad[0]).__name__}); "
+                            f"{len(bad)} such item(s)")
+    try:
+        return np.asarray([int(v) for v in items], dtype=np.int64)
+    except OverflowError:
+        raise ScenarioError("sample ids out of range (they must fit in 64 bits)") from None
 
 
 def _read_ids(path: str | os.PathLike) -> np.ndarray:
