@@ -30,7 +30,7 @@ def test_forget_saves_model_and_metrics_then_evaluate_reads_it(capsys, store, tm
                           "--forget", "class-subset:3:10", "--hparams", '{"epochs": 1}', "--gold",
                           "--out", str(out_model), "--json", str(out_json))
     assert code == 0, err
-    assert "gold (retrain)" in out and "finetune" in out
+    assert "gold reference (retrain)" in out and "finetune" in out
     report = json.loads(out_json.read_text())
     assert report["forget"]["spec"] == "class-subset:3:10" and len(report["forget"]["forget_ids"]) == 10
     assert 0 <= report["metrics"]["acc_forget"] <= 1 and "gold_acc_forget" in report["metrics"]
@@ -38,7 +38,7 @@ def test_forget_saves_model_and_metrics_then_evaluate_reads_it(capsys, store, tm
     code, out, err = _run(capsys, "evaluate", "--preset", "tiny", "--store", store, "--no-progress",
                           "--model-file", str(out_model), "--forget", "class-subset:3:10")
     assert code == 0, err
-    assert f"{report['metrics']['acc_forget']:.4f}" in out
+    assert f"{100 * report['metrics']['acc_forget']:.2f}" in out and "acc_forget (%)" in out  # percent, as forget
 
 
 @pytest.mark.parametrize("argv,message", [

@@ -104,7 +104,7 @@ def test_bench_and_report_cli(store, tmp_path, capsys):
             "--no-progress"]
     assert main(argv) == 0
     printed = capsys.readouterr().out
-    assert "TMU Table 1" in printed and "Gold ACC_Df" in printed and "reproduce: oblivio bench tmu-table1" in printed
+    assert "TMU Table 1" in printed and "gold reference ACC_Df" in printed and "reproduce: oblivio bench tmu-table1" in printed
     assert (out / "results.jsonl").is_file() and (out / "report.md").is_file() and (out / "report.html").is_file()
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert len(rows) == 2 and all(r["tags"]["benchmark"] == "tmu-table1" for r in rows)

@@ -70,7 +70,7 @@ def test_mean_std_helpers():
 def test_tmu_table1_values(jsonl):
     rows = read_results(jsonl)
     t = tmu_table1(rows)
-    assert t.columns == ["Forget class", "Gold ACC_test", "Gold ACC_Df", "ft ACC_test", "ft ACC_Df", "tmu ACC_test",
+    assert t.columns == ["Forget class", "gold reference ACC_test", "gold reference ACC_Df", "ft ACC_test", "ft ACC_Df", "tmu ACC_test",
                          "tmu ACC_Df"]
     row0 = t.rows[0]
     assert row0[0] == "0 (zero)"
@@ -104,7 +104,7 @@ def test_activation_distance_and_summary(jsonl):
     all_ft_forget = ACC[(0, "ft")][1] + ACC[(1, "ft")][1]
     assert ft[s.columns.index("ACC_Df")] == _ms(all_ft_forget)
     assert ft[s.columns.index("RTE")] == _ms([0.1, 0.15, 0.2] * 2, scale=1, digits=3)
-    assert "gold MIA loss-LR acc" in s.columns  # MIA variants named, gold beside
+    assert "gold reference MIA loss-LR acc" in s.columns  # MIA variants named, gold beside
 
 
 def test_label_accuracy_tables(jsonl):
@@ -141,7 +141,7 @@ def test_two_stage_tables():
     t4 = tta_mislabel_table(rows)
     modes = {r[1]: r for r in t4.rows}
     assert modes["two-stage[min]"][2] == "min" and modes["two-stage[max]"][3] == "30.0 ± 0.0"
-    assert modes["gold (scratch)"][4] == "60.0 ± 0.0" and "Chance = 10.0%." in t4.notes
+    assert modes["gold reference"][4] == "60.0 ± 0.0" and "Chance = 10.0%." in t4.notes
     t5 = neutralisation_table(rows)
     assert t5.rows[0][1] == f"{100 * 10 / 960:.1f}%" and t5.rows[0][3] == _ms([1, 2], scale=1)
     assert [t.key for t in build_tables(rows)] == ["two-stage-table2", "two-stage-table3", "two-stage-table4",

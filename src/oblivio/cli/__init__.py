@@ -91,6 +91,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        from .common import apply_config, import_modules
+
+        args = apply_config(parser, argv, args)  # --config FILE.yaml: defaults that explicit options override
+        import_modules(getattr(args, "imports", None) or [])  # --import MODULE: the user's registrations
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("oblivio: interrupted; finished epochs are saved and a rerun resumes", file=sys.stderr)

@@ -4,6 +4,7 @@ Example::
 
     oblivio bench tmu-table1 --preset cpu --classes 0,1,2 --seeds 3 --workers 2 --out results/tmu-table1
     oblivio bench forget-quality --preset cpu --n-models 16 --ray-address local
+    oblivio bench tmu-table1 --config bench.yaml --seeds 5     # options from a YAML file; --seeds overrides it
     oblivio bench --list
 """
 
@@ -14,7 +15,7 @@ import json
 import shlex
 import sys
 
-from .common import add_experiment_args, config_from_args
+from .common import add_config_arg, add_experiment_args, config_from_args
 
 
 def _int_list(text: str) -> list[int]:
@@ -41,11 +42,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--threads-per-worker", type=int, help="torch threads per worker (default cores // workers)")
     p.add_argument("--ray-address", help="run on Ray: 'local' starts a local instance, else a cluster address")
     p.add_argument("--ray-gpus", type=float, default=0, help="GPUs Ray reserves per cell (default 0)")
-    p.add_argument("--import", dest="imports", action="append", default=[],
-                   help="module to import in every worker first (plugins registering methods); repeatable")
     p.add_argument("--out", help="output folder (default results/NAME)")
     p.add_argument("--no-plots", action="store_true", help="no figures in the HTML report")
     add_experiment_args(p)
+    add_config_arg(p)
     p.set_defaults(func=run)
 
 
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
     if result.main_table is not None:
-        print(result.main_table.to_text())
+        print(result.main_table.to_text())  # at most 120 columns wide; every table in full in the reports
     else:
         print("no finished runs to tabulate")
     print(f"\nresults: {result.results}\nreport:  {result.files.markdown}\n         {result.files.html}")
@@ -98,6 +98,8 @@ def _command(args: argparse.Namespace, out: str) -> str:
         parts += ["--n-models", str(args.n_models)] + (["--scenario", args.scenario] if args.scenario else [])
     if args.seed is not None:
         parts += ["--seed", str(args.seed)]
+    for module in args.imports:
+        parts += ["--import", module]
     parts += ["--out", out]
     return shlex.join(parts)
 

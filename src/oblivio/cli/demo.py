@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from .common import add_experiment_args, experiment_from_args, print_table
+from .common import add_experiment_args, describe_line, experiment_from_args, print_table
 
 DEMO_METHODS = ("finetune", "neggrad", "random-label", "bad-teacher", "tmu")
 
@@ -36,7 +36,7 @@ def demo_rows(exp, *, spec: str, methods: list[str], request_seed: int = 0, prog
     gold_seconds = (getattr(gold, "oblivio_meta", {}) or {}).get("train_seconds")
     rows: list[dict] = []
     base = evaluate_unlearning(original, forget=splits.forget, retain=splits.retain, test=splits.test, gold=gold)
-    rows.append(_row("gold (retrain)", base, gold=True, seconds=gold_seconds, gold_seconds=gold_seconds))
+    rows.append(_row("gold reference (retrain)", base, gold=True, seconds=gold_seconds, gold_seconds=gold_seconds))
     rows.append(_row("original (no unlearning)", base, seconds=0.0, gold_seconds=gold_seconds))
     for name in methods:
         method = create_method(name)
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     missing = [m for m in methods if m not in list_methods()]
     if missing:
         raise KeyError(f"unknown method(s) {missing}; available: {', '.join(list_methods())}")
-    print(f"oblivio demo: {exp.describe()}")
+    print(describe_line("oblivio demo", exp.describe()))
     print(f"forget request: {args.count} training images of class {k} ({exp.data.classes[k]}), seed {args.request_seed}")
     print("training (or loading) the original and the gold model...")
     t0 = time.perf_counter()

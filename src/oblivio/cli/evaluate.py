@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .common import add_experiment_args, experiment_from_args
+from .common import add_experiment_args, experiment_from_args, metric_rows, print_table
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -17,7 +17,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--forget", metavar="SPEC", required=True, help="the forget request the model served")
     p.add_argument("--request-seed", type=int, default=0)
     p.add_argument("--gold", action="store_true", help="compare with the gold model (trains it once if needed)")
-    p.add_argument("--json", type=Path, help="write the metrics as JSON here")
+    p.add_argument("--json", type=Path, help="write the metrics as JSON here (accuracies as fractions in [0, 1])")
     p.set_defaults(func=run)
 
 
@@ -36,9 +36,8 @@ def run(args: argparse.Namespace) -> int:
                               f"with options {exp.config.model_options}: {exc}") from exc
     gold = exp.gold(splits.split) if args.gold else None
     metrics = evaluate_unlearning(model, forget=splits.forget, retain=splits.retain, test=splits.test, gold=gold)
-    width = max(len(k) for k in metrics)
-    for key, value in metrics.items():
-        print(f"{key.ljust(width)}  {value:.4f}" if isinstance(value, float) else f"{key.ljust(width)}  {value}")
+    rows = metric_rows(metrics)
+    print_table(rows, ["metric", "model"] + (["gold reference"] if gold is not None else []))
     if args.json:
         atomic_write_text(args.json, json.dumps(to_jsonable(metrics), indent=2))
     return 0

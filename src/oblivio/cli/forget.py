@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .common import add_experiment_args, experiment_from_args, print_table
+from .common import add_config_arg, add_experiment_args, describe_line, experiment_from_args, print_table
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -16,7 +16,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description="Unlearn a forget request from the original model with one method; compares "
                                    "with the gold model when --gold is given. Methods: " + ", ".join(list_methods()))
     add_experiment_args(p)
-    p.add_argument("--method", required=True, help="registered method name (see `oblivio forget -h`)")
+    p.add_argument("--method", help="registered method name, variants included (required, here or in --config)")
     p.add_argument("--forget", metavar="SPEC", default="class-subset:6:100",
                    help="class-subset:K:N, class:K, random:P, group:IDS, indices:FILE (default class-subset:6:100)")
     p.add_argument("--request-seed", type=int, default=0, help="seed that draws the forget set")
@@ -25,6 +25,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gold", action="store_true", help="train (or load) the gold model and report alignment to it")
     p.add_argument("--out", type=Path, help="save the unlearned model's state dict here (atomic write)")
     p.add_argument("--json", type=Path, help="write the metrics as JSON here")
+    add_config_arg(p)
     p.set_defaults(func=run)
 
 
@@ -33,10 +34,13 @@ def run(args: argparse.Namespace) -> int:
     from ..metrics.report import evaluate_unlearning
     from ..utils import atomic_torch_save, atomic_write_text, to_jsonable
 
+    if not args.method:
+        raise ValueError("--method is required (on the command line or in the --config file)")
     method = create_method(args.method, **args.hparams)  # fails fast on a bad name or hyper-parameter
     exp = experiment_from_args(args)
     splits = exp.unlearning_splits(args.forget, seed=args.request_seed)
-    print(f"experiment: {exp.describe()}\nforget request: {splits.split.describe()}")
+    print(describe_line("experiment", exp.describe()))
+    print(describe_line("forget request", splits.split.describe()))
     original = exp.original()
     gold = exp.gold(splits.split) if args.gold else None
     unlearned = method(original, forget=splits.forget, retain=splits.retain, holdout=splits.holdout,
@@ -46,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     rows = [{"model": args.method, "ACC_test": metrics["acc_test"] * 100, "ACC_Df": metrics["acc_forget"] * 100,
              "ACC_Dr": metrics["acc_retain"] * 100, "seconds": metrics["seconds"]}]
     if gold is not None:
-        rows.insert(0, {"model": "gold (retrain)", "ACC_test": metrics["gold_acc_test"] * 100,
+        rows.insert(0, {"model": "gold reference (retrain)", "ACC_test": metrics["gold_acc_test"] * 100,
                         "ACC_Df": metrics["gold_acc_forget"] * 100, "ACC_Dr": metrics["gold_acc_retain"] * 100,
                         "seconds": (getattr(gold, "oblivio_meta", {}) or {}).get("train_seconds")})
         rows[1]["delta"] = metrics["delta_forget"] * 100

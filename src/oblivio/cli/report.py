@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .common import add_import_arg
+
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("report", help="tables and an HTML report from a results JSONL file",
@@ -14,6 +16,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--out", help="folder for report.md and report.html (default: beside the results file)")
     p.add_argument("--title", default=None, help="report title")
     p.add_argument("--no-plots", action="store_true", help="no figures in the HTML report")
+    add_import_arg(p)
     p.set_defaults(func=run)
 
 

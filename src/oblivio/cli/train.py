@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_experiment_args, experiment_from_args, print_table
+from .common import add_config_arg, add_experiment_args, describe_line, experiment_from_args, print_table
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -14,20 +14,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_experiment_args(p)
     p.add_argument("--forget", metavar="SPEC", help="also train the gold model for this request, e.g. class-subset:6:100")
     p.add_argument("--request-seed", type=int, default=0, help="seed that draws the forget set (default 0)")
+    add_config_arg(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     exp = experiment_from_args(args)
-    print(f"experiment: {exp.describe()}")
+    print(describe_line("experiment", exp.describe()))
     original = exp.original()
     rows = []
     if args.forget:
         splits = exp.unlearning_splits(args.forget, seed=args.request_seed)
         rows.append({"model": "original", **exp.summary(original, splits)})
         gold = exp.gold(splits.split)
-        rows.append({"model": "gold", **exp.summary(gold, splits)})
-        print(f"forget request: {splits.split.describe()}")
+        rows.append({"model": "gold reference", **exp.summary(gold, splits)})
+        print(describe_line("forget request", splits.split.describe()))
     else:
         from ..training import accuracy
 

@@ -107,6 +107,9 @@ def fmt_mean_std(values: Iterable[Any], *, scale: float = 100.0, digits: int = 1
 
 
 # ---------------------------------------------------------------------------------------------- tables
+TEXT_WIDTH = 120  # terminal tables fit this many columns (Table.to_text); the markdown / HTML reports hold it all
+
+
 @dataclass
 class Table:
     """A rendered table: string cells, optional bold cells, notes under it.
@@ -140,13 +143,26 @@ class Table:
         lines += ["| " + " | ".join(cell(c, i, j) for j, c in enumerate(r)) + " |" for i, r in enumerate(self.rows)]
         return "\n".join(lines)
 
-    def to_text(self) -> str:
-        """Aligned plain text (for the terminal)."""
+    def to_text(self, *, width: int | None = TEXT_WIDTH) -> str:
+        """Aligned plain text (for the terminal), at most ``width`` columns: columns that do not fit go to further
+        blocks, each repeating the first (key) column (``width=None``: one block however wide)."""
         cells = [self.columns] + self.rows
         widths = [max(len(str(r[j])) for r in cells) for j in range(len(self.columns))]
-        out = [self.title, "  ".join(str(c).ljust(w) for c, w in zip(self.columns, widths)),
-               "  ".join("-" * w for w in widths)]
-        out += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)) for r in self.rows]
+        blocks: list[list[int]] = [[0]]
+        used = widths[0] if widths else 0
+        for j in range(1, len(self.columns)):
+            if width is not None and used + 2 + widths[j] > width and len(blocks[-1]) > 1:
+                blocks.append([0])
+                used = widths[0]
+            blocks[-1].append(j)
+            used += 2 + widths[j]
+        out = [self.title]
+        for b, idx in enumerate(blocks):
+            if b:
+                out.append("")
+            out += ["  ".join(str(r[j]).ljust(widths[j]) for j in idx).rstrip() for r in cells[:1]]
+            out.append("  ".join("-" * widths[j] for j in idx))
+            out += ["  ".join(str(r[j]).ljust(widths[j]) for j in idx).rstrip() for r in self.rows]
         return "\n".join(out)
 
     def to_html(self) -> str:
@@ -158,9 +174,15 @@ class Table:
                           for j, c in enumerate(r))
             body.append(f"<tr>{tds}</tr>")
         notes = "".join(f"<p class=\"note\">{e(n)}</p>" for n in self.notes)
-        return (f"<section id=\"{e(self.key)}\"><h2>{e(self.title)}</h2><table><thead><tr>{head}</tr></thead>"
-                f"<tbody>{''.join(body)}</tbody></table>{notes}</section>")
+        # The wrapper scrolls a wide table sideways inside the page instead of running off it.
+        return (f"<section id=\"{e(self.key)}\"><h2>{e(self.title)}</h2><div class=\"table-wrap\"><table><thead>"
+                f"<tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>{notes}</section>")
 
+
+GOLD_REFERENCE = "gold reference"
+"""The gold model of a request (retrained without D_f, training seed as the original's): the target to match."""
+GOLD_SEED = "gold (2nd seed)"
+"""The method row "gold": a second gold model with another training seed, i.e. the noise floor of every measure."""
 
 STD_NOTE = "Values are mean ± sample std over runs (seeds); a value without ± comes from one run. Accuracies in %."
 
@@ -211,7 +233,7 @@ def tmu_table1(rows: Sequence[dict]) -> Table:
     """
     groups = _by_class(rows)
     methods = _methods(rows)
-    cols = ["Forget class", "Gold ACC_test", "Gold ACC_Df"]
+    cols = ["Forget class", f"{GOLD_REFERENCE} ACC_test", f"{GOLD_REFERENCE} ACC_Df"]
     for m in methods:
         cols += [f"{m} ACC_test", f"{m} ACC_Df"]
     body: list[list[str]] = []
@@ -422,7 +444,7 @@ def tta_mislabel_table(rows: Sequence[dict]) -> Table:
             mode = next((str(hp[k]) for k in MISLABEL_HPARAMS if k in hp), "")
             body.append([sc, m, mode] + [fmt_mean_std(_m(r, f"tta_{v}") for r in mr) for v in TTA_VIEWS])
         if sr:
-            body.append([sc, "gold (scratch)", ""] + [fmt_mean_std(_gold_values(sr, f"gold_tta_{v}")) for v in TTA_VIEWS])
+            body.append([sc, GOLD_REFERENCE, ""] + [fmt_mean_std(_gold_values(sr, f"gold_tta_{v}")) for v in TTA_VIEWS])
     notes = [STD_NOTE]
     if chance:
         notes.append(f"Chance = {100 * chance[0]:.1f}%.")
@@ -455,8 +477,9 @@ SUMMARY_METRICS: tuple[tuple[str, str, float, int], ...] = (
     ("δ", "delta_forget", 100.0, 1), ("Sample agreement", "sample_agreement", 100.0, 1),
     ("Act. dist. L2", "activation_distance_l2", 1.0, 3),
     ("JS", "js_divergence", 1.0, 4), ("MIA loss-LR acc", "mia_loss_lr_acc", 100.0, 1),
-    ("gold MIA loss-LR acc", "gold_mia_loss_lr_acc", 100.0, 1), ("SalUn MIA-efficacy", "mia_salun_efficacy", 100.0, 1),
-    ("gold SalUn MIA-efficacy", "gold_mia_salun_efficacy", 100.0, 1),
+    (f"{GOLD_REFERENCE} MIA loss-LR acc", "gold_mia_loss_lr_acc", 100.0, 1),
+    ("SalUn MIA-efficacy", "mia_salun_efficacy", 100.0, 1),
+    (f"{GOLD_REFERENCE} SalUn MIA-efficacy", "gold_mia_salun_efficacy", 100.0, 1),
 )
 
 
@@ -472,7 +495,7 @@ def summary_table(rows: Sequence[dict]) -> Table:
                  fmt_mean_std(((r.get("cost") or {}).get("rte") for r in mr), scale=1, digits=3)]
         body.append(line)
     return Table("summary", "Summary over all scenarios and seeds", cols, body,
-                 notes=[STD_NOTE, "Aligned = equal to gold, not lower: compare each MIA value with its gold column. "
+                 notes=[STD_NOTE, "Aligned = equal to gold, not lower: compare each MIA value with its gold reference column. "
                                   "RTE = method seconds / gold training seconds."])
 
 
@@ -628,8 +651,22 @@ def build_tables(rows: Sequence[dict], keys: Sequence[str] | None = None) -> lis
             raise KeyError(f"unknown table {k!r}; valid: {', '.join(TABLES)}")
         t = TABLES[k](rows)
         if t:
-            out.append(t)
+            out.append(_name_golds(t))
     return out
+
+
+def _name_golds(table: Table) -> Table:
+    """Show the method "gold" (a second gold model) as ``GOLD_SEED`` in cells, headers and notes, so that it is
+    never confused with the gold reference (every ``gold_*`` value and ``GOLD_REFERENCE`` column)."""
+    def header(c: str) -> str:
+        if c == "gold" or (c.startswith("gold ") and not c.startswith(GOLD_REFERENCE)):
+            return GOLD_SEED + c[len("gold"):]
+        return c
+
+    table.columns = [header(str(c)) for c in table.columns]
+    table.rows = [[GOLD_SEED if c == "gold" else c for c in r] for r in table.rows]
+    table.notes = [n.replace("'gold'", f"'{GOLD_SEED}'") for n in table.notes]
+    return table
 
 
 # ---------------------------------------------------------------------------------------------- documents
@@ -643,6 +680,7 @@ def to_markdown(tables: Sequence[Table], *, title: str, intro: Sequence[str] = (
 _CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2rem;color:#222;max-width:80rem}
 h1{font-size:1.5rem}h2{font-size:1.15rem;margin-top:2rem}
 table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0}
+.table-wrap{overflow-x:auto;max-width:100%}
 th,td{border:1px solid #ccc;padding:.25rem .5rem;text-align:right;white-space:nowrap}
 th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
 tbody tr:nth-child(even){background:#fafafa}
