@@ -146,6 +146,8 @@ class TMU(UnlearningMethod):
             class-stratified sample of them above it, for multi-class requests; None = all). Ours (issue 10).
         stop_check_steps: check the aligned step's stop rule every this many optimizer steps (None: at epoch ends
             only, as before issue 10). Ours.
+        twin_check_steps: check the twin model's target every this many steps (None: at epoch ends only, as
+            before issue 10; each check costs ``|D_tw|`` forwards, a step about 80 forward + backward). Ours.
 
     Attributes:
         twin_cache: an optional :class:`~oblivio.methods.tmu.cache.TwinCache` (not a hyper-parameter): set it to
@@ -196,13 +198,14 @@ class TMU(UnlearningMethod):
     hard_selection: HardSelection = "predictor"
     nf_reference_size: int | None = 4000
     stop_check_steps: int | None = 1
+    twin_check_steps: int | None = 5
     # Injected by the caller, not hyper-parameters (absent from hparams()): where the twin work is reused from.
     twin_cache: TwinCache | None = field(default=None, init=False, repr=False, compare=False)
     twin_cache_model: str | None = field(default=None, init=False, repr=False, compare=False)
 
     # hyper-parameters that shape the cached twin work (the aligned step's are not in the cache key)
     TWIN_HPARAMS = ("twin_size", "n_twins", "twin_augment", "twin_epochs", "twin_lr", "twin_batch_size",
-                    "twin_replay_fraction", "twin_target", "features", "nf_k", "nf_reference_size", "af_eps",
+                    "twin_replay_fraction", "twin_target", "twin_check_steps", "features", "nf_k", "nf_reference_size", "af_eps",
                     "af_steps", "af_random_start", "af_form", "cf_epochs", "cf_fraction", "cf_lr", "cf_batch_size",
                     "predictor_hidden", "predictor_lr", "predictor_epochs", "predictor_batch_size", "balance")
 
@@ -232,6 +235,8 @@ class TMU(UnlearningMethod):
         if self.nf_reference_size is not None and self.nf_reference_size < 1:
             raise ValueError(f"nf_reference_size must be >= 1 (or None: every same-class sample), "
                              f"got {self.nf_reference_size}")
+        if self.twin_check_steps is not None and self.twin_check_steps < 1:
+            raise ValueError(f"twin_check_steps must be >= 1 (or None: at epoch ends), got {self.twin_check_steps}")
         if self.stop_check_steps is not None and self.stop_check_steps < 1:
             raise ValueError(f"stop_check_steps must be >= 1 (or None: at epoch ends), got {self.stop_check_steps}")
 
@@ -320,14 +325,15 @@ class TMU(UnlearningMethod):
                 m_t, t_info = train_twin_model(
                     model, retain=retain, forget=forget, twin=tw.data, epochs=self.twin_epochs, lr=self.twin_lr,
                     batch_size=self.twin_batch_size, replay_fraction=self.twin_replay_fraction,
-                    target_accuracy=self.twin_target, seed=seed + 101 * i, progress=progress)
+                    target_accuracy=self.twin_target, seed=seed + 101 * i, check_every=self.twin_check_steps,
+                    progress=progress)
             twin_models.append(m_t)
             twin_infos.append(t_info)
             with self._stage("twin_labels"):
                 twin_labels.append(generalisation_labels(model, tw.data))
         labels_tw = torch.cat(twin_labels)
         twin_info = dict(twin_size=size, n_twins=n_twins, twin_augmented=[t.n_augmented for t in twins],
-                         twin_epochs=[t["epochs"] for t in twin_infos],
+                         twin_epochs=[t["epochs"] for t in twin_infos], twin_steps=[t.get("steps") for t in twin_infos],
                          twin_accuracy=[t["twin_accuracy"] for t in twin_infos],
                          twin_target_accuracy=twin_infos[0]["target_accuracy"],
                          twin_reached=[t["reached"] for t in twin_infos],

@@ -189,14 +189,16 @@ def generalisation_labels(model: nn.Module, dataset: ImageDataset, *, batch_size
 def train_twin_model(original: nn.Module, *, retain: ImageDataset, forget: ImageDataset, twin: ImageDataset,
                      epochs: int = 30, lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 5e-4,
                      batch_size: int = 64, twin_batch_size: int = 16, replay_fraction: float = 0.1,
-                     target_accuracy: float | None = None, seed: int = 0,
+                     target_accuracy: float | None = None, seed: int = 0, check_every: int | None = None,
                      progress: bool = False) -> tuple[nn.Module, dict]:
     """The twin model ``M_t``: ``M_o`` fine-tuned on ``D_r ∪ D_f ∪ D_tw`` until ``D_tw`` is memorised.
 
     Each step trains on one batch of replayed training data (a fresh random ``replay_fraction`` of ``D_r ∪ D_f``
     per epoch) concatenated with one batch of ``D_tw`` (cycled, so the small twin set is oversampled: it is seen
     about ``len(replay batches) * twin_batch_size / |D_tw|`` times per epoch). Training stops at the end of the
-    first epoch where ``acc(M_t, D_tw) >= target_accuracy`` (default ``acc(M_o, D_f)``), or after ``epochs``.
+    first epoch where ``acc(M_t, D_tw) >= target_accuracy`` (default ``acc(M_o, D_f)``), or after ``epochs``; with
+    ``check_every=n`` the target is also checked after every ``n``-th step (``|D_tw|`` forwards each) and training
+    stops there.
 
     Args:
         original: ``M_o`` (not modified).
@@ -212,6 +214,7 @@ def train_twin_model(original: nn.Module, *, retain: ImageDataset, forget: Image
         replay_fraction: fraction of ``D_r ∪ D_f`` replayed per epoch.
         target_accuracy: accuracy on ``D_tw`` to reach (default ``acc(M_o, D_f)``).
         seed: data-order seed.
+        check_every: also check the target every this many steps (None: at epoch ends only).
         progress: progress bar.
 
     Returns:
@@ -238,11 +241,11 @@ def train_twin_model(original: nn.Module, *, retain: ImageDataset, forget: Image
         y = torch.cat([batch["replay"].y, batch["twin"].y])
         return nn.functional.cross_entropy(m(x), y)
 
-    stop = StopWhen("twin_acc", lambda m: accuracy(m, twin), lambda v: v >= target)
+    stop = StopWhen("twin_acc", lambda m: accuracy(m, twin), lambda v: v >= target, every_steps=check_every)
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
     result = fit(model, loaders, epochs=epochs, optimizer=opt, loss_fn=loss_fn, callbacks=[stop], progress=progress,
                  desc="tmu twin")
     final = result.history[-1]["twin_acc"] if result.history else start_acc
-    info.update(epochs=result.epochs_run, twin_accuracy=float(final), reached=bool(final >= target - 1e-12))
+    info.update(epochs=result.epochs_run, steps=int(result.cost.get("steps", 0)), twin_accuracy=float(final), reached=bool(final >= target - 1e-12))
     model.eval()
     return model, info
