@@ -71,10 +71,25 @@ def build_report(version: VersionRecord, run: RunRecord | None, requests: list[R
                              "reported. Rerun apply with --gold to measure alignment.")
     mia = [{"metric": key, "label": label, "model": _num(m.get(key)), "gold": _num(m.get(f"gold_{key}"))}
            for key, label in MIA_ROWS if key in m]
+    headline = []
+    if m.get("unchanged"):
+        parent = run.parent_version_id if run is not None else version.parent_id
+        headline.append(f"NO-OP: the unlearning method returned the weights of version {parent} unchanged (same "
+                        "state_dict hash). The requests below are recorded as applied, but the model did not "
+                        "change.")
+    if m.get("mia_skipped"):
+        headline.append(f"Membership inference (loss MIA) not computed: {m['mia_skipped']}.")
+    if m.get("per_example") is not None and m.get("per_example_n_flagged"):
+        headline.append(f"Per-example check: {m['per_example_n_flagged']} of {m['per_example_n']} forget samples "
+                        "still have a lower loss than "
+                        f"{100 * (1 - float(m.get('per_example_alpha', 0.05))):.0f}% of unseen test samples.")
     cost = {"seconds": _num(m.get("seconds")) if run is not None else None,
             "gold_seconds": _num(m.get("gold_seconds")), "cost_ratio_to_retraining": _num(m.get("cost_ratio"))}
     return {
-        "title": f"oblivio verification report: model version {version.id}",
+        "title": f"oblivio verification report: model version {version.id}"
+                 + (" (no-op: model unchanged)" if m.get("unchanged") else ""),
+        "headline": headline,
+        "per_example": m.get("per_example"),
         "generated_at": utcnow().isoformat(timespec="seconds") + "Z",
         "oblivio_version": oblivio_version,
         "experiment": experiment,
@@ -97,7 +112,7 @@ color:#1d232a;line-height:1.45;padding:0 1em}
 h1{font-size:1.5em;margin-bottom:.2em}h2{font-size:1.15em;margin-top:1.8em;border-bottom:1px solid #d0d7de}
 table{border-collapse:collapse;margin:.6em 0;width:100%}th,td{border:1px solid #d0d7de;padding:.3em .6em;
 text-align:left;vertical-align:top}th{background:#f3f5f7}td.num{text-align:right;font-variant-numeric:tabular-nums}
-.note{color:#57606a;font-size:.92em}.ok{color:#1a7f37}.bad{color:#cf222e}code{background:#f3f5f7;padding:0 .2em}
+.note{color:#57606a;font-size:.92em}.warn{border:2px solid #cf222e;background:#fff5f5;padding:.5em 1em}.ok{color:#1a7f37}.bad{color:#cf222e}code{background:#f3f5f7;padding:0 .2em}
 """
 
 
@@ -136,6 +151,7 @@ def render_html(report: dict) -> str:
              f"<style>{_CSS}</style></head><body>",
              f"<h1>{_e(report['title'])}</h1>",
              f"<p class=note>generated {_e(report['generated_at'])} by oblivio {_e(report['oblivio_version'])}</p>",
+             *[f"<p class=warn>{_e(line)}</p>" for line in report.get("headline", [])],
              "<h2>Model version</h2>",
              _kv_table([("version", v["id"]), ("state_dict SHA-256", v["hash"]), ("file", v["path"]),
                         ("parent version", v["parent"]), ("created (UTC)", v["created_at"]),
@@ -165,6 +181,17 @@ def render_html(report: dict) -> str:
                   "<p class=note>Aligned means the model's value equals the gold model's, not that it is lower. "
                   "n/a: not computable here (the loss attack's 10-split cross-validation needs at least 10 "
                   "forget samples).</p>"]
+    if report.get("per_example"):
+        alpha = float(report["metrics"].get("per_example_alpha", 0.05))
+        head = ("<tr><th>sample id</th><th>loss</th><th>quantile among unseen test losses</th>"
+                "<th>quantile before (parent)</th><th>looks like a member</th></tr>")
+        body = "".join(f"<tr><td>{_e(r['id'])}</td><td class=num>{_e(_fmt(r['loss']))}</td>"
+                       f"<td class=num>{_e(_fmt(r['quantile']))}</td><td class=num>{_e(_fmt(r['quantile_parent']))}</td>"
+                       f"<td>{'yes' if r['flagged'] else 'no'}</td></tr>" for r in report["per_example"])
+        parts += ["<h2>Per-example membership check</h2>", f"<table>{head}{body}</table>",
+                  f"<p class=note>For each forget sample: the share of unseen test samples whose loss is at most its "
+                  f"loss. For a sample the model never saw this is about uniform on [0, 1]; below {alpha:g} the "
+                  "sample still looks like a training member. Works for requests of any size.</p>"]
     if run is not None:
         parts += ["<h2>Cost</h2>", _kv_table([("seconds of the run", cost["seconds"]),
                                               ("seconds to retrain (gold)", cost["gold_seconds"]),
