@@ -57,6 +57,7 @@ def _row(name: str, m: dict, *, gold: bool = False, seconds=None, gold_seconds=N
         "ACC_Dr": 100 * m[f"{p}acc_retain"],
         "ACC_Df": 100 * m[f"{p}acc_forget"],
         "delta": 0.0 if gold else 100 * m["delta_forget"],
+        "agree": 100.0 if gold else 100 * m["sample_agreement"],
         "actdist_L2": 0.0 if gold else m["activation_distance_l2"],
         "MIA_lossLR_acc": 100 * m[f"{p}mia_loss_lr_acc"],
         "MIA_SalUn_eff": 100 * m[f"{p}mia_salun_efficacy"],
@@ -84,11 +85,13 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     rows = demo_rows(exp, spec=spec, methods=methods, request_seed=args.request_seed, progress=not args.no_progress)
     print()
-    print_table(rows, ["model", "ACC_test", "ACC_Dr", "ACC_Df", "delta", "actdist_L2", "MIA_lossLR_acc",
+    print_table(rows, ["model", "ACC_test", "ACC_Dr", "ACC_Df", "delta", "agree", "actdist_L2", "MIA_lossLR_acc",
                        "MIA_SalUn_eff", "seconds", "cost_vs_retrain"])
     print()
     print("ACC_* in %, on the evaluation test split / retain set D_r / forget set D_f. delta = |ACC_Df - gold ACC_Df|;"
-          " actdist_L2 = mean L2 distance of softmax outputs to gold on D_f (lower = closer to gold).")
+          " agree = sample agreement: % of D_f where the model and gold are both right or both wrong (delta counts,"
+          " agree checks which samples); actdist_L2 = mean L2 distance of softmax outputs to gold on D_f (lower ="
+          " closer to gold).")
     print("MIA_lossLR_acc: loss-based logistic-regression membership inference, forget vs test (NeurIPS starting kit);"
           " MIA_SalUn_eff: SalUn confidence-SVC efficacy. Aligned = same as gold, not lower.")
     print(f"total {time.perf_counter() - t0:.0f}s; models cached in {exp.store.root}")
