@@ -11,6 +11,8 @@ name               what it runs
 ``two-stage``      forget ratios 1, 2, 5, 10 % (``random:p``); two-stage with minimum and maximum mislabel and
                    gold; test-time augmentation on. Tables 2-5 of the two-stage paper.
 ``forget-quality`` NeurIPS 2023 forget quality with N ≥ 16 gold models and N runs per method from one ``M_o``.
+``tmu-cost``       TMU's per-request cost vs retraining (CPU seconds, sample-passes), cold and warm, per stage
+                   (:mod:`oblivio.experiments.tmu_cost`; not a grid of cells).
 =================  ==========================================================================================
 
 Methods that are not registered (``oblivio.methods.list_methods()``) are skipped with a warning, written into
@@ -19,7 +21,7 @@ the report. Results go to ``out/results.jsonl`` (resumable), ``out/report.md`` a
 Example:
     >>> from oblivio.experiments.bench import list_benchmarks
     >>> list_benchmarks()
-    ['forget-quality', 'tmu-figure3', 'tmu-table1', 'tmu-table4', 'two-stage']
+    ['forget-quality', 'tmu-cost', 'tmu-figure3', 'tmu-table1', 'tmu-table4', 'two-stage']
 """
 
 from __future__ import annotations
@@ -81,12 +83,15 @@ class Benchmark:
         description: what it measures (one paragraph).
         tables: report table keys (:data:`oblivio.experiments.report.TABLES`), the main one first.
         build: ``build(data, config, settings) -> (cells, notes)``.
+        run: for a benchmark that is not a grid of cells: ``run(config, out=, settings=, command=, **runner_kwargs)
+            -> BenchmarkResult``, called by :func:`run_benchmark` instead of the runner.
     """
 
     name: str
     description: str
     tables: tuple[str, ...]
     build: Callable[[Any, ExperimentConfig, BenchSettings], tuple[list[Cell], list[str]]]
+    run: Callable[..., Any] | None = None
 
     @property
     def main_table(self) -> str:
@@ -267,6 +272,26 @@ register_benchmark(Benchmark(
     "point, forget accuracy under test-time augmentation with minimum vs maximum mislabel, and neutralisation "
     "epochs against the forget ratio (1-10%).",
     ("two-stage-table2", "two-stage-table3", "two-stage-table4", "two-stage-table5", "summary"), _build_two_stage))
+def _run_tmu_cost(config, *, out, settings, command=None, **runner_kwargs):
+    from .tmu_cost import run_tmu_cost
+
+    notes = [f"runner option {k} is ignored by tmu-cost (it runs in this process)"
+             for k, v in runner_kwargs.items() if k not in ("store", "device") and v not in (None, 1, 0, [], ())]
+    classes = list(settings.classes) if settings.classes is not None else [0, 1, 2]
+    result = run_tmu_cost(config, out=out, classes=classes, count=settings.count, store=runner_kwargs.get("store"),
+                          device=runner_kwargs.get("device"), command=command)
+    files = ReportFiles(Path(out) / "report.md", Path(out) / "report.html", result["tables"])
+    return BenchmarkResult("tmu-cost", [], [], result["tables"], files, Path(out) / "tmu-cost.json", notes)
+
+
+register_benchmark(Benchmark(
+    "tmu-cost",
+    "TMU's per-request cost against retraining (issue 10): per-stage CPU seconds (all threads) and sample-passes of "
+    "a cold request (empty twin cache) and a warm one (same class profile and size), gold's retraining measured "
+    "in the same run, TMU's δ and sample agreement beside the gold-vs-gold spread, and twin reuse across model "
+    "versions. Writes tmu-cost.json.",
+    ("tmu-cost", "tmu-cost-stages", "tmu-cost-alignment"), lambda data, config, settings: ([], []),
+    run=_run_tmu_cost))
 register_benchmark(Benchmark(
     "forget-quality",
     "NeurIPS 2023 forget quality (SPEC §8): N gold models (different training seeds) and N runs of each method "
@@ -335,6 +360,8 @@ def run_benchmark(name: str, config: "ExperimentConfig | str" = "cpu", *, out: s
     settings = settings or BenchSettings()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    if bench.run is not None:
+        return bench.run(config, out=out, settings=settings, command=command, **runner_kwargs)
     cells, notes = benchmark_cells(name, config, settings)
     tags = {"benchmark": bench.name, **runner_kwargs.pop("tags", {})}
     runner = Runner(config, results=out / "results.jsonl", tags=tags, **runner_kwargs)

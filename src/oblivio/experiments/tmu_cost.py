@@ -101,6 +101,12 @@ def run_tmu_cost(config: "ExperimentConfig | str" = "cpu", *, out: str | os.Path
     from .pipeline import Experiment
 
     config = get_preset(config)
+    before_rows: dict[int, dict] = {}
+    if before:  # read first: a bad file fails before the long run, not after
+        try:
+            before_rows = {int(r["cls"]): r for r in json.loads(Path(before).read_text())}
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"--before {before}: not the JSON rows of benchmarks/tmu_cost_before.py ({exc})") from exc
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     cache_dir = out / "twin-cache"
@@ -129,7 +135,6 @@ def run_tmu_cost(config: "ExperimentConfig | str" = "cpu", *, out: str | os.Path
     retrain = retrain_cost.as_dict()
     log.info("tmu-cost: retrain %.1f CPU s (%.1f wall s)", retrain["cpu_seconds"], retrain["wall_seconds"])
 
-    before_rows = {int(r["cls"]): r for r in json.loads(Path(before).read_text())} if before else {}
     per_class = []
     first_cold: Any = None
     for k in classes:
