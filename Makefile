@@ -7,7 +7,7 @@ FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 EXTRAS ?= dev,plot,ray
 
-.PHONY: install data demo test test-fast bench clean
+.PHONY: install data demo test test-fast bench clean html-check
 
 install: $(VENV)/.installed data
 
@@ -35,6 +35,13 @@ test: install
 
 test-fast: install
 	$(PY) -m pytest -q -p no:cacheprovider -m "not slow and not ray"
+
+# Judge the HTML reports in a real browser (headless Chromium from Debian; not needed by `make test`, whose browser
+# tests skip without it).
+html-check: install
+	command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; }
+	$(PY) scripts/check_html_reports.py --demo
 
 clean:
 	rm -rf $(VENV) .pytest_cache build dist src/*.egg-info

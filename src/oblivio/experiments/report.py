@@ -265,7 +265,7 @@ def tmu_table1(rows: Sequence[dict]) -> Table:
     if candidates:
         best = min(candidates)[1]
         bold.add((len(body) - 1, 3 + 2 * methods.index(best) + 1))
-    return Table("tmu-table1", "TMU Table 1: accuracy per forget class (gold vs. each method) and δ",
+    return Table("tmu-table1", "TMU Table 1: accuracy per forget class (gold reference vs. each method) and δ",
                  cols, body, bold, [STD_NOTE, "The mean row averages per-class means (± std across classes). "
                                     "δ = |ACC_Df(M_u) − ACC_Df(M_g)| averaged over classes; lower is better, "
                                     "the best non-gold method in bold. 'gold' is a second gold model "
