@@ -336,6 +336,9 @@ class Ledger:
         except LedgerError:
             raise
         except SQLAlchemyError as exc:
+            if path is not None:
+                raise LedgerError(f"the ledger {path} is damaged ({_db_message(exc)}); restore it from a backup. "
+                                  "Nothing was changed.") from None
             raise LedgerError(f"cannot open the ledger {where}: {_db_message(exc)}") from None
         ours = tables.intersection(LEDGER_TABLES)
         if path is not None and not ours:
