@@ -274,11 +274,65 @@ _EXPERIMENTS: "OrderedDict[tuple, Any]" = OrderedDict()
 _ORIGINALS: "OrderedDict[tuple, torch.nn.Module]" = OrderedDict()
 
 
-def _init_worker(threads: int | None, imports: Sequence[str]) -> None:
-    """Per-process setup: torch threads and the plugin modules that register extra methods."""
-    if threads:
-        os.environ["OMP_NUM_THREADS"] = str(threads)
+def _set_threads(threads: int) -> None:
+    """Use ``threads`` threads in torch's intra-op pool and in every BLAS / OpenMP pool already loaded (numpy,
+    scikit-learn): a float reduction split over a different number of threads sums in another order, so the same
+    cell gives other numbers (measured: issue 9). threadpoolctl (a scikit-learn dependency) reaches the pools that
+    an environment variable set after import no longer can."""
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    torch.set_num_threads(int(threads))
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=int(threads))
+
+
+@contextlib.contextmanager
+def _threads_in_process(threads: int | None) -> Iterator[None]:
+    """:func:`_set_threads` for the duration of an in-process run, then the caller's settings back."""
+    if not threads:
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    before_env, before_torch = os.environ.get("OMP_NUM_THREADS"), torch.get_num_threads()
+    with threadpool_limits(limits=int(threads)):
         torch.set_num_threads(int(threads))
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before_torch)
+            if before_env is None:
+                os.environ.pop("OMP_NUM_THREADS", None)
+            else:
+                os.environ["OMP_NUM_THREADS"] = before_env
+
+
+def thread_counts() -> dict[str, Any]:
+    """The thread counts that can change a result: torch intra-op / inter-op, and each BLAS / OpenMP pool
+    (``{"openblas": 1, "openmp": 1}``...), for provenance.
+
+    Example:
+        >>> sorted(thread_counts())[:2]
+        ['blas_openmp', 'torch_interop_threads']
+    """
+    pools: dict[str, int] = {}
+    try:
+        from threadpoolctl import threadpool_info
+
+        for pool in threadpool_info():
+            name = str(pool.get("internal_api") or pool.get("user_api"))
+            pools[name] = max(pools.get(name, 0), int(pool.get("num_threads") or 0))
+    except Exception:  # noqa: BLE001 - provenance must not fail a finished cell
+        pools = {}
+    return {"torch_threads": torch.get_num_threads(), "torch_interop_threads": torch.get_num_interop_threads(),
+            "blas_openmp": dict(sorted(pools.items()))}
+
+
+def _init_worker(threads: int | None, imports: Sequence[str]) -> None:
+    """Per-process setup: torch / BLAS threads and the plugin modules that register extra methods."""
+    if threads:
+        _set_threads(int(threads))
     for name in imports:
         importlib.import_module(name)
     _WORKER_STATE["initialised"] = True
@@ -501,7 +555,7 @@ def _provenance(config: ExperimentConfig, exp) -> dict:
     return {"config": to_jsonable(config), "config_hash": config_hash(to_jsonable(config)),
             "oblivio_version": __version__, "git_commit": _WORKER_STATE["git_commit"], "host": socket.gethostname(),
             "pid": os.getpid(), "python": platform.python_version(), "torch": torch.__version__,
-            "device": str(exp.device), "torch_threads": torch.get_num_threads()}
+            "device": str(exp.device), **thread_counts()}
 
 
 def _cell_task(payload: dict) -> dict:
@@ -568,7 +622,10 @@ class Runner:
         results: the JSONL results file (created or appended to; its finished cells are skipped).
         store: checkpoint store folder for original and gold models (None: the default store).
         workers: cells at a time in a local process pool; 1 runs them in this process.
-        threads_per_worker: torch threads per pool / Ray worker (default: CPU cores // workers, at least 1).
+        threads_per_worker: torch and BLAS threads per pool / Ray worker, and in this process while it runs cells
+            in-process (default: CPU cores // workers, at least 1, for a pool or Ray; in-process, the caller's
+            settings). Same seeds and same thread count give bit-identical metrics on every backend; the counts
+            are recorded in each row's provenance.
         ray_address: run on Ray: ``"local"`` starts a local instance, anything else goes to ``ray.init(address=...)``.
             An already initialised Ray session is reused as is.
         ray_num_cpus: CPUs Ray reserves per cell (default ``threads_per_worker``).
@@ -684,7 +741,8 @@ class Runner:
         else:
             for name in self.imports:
                 importlib.import_module(name)
-            yield lambda name, payloads: _map_in_process(fns[name], payloads)
+            with _threads_in_process(self.threads):  # threads_per_worker holds in-process too (issue 9)
+                yield lambda name, payloads: _map_in_process(fns[name], payloads)
 
     def _execute(self, cells: list[Cell]) -> None:
         with self._backend() as run_map:
