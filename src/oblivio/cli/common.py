@@ -122,7 +122,7 @@ def config_defaults(parser: argparse.ArgumentParser, values: dict[str, Any], pat
         if dest == "import":
             dest = "imports"
         if dest not in actions:
-            valid = ", ".join(sorted(d.replace("_", "-") for d in actions))
+            valid = ", ".join(sorted("import" if d == "imports" else d.replace("_", "-") for d in actions))
             raise ValueError(f"{path}: unknown option {key!r} for this command; valid: {valid}")
         out[dest] = _config_value(actions[dest], value, key, path)
     return out
