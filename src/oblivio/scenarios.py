@@ -188,6 +188,8 @@ def parse_scenario(text: str) -> ScenarioSpec:
             return Groups(fraction=fraction)
         if kind == "indices":
             return IndicesFile(rest)
+    except ScenarioError:
+        raise
     except (ValueError, IndexError):
         raise ScenarioError(f"cannot parse scenario {text!r}; {_FORMS}") from None
     raise ScenarioError(f"unknown scenario kind {kind!r}; {_FORMS}")

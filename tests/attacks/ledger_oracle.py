@@ -18,7 +18,7 @@ def snapshot_files(folder: Path) -> dict[str, tuple[str, int]]:
 
 
 def read_ledger(db: Path) -> dict:
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    con = sqlite3.connect(db)  # read-write: SQLite must be able to roll back a hot journal a crash left
     try:
         requests = [dict(id=r[0], status=r[1], applied_run=r[2], applied_version=r[3], ids=json.loads(r[4]))
                     for r in con.execute("SELECT id, status, applied_run_id, applied_version_id, sample_ids "
