@@ -65,7 +65,10 @@ def _one_line(exc: BaseException) -> str:
     if isinstance(exc, SQLAlchemyError):
         orig = getattr(exc, "orig", None)
         text = str(orig) if orig is not None else str(exc)
-        return f"database error: {(text.strip().splitlines() or [type(exc).__name__])[0]}"
+        first = (text.strip().splitlines() or [type(exc).__name__])[0]
+        hint = (" (is the disk full, or a file-size limit such as ulimit -f reached?)"
+                if "disk i/o error" in first.lower() or "disk is full" in first.lower() else "")
+        return f"database error: {first}{hint}"
     text = str(exc).strip() or type(exc).__name__
     return " ".join(text.splitlines())
 
