@@ -418,6 +418,7 @@ class TMU(UnlearningMethod):
                                      holdout_hash=indices_hash(sorted(holdout.ids.tolist())))  # type: ignore[union-attr]
                 entry = cache.get(key)
             if entry is not None:
+                entry = dict(entry)  # a shallow copy: what follows must not change the cached entry
                 # the reference images, by id, from this request's D_r ∪ D_f (a child version lacks its parent's
                 # forgotten samples: those references are dropped)
                 replay = retain.concat(forget, name="train")
