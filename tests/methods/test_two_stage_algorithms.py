@@ -173,3 +173,80 @@ def test_saving_point_comparison(original, mu_world):
     assert set(d["two_stage_tta"]) == {"identity", "hflip", "vflip", "center_crop"}
     assert d["scratch_tta"]["identity"] <= 0.1  # no class 3 in its training data
     assert two_stage_model is not scratch
+
+
+# ------------------------------------------------------------------------------------------ issue 9: sound defaults
+class _LogitsFromPixels(torch.nn.Module):
+    """A stand-in classifier whose logits are written in the image: logit_j = 20 · pixel_j − 10."""
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.unused = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        return x.flatten(1)[:, : self.num_classes] * 20 - 10 + 0 * self.unused
+
+
+def _forget_with_logits(logits: torch.Tensor, label: int):
+    from oblivio.data.base import ImageDataset
+
+    pixels = (logits + 10) / 20
+    images = pixels.reshape(len(logits), 1, 1, logits.shape[1])
+    return ImageDataset(images, torch.full((len(logits),), label), tuple(str(c) for c in range(logits.shape[1])))
+
+
+def test_alg1_averages_logits_by_default_and_softmax_on_request():
+    # Class-0 samples. Mean logits over classes 1..3: (0, -4, -1.5) -> least likely class 2.
+    # Mean softmax: class 3 is least likely (sample B puts mass on 2). Reference values by hand, not by the code.
+    logits = torch.tensor([[5.0, 0.0, -10.0, 0.0], [5.0, 0.0, 2.0, -3.0]])
+    forget = _forget_with_logits(logits, 0)
+    probs = torch.softmax(logits.double(), dim=1).mean(0)
+    assert int(torch.argmin(probs[1:])) + 1 == 3 and int(torch.argmin(logits.mean(0)[1:])) + 1 == 2
+    model = _LogitsFromPixels(4)
+    by_logits = create_method("two-stage", target_forget_acc=1.0)  # already "neutralised": no training step
+    assert by_logits.accumulate == "logits"
+    assert by_logits.neutralise(model, forget, seed=0, progress=False)["label_map"] == {0: 2}
+    by_softmax = create_method("two-stage.softmax", target_forget_acc=1.0)
+    assert by_softmax.neutralise(model, forget, seed=0, progress=False)["label_map"] == {0: 3}
+    assert create_method("two-stage.max", target_forget_acc=1.0).neutralise(
+        model, forget, seed=0, progress=False)["label_map"] == {0: 1}  # mean logits 0 > -1.5 > -4
+
+
+def test_retraining_optimiser_is_adam_1e3_constant_by_default_and_the_recipe_on_request(original):
+    from oblivio.training.recipes import get_recipe
+
+    method = create_method("two-stage", recipe="cpu")
+    opt, scheduler = method.retraining_optimizer(original, method.retraining_recipe())
+    assert isinstance(opt, torch.optim.Adam) and scheduler is None
+    assert opt.param_groups[0]["lr"] == 1e-3 and opt.param_groups[0]["weight_decay"] == 0.0
+    assert method.grad_clip == 5.0
+    old = create_method("two-stage.recipe-sgd", recipe="cpu")
+    opt, scheduler = old.retraining_optimizer(original, old.retraining_recipe())
+    cpu = get_recipe("cpu")
+    assert isinstance(opt, torch.optim.SGD) and opt.param_groups[0]["lr"] == cpu.lr
+    assert opt.param_groups[0]["momentum"] == cpu.momentum and scheduler is not None
+    assert old.grad_clip is None
+    with pytest.raises(ValueError, match="retrain_optimizer"):
+        create_method("two-stage", retrain_optimizer="rmsprop")
+    with pytest.raises(ValueError, match="accumulate"):
+        create_method("two-stage", accumulate="probabilities")
+    with pytest.raises(ValueError, match="retrain_lr"):
+        create_method("two-stage", retrain_lr=0.0)
+
+
+@pytest.mark.parametrize("clip, expect", [(1e-9, "all"), (None, "none")])
+def test_clipped_steps_are_counted(original, mu_world, clip, expect):
+    s = mu_world.subset
+    method = create_method("two-stage", recipe="tiny", retrain_epochs=1, grad_clip=clip)
+    method(original, forget=s.forget, retain=s.retain, holdout=s.holdout, progress=False)
+    info = method.info
+    assert info["retrain_optimizer"] == "Adam" and info["retrain_lr"] == 1e-3
+    n = math.ceil(0.5 * len(s.retain) / 64)  # tiny recipe: batch 64, half of D_r per epoch
+    assert info["retrain_steps"] == n
+    assert info["clipped_steps"] == (n if expect == "all" else 0)
+
+
+def test_outputs_must_be_finite():
+    with pytest.raises(ValueError, match="not finite"):
+        output_accumulation(torch.tensor([[0.0, float("nan")]]), torch.tensor([0]), 2)

@@ -295,6 +295,10 @@ class TwoStage(UnlearningMethod):
         unit = (lambda v: 0 < v <= 1, "in (0, 1]")
         check_hparams(
             self, mislabel=(lambda v: v in ("min", "max"), "'min' or 'max'"),
+            accumulate=(lambda v: v in ("logits", "softmax"), "'logits' or 'softmax'"),
+            retrain_optimizer=(lambda v: v in ("adam", "sgd", "recipe"), "'adam', 'sgd' or 'recipe'"),
+            retrain_lr=(lambda v: math.isfinite(v) and v > 0, "a positive number"),
+            retrain_weight_decay=(lambda v: math.isfinite(v) and v >= 0, "a number >= 0"),
             target_forget_acc=(lambda v: v is None or 0 <= v <= 1, "None or in [0, 1]"),
             neutralize_max_epochs=integer, neutralize_lr=(lambda v: v > 0, "a positive number"),
             neutralize_batch_size=(lambda v: int(v) == v and v >= 1, "an integer >= 1"),
