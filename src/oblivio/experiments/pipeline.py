@@ -136,6 +136,13 @@ class Experiment:
         return {k: meta.get(k) for k in ("train_seconds", "train_cpu_seconds", "train_forward_samples",
                                          "train_backward_samples")}
 
+    def twin_cache(self):
+        """TMU's twin cache in this experiment's checkpoint store (``<store>/tmu-twins``): set it as a TMU
+        instance's ``twin_cache`` to reuse twin work across requests of the same class profile and size."""
+        from ..methods.tmu.cache import FileTwinCache
+
+        return FileTwinCache(self.store.root / "tmu-twins")
+
     def summary(self, model: nn.Module, splits: UnlearningSplits) -> dict[str, float]:
         """Accuracy on forget / retain / test."""
         return {"acc_forget": accuracy(model, splits.forget), "acc_retain": accuracy(model, splits.retain),

@@ -573,6 +573,8 @@ class DeletionService:
         forget_ids = sorted(set(current.forgotten_ids).union(*(r.sample_ids for r in group)))
         splits = self.experiment.unlearning_splits(Indices(ids=tuple(forget_ids)))
         unlearner = create_method(method_name, **hp)
+        if hasattr(unlearner, "twin_cache") and hasattr(self.experiment, "twin_cache"):
+            unlearner.twin_cache = self.experiment.twin_cache()  # TMU: reuse twin work of earlier requests
         request_ids = [r.id for r in group]
         with self.ledger.transaction() as s:
             run_row = UnlearningRun(request_ids=request_ids, method=method_name, hparams=json_safe(unlearner.hparams()),

@@ -449,6 +449,7 @@ class TMU(UnlearningMethod):
                               "key_hash": config_hash(key) if key is not None else None,
                               "made_for_forget_ids": entry["source_forget_ids"],
                               "model_hash": key["model"] if key is not None else None}
+        info["twin_cache_hit"] = hit  # a scalar copy (the ledger keeps scalar info)
         if hit:
             info["twin_cache"]["cold_stages"] = entry.get("cold_stages", {})
         x_tw, x_f = scaler.transform(raw_tw), scaler.transform(raw_f)
