@@ -267,7 +267,7 @@ def read_indices_file(path: str | os.PathLike) -> np.ndarray:
                 arr.close()
                 raise ValueError("expected a single .npy array, found an .npz archive")
             if arr.dtype.kind not in "iu":
-                raise ScenarioError(f"{path}: sample ids must be an integer array, got dtype {arr.dtype} "
+                raise ScenarioError(f"{path}: sample ids must be integers (an integer array), got dtype {arr.dtype} "
                                     "(save them with an integer dtype, e.g. np.save(path, ids.astype(np.int64)))")
             if arr.ndim != 1:
                 raise ScenarioError(f"{path}: sample ids must be a one-dimensional array, got shape {arr.shape}")

@@ -91,7 +91,7 @@ def test_bad_files(train, tmp_path):
         make_forget_split(train, IndicesFile(str(tmp_path / "nope.txt")))
     bad = tmp_path / "bad.txt"
     bad.write_text("1\nabc\n")
-    with pytest.raises(ScenarioError, match="cannot read"):
+    with pytest.raises(ScenarioError, match="line 2: 'abc' is not an integer"):
         make_forget_split(train, IndicesFile(str(bad)))
     js = tmp_path / "bad.json"
     js.write_text(json.dumps({"x": 1}))
