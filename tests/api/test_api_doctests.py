@@ -1,0 +1,15 @@
+"""The docstring examples of the facade, adapters, torch-data intake and progress lines run as written."""
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = ["oblivio.api", "oblivio.models.adapters", "oblivio.data.torch_data", "oblivio.data", "oblivio.training.loop"]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_doctests(name):
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0
