@@ -69,6 +69,8 @@ def enable_logging(level: int | str = "INFO", *, stream: Any = None, fmt: str = 
         'epoch 1/3\\n'
         >>> oblivio.enable_logging("WARNING") is logger
         True
+        >>> for h in list(logger.handlers): logger.removeHandler(h)  # back as it was
+        >>> logger.propagate, _ = True, logger.setLevel(logging.NOTSET)
     """
     logger = logging.getLogger("oblivio")
     logger.setLevel(level.upper() if isinstance(level, str) else level)
