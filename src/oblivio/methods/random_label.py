@@ -16,6 +16,15 @@ from .finetune import Finetune
 class RandomLabel(Finetune):
     """Train on ``D_r ∪ D_f`` where each forget sample gets a uniformly drawn wrong label (drawn once per run).
 
+    How this differs from the SalUn repository's RL baseline (``Classification/unlearn/RL.py``), which is not a
+    single method: on CIFAR-10 / SVHN each epoch first runs the forget batches with labels drawn afresh **per batch**
+    by ``torch.randint(0, C)`` and then the retain batches, in two separate loops; on CIFAR-100 / TinyImageNet it
+    redraws the forget labels **once per epoch** and shuffles them into the retain set. In both, the draw is over all
+    ``C`` classes, so about ``1/C`` of the "random" labels are the true one. Here the labels are drawn once per run
+    (seeded by the unlearning seed), always wrong (uniform over the other ``C − 1`` classes), and mixed with the
+    retain samples in one shuffled pass, which is SalUn's CIFAR-100 form with a fixed draw. A fixed wrong label is
+    a stronger and reproducible push than a fresh, sometimes-correct one; we have not measured the difference.
+
     Args:
         epochs: passes over ``D_r ∪ D_f``.
         lr: learning rate.
