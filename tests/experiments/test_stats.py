@@ -158,3 +158,8 @@ def test_report_tables_say_where_tmu_wins_ties_and_loses():
     verdicts = {r[0]: r[6] for r in pred.rows}
     assert verdicts == {"tmu": "above the null", "tmu.random-control": "below the null"}
     assert not paired_comparison_table([r for r in rows if r["method"] != "tmu"])
+    # doing nothing is a comparison too: the original's agreement 0.85 vs tmu's, paired on the same 10 units
+    orig = [r for r in paired.rows if r[0] == "original (no unlearning)"]
+    assert [r[1] for r in orig] == ["δ (points)", "sample agreement (%)"] and all(r[2] == "10" for r in orig)
+    tmu_agree = [r["metrics"]["sample_agreement"] for r in rows if r["method"] == "tmu"]
+    assert orig[1][3].startswith(f"{100 * (np.mean(tmu_agree) - 0.85):+.1f}")

@@ -516,22 +516,6 @@ def forget_quality_table(rows: Sequence[dict]) -> Table:
 
 CI_NOTE = ("Values are means over runs (forget classes × seeds) with a 95% percentile bootstrap CI in brackets "
            "(scipy.stats.bootstrap, 10,000 resamples, seed 0; oblivio.experiments.stats).")
-ORIGINAL_LABEL = "original (no unlearning)"
-
-
-def _original_row_values(rows: Sequence[dict]) -> dict[str, list[Any]]:
-    """The untouched original model's values, once per (request, original, gold) unit: the "do nothing" reference."""
-    seen: dict[tuple, dict[str, Any]] = {}
-    for r in rows:
-        m, s = r.get("metrics") or {}, r.get("seeds") or {}
-        if m.get("original_sample_agreement") is None:
-            continue
-        fa, ga = _finite([m.get("original_acc_forget")]), _finite([m.get("gold_acc_forget")])
-        seen.setdefault((r.get("scenario"), s.get("train"), s.get("request"), s.get("gold")), {
-            "delta_forget": abs(fa[0] - ga[0]) if fa and ga else None,
-            "sample_agreement": m.get("original_sample_agreement"),
-            "acc_test": m.get("original_acc_test"), "acc_retain": m.get("original_acc_retain")})
-    return {k: [v[k] for v in seen.values()] for k in ("delta_forget", "sample_agreement", "acc_test", "acc_retain")}
 
 
 def alignment_ci_table(rows: Sequence[dict]) -> Table:
@@ -541,7 +525,7 @@ def alignment_ci_table(rows: Sequence[dict]) -> Table:
     ``D_f``, L2 activation distance, and each MIA's gap to the gold model's own value; plus ``ACC_test`` and
     ``ACC_Dr``. A row "original (no unlearning)" holds ``M_o``'s δ and sample agreement (doing nothing).
     """
-    from .stats import ALIGNMENT_MEASURES, mean_ci
+    from .stats import ALIGNMENT_MEASURES, ORIGINAL_METHOD, mean_ci, original_rows
 
     measures = list(ALIGNMENT_MEASURES)
     cols = ["Method", "Runs"] + [ms.label for ms in measures] + ["ACC_test", "ACC_Dr"]
@@ -554,13 +538,11 @@ def alignment_ci_table(rows: Sequence[dict]) -> Table:
         line += [mean_ci(ms.value(r) for r in mr).format(scale=ms.scale, digits=ms.digits) for ms in measures]
         line += [mean_ci(_m(r, k) for r in mr).format(scale=100) for k in ("acc_test", "acc_retain")]
         body.append(line)
-    orig = _original_row_values(rows)
-    if orig["sample_agreement"]:
-        line = [ORIGINAL_LABEL, str(len(orig["sample_agreement"]))]
-        for ms in measures:
-            vals = orig.get({"delta": "delta_forget", "sample_agreement": "sample_agreement"}.get(ms.key, ""), [])
-            line.append(mean_ci(vals).format(scale=ms.scale, digits=ms.digits) if vals else "")
-        line += [mean_ci(orig[k]).format(scale=100) for k in ("acc_test", "acc_retain")]
+    orig = original_rows(rows)
+    if orig:
+        line = [ORIGINAL_METHOD, str(len(orig))]
+        line += [mean_ci(ms.value(r) for r in orig).format(scale=ms.scale, digits=ms.digits) for ms in measures]
+        line += [mean_ci(_m(r, k) for r in orig).format(scale=100) for k in ("acc_test", "acc_retain")]
         body.append(line)
     return Table("alignment-ci", "Alignment with gold per method: mean [95% bootstrap CI]", cols, body,
                  notes=[CI_NOTE, "Sample agreement = share of D_f on which M_u and M_g are both right or both wrong; "
@@ -576,11 +558,13 @@ def paired_comparison_table(rows: Sequence[dict], *, method: str = "tmu") -> Tab
     Empty when ``method`` has no rows. The verdict says ``"<method> better"`` / ``"<method> worse"`` only where the
     two-sided Wilcoxon signed-rank p is below 0.05, else ``"not significant"``.
     """
-    from .stats import compare, wins_ties_losses
+    from .stats import ORIGINAL_METHOD, compare, original_rows, wins_ties_losses
 
     if not any(r.get("method") == method for r in rows):
         return Table("paired", f"Paired comparisons: {method} vs each method", [], [])
-    comps = compare(rows, method, others=[m for m in _methods(rows) if m != method])
+    extra = original_rows(rows)  # "do nothing" as a pseudo-method (δ and sample agreement only)
+    comps = compare(list(rows) + extra, method, others=[m for m in _methods(rows) if m != method]
+                    + ([ORIGINAL_METHOD] if extra else []))
     cols = ["vs", "Measure", "Pairs", f"Mean diff ({method} − other) [95% CI]", "Wilcoxon p", "Verdict"]
     body, bold = [], set()
     for c in comps:

@@ -249,6 +249,38 @@ def paired_values(rows: Sequence[dict], a: str, b: str, value: Callable[[dict], 
     return units, [by_method[a][u] for u in units], [by_method[b][u] for u in units]
 
 
+ORIGINAL_METHOD = "original (no unlearning)"
+"""Label of the pseudo-method made by :func:`original_rows`."""
+
+
+def original_rows(rows: Sequence[dict]) -> list[dict]:
+    """Pseudo-rows for the untouched original model ``M_o`` ("do nothing"), one per pairing unit.
+
+    Built from the ``original_*`` metrics the runner writes beside every method's: δ
+    (``|original_acc_forget − gold_acc_forget|``), sample agreement, ``ACC_test`` and ``ACC_Dr``; so a method can
+    be compared, paired, with doing nothing.
+
+    Example:
+        >>> r = {"scenario": "s", "seeds": {"train": 0}, "method": "tmu", "metrics": {"original_acc_forget": 0.9,
+        ...      "gold_acc_forget": 0.85, "original_sample_agreement": 0.95}}
+        >>> [(o["method"], round(o["metrics"]["delta_forget"], 2)) for o in original_rows([r])]
+        [('original (no unlearning)', 0.05)]
+    """
+    out: dict[tuple, dict] = {}
+    for r in rows:
+        m = r.get("metrics") or {}
+        if r.get("status", "ok") != "ok" or m.get("original_sample_agreement") is None:
+            continue
+        fa, ga = _finite_array([m.get("original_acc_forget")]), _finite_array([m.get("gold_acc_forget")])
+        out.setdefault(pairing_unit(r), {
+            "scenario": r.get("scenario"), "seeds": r.get("seeds"), "forget_class": r.get("forget_class"),
+            "status": "ok", "method": ORIGINAL_METHOD,
+            "metrics": {"delta_forget": abs(float(fa[0]) - float(ga[0])) if fa.size and ga.size else None,
+                        "sample_agreement": m.get("original_sample_agreement"),
+                        "acc_test": m.get("original_acc_test"), "acc_retain": m.get("original_acc_retain")}})
+    return list(out.values())
+
+
 @dataclass(frozen=True)
 class ComparisonRow:
     """One line of a paired-comparison table: ``method`` vs ``other`` on one measure."""
@@ -310,5 +342,5 @@ def wins_ties_losses(comparisons: Sequence[ComparisonRow]) -> dict[str, list[str
     return out
 
 
-__all__ = ["ALIGNMENT_MEASURES", "ComparisonRow", "Measure", "MeanCI", "PairedComparison", "compare", "mean_ci",
+__all__ = ["ALIGNMENT_MEASURES", "ORIGINAL_METHOD", "original_rows", "ComparisonRow", "Measure", "MeanCI", "PairedComparison", "compare", "mean_ci",
            "paired_difference", "paired_values", "pairing_unit", "wins_ties_losses"]
