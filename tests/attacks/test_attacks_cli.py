@@ -97,6 +97,8 @@ def test_corrupt_ledger_file_through_the_cli(cli, tmp_path, content):
     code, _, err = cli("request", "list", "--workdir", str(workdir))
     _one_line_error(code, err, match="empty file|not a SQLite")
     assert (workdir / "ledger.db").read_bytes() == content
+    code, _, err = cli("-v", "request", "list", "--workdir", str(workdir))
+    assert code == 2 and "Traceback" in err and "LedgerError" in err
 
 
 @pytest.mark.parametrize("url, match", [("nosuchdb://x/y", "bad ledger database URL"),

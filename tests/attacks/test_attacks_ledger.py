@@ -135,6 +135,8 @@ def test_a_no_op_is_recorded_and_said(make_service, cli, tmp_path):
     assert report["headline"] and report["headline"][0].startswith("NO-OP") and "no-op" in report["title"]
     json_path, html_path = svc.write_report(tmp_path / "rep")
     assert "NO-OP" in html_path.read_text()
+    code, out, _ = cli("request", "list", "--workdir", str(workdir))
+    assert code == 0 and "no-op: same weights as its parent" in out.splitlines()[-1]
 
 
 def test_small_requests_say_the_mia_was_skipped_and_get_a_per_example_check(make_service, cli, tmp_path, tiny):

@@ -92,17 +92,15 @@ def _service(args: argparse.Namespace, **kwargs):
 
 
 def _ledger_errors(func):
+    """Another apply running is exit code 3; every other error goes to ``main`` (one line, exit 2, ``-v``)."""
     def wrapper(args: argparse.Namespace) -> int:
-        from ..ledger import ApplyInProgressError, LedgerError
+        from ..ledger import ApplyInProgressError
 
         try:
             return func(args)
         except ApplyInProgressError as exc:
             print(f"oblivio: {exc}", file=sys.stderr)
             return EXIT_BUSY
-        except LedgerError as exc:
-            print(f"oblivio: error: {exc}", file=sys.stderr)
-            return 2
 
     wrapper.__name__ = func.__name__
     wrapper.__doc__ = func.__doc__
@@ -166,8 +164,10 @@ def cmd_list(args: argparse.Namespace) -> int:
     if versions:
         print()
         vrows = [{"version": v.id, "current": "*" if v.is_current else "", "hash": v.hash[:16], "parent": v.parent_id or "",
-                  "run": v.run_id or "", "forgotten": len(v.forgotten_ids)} for v in versions]
-        print_table(vrows, ["version", "current", "hash", "parent", "run", "forgotten"])
+                  "run": v.run_id or "", "forgotten": len(v.forgotten_ids),
+                  "note": "no-op: same weights as its parent" if v.metrics.get("unchanged")
+                  else escape_text(str(v.metrics.get("role") or ""))} for v in versions]
+        print_table(vrows, ["version", "current", "hash", "parent", "run", "forgotten", "note"])
     return 0
 
 
