@@ -148,6 +148,9 @@ class TMU(UnlearningMethod):
             only, as before issue 10). Ours.
         twin_check_steps: check the twin model's target every this many steps (None: at epoch ends only, as
             before issue 10; each check costs ``|D_tw|`` forwards, a step about 80 forward + backward). Ours.
+        channels_last: on the CPU, run every stage with the convolution weights in channels-last layout (the
+            returned model is converted back). Measured on the CPU preset's small CNN, one thread: inference
+            about 2× and training steps about 1.4× faster, outputs equal to 3e-7 (docs/tmu.md). Ours.
 
     Attributes:
         twin_cache: an optional :class:`~oblivio.methods.tmu.cache.TwinCache` (not a hyper-parameter): set it to
@@ -199,6 +202,7 @@ class TMU(UnlearningMethod):
     nf_reference_size: int | None = 4000
     stop_check_steps: int | None = 1
     twin_check_steps: int | None = 5
+    channels_last: bool = True
     # Injected by the caller, not hyper-parameters (absent from hparams()): where the twin work is reused from.
     twin_cache: TwinCache | None = field(default=None, init=False, repr=False, compare=False)
     twin_cache_model: str | None = field(default=None, init=False, repr=False, compare=False)
@@ -409,6 +413,18 @@ class TMU(UnlearningMethod):
         model = as_classifier(model)  # timm / torchvision / plain models: features(x) -> [B, D]; same weights
         info = self.info
         info["stages"] = {}
+        if self.channels_last and model_device(model).type == "cpu":
+            model.to(memory_format=torch.channels_last)  # in place; copies (twins, curriculum) inherit it
+            try:
+                out = self._unlearn_stages(model, forget, retain, holdout, seed=seed, progress=progress)
+            finally:
+                model.to(memory_format=torch.contiguous_format)
+            return unwrap(out.to(memory_format=torch.contiguous_format))
+        return unwrap(self._unlearn_stages(model, forget, retain, holdout, seed=seed, progress=progress))
+
+    def _unlearn_stages(self, model: nn.Module, forget: ImageDataset, retain: ImageDataset, holdout: ImageDataset,
+                        *, seed: int, progress: bool) -> nn.Module:
+        info = self.info
         cache, key, entry = self.twin_cache, None, None
         if cache is not None:
             with self._stage("cache_lookup"):
@@ -474,9 +490,8 @@ class TMU(UnlearningMethod):
 
         # 4-5. aligned unlearning
         with self._stage("aligned_unlearning"):
-            out = self.aligned_unlearn(model, forget=forget, retain=retain, predicted=predicted, seed=seed,
-                                       progress=progress)
-        return unwrap(out)
+            return self.aligned_unlearn(model, forget=forget, retain=retain, predicted=predicted, seed=seed,
+                                        progress=progress)
 
     def aligned_unlearn(self, model: nn.Module, *, forget: ImageDataset, retain: ImageDataset,
                         predicted: torch.Tensor, seed: int = 0, progress: bool = False) -> nn.Module:
