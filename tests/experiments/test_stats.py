@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from oblivio.experiments.report import alignment_ci_table, paired_comparison_table, predictor_null_table
+from oblivio.experiments.report import (alignment_ci_table, label_accuracy_table, paired_comparison_table,
+                                        predictor_null_table)
 from oblivio.experiments.stats import ALIGNMENT_MEASURES, compare, mean_ci, paired_difference, paired_values
 
 
@@ -157,6 +158,8 @@ def test_report_tables_say_where_tmu_wins_ties_and_loses():
     pred = predictor_null_table(rows)
     verdicts = {r[0]: r[6] for r in pred.rows}
     assert verdicts == {"tmu": "above the null", "tmu.random-control": "below the null"}
+    t4 = label_accuracy_table(rows)  # Table 4 shows the fair null under the feature sets
+    assert t4.rows[-1] == ["random subset of the same size (fair null)", "75.0 ± 0.0", "20"]
     assert not paired_comparison_table([r for r in rows if r["method"] != "tmu"])
     # doing nothing is a comparison too: the original's agreement 0.85 vs tmu's, paired on the same 10 units
     orig = [r for r in paired.rows if r[0] == "original (no unlearning)"]

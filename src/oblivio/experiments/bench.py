@@ -261,7 +261,7 @@ register_benchmark(Benchmark(
     "tmu-table4",
     "TMU Table 4: accuracy of the generalization-label predictor (does the gold model classify x ∈ D_f "
     "correctly?) against the real gold model, per feature set (NF, AF, CF and their combinations).",
-    ("tmu-table4", "tmu-table1", "summary"), _build_tmu_table4))
+    ("tmu-table4", "predictor-null", "tmu-table1", "summary"), _build_tmu_table4))
 register_benchmark(Benchmark(
     "tmu-figure3",
     "TMU Figure 3: predictor label accuracy (and δ) as the forget set grows from 2% to 80% of a class.",

@@ -354,6 +354,9 @@ def label_accuracy_table(rows: Sequence[dict]) -> Table:
     if body:
         best = int(np.argmax([mean_std(v)[0] for v in groups.values()]))
         bold.add((best, 1))
+        nulls = [_m(r, "label_accuracy_null") for r in rows if _m(r, "label_accuracy_null") is not None]
+        if nulls:  # the fair null (issue 11): the predictor's own count of easy samples, picked at random
+            body.append(["random subset of the same size (fair null)", fmt_mean_std(nulls), str(len(nulls))])
     return Table("tmu-table4", "TMU Table 4: generalization-label accuracy of the predictor, per feature set",
                  ["Feature set", "Label accuracy", "Runs"], body, bold,
                  [STD_NOTE, "Label accuracy = agreement of the predicted generalization labels with the gold model's "
