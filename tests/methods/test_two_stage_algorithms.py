@@ -250,3 +250,12 @@ def test_clipped_steps_are_counted(original, mu_world, clip, expect):
 def test_outputs_must_be_finite():
     with pytest.raises(ValueError, match="not finite"):
         output_accumulation(torch.tensor([[0.0, float("nan")]]), torch.tensor([0]), 2)
+
+
+@pytest.mark.parametrize("module", ["two_stage", "neggrad_plus", "variants"])
+def test_docstring_examples_run(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(f"oblivio.methods.{module}"), optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0 and result.attempted > 0
