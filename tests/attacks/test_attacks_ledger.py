@@ -260,3 +260,21 @@ def test_a_stale_id_index_is_rewritten_by_apply(make_service, tmp_path, tiny):
     np.save(index, np.arange(3, dtype=np.int64))  # as if the dataset's files had changed
     svc.apply()
     assert np.array_equal(np.load(index), np.sort(tiny.data.train.ids.numpy()))
+
+
+def test_a_version_1_ledger_is_upgraded_in_place(make_service, tmp_path):
+    workdir = tmp_path / "wd"
+    models = _history(make_service, workdir)
+    con = sqlite3.connect(workdir / "ledger.db")
+    con.execute("DROP TABLE artefacts")  # what a ledger written by schema version 1 looks like
+    con.execute("UPDATE ledger_state SET schema_version = 1")
+    con.commit()
+    con.close()
+    svc = make_service(workdir)
+    con = sqlite3.connect(workdir / "ledger.db")
+    assert con.execute("SELECT schema_version FROM ledger_state").fetchone() == (2,)
+    assert con.execute("SELECT count(*) FROM artefacts").fetchone() == (0,)
+    con.close()
+    svc.add_request([40], requester="bob")
+    assert svc.apply().status == "succeeded"
+    check_invariant(workdir, {f"models/{k}": v for k, v in models.items()}, settled=True)

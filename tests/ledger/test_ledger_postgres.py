@@ -56,3 +56,23 @@ def test_busy_apply_on_postgres(make_service, pg_url):
         svc.apply()
     svc.ledger.release("elsewhere|1|x")
     assert svc.apply().status == "succeeded"
+
+
+def test_failed_cancelled_and_artefacts_on_postgres(make_service, pg_url, tmp_path):
+    from sqlalchemy import create_engine, text
+
+    svc = make_service(db_url=pg_url, method="test-ledger-nan")
+    a = svc.add_request([4, 5], requester="alice")
+    b = svc.add_request([6], requester="bob")
+    assert svc.apply().status == "failed"
+    assert [r.status for r in svc.list_requests()] == ["failed", "failed"]
+    assert svc.cancel_request(b.id, by="dpo").status == "cancelled"
+    result = svc.apply(method="test-ledger-sgd")
+    assert result.status == "succeeded" and result.runs[-1].request_ids == (a.id,)
+    assert svc.current_version().forgotten_ids == (4, 5)
+    engine = create_engine(pg_url)
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT path, status FROM artefacts ORDER BY id")).all()
+    engine.dispose()
+    assert [status for _, status in rows] == ["committed", "committed"]  # the original and the run's model
+    assert {path for path, _ in rows} == {v.path for v in svc.list_versions()}
