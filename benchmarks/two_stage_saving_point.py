@@ -4,8 +4,8 @@ retrained model against a model trained from scratch with the same recipe, valid
 ``oblivio bench two-stage`` compares with the gold model, which keeps no saving point; this script trains the
 scratch model with ``KeepBest`` too (``oblivio.methods.two_stage.saving_point_comparison``).
 
-    python benchmarks/two_stage_saving_point.py --grad-clip 5   # CPU preset, forget ratios 5% and 10%
-    python benchmarks/two_stage_saving_point.py --ratios 0.01,0.1 --preset tiny
+    python benchmarks/two_stage_saving_point.py                  # CPU preset, forget ratios 5% and 10%
+    python benchmarks/two_stage_saving_point.py --method two-stage.max --ratios 0.01,0.1 --preset tiny
 """
 
 from __future__ import annotations
@@ -23,15 +23,18 @@ def main() -> None:
     parser.add_argument("--preset", default="cpu")
     parser.add_argument("--ratios", default="0.05,0.1", help="forget ratios (random:p requests)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--method", default="two-stage", help="two-stage or one of its named variants "
+                        "(two-stage.max, two-stage.softmax, two-stage.recipe-sgd)")
     parser.add_argument("--grad-clip", type=float, default=None,
-                        help="two-stage retraining gradient clip (the CPU preset diverges without one: try 5)")
+                        help="retraining gradient-norm clip (default: the method's, 5)")
     args = parser.parse_args()
     exp = Experiment(args.preset, progress=False)
     original = exp.original()
     rows = []
     for ratio in (float(r) for r in args.ratios.split(",")):
         splits = exp.unlearning_splits(f"random:{ratio:g}", seed=args.seed)
-        method = create_method("two-stage", recipe=exp.config.recipe, grad_clip=args.grad_clip)
+        clip = {} if args.grad_clip is None else {"grad_clip": args.grad_clip}
+        method = create_method(args.method, recipe=exp.config.recipe, **clip)
         _, _, cmp = saving_point_comparison(original, forget=splits.forget, retain=splits.retain,
                                             holdout=splits.holdout, method=method, seed=args.seed)
         rows.append({
