@@ -67,3 +67,13 @@ def test_one_unit_convention_percent():
     assert rows["delta_forget (%)"]["model"] == "6.25" and rows["sample_agreement (%)"]["model"] == "90.00"
     assert rows["mia_loss_lr_auc"]["model"] == "0.6123" and rows["activation_distance_l2"]["model"] == "0.1235"
     assert is_percent_metric("gold_acc_test") and not is_percent_metric("js_divergence")
+
+
+def test_figure_legends_name_the_second_gold_model(monkeypatch):
+    from oblivio.experiments import plots, report
+
+    seen = {}
+    monkeypatch.setattr(plots, "delta_by_class", lambda rows: seen.setdefault("methods", [r["method"] for r in rows])
+                        and b"png")
+    figs = report.build_figures([_row("finetune", 0), _row("gold", 0)], ["tmu-table1"])
+    assert seen["methods"] == ["finetune", GOLD_SEED] and len(figs) == 1

@@ -724,13 +724,15 @@ def build_figures(rows: Sequence[dict], keys: Sequence[str] | None = None) -> li
     """PNG figures for the tables in ``keys`` that have data (needs ``pip install oblivio[plot]``)."""
     from . import plots
 
-    rows = [r for r in rows if r.get("status", "ok") == "ok"]
+    # legends name the second gold model as the tables do (GOLD_SEED), never plain "gold"
+    rows = [{**r, "method": GOLD_SEED} if r.get("method") == "gold" else r
+            for r in rows if r.get("status", "ok") == "ok"]
     keys = list(keys or TABLES)
     figs = []
     if "tmu-table1" in keys and _by_class(rows):
         figs.append(("δ per forget class and method (mean ± std over seeds)", plots.delta_by_class(rows)))
     if "tmu-table3" in keys and any(_m(r, "activation_distance_l2") is not None for r in rows) and _by_class(rows):
-        figs.append(("Activation distance to gold per forget class", plots.metric_by_class(
+        figs.append((f"Activation distance to the {GOLD_REFERENCE} per forget class", plots.metric_by_class(
             rows, "activation_distance_l2", ylabel="L2 activation distance")))
     size_entries = [e for e in _label_accuracy_entries(rows) if not e[0].endswith("(refit)")]
     if "tmu-figure3" in keys and size_entries:
