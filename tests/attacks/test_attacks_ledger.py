@@ -278,3 +278,22 @@ def test_a_version_1_ledger_is_upgraded_in_place(make_service, tmp_path):
     svc.add_request([40], requester="bob")
     assert svc.apply().status == "succeeded"
     check_invariant(workdir, {f"models/{k}": v for k, v in models.items()}, settled=True)
+
+
+def test_a_request_cancelled_during_a_one_by_one_apply_is_left_out(make_service, tmp_path, monkeypatch):
+    import oblivio.ledger.service as service_module
+
+    svc = make_service(tmp_path / "wd")
+    first = svc.add_request([41], requester="alice")
+    second = svc.add_request([42], requester="bob")
+    other = make_service(tmp_path / "wd")
+
+    def hook(stage):
+        if stage == "committed" and other.list_requests()[1].status == "pending":
+            other.cancel_request(second.id, by="dpo", reason="withdrawn")  # between the two runs
+
+    monkeypatch.setattr(service_module, "_checkpoint_hook", hook)
+    result = svc.apply(batch=False)
+    assert result.status == "succeeded" and [r.request_ids for r in result.runs] == [(first.id,)]
+    assert [r.status for r in svc.list_requests()] == ["applied", "cancelled"]
+    assert 42 not in svc.current_version().forgotten_ids

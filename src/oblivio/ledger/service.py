@@ -555,11 +555,17 @@ class DeletionService:
             runs: list[RunRecord] = []
             version = None
             for group in groups:
+                still_open = {r.id for r in self.open_requests()}
+                group = [r for r in group if r.id in still_open]  # one cancelled meanwhile is left out
+                if not group:
+                    continue
                 run, new_version, error = self._apply_group(group, holder, method_name, hp, seed, gold)
                 runs.append(run)
                 if error is not None:
                     return ApplyResult("failed", tuple(runs), version, error, abandoned, removed)
                 version = new_version
+            if not runs:
+                return ApplyResult("nothing-to-do", abandoned_runs=abandoned, removed_files=removed)
             status = "no-op" if all(r.status == "no-op" for r in runs) else "succeeded"
             return ApplyResult(status, tuple(runs), version, None, abandoned, removed)
 
