@@ -84,6 +84,7 @@ def test_in_process_twice_is_bit_identical_and_records_threads(reference):
         assert prov["torch_threads"] == 1
         assert isinstance(prov["torch_interop_threads"], int) and prov["torch_interop_threads"] >= 1
         assert all(n == 1 for n in prov["blas_openmp"].values()), prov["blas_openmp"]
+        assert prov["gold_meta"]["torch_threads"] == 1 and prov["original_torch_threads"] == 1  # how they were trained
 
 
 def test_models_trained_in_another_store_give_the_same_numbers(reference, tmp_path):

@@ -99,7 +99,8 @@ class Experiment:
                     "train_backward_samples": cost.get("backward_samples"), "resumed_from": result.resumed_from,
                     "this_run_seconds": time.perf_counter() - t0, "epochs": result.epochs_run,
                     "history": result.history, "n_train": len(train_set), "oblivio_version": __version__,
-                    "git_commit": git_commit(os.path.dirname(__file__))}
+                    "git_commit": git_commit(os.path.dirname(__file__)),
+                    "torch_threads": torch.get_num_threads()}  # a model trained on another count differs (issue 9)
 
         stored = self.store.get_or_train(kind, key, lambda: self.build_model(seed), train)
         stored.model.eval()

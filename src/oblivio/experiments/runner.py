@@ -540,7 +540,9 @@ def run_cell(config: ExperimentConfig, cell: Cell, *, store: str | os.PathLike |
         "tags": dict(tags or {}),
         "provenance": {**_provenance(config, exp), "started_at": started, "finished_at": _now(),
                        "wall_seconds": time.perf_counter() - t_wall, "forget_ids_hash": split.key,
-                       "gold_meta": {k: gold_meta.get(k) for k in ("epochs", "train_seconds", "git_commit")}},
+                       "gold_meta": {k: gold_meta.get(k) for k in ("epochs", "train_seconds", "git_commit",
+                                                                   "torch_threads")},
+                       "original_torch_threads": _model_meta(original).get("torch_threads")},
     }
     if scores is not None:
         row["scores"] = scores
