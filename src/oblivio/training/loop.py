@@ -7,22 +7,22 @@ best-on-validation checkpoints). It never copies the loop.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import logging
 import math
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
+from typing import Any, Callable, Iterable, Protocol, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..utils import CheckpointError, atomic_torch_save, model_device, safe_torch_load, to_device
+from .passes import SamplePasses, count_sample_passes  # noqa: F401  (SamplePasses: importable from here)
+from .progress import ProgressLog, _progress
 
 log = logging.getLogger("oblivio.training")
 
@@ -32,72 +32,6 @@ LossFn = Callable[[nn.Module, Any], Any]
 
 class DivergenceError(RuntimeError):
     """Training produced a non-finite loss or non-finite weights; the run was aborted."""
-
-
-# ---------------------------------------------------------------------------------------------- sample-passes
-@dataclass
-class SamplePasses:
-    """Hardware-independent cost: images pushed through a model forward, and forwards made with autograd on.
-
-    A *forward* sample-pass is one image through one classifier (``forward`` or ``features``); a *backward*
-    sample-pass is one image whose forward ran with autograd recording (training steps, PGD), whose backward is
-    then run once. Counted by :func:`count_sample_passes` with a global forward hook on the input-normalisation
-    module every :class:`~oblivio.models.Classifier` calls exactly once per forward.
-    """
-
-    forward: int = 0
-    backward: int = 0
-
-    def __add__(self, other: "SamplePasses") -> "SamplePasses":
-        return SamplePasses(self.forward + other.forward, self.backward + other.backward)
-
-    def as_dict(self) -> dict[str, int]:
-        return {"forward_samples": self.forward, "backward_samples": self.backward}
-
-
-_ACTIVE_COUNTERS: list[SamplePasses] = []
-_COUNT_HOOK: Any = None
-
-
-def _count_hook(module: nn.Module, inputs: tuple, output: Any) -> None:
-    from ..models.base import Normalize
-
-    if _ACTIVE_COUNTERS and isinstance(module, Normalize) and inputs and torch.is_tensor(inputs[0]):
-        n = int(inputs[0].shape[0]) if inputs[0].dim() else 1
-        grad = torch.is_grad_enabled()
-        for c in _ACTIVE_COUNTERS:
-            c.forward += n
-            if grad:
-                c.backward += n
-
-
-@contextlib.contextmanager
-def count_sample_passes() -> Iterator[SamplePasses]:
-    """Count forward / backward sample-passes of every classifier in this process while the block runs.
-
-    Nested blocks each count everything inside them. The global hook is installed only while a block is active.
-
-    Example:
-        >>> import torch
-        >>> from oblivio.models import create_model
-        >>> m = create_model("small-cnn", num_classes=2, in_channels=1, image_size=(8, 8))
-        >>> with count_sample_passes() as passes, torch.no_grad():
-        ...     _ = m(torch.rand(5, 1, 8, 8))
-        >>> passes
-        SamplePasses(forward=5, backward=0)
-    """
-    global _COUNT_HOOK
-    counter = SamplePasses()
-    if _COUNT_HOOK is None:
-        _COUNT_HOOK = torch.nn.modules.module.register_module_forward_hook(_count_hook)
-    _ACTIVE_COUNTERS.append(counter)
-    try:
-        yield counter
-    finally:
-        del _ACTIVE_COUNTERS[next(i for i, c in enumerate(_ACTIVE_COUNTERS) if c is counter)]  # by identity
-        if not _ACTIVE_COUNTERS and _COUNT_HOOK is not None:
-            _COUNT_HOOK.remove()
-            _COUNT_HOOK = None
 
 
 def cross_entropy_loss(model: nn.Module, batch: Any) -> torch.Tensor:
@@ -126,7 +60,8 @@ class Callback:
 
     def on_epoch_end(self, model: nn.Module, state: TrainState, logs: dict[str, float]) -> None: ...
 
-    def on_train_end(self, model: nn.Module, state: TrainState) -> None: ...
+    def on_train_end(self, model: nn.Module, state: TrainState) -> None:
+        """Called once when training ends, also when it ends with an error (then the error is re-raised after)."""
 
 
 class LambdaCallback(Callback):
@@ -162,86 +97,6 @@ class FitResult:
     """Cumulative cost of the whole training, earlier runs of a resumed one included: ``wall_seconds``,
     ``cpu_seconds`` (:func:`time.process_time`, all threads of the process), ``forward_samples``,
     ``backward_samples`` (:class:`SamplePasses`), ``steps``. Kept in the resume checkpoint."""
-
-
-def _progress(total: int, desc: str, enabled: bool):
-    from tqdm.auto import tqdm
-
-    # None lets tqdm switch itself off when stderr is not a terminal (logs, CI), so files do not fill with bars;
-    # ProgressLog then writes a line every few seconds instead. tqdm.auto picks the notebook widget in Jupyter,
-    # where stderr is no terminal either: there the bar is forced on.
-    if not enabled or os.environ.get("OBLIVIO_PROGRESS", "1") == "0":
-        disable: bool | None = True
-    else:
-        notebook = any(c.__module__ == "tqdm.notebook" for c in tqdm.__mro__)
-        disable = False if notebook else None
-    return tqdm(total=total, desc=desc, leave=False, disable=disable, file=sys.stderr, dynamic_ncols=True)
-
-
-def _clock(seconds: float) -> str:
-    seconds = int(round(seconds))
-    h, rest = divmod(seconds, 3600)
-    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60:02d}:{rest % 60:02d}"
-
-
-class ProgressLog:
-    """INFO log lines for a person when no progress bar shows (stderr is no terminal, or ``OBLIVIO_PROGRESS=0``).
-
-    At most one line every ``every`` seconds (``$OBLIVIO_LOG_EVERY``, default 5): the label, epoch, step, mean loss
-    so far, time elapsed and an ETA from the steps' pace (an upper bound when a method stops early). A fit that
-    logged anything also logs one line when it ends. Fits run with ``progress=False`` stay quiet (DEBUG lines only).
-
-    Example:
-        >>> clock = iter([0.0, 6.0, 7.0, 12.0, 13.0]).__next__
-        >>> plog = ProgressLog("train", epochs=2, start_epoch=0, enabled=True, every=5.0, clock=clock)
-        >>> plog.active = True  # fit() sets it per epoch: True when the bar is hidden
-        >>> plog.step(epoch=0, count=1, total=4, loss=0.5)  # 6 s after the start: a line
-        True
-        >>> plog.step(epoch=0, count=2, total=4, loss=0.5)  # 1 s later: none
-        False
-    """
-
-    def __init__(self, desc: str, *, epochs: int, start_epoch: int, enabled: bool, every: float | None = None,
-                 clock: Callable[[], float] = time.perf_counter) -> None:
-        self.desc, self.epochs, self.start_epoch, self.enabled = desc, epochs, start_epoch, enabled
-        self.every = float(os.environ.get("OBLIVIO_LOG_EVERY", "5")) if every is None else float(every)
-        self.clock = clock
-        self.t0 = self.last = clock()
-        self.steps_done = 0
-        self.lines = 0
-        self.active = False  # set per epoch from the bar: True when the bar is hidden
-
-    def _eta(self, epoch: int, count: int, total: int | None, elapsed: float) -> str:
-        if not self.steps_done:
-            return "?"
-        per_step = elapsed / self.steps_done
-        if total:
-            left = (total - count) + (self.epochs - epoch - 1) * total
-            return _clock(per_step * max(left, 0))
-        return "?"  # an iterable without a length: no pace to extrapolate within the epoch
-
-    def step(self, *, epoch: int, count: int, total: int | None, loss: float) -> bool:
-        """After each optimizer step; returns whether a line was logged."""
-        self.steps_done += 1
-        if not (self.enabled and self.active):
-            return False
-        now = self.clock()
-        if now - self.last < self.every:
-            return False
-        self.last = now
-        elapsed = now - self.t0
-        steps = f"step {count}/{total}" if total else f"step {count}"
-        log.info("%s: epoch %d/%d, %s, loss %.4f, %s elapsed, ETA %s", self.desc, epoch + 1, self.epochs, steps,
-                 loss, _clock(elapsed), self._eta(epoch, count, total, elapsed))
-        self.lines += 1
-        return True
-
-    def end(self, *, epochs_run: int, logs: dict[str, float] | None) -> None:
-        """Once, when the fit ends: a closing line when any line was logged before."""
-        if self.lines and self.enabled:
-            loss = (logs or {}).get("loss", float("nan"))
-            log.info("%s: done, %d/%d epochs, last epoch loss %.4f, %s", self.desc, epochs_run, self.epochs, loss,
-                     _clock(self.clock() - self.t0))
 
 
 def fit(
@@ -285,6 +140,9 @@ def fit(
     Raises:
         DivergenceError: a loss or weight became NaN/inf (the model is left as it was after the last good step
             only when the caller kept a copy: methods always train a copy).
+
+    However the training ends (finished, stopped early, or an error from a loss, a callback or an interrupt), every
+    callback's ``on_train_end`` runs and the model's train/eval mode is restored, in a ``finally``.
 
     Example:
         >>> import torch
@@ -356,91 +214,113 @@ def _fit_epochs(model, batches, epochs, start_epoch, optimizer, scheduler, loss_
     epochs_run = start_epoch
     plog = ProgressLog(desc, epochs=epochs, start_epoch=start_epoch, enabled=progress)
     epoch_logs: dict[str, float] | None = None
-    for epoch in range(start_epoch, epochs):
-        state.epoch = epoch
-        model.train()
-        if callable(batches) and not hasattr(batches, "__iter__"):
-            iterable = batches(epoch)
-        else:
-            if hasattr(batches, "set_epoch"):
-                batches.set_epoch(epoch)  # type: ignore[union-attr]
-            iterable = batches
-        total = steps_per_epoch
-        if total is None:
+    failed = True  # until the loop finishes; from then on an error in on_train_end propagates
+    try:
+        for epoch in range(start_epoch, epochs):
+            state.epoch = epoch
+            model.train()
+            if callable(batches) and not hasattr(batches, "__iter__"):
+                iterable = batches(epoch)
+            else:
+                if hasattr(batches, "set_epoch"):
+                    batches.set_epoch(epoch)  # type: ignore[union-attr]
+                iterable = batches
+            total = steps_per_epoch
+            if total is None:
+                try:
+                    total = len(iterable)  # type: ignore[arg-type]
+                except TypeError:
+                    total = None
+            sums: dict[str, float] = {}
+            count = 0
+            bar = _progress(total or 0, f"{desc} {epoch + 1}/{epochs}", progress)
+            plog.active = bool(getattr(bar, "disable", True))
             try:
-                total = len(iterable)  # type: ignore[arg-type]
-            except TypeError:
-                total = None
-        sums: dict[str, float] = {}
-        count = 0
-        bar = _progress(total or 0, f"{desc} {epoch + 1}/{epochs}", progress)
-        plog.active = bool(getattr(bar, "disable", True))
+                for i, batch in enumerate(iterable):
+                    if steps_per_epoch is not None and i >= steps_per_epoch:
+                        break
+                    batch = to_device(batch, device)
+                    out = loss_fn(model, batch)
+                    loss, logs = (out if isinstance(out, tuple) else (out, {}))
+                    if not torch.isfinite(loss):
+                        raise DivergenceError(
+                            f"{desc}: non-finite loss ({float(loss.detach())}) at epoch {epoch + 1}, step {i + 1}; "
+                            "lower the learning rate. The original model was not modified."
+                        )
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if grad_clip is not None:
+                        norm = nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+                        logs = {**logs, "clipped": float(norm > grad_clip)}  # epoch mean = share of steps clipped
+                    optimizer.step()
+                    state.step += 1
+                    for cb in callbacks:
+                        cb.after_step(model, optimizer, state)
+                    count += 1
+                    if state.stop:  # a step-level stop (e.g. StopWhen(..., every_steps=n)) ends the epoch here
+                        break
+                    sums["loss"] = sums.get("loss", 0.0) + float(loss.detach())
+                    for k, v in logs.items():
+                        sums[k] = sums.get(k, 0.0) + float(v)
+                    bar.update(1)
+                    plog.step(epoch=epoch, count=count, total=total, loss=sums["loss"] / count)
+                    if count % 20 == 0:
+                        bar.set_postfix(loss=f"{sums['loss'] / count:.4f}")
+            finally:
+                bar.close()
+            if scheduler is not None:
+                scheduler.step()
+            epoch_logs = {k: v / max(count, 1) for k, v in sums.items()}
+            epoch_logs["epoch"] = float(epoch + 1)
+            epoch_logs["lr"] = float(optimizer.param_groups[0]["lr"])
+            if count and not all(math.isfinite(float(p.detach().sum())) for p in model.parameters()):
+                raise DivergenceError(f"{desc}: weights became non-finite at epoch {epoch + 1}")
+            for cb in callbacks:
+                cb.on_epoch_end(model, state, epoch_logs)
+            state.history.append(epoch_logs)
+            epochs_run = epoch + 1
+            log.debug("%s epoch %d: %s", desc, epoch + 1, epoch_logs)
+            if ckpt_path is not None:
+                atomic_torch_save(
+                    {
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                        "epoch": epoch,
+                        "step": state.step,
+                        "history": state.history,
+                        "rng": torch.get_rng_state(),
+                        "cost": cumulative_cost(),
+                    },
+                    ckpt_path,
+                )
+            if state.stop:
+                break
+        plog.end(epochs_run=epochs_run, logs=epoch_logs)
+        failed = False
+    finally:  # whatever ended the training (a finish, an error, an interrupt): callbacks close, mode restored
         try:
-            for i, batch in enumerate(iterable):
-                if steps_per_epoch is not None and i >= steps_per_epoch:
-                    break
-                batch = to_device(batch, device)
-                out = loss_fn(model, batch)
-                loss, logs = (out if isinstance(out, tuple) else (out, {}))
-                if not torch.isfinite(loss):
-                    raise DivergenceError(
-                        f"{desc}: non-finite loss ({float(loss.detach())}) at epoch {epoch + 1}, step {i + 1}; "
-                        "lower the learning rate. The original model was not modified."
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if grad_clip is not None:
-                    norm = nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-                    logs = {**logs, "clipped": float(norm > grad_clip)}  # epoch mean = share of steps clipped
-                optimizer.step()
-                state.step += 1
-                for cb in callbacks:
-                    cb.after_step(model, optimizer, state)
-                count += 1
-                if state.stop:  # a step-level stop (e.g. StopWhen(..., every_steps=n)) ends the epoch here
-                    break
-                sums["loss"] = sums.get("loss", 0.0) + float(loss.detach())
-                for k, v in logs.items():
-                    sums[k] = sums.get(k, 0.0) + float(v)
-                bar.update(1)
-                plog.step(epoch=epoch, count=count, total=total, loss=sums["loss"] / count)
-                if count % 20 == 0:
-                    bar.set_postfix(loss=f"{sums['loss'] / count:.4f}")
+            _train_end(model, state, callbacks, failed=failed)
         finally:
-            bar.close()
-        if scheduler is not None:
-            scheduler.step()
-        epoch_logs = {k: v / max(count, 1) for k, v in sums.items()}
-        epoch_logs["epoch"] = float(epoch + 1)
-        epoch_logs["lr"] = float(optimizer.param_groups[0]["lr"])
-        if count and not all(math.isfinite(float(p.detach().sum())) for p in model.parameters()):
-            raise DivergenceError(f"{desc}: weights became non-finite at epoch {epoch + 1}")
-        for cb in callbacks:
-            cb.on_epoch_end(model, state, epoch_logs)
-        state.history.append(epoch_logs)
-        epochs_run = epoch + 1
-        log.debug("%s epoch %d: %s", desc, epoch + 1, epoch_logs)
-        if ckpt_path is not None:
-            atomic_torch_save(
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                    "epoch": epoch,
-                    "step": state.step,
-                    "history": state.history,
-                    "rng": torch.get_rng_state(),
-                    "cost": cumulative_cost(),
-                },
-                ckpt_path,
-            )
-        if state.stop:
-            break
-    plog.end(epochs_run=epochs_run, logs=epoch_logs)
-    for cb in callbacks:
-        cb.on_train_end(model, state)
-    model.train(was_training)
+            model.train(was_training)
     return epochs_run, state.stop
+
+
+def _train_end(model: nn.Module, state: TrainState, callbacks: Sequence[Callback], *, failed: bool) -> None:
+    """Call every callback's ``on_train_end``.
+
+    After a failed training (``failed``), a callback's own error is logged rather than raised, so that the error
+    which ended the training is the one the caller sees, and every callback still gets its call.
+    """
+    for cb in callbacks:
+        if not failed:
+            cb.on_train_end(model, state)
+            continue
+        try:
+            cb.on_train_end(model, state)
+        except Exception:
+            log.exception("%s.on_train_end raised after the training had failed; the training's error follows",
+                          type(cb).__name__)
 
 
 class EvaluateEach(Callback):

@@ -6,8 +6,8 @@ import torch
 
 from oblivio.data import TensorLoader
 from oblivio.models import create_model
-from oblivio.training import (CPU, PAPER, DivergenceError, KeepBest, Recipe, StopWhen, accuracy, fit, get_recipe,
-                              train_model)
+from oblivio.training import (CPU, PAPER, Callback, DivergenceError, KeepBest, Recipe, StopWhen, accuracy, fit,
+                              get_recipe, train_model)
 from oblivio.utils import CheckpointError
 
 
@@ -133,3 +133,71 @@ def test_recipes():
         opt.step()
         sched.step()
     assert math.isclose(lrs[0], CPU.lr) and math.isclose(lrs[-1], CPU.lr * 0.01)
+
+
+class _Recorder(Callback):
+    """Raises from ``after_step`` at step ``fail_at`` (if given); records which hooks ran and the mode seen."""
+
+    def __init__(self, *, fail_at=None, fail_end=False):
+        self.fail_at, self.fail_end = fail_at, fail_end
+        self.calls = []
+
+    def on_train_start(self, model, state):
+        self.calls.append("start")
+
+    def after_step(self, model, optimizer, state):
+        self.calls.append(("step", model.training))
+        if state.step == self.fail_at:
+            raise RuntimeError("callback failed mid-epoch")
+
+    def on_train_end(self, model, state):
+        self.calls.append(("end", state.step))
+        if self.fail_end:
+            raise ValueError("on_train_end failed too")
+
+
+@pytest.mark.parametrize("start_in_train_mode", [False, True])
+def test_callback_raising_mid_epoch_restores_mode_and_ends_callbacks(digits, start_in_train_mode):
+    m = _model().train(start_in_train_mode)
+    loader = TensorLoader(digits.train, batch_size=64)
+    failing, other = _Recorder(fail_at=3), _Recorder()
+    with pytest.raises(RuntimeError, match="callback failed mid-epoch"):
+        fit(m, loader, epochs=2, optimizer=torch.optim.SGD(m.parameters(), lr=0.05), callbacks=[failing, other],
+            progress=False)
+    assert m.training is start_in_train_mode  # the mode it had before fit, not fit's train mode
+    assert failing.calls == ["start", ("step", True), ("step", True), ("step", True), ("end", 3)]
+    assert other.calls == ["start", ("step", True), ("step", True), ("end", 3)]  # the step that raised came first
+
+
+def test_divergence_still_ends_callbacks_and_first_error_wins(digits, caplog):
+    """A callback whose on_train_end also fails after a failed training: the training's error propagates, the
+    callback's is logged, and the callbacks after it still get their on_train_end."""
+    m = _model().eval()
+    loader = TensorLoader(digits.train, batch_size=64)
+    bad_end, later = _Recorder(fail_end=True), _Recorder()
+
+    def nan_loss(model, batch):
+        return model(batch.x).sum() * float("nan")
+
+    with caplog.at_level("ERROR", logger="oblivio.training"), pytest.raises(DivergenceError):
+        fit(m, loader, epochs=1, optimizer=torch.optim.SGD(m.parameters(), lr=0.1), loss_fn=nan_loss,
+            callbacks=[bad_end, later], progress=False)
+    assert not m.training
+    assert bad_end.calls[-1] == ("end", 0) and later.calls[-1] == ("end", 0)
+    assert any("on_train_end raised" in r.getMessage() for r in caplog.records)
+
+
+def test_on_train_end_error_after_a_good_training_propagates(digits):
+    m = _model().eval()
+    loader = TensorLoader(digits.train, batch_size=64)
+    with pytest.raises(ValueError, match="on_train_end failed too"):
+        fit(m, loader, epochs=1, optimizer=torch.optim.SGD(m.parameters(), lr=0.05), callbacks=[_Recorder(fail_end=True)],
+            steps_per_epoch=2, progress=False)
+    assert not m.training  # restored even so
+
+
+def test_helpers_stay_importable_from_the_loop():
+    from oblivio.training import loop, passes, progress
+
+    assert loop.SamplePasses is passes.SamplePasses and loop.count_sample_passes is passes.count_sample_passes
+    assert loop.ProgressLog is progress.ProgressLog
