@@ -1,7 +1,9 @@
-"""Gaps in the store / pipeline tests that the runner relies on: resume after interruption, locking, cost meta."""
+"""The checkpoint store and the experiment pipeline: original and gold models trained once then loaded, keyed by
+the forget set, a corrupt file retrained, resume after interruption, locking, cost meta, presets."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -9,7 +11,8 @@ import pytest
 import torch
 
 import oblivio.experiments.pipeline as pipeline
-from oblivio.experiments import CheckpointStore, Experiment
+from oblivio.experiments import CheckpointStore, Experiment, get_preset
+from oblivio.training import accuracy
 from oblivio.training.loop import Callback
 
 
@@ -102,3 +105,65 @@ def test_gold_meta_gives_the_cost_of_retraining(tmp_path):
     assert again.oblivio_meta["train_seconds"] == gold.oblivio_meta["train_seconds"]
     other = exp.gold(split, 4)  # another seed = another gold model
     assert any(not torch.equal(a, b) for a, b in zip(gold.parameters(), other.parameters()))
+
+
+# ---- the store and pipeline basics (were tests/core/test_pipeline_store.py)
+@pytest.fixture(scope="module")
+def exp(tmp_path_factory):
+    return Experiment("tiny", store=tmp_path_factory.mktemp("store"), progress=False, device="cpu")
+
+
+def test_original_trained_once_then_loaded(exp):
+    m1 = exp.original()
+    assert not getattr(m1, "training")
+    assert accuracy(m1, exp.data.test) > 0.8
+    files = list(exp.store.root.glob("original/*/model.pt"))
+    assert len(files) == 1
+    mtime = files[0].stat().st_mtime_ns
+    m2 = exp.original()
+    assert files[0].stat().st_mtime_ns == mtime
+    for a, b in zip(m1.parameters(), m2.parameters()):
+        assert torch.equal(a, b)
+    meta = json.loads((files[0].parent / "meta.json").read_text())
+    assert meta["kind"] == "original" and meta["n_train"] == len(exp.data.train) and meta["train_seconds"] > 0
+    assert not (files[0].parent / "resume.pt").exists()
+
+
+def test_gold_keyed_by_forget_set(exp):
+    s1 = exp.forget_split("class-subset:2:20", seed=0)
+    s2 = exp.forget_split("class-subset:2:20", seed=1)
+    g1 = exp.gold(s1)
+    exp.gold(s2)
+    assert len(list(exp.store.root.glob("gold/*/model.pt"))) == 2
+    assert exp.gold(s1).oblivio_meta["n_train"] == len(exp.data.train) - 20
+    for a, b in zip(g1.parameters(), exp.gold(s1).parameters()):
+        assert torch.equal(a, b)
+
+
+def test_corrupt_stored_model_is_retrained(exp, caplog):
+    exp.original()
+    path = next(exp.store.root.glob("original/*/model.pt"))
+    path.write_bytes(b"garbage")
+    m = exp.original()
+    assert accuracy(m, exp.data.test) > 0.8
+    assert "retraining" in caplog.text
+    torch.load(path, weights_only=True)  # a valid checkpoint again
+
+
+def test_store_load_mismatch_is_clear(tmp_path):
+    from oblivio.utils import CheckpointError
+
+    store = CheckpointStore(tmp_path)
+    small = lambda: torch.nn.Linear(2, 2)  # noqa: E731
+    store.get_or_train("x", {"a": 1}, small, lambda m, p: {})
+    with pytest.raises(CheckpointError, match="does not fit"):
+        store.load("x", {"a": 1}, lambda: torch.nn.Linear(3, 2))
+
+
+def test_presets():
+    cpu = get_preset("cpu")
+    assert cpu.dataset == "fashion-mnist" and cpu.recipe.name == "cpu"
+    paper = get_preset("paper")
+    assert paper.model == "resnet18" and paper.recipe.epochs == 200
+    with pytest.raises(KeyError, match="valid presets"):
+        get_preset("gigantic")
