@@ -217,3 +217,12 @@ def test_aligned_step_stops_at_step_level(tmu_original, tmu_splits):
     assert step_info["unlearn_steps"] % steps_per_epoch != 0
     assert step_info["unlearn_steps"] < epoch_info["unlearn_steps"]
     assert step_info["unlearn_stopped_early"] and step_info["acc_forget_hard"] <= 1e-12
+
+
+def test_cache_module_doctests():
+    import doctest
+
+    import oblivio.methods.tmu.cache as module
+
+    result = doctest.testmod(module)
+    assert result.attempted > 0 and result.failed == 0
