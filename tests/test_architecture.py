@@ -190,3 +190,32 @@ def test_no_module_over_the_line_limit():
              for path, _ in MODULES.values()}
     over = {rel: n for rel, n in lines.items() if n > MAX_LINES and rel not in KNOWN_LONG_MODULES}
     assert over == {}, f"split these modules by job (at most {MAX_LINES} lines each; see docs/architecture.md)"
+
+
+KNOWN_POSITIONAL_KNOBS = {
+    # methods/tmu/twin.py calls it as random_hflip(x, 0.5, generator); make p and generator keyword-only with it
+    "data/transforms.py:random_hflip",
+}
+
+
+def positional_knobs() -> list[str]:
+    """Public functions and methods that take more than one defaulted parameter positionally (STYLE habit 1:
+    knobs are keyword-only, ``def f(x, *, knob=...)``)."""
+    found = []
+
+    def visit(node, rel, prefix=""):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.ClassDef) and not child.name.startswith("_"):
+                visit(child, rel, f"{prefix}{child.name}.")
+            elif isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)) and not child.name.startswith("_"):
+                if len(child.args.defaults) > 1:
+                    found.append(f"{rel}:{prefix}{child.name}")
+
+    for path, _ in MODULES.values():
+        rel = path.relative_to(SRC).as_posix()
+        visit(ast.parse(path.read_text(encoding="utf-8")), rel)
+    return found
+
+
+def test_knobs_are_keyword_only():
+    assert sorted(set(positional_knobs()) - KNOWN_POSITIONAL_KNOBS) == []

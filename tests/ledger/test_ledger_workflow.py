@@ -51,7 +51,7 @@ def test_add_list_apply_report_happy_path(make_service, tmp_path):
     assert report["alignment"]["reference"] == "twin"
     assert {row["metric"] for row in report["membership_inference"]} >= {"mia_salun_efficacy"}
     assert svc.report(v.hash[:10])["version"]["id"] == v.id  # hash prefix
-    json_path, html_path = svc.write_report(tmp_path / "out", v.id)
+    json_path, html_path = svc.write_report(tmp_path / "out", version=v.id)
     data = json.loads(json_path.read_text())
     assert data["run"]["request_ids"] == [r1.id, r2.id]
     page = html_path.read_text()

@@ -191,8 +191,8 @@ def test_on_train_end_error_after_a_good_training_propagates(digits):
     m = _model().eval()
     loader = TensorLoader(digits.train, batch_size=64)
     with pytest.raises(ValueError, match="on_train_end failed too"):
-        fit(m, loader, epochs=1, optimizer=torch.optim.SGD(m.parameters(), lr=0.05), callbacks=[_Recorder(fail_end=True)],
-            steps_per_epoch=2, progress=False)
+        fit(m, loader, epochs=1, optimizer=torch.optim.SGD(m.parameters(), lr=0.05),
+            callbacks=[_Recorder(fail_end=True)], steps_per_epoch=2, progress=False)
     assert not m.training  # restored even so
 
 

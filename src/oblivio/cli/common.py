@@ -111,7 +111,7 @@ def _config_value(action: argparse.Action, value: Any, key: str, path: Any) -> A
     return str(value) if action.type is not None else value
 
 
-def config_defaults(parser: argparse.ArgumentParser, values: dict[str, Any], path: Any = "config") -> dict[str, Any]:
+def config_defaults(parser: argparse.ArgumentParser, values: dict[str, Any], *, path: Any = "config") -> dict[str, Any]:
     """Map config keys (option names, ``-`` or ``_``) onto ``parser``'s destinations, converted like the CLI."""
     actions = {a.dest: a for a in parser._actions
                if a.dest not in ("help", "config", "version") and not a.dest.startswith("_")
@@ -135,7 +135,7 @@ def apply_config(parser: argparse.ArgumentParser, argv: list[str] | None, args: 
     sub = getattr(args, "_config_parser", None)
     if not path or sub is None:
         return args
-    sub.set_defaults(**config_defaults(sub, load_config(path), path))
+    sub.set_defaults(**config_defaults(sub, load_config(path), path=path))
     try:
         return parser.parse_args(argv)
     except SystemExit as exc:  # a config value that the option's type rejects

@@ -215,7 +215,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
 @_ledger_errors
 def cmd_report(args: argparse.Namespace) -> int:
     with _service(args) as svc:
-        json_path, html_path = svc.write_report(args.out, args.model_version)
+        json_path, html_path = svc.write_report(args.out, version=args.model_version)
     print(f"wrote {json_path} and {html_path}")
     return 0
 

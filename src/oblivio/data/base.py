@@ -104,7 +104,7 @@ class ImageDataset:
         return torch.bincount(self.labels, minlength=self.num_classes)
 
     # ------------------------------------------------------------------ slicing
-    def subset(self, indices: Sequence[int] | np.ndarray | torch.Tensor, name: str | None = None) -> "ImageDataset":
+    def subset(self, indices: Sequence[int] | np.ndarray | torch.Tensor, *, name: str | None = None) -> "ImageDataset":
         """Rows ``indices`` (positions in *this* dataset), keeping their ids, labels and groups."""
         idx = _as_index_tensor(indices)
         if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= len(self)):
@@ -118,11 +118,11 @@ class ImageDataset:
             ids=self.ids[idx],  # type: ignore[index]
         )
 
-    def with_labels(self, labels: torch.Tensor, name: str | None = None) -> "ImageDataset":
+    def with_labels(self, labels: torch.Tensor, *, name: str | None = None) -> "ImageDataset":
         """The same images with other labels (e.g. random or contrastive labels)."""
         return ImageDataset(self.images, labels, self.classes, name or self.name, self.groups, self.ids)
 
-    def concat(self, other: "ImageDataset", name: str | None = None) -> "ImageDataset":
+    def concat(self, other: "ImageDataset", *, name: str | None = None) -> "ImageDataset":
         """This dataset followed by ``other`` (same classes and image shape)."""
         if other.classes != self.classes or other.image_shape != self.image_shape:
             raise DatasetError(f"cannot concatenate {self.name} and {other.name}: classes or image shapes differ")

@@ -407,7 +407,7 @@ class Ledger:
             log.warning("took over the apply lease from %s (expired or its process is gone)", current)
         return won
 
-    def renew(self, holder: str, ttl_seconds: float, session: Session | None = None) -> bool:
+    def renew(self, holder: str, ttl_seconds: float, *, session: Session | None = None) -> bool:
         """Extend ``holder``'s lease; False when it no longer holds it."""
         stmt = (update(ApplyLease).where(ApplyLease.name == LEASE_NAME, ApplyLease.holder == holder)
                 .values(expires_at=utcnow() + timedelta(seconds=ttl_seconds)))

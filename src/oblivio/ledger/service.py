@@ -248,7 +248,7 @@ class DeletionService(IntakeMixin, LeaseMixin, ApplyMixin):
             experiment = s.get(LedgerState, 1).experiment
         return build_report(v, run, requests, experiment=experiment, oblivio_version=__version__)
 
-    def write_report(self, out_dir: str | os.PathLike, version: "int | str | None" = None) -> tuple[Path, Path]:
+    def write_report(self, out_dir: str | os.PathLike, *, version: "int | str | None" = None) -> tuple[Path, Path]:
         """Write ``report-v<ID>.json`` and ``report-v<ID>.html`` (self-contained) into ``out_dir``."""
         from .report import write_report
 
