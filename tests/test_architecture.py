@@ -44,7 +44,6 @@ KNOWN_LONG_MODULES = {
     "experiments/runner.py",
     "methods/tmu/method.py",
     "methods/two_stage.py",
-    "ledger/db.py",
     "scenarios.py",
 }
 
