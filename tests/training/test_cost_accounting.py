@@ -93,3 +93,18 @@ def test_every_method_records_cpu_seconds_and_sample_passes():
     assert info["cpu_seconds"] > 0 and info["seconds"] > 0
     assert info["backward_samples"] >= len(retain) * 0.5  # at least the fine-tuning steps it ran
     assert info["forward_samples"] >= info["backward_samples"]
+
+
+def test_stored_gold_meta_records_its_whole_training_cost(tmp_path):
+    from oblivio.experiments import Experiment
+
+    exp = Experiment("tiny", store=tmp_path / "store", device="cpu", progress=False)
+    split = exp.forget_split("class-subset:3:10", seed=0)
+    exp.gold(split)
+    cost = exp.gold_cost(split)
+    n_train = len(split.retain_pos)
+    epochs = exp.config.recipe.epochs
+    assert cost["train_cpu_seconds"] > 0 and cost["train_seconds"] > 0
+    assert cost["train_forward_samples"] == cost["train_backward_samples"] == epochs * n_train
+    # loaded from the store later: the same record
+    assert Experiment("tiny", store=tmp_path / "store", device="cpu", progress=False).gold_cost(split) == cost

@@ -413,6 +413,7 @@ class TMU(UnlearningMethod):
         model = as_classifier(model)  # timm / torchvision / plain models: features(x) -> [B, D]; same weights
         info = self.info
         info["stages"] = {}
+        self._hash_memo = None  # (model, state_dict_hash) of this call only
         if self.channels_last and model_device(model).type == "cpu":
             model.to(memory_format=torch.channels_last)  # in place; copies (twins, curriculum) inherit it
             try:
