@@ -77,12 +77,13 @@ class SalUn(RandomLabel):
         >>> m_u = unlearn("salun", original, forget=f, retain=r, sparsity=0.5)  # doctest: +SKIP
     """
 
-    source: ClassVar[str] = ("Fan et al. 2024 (ICLR) and their repository: saliency sparsity 0.5, random-label "
-                             "unlearning with SGD momentum 0.9, weight decay 5e-4, lr 0.013, 10 epochs; epochs halved "
-                             "to 5 for the CPU preset (our choice)")
+    source: ClassVar[str] = ("Fan et al. 2024 (ICLR) and their repository (README example: main_random.py --unlearn RL "
+                             "--unlearn_epochs 10 --unlearn_lr 0.013): saliency sparsity 0.5, random-label unlearning "
+                             "with SGD momentum 0.9, weight decay 5e-4, lr 0.013, 10 epochs. Halved to 5 epochs for "
+                             "the CPU preset: the variant salun.cpu")
 
     sparsity: float = 0.5
-    epochs: int = 5
+    epochs: int = 10
     lr: float = 0.013
     masks: dict | None = field(default=None, init=False, repr=False, compare=False)  # set by a call
 
