@@ -278,17 +278,11 @@ class TMU(UnlearningMethod):
                          seed: int) -> torch.Tensor:
         """Raw features of the original problem (``M_o``, ``D_f``, remain set: the reference set minus ``D_f``).
 
-        ``M_o``'s features of the reference set come from the cache entry when it was made with this very model,
-        else they are computed here once (and kept in the entry)."""
+        ``M_o``'s features of the reference set are ``entry["original_features"]`` (:meth:`_reference_features`)."""
         cols = []
         for name in self.features:
             if name == "nf":
                 ref = entry["nf_reference"]
-                model_hash = self._model_hash(model)
-                if entry.get("original_features_model") != model_hash:
-                    with self._stage("original_reference_features"):  # once per model (kept in the entry)
-                        entry["original_features"] = predict_features(model, ref["dataset"])
-                        entry["original_features_model"] = model_hash
                 keep = ~torch.isin(ref["ids"], forget.ids)  # type: ignore[arg-type]
                 cols.append(nearest_distance(predict_features(model, forget), forget.labels,
                                              entry["original_features"][keep], ref["labels"][keep], k=self.nf_k))
@@ -298,6 +292,15 @@ class TMU(UnlearningMethod):
             else:
                 cols.append(per_sample_loss(curriculum, forget))  # type: ignore[arg-type]
         return torch.stack(cols, 1)
+
+    def _reference_features(self, model: nn.Module, entry: dict) -> None:
+        """``M_o``'s features of the NF reference set, into the entry: reused when the entry was made with this very
+        model, else computed once (a separate stage, so stage costs do not nest)."""
+        model_hash = self._model_hash(model)
+        if "nf" in self.features and entry.get("original_features_model") != model_hash:
+            with self._stage("original_reference_features"):
+                entry["original_features"] = predict_features(model, entry["nf_reference"]["dataset"])
+                entry["original_features_model"] = model_hash
 
     def _model_hash(self, model: nn.Module) -> str:
         cached = getattr(self, "_hash_memo", None)
@@ -458,6 +461,7 @@ class TMU(UnlearningMethod):
         predictor, scaler, curriculum = self._restore(entry, model)
         raw_tw, labels_tw = entry["twin_features_raw"], entry["twin_labels"]
 
+        self._reference_features(model, entry)
         with self._stage("forget_features"):
             raw_f = self._forget_features(model, forget, entry, curriculum, seed)
         if cache is not None and not hit:
