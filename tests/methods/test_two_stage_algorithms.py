@@ -259,3 +259,15 @@ def test_docstring_examples_run(module):
 
     result = doctest.testmod(importlib.import_module(f"oblivio.methods.{module}"), optionflags=doctest.ELLIPSIS)
     assert result.failed == 0 and result.attempted > 0
+
+
+def test_two_stage_bench_runs_the_method_and_its_named_max_variant():
+    from oblivio.experiments.bench import BenchSettings, benchmark_cells
+
+    cells, notes = benchmark_cells("two-stage", "tiny", BenchSettings())
+    by_label = {c.method.display: c.method for c in cells}
+    assert set(by_label) == {"two-stage[min]", "two-stage[max]", "gold"}
+    assert by_label["two-stage[max]"].name == "two-stage.max" and by_label["two-stage[min]"].name == "two-stage"
+    made = {label: create_method(m.name, **dict(m.hparams)) for label, m in by_label.items() if label != "gold"}
+    assert made["two-stage[min]"].mislabel == "min" and made["two-stage[max]"].mislabel == "max"
+    assert len(cells) == 4 * 3 and not [n for n in notes if "not registered" in n]
