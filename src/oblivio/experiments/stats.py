@@ -224,22 +224,23 @@ ALIGNMENT_MEASURES: tuple[Measure, ...] = (
 
 
 def pairing_unit(row: dict) -> tuple:
-    """The pairing unit of a row: its scenario and every seed (methods of one grid share them).
+    """The pairing unit of a row: its scenario and every seed (the methods of one grid replicate share them all,
+    the ``gold`` pseudo-method included, whose second gold model uses the replicate's ``unlearn`` seed).
+
+    Rows that differ in any seed are never paired: in the forget-quality benchmark, for instance, the N runs of a
+    method differ in their unlearning seed and are N units, not one.
 
     Example:
         >>> pairing_unit({"scenario": "class-subset:3:100", "seeds": {"train": 1, "gold": 1}})
         ('class-subset:3:100', (('gold', 1), ('train', 1)))
     """
     seeds = row.get("seeds") or {}
-    return row.get("scenario"), tuple(sorted((k, v) for k, v in seeds.items() if k != "unlearn"))
+    return row.get("scenario"), tuple(sorted(seeds.items()))
 
 
 def paired_values(rows: Sequence[dict], a: str, b: str, value: Callable[[dict], Any]) -> tuple[list, list, list]:
-    """Values of methods ``a`` and ``b`` on the units both ran, aligned: ``(units, values_a, values_b)``.
-
-    The ``unlearn`` seed is left out of the unit on purpose: the ``gold`` pseudo-method uses it as its second gold
-    seed, every other method as its own seed, and both belong to the same replicate.
-    """
+    """Values of methods ``a`` and ``b`` on the units both ran (:func:`pairing_unit`), aligned:
+    ``(units, values_a, values_b)``."""
     by_method: dict[str, dict[tuple, Any]] = defaultdict(dict)
     for r in rows:
         if r.get("status", "ok") != "ok":
