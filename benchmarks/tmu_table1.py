@@ -56,7 +56,11 @@ def publish(results: list[str], *, out: Path = DOCS_RESULTS, stem: str = "tmu-ta
             rows[r["key"]] = r
     if not rows:
         raise ValueError(f"no finished rows in {results}")
-    ordered = sorted(rows.values(), key=lambda r: (r.get("forget_class") or 0, (r.get("seeds") or {}).get("train", 0)))
+    from oblivio.experiments.bench import TMU_TABLE1_METHODS
+
+    order = {(m if isinstance(m, str) else m.get("label") or m["name"]): i for i, m in enumerate(TMU_TABLE1_METHODS)}
+    ordered = sorted(rows.values(), key=lambda r: (r.get("forget_class") or 0, (r.get("seeds") or {}).get("train", 0),
+                                                   order.get(r.get("method"), len(order))))
     out.mkdir(parents=True, exist_ok=True)
     lines = "".join(json.dumps(r, sort_keys=True, allow_nan=False) + "\n" for r in ordered)
     _atomic_write(out / f"{stem}.jsonl", lines.encode("utf-8"))
