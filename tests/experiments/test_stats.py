@@ -109,7 +109,8 @@ def _rows():
             for method, d, ag, mia in (("finetune", d_ft, agree, gold_mia + 0.01),
                                        ("tmu", d_ft - 0.02, agree, gold_mia - 0.04),
                                        ("tmu.random-control", d_ft - 0.02, agree - 0.10, gold_mia)):
-                m = {"delta_forget": d, "sample_agreement": ag, "mia_loss_lr_acc": mia, "gold_mia_loss_lr_acc": gold_mia,
+                m = {"delta_forget": d, "sample_agreement": ag, "mia_loss_lr_acc": mia,
+                     "gold_mia_loss_lr_acc": gold_mia,
                      "acc_test": 0.9, "acc_retain": 0.95, "original_sample_agreement": 0.85,
                      "original_acc_forget": 0.9, "gold_acc_forget": 0.88}
                 if method.startswith("tmu"):
@@ -166,3 +167,14 @@ def test_report_tables_say_where_tmu_wins_ties_and_loses():
     assert [r[1] for r in orig] == ["δ (points)", "sample agreement (%)"] and all(r[2] == "10" for r in orig)
     tmu_agree = [r["metrics"]["sample_agreement"] for r in rows if r["method"] == "tmu"]
     assert orig[1][3].startswith(f"{100 * (np.mean(tmu_agree) - 0.85):+.1f}")
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    from oblivio.experiments import stats
+    from oblivio.metrics import alignment
+
+    for module in (stats, alignment):
+        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+        assert result.failed == 0 and result.attempted > 5, module.__name__

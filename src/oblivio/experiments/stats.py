@@ -343,5 +343,5 @@ def wins_ties_losses(comparisons: Sequence[ComparisonRow]) -> dict[str, list[str
     return out
 
 
-__all__ = ["ALIGNMENT_MEASURES", "ORIGINAL_METHOD", "original_rows", "ComparisonRow", "Measure", "MeanCI", "PairedComparison", "compare", "mean_ci",
-           "paired_difference", "paired_values", "pairing_unit", "wins_ties_losses"]
+__all__ = ["ALIGNMENT_MEASURES", "ORIGINAL_METHOD", "ComparisonRow", "Measure", "MeanCI", "PairedComparison", "compare",
+           "mean_ci", "original_rows", "paired_difference", "paired_values", "pairing_unit", "wins_ties_losses"]
