@@ -585,7 +585,8 @@ def paired_comparison_table(rows: Sequence[dict], *, method: str = "tmu") -> Tab
              "p < 0.05 (two-sided Wilcoxon signed-rank, zero differences dropped); the CI is a 95% percentile "
              "bootstrap of the mean difference."]
     for key, word in (("better", "wins"), ("not significant", "ties (not significant)"), ("worse", "loses")):
-        notes.append(f"{method} {word}: " + ("; ".join(wtl[key]) if wtl[key] else "none") + ".")
+        items = [GOLD_SEED + w[len("gold"):] if w.startswith("gold: ") else w for w in wtl[key]]
+        notes.append(f"{method} {word}: " + ("; ".join(items) if items else "none") + ".")
     return Table("paired", f"Paired comparisons: {method} vs each method", cols, body, bold, notes)
 
 
