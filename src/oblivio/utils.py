@@ -210,3 +210,28 @@ def git_commit(cwd: str | os.PathLike | None = None) -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def git_source_state(cwd: str | os.PathLike | None = None) -> dict:
+    """Whether tracked files under ``cwd`` differ from the commit, and a hash of that difference.
+
+    A row's ``git_commit`` names HEAD only; when a shared working tree holds uncommitted edits, the code that ran is
+    HEAD plus this diff. Returns ``{"git_dirty": bool | None, "git_diff_hash": str | None}`` (None outside a checkout;
+    the hash is the first 16 hex digits of the SHA-256 of ``git diff HEAD -- .`` run in ``cwd``).
+
+    Example:
+        >>> sorted(git_source_state("/").keys())
+        ['git_diff_hash', 'git_dirty']
+    """
+    import hashlib
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "diff", "HEAD", "--", "."], cwd=cwd or os.getcwd(), capture_output=True,
+                             timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return {"git_dirty": None, "git_diff_hash": None}
+    if out.returncode != 0:
+        return {"git_dirty": None, "git_diff_hash": None}
+    dirty = bool(out.stdout.strip())
+    return {"git_dirty": dirty, "git_diff_hash": hashlib.sha256(out.stdout).hexdigest()[:16] if dirty else None}

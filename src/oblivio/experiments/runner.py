@@ -53,7 +53,7 @@ from typing import Any, Callable, Iterable, Iterator, Literal, Mapping, Sequence
 import torch
 
 from .. import __version__
-from ..utils import config_hash, git_commit, json_safe, to_jsonable
+from ..utils import config_hash, git_commit, git_source_state, json_safe, to_jsonable
 from .config import ExperimentConfig, get_preset
 
 log = logging.getLogger("oblivio.runner")
@@ -557,7 +557,9 @@ def _provenance(config: ExperimentConfig, exp) -> dict:
     return {"config": to_jsonable(config), "config_hash": config_hash(to_jsonable(config)),
             "oblivio_version": __version__, "git_commit": _WORKER_STATE["git_commit"], "host": socket.gethostname(),
             "pid": os.getpid(), "python": platform.python_version(), "torch": torch.__version__,
-            "device": str(exp.device), **thread_counts()}
+            "device": str(exp.device), **thread_counts(),
+            # uncommitted edits of the package at the time this cell ran (HEAD alone does not name the code then)
+            **git_source_state(os.path.dirname(os.path.dirname(__file__)))}
 
 
 def _cell_task(payload: dict) -> dict:
