@@ -12,6 +12,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .info_keys import NEUTRALISATION_KEYS
+
 
 def require_matplotlib():
     """``matplotlib.pyplot`` on the Agg backend, or an ImportError saying how to install it."""
@@ -99,8 +101,6 @@ def label_accuracy_vs_size(entries: Sequence[tuple[str, float, dict]]) -> bytes:
 
 def neutralisation_vs_ratio(rows: Sequence[dict]) -> bytes:
     """Neutralisation epochs against the forget ratio (two-stage Table 5), one line per method."""
-    from .report import NEUTRALISATION_KEYS
-
     plt = require_matplotlib()
     groups: dict[str, dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
     for r in rows:

@@ -1,0 +1,356 @@
+"""The worker side of the benchmark runner: run one cell (see :mod:`oblivio.experiments.runner`) and write its row.
+
+Also the worker entry points that process pools and Ray pickle by module path (:func:`_cell_task`, :func:`_prepare`,
+:func:`_init_worker`, :func:`_ray_entry`), the per-process caches of experiments and original models, and the
+thread settings that make the same cell give bit-identical numbers on every backend.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import importlib
+import logging
+import os
+import platform
+import socket
+import time
+import traceback
+from collections import OrderedDict
+from typing import Any, Iterator, Mapping, Sequence
+
+import torch
+
+from .. import __version__
+from ..utils import config_hash, git_commit, git_source_state, to_jsonable
+from .config import ExperimentConfig
+from .grid import GOLD_METHOD, RESULT_SCHEMA, Cell
+from .rows import _clean, _now
+
+log = logging.getLogger("oblivio.runner")
+
+BULKY_INFO_KEYS: frozenset[str] = frozenset({"twin_features_raw", "forget_features_raw"})
+"""``method.info`` entries not copied into result rows (unscaled duplicates of stored features)."""
+LABEL_ABLATION_SETS: tuple[tuple[str, ...], ...] = (("nf",), ("af",), ("cf",), ("nf", "af"), ("nf", "cf"),
+                                                    ("af", "cf"), ("nf", "af", "cf"))
+"""Feature subsets of TMU's label-accuracy ablation (``EvalOptions.ablation``; TMU Table 4)."""
+
+
+# ---------------------------------------------------------------------------------------------- worker side
+_WORKER_STATE: dict[str, Any] = {"initialised": False}
+_EXPERIMENTS: "OrderedDict[tuple, Any]" = OrderedDict()
+_ORIGINALS: "OrderedDict[tuple, torch.nn.Module]" = OrderedDict()
+
+
+def _set_threads(threads: int) -> None:
+    """Use ``threads`` threads in torch's intra-op pool and in every BLAS / OpenMP pool already loaded (numpy,
+    scikit-learn): a float reduction split over a different number of threads sums in another order, so the same
+    cell gives other numbers (measured: issue 9). threadpoolctl (a scikit-learn dependency) reaches the pools that
+    an environment variable set after import no longer can."""
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    torch.set_num_threads(int(threads))
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=int(threads))
+
+
+@contextlib.contextmanager
+def _threads_in_process(threads: int | None) -> Iterator[None]:
+    """:func:`_set_threads` for the duration of an in-process run, then the caller's settings back."""
+    if not threads:
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    before_env, before_torch = os.environ.get("OMP_NUM_THREADS"), torch.get_num_threads()
+    with threadpool_limits(limits=int(threads)):
+        torch.set_num_threads(int(threads))
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before_torch)
+            if before_env is None:
+                os.environ.pop("OMP_NUM_THREADS", None)
+            else:
+                os.environ["OMP_NUM_THREADS"] = before_env
+
+
+def thread_counts() -> dict[str, Any]:
+    """The thread counts that can change a result: torch intra-op / inter-op, and each BLAS / OpenMP pool
+    (``{"openblas": 1, "openmp": 1}``...), for provenance.
+
+    Example:
+        >>> sorted(thread_counts())[:2]
+        ['blas_openmp', 'torch_interop_threads']
+    """
+    pools: dict[str, int] = {}
+    try:
+        from threadpoolctl import threadpool_info
+
+        for pool in threadpool_info():
+            name = str(pool.get("internal_api") or pool.get("user_api"))
+            pools[name] = max(pools.get(name, 0), int(pool.get("num_threads") or 0))
+    except Exception:  # noqa: BLE001 - provenance must not fail a finished cell
+        pools = {}
+    return {"torch_threads": torch.get_num_threads(), "torch_interop_threads": torch.get_num_interop_threads(),
+            "blas_openmp": dict(sorted(pools.items()))}
+
+
+def _init_worker(threads: int | None, imports: Sequence[str]) -> None:
+    """Per-process setup: torch / BLAS threads and the plugin modules that register extra methods."""
+    if threads:
+        _set_threads(int(threads))
+    for name in imports:
+        importlib.import_module(name)
+    _WORKER_STATE["initialised"] = True
+
+
+def _experiment(config: ExperimentConfig, store: str | None, device: str | None):
+    from .pipeline import Experiment
+
+    key = (config_hash(to_jsonable(config)), store, device)
+    if key not in _EXPERIMENTS:
+        _EXPERIMENTS[key] = Experiment(config, store=store, device=device, progress=False)
+        while len(_EXPERIMENTS) > 4:
+            _EXPERIMENTS.popitem(last=False)
+    return _EXPERIMENTS[key]
+
+
+def _original(exp, seed: int):
+    key = (id(exp), seed)
+    if key not in _ORIGINALS:
+        _ORIGINALS[key] = exp.original(seed)
+        while len(_ORIGINALS) > 2:
+            _ORIGINALS.popitem(last=False)
+    return _ORIGINALS[key]
+
+
+def _forget_class(exp, spec) -> tuple[int | None, str | None]:
+    """The forget class (index and name) of a class-based request, else (None, None)."""
+    from ..scenarios import resolve_class
+
+    cls = getattr(spec, "cls", None)
+    if cls is None:
+        return None, None
+    k = resolve_class(exp.data.train, cls)
+    return k, exp.data.train.classes[k]
+
+
+def _model_meta(model) -> dict:
+    return dict(getattr(model, "oblivio_meta", {}) or {})
+
+
+def _forget_scores(model, forget) -> list[float]:
+    from ..metrics.forget_quality import logit_scaled_confidence
+    from ..training.evaluate import predict_logits
+
+    return logit_scaled_confidence(predict_logits(model, forget).double(), forget.labels).tolist()
+
+
+def _label_metrics(info: dict, gold, forget, metrics: dict, *, ablation: bool, seed: int) -> dict | None:
+    """Generalization-label accuracy of a method that predicts which ``D_f`` samples the gold model gets right.
+
+    Adds ``label_accuracy``, ``label_accuracy_null`` (the fair null: the expected label accuracy of a random subset
+    of the same size), ``label_kappa`` (Cohen's κ against the gold labels) and ``gold_easy_rate`` to ``metrics`` when
+    ``info`` holds ``predicted_labels`` (TMU);
+    returns ``{feature_set: label_accuracy}`` when ``ablation`` is asked and the run stored its features.
+    """
+    predicted = info.get("predicted_labels")
+    if predicted is None or len(predicted) != len(forget):
+        return None
+    import numpy as np
+
+    from ..training.evaluate import predict_logits
+
+    gold_labels = (predict_logits(gold, forget).argmax(1) == forget.labels).long()
+    from ..metrics.alignment import cohen_kappa, random_subset_agreement
+
+    metrics["label_accuracy"] = float(np.mean(np.asarray(predicted) == gold_labels.numpy()))
+    metrics["label_accuracy_null"] = random_subset_agreement(predicted, gold_labels.numpy())
+    metrics["label_kappa"] = cohen_kappa(np.asarray(predicted).astype(int), gold_labels.numpy().astype(int))
+    metrics["gold_easy_rate"] = float(gold_labels.float().mean())
+    if not ablation or "twin_features" not in info:
+        return None
+    from ..methods.tmu.report import feature_ablation
+
+    try:
+        return feature_ablation(info, gold_labels, feature_sets=LABEL_ABLATION_SETS, seed=seed)
+    except ValueError as exc:  # the run did not compute every feature
+        log.warning("label-accuracy ablation skipped: %s", exc)
+        return None
+
+
+def _prepare(payload: dict) -> dict:
+    """Train (or load) the original and gold models one cell needs; run before the cells in parallel backends."""
+    config, store, device = payload["config"], payload["store"], payload["device"]
+    exp = _experiment(config, store, device)
+    t0 = time.perf_counter()
+    try:
+        if payload["kind"] == "original":
+            exp.original(payload["seed"])
+        else:
+            split = exp.forget_split(payload["scenario"], seed=payload["request"])
+            exp.gold(split, payload["seed"])
+    except Exception as exc:  # the cells that need this model record the error themselves
+        log.warning("preparing %s model failed: %s", payload["kind"], exc)
+        return {"ok": False, "error": repr(exc)}
+    return {"ok": True, "seconds": time.perf_counter() - t0}
+
+
+def run_cell(config: ExperimentConfig, cell: Cell, *, store: str | os.PathLike | None = None,
+             device: str | None = None, tags: Mapping[str, Any] | None = None) -> dict:
+    """Run one cell in this process and return its result row (raises on failure).
+
+    Args:
+        config: the experiment (dataset, model, recipe) the original and gold models come from.
+        cell: scenario, method, seeds and evaluation options.
+        store: the checkpoint store folder (None: the default store).
+        device: where models live (None: CUDA when present).
+        tags: extra JSON-able fields copied into the row (e.g. ``{"benchmark": "tmu-table1"}``).
+
+    Returns:
+        The row: ``key``, ``status``, ``scenario``, ``forget_class``, ``n_forget``, ``method``, ``method_name``,
+        ``hparams``, ``seeds``, ``options``, ``info``, ``metrics``, ``cost``, ``scores`` (when asked), ``tags``
+        and ``provenance``.
+    """
+    from ..methods import create_method
+    from ..metrics.cost import rte
+    from ..metrics.report import evaluate_unlearning
+    from ..training import accuracy
+
+    started, t_wall = _now(), time.perf_counter()
+    store = str(store) if store is not None else None
+    exp = _experiment(config, store, device)
+    seeds = cell.seeds
+    split = exp.forget_split(cell.scenario, seed=seeds.request)
+    splits = exp.unlearning_splits(split)
+    original = _original(exp, seeds.train)
+    gold = exp.gold(split, seeds.gold)
+    gold_meta = _model_meta(gold)
+
+    if cell.method.name == GOLD_METHOD:
+        if cell.method.hparams:
+            raise ValueError(f"the {GOLD_METHOD!r} pseudo-method takes no hyper-parameters, got {dict(cell.method.hparams)}")
+        if seeds.unlearn == seeds.gold:
+            raise ValueError(f"the {GOLD_METHOD!r} pseudo-method needs Seeds.unlearn != Seeds.gold "
+                             f"(both {seeds.gold}): it compares two gold models")
+        unlearned = exp.gold(split, seeds.unlearn)
+        ref_meta = _model_meta(unlearned)
+        hparams: dict = {}
+        info = {"seconds": ref_meta.get("train_seconds"), "cpu_seconds": ref_meta.get("train_cpu_seconds"),
+                "forward_samples": ref_meta.get("train_forward_samples"),
+                "backward_samples": ref_meta.get("train_backward_samples"), "epochs": ref_meta.get("epochs"),
+                "note": "second gold model (retrained from scratch on D_r) with the unlearning seed"}
+    else:
+        method = create_method(cell.method.name, **dict(cell.method.hparams))
+        hparams = method.hparams()
+        unlearned = method(original, forget=splits.forget, retain=splits.retain, holdout=splits.holdout,
+                           seed=seeds.unlearn, progress=False)
+        info = {k: v for k, v in method.info.items() if k not in BULKY_INFO_KEYS}
+
+    random_model = exp.build_model(seeds.eval) if cell.options.zrf else None
+    metrics = evaluate_unlearning(unlearned, forget=splits.forget, retain=splits.retain, test=splits.test,
+                                  gold=gold, random_model=random_model, mia=cell.options.mia, seed=seeds.eval)
+    for name, ds in (("forget", splits.forget), ("retain", splits.retain), ("test", splits.test)):
+        metrics[f"original_acc_{name}"] = accuracy(original, ds)
+    if len(splits.forget):  # the "do nothing" reference of sample agreement (issue 11)
+        from ..metrics.alignment import sample_agreement
+        from ..training.evaluate import predict_logits
+
+        metrics["original_sample_agreement"] = sample_agreement(
+            predict_logits(original, splits.forget).double().numpy(),
+            predict_logits(gold, splits.forget).double().numpy(), splits.forget.labels.numpy())
+    if cell.options.tta:
+        from ..metrics.tta import tta_accuracy
+
+        metrics.update({f"tta_{k}": v for k, v in tta_accuracy(unlearned, splits.forget).items()})
+        metrics.update({f"gold_tta_{k}": v for k, v in tta_accuracy(gold, splits.forget).items()})
+        metrics["chance"] = 1.0 / exp.data.num_classes
+    label_ablation = _label_metrics(info, gold, splits.forget, metrics, ablation=cell.options.ablation,
+                                    seed=seeds.eval)
+    scores = None
+    if cell.options.scores:
+        scores = {"forget": _forget_scores(unlearned, splits.forget), "gold_forget": _forget_scores(gold, splits.forget)}
+
+    method_seconds = info.get("seconds")
+    gold_seconds = gold_meta.get("train_seconds")
+    cost = {"method_seconds": method_seconds, "gold_train_seconds": gold_seconds,
+            "original_train_seconds": _model_meta(original).get("train_seconds"),
+            "gold_epochs": gold_meta.get("epochs"),
+            "rte": rte(method_seconds, gold_seconds) if method_seconds is not None and gold_seconds else None}
+    # CPU seconds (all threads) and sample-passes: robust to a busy machine (gold: its whole training, resumed or not)
+    method_cpu, gold_cpu = info.get("cpu_seconds"), gold_meta.get("train_cpu_seconds")
+    cost.update({"method_cpu_seconds": method_cpu, "gold_train_cpu_seconds": gold_cpu,
+                 "rte_cpu": rte(method_cpu, gold_cpu) if method_cpu is not None and gold_cpu else None,
+                 "method_forward_samples": info.get("forward_samples"),
+                 "method_backward_samples": info.get("backward_samples"),
+                 "gold_train_forward_samples": gold_meta.get("train_forward_samples"),
+                 "gold_train_backward_samples": gold_meta.get("train_backward_samples")})
+    forget_class, forget_class_name = _forget_class(exp, split.spec)
+    row = {
+        "key": cell.key(config),
+        "status": "ok",
+        "schema": RESULT_SCHEMA,
+        "scenario": cell.scenario,
+        "forget_class": forget_class,
+        "forget_class_name": forget_class_name,
+        "n_forget": len(splits.forget),
+        "n_retain": len(splits.retain),
+        "method": cell.method.display,
+        "method_name": cell.method.name,
+        "hparams": hparams,
+        "seeds": seeds.as_dict(),
+        "options": dataclasses.asdict(cell.options),
+        "info": info,
+        "metrics": metrics,
+        "cost": cost,
+        "tags": dict(tags or {}),
+        "provenance": {**_provenance(config, exp), "started_at": started, "finished_at": _now(),
+                       "wall_seconds": time.perf_counter() - t_wall, "forget_ids_hash": split.key,
+                       "gold_meta": {k: gold_meta.get(k) for k in ("epochs", "train_seconds", "git_commit",
+                                                                   "torch_threads")},
+                       "original_torch_threads": _model_meta(original).get("torch_threads")},
+    }
+    if scores is not None:
+        row["scores"] = scores
+    if label_ablation is not None:
+        row["label_ablation"] = label_ablation
+    return _clean(row)
+
+
+def _provenance(config: ExperimentConfig, exp) -> dict:
+    if "git_commit" not in _WORKER_STATE:
+        _WORKER_STATE["git_commit"] = git_commit(os.path.dirname(__file__))
+    return {"config": to_jsonable(config), "config_hash": config_hash(to_jsonable(config)),
+            "oblivio_version": __version__, "git_commit": _WORKER_STATE["git_commit"], "host": socket.gethostname(),
+            "pid": os.getpid(), "python": platform.python_version(), "torch": torch.__version__,
+            "device": str(exp.device), **thread_counts(),
+            # uncommitted edits of the package at the time this cell ran (HEAD alone does not name the code then)
+            **git_source_state(os.path.dirname(os.path.dirname(__file__)))}
+
+
+def _cell_task(payload: dict) -> dict:
+    """Worker entry: run one cell; a failure becomes an ``error`` row (unless the driver asked to raise)."""
+    cell: Cell = payload["cell"]
+    try:
+        return run_cell(payload["config"], cell, store=payload["store"], device=payload["device"],
+                        tags=payload["tags"])
+    except Exception as exc:
+        if payload["on_error"] == "raise":
+            raise
+        return _clean({"key": cell.key(payload["config"]), "status": "error", "scenario": cell.scenario,
+                       "method": cell.method.display, "method_name": cell.method.name,
+                       "seeds": cell.seeds.as_dict(), "error": f"{type(exc).__name__}: {exc}",
+                       "traceback": traceback.format_exc(), "tags": dict(payload["tags"] or {}),
+                       "provenance": {"host": socket.gethostname(), "finished_at": _now(),
+                                      "oblivio_version": __version__}})
+
+
+def _ray_entry(fn_name: str, payload: dict, threads: int | None, imports: tuple[str, ...]) -> dict:
+    if not _WORKER_STATE["initialised"]:
+        _init_worker(threads, imports)
+    return {"_cell": _cell_task, "_prepare": _prepare}[fn_name](payload)
+
+
+__all__ = ["BULKY_INFO_KEYS", "LABEL_ABLATION_SETS", "run_cell", "thread_counts"]

@@ -1,0 +1,60 @@
+"""The runner's results file: JSONL rows, read back (skipping a torn line) and appended one at a time (fsynced, and
+never glued to a torn last line). The driver is the only writer."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from ..utils import json_safe
+
+log = logging.getLogger("oblivio.runner")
+
+
+# ---------------------------------------------------------------------------------------------- results file
+def read_results(path: str | os.PathLike, *, only_ok: bool = True) -> list[dict]:
+    """Rows of a results JSONL file (missing file: no rows; a torn last line is skipped with a warning)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    rows = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            log.warning("%s:%d is not valid JSON (an interrupted write?); skipped", path, n)
+            continue
+        if not only_ok or row.get("status") == "ok":
+            rows.append(row)
+    return rows
+
+
+def _clean(obj: Any) -> Any:
+    """JSON-safe row values (NaN and inf become null; anything else unknown as its ``repr``)."""
+    return json_safe(obj, fallback=repr)
+
+
+def _append_row(path: Path, row: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = json.dumps(_clean(row), sort_keys=True, allow_nan=False)
+    with open(path, "a+b") as fh:
+        if fh.tell() > 0:  # a torn last line (interrupted write) must not swallow this row
+            fh.seek(-1, os.SEEK_END)
+            if fh.read(1) != b"\n":
+                line = "\n" + line
+        fh.write((line + "\n").encode("utf-8"))
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+__all__ = ["read_results"]
