@@ -41,6 +41,7 @@ import numpy as np
 
 from .info_keys import (ABLATION_KEYS, FEATURES_HPARAMS, LABEL_ACCURACY_KEYS, MISLABEL_HPARAMS, NEUTRALISATION_KEYS,
                         NEUTRALISED_ACC_KEYS, SAVING_POINT_KEYS)
+from .stats import finite_values
 
 log = logging.getLogger("oblivio.report")
 
@@ -48,18 +49,7 @@ TTA_VIEWS: tuple[str, ...] = ("identity", "hflip", "vflip", "center_crop")
 
 
 # ---------------------------------------------------------------------------------------------- numbers
-def _finite(values: Iterable[Any]) -> list[float]:
-    out = []
-    for v in values:
-        if isinstance(v, bool) or v is None:
-            continue
-        try:
-            f = float(v)
-        except (TypeError, ValueError):
-            continue
-        if math.isfinite(f):
-            out.append(f)
-    return out
+_finite = finite_values  # one definition of "a finite number" for the report and the statistics
 
 
 def mean_std(values: Iterable[Any]) -> tuple[float, float, int]:

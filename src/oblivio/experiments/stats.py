@@ -94,7 +94,13 @@ class PairedComparison:
         return "better" if better else "worse"
 
 
-def _finite_array(values: Iterable[Any]) -> np.ndarray:
+def finite_values(values: Iterable[Any]) -> list[float]:
+    """The values that are finite numbers, as floats (None, booleans, text and NaN/inf are left out).
+
+    Example:
+        >>> finite_values([1, None, True, "x", float("nan"), 2.5])
+        [1.0, 2.5]
+    """
     out = []
     for v in values:
         if v is None or isinstance(v, bool):
@@ -105,7 +111,11 @@ def _finite_array(values: Iterable[Any]) -> np.ndarray:
             continue
         if math.isfinite(f):
             out.append(f)
-    return np.asarray(out, dtype=np.float64)
+    return out
+
+
+def _finite_array(values: Iterable[Any]) -> np.ndarray:
+    return np.asarray(finite_values(values), dtype=np.float64)
 
 
 def _bootstrap_ci(x: np.ndarray, *, confidence: float, n_resamples: int, seed: int) -> tuple[float, float]:
@@ -343,5 +353,5 @@ def wins_ties_losses(comparisons: Sequence[ComparisonRow]) -> dict[str, list[str
     return out
 
 
-__all__ = ["ALIGNMENT_MEASURES", "ORIGINAL_METHOD", "ComparisonRow", "Measure", "MeanCI", "PairedComparison", "compare",
+__all__ = ["ALIGNMENT_MEASURES", "ORIGINAL_METHOD", "ComparisonRow", "Measure", "MeanCI", "PairedComparison", "compare", "finite_values",
            "mean_ci", "original_rows", "paired_difference", "paired_values", "pairing_unit", "wins_ties_losses"]
