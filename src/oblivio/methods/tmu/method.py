@@ -262,35 +262,36 @@ class TMU(UnlearningMethod):
     def _twin_features(self, m_t: nn.Module, twin: ImageDataset, ref: ImageDataset, curriculum: nn.Module | None,
                        seed: int) -> torch.Tensor:
         """Raw features of one twin problem (model ``M_t``, forget set ``D_tw``, remain set ``ref`` ⊂ D_r ∪ D_f)."""
-        cols = []
-        for name in self.features:
-            if name == "nf":
-                cols.append(nearest_distance(predict_features(m_t, twin), twin.labels, predict_features(m_t, ref),
-                                             ref.labels, k=self.nf_k))
-            elif name == "af":
-                cols.append(af_feature(m_t, twin, eps=self.af_eps, steps=self.af_steps,
-                                       random_start=self.af_random_start, form=self.af_form, seed=seed))
-            else:
-                cols.append(per_sample_loss(curriculum, twin))  # type: ignore[arg-type]
-        return torch.stack(cols, 1)
+        return self._feature_columns(m_t, twin, lambda: (predict_features(m_t, ref), ref.labels), curriculum, seed)
 
     def _forget_features(self, model: nn.Module, forget: ImageDataset, entry: dict, curriculum: nn.Module | None,
                          seed: int) -> torch.Tensor:
         """Raw features of the original problem (``M_o``, ``D_f``, remain set: the reference set minus ``D_f``).
 
         ``M_o``'s features of the reference set are ``entry["original_features"]`` (:meth:`_reference_features`)."""
+
+        def remain() -> tuple[torch.Tensor, torch.Tensor]:
+            ref = entry["nf_reference"]
+            keep = ~torch.isin(ref["ids"], forget.ids)  # type: ignore[arg-type]
+            return entry["original_features"][keep], ref["labels"][keep]
+
+        return self._feature_columns(model, forget, remain, curriculum, seed)
+
+    def _feature_columns(self, model: nn.Module, data: ImageDataset, remain, curriculum: nn.Module | None,
+                         seed: int) -> torch.Tensor:
+        """The feature columns of ``data`` in ``self.features`` order, one place for the twin and the original
+        problem; ``remain()`` gives the NF remain set's features and labels (called only when NF is used)."""
         cols = []
         for name in self.features:
             if name == "nf":
-                ref = entry["nf_reference"]
-                keep = ~torch.isin(ref["ids"], forget.ids)  # type: ignore[arg-type]
-                cols.append(nearest_distance(predict_features(model, forget), forget.labels,
-                                             entry["original_features"][keep], ref["labels"][keep], k=self.nf_k))
+                data_features = predict_features(model, data)  # before the remain set's, as always
+                remain_features, remain_labels = remain()
+                cols.append(nearest_distance(data_features, data.labels, remain_features, remain_labels, k=self.nf_k))
             elif name == "af":
-                cols.append(af_feature(model, forget, eps=self.af_eps, steps=self.af_steps,
+                cols.append(af_feature(model, data, eps=self.af_eps, steps=self.af_steps,
                                        random_start=self.af_random_start, form=self.af_form, seed=seed))
             else:
-                cols.append(per_sample_loss(curriculum, forget))  # type: ignore[arg-type]
+                cols.append(per_sample_loss(curriculum, data))  # type: ignore[arg-type]
         return torch.stack(cols, 1)
 
     def _reference_features(self, model: nn.Module, entry: dict) -> None:
