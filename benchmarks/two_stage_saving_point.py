@@ -2,7 +2,7 @@
 retrained model against a model trained from scratch with the same recipe, validation set and checkpoint rule.
 
 ``oblivio bench two-stage`` compares with the gold model, which keeps no saving point; this script trains the
-scratch model with ``KeepBest`` too (``oblivio.methods.two_stage.saving_point_comparison``).
+scratch model with ``KeepBest`` too (``oblivio.experiments.analyses.saving_point_comparison``).
 
     python benchmarks/two_stage_saving_point.py                  # CPU preset, forget ratios 5% and 10%
     python benchmarks/two_stage_saving_point.py --method two-stage.max --ratios 0.01,0.1 --preset tiny
@@ -14,8 +14,8 @@ import argparse
 
 from oblivio.cli.common import print_table
 from oblivio.experiments import Experiment
+from oblivio.experiments.analyses import saving_point_comparison
 from oblivio.methods import create_method
-from oblivio.methods.two_stage import saving_point_comparison
 
 
 def main() -> None:

@@ -37,10 +37,7 @@ KNOWN_CYCLES: set[frozenset[str]] = set()
 MAX_LINES = 450
 KNOWN_LONG_MODULES = {
     # to be split by job (issue 14); do not add to this list: split the module instead
-    "experiments/report.py",
     "methods/tmu/method.py",
-    "methods/two_stage.py",
-    "scenarios.py",
 }
 
 

@@ -146,3 +146,17 @@ def test_weighted_group_draw_is_non_iid(digits):
     assert set(ds.groups[s.forget_pos].tolist()) == {8, 9}
     with pytest.raises(ScenarioError, match="one per group"):
         make_forget_split(ds, Groups(fraction=0.2, weights=(1.0, 2.0)), seed=0)
+
+
+def test_package_split_keeps_one_public_home():
+    """scenarios/ is split by job (specs, ids, splits); every name is importable from oblivio.scenarios, the error
+    keeps its public name (tracebacks, doctests), and the docstring examples run."""
+    import doctest
+
+    import oblivio.scenarios as sc
+    from oblivio.scenarios import ids, specs, splits
+
+    assert all(hasattr(sc, n) for n in sc.__all__)
+    assert f"{ScenarioError.__module__}.{ScenarioError.__qualname__}" == "oblivio.scenarios.ScenarioError"
+    for module in (specs, ids, splits):
+        assert doctest.testmod(module, optionflags=doctest.ELLIPSIS).failed == 0

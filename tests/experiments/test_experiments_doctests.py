@@ -1,14 +1,14 @@
-"""The docstring examples of the runner (and the grid and cell modules it re-exports), report and bench modules run
-as written."""
+"""The docstring examples of the runner (and the grid and cell modules it re-exports), report (and the table module
+it re-exports), analyses and bench modules run as written."""
 
 import doctest
 
 import pytest
 
-from oblivio.experiments import bench, cell, grid, report, runner
+from oblivio.experiments import analyses, bench, cell, grid, report, runner, table
 
 
-@pytest.mark.parametrize("module", [runner, grid, cell, report, bench], ids=lambda m: m.__name__)
+@pytest.mark.parametrize("module", [runner, grid, cell, report, table, analyses, bench], ids=lambda m: m.__name__)
 def test_doctests(module):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0

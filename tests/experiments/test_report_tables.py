@@ -33,9 +33,11 @@ def _rows() -> list[dict]:
                 "key": f"{k}-{m}-{s}", "status": "ok", "scenario": f"class-subset:{k}:100", "forget_class": k,
                 "forget_class_name": ["zero", "one"][k], "n_forget": 100, "n_retain": 900, "method": m,
                 "method_name": m, "hparams": {}, "seeds": {"train": s, "gold": s, "request": s, "unlearn": 10_000 + s},
-                "info": {"label_accuracy": 0.6 + 0.1 * s} if m == "tmu" else {},
+                "info": {},
+                # as experiments/cell.py writes them: the label ablation beside the metrics, the label accuracy in them
                 "label_ablation": {"nf": 0.5 + 0.05 * s, "nf+af+cf": 0.7} if m == "tmu" else None,
-                "metrics": {"acc_test": test[s], "acc_forget": forget[s], "acc_retain": 0.99, "gold_acc_test": gt,
+                "metrics": {**({"label_accuracy": 0.6 + 0.1 * s} if m == "tmu" else {}),
+                            "acc_test": test[s], "acc_forget": forget[s], "acc_retain": 0.99, "gold_acc_test": gt,
                             "gold_acc_forget": gf, "gold_acc_retain": 0.98, "delta_forget": abs(forget[s] - gf),
                             "activation_distance_l2": (0.3 if m == "ft" else 0.1) + 0.01 * s + 0.1 * k,
                             "mia_loss_lr_acc": 0.5, "gold_mia_loss_lr_acc": 0.52},
@@ -146,6 +148,43 @@ def test_two_stage_tables():
     assert t5.rows[0][1] == f"{100 * 10 / 960:.1f}%" and t5.rows[0][3] == _ms([1, 2], scale=1)
     assert [t.key for t in build_tables(rows)] == ["two-stage-table2", "two-stage-table3", "two-stage-table4",
                                                    "two-stage-table5", "summary"]
+
+
+def test_readers_read_only_the_declared_keys():
+    """The two-stage tables read the keys TwoStageInfo declares and the hyper-parameter ``mislabel``; TMU's label
+    accuracy is read from ``metrics`` and ``label_ablation`` (where experiments/cell.py writes them). Other spellings,
+    which no writer writes, are not read."""
+    from oblivio.methods.two_stage import TwoStageInfo
+
+    assert {"saving_point", "neutralisation_epochs", "forget_acc_neutralised"} <= set(TwoStageInfo.__annotations__)
+    row = {"status": "ok", "key": "k", "scenario": "random:0.05", "n_forget": 50, "n_retain": 950,
+           "method": "two-stage", "hparams": {"mislabel_mode": "max"}, "seeds": {"train": 0, "gold": 0, "request": 0},
+           "info": {"saving_point_epoch": 3, "neutralization_epochs": 2, "forget_acc_neutralized": 0.1,
+                    "label_accuracy": 0.9, "ablation": {"nf": 0.8}},
+           "metrics": {"acc_forget": 0.1, "tta_identity": 0.1}}
+    assert not saving_point_table([row]) and not neutralisation_table([row])
+    assert tta_mislabel_table([row]).rows[0][2] == ""  # no "mislabel" hyper-parameter
+    assert not label_accuracy_table([row])
+    good = {**row, "hparams": {"mislabel": "max"}, "info": {"saving_point": 3, "neutralisation_epochs": 2,
+                                                          "forget_acc_neutralised": 0.1}}
+    assert saving_point_table([good]).rows[0][2] == "3.0"
+    assert neutralisation_table([good]).rows[0][3:5] == ["2.0", "10.0"]
+    assert tta_mislabel_table([good]).rows[0][2] == "max"
+
+
+def test_the_report_does_not_import_the_runner():
+    """Reading rows needs no runner: the report's modules import neither the forget-quality benchmark nor the
+    runner (the package __init__ may, for its own facade)."""
+    import ast
+    from pathlib import Path
+
+    import oblivio.experiments as pkg
+
+    root = Path(pkg.__file__).parent
+    for name in ("report", "table", "tmu_tables", "two_stage_tables", "summary_tables", "forget_quality_rows", "plots"):
+        tree = ast.parse((root / f"{name}.py").read_text(encoding="utf-8"))
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        assert not imported & {"forget_quality_run", "runner", "backends", "cell", "bench"}, name
 
 
 def test_html_is_self_contained_and_escaped(jsonl, tmp_path):

@@ -172,7 +172,7 @@ def _label_metrics(info: dict, gold, forget, metrics: dict, *, ablation: bool, s
     metrics["gold_easy_rate"] = float(gold_labels.float().mean())
     if not ablation or "twin_features" not in info:
         return None
-    from ..methods.tmu.report import feature_ablation
+    from .analyses import feature_ablation
 
     try:
         return feature_ablation(info, gold_labels, feature_sets=LABEL_ABLATION_SETS, seed=seed)

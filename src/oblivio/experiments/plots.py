@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .info_keys import NEUTRALISATION_KEYS
+from ..methods.two_stage import TwoStageInfo
 
 
 def require_matplotlib():
@@ -100,12 +100,13 @@ def label_accuracy_vs_size(entries: Sequence[tuple[str, float, dict]]) -> bytes:
 
 
 def neutralisation_vs_ratio(rows: Sequence[dict]) -> bytes:
-    """Neutralisation epochs against the forget ratio (two-stage Table 5), one line per method."""
+    """Neutralisation epochs (the two-stage ``info`` key ``neutralisation_epochs``) against the forget ratio
+    (two-stage Table 5), one line per method."""
     plt = require_matplotlib()
     groups: dict[str, dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
     for r in rows:
-        info = r.get("info") or {}
-        v = next((info[k] for k in NEUTRALISATION_KEYS if k in info), None)
+        info: TwoStageInfo = r.get("info") or {}  # type: ignore[assignment]
+        v = info.get("neutralisation_epochs")
         nf, nr = r.get("n_forget"), r.get("n_retain")
         if v is None or not nf or nr is None:
             continue

@@ -14,10 +14,9 @@ each step can be checked by hand.
 
 from __future__ import annotations
 
-import copy
 import math
-from dataclasses import asdict, dataclass
-from typing import Any, ClassVar, Literal, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal, Sequence, TypedDict
 
 import numpy as np
 import torch
@@ -26,19 +25,63 @@ from torch import nn
 
 from ..data.base import ImageDataset
 from ..data.loader import stratified_sample
-from ..metrics.tta import tta_accuracy
 from ..training.evaluate import accuracy, predict_logits
 from ..training.loop import KeepBest, fit
 from ..training.recipes import Recipe, get_recipe
-from ..training.train import train_model
 from .base import UnlearningData, UnlearningError, UnlearningMethod, register_method
 from .common import (EpochCounter, check_hparams, forget_accuracy_stop, frozen_copy, kd_loss, make_loader,
-                     make_optimizer, reinitialise)
+                     make_optimizer)
 
 MislabelMode = Literal["min", "max"]
 AccumulateMode = Literal["logits", "softmax"]
 RetrainOptimizer = Literal["adam", "sgd", "recipe"]
 INF = math.inf
+
+
+class TwoStageInfo(TypedDict, total=False):
+    """What :class:`TwoStage` writes into ``info`` (besides the base ``seconds`` / ``cpu_seconds`` /
+    ``forward_samples`` / ``backward_samples``): the declared keys that result rows carry and the report reads."""
+
+    label_map: dict[int, int]
+    """Stage 1: ``{forget class: contrastive class}`` (Alg. 2)."""
+    matrix: list[list[float]]
+    """Stage 1: the ``C × C`` output-accumulation matrix (Alg. 1; ``inf`` = not allowed)."""
+    accumulate: AccumulateMode
+    """What Alg. 1 averaged: ``"logits"`` or ``"softmax"``."""
+    neutralisation_epochs: int
+    """Epochs stage 1 ran (0 when ``D_f`` was already at the target); two-stage Table 5."""
+    forget_acc_before: float
+    """Accuracy on ``D_f`` before neutralisation."""
+    forget_acc_neutralised: float
+    """Accuracy on ``D_f`` right after neutralisation; two-stage Table 5."""
+    neutralised: bool
+    """Whether stage 1 reached ``target_forget_acc``."""
+    target_forget_acc: float
+    """The forget accuracy stage 1 aimed at (chance, ``1/C``, unless set)."""
+    saving_point: int
+    """Stage 2: 1-based epoch of the best validation accuracy (the kept checkpoint); two-stage Table 3."""
+    best_val_acc: float
+    """Validation accuracy at the saving point."""
+    retrain_epochs: int
+    """Epochs stage 2 ran."""
+    retrain_optimizer: str
+    """Class name of the stage-2 optimiser (``"Adam"``, ``"SGD"``)."""
+    retrain_lr: float
+    """Initial learning rate of stage 2."""
+    clipped_steps: int
+    """Stage-2 steps whose gradient norm was clipped."""
+    retrain_steps: int
+    """Stage-2 optimiser steps in all."""
+    validation: str
+    """Where the validation data of the saving point came from: ``"holdout"`` or ``"retain-split"``."""
+    n_validation: int
+    """Validation samples."""
+    n_retrain: int
+    """Retraining samples (``D_r`` less any validation split)."""
+    data_fraction: float
+    """Share of the retraining set drawn each epoch."""
+    history: list[dict[str, float]]
+    """Stage 2's per-epoch logs (loss, ``ce``, ``kd``, ``clipped``, ``val_acc``...)."""
 
 
 # ---------------------------------------------------------------------------------------------------- Alg. 1
@@ -252,10 +295,10 @@ class TwoStage(UnlearningMethod):
             docs/benchmarks.md): it acts on 20-99% of the steps (KD is scaled by T²), yet with Adam 1e-3 runs
             without it converge too and reach the same test accuracy within 1.1 points.
 
-    After a call, ``info`` holds ``label_map``, ``accumulate``, ``neutralisation_epochs``, ``forget_acc_before`` /
-    ``forget_acc_neutralised``, ``neutralised`` (target reached), ``saving_point`` (1-based best epoch),
-    ``best_val_acc``, ``retrain_epochs``, ``retrain_optimizer``, ``clipped_steps`` / ``retrain_steps`` and
-    ``validation`` (``"holdout"`` or ``"retain-split"``).
+    After a call, ``info`` holds the keys declared by :class:`TwoStageInfo`: ``label_map``, ``accumulate``,
+    ``neutralisation_epochs``, ``forget_acc_before`` / ``forget_acc_neutralised``, ``neutralised`` (target reached),
+    ``saving_point`` (1-based best epoch), ``best_val_acc``, ``retrain_epochs``, ``retrain_optimizer``,
+    ``clipped_steps`` / ``retrain_steps``, ``validation`` (``"holdout"`` or ``"retain-split"``) and more.
 
     Example:
         >>> from oblivio.methods import create_method  # doctest: +SKIP
@@ -326,7 +369,7 @@ class TwoStage(UnlearningMethod):
                               momentum=recipe.momentum, weight_decay=self.retrain_weight_decay), None
 
     # -------------------------------------------------------------------------------- stage 1
-    def neutralise(self, model: nn.Module, forget: ImageDataset, *, seed: int, progress: bool) -> dict[str, Any]:
+    def neutralise(self, model: nn.Module, forget: ImageDataset, *, seed: int, progress: bool) -> TwoStageInfo:
         """Alg. 1-3 in place on ``model``; returns what happened (label map, epochs, forget accuracies)."""
         num_classes = forget.num_classes
         outputs = predict_logits(model, forget)
@@ -346,10 +389,9 @@ class TwoStage(UnlearningMethod):
                          callbacks=[forget_accuracy_stop(forget, target)], progress=progress, desc="neutralise")
             epochs = result.epochs_run
         after = accuracy(model, forget)
-        return {"label_map": label_map, "matrix": matrix.tolist(), "accumulate": self.accumulate,
-                "neutralisation_epochs": epochs,
-                "forget_acc_before": before, "forget_acc_neutralised": after, "neutralised": after <= target,
-                "target_forget_acc": target}
+        return TwoStageInfo(label_map=label_map, matrix=matrix.tolist(), accumulate=self.accumulate,
+                            neutralisation_epochs=epochs, forget_acc_before=before, forget_acc_neutralised=after,
+                            neutralised=after <= target, target_forget_acc=target)
 
     # -------------------------------------------------------------------------------- stage 2
     def _unlearn(self, model: nn.Module, data: UnlearningData, *, seed: int, progress: bool) -> nn.Module:
@@ -376,100 +418,15 @@ class TwoStage(UnlearningMethod):
                      desc="two-stage retrain")
         steps = [len(counter)] * result.epochs_run
         clipped = sum(round(h.get("clipped", 0.0) * n) for h, n in zip(result.history, steps))
-        self.info.update(saving_point=keep.best_epoch, best_val_acc=keep.best_value, retrain_epochs=result.epochs_run,
-                         retrain_optimizer=type(opt).__name__,
-                         retrain_lr=float(opt.param_groups[0].get("initial_lr", opt.param_groups[0]["lr"])),
-                         clipped_steps=int(clipped), retrain_steps=int(sum(steps)),
-                         validation=val_source, n_validation=len(val_set), n_retrain=len(train_set),
-                         data_fraction=self.data_fraction, history=result.history)
+        self.info.update(TwoStageInfo(
+            saving_point=keep.best_epoch, best_val_acc=keep.best_value, retrain_epochs=result.epochs_run,
+            retrain_optimizer=type(opt).__name__,
+            retrain_lr=float(opt.param_groups[0].get("initial_lr", opt.param_groups[0]["lr"])),
+            clipped_steps=int(clipped), retrain_steps=int(sum(steps)), validation=val_source,
+            n_validation=len(val_set), n_retrain=len(train_set), data_fraction=self.data_fraction,
+            history=result.history))
         return model
 
 
-# ---------------------------------------------------------------------------------------------------- evaluation
-@dataclass
-class SavingPointComparison:
-    """Two-stage retraining against a scratch model (SPEC §4.5; the paper's Tables 3 and 4).
-
-    Attributes:
-        two_stage_saving_point: 1-based epoch of the two-stage model's best validation accuracy.
-        scratch_saving_point: the same for a model retrained from scratch with the full recipe.
-        two_stage_epochs: retraining epochs the two-stage method ran.
-        scratch_epochs: epochs the scratch model ran.
-        two_stage_val_acc: validation accuracy at the two-stage saving point.
-        scratch_val_acc: validation accuracy at the scratch saving point.
-        two_stage_tta: accuracy on ``D_f`` of the two-stage model under each test-time view.
-        scratch_tta: the same for the scratch model.
-        chance: ``1 / C``.
-        neutralisation_epochs: epochs stage 1 took.
-        label_map: the contrastive label map.
-        validation: ``"holdout"`` or ``"retain-split"``.
-        two_stage_seconds: wall time of the two-stage method.
-        scratch_seconds: wall time of the scratch training.
-    """
-
-    two_stage_saving_point: int
-    scratch_saving_point: int
-    two_stage_epochs: int
-    scratch_epochs: int
-    two_stage_val_acc: float
-    scratch_val_acc: float
-    two_stage_tta: dict[str, float]
-    scratch_tta: dict[str, float]
-    chance: float
-    neutralisation_epochs: int
-    label_map: dict[int, int]
-    validation: str
-    two_stage_seconds: float
-    scratch_seconds: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def saving_point_comparison(original: nn.Module, *, forget: ImageDataset, retain: ImageDataset,
-                            holdout: ImageDataset | None = None, method: TwoStage | None = None, seed: int = 0,
-                            progress: bool = False) -> tuple[nn.Module, nn.Module, SavingPointComparison]:
-    """Run two-stage retraining and a scratch model side by side; compare saving points and forget accuracy.
-
-    The scratch model is the original architecture re-initialised (seeded by ``seed``) and trained with the full
-    pre-training recipe of ``method`` on the same retraining data, with the same best-on-validation checkpoint
-    (the same validation set: ``holdout`` or the same seeded share of ``D_r``). Both models' accuracy on ``D_f`` is
-    measured under test-time augmentation (:func:`oblivio.metrics.tta.tta_accuracy`) to be compared with chance.
-
-    Args:
-        original: the original model ``M_o`` (not modified).
-        forget: ``D_f``.
-        retain: ``D_r``.
-        holdout: optional validation images (unseen, same distribution).
-        method: a configured :class:`TwoStage` (default hyper-parameters when ``None``).
-        seed: seed of both runs.
-        progress: progress bars.
-
-    Returns:
-        ``(two_stage_model, scratch_model, comparison)``.
-    """
-    method = method or TwoStage()
-    unlearned = method(original, forget=forget, retain=retain, holdout=holdout, seed=seed, progress=progress)
-    info = dict(method.info)
-    train_set, val_set, val_source = validation_split(retain, holdout, fraction=method.val_fraction, seed=seed)
-    scratch = copy.deepcopy(original)
-    keep = KeepBest(lambda m: accuracy(m, val_set), name="val_acc")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        reinitialise(scratch)
-        result = train_model(scratch, train_set, method.recipe, seed=seed, callbacks=[keep], progress=progress,
-                             desc="scratch")
-    scratch.eval()
-    report = SavingPointComparison(
-        two_stage_saving_point=int(info["saving_point"]), scratch_saving_point=keep.best_epoch,
-        two_stage_epochs=int(info["retrain_epochs"]), scratch_epochs=result.epochs_run,
-        two_stage_val_acc=float(info["best_val_acc"]), scratch_val_acc=keep.best_value,
-        two_stage_tta=tta_accuracy(unlearned, forget), scratch_tta=tta_accuracy(scratch, forget),
-        chance=1.0 / forget.num_classes, neutralisation_epochs=int(info["neutralisation_epochs"]),
-        label_map=dict(info["label_map"]), validation=val_source, two_stage_seconds=float(info["seconds"]),
-        scratch_seconds=result.seconds)
-    return unlearned, scratch, report
-
-
-__all__ = ["SavingPointComparison", "TwoStage", "contrastive_labels", "output_accumulation",
-           "saving_point_comparison", "two_stage_loss", "validation_split"]
+__all__ = ["TwoStage", "TwoStageInfo", "contrastive_labels", "output_accumulation", "two_stage_loss",
+           "validation_split"]

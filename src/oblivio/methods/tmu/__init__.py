@@ -2,8 +2,9 @@
 
 Registered as ``"tmu"`` (:class:`TMU`). The stages are public, pure-ish functions so that each can be tested and
 reused: :mod:`.twin` (twin set, twin model, twin labels), :mod:`.features` (NF, AF, CF, robust scaling),
-:mod:`.predictor` (the generalisation-label MLP), :mod:`.method` (the pipeline and the aligned fine-tuning) and
-:mod:`.report` (scores against a gold model, feature ablation). See docs/tmu.md.
+:mod:`.predictor` (the generalisation-label MLP) and :mod:`.method` (the pipeline and the aligned fine-tuning).
+Scoring a run against a gold model (label accuracy, feature ablation) is evaluation, in
+:mod:`oblivio.experiments.analyses`. See docs/tmu.md.
 
 Example:
     >>> from oblivio.methods import create_method                      # doctest: +SKIP
@@ -16,13 +17,11 @@ from .features import (FEATURE_NAMES, RobustScaler, af_feature, attack_divergenc
                        nf_feature, per_sample_loss, pgd_attack, train_curriculum_model)
 from .method import TMU, noise_soft_targets
 from .predictor import GeneralisationPredictor, make_mlp, train_predictor
-from .report import DEFAULT_ABLATION, feature_ablation, label_accuracy, tmu_report
 from .twin import TwinSet, augment_images, build_twin_sets, generalisation_labels, train_twin_model, twin_size
 
 __all__ = [
-    "DEFAULT_ABLATION", "FEATURE_NAMES", "GeneralisationPredictor", "RobustScaler", "TMU", "TwinSet", "af_feature",
-    "attack_divergence", "augment_images", "build_twin_sets", "feature_ablation", "fresh_copy",
-    "generalisation_labels", "label_accuracy", "make_mlp", "nearest_distance", "nf_feature", "noise_soft_targets",
-    "per_sample_loss", "pgd_attack", "tmu_report", "train_curriculum_model", "train_predictor", "train_twin_model",
-    "twin_size",
+    "FEATURE_NAMES", "GeneralisationPredictor", "RobustScaler", "TMU", "TwinSet", "af_feature", "attack_divergence",
+    "augment_images", "build_twin_sets", "fresh_copy", "generalisation_labels", "make_mlp", "nearest_distance",
+    "nf_feature", "noise_soft_targets", "per_sample_loss", "pgd_attack", "train_curriculum_model", "train_predictor",
+    "train_twin_model", "twin_size",
 ]

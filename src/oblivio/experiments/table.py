@@ -1,0 +1,194 @@
+"""The pieces every report table shares: ``mean ± std`` numbers, the rendered :class:`Table`, and row helpers.
+
+A value is shown as ``mean ± std`` where ``std`` is the sample standard deviation (``ddof=1``) over the runs of a
+group; a value without ``±`` comes from a single run. The table builders live in :mod:`.tmu_tables`,
+:mod:`.two_stage_tables` and :mod:`.summary_tables`; :mod:`.report` assembles them into documents.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from .stats import finite_values
+
+# ---------------------------------------------------------------------------------------------- numbers
+_finite = finite_values  # one definition of "a finite number" for the report and the statistics
+
+
+def mean_std(values: Iterable[Any]) -> tuple[float, float, int]:
+    """Mean, sample standard deviation (``ddof=1``; 0 for one value) and count of the finite values.
+
+    Example:
+        >>> mean_std([1.0, 2.0, 3.0, None, float("nan")])
+        (2.0, 1.0, 3)
+    """
+    xs = _finite(values)
+    if not xs:
+        return math.nan, math.nan, 0
+    a = np.asarray(xs, dtype=np.float64)
+    return float(a.mean()), float(a.std(ddof=1)) if a.size > 1 else 0.0, int(a.size)
+
+
+def fmt_mean_std(values: Iterable[Any], *, scale: float = 100.0, digits: int = 1) -> str:
+    """``"mean ± std"`` of the finite values times ``scale`` (``"n/a"`` when there are none; no ``±`` for one).
+
+    Example:
+        >>> fmt_mean_std([0.80, 0.90])
+        '85.0 ± 7.1'
+        >>> fmt_mean_std([0.123], scale=1, digits=3)
+        '0.123'
+    """
+    m, s, n = mean_std(values)
+    if n == 0:
+        return "n/a"
+    if n == 1:
+        return f"{m * scale:.{digits}f}"
+    return f"{m * scale:.{digits}f} ± {s * scale:.{digits}f}"
+
+
+# ---------------------------------------------------------------------------------------------- tables
+TEXT_WIDTH = 120  # terminal tables fit this many columns (Table.to_text); the markdown / HTML reports hold it all
+
+
+@dataclass
+class Table:
+    """A rendered table: string cells, optional bold cells, notes under it.
+
+    Attributes:
+        key: short id (``"tmu-table1"``).
+        title: caption.
+        columns: header cells.
+        rows: body cells (strings).
+        bold: ``(row, column)`` positions shown in bold (e.g. the best method of a row).
+        notes: sentences printed under the table.
+    """
+
+    key: str
+    title: str
+    columns: list[str]
+    rows: list[list[str]]
+    bold: set[tuple[int, int]] = field(default_factory=set)
+    notes: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.rows)
+
+    def to_markdown(self) -> str:
+        def cell(text: str, i: int, j: int) -> str:
+            text = str(text).replace("|", "\\|").replace("\n", " ")
+            return f"**{text}**" if (i, j) in self.bold and text not in ("", "n/a") else text
+
+        lines = ["| " + " | ".join(cell(c, -1, j) for j, c in enumerate(self.columns)) + " |",
+                 "|" + "|".join("---" for _ in self.columns) + "|"]
+        lines += ["| " + " | ".join(cell(c, i, j) for j, c in enumerate(r)) + " |" for i, r in enumerate(self.rows)]
+        return "\n".join(lines)
+
+    def to_text(self, *, width: int | None = TEXT_WIDTH) -> str:
+        """Aligned plain text (for the terminal), at most ``width`` columns: columns that do not fit go to further
+        blocks, each repeating the first (key) column (``width=None``: one block however wide)."""
+        cells = [self.columns] + self.rows
+        widths = [max(len(str(r[j])) for r in cells) for j in range(len(self.columns))]
+        blocks: list[list[int]] = [[0]]
+        used = widths[0] if widths else 0
+        for j in range(1, len(self.columns)):
+            if width is not None and used + 2 + widths[j] > width and len(blocks[-1]) > 1:
+                blocks.append([0])
+                used = widths[0]
+            blocks[-1].append(j)
+            used += 2 + widths[j]
+        out = [self.title]
+        for b, idx in enumerate(blocks):
+            if b:
+                out.append("")
+            out += ["  ".join(str(r[j]).ljust(widths[j]) for j in idx).rstrip() for r in cells[:1]]
+            out.append("  ".join("-" * widths[j] for j in idx))
+            out += ["  ".join(str(r[j]).ljust(widths[j]) for j in idx).rstrip() for r in self.rows]
+        return "\n".join(out)
+
+    def to_html(self) -> str:
+        e = html.escape
+        head = "".join(f"<th>{e(str(c))}</th>" for c in self.columns)
+        body = []
+        for i, r in enumerate(self.rows):
+            tds = "".join(f"<td><strong>{e(str(c))}</strong></td>" if (i, j) in self.bold else f"<td>{e(str(c))}</td>"
+                          for j, c in enumerate(r))
+            body.append(f"<tr>{tds}</tr>")
+        notes = "".join(f"<p class=\"note\">{e(n)}</p>" for n in self.notes)
+        # The wrapper scrolls a wide table sideways inside the page instead of running off it.
+        return (f"<section id=\"{e(self.key)}\"><h2>{e(self.title)}</h2><div class=\"table-wrap\"><table><thead>"
+                f"<tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>{notes}</section>")
+
+
+GOLD_REFERENCE = "gold reference"
+"""The gold model of a request (retrained without D_f, training seed as the original's): the target to match."""
+
+
+GOLD_SEED = "gold (2nd seed)"
+"""The method row "gold": a second gold model with another training seed, i.e. the noise floor of every measure."""
+
+
+STD_NOTE = "Values are mean ± sample std over runs (seeds); a value without ± comes from one run. Accuracies in %."
+
+
+CI_NOTE = ("Values are means over runs (forget classes × seeds) with a 95% percentile bootstrap CI in brackets "
+           "(scipy.stats.bootstrap, 10,000 resamples, seed 0; oblivio.experiments.stats).")
+
+
+# ---------------------------------------------------------------------------------------------- rows
+def _m(row: dict, key: str) -> Any:
+    return (row.get("metrics") or {}).get(key)
+
+
+def _methods(rows: Sequence[dict]) -> list[str]:
+    """Method labels in first-seen order, with the ``gold`` reference last."""
+    names = list(dict.fromkeys(r["method"] for r in rows))
+    return [n for n in names if n != "gold"] + (["gold"] if "gold" in names else [])
+
+
+def _class_label(rows: Sequence[dict], k: Any) -> str:
+    for r in rows:
+        if r.get("forget_class") == k and r.get("forget_class_name") not in (None, str(k)):
+            return f"{k} ({r['forget_class_name']})"
+    return str(k)
+
+
+def _sort_key(v: Any) -> tuple:
+    return (0, v, "") if isinstance(v, (int, float)) else (1, 0, str(v))
+
+
+def _gold_values(rows: Sequence[dict], key: str) -> list[Any]:
+    """The gold model's metric, once per distinct gold model (rows of several methods share one)."""
+    seen: dict[tuple, Any] = {}
+    for r in rows:
+        s = r.get("seeds") or {}
+        seen.setdefault((r.get("scenario"), s.get("train"), s.get("request"), s.get("gold")), _m(r, key))
+    return list(seen.values())
+
+
+def _by_class(rows: Sequence[dict]) -> dict[Any, list[dict]]:
+    groups: dict[Any, list[dict]] = defaultdict(list)
+    for r in rows:
+        if r.get("forget_class") is not None:
+            groups[r["forget_class"]].append(r)
+    return dict(sorted(groups.items(), key=lambda kv: _sort_key(kv[0])))
+
+
+def _scenario_order(rows: Sequence[dict]) -> list[str]:
+    firsts: dict[str, dict] = {}
+    for r in rows:
+        firsts.setdefault(r["scenario"], r)
+    return sorted(firsts, key=lambda s: (_forget_ratio(firsts[s]) or 0.0, s))
+
+
+def _forget_ratio(row: dict) -> float | None:
+    nf, nr = row.get("n_forget"), row.get("n_retain")
+    return nf / (nf + nr) if nf and nr is not None else None
+
+
+__all__ = ["CI_NOTE", "GOLD_REFERENCE", "GOLD_SEED", "STD_NOTE", "TEXT_WIDTH", "Table", "fmt_mean_std", "mean_std"]

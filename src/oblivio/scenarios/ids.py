@@ -1,0 +1,130 @@
+"""A user's sample ids: read from a file (``.txt`` / ``.json`` / ``.npy`` / ``.csv``, integers only) and checked
+against the ids of a training set (no duplicates, no unknown ids, not the whole set)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import zipfile
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..data.base import ImageDataset
+from .specs import ScenarioError
+
+
+_INT_TOKEN = re.compile(r"-?[0-9]+")
+
+
+def read_indices_file(path: str | os.PathLike) -> np.ndarray:
+    """Read sample ids from a ``.txt`` / ``.json`` / ``.npy`` / ``.csv`` file; only integers are ids.
+
+    * ``.txt`` (and any other suffix): one id per line; ``#`` starts a comment; every other line must be an
+      integer (``12``, ``-3``), else the error names the line.
+    * ``.csv``: the first column; the first line is a header only when its first cell is not a number at all
+      (``id``, ``sample_id``); a first cell that looks like a mistyped number (``5.0``, ``1O``, ``+18``) is an error.
+    * ``.json``: a list of JSON integers (or ``{"ids": [...]}``); ``true``, ``8.0`` or ``"8"`` are errors.
+    * ``.npy``: a one-dimensional array of an integer dtype.
+
+    Raises:
+        ScenarioError: the file is missing, unreadable or holds anything that is not an integer id.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ScenarioError(f"indices file {path} does not exist")
+    try:
+        if path.suffix == ".npy":
+            arr = np.load(path, allow_pickle=False)
+            if not isinstance(arr, np.ndarray):  # an .npz archive behind a .npy name
+                arr.close()
+                raise ValueError("expected a single .npy array, found an .npz archive")
+            if arr.dtype.kind not in "iu":
+                raise ScenarioError(f"{path}: sample ids must be integers (an integer array), got dtype {arr.dtype} "
+                                    "(save them with an integer dtype, e.g. np.save(path, ids.astype(np.int64)))")
+            if arr.ndim != 1:
+                raise ScenarioError(f"{path}: sample ids must be a one-dimensional array, got shape {arr.shape}")
+        elif path.suffix == ".json":
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if isinstance(data, dict):
+                data = data.get("ids", data.get("indices"))
+            if not isinstance(data, list):
+                raise ValueError("expected a JSON list of ids (or {\"ids\": [...]})")
+            bad = [(i, v) for i, v in enumerate(data) if isinstance(v, bool) or not isinstance(v, int)]
+            if bad:
+                i, v = bad[0]
+                raise ScenarioError(f"{path}: item {i} of the list is {json.dumps(v)}, not an integer id "
+                                    f"({len(bad)} such item(s)); only JSON integers are ids")
+            try:
+                arr = np.asarray([int(v) for v in data], dtype=np.int64)
+            except OverflowError:
+                raise ScenarioError(f"{path}: sample ids out of range (they must fit in 64 bits)") from None
+        else:
+            csv = path.suffix.lower() == ".csv"
+            tokens = []
+            for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                line = line.split("#", 1)[0].strip()
+                if not line:
+                    continue
+                tok = line.split(",")[0].strip() if csv else line
+                if not _INT_TOKEN.fullmatch(tok):
+                    if csv and not tokens and _is_header(tok):
+                        continue  # a CSV header line (a name, not a number)
+                    raise ScenarioError(f"{path}, line {line_no}: {tok[:40]!r} is not an integer sample id"
+                                        + (" (a .csv header must be a name such as 'id')" if csv and not tokens
+                                           else ""))
+                tokens.append(tok)
+            arr = np.asarray([int(t) for t in tokens], dtype=np.int64) if tokens else np.zeros(0, np.int64)
+    except ScenarioError:
+        raise
+    except OverflowError:
+        raise ScenarioError(f"{path}: sample ids out of range (they must fit in 64 bits)") from None
+    except (ValueError, UnicodeDecodeError, json.JSONDecodeError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise ScenarioError(f"cannot read sample ids from {path}: {exc}") from exc
+    return np.asarray(arr).astype(np.int64).reshape(-1)
+
+
+def _is_header(token: str) -> bool:
+    """A CSV header cell: a name with a letter and nothing that could be a mistyped number (``1O``, ``5.0``)."""
+    return bool(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_ .-]*", token))
+
+
+def check_ids_known(known_ids: np.ndarray, ids: Sequence[int] | np.ndarray, *, name: str = "the dataset") -> np.ndarray:
+    """Check a user's id list against the sorted ids of a training set; returns the sorted unique ids.
+
+    Needs only the ids, not the images (the deletion service keeps them in a cached id index).
+
+    Raises:
+        ScenarioError: empty list, duplicates, unknown ids, or the whole training set.
+    """
+    ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+    known = np.asarray(known_ids, dtype=np.int64).reshape(-1)
+    if ids.size == 0:
+        raise ScenarioError("the forget request is empty: give at least one sample id")
+    uniq, counts = np.unique(ids, return_counts=True)
+    if (counts > 1).any():
+        dups = uniq[counts > 1][:10].tolist()
+        raise ScenarioError(f"duplicate sample ids in the forget request: {dups}; list each sample once")
+    unknown = np.setdiff1d(uniq, known)
+    if unknown.size:
+        lo, hi = int(known.min()), int(known.max())
+        raise ScenarioError(f"sample ids out of range or unknown: {unknown[:10].tolist()} "
+                            f"({name} has ids {lo}..{hi})")
+    if uniq.size >= known.size:
+        raise ScenarioError("the forget request covers the whole training set: nothing would be left to retain; "
+                            "train a new model instead")
+    return uniq
+
+
+def validate_ids(dataset: ImageDataset, ids: Sequence[int] | np.ndarray) -> np.ndarray:
+    """Check a user's id list against the training set; returns the sorted ids.
+
+    Raises:
+        ScenarioError: empty list, duplicates, unknown ids, or the whole training set.
+    """
+    return check_ids_known(dataset.ids.numpy(), ids, name=dataset.name)  # type: ignore[union-attr]
+
+
+__all__ = ["check_ids_known", "read_indices_file", "validate_ids"]

@@ -1,0 +1,149 @@
+"""Forget requests as data: the spec dataclasses, their CLI strings (``class-subset:3:100``...) and the error every
+invalid request raises. See :mod:`oblivio.scenarios` for the table of forms."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Union
+
+from ..utils import indices_hash
+
+
+class ScenarioError(ValueError):
+    """A forget request cannot be served as asked."""
+
+    __module__ = "oblivio.scenarios"  # its public home: tracebacks and doctests name oblivio.scenarios.ScenarioError
+
+
+@dataclass(frozen=True)
+class ClassSubset:
+    """``count`` random training samples of class ``cls`` (a class index or name). TMU protocol: count = 100."""
+
+    cls: int | str
+    count: int = 100
+    kind: str = field(default="class-subset", init=False)
+
+
+@dataclass(frozen=True)
+class WholeClass:
+    """Every training sample of class ``cls``."""
+
+    cls: int | str
+    kind: str = field(default="class", init=False)
+
+
+@dataclass(frozen=True)
+class RandomSamples:
+    """A fraction (``0 < amount < 1``) or a count (``amount >= 1``) of training samples, across all classes."""
+
+    amount: float = 0.1
+    kind: str = field(default="random", init=False)
+
+
+@dataclass(frozen=True)
+class Groups:
+    """All samples of the given ``groups`` ids, or of a random ``fraction`` of the groups.
+
+    ``weights`` (optional, with ``fraction``): one non-negative weight per group, in the order of the sorted group
+    ids; groups are drawn with probability proportional to it, which makes the request non-IID (as in the 004
+    study's deletion biased toward young identities).
+    """
+
+    groups: tuple[int, ...] = ()
+    fraction: float | None = None
+    weights: tuple[float, ...] | None = None
+    kind: str = field(default="group", init=False)
+
+
+@dataclass(frozen=True)
+class IndicesFile:
+    """Sample ids from a file: one per line (``.txt``), a JSON list, a ``.npy`` array, or a CSV's first column."""
+
+    path: str
+    kind: str = field(default="indices", init=False)
+
+
+@dataclass(frozen=True)
+class Indices:
+    """Sample ids given directly (the Python-API form of a deletion request)."""
+
+    ids: tuple[int, ...]
+    kind: str = field(default="ids", init=False)
+
+
+ScenarioSpec = Union[ClassSubset, WholeClass, RandomSamples, Groups, IndicesFile, Indices]
+
+
+def parse_scenario(text: str) -> ScenarioSpec:
+    """Parse the CLI form (``class-subset:3:100``, ``class:Shirt``, ``random:0.1``, ``group:1,2``,
+    ``group-frac:0.02``, ``indices:path.txt``)."""
+    kind, _, rest = text.strip().partition(":")
+    kind = kind.lower().replace("_", "-")
+    parts = rest.split(":") if rest else []
+    try:
+        if kind == "class-subset":
+            if not 1 <= len(parts) <= 2:
+                raise ValueError
+            return ClassSubset(_class_token(parts[0]), int(parts[1]) if len(parts) == 2 else 100)
+        if kind == "class":
+            if len(parts) != 1:
+                raise ValueError
+            return WholeClass(_class_token(parts[0]))
+        if kind == "random":
+            if len(parts) != 1:
+                raise ValueError
+            amount = float(parts[0])
+            if not math.isfinite(amount):
+                raise ScenarioError(f"random forget amount must be a finite fraction or count, got {parts[0]!r}")
+            return RandomSamples(amount)
+        if kind == "group":
+            return Groups(groups=tuple(int(g) for g in parts[0].split(",") if g.strip()))
+        if kind == "group-frac":
+            fraction = float(parts[0])
+            if not math.isfinite(fraction):
+                raise ScenarioError(f"group fraction must be a finite number in (0, 1), got {parts[0]!r}")
+            return Groups(fraction=fraction)
+        if kind == "indices":
+            return IndicesFile(rest)
+    except ScenarioError:
+        raise
+    except (ValueError, IndexError):
+        raise ScenarioError(f"cannot parse scenario {text!r}; {_FORMS}") from None
+    raise ScenarioError(f"unknown scenario kind {kind!r}; {_FORMS}")
+
+
+_FORMS = ("valid forms: class-subset:CLASS[:COUNT], class:CLASS, random:FRACTION_OR_COUNT, group:ID[,ID...], "
+          "group-frac:FRACTION, indices:FILE")
+
+
+def _class_token(tok: str) -> int | str:
+    tok = tok.strip()
+    return int(tok) if tok.lstrip("-").isdigit() else tok
+
+
+def spec_to_string(spec: ScenarioSpec) -> str:
+    """The CLI form of a spec (inverse of :func:`parse_scenario`)."""
+    if isinstance(spec, ClassSubset):
+        return f"class-subset:{spec.cls}:{spec.count}"
+    if isinstance(spec, WholeClass):
+        return f"class:{spec.cls}"
+    if isinstance(spec, RandomSamples):
+        return f"random:{spec.amount:g}"
+    if isinstance(spec, Groups):
+        return f"group-frac:{spec.fraction:g}" if spec.fraction is not None else "group:" + ",".join(map(str, spec.groups))
+    if isinstance(spec, IndicesFile):
+        return f"indices:{spec.path}"
+    if isinstance(spec, Indices):
+        return f"ids:{len(spec.ids)}:{indices_hash(spec.ids)}"
+    raise ScenarioError(f"not a scenario spec: {spec!r}")
+
+
+def spec_to_dict(spec: ScenarioSpec) -> dict:
+    d = asdict(spec)
+    d["kind"] = spec.kind
+    return d
+
+
+__all__ = ["ClassSubset", "Groups", "Indices", "IndicesFile", "RandomSamples", "ScenarioError", "ScenarioSpec",
+           "WholeClass", "parse_scenario", "spec_to_dict", "spec_to_string"]
