@@ -33,11 +33,13 @@ def test_original_memorises(mu_world):
 
 
 @pytest.mark.parametrize("name,max_forget,min_retain", [
-    ("neggrad", 0.5, 0.5),        # plain ascent: forgets, and is known to hurt the rest of the model
-    ("neggrad+capped", 0.7, 0.8),  # our tuning (a named variant); the literal neggrad+ is tested below
-    ("random-label", 0.3, 0.95),
+    # Our CPU tunings (named variants); the literal reference baselines are checked below.
+    ("neggrad.cpu", 0.5, 0.5),        # plain ascent: forgets, and is known to hurt the rest of the model
+    ("neggrad+capped", 0.7, 0.8),
+    ("random-label.cpu", 0.3, 0.95),
+    ("random-label", 0.3, 0.95),      # the reference settings (10 epochs at 0.013) forget here too
     ("salun", 0.3, 0.95),
-    ("scrub", 0.5, 0.95),
+    ("scrub.cpu", 0.5, 0.95),
     ("two-stage", 0.6, 0.9),
 ])
 def test_forgetting_methods_lower_forget_accuracy(name, max_forget, min_retain, original, mu_world):
@@ -53,6 +55,19 @@ def test_literal_neggrad_plus_ascends_on_forget_and_keeps_retain(original, mu_wo
     forget loss goes up (ascent, not descent) while retain accuracy is kept."""
     w = mu_world.whole
     _, out = _apply("neggrad+", original, w, epochs=3)
+    ce = lambda m: float(F.cross_entropy(predict_logits(m, w.forget), w.forget.labels))  # noqa: E731
+    assert ce(out) > ce(original)
+    assert accuracy(out, w.retain) >= 0.95
+
+
+@pytest.mark.parametrize("name", ["neggrad", "scrub"])
+def test_literal_ascent_baselines_raise_the_forget_loss_and_keep_retain(name, original, mu_world):
+    """The reference settings are mild at this scale (neggrad: lr 1e-4 at batch 256 is one small step per epoch;
+    scrub: lr 5e-4): measured on digits class 3, forget accuracy stays at 99% and the forget cross-entropy rises by
+    under 3%, which is why the benches name the ``.cpu`` variants. What must hold: the forget loss goes up (ascent,
+    not descent) while retain accuracy is kept."""
+    w = mu_world.whole
+    _, out = _apply(name, original, w)
     ce = lambda m: float(F.cross_entropy(predict_logits(m, w.forget), w.forget.labels))  # noqa: E731
     assert ce(out) > ce(original)
     assert accuracy(out, w.retain) >= 0.95
@@ -148,3 +163,12 @@ def test_reinitialise_draws_fresh_weights(original):
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
     assert all(not torch.equal(p, q) for p, q in zip(a.parameters(), original.parameters()))
     assert torch.equal(a.normalize.mean, original.normalize.mean)  # data statistics are kept
+
+
+def test_finite_weights_with_overflowing_outputs_are_a_divergence(original, mu_world):
+    """Literal neggrad has no clip: one step at an absurd rate leaves finite weights whose logits overflow. The
+    call must fail as a divergence (callers such as the ledger keep the current model), not return the model."""
+    from oblivio.training.loop import DivergenceError
+
+    with pytest.raises(DivergenceError, match="outputs are not finite"):
+        _apply("neggrad", original, mu_world.subset, lr=1e12, epochs=1)

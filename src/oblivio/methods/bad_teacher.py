@@ -16,24 +16,22 @@ from torch import nn
 from ..data.loader import stratified_sample
 from ..training.loop import fit
 from .base import UnlearningData, UnlearningMethod, register_method
-from .common import OptimizerName, check_hparams, frozen_copy, kd_loss, make_loader, make_optimizer, reinitialise
+from .common import (OptimizerName, OptimizerSettings, check_hparams, frozen_copy, kd_loss, make_loader,
+                     reinitialise)
 
 
 @register_method("bad-teacher")
 @dataclass(kw_only=True)
-class BadTeacher(UnlearningMethod):
+class BadTeacher(UnlearningMethod, OptimizerSettings):
     """Distil from a competent teacher on a sample of ``D_r`` and from an incompetent one on ``D_f``.
+
+    Hyper-parameters: the optimiser settings of :class:`~oblivio.methods.common.OptimizerSettings` (``epochs`` are
+    passes over ``retain sample ∪ D_f``; the authors use Adam, so ``momentum`` is unused by default), and
 
     Args:
         retain_fraction: class-stratified fraction of ``D_r`` used (drawn once per run, seeded).
-        epochs: passes over ``retain sample ∪ D_f``.
-        lr: learning rate.
         temperature: distillation temperature ``T`` (the loss is ``KL(teacher_T || student_T)``, not scaled by
             ``T²``; at the default ``T = 1`` the two agree).
-        batch_size: mini-batch size.
-        optimizer: ``"adam"`` (authors) or ``"sgd"``.
-        momentum: SGD momentum (SGD only).
-        weight_decay: L2 weight decay.
 
     Example:
         >>> from oblivio.methods import unlearn  # doctest: +SKIP
@@ -44,13 +42,13 @@ class BadTeacher(UnlearningMethod):
                              "temperature 1, batch 256, 30% of the retain set")
 
     retain_fraction: float = 0.3
+    temperature: float = 1.0
     epochs: int = 1
     lr: float = 1e-4
-    temperature: float = 1.0
-    batch_size: int = 256
-    optimizer: OptimizerName = "adam"
     momentum: float = 0.9
     weight_decay: float = 0.0
+    batch_size: int = 256
+    optimizer: OptimizerName = "adam"
 
     def __post_init__(self) -> None:
         check_hparams(self, retain_fraction=(lambda v: 0 < v <= 1, "in (0, 1]"))
@@ -65,8 +63,7 @@ class BadTeacher(UnlearningMethod):
         n_retain = len(retain)
         union = retain.concat(data.forget, name="retain sample + forget")
         loader = make_loader(union, model, batch_size=self.batch_size, seed=seed)
-        opt = make_optimizer(model.parameters(), optimizer=self.optimizer, lr=self.lr, momentum=self.momentum,
-                             weight_decay=self.weight_decay)
+        opt = self.build_optimizer(model.parameters())
 
         def loss_fn(student: nn.Module, batch) -> tuple:
             is_forget = (batch.index >= n_retain).to(batch.x.device).unsqueeze(1)

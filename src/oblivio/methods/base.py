@@ -26,7 +26,7 @@ from torch import nn
 from ..data.base import ImageDataset
 from ..metrics.cost import CostMeter
 from ..registry import Registry
-from ..utils import model_device
+from ..utils import eval_mode, model_device
 
 log = logging.getLogger("oblivio.methods")
 
@@ -104,7 +104,21 @@ class UnlearningMethod:
             from ..training.loop import DivergenceError
 
             raise DivergenceError(f"{self.name}: the unlearned model has non-finite weights; the original is unchanged")
+        if not self._finite_outputs(out, forget):
+            from ..training.loop import DivergenceError
+
+            # Finite but huge weights (an unclipped step at an absurd learning rate) overflow the logits.
+            raise DivergenceError(f"{self.name}: the unlearned model's outputs are not finite (its weights overflow); "
+                                  "lower the learning rate")
         return out
+
+    @staticmethod
+    @torch.no_grad()
+    def _finite_outputs(model: nn.Module, data: ImageDataset) -> bool:
+        """Whether ``model`` gives finite logits (eval mode) on the first few samples of ``data``."""
+        x = data.float_images(torch.arange(min(4, len(data)))).to(model_device(model))
+        with eval_mode(model):
+            return bool(torch.isfinite(model(x)).all())
 
     def _unlearn(self, model: nn.Module, data: UnlearningData, *, seed: int, progress: bool) -> nn.Module:
         raise NotImplementedError

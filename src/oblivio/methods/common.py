@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import inspect
 import math
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Literal, Sequence
 
 import torch
@@ -82,6 +83,51 @@ def make_optimizer(params: Any, *, optimizer: OptimizerName = "sgd", lr: float, 
     if optimizer == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
+
+
+@dataclass(kw_only=True)
+class OptimizerSettings:
+    """The optimiser settings the gradient-trained baselines share, documented once here.
+
+    A method inherits this keyword-only dataclass beside :class:`~oblivio.methods.base.UnlearningMethod` and
+    re-declares every field with ITS default value (a dataclass field override), naming where the values come from in
+    its ``source`` string. The fields have no defaults here on purpose: a method that forgets to declare one fails at
+    its first instantiation instead of silently inheriting someone else's value. The learning rate is constant (no
+    schedule). The fields are ordinary hyper-parameters: they appear in ``hparams()`` under these names and are
+    validated by :func:`check_hparams`.
+
+    Attributes:
+        epochs: passes over the method's training data (which data, and which loader drives an epoch: see the method).
+        lr: learning rate.
+        momentum: SGD momentum (ignored by Adam).
+        weight_decay: the optimiser's L2 weight decay (toward zero).
+        batch_size: mini-batch size of the method's main loader.
+        optimizer: ``"sgd"`` or ``"adam"``.
+
+    Example:
+        >>> @dataclass(kw_only=True)
+        ... class Demo(OptimizerSettings):
+        ...     epochs: int = 2
+        ...     lr: float = 0.1
+        ...     momentum: float = 0.9
+        ...     weight_decay: float = 0.0
+        ...     batch_size: int = 8
+        ...     optimizer: OptimizerName = "sgd"
+        >>> type(Demo().build_optimizer(torch.nn.Linear(2, 2).parameters())).__name__
+        'SGD'
+    """
+
+    epochs: int
+    lr: float
+    momentum: float
+    weight_decay: float
+    batch_size: int
+    optimizer: OptimizerName
+
+    def build_optimizer(self, params: Any) -> torch.optim.Optimizer:
+        """The optimiser these settings describe, over ``params`` (see :func:`make_optimizer`)."""
+        return make_optimizer(params, optimizer=self.optimizer, lr=self.lr, momentum=self.momentum,
+                              weight_decay=self.weight_decay)
 
 
 def make_loader(dataset: ImageDataset, model: nn.Module, *, batch_size: int, seed: int, shuffle: bool = True,
@@ -246,5 +292,6 @@ class RestoreOutsideMask(Callback):
                 p.copy_(torch.where(mask, p, self.originals[name]))
 
 
-__all__ = ["EpochCounter", "Phases", "RestoreOutsideMask", "check_hparams", "forget_accuracy_stop", "frozen_copy",
-           "kd_loss", "make_loader", "make_optimizer", "random_wrong_labels", "reinitialise", "relabelled_union"]
+__all__ = ["EpochCounter", "OptimizerSettings", "Phases", "RestoreOutsideMask", "check_hparams", "forget_accuracy_stop",
+           "frozen_copy", "kd_loss", "make_loader", "make_optimizer", "random_wrong_labels", "reinitialise",
+           "relabelled_union"]

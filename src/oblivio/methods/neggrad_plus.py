@@ -13,12 +13,12 @@ from torch import nn
 from ..data.loader import ZipLoader
 from ..training.loop import fit
 from .base import UnlearningData, UnlearningMethod, register_method
-from .common import OptimizerName, check_hparams, make_loader, make_optimizer
+from .common import OptimizerName, OptimizerSettings, check_hparams, make_loader
 
 
 @register_method("neggrad+")
 @dataclass(kw_only=True)
-class NegGradPlus(UnlearningMethod):
+class NegGradPlus(UnlearningMethod, OptimizerSettings):
     """Each step: ``alpha · (CE(D_r batch) + L2) − (1 − alpha) · CE(D_f batch)``.
 
     The defaults are the reference implementation's (the SCRUB repository, ``small_scale_unlearning.ipynb``,
@@ -31,17 +31,15 @@ class NegGradPlus(UnlearningMethod):
 
     Our tuned version is the named variant ``neggrad+capped`` (:mod:`oblivio.methods.variants`).
 
+    Hyper-parameters: the optimiser settings of :class:`~oblivio.methods.common.OptimizerSettings` (``epochs`` are
+    passes over ``D_r``: the retain set drives the epoch, the forget set is cycled beside it; ``batch_size`` is the
+    retain batch), and
+
     Args:
         alpha: weight of the retain (descent) term; ``1 − alpha`` weighs the forget (ascent) term.
-        epochs: passes over ``D_r`` (the retain set drives the epoch; the forget set is cycled beside it).
-        lr: learning rate.
-        momentum: SGD momentum.
-        weight_decay: the optimiser's L2 weight decay (toward zero).
         l2_to_original: coefficient of the penalty ``(l2_to_original / 2) · ‖θ − θ_o‖²`` toward the original
             weights, added to the retain term (0: off).
-        batch_size: retain mini-batch size.
         forget_batch_size: forget mini-batch size.
-        optimizer: ``"sgd"`` or ``"adam"``.
         grad_clip: clip the global gradient norm to this value (``None``: no clipping, the reference).
         ascent_cap: each forget sample's cross-entropy in the ascent term is capped at ``ascent_cap · ln C``
             (``None``: uncapped, the reference). Ours: see ``neggrad+capped``.
@@ -102,8 +100,7 @@ class NegGradPlus(UnlearningMethod):
                             "forget": make_loader(data.forget, model, batch_size=self.forget_batch_size,
                                                   seed=seed + 1)}, primary="retain")
         self._anchor = [p.detach().clone() for p in model.parameters()]  # θ_o for the L2 penalty
-        opt = make_optimizer(model.parameters(), optimizer=self.optimizer, lr=self.lr, momentum=self.momentum,
-                             weight_decay=self.weight_decay)
+        opt = self.build_optimizer(model.parameters())
         try:
             result = fit(model, loader, epochs=self.epochs, optimizer=opt, loss_fn=self.loss,
                          grad_clip=self.grad_clip, progress=progress, desc="neggrad+")

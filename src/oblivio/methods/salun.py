@@ -19,7 +19,7 @@ from ..data.base import ImageDataset
 from ..training.loop import Callback
 from ..utils import eval_mode
 from .base import UnlearningData, register_method
-from .common import RestoreOutsideMask, check_hparams, make_loader
+from .common import OptimizerName, RestoreOutsideMask, check_hparams, make_loader
 from .random_label import RandomLabel
 
 
@@ -63,28 +63,35 @@ def saliency_masks(model: nn.Module, forget: ImageDataset, *, sparsity: float, b
 class SalUn(RandomLabel):
     """Random-label unlearning on the salient weights only.
 
+    The defaults are the reference implementation's (Fan et al. 2024, OPTML-Group/Unlearn-Saliency): saliency
+    threshold 0.5 (``mask/with_0.5.pt``), then ``main_random.py --unlearn RL --unlearn_epochs 10 --unlearn_lr 0.013``
+    (``Classification/README.md``) with the repository's SGD momentum 0.9, weight decay 5e-4 and batch 256
+    (``Classification/arg_parser.py``). Our CPU tuning is the named variant ``salun.cpu``.
+
+    Hyper-parameters: the optimiser settings of :class:`~oblivio.methods.common.OptimizerSettings` (``epochs`` are
+    passes over ``D_r ∪ D_f``; weight decay cannot move frozen weights: they are restored after every step), and
+
     Args:
         sparsity: fraction of all weights kept trainable (the most salient ones); SalUn's "threshold" 0.5.
-        epochs: passes over ``D_r ∪ D_f`` (forget samples with random wrong labels).
-        lr: learning rate.
-        momentum: SGD momentum.
-        weight_decay: L2 weight decay (cannot move frozen weights: they are restored after every step).
-        batch_size: mini-batch size.
-        optimizer: ``"sgd"`` or ``"adam"``.
 
     Example:
         >>> from oblivio.methods import unlearn  # doctest: +SKIP
         >>> m_u = unlearn("salun", original, forget=f, retain=r, sparsity=0.5)  # doctest: +SKIP
     """
 
-    source: ClassVar[str] = ("Fan et al. 2024 (ICLR) and their repository (README example: main_random.py --unlearn RL "
-                             "--unlearn_epochs 10 --unlearn_lr 0.013): saliency sparsity 0.5, random-label unlearning "
-                             "with SGD momentum 0.9, weight decay 5e-4, lr 0.013, 10 epochs. Halved to 5 epochs for "
-                             "the CPU preset: the variant salun.cpu")
+    source: ClassVar[str] = ("Fan et al. 2024 (ICLR) and their repository OPTML-Group/Unlearn-Saliency "
+                             "(Classification/README.md: main_random.py --unlearn RL --unlearn_epochs 10 --unlearn_lr "
+                             "0.013 --mask_path mask/with_0.5.pt; Classification/arg_parser.py: batch 256, SGD "
+                             "momentum 0.9, weight decay 5e-4): saliency sparsity 0.5, random-label unlearning with "
+                             "lr 0.013, 10 epochs. The CPU preset's 5 epochs, batch 128: the variant salun.cpu")
 
     sparsity: float = 0.5
     epochs: int = 10
     lr: float = 0.013
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    batch_size: int = 256
+    optimizer: OptimizerName = "sgd"
     masks: dict | None = field(default=None, init=False, repr=False, compare=False)  # set by a call
 
     def __post_init__(self) -> None:
