@@ -70,8 +70,68 @@ def publish(results: list[str], *, out: Path = DOCS_RESULTS, stem: str = "tmu-ta
     for i, (caption, png) in enumerate(build_figures(ordered, TABLES)):
         _atomic_write(out / f"{stem}-fig{i + 1}.png", png)
         print(f"figure {i + 1}: {caption}")
+    _atomic_write(out / f"{stem}-alignment.png", alignment_figure(ordered))
+    print(f"figure: {stem}-alignment.png (δ vs sample agreement vs activation distance, 95% CIs)")
     print(f"{len(ordered)} rows -> {out / (stem + '.jsonl')}")
     return out / f"{stem}.jsonl"
+
+
+def _unit(r: dict) -> tuple:
+    seeds = r.get("seeds") or {}
+    return (r.get("forget_class"), seeds.get("train"), seeds.get("request"))
+
+
+def alignment_figure(rows: list[dict]) -> bytes:
+    """One point per method: mean sample agreement (x) against mean δ (left) and mean activation distance (right),
+    each with its 95% bootstrap CI as error bars; the untouched original is a point too (δ and agreement only: no
+    activation distance is recorded for it). Returns PNG bytes (issue 15's figure)."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from oblivio.experiments.stats import mean_ci
+
+    by: dict[str, list[dict]] = {}
+    for r in rows:
+        if r.get("status", "ok") == "ok":
+            by.setdefault(r["method"], []).append(r)
+    points = {}
+    for name, rs in by.items():
+        m = [r["metrics"] for r in rs]
+        points[name] = (mean_ci([x.get("sample_agreement") for x in m]), mean_ci([x.get("delta_forget") for x in m]),
+                        mean_ci([x.get("activation_distance_l2") for x in m]))
+    # the original model, once per unit (every row of a unit carries the same original numbers)
+    orig = {_unit(r): r["metrics"] for rs in by.values() for r in rs}
+    points["original (no unlearning)"] = (
+        mean_ci([m.get("original_sample_agreement") for m in orig.values()]),
+        mean_ci([abs(m["original_acc_forget"] - m["gold_acc_forget"]) for m in orig.values()
+                 if m.get("original_acc_forget") is not None and m.get("gold_acc_forget") is not None]), None)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6))
+    for ax, j, label in ((axes[0], 1, "δ = |ACC_Df(M_u) − ACC_Df(M_g)| (points)"),
+                         (axes[1], 2, "activation distance L2 to gold on D_f")):
+        for name, pt in points.items():
+            a, y = pt[0], pt[j]
+            if y is None or a.n == 0 or y.n == 0:
+                continue
+            scale = 100 if j == 1 else 1
+            ax.errorbar(a.mean * 100, y.mean * scale, xerr=[[100 * (a.mean - a.low)], [100 * (a.high - a.mean)]],
+                        yerr=[[scale * (y.mean - y.low)], [scale * (y.high - y.mean)]], fmt="o", capsize=3,
+                        label=name)
+            ax.annotate(name, (a.mean * 100, y.mean * scale), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        ax.set_xlabel("sample agreement with gold on D_f (%)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].set_title("closer to gold: right and down", fontsize=9)
+    axes[1].set_title("closer to gold: right and down", fontsize=9)
+    fig.suptitle("TMU Table 1 protocol: mean over (class, seed) units, 95% bootstrap CIs", fontsize=10)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()
 
 
 if __name__ == "__main__":

@@ -185,7 +185,7 @@ def _build_tmu_table4(data, config, settings):
     _check_count(data, classes, settings.count)
     methods = _available(settings.methods or ["tmu"], notes)
     notes.append("one full TMU run (NF+AF+CF) per cell; each feature subset's label accuracy comes from a "
-                 "predictor refitted on that run's twin features (oblivio.methods.tmu.feature_ablation)")
+                 "predictor refitted on that run's twin features (oblivio.experiments.analyses.feature_ablation)")
     return _grid([f"class-subset:{k}:{settings.count}" for k in classes], methods, config, settings,
                  EvalOptions(mia=False, ablation=True)), notes
 

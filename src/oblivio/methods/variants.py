@@ -91,5 +91,38 @@ register_variant(
             "and 2, docs/tmu.md) it keeps ~1.5 points more test and ~1.8 more retain accuracy than the step-level "
             "stop, for ~1-1.4 CPU s (94 instead of 21-37 steps) per request; same ACC_Df within one image"),
     stop_check_steps=None)
+register_variant(
+    "tmu.paper", "tmu",
+    reason=("the paper's literal procedure as far as it is specified: one twin problem, the predictor's rate-matched "
+            "split, random wrong labels for D_f^h, the stop rule checked at epoch ends"),
+    n_twins=1, stop_check_steps=None)
+register_variant(
+    "tmu.runner-up", "tmu",
+    reason=("issue 15: predicted-hard samples are trained toward M_o's distribution over the other classes "
+            "(where an unseen image of the class is usually misplaced) instead of a random wrong label"),
+    hard_targets="runner-up")
+register_variant(
+    "tmu.kd", "tmu",
+    reason="issue 15: the paper's rule plus distillation to M_o on the D_r batches (weight 0.5), to keep retain accuracy",
+    retain_kd=0.5)
+register_variant(
+    "tmu.margin", "tmu",
+    reason=("issue 15: rank forget samples by M_o's own true-class margin (not the twin-trained predictor), call the "
+            "twin set's gold error rate hard, train them toward the runner-up classes"),
+    hard_score="margin", hard_targets="runner-up")
+register_variant(
+    "tmu.agree", "tmu",
+    reason=("issue 15: margin ranking, but flip the fraction that maximised agreement with gold on the twin problem "
+            "(a decision rule for agreement, not a rate), runner-up targets"),
+    hard_score="margin", hard_count="agreement", hard_targets="runner-up")
+register_variant(
+    "tmu.predictor-agree", "tmu",
+    reason=("issue 15: the predictor's P(easy) ranking with the agreement-maximising count on the twin set (in-sample "
+            "for the predictor, so optimistic), runner-up targets: isolates the score from the count"),
+    hard_count="agreement", hard_targets="runner-up")
+register_variant(
+    "tmu.agree+kd", "tmu",
+    reason="issue 15: tmu.agree plus distillation to M_o on the D_r batches (weight 0.5)",
+    hard_score="margin", hard_count="agreement", hard_targets="runner-up", retain_kd=0.5)
 
 __all__: list[str] = []

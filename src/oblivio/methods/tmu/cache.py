@@ -38,7 +38,7 @@ __all__ = ["FileTwinCache", "MemoryTwinCache", "TwinCache", "class_profile", "si
 
 log = logging.getLogger("oblivio.methods.tmu")
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 """Version of the cached entry layout (part of every key: a new layout never reads an old entry)."""
 
 

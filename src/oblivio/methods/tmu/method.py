@@ -15,17 +15,17 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ...data.base import ImageDataset
-from ...data.loader import TensorLoader, ZipLoader, stratified_sample
+from ...data.loader import stratified_sample
 from ...metrics.cost import CostMeter
-from ...training.evaluate import accuracy, predict_features
-from ...training.loop import StopWhen, fit
+from ...training.evaluate import predict_features, predict_logits
 from ...models.adapters import as_classifier, unwrap
-from ...utils import config_hash, eval_mode, indices_hash, model_device, state_dict_hash
+from ...utils import config_hash, indices_hash, model_device, state_dict_hash
 from ..base import UnlearningData, UnlearningMethod, register_method
+from .aligned import HARD_COUNTS, HARD_SCORES, HARD_TARGETS, HardCount, HardScore, HardTargets, agreement_fraction, \
+    choose_hard, noise_soft_targets, run_aligned_step, true_class_margin
 from .cache import TwinCache, twin_cache_key
 from .features import FEATURE_NAMES, AFForm, RobustScaler, af_feature, fresh_copy, nearest_distance, nf_reference, \
     per_sample_loss, train_curriculum_model
@@ -40,50 +40,6 @@ HardMode = Literal["random-label", "neggrad"]
 HARD_MODES = ("random-label", "neggrad")
 HardSelection = Literal["predictor", "random"]
 HARD_SELECTIONS = ("predictor", "random")
-
-
-@torch.no_grad()
-def noise_soft_targets(model: nn.Module, dataset: ImageDataset, *, sigma: float, copies: int = 8, mix: float = 0.5,
-                       seed: int = 0, batch_size: int = 256) -> torch.Tensor:
-    """Targets ``(1 − mix) · onehot(y) + mix · mean_k softmax(model(clamp(x + N(0, σ²))))``, ``[N, C]``.
-
-    The model's average prediction on ``copies`` Gaussian-perturbed copies of each image (clamped to [0, 1]) is
-    what it would say about a nearby unseen image, so a member trained toward it gets a test-like, rather than a
-    memorised, loss (TMU's noise-perturbed fine-tuning, our design: see docs/tmu.md).
-
-    Args:
-        model: the model whose predictions soften the targets (TMU: ``M_o``), run in eval mode without gradients.
-        dataset: the samples (labels give the one-hot part).
-        sigma: noise standard deviation in [0, 1] pixel units (0: the plain one-hot labels).
-        copies: noisy copies per image (K).
-        mix: weight of the noisy average (0: plain labels, 1: the noisy average only).
-        seed: noise seed.
-        batch_size: inference batch size.
-    """
-    if not 0 <= mix <= 1:
-        raise ValueError(f"mix must be in [0, 1], got {mix}")
-    n_cls = dataset.num_classes
-    onehot = F.one_hot(dataset.labels, n_cls).float()
-    if sigma <= 0 or mix == 0 or len(dataset) == 0:
-        return onehot
-    device = model_device(model)
-    gen = torch.Generator().manual_seed(int(seed))
-    avg = []
-    with eval_mode(model):
-        for batch in TensorLoader(dataset, batch_size=batch_size, device=device):
-            acc = torch.zeros(batch.x.shape[0], n_cls, device=device)
-            for _ in range(copies):
-                noise = torch.randn(batch.x.shape, generator=gen).to(device) * sigma
-                acc += model((batch.x + noise).clamp(0.0, 1.0)).float().softmax(1)
-            avg.append((acc / copies).cpu())
-    return (1 - mix) * onehot + mix * torch.cat(avg)
-
-
-def _random_other_labels(labels: torch.Tensor, num_classes: int, seed: int) -> torch.Tensor:
-    """A uniformly random label different from the true one, per sample."""
-    gen = torch.Generator().manual_seed(int(seed))
-    shift = torch.randint(1, num_classes, labels.shape, generator=gen)
-    return (labels + shift) % num_classes
 
 
 @register_method("tmu")
@@ -142,6 +98,17 @@ class TMU(UnlearningMethod):
         hard_selection: which samples the aligned step treats as hard: ``"predictor"`` (TMU) or ``"random"``, the
             rate-matched random control of SPEC §6 (as many hard samples as the predictor chose, drawn uniformly
             at random with the unlearning seed); registered as the variant ``tmu.random-control``.
+        hard_score: what ranks forget samples from easy to hard: ``"predictor"`` (the MLP's P(easy), paper) or
+            ``"margin"`` (``M_o``'s true-class logit margin; the twin model's margin on ``D_tw`` is its twin).
+            Issue 15, module :mod:`oblivio.methods.tmu.aligned`.
+        hard_count: how many are called hard: ``"rate"`` (the twin set's gold error rate; with the predictor, its
+            rate-matching threshold, paper) or ``"agreement"`` (the fraction that maximises agreement with the
+            twin set's gold labels under the same score). Issue 15.
+        hard_targets: what a hard sample is trained toward: ``"random-label"`` (``hard_mode`` decides: a random
+            wrong label or negative gradient, paper) or ``"runner-up"`` (``M_o``'s softmax over the other classes,
+            renormalised). Issue 15.
+        retain_kd: weight of a distillation term to ``M_o`` on the ``D_r`` batches (``(1 − w)·CE + w·KL``; 0 = off,
+            paper). Issue 15.
         nf_reference_size: at most this many NF neighbour candidates (D's samples of the forget classes; a
             class-stratified sample of them above it, for multi-class requests; None = all). Ours (issue 10).
         stop_check_steps: check the aligned step's stop rule every this many optimizer steps (None: at epoch ends
@@ -200,6 +167,10 @@ class TMU(UnlearningMethod):
     noise_mix: float = 0.5
     grad_clip: float | None = 5.0
     hard_selection: HardSelection = "predictor"
+    hard_score: HardScore = "predictor"
+    hard_count: HardCount = "rate"
+    hard_targets: HardTargets = "random-label"
+    retain_kd: float = 0.0
     nf_reference_size: int | None = 4000
     stop_check_steps: int | None = 1
     twin_check_steps: int | None = None
@@ -221,6 +192,12 @@ class TMU(UnlearningMethod):
             raise ValueError(f"features must be a non-empty set of {FEATURE_NAMES}, got {self.features}")
         if self.hard_selection not in HARD_SELECTIONS:
             raise ValueError(f"unknown hard_selection {self.hard_selection!r}; use one of {', '.join(HARD_SELECTIONS)}")
+        for name, allowed in (("hard_score", HARD_SCORES), ("hard_count", HARD_COUNTS),
+                              ("hard_targets", HARD_TARGETS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"unknown {name} {getattr(self, name)!r}; use one of {', '.join(allowed)}")
+        if not 0 <= self.retain_kd <= 1:
+            raise ValueError(f"retain_kd must be in [0, 1], got {self.retain_kd}")
         if self.hard_mode not in HARD_MODES:
             raise ValueError(f"unknown hard_mode {self.hard_mode!r}; use one of {', '.join(HARD_MODES)}")
         if self.balance not in BALANCES:
@@ -328,7 +305,7 @@ class TMU(UnlearningMethod):
             ref = nf_reference(forget.labels, replay, max_size=self.nf_reference_size, seed=seed)
 
         # 1. twin models and twin generalisation labels ([M_o(x) == y]: M_o is the twin problem's gold model)
-        twin_models, twin_labels, twin_infos = [], [], []
+        twin_models, twin_labels, twin_infos, twin_margins = [], [], [], []
         for i, tw in enumerate(twins):
             with self._stage("twin_models"):
                 m_t, t_info = train_twin_model(
@@ -338,6 +315,8 @@ class TMU(UnlearningMethod):
                     progress=progress)
             twin_models.append(m_t)
             twin_infos.append(t_info)
+            with self._stage("twin_labels"):  # M_t's margin on its memorised D_tw: the twin of M_o's on D_f
+                twin_margins.append(true_class_margin(predict_logits(m_t, tw.data), tw.data.labels).float())
             with self._stage("twin_labels"):
                 twin_labels.append(generalisation_labels(model, tw.data))
         labels_tw = torch.cat(twin_labels)
@@ -376,6 +355,7 @@ class TMU(UnlearningMethod):
                                         batch_size=self.predictor_batch_size, balance=self.balance, seed=seed)
         return {
             "info": twin_info, "twin_labels": labels_tw, "twin_features_raw": raw_tw,
+            "twin_margins": torch.cat(twin_margins),
             "scaler": {"lo": scaler.lo, "hi": scaler.hi},
             "predictor": {"state": predictor.mlp.state_dict() if predictor.mlp is not None else None,
                           "in_features": int(raw_tw.shape[1]), "threshold": float(predictor.threshold),
@@ -478,8 +458,8 @@ class TMU(UnlearningMethod):
         x_tw, x_f = scaler.transform(raw_tw), scaler.transform(raw_f)
         del curriculum
 
-        # 3. predictor decisions
-        predicted = predictor.predict(x_f)
+        # 3. predictor decisions (or the margin rule of issue 15)
+        predicted = self._decide(model, forget, predictor, x_tw, x_f, labels_tw, entry["twin_margins"])
         if self.hard_selection == "random":  # rate-matched control: the predictor's count, random samples
             gen = torch.Generator().manual_seed(int(seed) + 7)
             info["predictor_labels"] = predicted.tolist()
@@ -500,6 +480,25 @@ class TMU(UnlearningMethod):
             return self.aligned_unlearn(model, forget=forget, retain=retain, predicted=predicted, seed=seed,
                                         progress=progress)
 
+    def _decide(self, model: nn.Module, forget: ImageDataset, predictor: GeneralisationPredictor,
+                x_tw: torch.Tensor, x_f: torch.Tensor, labels_tw: torch.Tensor,
+                twin_margins: torch.Tensor) -> torch.Tensor:
+        """Easy (1) / hard (0) per forget sample from ``hard_score`` and ``hard_count`` (module :mod:`.aligned`)."""
+        info = self.info
+        if self.hard_score == "predictor" and self.hard_count == "rate":  # the paper's rule
+            return predictor.predict(x_f)
+        if self.hard_score == "predictor":
+            score_tw, score_f = predictor.predict_proba(x_tw), predictor.predict_proba(x_f)
+        else:
+            score_tw, score_f = twin_margins, true_class_margin(predict_logits(model, forget), forget.labels)
+        if self.hard_count == "rate":  # as many hard as the twin problem's gold error rate
+            fraction = 1.0 - float(labels_tw.float().mean())
+        else:
+            fraction, twin_agreement = agreement_fraction(score_tw, labels_tw)
+            info["twin_rule_agreement"] = twin_agreement
+        info["hard_fraction"] = fraction
+        return choose_hard(score_f, fraction)
+
     def aligned_unlearn(self, model: nn.Module, *, forget: ImageDataset, retain: ImageDataset,
                         predicted: torch.Tensor, seed: int = 0, progress: bool = False) -> nn.Module:
         """Steps 4-5 alone, in place on ``model``: keep ``predicted == 1`` samples, unlearn ``predicted == 0`` ones.
@@ -516,71 +515,5 @@ class TMU(UnlearningMethod):
             seed: data-order, random-label and noise seed.
             progress: progress bar.
         """
-        info = self.info
-        predicted = torch.as_tensor(predicted).long().reshape(-1)
-        if predicted.numel() != len(forget):
-            raise ValueError(f"{predicted.numel()} predicted labels for {len(forget)} forget samples")
-        easy = forget.subset(torch.nonzero(predicted == 1).squeeze(1), name="forget-easy")
-        hard = forget.subset(torch.nonzero(predicted == 0).squeeze(1), name="forget-hard")
-        if len(hard) == 0:
-            info.update(unlearn_epochs=0, acc_forget_hard=float("nan"), acc_forget_easy=accuracy(model, easy),
-                        note="no predicted-hard samples: the model is returned unchanged")
-            return model
-        start = accuracy(model, hard)
-        info["acc_forget_hard_start"] = start
-        if start <= self.hard_target:
-            info.update(unlearn_epochs=0, acc_forget_hard=start, acc_forget_easy=accuracy(model, easy))
-            return model
-        device = model_device(model)
-        soft = None
-        if self.noise_sigma > 0 and len(easy):
-            soft = noise_soft_targets(model, easy, sigma=self.noise_sigma, copies=self.noise_copies,
-                                      mix=self.noise_mix, seed=seed).to(device)
-        hard_labels = (_random_other_labels(hard.labels, hard.num_classes, seed)
-                       if self.hard_mode == "random-label" else hard.labels)
-        # D_r is the primary stream (a random retain_fraction per epoch); D_f^h and D_f^e are cycled beside it, so
-        # each step sees both forget parts: the hard part is pushed down while the easy part (same classes) is held
-        streams = {
-            "retain": TensorLoader(retain, batch_size=self.batch_size, shuffle=True, fraction=self.retain_fraction,
-                                   seed=seed, device=device),
-            "hard": TensorLoader(hard, batch_size=min(self.batch_size, len(hard)), shuffle=True, seed=seed + 1,
-                                 device=device, labels=hard_labels),
-        }
-        if len(easy):
-            streams["easy"] = TensorLoader(easy, batch_size=min(self.batch_size, len(easy)), shuffle=True,
-                                           seed=seed + 2, device=device)
-        loaders = ZipLoader(streams, primary="retain")
-        sign = -1.0 if self.hard_mode == "neggrad" else 1.0
-        hard_weight = self.hard_weight if self.hard_weight is not None else (5.0 if sign < 0 else 1.0)
-
-        def loss_fn(m: nn.Module, batch):
-            rb, hb, eb = batch["retain"], batch["hard"], batch.get("easy")
-            parts = [rb.x, hb.x] + ([eb.x] if eb is not None else [])
-            logits = m(torch.cat(parts))
-            n_r, n_h = rb.x.shape[0], hb.x.shape[0]
-            lr_, lh, le = logits[:n_r], logits[n_r:n_r + n_h], logits[n_r + n_h:]
-            total = F.cross_entropy(lr_, rb.y, reduction="sum")
-            if eb is not None:
-                if soft is None:
-                    total = total + F.cross_entropy(le, eb.y, reduction="sum")
-                else:  # noise-perturbed variant: softened targets for the kept forget samples
-                    total = total - (soft[eb.index.to(device)] * le.log_softmax(1)).sum()
-            ce_hard = F.cross_entropy(lh, hb.y, reduction="none")
-            if self.hard_mode == "neggrad":  # ascend only on hard samples still classified correctly
-                ce_hard = ce_hard * (lh.detach().argmax(1) == hb.y).float()
-            # one mean over the joint batch: each sample weighs the same, hard ones times hard_weight
-            loss = (total + sign * hard_weight * ce_hard.sum()) / logits.shape[0]
-            return loss, {"loss_hard": float(ce_hard.detach().mean())}
-
-        # checked every stop_check_steps optimizer steps (|D_f^h| forwards each), not only at epoch ends: the target
-        # is usually reached within the first epoch, and the rest of that epoch was paid for nothing
-        stop = StopWhen("acc_forget_hard", lambda m: accuracy(m, hard), lambda v: v <= self.hard_target,
-                        every_steps=self.stop_check_steps)
-        opt = torch.optim.SGD(model.parameters(), lr=self.lr, momentum=0.9, weight_decay=5e-4)
-        result = fit(model, loaders, epochs=self.epochs, optimizer=opt, loss_fn=loss_fn, callbacks=[stop],
-                     grad_clip=self.grad_clip, progress=progress, desc="tmu unlearn")
-        info.update(unlearn_epochs=result.epochs_run, unlearn_steps=int(result.cost.get("steps", 0)),
-                    unlearn_stopped_early=result.stopped_early,
-                    acc_forget_hard=accuracy(model, hard), acc_forget_easy=accuracy(model, easy) if len(easy) else
-                    float("nan"), unlearn_history=result.history)
-        return model
+        return run_aligned_step(self, model, forget=forget, retain=retain, predicted=predicted, seed=seed,
+                                progress=progress)

@@ -1,0 +1,160 @@
+"""Issue 15's per-sample decision rules and targets, each against a reference written from its definition.
+
+The oracles below are plain Python loops over the definitions in the docstrings of
+``oblivio.methods.tmu.aligned`` (no helper of the module is imported by an oracle).
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+
+import pytest
+import torch
+
+from oblivio.methods import create_method, describe_method
+from oblivio.methods.tmu import agreement_fraction, choose_hard, runner_up_targets, true_class_margin
+
+
+def _margin_oracle(logits: list[list[float]], labels: list[int]) -> list[float]:
+    out = []
+    for row, y in zip(logits, labels):
+        best_other = max(v for j, v in enumerate(row) if j != y)
+        out.append(row[y] - best_other)
+    return out
+
+
+def _agreement_oracle(scores: list[float], gold_easy: list[int]) -> tuple[float, float]:
+    """Try every k: the k lowest-scored (stable order) are hard; keep the smallest k with the most agreement."""
+    n = len(scores)
+    order = sorted(range(n), key=lambda i: (scores[i], i))
+    best_k, best = 0, -1
+    for k in range(n + 1):
+        hard = set(order[:k])
+        agree = sum((gold_easy[i] == 0) if i in hard else (gold_easy[i] == 1) for i in range(n))
+        if agree > best:
+            best_k, best = k, agree
+    return best_k / n, best / n
+
+
+def test_true_class_margin_matches_loop():
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(50, 7, generator=gen)
+    labels = torch.randint(0, 7, (50,), generator=gen)
+    got = true_class_margin(logits, labels)
+    want = _margin_oracle(logits.tolist(), labels.tolist())
+    assert got.tolist() == pytest.approx(want, abs=1e-6)
+    assert ((got > 0) == (logits.argmax(1) == labels)).all()  # positive margin <=> correctly classified
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_agreement_fraction_matches_brute_force(seed):
+    gen = torch.Generator().manual_seed(seed)
+    n = int(torch.randint(1, 25, (1,), generator=gen))
+    # rounded scores: ties are common, and the stable order must decide them the same way
+    scores = (torch.rand(n, generator=gen) * 4).round() / 4
+    gold = (torch.rand(n, generator=gen) < 0.7).long()
+    frac, agree = agreement_fraction(scores, gold)
+    want_frac, want_agree = _agreement_oracle(scores.tolist(), gold.tolist())
+    assert frac == pytest.approx(want_frac) and agree == pytest.approx(want_agree)
+
+
+def test_agreement_fraction_flips_nothing_for_an_uninformative_score():
+    # every score equal and most samples easy: any flip loses agreement
+    frac, agree = agreement_fraction(torch.zeros(10), torch.tensor([1] * 8 + [0] * 2))
+    assert frac == 0.0 and agree == pytest.approx(0.8)
+    with pytest.raises(ValueError, match="one length"):
+        agreement_fraction(torch.zeros(3), torch.ones(4))
+
+
+def test_choose_hard_calls_the_lowest_scores_hard():
+    scores = torch.tensor([0.5, -1.0, 2.0, 0.1, 3.0, -0.2])
+    labels = choose_hard(scores, 0.5)  # round(3.0) = 3 hard: the three lowest
+    assert labels.tolist() == [1, 0, 1, 0, 1, 0]
+    assert choose_hard(scores, 0.0).tolist() == [1] * 6
+    assert choose_hard(scores, 1.0).tolist() == [0] * 6
+
+
+def test_runner_up_targets(tmu_original, tmu_splits):
+    from oblivio.training.evaluate import predict_logits
+
+    forget = tmu_splits.forget
+    t = runner_up_targets(tmu_original, forget)
+    logits = predict_logits(tmu_original, forget).double()
+    for i, y in enumerate(forget.labels.tolist()):
+        assert t[i, y] == 0
+        assert float(t[i].sum()) == pytest.approx(1.0, abs=1e-5)
+        # the others keep their softmax ratios
+        others = [j for j in range(logits.shape[1]) if j != y]
+        z = [math.exp(float(logits[i, j] - logits[i, others].max())) for j in others]
+        assert [float(t[i, j]) for j in others] == pytest.approx([v / sum(z) for v in z], rel=1e-4, abs=1e-7)
+
+
+def test_variants_registered_with_reasons():
+    for name, overrides in {
+        "tmu.paper": {"n_twins": 1, "stop_check_steps": None},
+        "tmu.margin": {"hard_score": "margin", "hard_targets": "runner-up"},
+        "tmu.agree": {"hard_score": "margin", "hard_count": "agreement", "hard_targets": "runner-up"},
+        "tmu.kd": {"retain_kd": 0.5},
+    }.items():
+        d = describe_method(name)
+        assert d["variant_of"] == "tmu"
+        assert all(d["overrides"].get(k) == v for k, v in overrides.items()), (name, d["overrides"])
+    for bad in ({"hard_score": "oracle"}, {"hard_count": "half"}, {"hard_targets": "gold"}, {"retain_kd": 1.5}):
+        with pytest.raises(ValueError):
+            create_method("tmu", **bad)
+
+
+@pytest.fixture(scope="module")
+def margin_run(tmu_original, tmu_splits):
+    method = create_method("tmu", hard_score="margin", hard_count="rate", hard_targets="runner-up")
+    out = method(copy.deepcopy(tmu_original), forget=tmu_splits.forget, retain=tmu_splits.retain,
+                 holdout=tmu_splits.holdout, seed=0, progress=False)
+    return method, out
+
+
+def test_margin_rule_flips_the_lowest_margins_at_the_twin_rate(margin_run, tmu_original, tmu_splits):
+    from oblivio.training.evaluate import predict_logits
+
+    method, out = margin_run
+    info = method.info
+    forget = tmu_splits.forget
+    twin_rate = info["twin_easy_rate"]
+    assert info["hard_fraction"] == pytest.approx(1 - twin_rate)
+    predicted = torch.tensor(info["predicted_labels"])
+    k = int(round((1 - twin_rate) * len(forget)))
+    assert int((predicted == 0).sum()) == k == info["predicted_hard"]
+    margins = _margin_oracle(predict_logits(tmu_original, forget).double().tolist(), forget.labels.tolist())
+    if 0 < k < len(forget):  # every hard sample's margin is at most every easy sample's
+        hard_m = [m for m, p in zip(margins, predicted.tolist()) if p == 0]
+        easy_m = [m for m, p in zip(margins, predicted.tolist()) if p == 1]
+        assert max(hard_m) <= min(easy_m)
+    if k:  # runner-up targets: the hard samples now sit on their runner-up class, not on a random one
+        logits0 = predict_logits(tmu_original, forget)
+        logits1 = predict_logits(out, forget)
+        hard_idx = torch.nonzero(predicted == 0).squeeze(1)
+        masked = logits0.scatter(1, forget.labels[:, None], float("-inf"))
+        moved = logits1[hard_idx].argmax(1) == masked[hard_idx].argmax(1)
+        assert float(moved.float().mean()) >= 0.5
+        assert info["acc_forget_hard"] <= 0.5
+
+
+def test_agreement_rule_uses_the_twin_optimum(tmu_original, tmu_splits):
+    method = create_method("tmu.agree")
+    method(copy.deepcopy(tmu_original), forget=tmu_splits.forget, retain=tmu_splits.retain,
+           holdout=tmu_splits.holdout, seed=0, progress=False)
+    info = method.info
+    assert 0.0 <= info["hard_fraction"] <= 1.0
+    assert info["twin_rule_agreement"] >= info["twin_easy_rate"] - 1e-9  # never worse than flipping nothing
+    assert info["predicted_hard"] == int(round(info["hard_fraction"] * len(tmu_splits.forget)))
+
+
+def test_retain_kd_runs_and_is_deterministic(tmu_original, tmu_splits):
+    outs = []
+    for _ in range(2):
+        method = create_method("tmu", retain_kd=0.5, hard_score="margin", hard_targets="runner-up")
+        outs.append(method(copy.deepcopy(tmu_original), forget=tmu_splits.forget, retain=tmu_splits.retain,
+                           holdout=tmu_splits.holdout, seed=3, progress=False))
+    for a, b in itertools.zip_longest(outs[0].state_dict().values(), outs[1].state_dict().values()):
+        assert torch.equal(a, b)
