@@ -1,4 +1,5 @@
-"""The module map of docs/architecture.md, enforced: imports run one way, no import cycle, no oversized module.
+"""The module map of docs/architecture.md, enforced: imports run one way, no import cycle, no oversized module,
+and public functions take their knobs keyword-only.
 
 Imports are read with :mod:`ast` (top-level and function-level ones alike: a lazy import is still a dependency),
 so these tests import nothing from oblivio. Known exceptions are listed by name, so that new ones cannot appear
@@ -35,10 +36,7 @@ KNOWN_UPWARD_IMPORTS: set[tuple[str, str]] = set()
 KNOWN_CYCLES: set[frozenset[str]] = set()
 
 MAX_LINES = 450
-KNOWN_LONG_MODULES = {
-    # to be split by job (issue 14); do not add to this list: split the module instead
-    "methods/tmu/method.py",
-}
+KNOWN_LONG_MODULES: set[str] = set()  # issue 14 split them all; do not add to this: split the module instead
 
 
 def _modules() -> dict[str, tuple[Path, bool]]:
@@ -185,29 +183,93 @@ def test_no_module_over_the_line_limit():
 
 
 KNOWN_POSITIONAL_KNOBS = {
-    # methods/tmu/twin.py calls it as random_hflip(x, 0.5, generator); make p and generator keyword-only with it
-    "data/transforms.py:random_hflip",
+    # Knobs still taken positionally, to be made keyword-only (issue 14 item 6); remove an entry when it is fixed.
+    # Blocked because the function's module, or a call site passing the knob positionally, was being edited by
+    # someone else when the rest were fixed:
+    "api.py:enable_logging",  # level; api.py (tests/api call it as enable_logging("INFO", ...))
+    "experiments/pipeline.py:Experiment.build_model",  # seed; pipeline.py, and called positionally by cell.py
+    "experiments/pipeline.py:Experiment.original",  # and the five below: seed; pipeline.py, cell.py, tmu_cost.py,
+    "experiments/pipeline.py:Experiment.original_with_meta",  # benchmarks/ and tests call them as gold(split, seed)
+    "experiments/pipeline.py:Experiment.gold",
+    "experiments/pipeline.py:Experiment.gold_with_meta",
+    "experiments/pipeline.py:Experiment.gold_seconds",
+    "experiments/pipeline.py:Experiment.gold_cost",
+    "methods/tmu/predictor.py:make_mlp",  # hidden; methods/tmu/
+    "data/transforms.py:random_crop",  # generator; methods/tmu/twin.py calls random_crop(out, pad, generator)
+    "data/transforms.py:random_hflip",  # p, generator; methods/tmu/twin.py calls random_hflip(out, 0.5, generator)
+    "training/train.py:train_model",  # recipe; experiments/pipeline.py calls train_model(model, data, recipe, ...)
 }
+"""Public functions that still take a knob positionally. Do not add to this set: put ``*`` before the knob."""
+
+POSITIONAL_DATA_ARGUMENTS = {
+    # Not knobs: an optional *data* argument (what the function works on, not how), positional as data is.
+    "cli/__init__.py:main",  # argv, as every console entry point takes it
+    "data/base.py:ImageDataset.float_images",  # indices: which rows (default: all)
+    "data/idx.py:load_fashion_mnist",  # root: the dataset folder
+    "experiments/bench.py:run_benchmark",  # config: the experiment to run the benchmark on (a preset name)
+    "experiments/tmu_cost.py:run_tmu_cost",  # config: as run_benchmark
+    "ledger/service.py:DeletionService.resolve_version",  # version: the version to read (default: current)
+    "ledger/service.py:DeletionService.report",  # version: as resolve_version
+    "models/base.py:Classifier.check_input",  # num_classes of the data checked; the model contract user models
+    "models/adapters.py:ClassifierAdapter.check_input",  # implement, called as check_input(shape, num_classes)
+    "utils.py:git_commit",  # cwd: the checkout to read
+    "utils.py:git_source_state",  # cwd: as git_commit
+}
+"""Public functions whose defaulted positional parameter is data, not a knob; each with its reason."""
 
 
-def positional_knobs() -> list[str]:
-    """Public functions and methods that take more than one defaulted parameter positionally (STYLE habit 1:
-    knobs are keyword-only, ``def f(x, *, knob=...)``)."""
+def positional_knobs(sources: dict[str, str] | None = None) -> list[str]:
+    """``module:qualified name`` of every public function or method that takes a defaulted parameter positionally
+    (STYLE habit 1: knobs are keyword-only, ``def f(x, *, knob=...)``).
+
+    Public: neither the function, its class nor its module starts with ``_`` (dunders included, so a dataclass's
+    generated ``__init__`` and ``__call__`` are out). Exempt by rule, since others fix their signature: torch's
+    ``forward`` (``nn.Module.__call__`` passes its arguments on positionally) and the stubs of a ``Protocol`` class
+    (they describe what implementers write). ``sources`` maps module paths to source text (default: src/oblivio).
+    """
+    if sources is None:
+        sources = {path.relative_to(SRC).as_posix(): path.read_text(encoding="utf-8") for path, _ in MODULES.values()}
     found = []
 
-    def visit(node, rel, prefix=""):
+    def visit(node, rel, prefix="", protocol=False):
         for child in ast.iter_child_nodes(node):
             if isinstance(child, ast.ClassDef) and not child.name.startswith("_"):
-                visit(child, rel, f"{prefix}{child.name}.")
+                is_protocol = any(ast.unparse(b).split(".")[-1].split("[")[0] == "Protocol" for b in child.bases)
+                visit(child, rel, f"{prefix}{child.name}.", protocol=is_protocol)
             elif isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)) and not child.name.startswith("_"):
-                if len(child.args.defaults) > 1:
+                if protocol or (prefix and child.name == "forward"):
+                    continue
+                if child.args.defaults:  # defaults of positional(-or-keyword) parameters only; kw-only ones are apart
                     found.append(f"{rel}:{prefix}{child.name}")
 
-    for path, _ in MODULES.values():
-        rel = path.relative_to(SRC).as_posix()
-        visit(ast.parse(path.read_text(encoding="utf-8")), rel)
+    for rel, text in sources.items():
+        if any(part.startswith("_") and part not in ("__init__.py", "__main__.py") for part in rel.split("/")):
+            continue  # a private module: nothing in it is public
+        visit(ast.parse(text), rel)
     return found
 
 
+def test_the_knob_scan_catches_a_positional_knob():
+    src = ("def f(x, knob=1): ...\n"
+           "def g(x, *, knob=1): ...\n"
+           "def _h(x, knob=1): ...\n"
+           "class C:\n"
+           "    def m(self, x, knob=1): ...\n"
+           "    def forward(self, x, mask=None): ...\n"
+           "    def __init__(self, x=1): ...\n"
+           "class P(typing.Protocol):\n"
+           "    def stub(self, x, knob=1): ...\n")
+    assert positional_knobs({"m.py": src, "_private.py": src, "pkg/_inner.py": src}) == ["m.py:f", "m.py:C.m"]
+
+
 def test_knobs_are_keyword_only():
-    assert sorted(set(positional_knobs()) - KNOWN_POSITIONAL_KNOBS) == []
+    """No public function takes a defaulted parameter positionally, but for the listed data arguments and the known
+    knobs still to fix (make a new one keyword-only, ``def f(x, *, knob=...)``, rather than listing it)."""
+    found = set(positional_knobs())
+    assert sorted(found - KNOWN_POSITIONAL_KNOBS - POSITIONAL_DATA_ARGUMENTS) == []
+
+
+def test_the_knob_lists_name_real_offenders():
+    """A fixed or renamed function leaves the lists, so that they only shrink."""
+    found = set(positional_knobs())
+    assert sorted((KNOWN_POSITIONAL_KNOBS | POSITIONAL_DATA_ARGUMENTS) - found) == []

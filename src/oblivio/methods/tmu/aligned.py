@@ -33,7 +33,8 @@ from ...training.evaluate import accuracy, predict_logits
 from ...training.loop import StopWhen, fit
 from ...utils import eval_mode, model_device
 
-__all__ = ["HARD_COUNTS", "HARD_SCORES", "HARD_TARGETS", "agreement_fraction", "choose_hard", "noise_soft_targets",
+__all__ = ["HARD_COUNTS", "HARD_SCORES", "HARD_TARGETS", "agreement_fraction", "choose_hard", "decide_hard",
+           "noise_soft_targets",
            "run_aligned_step", "runner_up_targets", "true_class_margin"]
 
 HardScore = Literal["predictor", "margin"]
@@ -78,6 +79,24 @@ def agreement_fraction(scores: torch.Tensor, gold_easy: torch.Tensor) -> tuple[f
     agree = hard_prefix + easy_suffix
     k = int(torch.argmax(agree))  # first maximum: the fewest flips
     return k / s.numel(), float(agree[k]) / s.numel()
+
+
+def decide_hard(info: dict, *, hard_score: str, hard_count: str, predictor: Any, x_tw: torch.Tensor,
+                x_f: torch.Tensor, labels_tw: torch.Tensor, twin_margins: torch.Tensor, model: nn.Module,
+                forget: ImageDataset) -> torch.Tensor:
+    """Easy (1) / hard (0) per forget sample under ``hard_score`` and ``hard_count`` (any pair but the paper's
+    predictor-at-its-threshold, which is ``predictor.predict``). Writes ``hard_fraction`` (and, for the agreement
+    count, ``twin_rule_agreement``: the rule's agreement with gold on the twin set) to ``info``."""
+    if hard_score == "predictor":
+        score_tw, score_f = predictor.predict_proba(x_tw), predictor.predict_proba(x_f)
+    else:
+        score_tw, score_f = twin_margins, true_class_margin(predict_logits(model, forget), forget.labels)
+    if hard_count == "rate":  # as many hard as the twin problem's gold error rate
+        fraction = 1.0 - float(torch.as_tensor(labels_tw).float().mean())
+    else:
+        fraction, info["twin_rule_agreement"] = agreement_fraction(score_tw, labels_tw)
+    info["hard_fraction"] = fraction
+    return choose_hard(score_f, fraction)
 
 
 def choose_hard(scores: torch.Tensor, fraction: float) -> torch.Tensor:

@@ -1,10 +1,8 @@
 """TMU as an :class:`~oblivio.methods.base.UnlearningMethod`: ``create_method("tmu", ...)``.
 
-Pipeline (SPEC §3, docs/tmu.md): twin set from ``holdout`` (Eq. 3) → twin model(s) → twin generalisation labels
-``[M_o(x) == y]`` → NF / AF / CF features in the twin and the original problem → robust scaling fitted on the twin
-set → MLP predictor → split ``D_f`` into predicted-easy and predicted-hard → fine-tune ``M_o`` on ``D_r ∪ D_f^e``
-with true labels while driving the accuracy on ``D_f^h`` down (random labels or negative gradient), optionally
-with noise-softened targets on ``D_f^e``.
+Pipeline (SPEC §3, docs/tmu.md): twin set(s) from ``holdout`` → twin model(s) → twin labels ``[M_o(x) == y]`` →
+NF / AF / CF features → scaler and MLP predictor fitted on the twin set → easy / hard split of ``D_f``
+(:mod:`.aligned`) → aligned fine-tuning of ``M_o`` (:mod:`.aligned`); twin work reusable through :mod:`.cache`.
 """
 
 from __future__ import annotations
@@ -24,12 +22,13 @@ from ...training.evaluate import predict_features, predict_logits
 from ...models.adapters import as_classifier, unwrap
 from ...utils import config_hash, indices_hash, model_device, state_dict_hash
 from ..base import UnlearningData, UnlearningMethod, register_method
-from .aligned import HARD_COUNTS, HARD_SCORES, HARD_TARGETS, HardCount, HardScore, HardTargets, agreement_fraction, \
-    choose_hard, noise_soft_targets, run_aligned_step, true_class_margin
+from .aligned import HARD_COUNTS, HARD_SCORES, HARD_TARGETS, HardCount, HardScore, HardTargets, decide_hard, \
+    noise_soft_targets, run_aligned_step, true_class_margin
 from .cache import TwinCache, twin_cache_key
-from .features import FEATURE_NAMES, AFForm, RobustScaler, af_feature, fresh_copy, nearest_distance, nf_reference, \
+from .entry import rebind_reference, restore_entry, storable
+from .features import FEATURE_NAMES, AFForm, RobustScaler, af_feature, nearest_distance, nf_reference, \
     per_sample_loss, train_curriculum_model
-from .predictor import BALANCES, Balance, GeneralisationPredictor, make_mlp, train_predictor
+from .predictor import BALANCES, Balance, train_predictor
 from .twin import build_twin_sets, generalisation_labels, real_twin_capacity, train_twin_model, twin_size
 
 __all__ = ["TMU", "noise_soft_targets"]
@@ -98,17 +97,12 @@ class TMU(UnlearningMethod):
         hard_selection: which samples the aligned step treats as hard: ``"predictor"`` (TMU) or ``"random"``, the
             rate-matched random control of SPEC §6 (as many hard samples as the predictor chose, drawn uniformly
             at random with the unlearning seed); registered as the variant ``tmu.random-control``.
-        hard_score: what ranks forget samples from easy to hard: ``"predictor"`` (the MLP's P(easy), paper) or
-            ``"margin"`` (``M_o``'s true-class logit margin; the twin model's margin on ``D_tw`` is its twin).
-            Issue 15, module :mod:`oblivio.methods.tmu.aligned`.
-        hard_count: how many are called hard: ``"rate"`` (the twin set's gold error rate; with the predictor, its
-            rate-matching threshold, paper) or ``"agreement"`` (the fraction that maximises agreement with the
-            twin set's gold labels under the same score). Issue 15.
-        hard_targets: what a hard sample is trained toward: ``"random-label"`` (``hard_mode`` decides: a random
-            wrong label or negative gradient, paper) or ``"runner-up"`` (``M_o``'s softmax over the other classes,
-            renormalised). Issue 15.
-        retain_kd: weight of a distillation term to ``M_o`` on the ``D_r`` batches (``(1 − w)·CE + w·KL``; 0 = off,
-            paper). Issue 15.
+        hard_score, hard_count, hard_targets, retain_kd: issue 15's per-sample choices (module
+            :mod:`oblivio.methods.tmu.aligned`): rank forget samples by the predictor's P(easy) (``"predictor"``,
+            paper) or ``M_o``'s true-class margin (``"margin"``); call the twin rate hard (``"rate"``, paper) or the
+            share that maximised agreement with gold on the twin set (``"agreement"``); train hard samples toward a
+            random wrong label (``"random-label"``, paper) or ``M_o``'s runner-up classes (``"runner-up"``); weight
+            of a distillation term to ``M_o`` on ``D_r`` (0 = off, paper).
         nf_reference_size: at most this many NF neighbour candidates (D's samples of the forget classes; a
             class-stratified sample of them above it, for multi-class requests; None = all). Ours (issue 10).
         stop_check_steps: check the aligned step's stop rule every this many optimizer steps (None: at epoch ends
@@ -190,20 +184,13 @@ class TMU(UnlearningMethod):
         bad = [f for f in self.features if f not in FEATURE_NAMES]
         if bad or not self.features or len(set(self.features)) != len(self.features):
             raise ValueError(f"features must be a non-empty set of {FEATURE_NAMES}, got {self.features}")
-        if self.hard_selection not in HARD_SELECTIONS:
-            raise ValueError(f"unknown hard_selection {self.hard_selection!r}; use one of {', '.join(HARD_SELECTIONS)}")
-        for name, allowed in (("hard_score", HARD_SCORES), ("hard_count", HARD_COUNTS),
-                              ("hard_targets", HARD_TARGETS)):
+        for name, allowed in (("hard_selection", HARD_SELECTIONS), ("hard_score", HARD_SCORES),
+                              ("hard_count", HARD_COUNTS), ("hard_targets", HARD_TARGETS), ("hard_mode", HARD_MODES),
+                              ("balance", BALANCES), ("af_form", ("kl", "ce"))):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"unknown {name} {getattr(self, name)!r}; use one of {', '.join(allowed)}")
         if not 0 <= self.retain_kd <= 1:
             raise ValueError(f"retain_kd must be in [0, 1], got {self.retain_kd}")
-        if self.hard_mode not in HARD_MODES:
-            raise ValueError(f"unknown hard_mode {self.hard_mode!r}; use one of {', '.join(HARD_MODES)}")
-        if self.balance not in BALANCES:
-            raise ValueError(f"unknown balance {self.balance!r}; use one of {', '.join(BALANCES)}")
-        if self.af_form not in ("kl", "ce"):
-            raise ValueError(f"unknown af_form {self.af_form!r}; use 'kl' or 'ce'")
         if self.n_twins < 1:
             raise ValueError(f"n_twins must be >= 1, got {self.n_twins}")
         if self.twin_size is not None and self.twin_size < 1:
@@ -214,13 +201,9 @@ class TMU(UnlearningMethod):
         if self.noise_sigma < 0 or not 0 <= self.noise_mix <= 1 or self.noise_copies < 1:
             raise ValueError("noise_sigma must be >= 0, noise_mix in [0, 1] and noise_copies >= 1")
         self.predictor_hidden = tuple(int(h) for h in self.predictor_hidden)
-        if self.nf_reference_size is not None and self.nf_reference_size < 1:
-            raise ValueError(f"nf_reference_size must be >= 1 (or None: every same-class sample), "
-                             f"got {self.nf_reference_size}")
-        if self.twin_check_steps is not None and self.twin_check_steps < 1:
-            raise ValueError(f"twin_check_steps must be >= 1 (or None: at epoch ends), got {self.twin_check_steps}")
-        if self.stop_check_steps is not None and self.stop_check_steps < 1:
-            raise ValueError(f"stop_check_steps must be >= 1 (or None: at epoch ends), got {self.stop_check_steps}")
+        for name in ("nf_reference_size", "twin_check_steps", "stop_check_steps"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1 (or None), got {getattr(self, name)}")
 
     # ------------------------------------------------------------------ stages and cache
     @contextlib.contextmanager
@@ -315,9 +298,8 @@ class TMU(UnlearningMethod):
                     progress=progress)
             twin_models.append(m_t)
             twin_infos.append(t_info)
-            with self._stage("twin_labels"):  # M_t's margin on its memorised D_tw: the twin of M_o's on D_f
+            with self._stage("twin_labels"):  # and M_t's margin on its memorised D_tw: the twin of M_o's on D_f
                 twin_margins.append(true_class_margin(predict_logits(m_t, tw.data), tw.data.labels).float())
-            with self._stage("twin_labels"):
                 twin_labels.append(generalisation_labels(model, tw.data))
         labels_tw = torch.cat(twin_labels)
         twin_info = dict(twin_size=size, n_twins=n_twins, twin_augmented=[t.n_augmented for t in twins],
@@ -367,31 +349,6 @@ class TMU(UnlearningMethod):
             "cold_stages": {},
         }
 
-    def _restore(self, entry: dict, model: nn.Module) -> tuple[GeneralisationPredictor, RobustScaler,
-                                                                nn.Module | None]:
-        p = entry["predictor"]
-        mlp = None
-        if p["state"] is not None:
-            mlp = make_mlp(int(p["in_features"]), self.predictor_hidden)
-            mlp.load_state_dict(p["state"])
-            mlp.eval()
-        predictor = GeneralisationPredictor(mlp=mlp, threshold=float(p["threshold"]), constant=p["constant"],
-                                            train_accuracy=float(p["train_accuracy"]), easy_rate=float(p["easy_rate"]))
-        scaler = RobustScaler(lo=entry["scaler"]["lo"], hi=entry["scaler"]["hi"])
-        curriculum = None
-        if entry.get("curriculum") is not None:
-            curriculum = fresh_copy(model)
-            curriculum.load_state_dict(entry["curriculum"])
-            curriculum.eval()
-        return predictor, scaler, curriculum
-
-    @staticmethod
-    def _storable(entry: dict) -> dict:
-        """The entry without the in-memory reference dataset (images are re-read from ``D`` by id on a hit)."""
-        out = dict(entry)
-        out["nf_reference"] = {k: v for k, v in entry["nf_reference"].items() if k != "dataset"}
-        return out
-
     def _unlearn(self, model: nn.Module, data: UnlearningData, *, seed: int, progress: bool) -> nn.Module:
         forget, retain, holdout = data.forget, data.retain, data.holdout
         assert holdout is not None  # checked by needs_holdout
@@ -420,18 +377,7 @@ class TMU(UnlearningMethod):
                                      holdout_hash=indices_hash(sorted(holdout.ids.tolist())))  # type: ignore[union-attr]
                 entry = cache.get(key)
             if entry is not None:
-                entry = dict(entry)  # a shallow copy: what follows must not change the cached entry
-                # the reference images, by id, from this request's D_r ∪ D_f (a child version lacks its parent's
-                # forgotten samples: those references are dropped)
-                replay = retain.concat(forget, name="train")
-                pos_by_id = {int(i): p for p, i in enumerate(replay.ids.tolist())}  # type: ignore[union-attr]
-                ref_ids = entry["nf_reference"]["ids"]
-                have = torch.tensor([int(i) in pos_by_id for i in ref_ids.tolist()], dtype=torch.bool)
-                ref = replay.subset(torch.tensor([pos_by_id[int(i)] for i in ref_ids[have].tolist()],
-                                                 dtype=torch.long), name="train:nf-reference")
-                entry["nf_reference"] = {"ids": ref.ids, "labels": ref.labels, "dataset": ref}
-                if entry.get("original_features") is not None:
-                    entry["original_features"] = entry["original_features"][have]
+                entry = rebind_reference(entry, retain, forget)
                 log.info("tmu: twin cache hit (%s, made for forget ids %s): twin models, features and predictor "
                          "reused", config_hash(key), entry["source_forget_ids"])
         hit = entry is not None
@@ -439,7 +385,7 @@ class TMU(UnlearningMethod):
             entry = self._twin_work(model, forget, retain, holdout, seed, progress)
             entry["cold_stages"] = dict(info["stages"])
         info.update(entry["info"], features=list(self.features))
-        predictor, scaler, curriculum = self._restore(entry, model)
+        predictor, scaler, curriculum = restore_entry(entry, model, hidden=self.predictor_hidden)
         raw_tw, labels_tw = entry["twin_features_raw"], entry["twin_labels"]
 
         self._reference_features(model, entry)
@@ -447,7 +393,7 @@ class TMU(UnlearningMethod):
             raw_f = self._forget_features(model, forget, entry, curriculum, seed)
         if cache is not None and not hit:
             with self._stage("cache_store"):
-                cache.put(key, self._storable(entry))  # type: ignore[arg-type]
+                cache.put(key, storable(entry))  # type: ignore[arg-type]
         info["twin_cache"] = {"used": cache is not None, "hit": hit,
                               "key_hash": config_hash(key) if key is not None else None,
                               "made_for_forget_ids": entry["source_forget_ids"],
@@ -459,7 +405,12 @@ class TMU(UnlearningMethod):
         del curriculum
 
         # 3. predictor decisions (or the margin rule of issue 15)
-        predicted = self._decide(model, forget, predictor, x_tw, x_f, labels_tw, entry["twin_margins"])
+        if self.hard_score == "predictor" and self.hard_count == "rate":  # the paper's rule
+            predicted = predictor.predict(x_f)
+        else:
+            predicted = decide_hard(self.info, hard_score=self.hard_score, hard_count=self.hard_count,
+                                    predictor=predictor, x_tw=x_tw, x_f=x_f, labels_tw=labels_tw,
+                                    twin_margins=entry["twin_margins"], model=model, forget=forget)
         if self.hard_selection == "random":  # rate-matched control: the predictor's count, random samples
             gen = torch.Generator().manual_seed(int(seed) + 7)
             info["predictor_labels"] = predicted.tolist()
@@ -475,29 +426,9 @@ class TMU(UnlearningMethod):
                  info["twin_size"], info["twin_epochs"], info["predicted_easy"], info["predicted_hard"],
                  predictor.train_accuracy, " [twin cache hit]" if hit else "")
 
-        # 4-5. aligned unlearning
-        with self._stage("aligned_unlearning"):
+        with self._stage("aligned_unlearning"):  # 4-5. aligned unlearning
             return self.aligned_unlearn(model, forget=forget, retain=retain, predicted=predicted, seed=seed,
                                         progress=progress)
-
-    def _decide(self, model: nn.Module, forget: ImageDataset, predictor: GeneralisationPredictor,
-                x_tw: torch.Tensor, x_f: torch.Tensor, labels_tw: torch.Tensor,
-                twin_margins: torch.Tensor) -> torch.Tensor:
-        """Easy (1) / hard (0) per forget sample from ``hard_score`` and ``hard_count`` (module :mod:`.aligned`)."""
-        info = self.info
-        if self.hard_score == "predictor" and self.hard_count == "rate":  # the paper's rule
-            return predictor.predict(x_f)
-        if self.hard_score == "predictor":
-            score_tw, score_f = predictor.predict_proba(x_tw), predictor.predict_proba(x_f)
-        else:
-            score_tw, score_f = twin_margins, true_class_margin(predict_logits(model, forget), forget.labels)
-        if self.hard_count == "rate":  # as many hard as the twin problem's gold error rate
-            fraction = 1.0 - float(labels_tw.float().mean())
-        else:
-            fraction, twin_agreement = agreement_fraction(score_tw, labels_tw)
-            info["twin_rule_agreement"] = twin_agreement
-        info["hard_fraction"] = fraction
-        return choose_hard(score_f, fraction)
 
     def aligned_unlearn(self, model: nn.Module, *, forget: ImageDataset, retain: ImageDataset,
                         predicted: torch.Tensor, seed: int = 0, progress: bool = False) -> nn.Module:
