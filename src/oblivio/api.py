@@ -129,7 +129,12 @@ def _show(value: Any, kind: str) -> Any:
 
 class EvaluationResult(dict):
     """The flat metrics dict of :func:`evaluate_unlearning` (accuracies as fractions in [0, 1]); ``str()`` is a
-    rounded table in percent."""
+    rounded table in percent; ``groups`` maps each metric group to the keys it added (as
+    :class:`oblivio.metrics.report.Evaluation`)."""
+
+    def __init__(self, *args: Any, groups: Mapping[str, Sequence[str]] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.groups: dict[str, tuple[str, ...]] = {k: tuple(v) for k, v in (groups or {}).items()}
 
     def __str__(self) -> str:
         rows = []
@@ -352,7 +357,10 @@ def evaluate_unlearning(model: nn.Module, *, forget: Any, retain: Any, test: Any
         gold: optional gold model.
         classes: class names (default as in :func:`unlearn`).
         ids: optional sample ids per role.
-        **kwargs: ``random_model``, ``mia``, ``seed``, ``batch_size`` of the metrics function.
+        **kwargs: ``random_model``, ``mia``, ``seed``, ``batch_size`` of the metrics function, and its keyed
+            metric groups: ``extras=[...]`` (e.g. ``"original"`` with ``original=``, ``"tta"``, ``"cost"`` with
+            ``cost=`` / ``reference_cost=``; see :mod:`oblivio.metrics.extras`), the same single assembly point the
+            CLI, the benchmark runner and the ledger use. ``groups`` on the result says which keys each group added.
 
     Example:
         >>> import torch
@@ -371,5 +379,5 @@ def evaluate_unlearning(model: nn.Module, *, forget: Any, retain: Any, test: Any
         raise DatasetError("evaluate_unlearning needs test data (unseen images) for the test accuracy and the "
                            "membership-inference metrics")
     sets = _intake(model, {"forget": forget, "retain": retain, "test": test}, classes=classes, ids=ids or {})
-    return EvaluationResult(_evaluate(model, forget=sets["forget"], retain=sets["retain"], test=sets["test"],
-                                      gold=gold, **kwargs))
+    evaluation = _evaluate(model, forget=sets["forget"], retain=sets["retain"], test=sets["test"], gold=gold, **kwargs)
+    return EvaluationResult(evaluation, groups=evaluation.groups)

@@ -12,6 +12,8 @@ import torch
 
 import oblivio.experiments.pipeline as pipeline
 from oblivio.experiments import CheckpointStore, Experiment, get_preset
+from oblivio.experiments.pipeline import TrainedModel
+from oblivio.metrics.cost_ratio import RunCost
 from oblivio.training import accuracy
 from oblivio.training.loop import Callback
 
@@ -98,13 +100,21 @@ def test_failed_training_keeps_no_model_and_passes_resume_path(tmp_path):
 def test_gold_meta_gives_the_cost_of_retraining(tmp_path):
     exp = Experiment("tiny", store=tmp_path, progress=False, device="cpu")
     split = exp.forget_split("class-subset:5:10", seed=0)
-    gold = exp.gold(split, 3)
-    assert gold.oblivio_meta["train_seconds"] > 0 and gold.oblivio_meta["epochs"] == exp.config.recipe.epochs
-    assert exp.gold_seconds(split, 3) == gold.oblivio_meta["train_seconds"]
-    again = exp.gold(split, 3)  # loaded, same meta
-    assert again.oblivio_meta["train_seconds"] == gold.oblivio_meta["train_seconds"]
+    trained = exp.gold_with_meta(split, 3)
+    assert isinstance(trained, TrainedModel) and isinstance(trained.model, torch.nn.Module)
+    assert trained.train_seconds > 0 and trained.meta["epochs"] == exp.config.recipe.epochs
+    assert trained.cost == RunCost(trained.meta["train_seconds"], trained.meta["train_cpu_seconds"],
+                                   trained.meta["train_forward_samples"], trained.meta["train_backward_samples"])
+    assert exp.gold_seconds(split, 3) == trained.train_seconds
+    assert not hasattr(trained.model, "oblivio_meta")  # the record travels beside the module, not on it
+    again = exp.gold_with_meta(split, 3)  # loaded, same meta
+    assert again.train_seconds == trained.train_seconds
+    for a, b in zip(trained.model.parameters(), exp.gold(split, 3).parameters()):  # gold() is the bare module
+        assert torch.equal(a, b)
     other = exp.gold(split, 4)  # another seed = another gold model
-    assert any(not torch.equal(a, b) for a, b in zip(gold.parameters(), other.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(trained.model.parameters(), other.parameters()))
+    original = exp.original_with_meta()
+    assert original.meta["kind"] == "original" and original.meta["n_train"] == len(exp.data.train)
 
 
 # ---- the store and pipeline basics (were tests/core/test_pipeline_store.py)
@@ -135,7 +145,7 @@ def test_gold_keyed_by_forget_set(exp):
     g1 = exp.gold(s1)
     exp.gold(s2)
     assert len(list(exp.store.root.glob("gold/*/model.pt"))) == 2
-    assert exp.gold(s1).oblivio_meta["n_train"] == len(exp.data.train) - 20
+    assert exp.gold_with_meta(s1).meta["n_train"] == len(exp.data.train) - 20
     for a, b in zip(g1.parameters(), exp.gold(s1).parameters()):
         assert torch.equal(a, b)
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-import oblivio.metrics.report as report
+import oblivio.metrics.extras as extras_module
 from oblivio.data import ImageDataset
 from oblivio.metrics import (
     accuracy_from_logits,
@@ -41,13 +41,13 @@ def test_keys_and_values_match_the_pure_functions(splits, monkeypatch):
     forget, retain, test = splits
     model, gold, rand = _net(1), _net(2), _net(3)
     calls = []
-    real = report.predict_logits
+    real = extras_module.predict_logits
 
     def counting(m, ds, **kw):
         calls.append((id(m), ds.name))
         return real(m, ds, **kw)
 
-    monkeypatch.setattr(report, "predict_logits", counting)
+    monkeypatch.setattr(extras_module, "predict_logits", counting)  # the one place logits are computed
     out = evaluate_unlearning(model, forget=forget, retain=retain, test=test, gold=gold, random_model=rand, seed=3)
     assert len(calls) == len(set(calls)) == 7  # 3 splits x (model, gold) + the random model on the forget set
 

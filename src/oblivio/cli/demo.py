@@ -28,28 +28,32 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def demo_rows(exp, *, spec: str, methods: list[str], request_seed: int = 0, progress: bool = True) -> list[dict]:
     """Run each method on ``spec`` and return one row per model (gold first), in percent where applicable."""
     from ..methods import create_method
+    from ..metrics.cost_ratio import RunCost, cost_ratios
     from ..metrics.report import evaluate_unlearning
 
     splits = exp.unlearning_splits(spec, seed=request_seed)
     original = exp.original()
-    gold = exp.gold(splits.split)
-    gold_seconds = (getattr(gold, "oblivio_meta", {}) or {}).get("train_seconds")
+    gold = exp.gold_with_meta(splits.split)
     rows: list[dict] = []
-    base = evaluate_unlearning(original, forget=splits.forget, retain=splits.retain, test=splits.test, gold=gold)
-    rows.append(_row("gold reference (retrain)", base, gold=True, seconds=gold_seconds, gold_seconds=gold_seconds))
-    rows.append(_row("original (no unlearning)", base, seconds=0.0, gold_seconds=gold_seconds))
+    base = evaluate_unlearning(original, forget=splits.forget, retain=splits.retain, test=splits.test, gold=gold.model)
+    rows.append(_row("gold reference (retrain)", base, gold=True, seconds=gold.train_seconds,
+                     ratio=cost_ratios(RunCost(seconds=gold.train_seconds), gold.cost)["rte"]))
+    rows.append(_row("original (no unlearning)", base, seconds=0.0,
+                     ratio=cost_ratios(RunCost(seconds=0.0), gold.cost)["rte"]))
     for name in methods:
         method = create_method(name)
         t0 = time.perf_counter()
         unlearned = method(original, forget=splits.forget, retain=splits.retain, holdout=splits.holdout,
                            seed=0, progress=progress)
         seconds = time.perf_counter() - t0
-        metrics = evaluate_unlearning(unlearned, forget=splits.forget, retain=splits.retain, test=splits.test, gold=gold)
-        rows.append(_row(name, metrics, seconds=seconds, gold_seconds=gold_seconds))
+        metrics = evaluate_unlearning(unlearned, forget=splits.forget, retain=splits.retain, test=splits.test,
+                                      gold=gold.model, extras=["cost"], info=method.info,
+                                      cost=RunCost(seconds=seconds), reference_cost=gold.cost)
+        rows.append(_row(name, metrics, seconds=seconds, ratio=metrics["rte"]))
     return rows
 
 
-def _row(name: str, m: dict, *, gold: bool = False, seconds=None, gold_seconds=None) -> dict:
+def _row(name: str, m: dict, *, gold: bool = False, seconds: float | None = None, ratio: float | None = None) -> dict:
     p = "gold_" if gold else ""
     row = {
         "model": name,
@@ -63,8 +67,8 @@ def _row(name: str, m: dict, *, gold: bool = False, seconds=None, gold_seconds=N
         "MIA_SalUn_eff": 100 * m[f"{p}mia_salun_efficacy"],
         "seconds": seconds if seconds is not None else float("nan"),
     }
-    if seconds is not None and gold_seconds:
-        row["cost_vs_retrain"] = seconds / gold_seconds
+    if ratio is not None:
+        row["cost_vs_retrain"] = ratio
     return row
 
 

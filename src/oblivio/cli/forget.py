@@ -31,6 +31,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..methods import create_method
+    from ..metrics.cost_ratio import RunCost
     from ..metrics.report import evaluate_unlearning
     from ..utils import atomic_torch_save, atomic_write_text, to_jsonable
 
@@ -42,25 +43,32 @@ def run(args: argparse.Namespace) -> int:
     print(describe_line("experiment", exp.describe()))
     print(describe_line("forget request", splits.split.describe()))
     original = exp.original()
-    gold = exp.gold(splits.split) if args.gold else None
+    gold = exp.gold_with_meta(splits.split) if args.gold else None
     unlearned = method(original, forget=splits.forget, retain=splits.retain, holdout=splits.holdout,
                        seed=args.unlearn_seed, progress=not args.no_progress)
-    metrics = evaluate_unlearning(unlearned, forget=splits.forget, retain=splits.retain, test=splits.test, gold=gold)
+    metrics = evaluate_unlearning(unlearned, forget=splits.forget, retain=splits.retain, test=splits.test,
+                                  gold=gold.model if gold is not None else None, extras=["cost"], info=method.info,
+                                  cost=RunCost.from_mapping(method.info),
+                                  reference_cost=gold.cost if gold is not None else None)
+    cost = metrics.pop_group("cost")
     metrics["seconds"] = method.info.get("seconds")
     rows = [{"model": args.method, "ACC_test": metrics["acc_test"] * 100, "ACC_Df": metrics["acc_forget"] * 100,
              "ACC_Dr": metrics["acc_retain"] * 100, "seconds": metrics["seconds"]}]
     if gold is not None:
         rows.insert(0, {"model": "gold reference (retrain)", "ACC_test": metrics["gold_acc_test"] * 100,
                         "ACC_Df": metrics["gold_acc_forget"] * 100, "ACC_Dr": metrics["gold_acc_retain"] * 100,
-                        "seconds": (getattr(gold, "oblivio_meta", {}) or {}).get("train_seconds")})
+                        "seconds": cost["gold_train_seconds"]})
         rows[1]["delta"] = metrics["delta_forget"] * 100
         rows[1]["act_dist_L2"] = metrics["activation_distance_l2"]
+        if cost["rte"] is not None:
+            rows[1]["cost_vs_retrain"] = cost["rte"]
     print_table(rows, list(dict.fromkeys(k for r in rows for k in r)))
     if args.out:
         atomic_torch_save(unlearned.state_dict(), args.out)
         print(f"saved {args.out}")
     if args.json:
         atomic_write_text(args.json, json.dumps(to_jsonable({"method": args.method, "hparams": method.hparams(),
-                                                              "info": method.info, "metrics": metrics,
-                                                              "forget": splits.split.to_dict()}), indent=2))
+                                                              "info": method.info, "metrics": dict(metrics),
+                                                              "cost": cost, "forget": splits.split.to_dict()}),
+                                                indent=2))
     return 0

@@ -39,7 +39,7 @@ LABEL_ABLATION_SETS: tuple[tuple[str, ...], ...] = (("nf",), ("af",), ("cf",), (
 # ---------------------------------------------------------------------------------------------- worker side
 _WORKER_STATE: dict[str, Any] = {"initialised": False}
 _EXPERIMENTS: "OrderedDict[tuple, Any]" = OrderedDict()
-_ORIGINALS: "OrderedDict[tuple, torch.nn.Module]" = OrderedDict()
+_ORIGINALS: "OrderedDict[tuple, Any]" = OrderedDict()
 
 
 def _set_threads(threads: int) -> None:
@@ -118,9 +118,10 @@ def _experiment(config: ExperimentConfig, store: str | None, device: str | None)
 
 
 def _original(exp, seed: int):
+    """The original model with its training record (a :class:`~oblivio.experiments.pipeline.TrainedModel`)."""
     key = (id(exp), seed)
     if key not in _ORIGINALS:
-        _ORIGINALS[key] = exp.original(seed)
+        _ORIGINALS[key] = exp.original_with_meta(seed)
         while len(_ORIGINALS) > 2:
             _ORIGINALS.popitem(last=False)
     return _ORIGINALS[key]
@@ -137,10 +138,6 @@ def _forget_class(exp, spec) -> tuple[int | None, str | None]:
     return k, exp.data.train.classes[k]
 
 
-def _model_meta(model) -> dict:
-    return dict(getattr(model, "oblivio_meta", {}) or {})
-
-
 def _forget_scores(model, forget) -> list[float]:
     from ..metrics.forget_quality import logit_scaled_confidence
     from ..training.evaluate import predict_logits
@@ -148,37 +145,55 @@ def _forget_scores(model, forget) -> list[float]:
     return logit_scaled_confidence(predict_logits(model, forget).double(), forget.labels).tolist()
 
 
-def _label_metrics(info: dict, gold, forget, metrics: dict, *, ablation: bool, seed: int) -> dict | None:
+def _label_accuracy(ctx) -> dict:
     """Generalization-label accuracy of a method that predicts which ``D_f`` samples the gold model gets right.
 
-    Adds ``label_accuracy``, ``label_accuracy_null`` (the fair null: the expected label accuracy of a random subset
-    of the same size), ``label_kappa`` (Cohen's κ against the gold labels) and ``gold_easy_rate`` to ``metrics`` when
-    ``info`` holds ``predicted_labels`` (TMU);
-    returns ``{feature_set: label_accuracy}`` when ``ablation`` is asked and the run stored its features.
+    ``label_accuracy``, ``label_accuracy_null`` (the fair null: the expected label accuracy of a random subset of
+    the same size), ``label_kappa`` (Cohen's κ against the gold labels) and ``gold_easy_rate``, when the method's
+    ``info`` holds ``predicted_labels`` (TMU, :class:`~oblivio.methods.tmu.info.TMUInfo`) for every forget sample.
     """
-    predicted = info.get("predicted_labels")
-    if predicted is None or len(predicted) != len(forget):
-        return None
     import numpy as np
 
-    from ..training.evaluate import predict_logits
-
-    gold_labels = (predict_logits(gold, forget).argmax(1) == forget.labels).long()
     from ..metrics.alignment import cohen_kappa, random_subset_agreement
+    from ..methods.tmu.info import PREDICTED_LABELS
 
-    metrics["label_accuracy"] = float(np.mean(np.asarray(predicted) == gold_labels.numpy()))
-    metrics["label_accuracy_null"] = random_subset_agreement(predicted, gold_labels.numpy())
-    metrics["label_kappa"] = cohen_kappa(np.asarray(predicted).astype(int), gold_labels.numpy().astype(int))
-    metrics["gold_easy_rate"] = float(gold_labels.float().mean())
-    if not ablation or "twin_features" not in info:
+    predicted = ctx.info.get(PREDICTED_LABELS)
+    if predicted is None or len(predicted) != len(ctx.forget):
+        return {}
+    gold_labels = _gold_labels(ctx.logits("gold", "forget"), ctx.forget)
+    return {"label_accuracy": float(np.mean(np.asarray(predicted) == gold_labels.numpy())),
+            "label_accuracy_null": random_subset_agreement(predicted, gold_labels.numpy()),
+            "label_kappa": cohen_kappa(np.asarray(predicted).astype(int), gold_labels.numpy().astype(int)),
+            "gold_easy_rate": float(gold_labels.float().mean())}
+
+
+def _gold_labels(gold_logits, forget) -> torch.Tensor:
+    """``[M_g(x) == y]`` on ``D_f`` as a long tensor (1 = easy: the gold model gets it right)."""
+    return (torch.from_numpy(gold_logits).argmax(1) == forget.labels).long()
+
+
+def _label_ablation(info: dict, gold, forget, *, seed: int) -> dict | None:
+    """``{feature_set: label_accuracy}`` of TMU's feature ablation, when the run stored its features."""
+    from ..methods.tmu.info import PREDICTED_LABELS, TWIN_FEATURES
+
+    predicted = info.get(PREDICTED_LABELS)
+    if predicted is None or len(predicted) != len(forget) or TWIN_FEATURES not in info:
         return None
+    from ..training.evaluate import predict_logits
     from .analyses import feature_ablation
 
+    gold_labels = _gold_labels(predict_logits(gold, forget).double().numpy(), forget)
     try:
         return feature_ablation(info, gold_labels, feature_sets=LABEL_ABLATION_SETS, seed=seed)
     except ValueError as exc:  # the run did not compute every feature
         log.warning("label-accuracy ablation skipped: %s", exc)
         return None
+
+
+def _label_accuracy_extra():
+    from ..metrics.extras import Extra
+
+    return Extra("label-accuracy", _label_accuracy, needs=("gold",))
 
 
 def _prepare(payload: dict) -> dict:
@@ -215,9 +230,8 @@ def run_cell(config: ExperimentConfig, cell: Cell, *, store: str | os.PathLike |
         and ``provenance``.
     """
     from ..methods import create_method
-    from ..metrics.cost import rte
+    from ..metrics.cost_ratio import RunCost
     from ..metrics.report import evaluate_unlearning
-    from ..training import accuracy
 
     started, t_wall = _now(), time.perf_counter()
     store = str(store) if store is not None else None
@@ -226,8 +240,8 @@ def run_cell(config: ExperimentConfig, cell: Cell, *, store: str | os.PathLike |
     split = exp.forget_split(cell.scenario, seed=seeds.request)
     splits = exp.unlearning_splits(split)
     original = _original(exp, seeds.train)
-    gold = exp.gold(split, seeds.gold)
-    gold_meta = _model_meta(gold)
+    gold = exp.gold_with_meta(split, seeds.gold)
+    gold_meta = gold.meta
 
     if cell.method.name == GOLD_METHOD:
         if cell.method.hparams:
@@ -235,58 +249,37 @@ def run_cell(config: ExperimentConfig, cell: Cell, *, store: str | os.PathLike |
         if seeds.unlearn == seeds.gold:
             raise ValueError(f"the {GOLD_METHOD!r} pseudo-method needs Seeds.unlearn != Seeds.gold "
                              f"(both {seeds.gold}): it compares two gold models")
-        unlearned = exp.gold(split, seeds.unlearn)
-        ref_meta = _model_meta(unlearned)
+        second = exp.gold_with_meta(split, seeds.unlearn)
+        unlearned, ref = second.model, second.cost
         hparams: dict = {}
-        info = {"seconds": ref_meta.get("train_seconds"), "cpu_seconds": ref_meta.get("train_cpu_seconds"),
-                "forward_samples": ref_meta.get("train_forward_samples"),
-                "backward_samples": ref_meta.get("train_backward_samples"), "epochs": ref_meta.get("epochs"),
+        info = {"seconds": ref.seconds, "cpu_seconds": ref.cpu_seconds, "forward_samples": ref.forward_samples,
+                "backward_samples": ref.backward_samples, "epochs": second.meta.get("epochs"),
                 "note": "second gold model (retrained from scratch on D_r) with the unlearning seed"}
     else:
         method = create_method(cell.method.name, **dict(cell.method.hparams))
         hparams = method.hparams()
-        unlearned = method(original, forget=splits.forget, retain=splits.retain, holdout=splits.holdout,
+        unlearned = method(original.model, forget=splits.forget, retain=splits.retain, holdout=splits.holdout,
                            seed=seeds.unlearn, progress=False)
         info = {k: v for k, v in method.info.items() if k not in BULKY_INFO_KEYS}
 
     random_model = exp.build_model(seeds.eval) if cell.options.zrf else None
+    # one assembly point: the original model as the "do nothing" reference (issue 11), TTA, TMU's label accuracy
+    # and the cost against the gold training (RTE on wall and CPU seconds, sample-pass ratio; the gold's whole
+    # training, resumed or not, and CPU seconds and sample-passes are robust to a busy machine)
+    extras = ["original", *(["tta"] if cell.options.tta else []), _label_accuracy_extra(), "cost"]
     metrics = evaluate_unlearning(unlearned, forget=splits.forget, retain=splits.retain, test=splits.test,
-                                  gold=gold, random_model=random_model, mia=cell.options.mia, seed=seeds.eval)
-    for name, ds in (("forget", splits.forget), ("retain", splits.retain), ("test", splits.test)):
-        metrics[f"original_acc_{name}"] = accuracy(original, ds)
-    if len(splits.forget):  # the "do nothing" reference of sample agreement (issue 11)
-        from ..metrics.alignment import sample_agreement
-        from ..training.evaluate import predict_logits
-
-        metrics["original_sample_agreement"] = sample_agreement(
-            predict_logits(original, splits.forget).double().numpy(),
-            predict_logits(gold, splits.forget).double().numpy(), splits.forget.labels.numpy())
-    if cell.options.tta:
-        from ..metrics.tta import tta_accuracy
-
-        metrics.update({f"tta_{k}": v for k, v in tta_accuracy(unlearned, splits.forget).items()})
-        metrics.update({f"gold_tta_{k}": v for k, v in tta_accuracy(gold, splits.forget).items()})
-        metrics["chance"] = 1.0 / exp.data.num_classes
-    label_ablation = _label_metrics(info, gold, splits.forget, metrics, ablation=cell.options.ablation,
-                                    seed=seeds.eval)
+                                  gold=gold.model, random_model=random_model, mia=cell.options.mia, seed=seeds.eval,
+                                  extras=extras, original=original.model, info=info,
+                                  cost=RunCost.from_mapping(info), reference_cost=gold.cost)
+    cost = {**metrics.pop_group("cost"), "original_train_seconds": original.train_seconds,
+            "gold_epochs": gold_meta.get("epochs")}
+    label_ablation = (_label_ablation(info, gold.model, splits.forget, seed=seeds.eval) if cell.options.ablation
+                      else None)
     scores = None
     if cell.options.scores:
-        scores = {"forget": _forget_scores(unlearned, splits.forget), "gold_forget": _forget_scores(gold, splits.forget)}
+        scores = {"forget": _forget_scores(unlearned, splits.forget),
+                  "gold_forget": _forget_scores(gold.model, splits.forget)}
 
-    method_seconds = info.get("seconds")
-    gold_seconds = gold_meta.get("train_seconds")
-    cost = {"method_seconds": method_seconds, "gold_train_seconds": gold_seconds,
-            "original_train_seconds": _model_meta(original).get("train_seconds"),
-            "gold_epochs": gold_meta.get("epochs"),
-            "rte": rte(method_seconds, gold_seconds) if method_seconds is not None and gold_seconds else None}
-    # CPU seconds (all threads) and sample-passes: robust to a busy machine (gold: its whole training, resumed or not)
-    method_cpu, gold_cpu = info.get("cpu_seconds"), gold_meta.get("train_cpu_seconds")
-    cost.update({"method_cpu_seconds": method_cpu, "gold_train_cpu_seconds": gold_cpu,
-                 "rte_cpu": rte(method_cpu, gold_cpu) if method_cpu is not None and gold_cpu else None,
-                 "method_forward_samples": info.get("forward_samples"),
-                 "method_backward_samples": info.get("backward_samples"),
-                 "gold_train_forward_samples": gold_meta.get("train_forward_samples"),
-                 "gold_train_backward_samples": gold_meta.get("train_backward_samples")})
     forget_class, forget_class_name = _forget_class(exp, split.spec)
     row = {
         "key": cell.key(config),
@@ -303,14 +296,14 @@ def run_cell(config: ExperimentConfig, cell: Cell, *, store: str | os.PathLike |
         "seeds": seeds.as_dict(),
         "options": dataclasses.asdict(cell.options),
         "info": info,
-        "metrics": metrics,
+        "metrics": dict(metrics),
         "cost": cost,
         "tags": dict(tags or {}),
         "provenance": {**_provenance(config, exp), "started_at": started, "finished_at": _now(),
                        "wall_seconds": time.perf_counter() - t_wall, "forget_ids_hash": split.key,
                        "gold_meta": {k: gold_meta.get(k) for k in ("epochs", "train_seconds", "git_commit",
                                                                    "torch_threads")},
-                       "original_torch_threads": _model_meta(original).get("torch_threads")},
+                       "original_torch_threads": original.meta.get("torch_threads")},
     }
     if scores is not None:
         row["scores"] = scores

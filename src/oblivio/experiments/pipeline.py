@@ -17,6 +17,7 @@ import functools
 import logging
 import os
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -25,6 +26,7 @@ from torch import nn
 from .. import __version__
 from ..data import load_dataset, stratified_sample
 from ..data.base import DatasetSplits
+from ..metrics.cost_ratio import RunCost
 from ..models import Classifier, create_model
 from ..scenarios import ForgetSplit, ScenarioSpec, UnlearningSplits, make_forget_split, make_unlearning_splits
 from ..training import accuracy, train_model
@@ -33,6 +35,35 @@ from .config import ExperimentConfig, get_preset
 from .store import CheckpointStore
 
 log = logging.getLogger("oblivio.experiments")
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """A model from the checkpoint store and what its training recorded (its ``meta.json``).
+
+    Returned by :meth:`Experiment.original_with_meta` and :meth:`Experiment.gold_with_meta`; ``original()`` and
+    ``gold()`` return the bare module.
+
+    Attributes:
+        model: the trained module, in eval mode.
+        meta: the stored record: ``train_seconds`` (wall), ``train_cpu_seconds``, ``train_forward_samples``,
+            ``train_backward_samples`` (the whole training, a resumed one included), ``epochs``, ``history``,
+            ``n_train``, ``oblivio_version``, ``git_commit``, ``torch_threads``, ``key``, ``kind``... (models
+            stored by older versions lack some).
+    """
+
+    model: nn.Module
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def train_seconds(self) -> float | None:
+        """Wall seconds the training took (None when not recorded)."""
+        return self.meta.get("train_seconds")
+
+    @property
+    def cost(self) -> RunCost:
+        """The training's wall and CPU seconds and sample-passes (the reference of RTE for a gold model)."""
+        return RunCost.from_mapping(self.meta, prefix="train_")
 
 
 class Experiment:
@@ -86,7 +117,7 @@ class Experiment:
     def _norm_stats(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
         return self.data.train.stats()
 
-    def _train(self, kind: str, key: dict, train_set, seed: int) -> nn.Module:
+    def _train(self, kind: str, key: dict, train_set, seed: int) -> TrainedModel:
         def train(model: nn.Module, resume_path) -> dict:
             t0 = time.perf_counter()
             with torch.random.fork_rng(devices=[]):
@@ -104,19 +135,28 @@ class Experiment:
 
         stored = self.store.get_or_train(kind, key, lambda: self.build_model(seed), train)
         stored.model.eval()
-        stored.model.oblivio_meta = stored.meta  # type: ignore[attr-defined]
         if not stored.cached:
             log.info("trained %s model in %.1fs", kind, stored.meta.get("train_seconds", 0.0))
-        return stored.model
+        return TrainedModel(stored.model, dict(stored.meta))
 
     def original(self, seed: int | None = None) -> nn.Module:
         """The original model ``M_o`` trained on ``D`` (trained once, then loaded from the store)."""
+        return self.original_with_meta(seed).model
+
+    def original_with_meta(self, seed: int | None = None) -> TrainedModel:
+        """:meth:`original` with its stored training record (:class:`TrainedModel`)."""
         seed = self.config.seed if seed is None else seed
         key = {**self.config.model_key(), "seed": seed}
         return self._train("original", key, self.data.train, seed)
 
     def gold(self, split: "ForgetSplit | ScenarioSpec | str", seed: int | None = None, *, request_seed: int = 0) -> nn.Module:
         """The gold model ``M_g``: the same recipe from scratch on ``D_r`` (cached by forget ids and seed)."""
+        return self.gold_with_meta(split, seed, request_seed=request_seed).model
+
+    def gold_with_meta(self, split: "ForgetSplit | ScenarioSpec | str", seed: int | None = None, *,
+                       request_seed: int = 0) -> TrainedModel:
+        """:meth:`gold` with its stored training record (:class:`TrainedModel`; its ``cost`` is the reference of
+        RTE)."""
         seed = self.config.seed if seed is None else seed
         if not isinstance(split, ForgetSplit):
             split = self.forget_split(split, seed=request_seed)
@@ -126,14 +166,13 @@ class Experiment:
 
     def gold_seconds(self, split: ForgetSplit, seed: int | None = None) -> float | None:
         """Wall time the stored gold model took to train (for the cost ratio), if known."""
-        model = self.gold(split, seed)
-        return (getattr(model, "oblivio_meta", {}) or {}).get("train_seconds")
+        return self.gold_with_meta(split, seed).train_seconds
 
     def gold_cost(self, split: ForgetSplit, seed: int | None = None) -> dict[str, Any]:
         """The stored gold model's whole training cost (a resumed training included): ``train_seconds`` (wall),
         ``train_cpu_seconds``, ``train_forward_samples``, ``train_backward_samples`` (None where not recorded:
         models stored before these were kept)."""
-        meta = getattr(self.gold(split, seed), "oblivio_meta", {}) or {}
+        meta = self.gold_with_meta(split, seed).meta
         return {k: meta.get(k) for k in ("train_seconds", "train_cpu_seconds", "train_forward_samples",
                                          "train_backward_samples")}
 

@@ -12,7 +12,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 from sqlalchemy import delete, update
@@ -76,7 +76,8 @@ class ApplyMixin:
         """Register version 1 (called under the lease): the original model, or ``model`` imported from ``source``."""
         from ..training import accuracy
 
-        original = model if model is not None else self.experiment.original()
+        trained = self.experiment.original_with_meta() if model is None else None
+        original = model if model is not None else trained.model
         digest = state_dict_hash(original)
         role = "imported" if model is not None else "original"
         rel = f"models/{role}-{digest[:16]}.pt"
@@ -86,7 +87,7 @@ class ApplyMixin:
         self._checkpoint("original-written")
         metrics = {"role": role, "acc_train": accuracy(original, self.train_set),
                    "acc_test": accuracy(original, self.experiment.data.test),
-                   "train_seconds": (getattr(original, "oblivio_meta", {}) or {}).get("train_seconds")}
+                   "train_seconds": trained.train_seconds if trained is not None else None}
         if source is not None:
             metrics.update(source_file=source, source_sha256=file_sha256(source))
         with self.ledger.transaction() as s:
@@ -293,51 +294,73 @@ class ApplyMixin:
 
     def _evaluate(self, model: nn.Module, splits, unlearner, seconds: float, gold: bool, seed: int, *,
                   parent: nn.Module | None = None) -> dict:
+        from ..metrics.cost_ratio import RunCost
+        from ..metrics.extras import Extra
         from ..metrics.report import evaluate_unlearning
 
-        gold_model = self.experiment.gold(splits.split) if gold else None
-        metrics: dict[str, Any] = dict(evaluate_unlearning(model, forget=splits.forget, retain=splits.retain,
-                                                           test=splits.test, gold=gold_model, seed=seed))
+        trained_gold = self.experiment.gold_with_meta(splits.split) if gold else None
+        # one assembly point: the cost against the gold training (only with a gold model), TMU's estimate of the
+        # gold forget accuracy, and the per-example membership check against the parent version
+        extras: list = [*(["cost"] if trained_gold is not None else []), Extra("twin-estimate", _twin_estimate_extra),
+                        *([Extra("per-example", _per_example_extra)] if len(splits.forget) <= PER_EXAMPLE_MAX else [])]
+        evaluation = evaluate_unlearning(model, forget=splits.forget, retain=splits.retain, test=splits.test,
+                                         gold=trained_gold.model if trained_gold else None, seed=seed, extras=extras,
+                                         original=parent, info=unlearner.info or {}, cost=RunCost(seconds=seconds),
+                                         reference_cost=trained_gold.cost if trained_gold else None)
+        twin = evaluation.pop_group("twin-estimate")
+        per_example = evaluation.pop_group("per-example")
+        cost = evaluation.pop_group("cost")
+        metrics: dict[str, Any] = dict(evaluation)
         metrics.update(n_forget=len(splits.forget), n_retain=len(splits.retain), n_test=len(splits.test),
                        seconds=seconds, method=unlearner.name)
         info = {k: v for k, v in (unlearner.info or {}).items() if isinstance(v, (int, float, str, bool))}
         metrics["method_info"] = info
-        if gold_model is not None:
-            gold_seconds = (getattr(gold_model, "oblivio_meta", {}) or {}).get("train_seconds")
-            metrics["gold_seconds"] = gold_seconds
-            metrics["cost_ratio"] = seconds / gold_seconds if gold_seconds else None
+        if trained_gold is not None:  # the ledger's names for the "cost" group's wall seconds and RTE
+            metrics["gold_seconds"] = cost["gold_train_seconds"]
+            metrics["cost_ratio"] = cost["rte"]
             metrics["alignment_reference"] = "gold"
-        twin = twin_estimate(unlearner.info or {}, metrics["acc_forget"])
         metrics.update(twin)
-        if gold_model is None:
+        if trained_gold is None:
             metrics["alignment_reference"] = "twin" if twin else "none"
         if len(splits.forget) < MIA_MIN_FORGET:
             metrics["mia_skipped"] = (f"the loss MIA needs at least {MIA_MIN_FORGET} forget samples (10-split "
                                       f"cross-validation); this forget set has {len(splits.forget)}: see the "
                                       "per-example check")
-        if len(splits.forget) <= PER_EXAMPLE_MAX:
-            metrics.update(per_example_membership(model, splits.forget, splits.test, parent=parent))
+        metrics.update(per_example)
         return metrics
 
 
-def twin_estimate(info: dict, acc_forget: float) -> dict:
+def _twin_estimate_extra(ctx) -> dict:
+    return twin_estimate(ctx.info, ctx.metrics["acc_forget"])
+
+
+def _per_example_extra(ctx) -> dict:
+    return per_example_membership(ctx.model, ctx.forget, ctx.splits["test"], parent=ctx.original)
+
+
+def twin_estimate(info: Mapping[str, Any], acc_forget: float) -> dict:
     """An estimate of the gold model's forget accuracy from a method's predicted easy / hard counts.
 
     TMU's predictor labels each forget sample "easy" (the gold model would still classify it correctly) or "hard",
-    so the share of easy samples is its estimate of the gold forget accuracy. Returns ``{}`` when ``info`` has no
-    such counts (keys tried: ``predicted_easy``/``predicted_hard``, ``n_easy``/``n_hard``, ``easy``/``hard``,
-    ``num_easy``/``num_hard``).
+    so the share of easy samples is its estimate of the gold forget accuracy. Reads the declared
+    :class:`~oblivio.methods.tmu.info.TMUInfo` keys ``predicted_easy`` and ``predicted_hard`` (integers); returns
+    ``{}`` when ``info`` has no such counts.
+
+    Example:
+        >>> twin_estimate({"predicted_easy": 3, "predicted_hard": 1}, 0.5)["twin_est_gold_acc_forget"]
+        0.75
+        >>> twin_estimate({"n_easy": 3, "n_hard": 1}, 0.5)
+        {}
     """
-    def count(kind: str) -> int | None:
-        for key in (f"predicted_{kind}", f"n_{kind}", f"num_{kind}", kind, f"n_predicted_{kind}"):
-            value = info.get(key)
-            if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-                return int(value)
-            if isinstance(value, float) and value.is_integer():
-                return int(value)
+    from ..methods.tmu.info import PREDICTED_EASY, PREDICTED_HARD
+
+    def count(key: str) -> int | None:
+        value = info.get(key)
+        if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+            return int(value)
         return None
 
-    easy, hard = count("easy"), count("hard")
+    easy, hard = count(PREDICTED_EASY), count(PREDICTED_HARD)
     if easy is None or hard is None or easy < 0 or hard < 0 or easy + hard == 0:
         return {}
     est = easy / (easy + hard)

@@ -1,0 +1,76 @@
+"""The keys of TMU's ``method.info`` that code outside TMU reads: one declaration for writer and readers.
+
+TMU (:mod:`oblivio.methods.tmu.method`) writes these keys; the runner (label accuracy, feature ablation), the
+ledger (the twin estimate of the gold forget accuracy) and the reports read them by these names, never by trying
+several spellings. ``info`` holds more keys (the twin features, per-twin lists...); only the ones read elsewhere are
+declared here.
+
+Example:
+    >>> info: TMUInfo = {"predicted_easy": 7, "predicted_hard": 3}
+    >>> info[PREDICTED_EASY] / (info[PREDICTED_EASY] + info[PREDICTED_HARD])
+    0.7
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+
+class TMUInfo(TypedDict, total=False):
+    """TMU's ``info`` keys read outside TMU (all optional: a run that stops early writes fewer)."""
+
+    predicted_easy: int
+    """Forget samples the predictor labels easy (the gold model would still classify them correctly)."""
+    predicted_hard: int
+    """Forget samples the predictor labels hard (the gold model would get them wrong): the ones unlearned."""
+    predicted_labels: list[int]
+    """Per forget sample, in ``forget_ids`` order: 1 = predicted easy, 0 = predicted hard."""
+    forget_ids: list[int]
+    """Sample ids of the forget set, in the order of ``predicted_labels``."""
+    twin_cache_hit: bool
+    """Whether the twin work (twin models, features, predictor training data) came from the twin cache."""
+    stages: dict[str, dict[str, Any]]
+    """Cost of each stage, ``{stage name: {"wall_seconds", "cpu_seconds", "forward_samples", "backward_samples"}}``."""
+    unlearn_epochs: int
+    """Epochs of the aligned unlearning (0 when nothing had to be unlearned)."""
+    acc_forget_hard: float
+    """Accuracy on the predicted-hard forget samples after unlearning (NaN when there are none)."""
+    acc_forget_easy: float
+    """Accuracy on the predicted-easy forget samples after unlearning (NaN when there are none)."""
+    twin_easy_rate: float
+    """Share of easy twin samples (the original model, the twin problem's gold model, gets them right)."""
+    predictor_train_accuracy: float
+    """The generalisation-label predictor's accuracy on its own (twin) training data."""
+    features: list[str]
+    """The feature set of the run, in column order (``"nf"``, ``"af"``, ``"cf"``)."""
+    twin_features: list[list[float]]
+    """The predictor's training inputs: twin-sample features, robustly scaled (columns as ``features``)."""
+    twin_labels: list[int]
+    """The predictor's training targets: 1 = the twin sample is easy, 0 = hard."""
+    forget_features: list[list[float]]
+    """Forget-sample features, scaled as ``twin_features`` (the predictor's inputs at decision time)."""
+
+
+PREDICTED_EASY = "predicted_easy"
+PREDICTED_HARD = "predicted_hard"
+PREDICTED_LABELS = "predicted_labels"
+FORGET_IDS = "forget_ids"
+TWIN_CACHE_HIT = "twin_cache_hit"
+STAGES = "stages"
+UNLEARN_EPOCHS = "unlearn_epochs"
+ACC_FORGET_HARD = "acc_forget_hard"
+ACC_FORGET_EASY = "acc_forget_easy"
+TWIN_EASY_RATE = "twin_easy_rate"
+PREDICTOR_TRAIN_ACCURACY = "predictor_train_accuracy"
+FEATURES = "features"
+TWIN_FEATURES = "twin_features"
+TWIN_LABELS = "twin_labels"
+FORGET_FEATURES = "forget_features"
+
+TMU_INFO_KEYS: frozenset[str] = frozenset(TMUInfo.__annotations__)
+"""Every declared key (a test checks that the constants above name declared keys)."""
+
+
+__all__ = ["ACC_FORGET_EASY", "ACC_FORGET_HARD", "FEATURES", "FORGET_FEATURES", "FORGET_IDS", "PREDICTED_EASY",
+           "PREDICTED_HARD", "PREDICTED_LABELS", "PREDICTOR_TRAIN_ACCURACY", "STAGES", "TMUInfo", "TMU_INFO_KEYS",
+           "TWIN_CACHE_HIT", "TWIN_EASY_RATE", "TWIN_FEATURES", "TWIN_LABELS", "UNLEARN_EPOCHS"]
