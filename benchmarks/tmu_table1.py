@@ -67,7 +67,7 @@ def publish(results: list[str], *, out: Path = DOCS_RESULTS, stem: str = "tmu-ta
     intro = list(intro) + [f"Rows: docs/results/{stem}.jsonl (rebuild: oblivio report docs/results/{stem}.jsonl)."]
     write_report(ordered, out, title="oblivio benchmark: tmu-table1 (multi-seed, with controls)", tables=TABLES,
                  intro=intro, plots=True, stem=stem)
-    for i, (caption, png) in enumerate(build_figures(ordered, TABLES)):
+    for i, (caption, png) in enumerate(build_figures(ordered, keys=TABLES)):
         _atomic_write(out / f"{stem}-fig{i + 1}.png", png)
         print(f"figure {i + 1}: {caption}")
     _atomic_write(out / f"{stem}-alignment.png", alignment_figure(ordered))

@@ -32,7 +32,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
+def make_generator(seed: int, *, device: torch.device | str = "cpu") -> torch.Generator:
     """A fresh ``torch.Generator`` seeded with ``seed`` (independent of the global RNG)."""
     g = torch.Generator(device=device)
     g.manual_seed(int(seed))
@@ -113,7 +113,7 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     return Path(path)
 
 
-def safe_torch_load(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
+def safe_torch_load(path: str | os.PathLike, *, map_location: Any = "cpu") -> Any:
     """Load a checkpoint with ``weights_only=True``; any failure becomes a :class:`CheckpointError`."""
     path = Path(path)
     if not path.is_file():
@@ -167,13 +167,13 @@ def json_safe(obj: Any, *, fallback: Any = str) -> Any:
     return fallback(obj)
 
 
-def config_hash(obj: Any, length: int = 16) -> str:
+def config_hash(obj: Any, *, length: int = 16) -> str:
     """A stable short hash of a JSON-able config (dataclasses welcome)."""
     blob = json.dumps(_jsonable(obj), sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(blob).hexdigest()[:length]
 
 
-def indices_hash(indices: Any, length: int = 16) -> str:
+def indices_hash(indices: Any, *, length: int = 16) -> str:
     """Hash of a sorted index list (order-insensitive)."""
     arr = np.sort(np.asarray(indices, dtype=np.int64).ravel())
     return hashlib.sha256(arr.tobytes()).hexdigest()[:length]

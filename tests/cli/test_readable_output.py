@@ -46,7 +46,7 @@ def _row(method, scenario_seed):
 
 def test_two_gold_notions_have_distinct_names_everywhere():
     rows = [_row("finetune", 0), _row("gold", 0)]
-    tables = build_tables(rows, ["tmu-table1", "summary"])
+    tables = build_tables(rows, keys=["tmu-table1", "summary"])
     for t in tables:
         names = list(t.columns) + [c for r in t.rows for c in r] + list(t.notes)
         assert "gold" not in t.columns and "gold" not in [c for r in t.rows for c in r]
@@ -75,5 +75,5 @@ def test_figure_legends_name_the_second_gold_model(monkeypatch):
     seen = {}
     monkeypatch.setattr(plots, "delta_by_class", lambda rows: seen.setdefault("methods", [r["method"] for r in rows])
                         and b"png")
-    figs = report.build_figures([_row("finetune", 0), _row("gold", 0)], ["tmu-table1"])
+    figs = report.build_figures([_row("finetune", 0), _row("gold", 0)], keys=["tmu-table1"])
     assert seen["methods"] == ["finetune", GOLD_SEED] and len(figs) == 1

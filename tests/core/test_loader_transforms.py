@@ -72,8 +72,8 @@ def test_flips_and_center_crop():
     x = torch.arange(16.0).reshape(1, 1, 4, 4)
     assert torch.equal(hflip(x)[0, 0, 0], torch.tensor([3.0, 2.0, 1.0, 0.0]))
     assert torch.equal(vflip(x)[0, 0, :, 0], torch.tensor([12.0, 8.0, 4.0, 0.0]))
-    assert center_crop_resize(x, 1.0).allclose(x)
-    c = center_crop_resize(torch.ones(2, 3, 10, 10), 0.9)
+    assert center_crop_resize(x, fraction=1.0).allclose(x)
+    c = center_crop_resize(torch.ones(2, 3, 10, 10), fraction=0.9)
     assert c.shape == (2, 3, 10, 10) and torch.allclose(c, torch.ones_like(c))
 
 

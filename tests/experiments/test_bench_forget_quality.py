@@ -77,22 +77,22 @@ def test_forget_quality_cells_validate():
 def test_benchmark_registry_builds_cells():
     assert {"tmu-table1", "tmu-table4", "tmu-figure3", "two-stage", "forget-quality"} <= set(list_benchmarks())
     cells, notes = benchmark_cells("tmu-table1", "tiny",
-                                   BenchSettings(classes=[0, 1], seeds=2, methods=[plugin.NOISE, "gold", "no-such"],
-                                                 count=20))
+                                   settings=BenchSettings(classes=[0, 1], seeds=2,
+                                                          methods=[plugin.NOISE, "gold", "no-such"], count=20))
     assert len(cells) == 2 * 2 * 2
     assert {c.scenario for c in cells} == {"class-subset:0:20", "class-subset:1:20"}
     assert any("no-such" in n for n in notes)
-    cells, _ = benchmark_cells("two-stage", "tiny", BenchSettings(methods=["gold"]))
+    cells, _ = benchmark_cells("two-stage", "tiny", settings=BenchSettings(methods=["gold"]))
     assert [c.scenario for c in cells] == ["random:0.01", "random:0.02", "random:0.05", "random:0.1"]
     assert all(c.options.tta for c in cells)
-    cells, notes = benchmark_cells("forget-quality", "tiny", BenchSettings(methods=["gold"], n_models=3,
-                                                                            scenario=SCENARIO))
+    cells, notes = benchmark_cells("forget-quality", "tiny",
+                                   settings=BenchSettings(methods=["gold"], n_models=3, scenario=SCENARIO))
     assert len(cells) == 3 and any("fewer than the 16" in n for n in notes)
-    cells, _ = benchmark_cells("tmu-figure3", "tiny", BenchSettings(classes=[0], methods=["gold"]))
+    cells, _ = benchmark_cells("tmu-figure3", "tiny", settings=BenchSettings(classes=[0], methods=["gold"]))
     sizes = [int(c.scenario.rsplit(":", 1)[1]) for c in cells]
     assert sizes == sorted(set(sizes)) and len(sizes) >= 4
     with pytest.raises(ValueError, match="unknown classes"):
-        benchmark_cells("tmu-table1", "tiny", BenchSettings(classes=[42], methods=["gold"]))
+        benchmark_cells("tmu-table1", "tiny", settings=BenchSettings(classes=[42], methods=["gold"]))
     with pytest.raises(KeyError, match="unknown benchmark"):
         benchmark_cells("nope", "tiny")
 

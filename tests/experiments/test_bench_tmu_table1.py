@@ -13,7 +13,7 @@ from oblivio.experiments.runner import read_results
 def test_table1_grid_has_both_controls_and_varies_every_seed():
     names = [m if isinstance(m, str) else m["name"] for m in TMU_TABLE1_METHODS]
     assert "gold" in names and "tmu.random-control" in names and "tmu" in names
-    cells, _ = benchmark_cells("tmu-table1", "tiny", BenchSettings(classes=[1, 2], seeds=3, count=20))
+    cells, _ = benchmark_cells("tmu-table1", "tiny", settings=BenchSettings(classes=[1, 2], seeds=3, count=20))
     assert len(cells) == 2 * 3 * len(TMU_TABLE1_METHODS)
     seeds = {c.seeds for c in cells}
     assert len(seeds) == 3

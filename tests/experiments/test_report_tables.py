@@ -212,6 +212,6 @@ def test_table_html_escapes_cells():
 
 def test_error_rows_are_ignored(jsonl):
     rows = read_results(jsonl) + [{"key": "e", "status": "error", "method": "ft", "scenario": "x"}]
-    assert [t.key for t in build_tables(rows, ["tmu-table1"])] == ["tmu-table1"]
+    assert [t.key for t in build_tables(rows, keys=["tmu-table1"])] == ["tmu-table1"]
     with pytest.raises(KeyError, match="unknown table"):
-        build_tables(rows, ["nope"])
+        build_tables(rows, keys=["nope"])

@@ -62,7 +62,7 @@ def test_duplicate_request_is_recorded_as_rejected(svc):
     assert [r.status for r in svc.list_requests()] == ["pending", "rejected", "pending"]
     result = svc.apply()
     assert result.runs[0].request_ids == (first.id, partial.id)  # the rejected one is not served
-    assert svc.list_requests("rejected")[0].applied_version_id is None
+    assert svc.list_requests(status="rejected")[0].applied_version_id is None
 
 
 def test_already_forgotten_ids_are_refused(svc):

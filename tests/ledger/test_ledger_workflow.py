@@ -15,7 +15,7 @@ def test_add_list_apply_report_happy_path(make_service, tmp_path):
     r1 = svc.add_request([5, 17, 300], requester="alice@example.org", reason="GDPR art. 17")
     r2 = svc.add_request([17, 42], requester="bob")  # overlaps r1 partly: accepted, served as a union
     assert (r1.status, r2.status) == ("pending", "pending")
-    assert [r.id for r in svc.list_requests("pending")] == [r1.id, r2.id]
+    assert [r.id for r in svc.list_requests(status="pending")] == [r1.id, r2.id]
     assert svc.current_version() is None
 
     result = svc.apply()

@@ -252,7 +252,7 @@ def test_docstring_examples_run(module):
 def test_two_stage_bench_runs_the_method_and_its_named_max_variant():
     from oblivio.experiments.bench import BenchSettings, benchmark_cells
 
-    cells, notes = benchmark_cells("two-stage", "tiny", BenchSettings())
+    cells, notes = benchmark_cells("two-stage", "tiny", settings=BenchSettings())
     by_label = {c.method.display: c.method for c in cells}
     assert set(by_label) == {"two-stage[min]", "two-stage[max]", "gold"}
     assert by_label["two-stage[max]"].name == "two-stage.max" and by_label["two-stage[min]"].name == "two-stage"

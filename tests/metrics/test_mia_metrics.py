@@ -42,14 +42,14 @@ def test_roc_auc_matches_sklearn_with_ties(scored):
 def test_tpr_at_fpr_matches_sklearn_roc_curve(scored, target):
     scores, labels = scored
     fpr, tpr, _ = roc_curve(labels, scores, drop_intermediate=False)
-    assert tpr_at_fpr(scores, labels, target) == pytest.approx(tpr[fpr <= target].max(), abs=1e-12)
+    assert tpr_at_fpr(scores, labels, fpr=target) == pytest.approx(tpr[fpr <= target].max(), abs=1e-12)
 
 
 def test_roc_helpers_need_both_classes():
     with pytest.raises(ValueError, match="both positives"):
         roc_auc(np.arange(3.0), np.ones(3))
     with pytest.raises(ValueError, match="fpr must be"):
-        tpr_at_fpr(np.arange(4.0), np.array([0, 1, 0, 1]), 1.5)
+        tpr_at_fpr(np.arange(4.0), np.array([0, 1, 0, 1]), fpr=1.5)
 
 
 def test_cross_entropy_and_confidence_match_torch():

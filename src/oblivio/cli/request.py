@@ -150,7 +150,7 @@ def cmd_add(args: argparse.Namespace) -> int:
 @_ledger_errors
 def cmd_list(args: argparse.Namespace) -> int:
     with _service(args) as svc:
-        requests = svc.list_requests(args.status)
+        requests = svc.list_requests(status=args.status)
         versions = svc.list_versions()
         runs = svc.list_runs()
     if args.json:

@@ -40,7 +40,7 @@ def vflip(x: torch.Tensor) -> torch.Tensor:
     return x.flip(2)
 
 
-def center_crop_resize(x: torch.Tensor, fraction: float = 0.9) -> torch.Tensor:
+def center_crop_resize(x: torch.Tensor, *, fraction: float = 0.9) -> torch.Tensor:
     """Keep the central ``fraction`` of each side and resize back to the input size (bilinear)."""
     if not 0 < fraction <= 1:
         raise ValueError(f"fraction must be in (0, 1], got {fraction}")

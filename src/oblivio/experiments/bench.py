@@ -328,7 +328,7 @@ class BenchmarkResult:
         return self.tables[0] if self.tables else None
 
 
-def benchmark_cells(name: str, config: "ExperimentConfig | str", settings: BenchSettings | None = None, *,
+def benchmark_cells(name: str, config: "ExperimentConfig | str", *, settings: BenchSettings | None = None,
                     data=None) -> tuple[list[Cell], list[str]]:
     """The cells a benchmark would run (and its notes), without running anything but the dataset load."""
     from .pipeline import Experiment
@@ -362,7 +362,7 @@ def run_benchmark(name: str, config: "ExperimentConfig | str" = "cpu", *, out: s
     out.mkdir(parents=True, exist_ok=True)
     if bench.run is not None:
         return bench.run(config, out=out, settings=settings, command=command, **runner_kwargs)
-    cells, notes = benchmark_cells(name, config, settings)
+    cells, notes = benchmark_cells(name, config, settings=settings)
     tags = {"benchmark": bench.name, **runner_kwargs.pop("tags", {})}
     runner = Runner(config, results=out / "results.jsonl", tags=tags, **runner_kwargs)
     rows = runner.run(cells)

@@ -64,7 +64,7 @@ TABLES: dict[str, Callable[[Sequence[dict]], Table]] = {
 """Every table builder by key."""
 
 
-def build_tables(rows: Sequence[dict], keys: Sequence[str] | None = None) -> list[Table]:
+def build_tables(rows: Sequence[dict], *, keys: Sequence[str] | None = None) -> list[Table]:
     """The non-empty tables among ``keys`` (default: all) computed from ``rows`` (only ``status == "ok"`` rows)."""
     rows = [r for r in rows if r.get("status", "ok") == "ok"]
     out = []
@@ -153,7 +153,7 @@ def provenance_lines(rows: Sequence[dict]) -> list[str]:
     return lines
 
 
-def build_figures(rows: Sequence[dict], keys: Sequence[str] | None = None) -> list[tuple[str, bytes]]:
+def build_figures(rows: Sequence[dict], *, keys: Sequence[str] | None = None) -> list[tuple[str, bytes]]:
     """PNG figures for the tables in ``keys`` that have data (needs ``pip install oblivio[plot]``)."""
     from . import plots
 
@@ -200,13 +200,13 @@ def write_report(rows: Sequence[dict], out_dir: str | os.PathLike, *, title: str
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    built = build_tables(rows, tables)
+    built = build_tables(rows, keys=tables)
     ok_rows = [r for r in rows if r.get("status", "ok") == "ok"]
     intro = list(intro) + provenance_lines(ok_rows)
     figures: list[tuple[str, bytes]] = []
     if plots:
         try:
-            figures = build_figures(ok_rows, tables)
+            figures = build_figures(ok_rows, keys=tables)
         except ImportError as exc:
             log.warning("%s; the HTML report has no figures", exc)
     md = out / f"{stem}.md"

@@ -336,7 +336,7 @@ class Ledger:
         with self.Session() as s:
             return s.get(LedgerState, 1).current_version_id
 
-    def requests(self, status: str | None = None) -> list[RequestRecord]:
+    def requests(self, *, status: str | None = None) -> list[RequestRecord]:
         with self.Session() as s:
             q = select(DeletionRequest).order_by(DeletionRequest.id)
             if status is not None:

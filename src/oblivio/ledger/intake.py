@@ -197,9 +197,9 @@ class IntakeMixin:
         log.info("request #%d cancelled by %s", record.id, by)
         return record
 
-    def list_requests(self, status: str | None = None) -> list[RequestRecord]:
+    def list_requests(self, *, status: str | None = None) -> list[RequestRecord]:
         """All requests (oldest first), optionally only those with ``status``."""
-        return self.ledger.requests(status)
+        return self.ledger.requests(status=status)
 
     def open_requests(self) -> list[RequestRecord]:
         """The requests the next apply serves: ``pending`` and ``failed`` ones, oldest first."""

@@ -69,7 +69,7 @@ class BadTeacher(UnlearningMethod, OptimizerSettings):
             is_forget = (batch.index >= n_retain).to(batch.x.device).unsqueeze(1)
             with torch.no_grad():
                 teacher = torch.where(is_forget, incompetent(batch.x), competent(batch.x))
-            loss = kd_loss(student(batch.x), teacher, self.temperature, scale=False)
+            loss = kd_loss(student(batch.x), teacher, temperature=self.temperature, scale=False)
             return loss, {"forget_share": float(is_forget.float().mean())}
 
         result = fit(model, loader, epochs=self.epochs, optimizer=opt, loss_fn=loss_fn, progress=progress,

@@ -193,13 +193,13 @@ def relabelled_union(retain: ImageDataset, forget: ImageDataset, *, seed: int,
     return retain.concat(forget.with_labels(wrong), name=name), wrong
 
 
-def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0,
-            *, scale: bool = True) -> torch.Tensor:
+def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, *, temperature: float = 1.0,
+            scale: bool = True) -> torch.Tensor:
     """Hinton distillation loss ``KL(softmax(t/T) || softmax(s/T))``, batch mean, times ``T²`` when ``scale``.
 
     Example:
         >>> z = torch.randn(4, 3)
-        >>> float(kd_loss(z, z, 2.0)) == 0.0
+        >>> float(kd_loss(z, z, temperature=2.0)) == 0.0
         True
     """
     t = float(temperature)

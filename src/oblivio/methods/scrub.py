@@ -96,7 +96,7 @@ class Scrub(UnlearningMethod, OptimizerSettings):
             logits = student(b.x)
             with torch.no_grad():
                 target = teacher(b.x)
-            kl = kd_loss(logits, target, self.temperature)
+            kl = kd_loss(logits, target, temperature=self.temperature)
             if tag == "max":
                 return -kl, {"forget_kl": float(kl.detach())}
             ce = F.cross_entropy(logits, b.y)

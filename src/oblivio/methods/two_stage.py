@@ -136,7 +136,7 @@ def output_accumulation(outputs: torch.Tensor | np.ndarray, labels: torch.Tensor
 
 
 # ---------------------------------------------------------------------------------------------------- Alg. 2
-def contrastive_labels(matrix: torch.Tensor | np.ndarray, forget_classes: Sequence[int],
+def contrastive_labels(matrix: torch.Tensor | np.ndarray, forget_classes: Sequence[int], *,
                        mode: MislabelMode = "min") -> dict[int, int]:
     """Alg. 2: map each forget class to a contrastive (wrong) class from the output-accumulation matrix.
 
@@ -229,7 +229,7 @@ def two_stage_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor | 
         return ce, {"ce": float(ce.detach()), "kd": 0.0}
     if teacher_logits is None:
         raise ValueError("teacher_logits are needed while knowledge distillation is on")
-    kd = kd_loss(student_logits, teacher_logits, temperature)
+    kd = kd_loss(student_logits, teacher_logits, temperature=temperature)
     return ce_weight * ce + kd_weight * kd, {"ce": float(ce.detach()), "kd": float(kd.detach())}
 
 

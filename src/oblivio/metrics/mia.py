@@ -112,7 +112,7 @@ def roc_auc(scores: ArrayLike, labels: ArrayLike) -> float:
     return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
-def tpr_at_fpr(scores: ArrayLike, labels: ArrayLike, fpr: float = 0.01) -> float:
+def tpr_at_fpr(scores: ArrayLike, labels: ArrayLike, *, fpr: float = 0.01) -> float:
     """Largest true-positive rate among thresholds "positive if score >= t" whose false-positive rate is <= ``fpr``.
 
     Example:
@@ -197,7 +197,7 @@ def loss_mia_lr(forget_losses: ArrayLike, test_losses: ArrayLike, *, n_splits: i
         accuracy=float(np.mean(accs)),
         accuracy_std=float(np.std(accs)),
         auc=roc_auc(member_prob, y),
-        tpr_at_1pct_fpr=tpr_at_fpr(member_prob, y, 0.01),
+        tpr_at_1pct_fpr=tpr_at_fpr(member_prob, y, fpr=0.01),
         n_per_side=n,
     )
 

@@ -152,7 +152,7 @@ def ulira_accuracy(
     return ULiRAResult(
         accuracy=best_balanced_accuracy(scores, labels),
         auc=roc_auc(scores, labels),
-        tpr_at_1pct_fpr=tpr_at_fpr(scores, labels, 0.01),
+        tpr_at_1pct_fpr=tpr_at_fpr(scores, labels, fpr=0.01),
         n_in=int(labels.sum()),
         n_out=int((~labels).sum()),
     )
