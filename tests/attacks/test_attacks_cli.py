@@ -136,7 +136,7 @@ def test_unknown_method_and_hyper_parameter_are_user_errors(cli):
     _one_line_error(code, err, match="no hyper-parameter")
 
 
-def test_disk_full_during_apply_ulimit(make_service, tmp_path, attack_store):
+def test_disk_full_during_apply_ulimit(make_service, tmp_path, ledger_store):
     """``ulimit -f`` (the file-size limit) while ``oblivio request apply`` writes: a message, then a clean retry."""
     workdir = tmp_path / "wd"
     svc = make_service(workdir)
@@ -151,7 +151,7 @@ def test_disk_full_during_apply_ulimit(make_service, tmp_path, attack_store):
 
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OBLIVIO_PROGRESS": "0"}
     proc = subprocess.run([sys.executable, "-m", "oblivio", "request", "apply", "--method", "finetune", "--hparams",
-                           '{"epochs": 1}', "--workdir", str(workdir), "--preset", "tiny", "--store", str(attack_store),
+                           '{"epochs": 1}', "--workdir", str(workdir), "--preset", "tiny", "--store", str(ledger_store),
                            "--device", "cpu", "--no-progress"], env=env, capture_output=True, text=True,
                           timeout=180, preexec_fn=small_files)
     _one_line_error(proc.returncode, proc.stderr, match="File too large|disk|database")

@@ -79,13 +79,13 @@ def test_apply_deletes_no_file_it_did_not_record(make_service, tmp_path):
     check_invariant(workdir, mine, settled=True)
 
 
-def test_a_file_in_the_way_is_not_overwritten(make_service, tmp_path, tiny):
+def test_a_file_in_the_way_is_not_overwritten(make_service, tmp_path, tiny_experiment):
     """A user's file where the service would write version 1 is left alone (and the apply refused)."""
     from oblivio.utils import state_dict_hash
 
     workdir = tmp_path / "wd"
     svc = make_service(workdir)
-    digest = state_dict_hash(tiny.original())
+    digest = state_dict_hash(tiny_experiment.original())
     squatter = workdir / "models" / f"original-{digest[:16]}.pt"
     squatter.write_text("mine")
     svc.add_request([3], requester="alice")
@@ -139,7 +139,8 @@ def test_a_no_op_is_recorded_and_said(make_service, cli, tmp_path):
     assert code == 0 and "no-op: same weights as its parent" in out.splitlines()[-1]
 
 
-def test_small_requests_say_the_mia_was_skipped_and_get_a_per_example_check(make_service, cli, tmp_path, tiny):
+def test_small_requests_say_the_mia_was_skipped_and_get_a_per_example_check(make_service, cli, tmp_path,
+                                                                            tiny_experiment):
     workdir = tmp_path / "wd"
     svc = make_service(workdir)
     svc.add_request([13, 14, 15], requester="alice")
@@ -155,7 +156,7 @@ def test_small_requests_say_the_mia_was_skipped_and_get_a_per_example_check(make
     assert auc is None or math.isnan(auc)  # not computed (NaN is stored as null)
     # oracle: the loss of each forget sample ranked among the unseen test samples' losses, by counting
     model = svc.load_model(v)
-    splits = tiny.unlearning_splits(Indices(ids=(13, 14, 15)))
+    splits = tiny_experiment.unlearning_splits(Indices(ids=(13, 14, 15)))
     with torch.no_grad():
         def loss(ds):
             x = ds.float_images(torch.arange(len(ds)))
@@ -197,9 +198,9 @@ def test_failed_then_cancelled_requests(make_service, cli, tmp_path):
     assert [(r.status) for r in svc.list_requests()] == ["applied", "cancelled"]
 
 
-def test_init_from_a_users_model_file(make_service, cli, tmp_path, tiny):
+def test_init_from_a_users_model_file(make_service, cli, tmp_path, tiny_experiment):
     workdir = tmp_path / "wd"
-    mine = tiny.build_model(seed=123)  # "my own trained model": any weights of the experiment's architecture
+    mine = tiny_experiment.build_model(seed=123)  # "my own trained model": any weights of the experiment's architecture
     torch.save(mine.state_dict(), tmp_path / "mine.pt")
     torch.save(torch.zeros(3), tmp_path / "bare.pt")
     torch.save({"fc.weight": torch.zeros(2, 2)}, tmp_path / "other.pt")
@@ -223,7 +224,7 @@ def test_init_from_a_users_model_file(make_service, cli, tmp_path, tiny):
 
 
 # ---------------------------------------------------------------------------------------------- item 9: no data load
-def test_add_and_list_need_no_dataset_load(make_service, tmp_path, monkeypatch, tiny):
+def test_add_and_list_need_no_dataset_load(make_service, tmp_path, monkeypatch, tiny_experiment):
     import oblivio.experiments.pipeline as pipeline
     from oblivio.experiments import Experiment
     from oblivio.ledger import DeletionService
@@ -233,15 +234,15 @@ def test_add_and_list_need_no_dataset_load(make_service, tmp_path, monkeypatch, 
     svc.add_request([20], requester="alice")  # builds the id index (one dataset load)
     index = list(workdir.glob("id-index-*.npy"))
     assert len(index) == 1
-    assert np.array_equal(np.load(index[0]), np.sort(tiny.data.train.ids.numpy()))
+    assert np.array_equal(np.load(index[0]), np.sort(tiny_experiment.data.train.ids.numpy()))
     svc.close()
 
     def no_load(*args, **kwargs):
         raise AssertionError("the dataset was loaded")
 
     monkeypatch.setattr(pipeline, "load_dataset", no_load)
-    fresh = DeletionService(workdir, experiment=Experiment("tiny", store=tiny.store, device="cpu", progress=False),
-                            method="test-attack-sgd")
+    fresh = DeletionService(workdir, method="test-attack-sgd",
+                            experiment=Experiment("tiny", store=tiny_experiment.store, device="cpu", progress=False))
     try:
         req = fresh.add_request([21, 22], requester="bob")
         assert req.status == "pending"
@@ -252,14 +253,14 @@ def test_add_and_list_need_no_dataset_load(make_service, tmp_path, monkeypatch, 
         fresh.close()
 
 
-def test_a_stale_id_index_is_rewritten_by_apply(make_service, tmp_path, tiny):
+def test_a_stale_id_index_is_rewritten_by_apply(make_service, tmp_path, tiny_experiment):
     workdir = tmp_path / "wd"
     svc = make_service(workdir)
     svc.add_request([23], requester="alice")
     index = next(workdir.glob("id-index-*.npy"))
     np.save(index, np.arange(3, dtype=np.int64))  # as if the dataset's files had changed
     svc.apply()
-    assert np.array_equal(np.load(index), np.sort(tiny.data.train.ids.numpy()))
+    assert np.array_equal(np.load(index), np.sort(tiny_experiment.data.train.ids.numpy()))
 
 
 def test_a_version_1_ledger_is_upgraded_in_place(make_service, tmp_path):

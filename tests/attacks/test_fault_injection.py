@@ -21,7 +21,7 @@ import oblivio.ledger.service as service_module
 from ledger_oracle import check_invariant, snapshot_files
 from oblivio.ledger.service import APPLY_STAGES
 
-WORKER = Path(__file__).resolve().parent / "attack_worker.py"
+WORKER = Path(__file__).resolve().parents[1] / "_ledger_worker.py"
 
 
 def _plant_user_files(workdir: Path) -> dict:
@@ -39,15 +39,15 @@ def _stages_for(first_apply: bool) -> list[str]:
 
 
 @pytest.mark.parametrize("stage", _stages_for(True))
-def test_kill_between_any_two_writes_then_recover(make_service, tmp_path, attack_store, stage):
+def test_kill_between_any_two_writes_then_recover(make_service, tmp_path, ledger_store, stage):
     workdir = tmp_path / "wd"
     svc = make_service(workdir)
     mine = _plant_user_files(workdir)
     svc.add_request([5, 6, 7], requester="alice")
     svc.add_request([8], requester="bob")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OBLIVIO_PROGRESS": "0"}
-    proc = subprocess.run([sys.executable, str(WORKER), str(workdir), str(attack_store), "test-attack-sgd", stage],
-                          env=env, capture_output=True, text=True, timeout=120)
+    cmd = [sys.executable, str(WORKER), str(workdir), str(ledger_store), "test-attack-sgd", "{}", stage]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == -9, proc.stderr[-2000:]
     led = check_invariant(workdir, mine, settled=False)  # killed: nothing applied twice, nothing lost
     assert all(r["status"] in ("pending", "failed", "applied") for r in led["requests"])

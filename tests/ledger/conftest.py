@@ -1,41 +1,16 @@
-"""Fixtures for the ledger tests: the tiny digits experiment (original trained once) and service factories."""
+"""Fixtures for the ledger tests: the shared tiny ledger fixtures (tests/_ledger_fixtures.py) and a lease race."""
 
 from __future__ import annotations
 
 import pytest
 
-import ledger_methods  # noqa: F401  (registers the test-only methods)
-
-
-@pytest.fixture(scope="session")
-def ledger_store(tmp_path_factory):
-    return tmp_path_factory.mktemp("ledger-store")
-
-
-@pytest.fixture(scope="session")
-def tiny_experiment(ledger_store):
-    from oblivio.experiments import Experiment
-
-    exp = Experiment("tiny", store=ledger_store, device="cpu", progress=False)
-    exp.original()  # trained once (~5 s), then loaded from the store
-    return exp
+from _ledger_fixtures import cli, ledger_store, make_service, tiny_experiment  # noqa: F401  (fixtures)
 
 
 @pytest.fixture()
-def make_service(tiny_experiment, tmp_path):
-    from oblivio.ledger import DeletionService
-
-    made = []
-
-    def make(workdir=None, **kwargs):
-        kwargs.setdefault("method", "test-ledger-sgd")
-        svc = DeletionService(workdir or tmp_path / "ledger", experiment=tiny_experiment, **kwargs)
-        made.append(svc)
-        return svc
-
-    yield make
-    for svc in made:
-        svc.close()
+def service_method():
+    """The method ``make_service`` applies unless told otherwise."""
+    return "test-ledger-sgd"
 
 
 @pytest.fixture()

@@ -6,20 +6,16 @@ import json
 
 import pytest
 
-from oblivio.cli import main
 from oblivio.ledger import Ledger
 
 
 @pytest.fixture()
-def run_cli(tiny_experiment, ledger_store, tmp_path, capsys):
+def run_cli(cli, tmp_path):
+    """``run_cli(action, *options)``: ``oblivio request ACTION`` on one ledger in ``tmp_path / "wd"``."""
     workdir = tmp_path / "wd"
 
-    def run(*args):
-        action, rest = args[0], list(args[1:])
-        code = main(["request", action, "--workdir", str(workdir), "--preset", "tiny", "--store", str(ledger_store),
-                     "--device", "cpu", "--no-progress", *rest])
-        out = capsys.readouterr()
-        return code, out.out, out.err
+    def run(action, *rest):
+        return cli("request", action, "--workdir", str(workdir), *rest)
 
     run.workdir = workdir
     return run

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 import torch
 
-import ledger_methods
+import _ledger_fixtures
 import oblivio.ledger.service as service_module
 from oblivio.ledger import ApplyInProgressError, Ledger
 from oblivio.utils import CheckpointError
 
-WORKER = Path(__file__).resolve().parent / "ledger_worker.py"
+WORKER = Path(__file__).resolve().parents[1] / "_ledger_worker.py"
 
 
 def _files(workdir: Path) -> list[str]:
@@ -164,8 +164,8 @@ def test_lease_expires_and_is_renewed(tmp_path):
 
 
 def test_concurrent_apply_in_threads(make_service, tmp_path):
-    ledger_methods.STARTED.clear()
-    ledger_methods.GATE.clear()
+    _ledger_fixtures.STARTED.clear()
+    _ledger_fixtures.GATE.clear()
     first = make_service(method="test-ledger-gate", lease_seconds=0.4)  # renewed by the heartbeat while it waits
     second = make_service()
     first.add_request([50, 51], requester="alice")
@@ -173,13 +173,13 @@ def test_concurrent_apply_in_threads(make_service, tmp_path):
     thread = threading.Thread(target=lambda: outcome.update(result=first.apply()))
     thread.start()
     try:
-        assert ledger_methods.STARTED.wait(60)
+        assert _ledger_fixtures.STARTED.wait(60)
         time.sleep(0.6)  # longer than the lease: only the heartbeat keeps it
         with pytest.raises(ApplyInProgressError, match="another apply is running"):
             second.apply()
         late = second.add_request([52], requester="bob")  # requests can still be added meanwhile
     finally:
-        ledger_methods.GATE.set()
+        _ledger_fixtures.GATE.set()
         thread.join(60)
     assert outcome["result"].status == "no-op"  # the gated method returns the model unchanged
     assert [r.status for r in second.list_requests()] == ["applied", "pending"]  # nothing lost

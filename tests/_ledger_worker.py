@@ -1,6 +1,6 @@
-"""Runs one ``apply`` in a separate process, for the crash-safety and concurrency tests.
+"""Runs one ``apply`` in a separate process, for the crash-safety, fault-injection and concurrency tests.
 
-Usage: python ledger_worker.py WORKDIR STORE METHOD HPARAMS_JSON [KILL_AT_STAGE]
+Usage: python _ledger_worker.py WORKDIR STORE METHOD HPARAMS_JSON [KILL_AT_STAGE]
 With KILL_AT_STAGE the process SIGKILLs itself at that stage of the apply (no cleanup, like ``kill -9``).
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import ledger_methods  # noqa: E402,F401
+import _ledger_fixtures  # noqa: E402,F401  (registers the test-only methods)
 import oblivio.ledger.service as service_module  # noqa: E402
 from oblivio.experiments import Experiment  # noqa: E402
 from oblivio.ledger import DeletionService  # noqa: E402
