@@ -88,7 +88,14 @@ class MethodSpec:
         raise TypeError(f"cannot make a method spec from {obj!r}; give a name, a MethodSpec or a dict with 'name'")
 
     def key(self) -> dict:
-        return {"name": self.name, "hparams": to_jsonable(dict(self.hparams)), "label": self.display}
+        """What identifies the method in a cell key: name, explicit hyper-parameters, label and the *resolved*
+        hyper-parameters (defaults included), so that a changed default never reuses an old row on resume."""
+        out = {"name": self.name, "hparams": to_jsonable(dict(self.hparams)), "label": self.display}
+        from ..methods import create_method, list_methods
+
+        if self.name != GOLD_METHOD and self.name in list_methods():  # an unknown name fails when its cell runs
+            out["resolved"] = to_jsonable(create_method(self.name, **dict(self.hparams)).hparams())
+        return out
 
 
 @dataclass(frozen=True)

@@ -93,14 +93,18 @@ def test_runner_up_targets(tmu_original, tmu_splits):
 
 def test_variants_registered_with_reasons():
     for name, overrides in {
-        "tmu.paper": {"n_twins": 1, "stop_check_steps": None},
-        "tmu.margin": {"hard_score": "margin", "hard_targets": "runner-up"},
-        "tmu.agree": {"hard_score": "margin", "hard_count": "agreement", "hard_targets": "runner-up"},
-        "tmu.kd": {"retain_kd": 0.5},
+        "tmu.paper": {"n_twins": 1, "stop_check_steps": None, "hard_score": "predictor", "hard_count": "rate",
+                      "hard_targets": "random-label"},
+        "tmu.predictor": {"hard_score": "predictor", "hard_count": "rate", "hard_targets": "random-label"},
+        "tmu.margin": {"hard_count": "rate"},
+        "tmu.agree+kd": {"retain_kd": 0.5},
     }.items():
         d = describe_method(name)
         assert d["variant_of"] == "tmu"
         assert all(d["overrides"].get(k) == v for k, v in overrides.items()), (name, d["overrides"])
+    base = create_method("tmu")  # the issue-15 default: margin ranking, agreement count, runner-up targets
+    assert (base.hard_score, base.hard_count, base.hard_targets, base.retain_kd) == ("margin", "agreement",
+                                                                                     "runner-up", 0.0)
     for bad in ({"hard_score": "oracle"}, {"hard_count": "half"}, {"hard_targets": "gold"}, {"retain_kd": 1.5}):
         with pytest.raises(ValueError):
             create_method("tmu", **bad)
@@ -141,7 +145,7 @@ def test_margin_rule_flips_the_lowest_margins_at_the_twin_rate(margin_run, tmu_o
 
 
 def test_agreement_rule_uses_the_twin_optimum(tmu_original, tmu_splits):
-    method = create_method("tmu.agree")
+    method = create_method("tmu")
     method(copy.deepcopy(tmu_original), forget=tmu_splits.forget, retain=tmu_splits.retain,
            holdout=tmu_splits.holdout, seed=0, progress=False)
     info = method.info

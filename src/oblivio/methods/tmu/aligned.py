@@ -84,9 +84,15 @@ def agreement_fraction(scores: torch.Tensor, gold_easy: torch.Tensor) -> tuple[f
 def decide_hard(info: dict, *, hard_score: str, hard_count: str, predictor: Any, x_tw: torch.Tensor,
                 x_f: torch.Tensor, labels_tw: torch.Tensor, twin_margins: torch.Tensor, model: nn.Module,
                 forget: ImageDataset) -> torch.Tensor:
-    """Easy (1) / hard (0) per forget sample under ``hard_score`` and ``hard_count`` (any pair but the paper's
-    predictor-at-its-threshold, which is ``predictor.predict``). Writes ``hard_fraction`` (and, for the agreement
-    count, ``twin_rule_agreement``: the rule's agreement with gold on the twin set) to ``info``."""
+    """Easy (1) / hard (0) per forget sample under ``hard_score`` and ``hard_count``.
+
+    The paper's rule (predictor, rate) is ``predictor.predict`` at its rate-matching threshold. Any other rule
+    writes ``hard_fraction`` (and, for the agreement count, ``twin_rule_agreement``: the rule's agreement with gold
+    on the twin set) and ``paper_rule_labels`` (what the paper's rule would have decided, for comparison) to
+    ``info``."""
+    if hard_score == "predictor" and hard_count == "rate":
+        return predictor.predict(x_f)
+    info["paper_rule_labels"] = predictor.predict(x_f).tolist()
     if hard_score == "predictor":
         score_tw, score_f = predictor.predict_proba(x_tw), predictor.predict_proba(x_f)
     else:

@@ -161,9 +161,11 @@ class TMU(UnlearningMethod):
     noise_mix: float = 0.5
     grad_clip: float | None = 5.0
     hard_selection: HardSelection = "predictor"
-    hard_score: HardScore = "predictor"
-    hard_count: HardCount = "rate"
-    hard_targets: HardTargets = "random-label"
+    # issue 15: chosen on selection seeds 100-101 (benchmarks/tmu_aligned_select.py, docs/tmu.md); the paper's rule
+    # is predictor / rate / random-label (variants tmu.paper, tmu.predictor)
+    hard_score: HardScore = "margin"
+    hard_count: HardCount = "agreement"
+    hard_targets: HardTargets = "runner-up"
     retain_kd: float = 0.0
     nf_reference_size: int | None = 4000
     stop_check_steps: int | None = 1
@@ -189,6 +191,8 @@ class TMU(UnlearningMethod):
                               ("balance", BALANCES), ("af_form", ("kl", "ce"))):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"unknown {name} {getattr(self, name)!r}; use one of {', '.join(allowed)}")
+        if self.hard_mode == "neggrad" and self.hard_targets == "runner-up":
+            raise ValueError("hard_mode='neggrad' needs hard_targets='random-label' (runner-up targets are descended)")
         if not 0 <= self.retain_kd <= 1:
             raise ValueError(f"retain_kd must be in [0, 1], got {self.retain_kd}")
         if self.n_twins < 1:
@@ -402,15 +406,11 @@ class TMU(UnlearningMethod):
         if hit:
             info["twin_cache"]["cold_stages"] = entry.get("cold_stages", {})
         x_tw, x_f = scaler.transform(raw_tw), scaler.transform(raw_f)
-        del curriculum
 
-        # 3. predictor decisions (or the margin rule of issue 15)
-        if self.hard_score == "predictor" and self.hard_count == "rate":  # the paper's rule
-            predicted = predictor.predict(x_f)
-        else:
-            predicted = decide_hard(self.info, hard_score=self.hard_score, hard_count=self.hard_count,
-                                    predictor=predictor, x_tw=x_tw, x_f=x_f, labels_tw=labels_tw,
-                                    twin_margins=entry["twin_margins"], model=model, forget=forget)
+        # 3. easy / hard decisions (the paper's predictor rule or issue 15's margin rule)
+        predicted = decide_hard(self.info, hard_score=self.hard_score, hard_count=self.hard_count, predictor=predictor,
+                                x_tw=x_tw, x_f=x_f, labels_tw=labels_tw, twin_margins=entry["twin_margins"],
+                                model=model, forget=forget)
         if self.hard_selection == "random":  # rate-matched control: the predictor's count, random samples
             gen = torch.Generator().manual_seed(int(seed) + 7)
             info["predictor_labels"] = predicted.tolist()
