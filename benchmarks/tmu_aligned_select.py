@@ -104,38 +104,50 @@ def run(out: Path, *, classes: list[int], seeds: list[int], methods: list[str], 
                       f"cpu {cpu:.1f}s", flush=True)
 
 
-def summary(path: Path) -> None:
+def summary(path: Path) -> str:
+    """A markdown summary of the selection rows: per method mean [95% bootstrap CI] over the (seed, class) cells
+    that every method finished, and paired differences (Wilcoxon signed-rank p) to fine-tune and to the original."""
     import numpy as np
 
-    from oblivio.experiments.stats import paired_difference
+    from oblivio.experiments.stats import mean_ci, paired_difference
 
     rows = _rows(path)
-    by = {}
+    by: dict[str, dict] = {}
     for r in rows:
         by.setdefault(r["method"], {})[(r["seed"], r["forget_class"])] = r
     cells = sorted(set.intersection(*[set(v) for v in by.values()]))
-    print(f"{len(cells)} (seed, class) cells with every method")
-    orig = {c: by["finetune"][c]["original_sample_agreement"] for c in cells}
-    print(f"original: agreement {100 * np.mean(list(orig.values())):.1f}")
+    ref = by["finetune"]
+    orig = [ref[c]["original_sample_agreement"] * 100 for c in cells]
+    lines = [f"{len(cells)} (seed, class) cells with every method; seeds {sorted({c[0] for c in cells})}. "
+             f"Mean [95% bootstrap CI]; δ, agreement and accuracies in points.", "",
+             "| method | δ | sample agreement | act. dist. L2 | ACC_test − gold | ACC_Dr − gold | decision label acc. "
+             "| agreement − fine-tune (p) | agreement − original (p) | δ − fine-tune (p) | act. − fine-tune (p) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|",
+             f"| original (no unlearning) | | {mean_ci(orig).format()} | | | | | | | | |"]
+
+    def col(rs, f):
+        return [f(rs[c]) for c in cells]
+
+    def paired(a, b, digits=1):
+        pc = paired_difference(a, b)
+        return f"{pc.mean_diff:+.{digits}f} [{pc.low:+.{digits}f}, {pc.high:+.{digits}f}] ({pc.p_value:.3f})"
+
     for name, rs in by.items():
-        d = np.array([rs[c]["metrics"]["delta_forget"] for c in cells]) * 100
-        a = np.array([rs[c]["metrics"]["sample_agreement"] for c in cells]) * 100
-        act = np.array([rs[c]["metrics"]["activation_distance_l2"] for c in cells])
-        te = np.array([rs[c]["metrics"]["acc_test"] - rs[c]["metrics"]["gold_acc_test"] for c in cells]) * 100
-        re = np.array([rs[c]["metrics"]["acc_retain"] - rs[c]["metrics"]["gold_acc_retain"] for c in cells]) * 100
-        la = [rs[c].get("label_accuracy") for c in cells if rs[c].get("label_accuracy") is not None]
-        print(f"{name:14s} δ {d.mean():5.1f} agree {a.mean():5.1f} act {act.mean():.3f} "
-              f"test−gold {te.mean():+5.1f} retain−gold {re.mean():+5.1f}"
-              + (f" label acc {100 * np.mean(la):.1f}" if la else ""))
+        d = col(rs, lambda r: r["metrics"]["delta_forget"] * 100)
+        a = col(rs, lambda r: r["metrics"]["sample_agreement"] * 100)
+        act = col(rs, lambda r: r["metrics"]["activation_distance_l2"])
+        te = col(rs, lambda r: (r["metrics"]["acc_test"] - r["metrics"]["gold_acc_test"]) * 100)
+        re = col(rs, lambda r: (r["metrics"]["acc_retain"] - r["metrics"]["gold_acc_retain"]) * 100)
+        la = [r.get("label_accuracy") for r in (rs[c] for c in cells) if r.get("label_accuracy") is not None]
+        cmp = ["", "", "", ""]
         if name != "finetune":
-            ft = by["finetune"]
-            for ref_name, ref in (("finetune", lambda c: ft[c]["metrics"]["sample_agreement"] * 100),
-                                  ("original", lambda c: orig[c] * 100)):
-                pc = paired_difference(list(a), [ref(c) for c in cells])
-                print(f"    agreement − {ref_name}: {pc.mean_diff:+.1f} [{pc.low:+.1f}, {pc.high:+.1f}] p {pc.p_value:.3f}")
-            dd = d - np.array([ft[c]["metrics"]["delta_forget"] * 100 for c in cells])
-            da = act - np.array([ft[c]["metrics"]["activation_distance_l2"] for c in cells])
-            print(f"    δ − finetune {dd.mean():+.1f}, act − finetune {da.mean():+.3f}")
+            cmp = [paired(a, col(ref, lambda r: r["metrics"]["sample_agreement"] * 100)), paired(a, orig),
+                   paired(d, col(ref, lambda r: r["metrics"]["delta_forget"] * 100)),
+                   paired(act, col(ref, lambda r: r["metrics"]["activation_distance_l2"]), digits=3)]
+        lines.append(f"| {name} | {mean_ci(d).format()} | {mean_ci(a).format()} | {mean_ci(act).format(digits=3)} | "
+                     f"{mean_ci(te).format()} | {mean_ci(re).format()} | "
+                     f"{mean_ci([x * 100 for x in la]).format() if la else ''} | " + " | ".join(cmp) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -150,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--summary", metavar="ROWS.jsonl")
     a = p.parse_args(argv)
     if a.summary:
-        summary(Path(a.summary))
+        print(summary(Path(a.summary)), end="")
         return 0
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,8 @@ import time
 
 from .common import add_experiment_args, describe_line, experiment_from_args, print_table
 
-DEMO_METHODS = ("finetune", "neggrad", "random-label", "bad-teacher", "tmu")
+DEMO_METHODS = ("finetune", "finetune.cpu", "neggrad", "random-label", "bad-teacher", "tmu")
+"""Baselines at their reference defaults, fine-tune also at our CPU tuning (``finetune.cpu``), and TMU."""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
