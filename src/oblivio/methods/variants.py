@@ -71,7 +71,7 @@ register_variant(
 register_variant(
     "two-stage.recipe-sgd", "two-stage",
     reason=("the pre-issue-9 retraining: the pre-training recipe's SGD and schedule (CPU preset: lr 0.05, momentum "
-            "0.9) and no clip; diverged in 5 of 8 CPU-preset runs (docs/results/two-stage-unclipped.md). Kept to "
+            "0.9) and no clip; diverged in 5 of 8 CPU-preset runs (docs/results/archive/two-stage-unclipped.md). Kept to "
             "reproduce that measurement"),
     retrain_optimizer="recipe", grad_clip=None)
 
