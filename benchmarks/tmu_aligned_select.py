@@ -40,9 +40,9 @@ def _rows(path: Path) -> list[dict]:
 
 def run(out: Path, *, classes: list[int], seeds: list[int], methods: list[str], count: int, train_size: int,
         store: str | None) -> None:
-    import numpy as np
     import torch
 
+    from oblivio.experiments.analyses import label_accuracy
     from oblivio.experiments.config import get_preset
     from oblivio.experiments.grid import Seeds
     from oblivio.experiments.pipeline import Experiment
@@ -58,11 +58,11 @@ def run(out: Path, *, classes: list[int], seeds: list[int], methods: list[str], 
         config = dataclasses.replace(get_preset("cpu"), train_size=train_size, seed=seed)
         exp = Experiment(config, store=store, progress=False)
         s = Seeds.for_replicate(0, base=seed)
-        original = exp.original(s.train)
+        original = exp.original(seed=s.train)
         for k in classes:
             split = exp.forget_split(f"class-subset:{k}:{count}", seed=s.request)
             splits = exp.unlearning_splits(split)
-            gold = exp.gold(split, s.gold)
+            gold = exp.gold(split, seed=s.gold)
             gold_logits = predict_logits(gold, splits.forget).double()
             gold_right = (gold_logits.argmax(1) == splits.forget.labels).long()
             orig_agree = sample_agreement(predict_logits(original, splits.forget).double().numpy(),
@@ -89,7 +89,7 @@ def run(out: Path, *, classes: list[int], seeds: list[int], methods: list[str], 
                                                              "gold_acc_retain", "gold_acc_forget") if x in m}}
                 predicted = method.info.get("predicted_labels")
                 if predicted is not None:
-                    row["label_accuracy"] = float(np.mean(np.asarray(predicted) == gold_right.numpy()))
+                    row["label_accuracy"] = label_accuracy(predicted, gold_right)
                     row["predicted_hard"] = int(method.info.get("predicted_hard", 0))
                     row["hard_fraction"] = method.info.get("hard_fraction")
                     row["twin_rule_agreement"] = method.info.get("twin_rule_agreement")

@@ -182,23 +182,10 @@ def test_no_module_over_the_line_limit():
     assert over == {}, f"split these modules by job (at most {MAX_LINES} lines each; see docs/architecture.md)"
 
 
-KNOWN_POSITIONAL_KNOBS = {
-    # Knobs still taken positionally, to be made keyword-only (issue 14 item 6); remove an entry when it is fixed.
-    # Blocked because the function's module, or a call site passing the knob positionally, was being edited by
-    # someone else when the rest were fixed:
-    "api.py:enable_logging",  # level; api.py (tests/api call it as enable_logging("INFO", ...))
-    "experiments/pipeline.py:Experiment.build_model",  # seed; pipeline.py, and called positionally by cell.py
-    "experiments/pipeline.py:Experiment.original",  # and the five below: seed; pipeline.py, cell.py, tmu_cost.py,
-    "experiments/pipeline.py:Experiment.original_with_meta",  # benchmarks/ and tests call them as gold(split, seed)
-    "experiments/pipeline.py:Experiment.gold",
-    "experiments/pipeline.py:Experiment.gold_with_meta",
-    "experiments/pipeline.py:Experiment.gold_seconds",
-    "experiments/pipeline.py:Experiment.gold_cost",
-    "methods/tmu/predictor.py:make_mlp",  # hidden; methods/tmu/
-    "data/transforms.py:random_crop",  # generator; methods/tmu/twin.py calls random_crop(out, pad, generator)
-    "data/transforms.py:random_hflip",  # p, generator; methods/tmu/twin.py calls random_hflip(out, 0.5, generator)
-    "training/train.py:train_model",  # recipe; experiments/pipeline.py calls train_model(model, data, recipe, ...)
-}
+# Knobs still taken positionally, to be made keyword-only; remove an entry when it is fixed. Empty since issue 14
+# made the last ones (Experiment's seed, train_model's recipe, random_crop / random_hflip, make_mlp, enable_logging)
+# keyword-only.
+KNOWN_POSITIONAL_KNOBS: set[str] = set()
 """Public functions that still take a knob positionally. Do not add to this set: put ``*`` before the knob."""
 
 POSITIONAL_DATA_ARGUMENTS = {

@@ -45,7 +45,7 @@ ROLES = ("forget", "retain", "holdout", "test")
 
 
 # ---------------------------------------------------------------------------------------------- logging
-def enable_logging(level: int | str = "INFO", *, stream: Any = None, fmt: str = "%(asctime)s %(name)s: %(message)s"
+def enable_logging(*, level: int | str = "INFO", stream: Any = None, fmt: str = "%(asctime)s %(name)s: %(message)s"
                    ) -> logging.Logger:
     """Show oblivio's progress lines (epochs, loss, ETA, lock waits) on ``stream`` (default stderr).
 
@@ -63,11 +63,11 @@ def enable_logging(level: int | str = "INFO", *, stream: Any = None, fmt: str = 
     Example:
         >>> import io, logging, oblivio
         >>> buf = io.StringIO()
-        >>> logger = oblivio.enable_logging("INFO", stream=buf, fmt="%(message)s")
+        >>> logger = oblivio.enable_logging(level="INFO", stream=buf, fmt="%(message)s")
         >>> logging.getLogger("oblivio.training").info("epoch 1/3")
         >>> buf.getvalue()
         'epoch 1/3\\n'
-        >>> oblivio.enable_logging("WARNING") is logger
+        >>> oblivio.enable_logging(level="WARNING") is logger
         True
         >>> for h in list(logger.handlers): logger.removeHandler(h)  # back as it was
         >>> logger.propagate, _ = True, logger.setLevel(logging.NOTSET)

@@ -130,9 +130,9 @@ def test_evaluate_unlearning_matches_sklearn_and_prints_a_table(world):
 
 def test_enable_logging_shows_progress_lines_once():
     buf = io.StringIO()
-    logger = oblivio.enable_logging("INFO", stream=buf, fmt="%(name)s|%(message)s")
+    logger = oblivio.enable_logging(level="INFO", stream=buf, fmt="%(name)s|%(message)s")
     try:
-        oblivio.enable_logging("INFO", stream=buf, fmt="%(name)s|%(message)s")
+        oblivio.enable_logging(level="INFO", stream=buf, fmt="%(name)s|%(message)s")
         logging.getLogger("oblivio.training").info("hello")
         logging.getLogger("oblivio.training").debug("hidden")
         assert buf.getvalue() == "oblivio.training|hello\n"

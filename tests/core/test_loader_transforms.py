@@ -59,7 +59,7 @@ def test_zip_loader_cycles_small_loader():
 def test_random_crop_matches_per_image_reference():
     x = torch.rand(6, 2, 5, 5)
     g = torch.Generator().manual_seed(0)
-    out = random_crop(x, 2, g)
+    out = random_crop(x, 2, generator=g)
     g2 = torch.Generator().manual_seed(0)
     dy = torch.randint(0, 5, (6,), generator=g2)
     dx = torch.randint(0, 5, (6,), generator=g2)

@@ -46,7 +46,8 @@ def test_forget_quality_end_to_end(store, tmp_path):
     exp = Experiment("tiny", store=store, progress=False)
     split = exp.forget_split(SCENARIO, seed=0)
     forget = exp.unlearning_splits(split).forget
-    r_scores = np.stack([logit_scaled_confidence(predict_logits(exp.gold(split, s), forget), forget.labels) for s in range(n)])
+    r_scores = np.stack([logit_scaled_confidence(predict_logits(exp.gold(split, seed=s), forget), forget.labels)
+                         for s in range(n)])
     noise_rows = sorted((r for r in rows if r["method"] == plugin.NOISE), key=lambda r: r["seeds"]["unlearn"])
     u_scores = np.asarray([r["scores"]["forget"] for r in noise_rows])
     np.testing.assert_allclose(np.asarray([r["scores"]["gold_forget"] for r in noise_rows]), r_scores, rtol=1e-6)

@@ -100,18 +100,18 @@ def test_failed_training_keeps_no_model_and_passes_resume_path(tmp_path):
 def test_gold_meta_gives_the_cost_of_retraining(tmp_path):
     exp = Experiment("tiny", store=tmp_path, progress=False, device="cpu")
     split = exp.forget_split("class-subset:5:10", seed=0)
-    trained = exp.gold_with_meta(split, 3)
+    trained = exp.gold_with_meta(split, seed=3)
     assert isinstance(trained, TrainedModel) and isinstance(trained.model, torch.nn.Module)
     assert trained.train_seconds > 0 and trained.meta["epochs"] == exp.config.recipe.epochs
     assert trained.cost == RunCost(trained.meta["train_seconds"], trained.meta["train_cpu_seconds"],
                                    trained.meta["train_forward_samples"], trained.meta["train_backward_samples"])
-    assert exp.gold_seconds(split, 3) == trained.train_seconds
+    assert exp.gold_seconds(split, seed=3) == trained.train_seconds
     assert not hasattr(trained.model, "oblivio_meta")  # the record travels beside the module, not on it
-    again = exp.gold_with_meta(split, 3)  # loaded, same meta
+    again = exp.gold_with_meta(split, seed=3)  # loaded, same meta
     assert again.train_seconds == trained.train_seconds
-    for a, b in zip(trained.model.parameters(), exp.gold(split, 3).parameters()):  # gold() is the bare module
+    for a, b in zip(trained.model.parameters(), exp.gold(split, seed=3).parameters()):  # gold() is the bare module
         assert torch.equal(a, b)
-    other = exp.gold(split, 4)  # another seed = another gold model
+    other = exp.gold(split, seed=4)  # another seed = another gold model
     assert any(not torch.equal(a, b) for a, b in zip(trained.model.parameters(), other.parameters()))
     original = exp.original_with_meta()
     assert original.meta["kind"] == "original" and original.meta["n_train"] == len(exp.data.train)

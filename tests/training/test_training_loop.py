@@ -19,7 +19,7 @@ def _model(seed=0):
 def test_training_learns_digits(digits):
     m = _model()
     before = accuracy(m, digits.test)
-    res = train_model(m, digits.train, Recipe(epochs=4, lr=0.05, milestones=(), batch_size=64), progress=False)
+    res = train_model(m, digits.train, recipe=Recipe(epochs=4, lr=0.05, milestones=(), batch_size=64), progress=False)
     assert res.epochs_run == 4 and len(res.history) == 4
     assert res.history[-1]["loss"] < res.history[0]["loss"]
     assert accuracy(m, digits.test) > max(0.8, before + 0.5)
@@ -29,9 +29,9 @@ def test_training_is_deterministic(digits):
     r = Recipe(epochs=1, lr=0.05, milestones=(), batch_size=64, augment="crop1+flip")
     a, b = _model(), _model()
     torch.manual_seed(1)
-    train_model(a, digits.train, r, seed=5, progress=False)
+    train_model(a, digits.train, recipe=r, seed=5, progress=False)
     torch.manual_seed(1)
-    train_model(b, digits.train, r, seed=5, progress=False)
+    train_model(b, digits.train, recipe=r, seed=5, progress=False)
     for pa, pb in zip(a.parameters(), b.parameters()):
         assert torch.equal(pa, pb)
 
@@ -40,7 +40,7 @@ def test_resume_after_interruption_matches_uninterrupted(digits, tmp_path):
     r = Recipe(epochs=4, lr=0.05, milestones=(2,), batch_size=64)
     ref = _model()
     torch.manual_seed(0)
-    train_model(ref, digits.train, r, seed=1, progress=False)
+    train_model(ref, digits.train, recipe=r, seed=1, progress=False)
 
     class Boom(Exception):
         pass
@@ -54,11 +54,11 @@ def test_resume_after_interruption_matches_uninterrupted(digits, tmp_path):
     m = _model()
     torch.manual_seed(0)
     with pytest.raises(Boom):
-        train_model(m, digits.train, r, seed=1, checkpoint=ckpt, callbacks=[Interrupt("x", lambda _: 0, bool)],
+        train_model(m, digits.train, recipe=r, seed=1, checkpoint=ckpt, callbacks=[Interrupt("x", lambda _: 0, bool)],
                     progress=False)
     assert ckpt.exists()  # epoch 1 (0-based 0) was saved
     m2 = _model()
-    res = train_model(m2, digits.train, r, seed=1, checkpoint=ckpt, progress=False)
+    res = train_model(m2, digits.train, recipe=r, seed=1, checkpoint=ckpt, progress=False)
     assert res.resumed_from == 1
     for pa, pb in zip(ref.parameters(), m2.parameters()):
         assert torch.allclose(pa, pb, atol=1e-6)
@@ -68,7 +68,7 @@ def test_corrupt_resume_checkpoint_is_a_clear_error(digits, tmp_path):
     ckpt = tmp_path / "resume.pt"
     ckpt.write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="could not be read"):
-        train_model(_model(), digits.train, Recipe(epochs=1, milestones=()), checkpoint=ckpt, progress=False)
+        train_model(_model(), digits.train, recipe=Recipe(epochs=1, milestones=()), checkpoint=ckpt, progress=False)
 
 
 def test_nan_loss_raises_divergence(digits):
@@ -109,11 +109,11 @@ def test_stop_when_and_keep_best(digits):
 
 def test_train_mode_restored_and_mismatch_rejected(digits):
     m = _model().eval()
-    train_model(m, digits.train, Recipe(epochs=1, milestones=()), progress=False)
+    train_model(m, digits.train, recipe=Recipe(epochs=1, milestones=()), progress=False)
     assert not m.training
     wrong = create_model("small-cnn", num_classes=10, in_channels=3, image_size=(8, 8), width=8, hidden=32)
     with pytest.raises(ValueError, match="model/dataset mismatch"):
-        train_model(wrong, digits.train, "tiny", progress=False)
+        train_model(wrong, digits.train, recipe="tiny", progress=False)
 
 
 def test_recipes():

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 
-def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator | None = None) -> torch.Tensor:
+def random_crop(x: torch.Tensor, padding: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
     """Zero-pad by ``padding`` and crop back to the input size at a random offset per image."""
     if padding <= 0:
         return x
@@ -26,7 +26,7 @@ def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator | None
     return padded[bi, ci, rows[:, None, :, None], cols[:, None, None, :]]
 
 
-def random_hflip(x: torch.Tensor, p: float = 0.5, generator: torch.Generator | None = None) -> torch.Tensor:
+def random_hflip(x: torch.Tensor, *, p: float = 0.5, generator: torch.Generator | None = None) -> torch.Tensor:
     """Flip each image left-right with probability ``p``."""
     mask = torch.rand(x.shape[0], generator=generator, device="cpu").to(x.device) < p
     return torch.where(mask[:, None, None, None], x.flip(3), x)
@@ -88,7 +88,7 @@ class Augment:
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         if self.crop_padding:
-            x = random_crop(x, self.crop_padding, generator)
+            x = random_crop(x, self.crop_padding, generator=generator)
         if self.hflip:
-            x = random_hflip(x, 0.5, generator)
+            x = random_hflip(x, p=0.5, generator=generator)
         return x

@@ -110,7 +110,7 @@ def saving_point_comparison(original: nn.Module, *, forget: ImageDataset, retain
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         reinitialise(scratch)
-        result = train_model(scratch, train_set, method.recipe, seed=seed, callbacks=[keep], progress=progress,
+        result = train_model(scratch, train_set, recipe=method.recipe, seed=seed, callbacks=[keep], progress=progress,
                              desc="scratch")
     scratch.eval()
     report = SavingPointComparison(
@@ -126,7 +126,11 @@ def saving_point_comparison(original: nn.Module, *, forget: ImageDataset, retain
 
 # ---------------------------------------------------------------------------------------------- TMU
 def label_accuracy(predicted: Sequence[int] | torch.Tensor, gold: Sequence[int] | torch.Tensor) -> float:
-    """Fraction of samples whose predicted generalisation label equals the gold one.
+    """Fraction of samples whose predicted generalisation label equals the gold one (NaN when there are none).
+
+    The one label accuracy: the runner's ``label-accuracy`` extra writes it into a row's
+    ``metrics["label_accuracy"]``, :func:`tmu_report` and :func:`feature_ablation` return it. Computed in float64
+    (the exact ``matches / n``), as rows have always held it.
 
     Example:
         >>> label_accuracy([1, 0, 1, 1], [1, 1, 1, 0])
@@ -135,7 +139,7 @@ def label_accuracy(predicted: Sequence[int] | torch.Tensor, gold: Sequence[int] 
     p, g = torch.as_tensor(predicted).long().reshape(-1), torch.as_tensor(gold).long().reshape(-1)
     if p.shape != g.shape:
         raise ValueError(f"{p.numel()} predicted labels but {g.numel()} gold labels")
-    return float((p == g).float().mean()) if p.numel() else float("nan")
+    return float((p == g).double().mean()) if p.numel() else float("nan")
 
 
 def _aligned_gold_labels(method_info: dict, gold_model: nn.Module, forget: ImageDataset) -> torch.Tensor:

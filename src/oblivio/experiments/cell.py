@@ -121,7 +121,7 @@ def _original(exp, seed: int):
     """The original model with its training record (a :class:`~oblivio.experiments.pipeline.TrainedModel`)."""
     key = (id(exp), seed)
     if key not in _ORIGINALS:
-        _ORIGINALS[key] = exp.original_with_meta(seed)
+        _ORIGINALS[key] = exp.original_with_meta(seed=seed)
         while len(_ORIGINALS) > 2:
             _ORIGINALS.popitem(last=False)
     return _ORIGINALS[key]
@@ -156,12 +156,13 @@ def _label_accuracy(ctx) -> dict:
 
     from ..metrics.alignment import cohen_kappa, random_subset_agreement
     from ..methods.tmu.info import PREDICTED_LABELS
+    from .analyses import label_accuracy
 
     predicted = ctx.info.get(PREDICTED_LABELS)
     if predicted is None or len(predicted) != len(ctx.forget):
         return {}
     gold_labels = _gold_labels(ctx.logits("gold", "forget"), ctx.forget)
-    return {"label_accuracy": float(np.mean(np.asarray(predicted) == gold_labels.numpy())),
+    return {"label_accuracy": label_accuracy(predicted, gold_labels),
             "label_accuracy_null": random_subset_agreement(predicted, gold_labels.numpy()),
             "label_kappa": cohen_kappa(np.asarray(predicted).astype(int), gold_labels.numpy().astype(int)),
             "gold_easy_rate": float(gold_labels.float().mean())}
@@ -203,10 +204,10 @@ def _prepare(payload: dict) -> dict:
     t0 = time.perf_counter()
     try:
         if payload["kind"] == "original":
-            exp.original(payload["seed"])
+            exp.original(seed=payload["seed"])
         else:
             split = exp.forget_split(payload["scenario"], seed=payload["request"])
-            exp.gold(split, payload["seed"])
+            exp.gold(split, seed=payload["seed"])
     except Exception as exc:  # the cells that need this model record the error themselves
         log.warning("preparing %s model failed: %s", payload["kind"], exc)
         return {"ok": False, "error": repr(exc)}
@@ -240,7 +241,7 @@ def run_cell(config: ExperimentConfig, cell: Cell, *, store: str | os.PathLike |
     split = exp.forget_split(cell.scenario, seed=seeds.request)
     splits = exp.unlearning_splits(split)
     original = _original(exp, seeds.train)
-    gold = exp.gold_with_meta(split, seeds.gold)
+    gold = exp.gold_with_meta(split, seed=seeds.gold)
     gold_meta = gold.meta
 
     if cell.method.name == GOLD_METHOD:
@@ -249,7 +250,7 @@ def run_cell(config: ExperimentConfig, cell: Cell, *, store: str | os.PathLike |
         if seeds.unlearn == seeds.gold:
             raise ValueError(f"the {GOLD_METHOD!r} pseudo-method needs Seeds.unlearn != Seeds.gold "
                              f"(both {seeds.gold}): it compares two gold models")
-        second = exp.gold_with_meta(split, seeds.unlearn)
+        second = exp.gold_with_meta(split, seed=seeds.unlearn)
         unlearned, ref = second.model, second.cost
         hparams: dict = {}
         info = {"seconds": ref.seconds, "cpu_seconds": ref.cpu_seconds, "forward_samples": ref.forward_samples,
@@ -262,7 +263,7 @@ def run_cell(config: ExperimentConfig, cell: Cell, *, store: str | os.PathLike |
                            seed=seeds.unlearn, progress=False)
         info = {k: v for k, v in method.info.items() if k not in BULKY_INFO_KEYS}
 
-    random_model = exp.build_model(seeds.eval) if cell.options.zrf else None
+    random_model = exp.build_model(seed=seeds.eval) if cell.options.zrf else None
     # one assembly point: the original model as the "do nothing" reference (issue 11), TTA, TMU's label accuracy
     # and the cost against the gold training (RTE on wall and CPU seconds, sample-pass ratio; the gold's whole
     # training, resumed or not, and CPU seconds and sample-passes are robust to a busy machine)

@@ -102,7 +102,7 @@ class Experiment:
         return make_unlearning_splits(self.data, spec, seed=seed, holdout_fraction=self.config.holdout_fraction)
 
     # ------------------------------------------------------------------ models
-    def build_model(self, seed: int | None = None) -> Classifier:
+    def build_model(self, *, seed: int | None = None) -> Classifier:
         """A freshly initialised model (weights seeded by ``seed``, default the config's)."""
         seed = self.config.seed if seed is None else seed
         mean, std = self._norm_stats
@@ -122,7 +122,7 @@ class Experiment:
             t0 = time.perf_counter()
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
-                result = train_model(model, train_set, self.config.recipe, seed=seed, checkpoint=resume_path,
+                result = train_model(model, train_set, recipe=self.config.recipe, seed=seed, checkpoint=resume_path,
                                      progress=self.progress, desc=kind)
             cost = result.cost  # cumulative over a resumed training's earlier runs (kept in the resume checkpoint)
             return {"train_seconds": cost.get("wall_seconds", time.perf_counter() - t0),
@@ -133,27 +133,28 @@ class Experiment:
                     "git_commit": git_commit(os.path.dirname(__file__)),
                     "torch_threads": torch.get_num_threads()}  # a model trained on another count differs (issue 9)
 
-        stored = self.store.get_or_train(kind, key, lambda: self.build_model(seed), train)
+        stored = self.store.get_or_train(kind, key, lambda: self.build_model(seed=seed), train)
         stored.model.eval()
         if not stored.cached:
             log.info("trained %s model in %.1fs", kind, stored.meta.get("train_seconds", 0.0))
         return TrainedModel(stored.model, dict(stored.meta))
 
-    def original(self, seed: int | None = None) -> nn.Module:
+    def original(self, *, seed: int | None = None) -> nn.Module:
         """The original model ``M_o`` trained on ``D`` (trained once, then loaded from the store)."""
-        return self.original_with_meta(seed).model
+        return self.original_with_meta(seed=seed).model
 
-    def original_with_meta(self, seed: int | None = None) -> TrainedModel:
+    def original_with_meta(self, *, seed: int | None = None) -> TrainedModel:
         """:meth:`original` with its stored training record (:class:`TrainedModel`)."""
         seed = self.config.seed if seed is None else seed
         key = {**self.config.model_key(), "seed": seed}
         return self._train("original", key, self.data.train, seed)
 
-    def gold(self, split: "ForgetSplit | ScenarioSpec | str", seed: int | None = None, *, request_seed: int = 0) -> nn.Module:
+    def gold(self, split: "ForgetSplit | ScenarioSpec | str", *, seed: int | None = None,
+             request_seed: int = 0) -> nn.Module:
         """The gold model ``M_g``: the same recipe from scratch on ``D_r`` (cached by forget ids and seed)."""
-        return self.gold_with_meta(split, seed, request_seed=request_seed).model
+        return self.gold_with_meta(split, seed=seed, request_seed=request_seed).model
 
-    def gold_with_meta(self, split: "ForgetSplit | ScenarioSpec | str", seed: int | None = None, *,
+    def gold_with_meta(self, split: "ForgetSplit | ScenarioSpec | str", *, seed: int | None = None,
                        request_seed: int = 0) -> TrainedModel:
         """:meth:`gold` with its stored training record (:class:`TrainedModel`; its ``cost`` is the reference of
         RTE)."""
@@ -164,15 +165,15 @@ class Experiment:
         retain = self.data.train.subset(split.retain_pos, name=f"{self.data.name}:retain")
         return self._train("gold", key, retain, seed)
 
-    def gold_seconds(self, split: ForgetSplit, seed: int | None = None) -> float | None:
+    def gold_seconds(self, split: ForgetSplit, *, seed: int | None = None) -> float | None:
         """Wall time the stored gold model took to train (for the cost ratio), if known."""
-        return self.gold_with_meta(split, seed).train_seconds
+        return self.gold_with_meta(split, seed=seed).train_seconds
 
-    def gold_cost(self, split: ForgetSplit, seed: int | None = None) -> dict[str, Any]:
+    def gold_cost(self, split: ForgetSplit, *, seed: int | None = None) -> dict[str, Any]:
         """The stored gold model's whole training cost (a resumed training included): ``train_seconds`` (wall),
         ``train_cpu_seconds``, ``train_forward_samples``, ``train_backward_samples`` (None where not recorded:
         models stored before these were kept)."""
-        meta = self.gold_with_meta(split, seed).meta
+        meta = self.gold_with_meta(split, seed=seed).meta
         return {k: meta.get(k) for k in ("train_seconds", "train_cpu_seconds", "train_forward_samples",
                                          "train_backward_samples")}
 

@@ -124,13 +124,13 @@ def run_tmu_cost(config: "ExperimentConfig | str" = "cpu", *, out: str | os.Path
     split0 = exp.forget_split(f"class-subset:{classes[0]}:{count}", seed=0)
     if not _gold_stored(exp, split0, GOLD2_SEED):
         with CostMeter() as retrain_cost:
-            exp.gold(split0, GOLD2_SEED)
+            exp.gold(split0, seed=GOLD2_SEED)
     else:
         retain0 = exp.data.train.subset(split0.retain_pos, name=f"{exp.data.name}:retain")
-        fresh = exp.build_model(GOLD2_SEED)
+        fresh = exp.build_model(seed=GOLD2_SEED)
         with CostMeter() as retrain_cost, torch.random.fork_rng(devices=[]):
             torch.manual_seed(GOLD2_SEED)
-            train_model(fresh, retain0, config.recipe, seed=GOLD2_SEED, progress=False, desc="gold (timed)")
+            train_model(fresh, retain0, recipe=config.recipe, seed=GOLD2_SEED, progress=False, desc="gold (timed)")
         del fresh
     retrain = retrain_cost.as_dict()
     layout = _layout_speedup(original, exp.data.train, config.recipe.batch_size)
@@ -145,10 +145,11 @@ def run_tmu_cost(config: "ExperimentConfig | str" = "cpu", *, out: str | os.Path
         cold_model, cold_info = _tmu(exp, original, cold_splits, seed=UNLEARN_SEED, cache=cache, hparams=hparams)
         warm_model, warm_info = _tmu(exp, original, warm_splits, seed=UNLEARN_SEED, cache=cache, hparams=hparams)
         fresh_model, fresh_info = _tmu(exp, original, warm_splits, seed=UNLEARN_SEED, hparams=hparams)
-        gold = exp.gold(cold_splits.split, config.seed)
+        gold = exp.gold(cold_splits.split, seed=config.seed)
         # the second gold model only where stored (the first class's was trained above): retraining one per class
         # would double the benchmark's time
-        gold2 = exp.gold(cold_splits.split, GOLD2_SEED) if _gold_stored(exp, cold_splits.split, GOLD2_SEED) else None
+        stored = _gold_stored(exp, cold_splits.split, GOLD2_SEED)
+        gold2 = exp.gold(cold_splits.split, seed=GOLD2_SEED) if stored else None
         f = cold_splits.forget
         c_cold, c_gold = _correct(cold_model, f), _correct(gold, f)
         c_gold2 = _correct(gold2, f) if gold2 is not None else None

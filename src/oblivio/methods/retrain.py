@@ -50,6 +50,6 @@ class Retrain(UnlearningMethod):
     def _unlearn(self, model: nn.Module, data: UnlearningData, *, seed: int, progress: bool) -> nn.Module:
         recipe = self.resolved_recipe()
         reinitialise(model)
-        result = train_model(model, data.retain, recipe, seed=seed, progress=progress, desc="retrain")
+        result = train_model(model, data.retain, recipe=recipe, seed=seed, progress=progress, desc="retrain")
         self.info.update(recipe=recipe.name, epochs=result.epochs_run, n_train=len(data.retain))
         return model

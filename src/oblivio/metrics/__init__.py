@@ -6,6 +6,7 @@
 * :mod:`.ulira` - U-LiRA (Hayes et al. 2024).
 * :mod:`.tta` - accuracy under test-time augmentation.
 * :mod:`.cost` - timing and RTE.
+* :mod:`.cost_ratio` - :class:`RunCost` and :func:`cost_ratios`: a run's cost relative to retraining.
 * :mod:`.report` - :func:`evaluate_unlearning`, everything for one model (and its gold model) as a flat dict.
 
 See ``docs/metrics.md`` for the exact definitions.
@@ -23,6 +24,7 @@ from __future__ import annotations
 from .alignment import ActivationNorm, accuracy_from_logits, activation_distance, cohen_kappa, delta, js_divergence, \
     random_subset_agreement, sample_agreement, sample_kappa, zrf_score
 from .cost import Timer, rte
+from .cost_ratio import RunCost, cost_ratios
 from .forget_quality import (
     ForgetQualityResult,
     epsilon_to_score,
@@ -51,6 +53,7 @@ __all__ = [
     "ActivationNorm", "accuracy_from_logits", "activation_distance", "delta", "js_divergence", "zrf_score",
     "cohen_kappa", "random_subset_agreement", "sample_agreement", "sample_kappa",
     "Timer", "rte",
+    "RunCost", "cost_ratios",
     "ForgetQualityResult", "epsilon_to_score", "final_score", "forget_quality", "logit_scaled_confidence", "n_bins",
     "per_example_epsilon",
     "LossLRMIAResult", "SalunMIAResult", "loss_mia_lr", "modified_entropy", "per_example_cross_entropy", "roc_auc",

@@ -17,8 +17,8 @@ from .recipes import Recipe, get_recipe
 def train_model(
     model: nn.Module,
     dataset: ImageDataset,
-    recipe: "Recipe | str" = "cpu",
     *,
+    recipe: "Recipe | str" = "cpu",
     seed: int = 0,
     callbacks: Sequence[Callback] = (),
     checkpoint: str | os.PathLike | None = None,

@@ -31,7 +31,7 @@ def _reference_predictor(x, y, *, seed, epochs, bs=16):
     """The predictor as it was trained before issue 10: the generic loop (oblivio.training.fit), threshold 0.5."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        mlp = make_mlp(x.shape[1], (64, 32))
+        mlp = make_mlp(x.shape[1], hidden=(64, 32))
     gen = torch.Generator().manual_seed(seed)
     yf = y.float()
 

@@ -26,7 +26,7 @@ def restore_entry(entry: dict, model: nn.Module, *, hidden: Sequence[int]) -> tu
     p = entry["predictor"]
     mlp = None
     if p["state"] is not None:
-        mlp = make_mlp(int(p["in_features"]), hidden)
+        mlp = make_mlp(int(p["in_features"]), hidden=hidden)
         mlp.load_state_dict(p["state"])
         mlp.eval()
     predictor = GeneralisationPredictor(mlp=mlp, threshold=float(p["threshold"]), constant=p["constant"],

@@ -31,7 +31,7 @@ Balance = Literal["threshold", "weights", "none"]
 BALANCES = ("threshold", "weights", "none")
 
 
-def make_mlp(in_features: int, hidden: Sequence[int] = (64, 32)) -> nn.Sequential:
+def make_mlp(in_features: int, *, hidden: Sequence[int] = (64, 32)) -> nn.Sequential:
     """``in -> hidden[0] -> ReLU -> hidden[1] -> ReLU -> 1`` (one logit: easy)."""
     layers: list[nn.Module] = []
     width = in_features
@@ -130,7 +130,7 @@ def train_predictor(features: torch.Tensor, labels: torch.Tensor, *, hidden: Seq
         return GeneralisationPredictor(mlp=None, constant=int(y[0]), train_accuracy=1.0, easy_rate=easy_rate)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        mlp = make_mlp(x.shape[1], hidden)
+        mlp = make_mlp(x.shape[1], hidden=hidden)
     pos_weight = None
     if balance == "weights":
         pos_weight = torch.tensor((1 - easy_rate) / easy_rate)  # easy is the positive class

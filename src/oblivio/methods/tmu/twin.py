@@ -79,10 +79,10 @@ def augment_images(x: torch.Tensor, spec: str, generator: torch.Generator, *, no
         if part in ("", "none"):
             continue
         if part == "flip":
-            out = random_hflip(out, 0.5, generator)
+            out = random_hflip(out, p=0.5, generator=generator)
         elif part.startswith("crop"):
             pad = int(part[4:]) if part[4:] else max(1, x.shape[-2] // 8)
-            out = random_crop(out, pad, generator)
+            out = random_crop(out, pad, generator=generator)
         elif part == "noise":
             out = out + noise_std * torch.randn(out.shape, generator=generator).to(out.device)
         else:
