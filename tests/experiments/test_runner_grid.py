@@ -206,3 +206,20 @@ def test_missing_ray_is_a_clear_error(monkeypatch, tmp_path):
     cells = Grid(scenarios=SCENARIOS[:1], methods=["gold"]).cells()
     with pytest.raises(ImportError, match=r"oblivio\[ray\]"):
         runner.run(cells)
+
+
+def test_method_key_carries_resolved_hyper_parameters():
+    from oblivio.experiments.grid import MethodSpec
+    from oblivio.methods import create_method
+
+    key = MethodSpec("finetune").key()
+    # the defaults are in the key: a changed default gives another key, so resume cannot reuse a stale row
+    assert key["resolved"] == create_method("finetune").hparams() and key["resolved"]["lr"] == 0.01
+    assert MethodSpec("finetune", {"lr": 0.02}).key()["resolved"]["lr"] == 0.02
+    assert MethodSpec("finetune.cpu").key()["resolved"] != key["resolved"]
+    # invalid hyper-parameters do not stop the grid: the cell fails (and is recorded) when it runs
+    bad = MethodSpec("tmu", {"hard_mode": "neggrad"}).key()
+    assert "resolved" not in bad and bad["resolved_error"].startswith("ValueError")
+    # an unregistered name (a plugin not imported here) has no resolved part, and gold never has one
+    assert "resolved" not in MethodSpec("no-such-method").key()
+    assert "resolved" not in MethodSpec("gold").key()

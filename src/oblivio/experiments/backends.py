@@ -99,6 +99,8 @@ class Runner:
         self.ray_num_gpus = ray_num_gpus
         self.device = device
         self.imports = tuple(imports)
+        for name in self.imports:  # here too, before any cell key: a method's resolved hyper-parameters are in it
+            importlib.import_module(name)
         self.tags = dict(tags or {})
         self.on_error = on_error
         self.new_rows: list[dict] = []

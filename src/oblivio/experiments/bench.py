@@ -185,7 +185,7 @@ def _build_tmu_table4(data, config, settings):
     notes: list[str] = []
     classes = _classes(data, settings)
     _check_count(data, classes, settings.count)
-    methods = _available(settings.methods or ["tmu"], notes)
+    methods = _available(settings.methods or ["tmu.predictor"], notes)  # the predictor is what these score
     notes.append("one full TMU run (NF+AF+CF) per cell; each feature subset's label accuracy comes from a "
                  "predictor refitted on that run's twin features (oblivio.experiments.analyses.feature_ablation)")
     return _grid([f"class-subset:{k}:{settings.count}" for k in classes], methods, config, settings,
@@ -202,7 +202,7 @@ def _build_tmu_figure3(data, config, settings):
     sizes = sorted({max(1, min(smallest - 1, int(round(f * smallest)))) for f in FIGURE3_FRACTIONS})
     notes.append(f"|D_f| sizes {sizes} ({', '.join(f'{f:g}' for f in FIGURE3_FRACTIONS)} of the smallest "
                  f"chosen class, {smallest} images)")
-    methods = _available(settings.methods or ["tmu"], notes)
+    methods = _available(settings.methods or ["tmu.predictor"], notes)  # the predictor is what these score
     scenarios = [f"class-subset:{k}:{n}" for k in classes for n in sizes]
     return _grid(scenarios, methods, config, settings, EvalOptions(mia=False)), notes
 

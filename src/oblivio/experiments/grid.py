@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
-from ..utils import config_hash, to_jsonable
+from ..utils import config_hash, json_safe, to_jsonable
 from .config import ExperimentConfig
 
 GOLD_METHOD = "gold"
@@ -93,8 +93,13 @@ class MethodSpec:
         out = {"name": self.name, "hparams": to_jsonable(dict(self.hparams)), "label": self.display}
         from ..methods import create_method, list_methods
 
-        if self.name != GOLD_METHOD and self.name in list_methods():  # an unknown name fails when its cell runs
-            out["resolved"] = to_jsonable(create_method(self.name, **dict(self.hparams)).hparams())
+        # an unknown name (a plugin not imported in this process: the Runner imports its plugins before computing
+        # keys) or invalid hyper-parameters fail when the cell runs, where on_error can record them
+        if self.name != GOLD_METHOD and self.name in list_methods():
+            try:
+                out["resolved"] = json_safe(create_method(self.name, **dict(self.hparams)).hparams(), fallback=repr)
+            except (TypeError, ValueError) as exc:
+                out["resolved_error"] = f"{type(exc).__name__}: {exc}"
         return out
 
 

@@ -341,8 +341,11 @@ def _per_example_extra(ctx) -> dict:
 def twin_estimate(info: Mapping[str, Any], acc_forget: float) -> dict:
     """An estimate of the gold model's forget accuracy from a method's predicted easy / hard counts.
 
-    TMU's predictor labels each forget sample "easy" (the gold model would still classify it correctly) or "hard",
-    so the share of easy samples is its estimate of the gold forget accuracy. Reads the declared
+    TMU labels each forget sample "easy" (the gold model would still classify it correctly) or "hard", so the share
+    of easy samples is the forget accuracy it aims for. Under the paper's rule (matched to the twin set's easy rate)
+    that is its estimate of the gold forget accuracy; under the default rule since issue 15 (the share that
+    maximised agreement with gold on the twin set) it leans toward fewer flips, and ``info["twin_easy_rate"]`` is
+    the closer estimate of gold's. Reads the declared
     :class:`~oblivio.methods.tmu.info.TMUInfo` keys ``predicted_easy`` and ``predicted_hard`` (integers); returns
     ``{}`` when ``info`` has no such counts.
 

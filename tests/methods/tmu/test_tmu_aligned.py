@@ -7,14 +7,15 @@ The oracles below are plain Python loops over the definitions in the docstrings 
 from __future__ import annotations
 
 import copy
-import itertools
 import math
+from fractions import Fraction
 
 import pytest
 import torch
 
 from oblivio.methods import create_method, describe_method
 from oblivio.methods.tmu import agreement_fraction, choose_hard, runner_up_targets, true_class_margin
+from oblivio.methods.tmu.aligned import decide_hard, hard_count_for
 
 
 def _margin_oracle(logits: list[list[float]], labels: list[int]) -> list[float]:
@@ -144,21 +145,79 @@ def test_margin_rule_flips_the_lowest_margins_at_the_twin_rate(margin_run, tmu_o
         assert info["acc_forget_hard"] <= 0.5
 
 
-def test_agreement_rule_uses_the_twin_optimum(tmu_original, tmu_splits):
-    method = create_method("tmu")
-    method(copy.deepcopy(tmu_original), forget=tmu_splits.forget, retain=tmu_splits.retain,
-           holdout=tmu_splits.holdout, seed=0, progress=False)
-    info = method.info
-    assert 0.0 <= info["hard_fraction"] <= 1.0
-    assert info["twin_rule_agreement"] >= info["twin_easy_rate"] - 1e-9  # never worse than flipping nothing
-    assert info["predicted_hard"] == int(round(info["hard_fraction"] * len(tmu_splits.forget)))
+@pytest.mark.parametrize("den", [7, 20, 40, 120, 121])
+def test_hard_count_rounds_to_nearest_with_halves_down(den):
+    for num in range(den + 1):
+        for n in (1, 10, 30, 31):
+            exact = Fraction(num, den) * n  # nearest integer; an exact half goes down (fewer flips)
+            want = math.floor(exact) + (1 if exact - math.floor(exact) > Fraction(1, 2) else 0)
+            assert hard_count_for(num / den, n) == want, (num, den, n)
 
 
-def test_retain_kd_runs_and_is_deterministic(tmu_original, tmu_splits):
-    outs = []
-    for _ in range(2):
-        method = create_method("tmu", retain_kd=0.5, hard_score="margin", hard_targets="runner-up")
-        outs.append(method(copy.deepcopy(tmu_original), forget=tmu_splits.forget, retain=tmu_splits.retain,
-                           holdout=tmu_splits.holdout, seed=3, progress=False))
-    for a, b in itertools.zip_longest(outs[0].state_dict().values(), outs[1].state_dict().values()):
-        assert torch.equal(a, b)
+class _StubPredictor:
+    """Stands in for the MLP: P(easy) given per row."""
+
+    def __init__(self, p_tw, p_f):
+        self.p = {"tw": torch.tensor(p_tw, dtype=torch.float32), "f": torch.tensor(p_f, dtype=torch.float32)}
+
+    def predict_proba(self, x):
+        return self.p["tw"] if x.shape[0] == len(self.p["tw"]) and float(x[0, 0]) == 0 else self.p["f"]
+
+    def predict(self, x):
+        return (self.predict_proba(x) >= 0.5).long()
+
+
+def test_decide_hard_agreement_rule_matches_brute_force(tmu_original, tmu_splits):
+    from oblivio.training.evaluate import predict_logits
+
+    forget = tmu_splits.forget
+    gen = torch.Generator().manual_seed(5)
+    for trial in range(6):
+        n_tw = 40
+        twin_margins = (torch.randn(n_tw, generator=gen) * 2).round()  # ties on purpose
+        labels_tw = (twin_margins + torch.randn(n_tw, generator=gen) > -1).long()
+        info: dict = {}
+        x_tw, x_f = torch.zeros(n_tw, 1), torch.ones(len(forget), 1)
+        stub = _StubPredictor([0.9] * n_tw, [0.9] * len(forget))
+        got = decide_hard(info, hard_score="margin", hard_count="agreement", predictor=stub, x_tw=x_tw, x_f=x_f,
+                          labels_tw=labels_tw, twin_margins=twin_margins, model=tmu_original, forget=forget)
+        frac, agree = _agreement_oracle(twin_margins.tolist(), labels_tw.tolist())
+        assert info["hard_fraction"] == pytest.approx(frac) and info["twin_rule_agreement"] == pytest.approx(agree)
+        k = hard_count_for(frac, len(forget))
+        assert int((got == 0).sum()) == k
+        margins = _margin_oracle(predict_logits(tmu_original, forget).double().tolist(), forget.labels.tolist())
+        order = sorted(range(len(forget)), key=lambda i: (margins[i], i))
+        assert sorted(torch.nonzero(got == 0).squeeze(1).tolist()) == sorted(order[:k])
+        assert info["paper_rule_labels"] == [1] * len(forget)  # the stub predictor calls everything easy
+    # the paper's rule is the predictor at its own threshold, and writes no rule keys
+    info = {}
+    got = decide_hard(info, hard_score="predictor", hard_count="rate", predictor=_StubPredictor([0.9], [0.2, 0.7]),
+                      x_tw=torch.zeros(1, 1), x_f=torch.ones(2, 1), labels_tw=torch.ones(1), twin_margins=torch.ones(1),
+                      model=tmu_original, forget=forget)
+    assert got.tolist() == [0, 1] and "hard_fraction" not in info
+
+
+def test_rate_rule_uses_the_twin_error_rate_in_double_precision(tmu_original, tmu_splits):
+    forget = tmu_splits.forget  # 10 samples
+    # gold error rate 0.35 on the twin set: 3.5 of 10 -> 3 (half down). In float32, 1 - 0.65 is 0.35000002 (-> 4)
+    labels_tw = torch.tensor([1] * 13 + [0] * 7)
+    info: dict = {}
+    got = decide_hard(info, hard_score="margin", hard_count="rate", predictor=_StubPredictor([0.9] * 20, [0.9] * 10),
+                      x_tw=torch.zeros(20, 1), x_f=torch.ones(10, 1), labels_tw=labels_tw,
+                      twin_margins=torch.arange(20.0), model=tmu_original, forget=forget)
+    assert info["hard_fraction"] == pytest.approx(0.35, abs=1e-12) and int((got == 0).sum()) == 3
+
+
+def test_retain_kd_changes_the_step_and_is_deterministic(tmu_original, tmu_splits):
+    forget = tmu_splits.forget
+    predicted = torch.tensor([1, 0] * (len(forget) // 2))  # a fixed hard set: the step must run
+    outs = {}
+    for kd, rep_ in ((0.5, 0), (0.5, 1), (0.0, 0)):
+        method = create_method("tmu", retain_kd=kd)
+        outs[(kd, rep_)] = method.aligned_unlearn(copy.deepcopy(tmu_original), forget=forget, retain=tmu_splits.retain,
+                                                  predicted=predicted, seed=3)
+        assert method.info["unlearn_epochs"] >= 1
+    same = lambda a, b: all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert same(outs[(0.5, 0)], outs[(0.5, 1)])  # same seed, same weights
+    assert not same(outs[(0.5, 0)], outs[(0.0, 0)])  # the KD term is in the loss
+    assert not same(outs[(0.5, 0)], tmu_original)

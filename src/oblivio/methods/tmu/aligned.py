@@ -21,6 +21,8 @@ choices here are per-sample alternatives, each measured with the Table 1 protoco
 from __future__ import annotations
 
 import copy
+import math
+from fractions import Fraction
 from typing import Any, Literal
 
 import torch
@@ -34,6 +36,7 @@ from ...training.loop import StopWhen, fit
 from ...utils import eval_mode, model_device
 
 __all__ = ["HARD_COUNTS", "HARD_SCORES", "HARD_TARGETS", "agreement_fraction", "choose_hard", "decide_hard",
+           "hard_count_for",
            "noise_soft_targets",
            "run_aligned_step", "runner_up_targets", "true_class_margin"]
 
@@ -98,17 +101,31 @@ def decide_hard(info: dict, *, hard_score: str, hard_count: str, predictor: Any,
     else:
         score_tw, score_f = twin_margins, true_class_margin(predict_logits(model, forget), forget.labels)
     if hard_count == "rate":  # as many hard as the twin problem's gold error rate
-        fraction = 1.0 - float(torch.as_tensor(labels_tw).float().mean())
+        fraction = 1.0 - float(torch.as_tensor(labels_tw).double().mean())
     else:
         fraction, info["twin_rule_agreement"] = agreement_fraction(score_tw, labels_tw)
     info["hard_fraction"] = fraction
     return choose_hard(score_f, fraction)
 
 
+def hard_count_for(fraction: float, n: int) -> int:
+    """``fraction · n`` rounded to the nearest integer, an exact half going to the smaller count (fewer flips, as in
+    :func:`agreement_fraction`). The fraction is read as the ratio of integers it came from (denominator at most
+    10⁶, e.g. ``k / |D_tw|``), so float noise cannot decide a tie.
+
+    Example:
+        >>> [hard_count_for(f, 30) for f in (0.05, 0.15, 1 / 12, 0.0, 1.0)]
+        [1, 4, 2, 0, 30]
+    """
+    x = Fraction(float(fraction)).limit_denominator(10**6) * int(n)
+    return int(math.ceil(x - Fraction(1, 2)))
+
+
 def choose_hard(scores: torch.Tensor, fraction: float) -> torch.Tensor:
-    """Labels ``[N]`` (1 = easy, 0 = hard) calling the ``round(fraction · N)`` lowest-scored samples hard."""
+    """Labels ``[N]`` (1 = easy, 0 = hard) calling the :func:`hard_count_for` ``(fraction, N)`` lowest-scored
+    samples hard (ties of scores keep their order)."""
     s = torch.as_tensor(scores, dtype=torch.float64).reshape(-1)
-    k = int(round(float(fraction) * s.numel()))
+    k = hard_count_for(fraction, s.numel())
     labels = torch.ones(s.numel(), dtype=torch.long)
     labels[torch.sort(s, stable=True).indices[:k]] = 0
     return labels
@@ -180,18 +197,14 @@ def run_aligned_step(method: Any, model: nn.Module, *, forget: ImageDataset, ret
         raise ValueError(f"{predicted.numel()} predicted labels for {len(forget)} forget samples")
     easy = forget.subset(torch.nonzero(predicted == 1).squeeze(1), name="forget-easy")
     hard = forget.subset(torch.nonzero(predicted == 0).squeeze(1), name="forget-hard")
-    if len(hard) == 0 and method.retain_kd == 0:
+    if len(hard) == 0:  # nothing to unlearn (with retain_kd too: distillation alone is not unlearning)
         info.update(unlearn_epochs=0, acc_forget_hard=float("nan"), acc_forget_easy=accuracy(model, easy),
                     note="no predicted-hard samples: the model is returned unchanged")
         return model
-    start = accuracy(model, hard) if len(hard) else float("nan")
+    start = accuracy(model, hard)
     info["acc_forget_hard_start"] = start
-    if len(hard) and start <= method.hard_target:
+    if start <= method.hard_target:
         info.update(unlearn_epochs=0, acc_forget_hard=start, acc_forget_easy=accuracy(model, easy))
-        return model
-    if len(hard) == 0:  # retain_kd > 0 but nothing to unlearn: nothing to do either (KD alone is not unlearning)
-        info.update(unlearn_epochs=0, acc_forget_hard=float("nan"), acc_forget_easy=accuracy(model, easy),
-                    note="no predicted-hard samples: the model is returned unchanged")
         return model
     device = model_device(model)
     soft = None
@@ -201,7 +214,8 @@ def run_aligned_step(method: Any, model: nn.Module, *, forget: ImageDataset, ret
     hard_soft = None
     if method.hard_targets == "runner-up":
         hard_soft = runner_up_targets(model, hard).to(device)
-        hard_labels = hard_soft.argmax(1).cpu()  # what the stop rule and the per-sample ascent mask compare with
+        hard_labels = hard_soft.argmax(1).cpu()  # loader labels only (the loss uses hard_soft; the stop rule and
+        # the evaluation compare with the true labels)
     elif method.hard_mode == "random-label":
         hard_labels = random_other_labels(hard.labels, hard.num_classes, seed)
     else:

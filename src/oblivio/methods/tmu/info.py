@@ -20,11 +20,18 @@ class TMUInfo(TypedDict, total=False):
     """TMU's ``info`` keys read outside TMU (all optional: a run that stops early writes fewer)."""
 
     predicted_easy: int
-    """Forget samples the predictor labels easy (the gold model would still classify them correctly)."""
+    """Forget samples the decision rule labels easy (the gold model would still classify them correctly)."""
     predicted_hard: int
-    """Forget samples the predictor labels hard (the gold model would get them wrong): the ones unlearned."""
+    """Forget samples the decision rule labels hard (the gold model would get them wrong): the ones unlearned."""
     predicted_labels: list[int]
-    """Per forget sample, in ``forget_ids`` order: 1 = predicted easy, 0 = predicted hard."""
+    """Per forget sample, in ``forget_ids`` order: 1 = easy, 0 = hard (the rule of ``hard_score``/``hard_count``;
+    for ``tmu.random-control``, the random permutation of it)."""
+    hard_fraction: float
+    """Share of ``D_f`` the rule called hard (absent under the paper's predictor rule, whose threshold decides)."""
+    twin_rule_agreement: float
+    """With ``hard_count="agreement"``: the rule's agreement with the twin set's gold labels at its chosen share."""
+    paper_rule_labels: list[int]
+    """Under any rule but the paper's: what the paper's predictor rule would have decided (for comparison)."""
     forget_ids: list[int]
     """Sample ids of the forget set, in the order of ``predicted_labels``."""
     twin_cache_hit: bool
@@ -54,6 +61,9 @@ class TMUInfo(TypedDict, total=False):
 PREDICTED_EASY = "predicted_easy"
 PREDICTED_HARD = "predicted_hard"
 PREDICTED_LABELS = "predicted_labels"
+HARD_FRACTION = "hard_fraction"
+TWIN_RULE_AGREEMENT = "twin_rule_agreement"
+PAPER_RULE_LABELS = "paper_rule_labels"
 FORGET_IDS = "forget_ids"
 TWIN_CACHE_HIT = "twin_cache_hit"
 STAGES = "stages"
@@ -71,6 +81,7 @@ TMU_INFO_KEYS: frozenset[str] = frozenset(TMUInfo.__annotations__)
 """Every declared key (a test checks that the constants above name declared keys)."""
 
 
-__all__ = ["ACC_FORGET_EASY", "ACC_FORGET_HARD", "FEATURES", "FORGET_FEATURES", "FORGET_IDS", "PREDICTED_EASY",
+__all__ = ["ACC_FORGET_EASY", "ACC_FORGET_HARD", "FEATURES", "FORGET_FEATURES", "FORGET_IDS", "HARD_FRACTION",
+           "PAPER_RULE_LABELS", "TWIN_RULE_AGREEMENT", "PREDICTED_EASY",
            "PREDICTED_HARD", "PREDICTED_LABELS", "PREDICTOR_TRAIN_ACCURACY", "STAGES", "TMUInfo", "TMU_INFO_KEYS",
            "TWIN_CACHE_HIT", "TWIN_EASY_RATE", "TWIN_FEATURES", "TWIN_LABELS", "UNLEARN_EPOCHS"]

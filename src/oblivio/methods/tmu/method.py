@@ -94,9 +94,9 @@ class TMU(UnlearningMethod):
         noise_copies: noisy copies per ``D_f^e`` image (K).
         noise_mix: weight of the noisy average in the softened ``D_f^e`` targets.
         grad_clip: gradient-norm clip of the aligned unlearning (guards negative gradient).
-        hard_selection: which samples the aligned step treats as hard: ``"predictor"`` (TMU) or ``"random"``, the
-            rate-matched random control of SPEC §6 (as many hard samples as the predictor chose, drawn uniformly
-            at random with the unlearning seed); registered as the variant ``tmu.random-control``.
+        hard_selection: which samples the aligned step treats as hard: ``"predictor"`` (TMU's rule) or ``"random"``,
+            the rate-matched random control of SPEC §6 (as many hard samples as the rule chose, drawn uniformly at
+            random with the unlearning seed); registered as the variant ``tmu.random-control``.
         hard_score, hard_count, hard_targets, retain_kd: issue 15's per-sample choices (module
             :mod:`oblivio.methods.tmu.aligned`): rank forget samples by the predictor's P(easy) (``"predictor"``,
             paper) or ``M_o``'s true-class margin (``"margin"``); call the twin rate hard (``"rate"``, paper) or the
