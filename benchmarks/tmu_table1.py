@@ -110,6 +110,7 @@ def alignment_figure(rows: list[dict]) -> bytes:
         mean_ci([abs(m["original_acc_forget"] - m["gold_acc_forget"]) for m in orig.values()
                  if m.get("original_acc_forget") is not None and m.get("gold_acc_forget") is not None]), None)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.6))
+    colours = {name: plt.get_cmap("tab10")(i % 10) for i, name in enumerate(points)}
     for ax, j, label in ((axes[0], 1, "δ = |ACC_Df(M_u) − ACC_Df(M_g)| (points)"),
                          (axes[1], 2, "activation distance L2 to gold on D_f")):
         for name, pt in points.items():
@@ -119,11 +120,11 @@ def alignment_figure(rows: list[dict]) -> bytes:
             scale = 100 if j == 1 else 1
             ax.errorbar(a.mean * 100, y.mean * scale, xerr=[[100 * (a.mean - a.low)], [100 * (a.high - a.mean)]],
                         yerr=[[scale * (y.mean - y.low)], [scale * (y.high - y.mean)]], fmt="o", capsize=3,
-                        label=name)
-            ax.annotate(name, (a.mean * 100, y.mean * scale), textcoords="offset points", xytext=(4, 4), fontsize=7)
+                        label=name, color=colours[name])
         ax.set_xlabel("sample agreement with gold on D_f (%)")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7, loc="upper left")
     axes[0].set_title("closer to gold: right and down", fontsize=9)
     axes[1].set_title("closer to gold: right and down", fontsize=9)
     fig.suptitle("TMU Table 1 protocol: mean over (class, seed) units, 95% bootstrap CIs", fontsize=10)
