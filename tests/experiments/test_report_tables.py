@@ -116,8 +116,11 @@ def test_label_accuracy_tables(jsonl):
     assert by_fs["tmu (default)"][1] == _ms([0.6, 0.7, 0.8] * 2) and by_fs["tmu (default)"][2] == "6"
     assert by_fs["NF (refit)"][1] == _ms([0.5, 0.55, 0.6] * 2)
     assert by_fs["NF+AF+CF (refit)"][1] == "70.0 ± 0.0"
-    size = label_accuracy_by_size_table(rows)
-    assert size.rows == [["100", _ms([0.6, 0.7, 0.8] * 2), size.rows[0][2], "6"]]
+    size = label_accuracy_by_size_table(rows)  # one row per (|D_f|, method)
+    assert size.columns == ["|D_f|", "Method", "Label accuracy", "δ", "Runs"]
+    by_m = {r[1]: r for r in size.rows}
+    assert by_m["tmu"][0] == "100" and by_m["tmu"][2] == _ms([0.6, 0.7, 0.8] * 2) and by_m["tmu"][4] == "6"
+    assert by_m["ft"][2] == "" and by_m["ft"][3]  # no label accuracy: δ only
 
 
 def test_two_stage_tables():

@@ -152,19 +152,25 @@ def label_accuracy_table(rows: Sequence[dict]) -> Table:
 
 
 def label_accuracy_by_size_table(rows: Sequence[dict]) -> Table:
-    """TMU Figure 3 as a table: predictor label accuracy (and δ) as ``|D_f|`` grows."""
+    """TMU Figure 3 as a table: per method, decision-label accuracy (and δ) as ``|D_f|`` grows (one row per
+    ``(|D_f|, method)``; methods without label accuracy, e.g. the gold pseudo-method, show δ only)."""
     entries = [e for e in _label_accuracy_entries(rows) if not e[0].endswith("(refit)")]
-    groups: dict[int, dict[str, list]] = defaultdict(lambda: {"acc": [], "delta": [], "keys": set()})
+    groups: dict[tuple[int, str], dict[str, list]] = defaultdict(lambda: {"acc": [], "delta": [], "keys": set()})
     for _, v, r in entries:
-        g = groups[int(r.get("n_forget") or 0)]
-        g["acc"].append(v)
-        if r.get("key") not in g["keys"]:
+        groups[(int(r.get("n_forget") or 0), r["method"])]["acc"].append(v)
+    sizes = {n for n, _ in groups}  # only sizes where some method reports label accuracy (a TMU benchmark)
+    for r in rows:
+        if int(r.get("n_forget") or 0) not in sizes:
+            continue
+        g = groups[(int(r.get("n_forget") or 0), r["method"])]
+        if r.get("key") not in g["keys"] and _m(r, "delta_forget") is not None:
             g["keys"].add(r.get("key"))
             g["delta"].append(_m(r, "delta_forget"))
-    body = [[str(n), fmt_mean_std(g["acc"]), fmt_mean_std(g["delta"]), str(len(g["acc"]))]
-            for n, g in sorted(groups.items())]
-    return Table("tmu-figure3", "TMU Figure 3: label accuracy as |D_f| grows", ["|D_f|", "Label accuracy", "δ", "Runs"],
-                 body, notes=[STD_NOTE])
+    order = {m: i for i, m in enumerate(_methods(rows))}
+    body = [[str(n), m, fmt_mean_std(g["acc"]) if g["acc"] else "", fmt_mean_std(g["delta"]), str(len(g["delta"]))]
+            for (n, m), g in sorted(groups.items(), key=lambda kv: (kv[0][0], order.get(kv[0][1], len(order))))]
+    return Table("tmu-figure3", "TMU Figure 3: label accuracy as |D_f| grows",
+                 ["|D_f|", "Method", "Label accuracy", "δ", "Runs"], body, notes=[STD_NOTE])
 
 
 def predictor_null_table(rows: Sequence[dict]) -> Table:
