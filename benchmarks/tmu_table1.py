@@ -76,11 +76,6 @@ def publish(results: list[str], *, out: Path = DOCS_RESULTS, stem: str = "tmu-ta
     return out / f"{stem}.jsonl"
 
 
-def _unit(r: dict) -> tuple:
-    seeds = r.get("seeds") or {}
-    return (r.get("forget_class"), seeds.get("train"), seeds.get("request"))
-
-
 def alignment_figure(rows: list[dict]) -> bytes:
     """One point per method: mean sample agreement (x) against mean δ (left) and mean activation distance (right),
     each with its 95% bootstrap CI as error bars; the untouched original is a point too (δ and agreement only: no
@@ -92,7 +87,7 @@ def alignment_figure(rows: list[dict]) -> bytes:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from oblivio.experiments.stats import mean_ci
+    from oblivio.experiments.stats import mean_ci, original_rows
 
     by: dict[str, list[dict]] = {}
     for r in rows:
@@ -103,12 +98,10 @@ def alignment_figure(rows: list[dict]) -> bytes:
         m = [r["metrics"] for r in rs]
         points[name] = (mean_ci([x.get("sample_agreement") for x in m]), mean_ci([x.get("delta_forget") for x in m]),
                         mean_ci([x.get("activation_distance_l2") for x in m]))
-    # the original model, once per unit (every row of a unit carries the same original numbers)
-    orig = {_unit(r): r["metrics"] for rs in by.values() for r in rs}
-    points["original (no unlearning)"] = (
-        mean_ci([m.get("original_sample_agreement") for m in orig.values()]),
-        mean_ci([abs(m["original_acc_forget"] - m["gold_acc_forget"]) for m in orig.values()
-                 if m.get("original_acc_forget") is not None and m.get("gold_acc_forget") is not None]), None)
+    # the original model, once per pairing unit (stats.original_rows: the "do nothing" pseudo-rows)
+    orig = [o["metrics"] for o in original_rows(rows)]
+    points["original (no unlearning)"] = (mean_ci([m.get("sample_agreement") for m in orig]),
+                                          mean_ci([m.get("delta_forget") for m in orig]), None)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.6))
     colours = {name: plt.get_cmap("tab10")(i % 10) for i, name in enumerate(points)}
     for ax, j, label in ((axes[0], 1, "δ = |ACC_Df(M_u) − ACC_Df(M_g)| (points)"),

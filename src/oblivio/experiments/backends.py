@@ -182,9 +182,7 @@ class Runner:
             with ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=_init_worker,
                                      initargs=(self.threads, self.imports)) as pool:
                 yield lambda name, payloads: _map_pool(pool, fns[name], payloads)
-        else:
-            for name in self.imports:
-                importlib.import_module(name)
+        else:  # the plugins were imported in __init__
             with _threads_in_process(self.threads):  # threads_per_worker holds in-process too (issue 9)
                 yield lambda name, payloads: _map_in_process(fns[name], payloads)
 

@@ -34,6 +34,7 @@ from ...data.loader import TensorLoader, ZipLoader
 from ...training.evaluate import accuracy, predict_logits
 from ...training.loop import StopWhen, fit
 from ...utils import eval_mode, model_device
+from ..common import random_wrong_labels
 
 __all__ = ["HARD_COUNTS", "HARD_SCORES", "HARD_TARGETS", "agreement_fraction", "choose_hard", "decide_hard",
            "hard_count_for",
@@ -180,13 +181,6 @@ def noise_soft_targets(model: nn.Module, dataset: ImageDataset, *, sigma: float,
     return (1 - mix) * onehot + mix * torch.cat(avg)
 
 
-def random_other_labels(labels: torch.Tensor, num_classes: int, seed: int) -> torch.Tensor:
-    """A uniformly random label different from the true one, per sample."""
-    gen = torch.Generator().manual_seed(int(seed))
-    shift = torch.randint(1, num_classes, labels.shape, generator=gen)
-    return (labels + shift) % num_classes
-
-
 def run_aligned_step(method: Any, model: nn.Module, *, forget: ImageDataset, retain: ImageDataset,
                      predicted: torch.Tensor, seed: int = 0, progress: bool = False) -> nn.Module:
     """Steps 4-5 in place on ``model`` with ``method``'s settings (a :class:`~oblivio.methods.tmu.TMU`; not imported
@@ -217,7 +211,7 @@ def run_aligned_step(method: Any, model: nn.Module, *, forget: ImageDataset, ret
         hard_labels = hard_soft.argmax(1).cpu()  # loader labels only (the loss uses hard_soft; the stop rule and
         # the evaluation compare with the true labels)
     elif method.hard_mode == "random-label":
-        hard_labels = random_other_labels(hard.labels, hard.num_classes, seed)
+        hard_labels = random_wrong_labels(hard.labels, hard.num_classes, generator=torch.Generator().manual_seed(seed))
     else:
         hard_labels = hard.labels
     teacher = None
