@@ -48,7 +48,7 @@ def test_label_accuracy():
 
 def test_tmu_report_and_ablation_against_gold(exp, original):
     s = exp.unlearning_splits("class-subset:3:10", seed=0)
-    method = create_method("tmu")
+    method = create_method("tmu", paper_rule_check=True)  # the features too, for the ablation
     out = method(original, forget=s.forget, retain=s.retain, holdout=s.holdout, seed=0, progress=False)
     gold = exp.gold(s.split)
     report = tmu_report(method.info, gold_model=gold, original_model=original, unlearned_model=out, forget=s.forget)
@@ -62,6 +62,11 @@ def test_tmu_report_and_ablation_against_gold(exp, original):
     with pytest.raises(ValueError, match="ids differ"):
         tmu_report(method.info, gold_model=gold, original_model=original, unlearned_model=out,
                    forget=s.retain.subset(range(len(s.forget))))
+
+
+def test_feature_ablation_says_when_the_run_computed_no_features():
+    with pytest.raises(ValueError, match="computed no features.*paper_rule_check"):
+        feature_ablation({"features": [], "twin_labels": [0, 1], "predicted_labels": [1]}, [1])
 
 
 def test_feature_ablation_names_missing_features():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from oblivio.ledger.apply import twin_estimate
 from oblivio.methods.tmu import info as tmu_info
@@ -27,16 +28,20 @@ def test_twin_estimate_reads_the_declared_counts_only():
     assert twin_estimate({"predicted_easy": 0, "predicted_hard": 0}, 0.5) == {}
 
 
-def test_tmu_writes_the_declared_keys(tiny_experiment):
+@pytest.mark.parametrize("paper_rule_check", [False, True])
+def test_tmu_writes_the_declared_keys(tiny_experiment, paper_rule_check):
     from oblivio.methods import create_method
 
     splits = tiny_experiment.unlearning_splits("class-subset:3:20", seed=0)
-    tmu = create_method("tmu", n_twins=1, twin_epochs=3, predictor_epochs=10)
+    tmu = create_method("tmu", n_twins=1, twin_epochs=3, predictor_epochs=10, paper_rule_check=paper_rule_check)
     tmu(tiny_experiment.original(), forget=splits.forget, retain=splits.retain, holdout=splits.holdout, seed=0,
         progress=False)
     info = tmu.info
-    missing = tmu_info.TMU_INFO_KEYS - set(info)
+    expected = tmu_info.TMU_INFO_KEYS if paper_rule_check else tmu_info.TMU_INFO_KEYS - tmu_info.PREDICTOR_INFO_KEYS
+    missing = expected - set(info)
     assert not missing, f"TMU no longer writes {sorted(missing)}: update methods/tmu/info.py and its readers"
+    if not paper_rule_check:  # the margin rule trains no predictor and writes none of its keys
+        assert not tmu_info.PREDICTOR_INFO_KEYS & set(info)
     assert type(info[tmu_info.PREDICTED_EASY]) is int and type(info[tmu_info.PREDICTED_HARD]) is int
     assert len(info[tmu_info.PREDICTED_LABELS]) == len(info[tmu_info.FORGET_IDS]) == len(splits.forget)
     assert twin_estimate(info, 0.5)["twin_predicted_easy"] == info[tmu_info.PREDICTED_EASY]

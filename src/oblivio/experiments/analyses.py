@@ -204,7 +204,10 @@ def feature_ablation(method_info: dict, gold_labels: Sequence[int] | torch.Tenso
     Returns:
         ``{"nf": acc, "af": acc, "cf": acc, "nf+af+cf": acc}`` (or the subsets asked for).
     """
-    names = list(method_info["features"])
+    names = list(method_info.get("features") or [])
+    if not names or "twin_features" not in method_info:
+        raise ValueError("the run computed no features (TMU's margin rule skips them): run it with "
+                         "paper_rule_check=True, or a predictor-rule variant such as tmu.predictor")
     x_tw = torch.as_tensor(method_info["twin_features"], dtype=torch.float32)
     y_tw = torch.as_tensor(method_info["twin_labels"]).long()
     x_f = torch.as_tensor(method_info["forget_features"], dtype=torch.float32)

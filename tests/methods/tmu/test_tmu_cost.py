@@ -5,6 +5,7 @@ step-level stop of the aligned step."""
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 
 import pytest
@@ -113,8 +114,8 @@ def test_profile_and_size_bucket():
         size_bucket(0)
 
 
-def _run(original, splits, cache, seed=0):
-    tmu = create_method("tmu", n_twins=1)
+def _run(original, splits, cache, seed=0, **hparams):
+    tmu = create_method("tmu", n_twins=1, **hparams)
     tmu.twin_cache = cache
     out = tmu(original, forget=splits.forget, retain=splits.retain, holdout=splits.holdout, seed=seed, progress=False)
     return tmu.info, out
@@ -126,13 +127,15 @@ def _weights_equal(a, b):
 
 def test_cache_hit_reuses_the_twin_work_and_other_profiles_miss(tmu_exp, tmu_original, tmu_splits, tmp_path, caplog):
     cache = FileTwinCache(tmp_path / "twins")
-    cold, cold_model = _run(tmu_original, tmu_splits, cache)
+    # with the predictor's work too (paper_rule_check), so that the cached features and predictor are exercised
+    run = functools.partial(_run, paper_rule_check=True)
+    cold, cold_model = run(tmu_original, tmu_splits, cache)
     assert cold["twin_cache"]["hit"] is False and "twin_models" in cold["stages"]
     assert len(list((tmp_path / "twins").glob("*.pt"))) == 1
 
     # the same request again: a hit, and exactly the model a cold run gives
     with caplog.at_level(logging.INFO, logger="oblivio.methods.tmu"):
-        same, same_model = _run(tmu_original, tmu_splits, cache)
+        same, same_model = run(tmu_original, tmu_splits, cache)
     assert same["twin_cache"]["hit"] is True and "twin cache hit" in caplog.text
     assert "twin_models" not in same["stages"] and "curriculum" not in same["stages"]
     assert same["twin_features_raw"] == cold["twin_features_raw"] and same["twin_labels"] == cold["twin_labels"]
@@ -142,33 +145,58 @@ def test_cache_hit_reuses_the_twin_work_and_other_profiles_miss(tmu_exp, tmu_ori
     # another request of the same class and size: a hit; its forget features are its own
     other = tmu_exp.unlearning_splits("class-subset:3:10", seed=1)
     assert set(other.forget.ids.tolist()) != set(tmu_splits.forget.ids.tolist())
-    warm, _ = _run(tmu_original, other, cache)
+    warm, _ = run(tmu_original, other, cache)
     assert warm["twin_cache"]["hit"] is True
     assert warm["forget_ids"] == other.forget.ids.tolist()
     assert warm["twin_features_raw"] == cold["twin_features_raw"]
-    fresh, _ = _run(tmu_original, other, None)
+    fresh, _ = run(tmu_original, other, None)
     torch.testing.assert_close(torch.tensor(warm["forget_features_raw"]), torch.tensor(fresh["forget_features_raw"]),
                                atol=1e-5, rtol=1e-4)  # same model, same images: the cached M_o features agree
 
     # another class, another size bucket, another model: misses
     for spec in ("class-subset:5:10", "class-subset:3:40"):
-        miss, _ = _run(tmu_original, tmu_exp.unlearning_splits(spec, seed=0), cache)
+        miss, _ = run(tmu_original, tmu_exp.unlearning_splits(spec, seed=0), cache)
         assert miss["twin_cache"]["hit"] is False, spec
     changed = copy.deepcopy(tmu_original)
     with torch.no_grad():
         changed.head.bias.add_(0.01)
-    assert _run(changed, tmu_splits, cache)[0]["twin_cache"]["hit"] is False
+    assert run(changed, tmu_splits, cache)[0]["twin_cache"]["hit"] is False
     # a different twin hyper-parameter misses, an aligned-step one does not
-    tmu = create_method("tmu", n_twins=1, nf_k=3)
+    tmu = create_method("tmu", n_twins=1, nf_k=3, paper_rule_check=True)
     tmu.twin_cache = cache
     tmu(tmu_original, forget=tmu_splits.forget, retain=tmu_splits.retain, holdout=tmu_splits.holdout, seed=0,
         progress=False)
     assert tmu.info["twin_cache"]["hit"] is False
-    tmu = create_method("tmu", n_twins=1, lr=0.02)
+    tmu = create_method("tmu", n_twins=1, lr=0.02, paper_rule_check=True)
     tmu.twin_cache = cache
     tmu(tmu_original, forget=tmu_splits.forget, retain=tmu_splits.retain, holdout=tmu_splits.holdout, seed=0,
         progress=False)
     assert tmu.info["twin_cache"]["hit"] is True
+
+
+def test_default_skips_the_predictor_work_and_does_not_share_its_cache_entries(tmu_original, tmu_splits):
+    """Issue 15's default decides by the margin, so it computes no features and trains no predictor; an entry made
+    without that work is never served to a run that needs it, nor the reverse."""
+    cache = MemoryTwinCache()
+    lean, lean_model = _run(tmu_original, tmu_splits, cache)
+    assert {"twin_models", "twin_labels", "aligned_unlearning"} <= set(lean["stages"])
+    assert not {"curriculum", "twin_features", "predictor", "forget_features",
+                "original_reference_features"} & set(lean["stages"])
+    assert lean["features"] == [] and "twin_features" not in lean and "paper_rule_labels" not in lean
+    full, full_model = _run(tmu_original, tmu_splits, cache, paper_rule_check=True)
+    assert full["twin_cache"]["hit"] is False and len(full["paper_rule_labels"]) == len(tmu_splits.forget)
+    assert _run(tmu_original, tmu_splits, cache)[0]["twin_cache"]["hit"] is True  # each finds its own entry
+    lean_only = MemoryTwinCache()
+    _run(tmu_original, tmu_splits, lean_only)
+    for c, hit in ((lean_only, False), (cache, True)):  # the predictor rule never reads a lean entry, a full one yes
+        paper = create_method("tmu.predictor", n_twins=1)
+        paper.twin_cache = c
+        paper(tmu_original, forget=tmu_splits.forget, retain=tmu_splits.retain, holdout=tmu_splits.holdout, seed=0,
+              progress=False)
+        assert paper.info["twin_cache"]["hit"] is hit
+    # skipping the work changes nothing the margin rule decides or trains
+    assert lean["predicted_labels"] == full["predicted_labels"] and lean["twin_labels"] == full["twin_labels"]
+    assert _weights_equal(lean_model, full_model)
 
 
 def test_damaged_cache_file_is_a_miss_and_is_rewritten(tmu_original, tmu_splits, tmp_path):
@@ -185,10 +213,10 @@ def test_memory_cache_and_child_model_alias(tmu_original, tmu_splits):
     from oblivio.utils import state_dict_hash
 
     cache = MemoryTwinCache()
-    _, child = _run(tmu_original, tmu_splits, cache)
+    _, child = _run(tmu_original, tmu_splits, cache, paper_rule_check=True)
     with torch.no_grad():  # a child version: other weights (the tiny run may leave the model unchanged)
         child.head.bias.add_(0.01)
-    tmu = create_method("tmu", n_twins=1)
+    tmu = create_method("tmu", n_twins=1, paper_rule_check=True)
     tmu.twin_cache, tmu.twin_cache_model = cache, state_dict_hash(tmu_original)  # the parent's twins
     tmu(child, forget=tmu_splits.forget, retain=tmu_splits.retain, holdout=tmu_splits.holdout, seed=0, progress=False)
     assert tmu.info["twin_cache"]["hit"] is True

@@ -47,7 +47,7 @@ def test_run_reports_what_it_did(tmu_run, tmu_original, tmu_splits):
     info = method.info
     forget = tmu_splits.forget
     assert info["twin_size"] == twin_size(len(forget), len(tmu_splits.retain))
-    assert info["features"] == ["nf", "af", "cf"]
+    assert info["features"] == []
     # default n_twins=4, capped by how many disjoint real twin sets the holdout holds
     assert 1 <= info["n_twins"] <= 4
     assert len(info["twin_epochs"]) == info["n_twins"] and info["twin_reached"] == [True] * info["n_twins"]
@@ -55,9 +55,10 @@ def test_run_reports_what_it_did(tmu_run, tmu_original, tmu_splits):
     assert len(info["predicted_labels"]) == len(forget) and set(info["predicted_labels"]) <= {0, 1}
     assert info["predicted_easy"] + info["predicted_hard"] == len(forget)
     assert info["predicted_easy"] == sum(info["predicted_labels"])
-    assert 0 <= info["predictor_train_accuracy"] <= 1
-    assert torch.tensor(info["twin_features"]).shape == (info["n_twins"] * info["twin_size"], 3)
-    assert torch.tensor(info["forget_features"]).shape == (len(forget), 3)
+    # the default's margin rule reads no features and no predictor, so it computes neither (issue 15)
+    assert "twin_features" not in info and "predictor_train_accuracy" not in info and method.predictor is None
+    assert 0 <= info["hard_fraction"] <= 1 and 0 <= info["twin_rule_agreement"] <= 1
+    assert len(info["twin_labels"]) == info["n_twins"] * info["twin_size"]
     assert out is not tmu_original and not out.training
     assert accuracy(out, tmu_splits.retain) >= accuracy(tmu_original, tmu_splits.retain) - 0.05
 
@@ -68,8 +69,23 @@ def test_deterministic(tmu_run, tmu_original, tmu_splits):
     out2 = again(tmu_original, forget=tmu_splits.forget, retain=tmu_splits.retain, holdout=tmu_splits.holdout,
                  seed=0, progress=False)
     assert again.info["predicted_labels"] == method.info["predicted_labels"]
-    assert again.info["twin_features"] == method.info["twin_features"]
+    assert again.info["twin_labels"] == method.info["twin_labels"]
     assert _same_weights(out, out2)
+
+
+def test_paper_rule_check_records_the_predictor_beside_the_margin_rule(tmu_run, tmu_original, tmu_splits):
+    method, out = tmu_run
+    checked = create_method("tmu", paper_rule_check=True)
+    out2 = checked(tmu_original, forget=tmu_splits.forget, retain=tmu_splits.retain, holdout=tmu_splits.holdout,
+                   seed=0, progress=False)
+    info, forget = checked.info, tmu_splits.forget
+    assert info["features"] == ["nf", "af", "cf"] and 0 <= info["predictor_train_accuracy"] <= 1
+    assert torch.tensor(info["twin_features"]).shape == (info["n_twins"] * info["twin_size"], 3)
+    assert torch.tensor(info["forget_features"]).shape == (len(forget), 3)
+    assert len(info["paper_rule_labels"]) == len(forget) and set(info["paper_rule_labels"]) <= {0, 1}
+    assert {"curriculum", "twin_features", "predictor", "forget_features"} <= set(info["stages"])
+    # the decision and the trained model are the margin rule's either way
+    assert info["predicted_labels"] == method.info["predicted_labels"] and _same_weights(out, out2)
 
 
 def test_aligned_unlearning_lowers_hard_and_keeps_easy(tmu_original, tmu_splits):
@@ -121,7 +137,7 @@ def test_noise_soft_targets(tmu_original, tmu_splits):
 
 
 def test_feature_subset_and_several_twins(tmu_original, tmu_splits):
-    method = create_method("tmu", features=("nf",), n_twins=2)
+    method = create_method("tmu", features=("nf",), n_twins=2, paper_rule_check=True)
     method(tmu_original, forget=tmu_splits.forget, retain=tmu_splits.retain, holdout=tmu_splits.holdout,
            progress=False)
     info = method.info

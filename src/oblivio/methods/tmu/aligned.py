@@ -85,18 +85,22 @@ def agreement_fraction(scores: torch.Tensor, gold_easy: torch.Tensor) -> tuple[f
     return k / s.numel(), float(agree[k]) / s.numel()
 
 
-def decide_hard(info: dict, *, hard_score: str, hard_count: str, predictor: Any, x_tw: torch.Tensor,
-                x_f: torch.Tensor, labels_tw: torch.Tensor, twin_margins: torch.Tensor, model: nn.Module,
+def decide_hard(info: dict, *, hard_score: str, hard_count: str, predictor: Any, x_tw: torch.Tensor | None,
+                x_f: torch.Tensor | None, labels_tw: torch.Tensor, twin_margins: torch.Tensor, model: nn.Module,
                 forget: ImageDataset) -> torch.Tensor:
     """Easy (1) / hard (0) per forget sample under ``hard_score`` and ``hard_count``.
 
     The paper's rule (predictor, rate) is ``predictor.predict`` at its rate-matching threshold. Any other rule
     writes ``hard_fraction`` (and, for the agreement count, ``twin_rule_agreement``: the rule's agreement with gold
-    on the twin set) and ``paper_rule_labels`` (what the paper's rule would have decided, for comparison) to
-    ``info``."""
+    on the twin set) to ``info``, and ``paper_rule_labels`` (what the paper's rule would have decided, for
+    comparison) when a ``predictor`` is given. The margin score needs no predictor (``predictor=None``, ``x_tw`` and
+    ``x_f`` unused)."""
+    if predictor is None and hard_score == "predictor":
+        raise ValueError("hard_score='predictor' needs the trained predictor and the scaled features")
     if hard_score == "predictor" and hard_count == "rate":
         return predictor.predict(x_f)
-    info["paper_rule_labels"] = predictor.predict(x_f).tolist()
+    if predictor is not None:
+        info["paper_rule_labels"] = predictor.predict(x_f).tolist()
     if hard_score == "predictor":
         score_tw, score_f = predictor.predict_proba(x_tw), predictor.predict_proba(x_f)
     else:

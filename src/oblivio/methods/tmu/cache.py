@@ -38,7 +38,7 @@ __all__ = ["FileTwinCache", "MemoryTwinCache", "TwinCache", "class_profile", "si
 
 log = logging.getLogger("oblivio.methods.tmu")
 
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3  # 3: entries made without the predictor's work (issue 15 default) hold None there
 """Version of the cached entry layout (part of every key: a new layout never reads an old entry)."""
 
 

@@ -31,7 +31,8 @@ class TMUInfo(TypedDict, total=False):
     twin_rule_agreement: float
     """With ``hard_count="agreement"``: the rule's agreement with the twin set's gold labels at its chosen share."""
     paper_rule_labels: list[int]
-    """Under any rule but the paper's: what the paper's predictor rule would have decided (for comparison)."""
+    """Under any rule but the paper's, when the predictor was trained (``hard_score="predictor"`` or
+    ``paper_rule_check=True``): what the paper's predictor rule would have decided (for comparison)."""
     forget_ids: list[int]
     """Sample ids of the forget set, in the order of ``predicted_labels``."""
     twin_cache_hit: bool
@@ -47,9 +48,10 @@ class TMUInfo(TypedDict, total=False):
     twin_easy_rate: float
     """Share of easy twin samples (the original model, the twin problem's gold model, gets them right)."""
     predictor_train_accuracy: float
-    """The generalisation-label predictor's accuracy on its own (twin) training data."""
+    """The generalisation-label predictor's accuracy on its own (twin) training data (only when it was trained)."""
     features: list[str]
-    """The feature set of the run, in column order (``"nf"``, ``"af"``, ``"cf"``)."""
+    """The feature set of the run, in column order (``"nf"``, ``"af"``, ``"cf"``); empty when no feature was computed
+    (the margin rule without ``paper_rule_check``: then the three feature keys below are absent too)."""
     twin_features: list[list[float]]
     """The predictor's training inputs: twin-sample features, robustly scaled (columns as ``features``)."""
     twin_labels: list[int]
@@ -80,8 +82,12 @@ FORGET_FEATURES = "forget_features"
 TMU_INFO_KEYS: frozenset[str] = frozenset(TMUInfo.__annotations__)
 """Every declared key (a test checks that the constants above name declared keys)."""
 
+PREDICTOR_INFO_KEYS: frozenset[str] = frozenset({PAPER_RULE_LABELS, PREDICTOR_TRAIN_ACCURACY, TWIN_FEATURES,
+                                                 FORGET_FEATURES})
+"""The keys written only when the predictor was trained (``hard_score="predictor"`` or ``paper_rule_check=True``)."""
 
-__all__ = ["ACC_FORGET_EASY", "ACC_FORGET_HARD", "FEATURES", "FORGET_FEATURES", "FORGET_IDS", "HARD_FRACTION",
+
+__all__ = ["PREDICTOR_INFO_KEYS", "ACC_FORGET_EASY", "ACC_FORGET_HARD", "FEATURES", "FORGET_FEATURES", "FORGET_IDS", "HARD_FRACTION",
            "PAPER_RULE_LABELS", "TWIN_RULE_AGREEMENT", "PREDICTED_EASY",
            "PREDICTED_HARD", "PREDICTED_LABELS", "PREDICTOR_TRAIN_ACCURACY", "STAGES", "TMUInfo", "TMU_INFO_KEYS",
            "TWIN_CACHE_HIT", "TWIN_EASY_RATE", "TWIN_FEATURES", "TWIN_LABELS", "UNLEARN_EPOCHS"]

@@ -1,8 +1,9 @@
 """TMU as an :class:`~oblivio.methods.base.UnlearningMethod`: ``create_method("tmu", ...)``.
 
-Pipeline (SPEC §3, docs/tmu.md): twin set(s) from ``holdout`` → twin model(s) → twin labels ``[M_o(x) == y]`` →
-NF / AF / CF features → scaler and MLP predictor fitted on the twin set → easy / hard split of ``D_f``
-(:mod:`.aligned`) → aligned fine-tuning of ``M_o`` (:mod:`.aligned`); twin work reusable through :mod:`.cache`.
+Pipeline (SPEC §3, docs/tmu.md): twin set(s) from ``holdout`` → twin model(s) → twin labels ``[M_o(x) == y]`` and
+twin margins → [the paper's predictor only: NF / AF / CF features → scaler and MLP predictor fitted on the twin set
+(:mod:`.predictor_work`)] → easy / hard split of ``D_f`` (:mod:`.aligned`) → aligned fine-tuning of ``M_o``
+(:mod:`.aligned`); twin work reusable through :mod:`.cache`.
 """
 
 from __future__ import annotations
@@ -16,9 +17,8 @@ import torch
 from torch import nn
 
 from ...data.base import ImageDataset
-from ...data.loader import stratified_sample
 from ...metrics.cost import CostMeter
-from ...training.evaluate import predict_features, predict_logits
+from ...training.evaluate import predict_logits
 from ...models.adapters import as_classifier, unwrap
 from ...utils import config_hash, indices_hash, model_device, state_dict_hash
 from ..base import UnlearningData, UnlearningMethod, register_method
@@ -26,9 +26,9 @@ from .aligned import HARD_COUNTS, HARD_SCORES, HARD_TARGETS, HardCount, HardScor
     noise_soft_targets, run_aligned_step, true_class_margin
 from .cache import TwinCache, twin_cache_key
 from .entry import rebind_reference, restore_entry, storable
-from .features import FEATURE_NAMES, AFForm, RobustScaler, af_feature, nearest_distance, nf_reference, \
-    per_sample_loss, train_curriculum_model
-from .predictor import BALANCES, Balance, train_predictor
+from .features import FEATURE_NAMES, AFForm, nf_reference
+from .predictor import BALANCES, Balance
+from .predictor_work import forget_features, reference_features, twin_predictor_work
 from .twin import build_twin_sets, generalisation_labels, real_twin_capacity, train_twin_model, twin_size
 
 __all__ = ["TMU", "noise_soft_targets"]
@@ -103,6 +103,10 @@ class TMU(UnlearningMethod):
             share that maximised agreement with gold on the twin set (``"agreement"``); train hard samples toward a
             random wrong label (``"random-label"``, paper) or ``M_o``'s runner-up classes (``"runner-up"``); weight
             of a distillation term to ``M_o`` on ``D_r`` (0 = off, paper).
+        paper_rule_check: under the margin score, also compute the NF / AF / CF features and the predictor (which
+            that rule does not read) and record the paper rule's decision as ``info["paper_rule_labels"]``. Off by
+            default: they are about half of a cold request's CPU time (issue 15, docs/tmu.md). Always on, in effect,
+            under ``hard_score="predictor"``.
         nf_reference_size: at most this many NF neighbour candidates (D's samples of the forget classes; a
             class-stratified sample of them above it, for multi-class requests; None = all). Ours (issue 10).
         stop_check_steps: check the aligned step's stop rule every this many optimizer steps (None: at epoch ends
@@ -167,6 +171,7 @@ class TMU(UnlearningMethod):
     hard_count: HardCount = "agreement"
     hard_targets: HardTargets = "runner-up"
     retain_kd: float = 0.0
+    paper_rule_check: bool = False
     nf_reference_size: int | None = 4000
     stop_check_steps: int | None = 1
     twin_check_steps: int | None = None
@@ -220,52 +225,14 @@ class TMU(UnlearningMethod):
         stages[name] = {k: prev.get(k, 0) + v for k, v in cost.as_dict().items()}
 
     def _twin_hparams(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.TWIN_HPARAMS}
+        # an entry made without the predictor's work cannot serve a run that needs it (and the reverse would waste it)
+        return {**{k: getattr(self, k) for k in self.TWIN_HPARAMS}, "predictor_work": self.uses_predictor}
 
-    # ------------------------------------------------------------------ features
-    def _twin_features(self, m_t: nn.Module, twin: ImageDataset, ref: ImageDataset, curriculum: nn.Module | None,
-                       seed: int) -> torch.Tensor:
-        """Raw features of one twin problem (model ``M_t``, forget set ``D_tw``, remain set ``ref`` ⊂ D_r ∪ D_f)."""
-        return self._feature_columns(m_t, twin, lambda: (predict_features(m_t, ref), ref.labels), curriculum, seed)
-
-    def _forget_features(self, model: nn.Module, forget: ImageDataset, entry: dict, curriculum: nn.Module | None,
-                         seed: int) -> torch.Tensor:
-        """Raw features of the original problem (``M_o``, ``D_f``, remain set: the reference set minus ``D_f``).
-
-        ``M_o``'s features of the reference set are ``entry["original_features"]`` (:meth:`_reference_features`)."""
-
-        def remain() -> tuple[torch.Tensor, torch.Tensor]:
-            ref = entry["nf_reference"]
-            keep = ~torch.isin(ref["ids"], forget.ids)  # type: ignore[arg-type]
-            return entry["original_features"][keep], ref["labels"][keep]
-
-        return self._feature_columns(model, forget, remain, curriculum, seed)
-
-    def _feature_columns(self, model: nn.Module, data: ImageDataset, remain, curriculum: nn.Module | None,
-                         seed: int) -> torch.Tensor:
-        """The feature columns of ``data`` in ``self.features`` order, one place for the twin and the original
-        problem; ``remain()`` gives the NF remain set's features and labels (called only when NF is used)."""
-        cols = []
-        for name in self.features:
-            if name == "nf":
-                data_features = predict_features(model, data)  # before the remain set's, as always
-                remain_features, remain_labels = remain()
-                cols.append(nearest_distance(data_features, data.labels, remain_features, remain_labels, k=self.nf_k))
-            elif name == "af":
-                cols.append(af_feature(model, data, eps=self.af_eps, steps=self.af_steps,
-                                       random_start=self.af_random_start, form=self.af_form, seed=seed))
-            else:
-                cols.append(per_sample_loss(curriculum, data))  # type: ignore[arg-type]
-        return torch.stack(cols, 1)
-
-    def _reference_features(self, model: nn.Module, entry: dict) -> None:
-        """``M_o``'s features of the NF reference set, into the entry: reused when the entry was made with this very
-        model, else computed once (a separate stage, so stage costs do not nest)."""
-        model_hash = self._model_hash(model)
-        if "nf" in self.features and entry.get("original_features_model") != model_hash:
-            with self._stage("original_reference_features"):
-                entry["original_features"] = predict_features(model, entry["nf_reference"]["dataset"])
-                entry["original_features_model"] = model_hash
+    @property
+    def uses_predictor(self) -> bool:
+        """Whether this run computes the NF / AF / CF features and trains the predictor (the paper's score needs
+        them; the margin score only with ``paper_rule_check``)."""
+        return self.hard_score == "predictor" or self.paper_rule_check
 
     def _model_hash(self, model: nn.Module) -> str:
         cached = getattr(self, "_hash_memo", None)
@@ -313,41 +280,13 @@ class TMU(UnlearningMethod):
                          twin_reached=[t["reached"] for t in twin_infos],
                          twin_easy_rate=float(labels_tw.float().mean()), nf_reference_size_used=len(ref))
 
-        # 2. features of the twin problems (one curriculum model for both problems)
-        curriculum = None
-        if "cf" in self.features:
-            with self._stage("curriculum"):
-                # cf_fraction of D (class-stratified), every D image of the forget classes, and the twin set(s):
-                # each forget-class image and each twin image is seen once, whichever samples a request forgets
-                ordered = replay.subset(torch.argsort(replay.ids), name="train")  # type: ignore[arg-type]
-                part = torch.as_tensor(stratified_sample(ordered, self.cf_fraction, seed=seed))
-                in_profile = torch.isin(ordered.labels, torch.unique(forget.labels))
-                pick = torch.unique(torch.cat([part, torch.nonzero(in_profile).squeeze(1)]))
-                cf_set = ordered.subset(pick)
-                for tw in twins:
-                    cf_set = cf_set.concat(tw.data)
-                curriculum = train_curriculum_model(model, cf_set, epochs=self.cf_epochs, lr=self.cf_lr,
-                                                    batch_size=self.cf_batch_size, seed=seed, progress=progress)
-        with self._stage("twin_features"):
-            raw_tw = torch.cat([self._twin_features(m_t, tw.data, ref, curriculum, seed)
-                                for m_t, tw in zip(twin_models, twins)])
-            scaler = RobustScaler.fit(raw_tw)
+        # 2-3. features of the twin problems and the predictor (the margin rule reads neither)
+        parts = twin_predictor_work(self, model, forget, replay, twins, twin_models, ref, labels_tw, seed=seed,
+                                    progress=progress) if self.uses_predictor else {}
         del twin_models
-
-        # 3. predictor
-        with self._stage("predictor"):
-            predictor = train_predictor(scaler.transform(raw_tw), labels_tw, hidden=self.predictor_hidden,
-                                        lr=self.predictor_lr, epochs=self.predictor_epochs,
-                                        batch_size=self.predictor_batch_size, balance=self.balance, seed=seed)
         return {
-            "info": twin_info, "twin_labels": labels_tw, "twin_features_raw": raw_tw,
-            "twin_margins": torch.cat(twin_margins),
-            "scaler": {"lo": scaler.lo, "hi": scaler.hi},
-            "predictor": {"state": predictor.mlp.state_dict() if predictor.mlp is not None else None,
-                          "in_features": int(raw_tw.shape[1]), "threshold": float(predictor.threshold),
-                          "constant": predictor.constant, "train_accuracy": float(predictor.train_accuracy),
-                          "easy_rate": float(predictor.easy_rate)},
-            "curriculum": curriculum.state_dict() if curriculum is not None else None,
+            "info": twin_info, "twin_labels": labels_tw, "twin_margins": torch.cat(twin_margins),
+            "twin_features_raw": None, "scaler": None, "predictor": None, "curriculum": None, **parts,
             "nf_reference": {"ids": ref.ids, "labels": ref.labels, "dataset": ref},
             "source_forget_ids": indices_hash(sorted(forget.ids.tolist())),  # type: ignore[union-attr]
             "cold_stages": {},
@@ -388,13 +327,17 @@ class TMU(UnlearningMethod):
         if entry is None:
             entry = self._twin_work(model, forget, retain, holdout, seed, progress)
             entry["cold_stages"] = dict(info["stages"])
-        info.update(entry["info"], features=list(self.features))
-        predictor, scaler, curriculum = restore_entry(entry, model, hidden=self.predictor_hidden)
-        raw_tw, labels_tw = entry["twin_features_raw"], entry["twin_labels"]
-
-        self._reference_features(model, entry)
-        with self._stage("forget_features"):
-            raw_f = self._forget_features(model, forget, entry, curriculum, seed)
+        info.update(entry["info"], features=list(self.features) if self.uses_predictor else [])
+        x_tw = x_f = predictor = None
+        if self.uses_predictor:
+            predictor, scaler, curriculum = restore_entry(entry, model, hidden=self.predictor_hidden)
+            reference_features(self, model, entry)
+            with self._stage("forget_features"):
+                raw_f = forget_features(self, model, forget, entry, curriculum, seed)
+            x_tw, x_f = scaler.transform(entry["twin_features_raw"]), scaler.transform(raw_f)
+            info.update(predictor_train_accuracy=predictor.train_accuracy, predictor_threshold=predictor.threshold,
+                        predictor_constant=predictor.constant, twin_features=x_tw.tolist(), forget_features=x_f.tolist(),
+                        twin_features_raw=entry["twin_features_raw"].tolist(), forget_features_raw=raw_f.tolist())
         if cache is not None and not hit:
             with self._stage("cache_store"):
                 cache.put(key, storable(entry))  # type: ignore[arg-type]
@@ -405,26 +348,22 @@ class TMU(UnlearningMethod):
         info["twin_cache_hit"] = hit  # a scalar copy (the ledger keeps scalar info)
         if hit:
             info["twin_cache"]["cold_stages"] = entry.get("cold_stages", {})
-        x_tw, x_f = scaler.transform(raw_tw), scaler.transform(raw_f)
 
         # 3. easy / hard decisions (the paper's predictor rule or issue 15's margin rule)
+        labels_tw = entry["twin_labels"]
         predicted = decide_hard(self.info, hard_score=self.hard_score, hard_count=self.hard_count, predictor=predictor,
                                 x_tw=x_tw, x_f=x_f, labels_tw=labels_tw, twin_margins=entry["twin_margins"],
                                 model=model, forget=forget)
-        if self.hard_selection == "random":  # rate-matched control: the predictor's count, random samples
+        if self.hard_selection == "random":  # rate-matched control: the rule's count, random samples
             gen = torch.Generator().manual_seed(int(seed) + 7)
             info["predictor_labels"] = predicted.tolist()
             predicted = predicted[torch.randperm(predicted.numel(), generator=gen)]
-        info.update(predictor_train_accuracy=predictor.train_accuracy, predictor_threshold=predictor.threshold,
-                    predictor_constant=predictor.constant,
-                    predicted_easy=int(predicted.sum()), predicted_hard=int((predicted == 0).sum()),
+        info.update(predicted_easy=int(predicted.sum()), predicted_hard=int((predicted == 0).sum()),
                     predicted_labels=predicted.tolist(), forget_ids=forget.ids.tolist(),  # type: ignore[union-attr]
-                    twin_features=x_tw.tolist(), twin_labels=labels_tw.tolist(), forget_features=x_f.tolist(),
-                    twin_features_raw=raw_tw.tolist(), forget_features_raw=raw_f.tolist())
-        self.predictor = predictor  # kept for inspection (not a hyper-parameter)
-        log.info("tmu: twin size %d, twin epochs %s, predicted easy/hard %d/%d (predictor train acc %.3f)%s",
-                 info["twin_size"], info["twin_epochs"], info["predicted_easy"], info["predicted_hard"],
-                 predictor.train_accuracy, " [twin cache hit]" if hit else "")
+                    twin_labels=labels_tw.tolist())
+        self.predictor = predictor  # kept for inspection (not a hyper-parameter; None when not trained)
+        log.info("tmu: twin size %d, twin epochs %s, predicted easy/hard %d/%d%s", info["twin_size"],
+                 info["twin_epochs"], info["predicted_easy"], info["predicted_hard"], " [twin cache hit]" if hit else "")
 
         with self._stage("aligned_unlearning"):  # 4-5. aligned unlearning
             return self.aligned_unlearn(model, forget=forget, retain=retain, predicted=predicted, seed=seed,
