@@ -133,7 +133,9 @@ if __name__ == "__main__":
         p = argparse.ArgumentParser(description="copy finished Table-1 rows and their report into docs/results/")
         p.add_argument("--publish", nargs="+", required=True, metavar="RESULTS.jsonl")
         p.add_argument("--note", action="append", default=[], help="a line for the report's introduction")
+        p.add_argument("--stem", default="tmu-table1",
+                       help="file stem under docs/results/ (e.g. tmu-table1-full for the full-size run)")
         args = p.parse_args()
-        publish(args.publish, intro=args.note)
+        publish(args.publish, intro=args.note, stem=args.stem)
     else:
         run("tmu-table1")

@@ -20,7 +20,14 @@ def test_declared_constants_name_declared_keys():
 def test_twin_estimate_reads_the_declared_counts_only():
     est = twin_estimate({"predicted_easy": 3, "predicted_hard": np.int64(1)}, 0.5)
     assert est == {"twin_predicted_easy": 3, "twin_predicted_hard": 1, "twin_est_gold_acc_forget": 0.75,
-                   "twin_est_delta_forget": 0.25}
+                   "twin_est_delta_forget": 0.25, "twin_est_source": "decided_easy_share"}
+    # the twin problem's own easy rate is preferred when the run recorded one (a number in [0, 1])
+    est = twin_estimate({"predicted_easy": 3, "predicted_hard": 1, "twin_easy_rate": 0.9}, 0.5)
+    assert est["twin_est_gold_acc_forget"] == 0.9 and est["twin_est_source"] == "twin_easy_rate"
+    assert est["twin_est_delta_forget"] == pytest.approx(0.4)
+    for bad in (1.5, -0.1, True, "0.9", None):
+        assert twin_estimate({"predicted_easy": 3, "predicted_hard": 1, "twin_easy_rate": bad},
+                             0.5)["twin_est_source"] == "decided_easy_share"
     for synonyms in ({"n_easy": 3, "n_hard": 1}, {"easy": 3, "hard": 1}, {"num_easy": 3, "num_hard": 1},
                      {"n_predicted_easy": 3, "n_predicted_hard": 1}):
         assert twin_estimate(synonyms, 0.5) == {}
@@ -45,3 +52,4 @@ def test_tmu_writes_the_declared_keys(tiny_experiment, paper_rule_check):
     assert type(info[tmu_info.PREDICTED_EASY]) is int and type(info[tmu_info.PREDICTED_HARD]) is int
     assert len(info[tmu_info.PREDICTED_LABELS]) == len(info[tmu_info.FORGET_IDS]) == len(splits.forget)
     assert twin_estimate(info, 0.5)["twin_predicted_easy"] == info[tmu_info.PREDICTED_EASY]
+    assert twin_estimate(info, 0.5)["twin_est_gold_acc_forget"] == info[tmu_info.TWIN_EASY_RATE]
