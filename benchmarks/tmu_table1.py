@@ -78,8 +78,9 @@ def publish(results: list[str], *, out: Path = DOCS_RESULTS, stem: str = "tmu-ta
 
 def alignment_figure(rows: list[dict]) -> bytes:
     """One point per method: mean sample agreement (x) against mean δ (left) and mean activation distance (right),
-    each with its 95% bootstrap CI as error bars; the untouched original is a point too (δ and agreement only: no
-    activation distance is recorded for it). Returns PNG bytes (issue 15's figure)."""
+    each with its 95% bootstrap CI as error bars; the untouched original is a point too (its activation distance
+    only where the rows record ``original_activation_distance_l2``, since issue 15). Returns PNG bytes (issue 15's
+    figure)."""
     import io
 
     import matplotlib
@@ -100,8 +101,9 @@ def alignment_figure(rows: list[dict]) -> bytes:
                         mean_ci([x.get("activation_distance_l2") for x in m]))
     # the original model, once per pairing unit (stats.original_rows: the "do nothing" pseudo-rows)
     orig = [o["metrics"] for o in original_rows(rows)]
+    acts = [m.get("activation_distance_l2") for m in orig if m.get("activation_distance_l2") is not None]
     points["original (no unlearning)"] = (mean_ci([m.get("sample_agreement") for m in orig]),
-                                          mean_ci([m.get("delta_forget") for m in orig]), None)
+                                          mean_ci([m.get("delta_forget") for m in orig]), mean_ci(acts) if acts else None)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.6))
     colours = {name: plt.get_cmap("tab10")(i % 10) for i, name in enumerate(points)}
     for ax, j, label in ((axes[0], 1, "δ = |ACC_Df(M_u) − ACC_Df(M_g)| (points)"),

@@ -178,3 +178,24 @@ def test_docstring_examples_run():
     for module in (stats, alignment):
         result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
         assert result.failed == 0 and result.attempted > 5, module.__name__
+
+
+def test_original_rows_take_the_activation_distance_from_any_row_of_the_unit():
+    """Rows made before issue 15 lack ``original_activation_distance_l2``; a unit whose first row is such a row still
+    gets the value from a later one, and the paired table then compares with doing nothing on it too."""
+    from oblivio.experiments.stats import original_rows
+
+    rows = _rows()
+    for i, r in enumerate(rows):
+        r["metrics"]["activation_distance_l2"] = 0.10 if r["method"] == "tmu" else 0.12
+        if r["method"] == "tmu":  # only the second method of each unit carries the original's value
+            r["metrics"]["original_activation_distance_l2"] = 0.20 + 0.001 * i
+    orig = original_rows(rows)
+    assert len(orig) == 10
+    by_unit = {(o["scenario"], o["seeds"]["train"]): o["metrics"]["activation_distance_l2"] for o in orig}
+    expected = {(r["scenario"], r["seeds"]["train"]): r["metrics"]["original_activation_distance_l2"]
+                for r in rows if r["method"] == "tmu"}
+    assert by_unit == expected
+    lines = [r for r in paired_comparison_table(rows).rows if r[0] == "original (no unlearning)"]
+    act = [r for r in lines if r[1] == "act. distance L2"]
+    assert len(act) == 1 and act[0][2] == "10" and act[0][-1] == "tmu better"

@@ -66,6 +66,14 @@ def test_groups_record_which_keys_each_part_added(sets):
     for name, ds in sets.items():
         assert ev[f"original_acc_{name}"] == accuracy(original, ds)
     assert ev["chance"] == 1 / 3 and "gold_tta_hflip" in ev
+    # "do nothing" references against gold, from the spec's formulas written here with plain torch
+    x, y = sets["forget"].images.float(), sets["forget"].labels
+    with torch.no_grad():
+        po, pg = original(x), gold(x)
+    right_o, right_g = po.argmax(1) == y, pg.argmax(1) == y
+    assert ev["original_sample_agreement"] == pytest.approx(float((right_o == right_g).float().mean()))
+    l2 = (po.softmax(1) - pg.softmax(1)).pow(2).sum(1).sqrt().mean()
+    assert ev["original_activation_distance_l2"] == pytest.approx(float(l2), rel=1e-5)
     assert ev.group("cost")["rte"] == 0.25
     cost = ev.pop_group("cost")
     assert set(cost) == set(COST_KEYS) and not set(COST_KEYS) & set(ev) and "cost" not in ev.groups

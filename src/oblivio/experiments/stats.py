@@ -268,8 +268,9 @@ def original_rows(rows: Sequence[dict]) -> list[dict]:
     """Pseudo-rows for the untouched original model ``M_o`` ("do nothing"), one per pairing unit.
 
     Built from the ``original_*`` metrics the runner writes beside every method's: δ
-    (``|original_acc_forget − gold_acc_forget|``), sample agreement, ``ACC_test`` and ``ACC_Dr``; so a method can
-    be compared, paired, with doing nothing.
+    (``|original_acc_forget − gold_acc_forget|``), sample agreement, activation distance (rows since issue 15; the
+    first row of the unit that has it), ``ACC_test`` and ``ACC_Dr``; so a method can be compared, paired, with doing
+    nothing.
 
     Example:
         >>> r = {"scenario": "s", "seeds": {"train": 0}, "method": "tmu", "metrics": {"original_acc_forget": 0.9,
@@ -283,12 +284,14 @@ def original_rows(rows: Sequence[dict]) -> list[dict]:
         if r.get("status", "ok") != "ok" or m.get("original_sample_agreement") is None:
             continue
         fa, ga = _finite_array([m.get("original_acc_forget")]), _finite_array([m.get("gold_acc_forget")])
-        out.setdefault(pairing_unit(r), {
+        unit = out.setdefault(pairing_unit(r), {
             "scenario": r.get("scenario"), "seeds": r.get("seeds"), "forget_class": r.get("forget_class"),
             "status": "ok", "method": ORIGINAL_METHOD,
             "metrics": {"delta_forget": abs(float(fa[0]) - float(ga[0])) if fa.size and ga.size else None,
-                        "sample_agreement": m.get("original_sample_agreement"),
+                        "sample_agreement": m.get("original_sample_agreement"), "activation_distance_l2": None,
                         "acc_test": m.get("original_acc_test"), "acc_retain": m.get("original_acc_retain")}})
+        if unit["metrics"]["activation_distance_l2"] is None:  # older rows of the unit may lack it
+            unit["metrics"]["activation_distance_l2"] = m.get("original_activation_distance_l2")
     return list(out.values())
 
 

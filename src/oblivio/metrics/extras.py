@@ -13,8 +13,9 @@ An extra is a function ``fn(ctx) -> {key: value}`` of an :class:`EvalContext`: t
 Registered here:
 
 * ``"original"`` (needs ``original``, the model before unlearning): ``original_acc_forget``,
-  ``original_acc_retain``, ``original_acc_test`` and, with ``gold``, ``original_sample_agreement`` (the
-  "do nothing" reference of ``sample_agreement``).
+  ``original_acc_retain``, ``original_acc_test`` and, with ``gold``, ``original_sample_agreement`` and
+  ``original_activation_distance_l2`` (the "do nothing" references of ``sample_agreement`` and
+  ``activation_distance_l2``).
 * ``"tta"``: test-time-augmentation accuracy on the forget set, ``tta_<view>`` (and ``gold_tta_<view>`` with
   ``gold``), and ``chance`` (1 / number of classes).
 * ``"cost"``: the method's cost (``cost=``) beside the gold training's (``reference_cost=``) and their ratios, the
@@ -33,7 +34,7 @@ from torch import nn
 from ..data.base import ImageDataset
 from ..registry import Registry
 from ..training.evaluate import predict_logits
-from .alignment import sample_agreement
+from .alignment import activation_distance, sample_agreement
 from .cost_ratio import RunCost, cost_fields
 
 BUILTIN_GROUPS: tuple[str, ...] = ("accuracy", "mia", "gold-comparison", "zrf")
@@ -138,12 +139,15 @@ def _accuracy_f32(logits: np.ndarray, labels: torch.Tensor) -> float:
 
 @register_extra("original", needs=("original",))
 def original_reference(ctx: EvalContext) -> dict[str, Any]:
-    """The model before unlearning: its accuracies and, with a gold model, its sample agreement with it."""
+    """The model before unlearning: its accuracies and, with a gold model, its sample agreement with it and the
+    activation distance (L2) of its outputs to gold's on ``D_f``."""
     out: dict[str, Any] = {f"original_acc_{name}": _accuracy_f32(ctx.logits("original", name), ds.labels)
                            for name, ds in ctx.splits.items()}
     if ctx.gold is not None and len(ctx.forget):
         out["original_sample_agreement"] = sample_agreement(ctx.logits("original", "forget"),
                                                             ctx.logits("gold", "forget"), ctx.forget.labels.numpy())
+        out["original_activation_distance_l2"] = activation_distance(ctx.logits("original", "forget"),
+                                                                     ctx.logits("gold", "forget"), norm="l2")
     return out
 
 
