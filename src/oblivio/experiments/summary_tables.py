@@ -57,7 +57,8 @@ def alignment_ci_table(rows: Sequence[dict]) -> Table:
 
     Measures (:data:`oblivio.experiments.stats.ALIGNMENT_MEASURES`): δ, sample agreement and κ with gold on
     ``D_f``, L2 activation distance, and each MIA's gap to the gold model's own value; plus ``ACC_test`` and
-    ``ACC_Dr``. A row "original (no unlearning)" holds ``M_o``'s δ and sample agreement (doing nothing).
+    ``ACC_Dr``. A row "original (no unlearning)" holds ``M_o``'s δ, sample agreement and (rows since issue 15)
+    activation distance (doing nothing).
     """
     from .stats import ALIGNMENT_MEASURES, ORIGINAL_METHOD, mean_ci, original_rows
 
@@ -83,7 +84,7 @@ def alignment_ci_table(rows: Sequence[dict]) -> Table:
                         "κ = Cohen's κ of those right/wrong outcomes (0 = chance at the same accuracies). MIA columns "
                         "are gaps to the gold model's value (aligned = equal to gold, not lower). 'gold' is a second "
                         "gold model (the noise floor); 'tmu.random-control' is TMU's aligned step with its hard set "
-                        "drawn at random at the predictor's own count."])
+                        "drawn at random at the decision rule's own count."])
 
 
 def paired_comparison_table(rows: Sequence[dict], *, method: str = "tmu") -> Table:
@@ -96,7 +97,7 @@ def paired_comparison_table(rows: Sequence[dict], *, method: str = "tmu") -> Tab
 
     if not any(r.get("method") == method for r in rows):
         return Table("paired", f"Paired comparisons: {method} vs each method", [], [])
-    extra = original_rows(rows)  # "do nothing" as a pseudo-method (δ and sample agreement only)
+    extra = original_rows(rows)  # "do nothing" as a pseudo-method (δ, sample agreement, activation distance)
     comps = compare(list(rows) + extra, method, others=[m for m in _methods(rows) if m != method]
                     + ([ORIGINAL_METHOD] if extra else []))
     cols = ["vs", "Measure", "Pairs", f"Mean diff ({method} − other) [95% CI]", "Wilcoxon p", "Verdict"]

@@ -199,6 +199,25 @@ def test_default_skips_the_predictor_work_and_does_not_share_its_cache_entries(t
     assert _weights_equal(lean_model, full_model)
 
 
+def test_a_dropout_model_gets_the_same_weights_cold_warm_and_with_the_paper_rule_check(tmu_original, tmu_splits):
+    """The twin work runs in a forked RNG, so the aligned step draws the same dropout masks whether the twin work ran
+    (with or without the predictor's part) or came from the cache."""
+    from torch import nn
+
+    model = copy.deepcopy(tmu_original)
+    model.head = nn.Sequential(nn.Dropout(0.3), model.head)
+    kw = dict(hard_count="rate")  # flips more samples: a longer aligned step, more masks drawn
+    cache = MemoryTwinCache()
+    cold, cold_model = _run(model, tmu_splits, cache, **kw)
+    warm, warm_model = _run(model, tmu_splits, cache, **kw)
+    full, full_model = _run(model, tmu_splits, None, paper_rule_check=True, **kw)
+    assert warm["twin_cache"]["hit"] is True and cold["predicted_hard"] > 0
+    assert cold["predicted_labels"] == warm["predicted_labels"] == full["predicted_labels"]
+    assert _weights_equal(cold_model, warm_model) and _weights_equal(cold_model, full_model)
+    # the predictor's own settings do not key a lean entry
+    assert _run(model, tmu_splits, cache, nf_k=3, **kw)[0]["twin_cache"]["hit"] is True
+
+
 def test_damaged_cache_file_is_a_miss_and_is_rewritten(tmu_original, tmu_splits, tmp_path):
     cache = FileTwinCache(tmp_path / "twins")
     _run(tmu_original, tmu_splits, cache)

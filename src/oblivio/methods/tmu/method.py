@@ -186,6 +186,11 @@ class TMU(UnlearningMethod):
                     "af_steps", "af_random_start", "af_form", "cf_epochs", "cf_fraction", "cf_lr", "cf_batch_size",
                     "predictor_hidden", "predictor_lr", "predictor_epochs", "predictor_batch_size", "balance")
 
+    # of those, the ones that shape only the predictor's work (features, curriculum model, predictor)
+    PREDICTOR_HPARAMS = ("features", "nf_k", "af_eps", "af_steps", "af_random_start", "af_form", "cf_epochs",
+                         "cf_fraction", "cf_lr", "cf_batch_size", "predictor_hidden", "predictor_lr", "predictor_epochs",
+                         "predictor_batch_size", "balance")
+
     def __post_init__(self) -> None:
         self.features = tuple(str(f).lower() for f in self.features)
         bad = [f for f in self.features if f not in FEATURE_NAMES]
@@ -225,8 +230,12 @@ class TMU(UnlearningMethod):
         stages[name] = {k: prev.get(k, 0) + v for k, v in cost.as_dict().items()}
 
     def _twin_hparams(self) -> dict[str, Any]:
-        # an entry made without the predictor's work cannot serve a run that needs it (and the reverse would waste it)
-        return {**{k: getattr(self, k) for k in self.TWIN_HPARAMS}, "predictor_work": self.uses_predictor}
+        # an entry made without the predictor's work cannot serve a run that needs it (and the reverse would waste
+        # it); without that work, the predictor's own settings do not shape the entry and stay out of the key
+        if self.uses_predictor:
+            return {**{k: getattr(self, k) for k in self.TWIN_HPARAMS}, "predictor_work": True}
+        return {k: getattr(self, k) for k in self.TWIN_HPARAMS if k not in self.PREDICTOR_HPARAMS} | {
+            "predictor_work": False}
 
     @property
     def uses_predictor(self) -> bool:
@@ -321,19 +330,23 @@ class TMU(UnlearningMethod):
                 entry = cache.get(key)
             if entry is not None:
                 entry = rebind_reference(entry, retain, forget)
-                log.info("tmu: twin cache hit (%s, made for forget ids %s): twin models, features and predictor "
-                         "reused", config_hash(key), entry["source_forget_ids"])
+                log.info("tmu: twin cache hit (%s, made for forget ids %s): twin work reused%s", config_hash(key),
+                         entry["source_forget_ids"], " (features and predictor too)" if self.uses_predictor else "")
         hit = entry is not None
         if entry is None:
-            entry = self._twin_work(model, forget, retain, holdout, seed, progress)
+            # in a forked RNG: the aligned step then starts from the same global RNG state (dropout masks) whether
+            # the twin work ran, came from the cache, or skipped the predictor's part
+            with torch.random.fork_rng(devices=[model_device(model)] if model_device(model).type == "cuda" else []):
+                entry = self._twin_work(model, forget, retain, holdout, seed, progress)
             entry["cold_stages"] = dict(info["stages"])
         info.update(entry["info"], features=list(self.features) if self.uses_predictor else [])
         x_tw = x_f = predictor = None
-        if self.uses_predictor:
-            predictor, scaler, curriculum = restore_entry(entry, model, hidden=self.predictor_hidden)
-            reference_features(self, model, entry)
-            with self._stage("forget_features"):
-                raw_f = forget_features(self, model, forget, entry, curriculum, seed)
+        if self.uses_predictor:  # in a forked RNG too (restoring the curriculum model initialises a fresh copy)
+            with torch.random.fork_rng(devices=[model_device(model)] if model_device(model).type == "cuda" else []):
+                predictor, scaler, curriculum = restore_entry(entry, model, hidden=self.predictor_hidden)
+                reference_features(self, model, entry)
+                with self._stage("forget_features"):
+                    raw_f = forget_features(self, model, forget, entry, curriculum, seed)
             x_tw, x_f = scaler.transform(entry["twin_features_raw"]), scaler.transform(raw_f)
             info.update(predictor_train_accuracy=predictor.train_accuracy, predictor_threshold=predictor.threshold,
                         predictor_constant=predictor.constant, twin_features=x_tw.tolist(), forget_features=x_f.tolist(),
