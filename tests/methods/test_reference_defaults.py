@@ -125,3 +125,8 @@ def test_build_optimizer_follows_the_settings():
 def test_settings_are_keyword_only():
     with pytest.raises(TypeError):
         METHODS.get("finetune")(10, 0.01)  # type: ignore[misc]
+
+
+def test_cost_matched_finetune_control_is_the_reference_at_one_epoch():
+    """``finetune.1ep`` (issue 15's cost-matched control for TMU) changes the epoch count only, written by hand."""
+    assert create_method("finetune.1ep").hparams() == {**REFERENCE_DEFAULTS["finetune"], "epochs": 1}

@@ -25,6 +25,11 @@ register_variant(
             "reference's 0.01 x 10 epochs at batch 256 (the default before issue 9)"),
     epochs=5, lr=0.02, batch_size=128)
 register_variant(
+    "finetune.1ep", "finetune",
+    reason=("cost-matched control for TMU (issue 15): the reference fine-tune cut to one epoch, about 1/15 of the CPU "
+            "preset's 15-epoch retraining, the order of a cold TMU request; the reference's 10 epochs cost ~0.6 of it"),
+    epochs=1)
+register_variant(
     "neggrad.cpu", "neggrad",
     reason=("tuned for the CPU preset: lr 0.01, forget batch 32 and gradient-norm clip 1 (tuned on sklearn digits); "
             "the reference's lr 1e-4 at batch 256 takes one tiny step per epoch on a 100-sample forget set (the "
