@@ -49,7 +49,7 @@ def run(out: Path, *, classes: list[int], seeds: list[int], methods: list[str], 
     from oblivio.experiments.pipeline import Experiment
     from oblivio.methods import create_method
     from oblivio.methods.tmu.cache import MemoryTwinCache
-    from oblivio.metrics.alignment import sample_agreement
+    from oblivio.metrics.alignment import activation_distance, sample_agreement
     from oblivio.metrics.report import evaluate_unlearning
     from oblivio.training.evaluate import predict_logits
     from oblivio.utils import config_hash
@@ -67,8 +67,9 @@ def run(out: Path, *, classes: list[int], seeds: list[int], methods: list[str], 
             gold = exp.gold(split, seed=s.gold)
             gold_logits = predict_logits(gold, splits.forget).double()
             gold_right = (gold_logits.argmax(1) == splits.forget.labels).long()
-            orig_agree = sample_agreement(predict_logits(original, splits.forget).double().numpy(),
-                                          gold_logits.numpy(), splits.forget.labels.numpy())
+            orig_logits = predict_logits(original, splits.forget).double().numpy()
+            orig_agree = sample_agreement(orig_logits, gold_logits.numpy(), splits.forget.labels.numpy())
+            orig_act = activation_distance(orig_logits, gold_logits.numpy(), norm="l2")
             cache = MemoryTwinCache()
             for name in methods:
                 method = create_method(name)
@@ -86,7 +87,7 @@ def run(out: Path, *, classes: list[int], seeds: list[int], methods: list[str], 
                                         mia=False, seed=s.eval)
                 row = {"key": key, "seed": seed, "forget_class": k, "count": count, "train_size": train_size,
                        "method": name, "hparams": method.hparams(), "cpu_seconds": cpu,
-                       "original_sample_agreement": orig_agree,
+                       "original_sample_agreement": orig_agree, "original_activation_distance_l2": orig_act,
                        "metrics": {x: float(m[x]) for x in ("delta_forget", "sample_agreement", "activation_distance_l2",
                                                              "acc_test", "acc_retain", "acc_forget", "gold_acc_test",
                                                              "gold_acc_retain", "gold_acc_forget") if x in m}}
