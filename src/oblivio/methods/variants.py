@@ -130,6 +130,12 @@ register_variant(
             "(in-sample for the predictor, so optimistic), runner-up targets: isolates the score from the count"),
     hard_score="predictor")
 register_variant(
+    "tmu.threshold", "tmu",
+    reason=("exploratory (issue 15, after the demo's request flipped 35 of 100 samples where gold got 16 wrong): the "
+            "twin set's agreement-maximising margin *cut* applied to D_f instead of its share, so an easier request "
+            "flips fewer; assumes the twin model's margins and M_o's share a scale"),
+    hard_count="threshold")
+register_variant(
     "tmu.agree+kd", "tmu",
     reason=("issue 15: the base plus distillation to M_o on the D_r batches (weight 0.5); on the selection seeds it "
             "matched the base within 0.2 points on every measure, for one more forward pass per retain batch"),

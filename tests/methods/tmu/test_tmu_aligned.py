@@ -221,3 +221,33 @@ def test_retain_kd_changes_the_step_and_is_deterministic(tmu_original, tmu_split
     assert same(outs[(0.5, 0)], outs[(0.5, 1)])  # same seed, same weights
     assert not same(outs[(0.5, 0)], outs[(0.0, 0)])  # the KD term is in the loss
     assert not same(outs[(0.5, 0)], tmu_original)
+
+
+def test_threshold_count_transfers_the_twin_cut_not_its_share(tmu_original, tmu_splits):
+    """``hard_count="threshold"``: the twin set's agreement-maximising cut, in score units, applied to D_f (the
+    expected labels are written out by hand here)."""
+    from oblivio.methods.tmu.aligned import score_threshold
+
+    forget = tmu_splits.forget  # 10 samples
+    # twin: P(easy) 0.1..0.8 step 0.1; gold calls the two lowest hard -> cut between 0.2 and 0.3 = 0.25
+    p_tw = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]
+    labels_tw = torch.tensor([0, 0, 1, 1, 1, 1, 1, 1])
+    x_tw, x_f = torch.zeros(8, 1), torch.ones(10, 1)
+    for p_f, expected in (([0.05, 0.15, 0.24, 0.26, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9], [0, 0, 0] + [1] * 7),  # 3 below
+                          ([0.9] * 10, [1] * 10),                                                      # an easy request
+                          ([0.01] * 10, [0] * 10)):                                                    # a hard one
+        info: dict = {}
+        got = decide_hard(info, hard_score="predictor", hard_count="threshold", predictor=_StubPredictor(p_tw, p_f),
+                          x_tw=x_tw, x_f=x_f, labels_tw=labels_tw, twin_margins=torch.zeros(8), model=tmu_original,
+                          forget=forget)
+        assert got.tolist() == expected
+        assert info["hard_threshold"] == pytest.approx(0.25, abs=1e-6)
+        assert info["hard_fraction"] == pytest.approx(expected.count(0) / 10)
+    # the share rule on the easy request would still flip 2 of 10; the cut flips none
+    info = {}
+    share = decide_hard(info, hard_score="predictor", hard_count="agreement", predictor=_StubPredictor(p_tw, [0.9] * 10),
+                        x_tw=x_tw, x_f=x_f, labels_tw=labels_tw, twin_margins=torch.zeros(8), model=tmu_original,
+                        forget=forget)
+    assert int((share == 0).sum()) == 2
+    assert score_threshold(torch.tensor([3.0, 1.0]), 1.0) == float("inf")
+    assert create_method("tmu.threshold").hard_count == "threshold"

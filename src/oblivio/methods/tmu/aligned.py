@@ -15,6 +15,9 @@ choices here are per-sample alternatives, each measured with the Table 1 protoco
 * ``hard_targets="runner-up"``: instead of a random wrong label, train a hard sample toward ``M_o``'s own
   distribution over the *other* classes (its softmax with the true class removed and renormalised): where a model
   that did not memorise the sample is most likely to put it.
+* ``hard_count="threshold"`` (exploratory, variant ``tmu.threshold``): transfer the agreement-maximising *score
+  threshold* of the twin set instead of its share, so a request easier or harder than the twin set flips fewer or
+  more samples (it assumes the twin model's margins and ``M_o``'s are on one scale).
 * ``retain_kd``: a distillation term to ``M_o``'s outputs on the ``D_r`` batches, which keeps retain accuracy.
 """
 
@@ -37,14 +40,14 @@ from ...utils import eval_mode, model_device
 from ..common import random_wrong_labels
 
 __all__ = ["HARD_COUNTS", "HARD_SCORES", "HARD_TARGETS", "agreement_fraction", "choose_hard", "decide_hard",
-           "hard_count_for",
+           "hard_count_for", "score_threshold",
            "noise_soft_targets",
            "run_aligned_step", "runner_up_targets", "true_class_margin"]
 
 HardScore = Literal["predictor", "margin"]
 HARD_SCORES = ("predictor", "margin")
-HardCount = Literal["rate", "agreement"]
-HARD_COUNTS = ("rate", "agreement")
+HardCount = Literal["rate", "agreement", "threshold"]
+HARD_COUNTS = ("rate", "agreement", "threshold")
 HardTargets = Literal["random-label", "runner-up"]
 HARD_TARGETS = ("random-label", "runner-up")
 
@@ -109,8 +112,33 @@ def decide_hard(info: dict, *, hard_score: str, hard_count: str, predictor: Any,
         fraction = 1.0 - float(torch.as_tensor(labels_tw).double().mean())
     else:
         fraction, info["twin_rule_agreement"] = agreement_fraction(score_tw, labels_tw)
+    if hard_count == "threshold":  # the twin set's cut in score units, not its share
+        cut = score_threshold(score_tw, fraction)
+        labels = (torch.as_tensor(score_f, dtype=torch.float64).reshape(-1) >= cut).long()
+        info.update(hard_fraction=float((labels == 0).double().mean()), hard_threshold=cut)
+        return labels
     info["hard_fraction"] = fraction
     return choose_hard(score_f, fraction)
+
+
+def score_threshold(scores: torch.Tensor, fraction: float) -> float:
+    """The score cut that calls the ``round(fraction · n)`` lowest of ``scores`` hard: the midpoint between the last
+    score called hard and the next one (``-inf`` when none is hard, ``+inf`` when all are). A sample is hard when its
+    score is below the cut.
+
+    Example:
+        >>> score_threshold(torch.tensor([0.1, 0.9, 0.4, 0.7]), 0.5)
+        0.55
+        >>> score_threshold(torch.tensor([0.1, 0.9]), 0.0)
+        -inf
+    """
+    s = torch.sort(torch.as_tensor(scores, dtype=torch.float64).reshape(-1)).values
+    k = hard_count_for(fraction, s.numel())
+    if k == 0:
+        return float("-inf")
+    if k >= s.numel():
+        return float("inf")
+    return float((s[k - 1] + s[k]) / 2)
 
 
 def hard_count_for(fraction: float, n: int) -> int:
