@@ -133,7 +133,8 @@ register_variant(
     "tmu.threshold", "tmu",
     reason=("exploratory (issue 15, after the demo's request flipped 35 of 100 samples where gold got 16 wrong): the "
             "twin set's agreement-maximising margin *cut* applied to D_f instead of its share, so an easier request "
-            "flips fewer; assumes the twin model's margins and M_o's share a scale"),
+            "flips fewer; assumes the twin model's margins and M_o's share a scale. Measured worse than the default on "
+            "20 full-size units (seeds 100-101: δ 6.2 vs 3.5, agreement 91.5 vs 94.3; docs/tmu.md): the scales differ"),
     hard_count="threshold")
 register_variant(
     "tmu.agree+kd", "tmu",
