@@ -48,6 +48,13 @@ def model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+def forked_rng(model: nn.Module):
+    """``torch.random.fork_rng`` over the CPU generator and, for a CUDA model, its device's: the global RNG state
+    is restored on exit, so whatever runs inside does not move the draws of what follows."""
+    device = model_device(model)
+    return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
+
+
 def default_device() -> torch.device:
     """CUDA when present, else CPU. Only used when *creating* models; code that gets a model reads its device."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")

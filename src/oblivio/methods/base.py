@@ -26,7 +26,7 @@ from torch import nn
 from ..data.base import ImageDataset
 from ..metrics.cost import CostMeter
 from ..registry import Registry
-from ..utils import eval_mode, model_device
+from ..utils import eval_mode, forked_rng, model_device
 
 log = logging.getLogger("oblivio.methods")
 
@@ -91,7 +91,7 @@ class UnlearningMethod:
         was_training = model.training
         self.info = {}
         with CostMeter() as cost, \
-                torch.random.fork_rng(devices=[model_device(model)] if model_device(model).type == "cuda" else []):
+                forked_rng(model):
             torch.manual_seed(seed)
             out = self._unlearn(work, UnlearningData(forget, retain, holdout), seed=seed, progress=progress)
         # wall seconds, CPU seconds of all threads (time.process_time: robust to a busy machine) and sample-passes

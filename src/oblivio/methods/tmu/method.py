@@ -20,7 +20,7 @@ from ...data.base import ImageDataset
 from ...metrics.cost import CostMeter
 from ...training.evaluate import predict_logits
 from ...models.adapters import as_classifier, unwrap
-from ...utils import config_hash, indices_hash, model_device, state_dict_hash
+from ...utils import config_hash, forked_rng, indices_hash, model_device, state_dict_hash
 from ..base import UnlearningData, UnlearningMethod, register_method
 from .aligned import HARD_COUNTS, HARD_SCORES, HARD_TARGETS, HardCount, HardScore, HardTargets, decide_hard, \
     noise_soft_targets, run_aligned_step, true_class_margin
@@ -180,16 +180,14 @@ class TMU(UnlearningMethod):
     twin_cache: TwinCache | None = field(default=None, init=False, repr=False, compare=False)
     twin_cache_model: str | None = field(default=None, init=False, repr=False, compare=False)
 
-    # hyper-parameters that shape the cached twin work (the aligned step's are not in the cache key)
-    TWIN_HPARAMS = ("twin_size", "n_twins", "twin_augment", "twin_epochs", "twin_lr", "twin_batch_size",
-                    "twin_replay_fraction", "twin_target", "twin_check_steps", "features", "nf_k", "nf_reference_size", "af_eps",
-                    "af_steps", "af_random_start", "af_form", "cf_epochs", "cf_fraction", "cf_lr", "cf_batch_size",
-                    "predictor_hidden", "predictor_lr", "predictor_epochs", "predictor_batch_size", "balance")
-
-    # of those, the ones that shape only the predictor's work (features, curriculum model, predictor)
+    # hyper-parameters that shape only the predictor's work (features, curriculum model, predictor)
     PREDICTOR_HPARAMS = ("features", "nf_k", "af_eps", "af_steps", "af_random_start", "af_form", "cf_epochs",
                          "cf_fraction", "cf_lr", "cf_batch_size", "predictor_hidden", "predictor_lr", "predictor_epochs",
                          "predictor_batch_size", "balance")
+    # hyper-parameters that shape the cached twin work (the aligned step's are not in the cache key; the key is a
+    # sorted-key hash, so the order here does not matter)
+    TWIN_HPARAMS = ("twin_size", "n_twins", "twin_augment", "twin_epochs", "twin_lr", "twin_batch_size",
+                    "twin_replay_fraction", "twin_target", "twin_check_steps", "nf_reference_size") + PREDICTOR_HPARAMS
 
     def __post_init__(self) -> None:
         self.features = tuple(str(f).lower() for f in self.features)
@@ -232,10 +230,8 @@ class TMU(UnlearningMethod):
     def _twin_hparams(self) -> dict[str, Any]:
         # an entry made without the predictor's work cannot serve a run that needs it (and the reverse would waste
         # it); without that work, the predictor's own settings do not shape the entry and stay out of the key
-        if self.uses_predictor:
-            return {**{k: getattr(self, k) for k in self.TWIN_HPARAMS}, "predictor_work": True}
-        return {k: getattr(self, k) for k in self.TWIN_HPARAMS if k not in self.PREDICTOR_HPARAMS} | {
-            "predictor_work": False}
+        keys = [k for k in self.TWIN_HPARAMS if self.uses_predictor or k not in self.PREDICTOR_HPARAMS]
+        return {**{k: getattr(self, k) for k in keys}, "predictor_work": self.uses_predictor}
 
     @property
     def uses_predictor(self) -> bool:
@@ -336,13 +332,13 @@ class TMU(UnlearningMethod):
         if entry is None:
             # in a forked RNG: the aligned step then starts from the same global RNG state (dropout masks) whether
             # the twin work ran, came from the cache, or skipped the predictor's part
-            with torch.random.fork_rng(devices=[model_device(model)] if model_device(model).type == "cuda" else []):
+            with forked_rng(model):
                 entry = self._twin_work(model, forget, retain, holdout, seed, progress)
             entry["cold_stages"] = dict(info["stages"])
         info.update(entry["info"], features=list(self.features) if self.uses_predictor else [])
         x_tw = x_f = predictor = None
         if self.uses_predictor:  # in a forked RNG too (restoring the curriculum model initialises a fresh copy)
-            with torch.random.fork_rng(devices=[model_device(model)] if model_device(model).type == "cuda" else []):
+            with forked_rng(model):
                 predictor, scaler, curriculum = restore_entry(entry, model, hidden=self.predictor_hidden)
                 reference_features(self, model, entry)
                 with self._stage("forget_features"):
