@@ -1,0 +1,163 @@
+"""TMU vs fine-tune vs doing nothing, per seed group and pooled over every full-size Table 1 unit (issue 15).
+
+Reads the committed rows of the three full-size runs (CPU preset, 20,000 images, ``class-subset:k:100``):
+
+* ``tmu-table1-full.jsonl``: seeds 0-2, ``oblivio bench tmu-table1`` rows;
+* ``tmu-table1-full-replication.jsonl`` (+ ``-original.json``, the original's forget accuracy per unit): seeds
+  100-101, ``benchmarks/tmu_aligned_select.py`` rows;
+* ``tmu-table1-full-fresh.jsonl``: seeds 200-202, ``oblivio bench tmu-table1`` rows (declared in
+  ``tmu-table1-fresh-plan.md`` before it ran);
+
+and, optionally, ``tmu-ceiling.jsonl`` (``benchmarks/tmu_ceiling.py``: TMU's aligned step after an oracle
+decision). For each group and for all units pooled it prints TMU − fine-tune and TMU − original on δ, sample
+agreement and activation distance (mean, 95 % bootstrap CI, Wilcoxon signed-rank p), the spread of the paired
+differences, and the smallest difference that many units could detect (80 % power, two-sided 5 %:
+``2.8 · sd / √n``, the normal approximation) beside the number of units the observed mean would need.
+
+Usage::
+
+    python benchmarks/tmu_table1_pooled.py --results docs/results > docs/results/tmu-table1-pooled.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+
+MEASURES = (("δ (points)", "delta_forget", 100.0, 1, "lower"),
+            ("sample agreement (points)", "sample_agreement", 100.0, 1, "higher"),
+            ("activation distance L2", "activation_distance_l2", 1.0, 3, "lower"))
+GROUPS = (("seeds 0-2", "tmu-table1-full.jsonl"), ("seeds 100-101", "tmu-table1-full-replication.jsonl"),
+          ("seeds 200-202 (fresh)", "tmu-table1-full-fresh.jsonl"))
+
+
+def _jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _bench_units(rows: list[dict]) -> dict[tuple, dict[str, dict]]:
+    """``{(train seed, class): {method: metrics}}`` from ``oblivio bench`` rows, with the original's measures (the
+    runner's ``original_*`` extras: δ from its forget accuracy, agreement, activation distance)."""
+    units: dict[tuple, dict[str, dict]] = defaultdict(dict)
+    for r in rows:
+        if r.get("status", "ok") != "ok":
+            continue
+        m = r["metrics"]
+        u = (r["seeds"]["train"], r["forget_class"])
+        units[u][r["method"]] = m
+        if m.get("original_sample_agreement") is not None:
+            o = units[u].setdefault("original", {"delta_forget": abs(m["original_acc_forget"] - m["gold_acc_forget"]),
+                                                 "sample_agreement": m["original_sample_agreement"],
+                                                 "activation_distance_l2": None})
+            if o["activation_distance_l2"] is None:
+                o["activation_distance_l2"] = m.get("original_activation_distance_l2")
+    return units
+
+
+def _select_units(rows: list[dict], original_acc: dict[str, float]) -> dict[tuple, dict[str, dict]]:
+    """The same from ``tmu_aligned_select.py`` rows (original measures at the row's top level)."""
+    units: dict[tuple, dict[str, dict]] = defaultdict(dict)
+    for r in rows:
+        u = (r["seed"], r["forget_class"])
+        m = r["metrics"]
+        units[u][r["method"]] = m
+        units[u]["original"] = {"delta_forget": abs(original_acc[f"{u[0]}:{u[1]}"] - m["gold_acc_forget"]),
+                                "sample_agreement": r["original_sample_agreement"],
+                                "activation_distance_l2": r["original_activation_distance_l2"]}
+    return units
+
+
+def load(results: Path) -> dict[str, dict[tuple, dict[str, dict]]]:
+    """The units of each group whose files exist, keyed by the group's label."""
+    out = {}
+    for label, name in GROUPS:
+        path = results / name
+        if not path.is_file():
+            continue
+        rows = _jsonl(path)
+        if "seeds" in rows[0]:
+            out[label] = _bench_units(rows)
+        else:
+            original = json.loads((results / name.replace(".jsonl", "-original.json")).read_text())
+            out[label] = _select_units(rows, original)
+    ceiling = results / "tmu-ceiling.jsonl"
+    if ceiling.is_file():
+        for r in _jsonl(ceiling):
+            u = (r["seeds"]["train"], r["forget_class"])
+            for units in out.values():
+                if u in units:
+                    units[u][r["method"]] = r["metrics"]
+    return out
+
+
+def _paired(units: dict[tuple, dict[str, dict]], a: str, b: str, key: str, scale: float) -> list[float]:
+    return [scale * (m[a][key] - m[b][key]) for m in units.values()
+            if a in m and b in m and m[a].get(key) is not None and m[b].get(key) is not None]
+
+
+def table(groups: dict[str, dict[tuple, dict[str, dict]]], a: str = "tmu",
+          others: tuple[str, ...] = ("finetune", "original")) -> str:
+    from oblivio.experiments.stats import paired_difference
+
+    pooled: dict[tuple, dict[str, dict]] = {}
+    for units in groups.values():
+        pooled.update(units)
+    lines = ["| units | comparison | measure | n | mean diff [95% CI] | p | sd of diffs | detectable at n (80%) "
+             "| n the mean needs | direction |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for label, units in [*groups.items(), (f"all {len(pooled)} pooled", pooled)]:
+        for b in others:
+            for name, key, scale, digits, direction in MEASURES:
+                d = _paired(units, a, b, key, scale)
+                if len(d) < 2:
+                    continue
+                pc = paired_difference(d, [0.0] * len(d))
+                sd = float(sum((x - pc.mean_diff) ** 2 for x in d) / (len(d) - 1)) ** 0.5
+                mdd = 2.8 * sd / math.sqrt(len(d))
+                need = (2.8 * sd / abs(pc.mean_diff)) ** 2 if pc.mean_diff else math.inf
+                need_s = f"{math.ceil(need)}" if need <= 10_000 else "> 10,000"
+                good = (pc.mean_diff < 0) == (direction == "lower") and pc.mean_diff != 0
+                f = f"{{:+.{digits}f}}"
+                lines.append(f"| {label} | {a} − {b} | {name} | {len(d)} | {f.format(pc.mean_diff)} "
+                             f"[{f.format(pc.low)}, {f.format(pc.high)}] | {pc.p_value:.3g} | {sd:.{digits + 1}f} | "
+                             f"{mdd:.{digits + 1}f} | {need_s} | {'toward gold' if good else 'away from gold'} |")
+    return "\n".join(lines) + "\n"
+
+
+def means(groups: dict[str, dict[tuple, dict[str, dict]]]) -> str:
+    """Mean of each measure per method over the pooled units that have it."""
+    from oblivio.experiments.stats import mean_ci
+
+    pooled: dict[tuple, dict[str, dict]] = {}
+    for units in groups.values():
+        pooled.update(units)
+    methods = list(dict.fromkeys(m for u in pooled.values() for m in u))
+    lines = ["| method | units | " + " | ".join(n for n, *_ in MEASURES) + " |", "|---|---|---|---|---|"]
+    for meth in methods:
+        cells, n = [], 0
+        for _, key, scale, digits, _ in MEASURES:
+            v = [scale * u[meth][key] for u in pooled.values() if meth in u and u[meth].get(key) is not None]
+            n = max(n, len(v))
+            cells.append(mean_ci(v).format(digits=digits) if v else "")
+        lines.append(f"| {meth} | {n} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--results", default="docs/results", help="folder of the committed rows")
+    a = p.parse_args(argv)
+    groups = load(Path(a.results))
+    if not groups:
+        raise SystemExit(f"no full-size Table 1 rows under {a.results} (expected {', '.join(n for _, n in GROUPS)})")
+    print("## Paired differences, per seed group and pooled\n")
+    print(table(groups))
+    print("\n## Means over all pooled units (95% bootstrap CI)\n")
+    print(means(groups))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
