@@ -17,6 +17,7 @@ differences, and the smallest difference that many units could detect (80 % powe
 Usage::
 
     python benchmarks/tmu_table1_pooled.py --results docs/results > docs/results/tmu-table1-pooled.md
+    python benchmarks/tmu_table1_pooled.py --method ceiling.labels --others tmu,finetune,gold
 """
 
 from __future__ import annotations
@@ -148,12 +149,19 @@ def means(groups: dict[str, dict[tuple, dict[str, dict]]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--results", default="docs/results", help="folder of the committed rows")
+    p.add_argument("--method", default="tmu", help="the method compared (e.g. ceiling.labels)")
+    p.add_argument("--others", default="finetune,original", help="comma-separated methods it is paired with")
     a = p.parse_args(argv)
     groups = load(Path(a.results))
     if not groups:
         raise SystemExit(f"no full-size Table 1 rows under {a.results} (expected {', '.join(n for _, n in GROUPS)})")
+    print("# TMU Table 1 at full size: paired differences per seed group and pooled (issue 15)\n")
+    print(f"Built by `python benchmarks/tmu_table1_pooled.py --method {a.method} --others {a.others}` from the rows in "
+          f"{a.results} ({', '.join(n for _, n in GROUPS)}, tmu-ceiling.jsonl where present). Differences are "
+          f"{a.method} minus the other; p is the Wilcoxon signed-rank test's; 'detectable' is 2.8 · sd / √n (80 % "
+          "power, two-sided 5 %).\n")
     print("## Paired differences, per seed group and pooled\n")
-    print(table(groups))
+    print(table(groups, a.method, tuple(a.others.split(","))))
     print("\n## Means over all pooled units (95% bootstrap CI)\n")
     print(means(groups))
     return 0
