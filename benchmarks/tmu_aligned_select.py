@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -34,9 +32,9 @@ DEFAULT_METHODS = ("finetune.cpu", "tmu.predictor", "tmu.paper", "tmu.runner-up"
 
 
 def _rows(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    from oblivio.experiments.rows import read_results
+
+    return read_results(path, only_ok=False)  # the selection rows carry no status
 
 
 def run(out: Path, *, classes: list[int], seeds: list[int], methods: list[str], count: int, train_size: int,
@@ -47,6 +45,7 @@ def run(out: Path, *, classes: list[int], seeds: list[int], methods: list[str], 
     from oblivio.experiments.config import get_preset
     from oblivio.experiments.grid import Seeds
     from oblivio.experiments.pipeline import Experiment
+    from oblivio.experiments.rows import append_row
     from oblivio.methods import create_method
     from oblivio.methods.tmu.cache import MemoryTwinCache
     from oblivio.metrics.alignment import activation_distance, sample_agreement
@@ -98,10 +97,7 @@ def run(out: Path, *, classes: list[int], seeds: list[int], methods: list[str], 
                     row["hard_fraction"] = method.info.get("hard_fraction")
                     row["twin_rule_agreement"] = method.info.get("twin_rule_agreement")
                 row["gold_hard"] = int((gold_right == 0).sum())
-                with open(out, "a") as fh:
-                    fh.write(json.dumps(row, sort_keys=True) + "\n")
-                    fh.flush()
-                    os.fsync(fh.fileno())
+                append_row(out, row)
                 print(f"seed {seed} class {k} {name:14s} δ {100 * row['metrics']['delta_forget']:5.1f} "
                       f"agree {100 * row['metrics']['sample_agreement']:5.1f} (orig {100 * orig_agree:5.1f}) "
                       f"act {row['metrics']['activation_distance_l2']:.3f} test {100 * row['metrics']['acc_test']:.1f} "

@@ -24,18 +24,10 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
-import json
-import os
 import time
 from pathlib import Path
 
 CEILINGS = ("ceiling.count", "ceiling.labels")
-
-
-def _rows(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def oracle_decision(kind: str, *, margins, gold_right):
@@ -60,12 +52,13 @@ def run(out: Path, *, classes: list[int], base: int, replicates: int, count: int
     from oblivio.experiments.config import get_preset
     from oblivio.experiments.grid import Seeds
     from oblivio.experiments.pipeline import Experiment
+    from oblivio.experiments.rows import append_row, read_results
     from oblivio.methods import create_method
     from oblivio.methods.tmu.aligned import true_class_margin
     from oblivio.metrics.report import evaluate_unlearning
     from oblivio.training.evaluate import predict_logits
 
-    done = {r["key"] for r in _rows(out)}
+    done = {r["key"] for r in read_results(out, only_ok=False)}
     torch.set_num_threads(1)
     config = dataclasses.replace(get_preset(preset), train_size=train_size, seed=base)
     exp = Experiment(config, store=store, progress=False)
@@ -100,10 +93,7 @@ def run(out: Path, *, classes: list[int], base: int, replicates: int, count: int
                                                              "activation_distance_l2", "acc_test", "acc_retain",
                                                              "acc_forget", "gold_acc_test", "gold_acc_retain",
                                                              "gold_acc_forget") if x in m}}
-                with open(out, "a") as fh:  # one whole line per row, synced: a killed run loses at most the last
-                    fh.write(json.dumps(row, sort_keys=True) + "\n")
-                    fh.flush()
-                    os.fsync(fh.fileno())
+                append_row(out, row)  # one fsynced line per row: a killed run loses at most the cell it was on
                 mm = row["metrics"]
                 print(f"seed {s.train} class {k} {kind:15s} hard {row['predicted_hard']:3d} (gold {row['gold_hard']:3d}) "
                       f"δ {100 * mm['delta_forget']:5.1f} agree {100 * mm['sample_agreement']:5.1f} "

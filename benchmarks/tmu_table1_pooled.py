@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import statistics
 from collections import defaultdict
 from pathlib import Path
 
@@ -36,25 +37,20 @@ GROUPS = (("seeds 0-2", "tmu-table1-full.jsonl"), ("seeds 100-101", "tmu-table1-
 
 
 def _jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    from oblivio.experiments.rows import read_results
+
+    return read_results(path, only_ok=False)  # the selection script's rows carry no status
 
 
 def _bench_units(rows: list[dict]) -> dict[tuple, dict[str, dict]]:
-    """``{(train seed, class): {method: metrics}}`` from ``oblivio bench`` rows, with the original's measures (the
-    runner's ``original_*`` extras: δ from its forget accuracy, agreement, activation distance)."""
+    """``{(train seed, class): {method: metrics}}`` from ``oblivio bench`` rows, with the original's measures
+    (``stats.original_rows``: the "do nothing" pseudo-rows the bench report pairs with)."""
+    from oblivio.experiments.stats import original_rows
+
     units: dict[tuple, dict[str, dict]] = defaultdict(dict)
-    for r in rows:
-        if r.get("status", "ok") != "ok":
-            continue
-        m = r["metrics"]
-        u = (r["seeds"]["train"], r["forget_class"])
-        units[u][r["method"]] = m
-        if m.get("original_sample_agreement") is not None:
-            o = units[u].setdefault("original", {"delta_forget": abs(m["original_acc_forget"] - m["gold_acc_forget"]),
-                                                 "sample_agreement": m["original_sample_agreement"],
-                                                 "activation_distance_l2": None})
-            if o["activation_distance_l2"] is None:
-                o["activation_distance_l2"] = m.get("original_activation_distance_l2")
+    for r in [*rows, *({**o, "method": "original"} for o in original_rows(rows))]:
+        if r.get("status", "ok") == "ok":
+            units[(r["seeds"]["train"], r["forget_class"])][r["method"]] = r["metrics"]
     return units
 
 
@@ -94,6 +90,10 @@ def load(results: Path) -> dict[str, dict[tuple, dict[str, dict]]]:
     return out
 
 
+def _pooled(groups: dict[str, dict[tuple, dict[str, dict]]]) -> dict[tuple, dict[str, dict]]:
+    return {u: m for units in groups.values() for u, m in units.items()}
+
+
 def _paired(units: dict[tuple, dict[str, dict]], a: str, b: str, key: str, scale: float) -> list[float]:
     return [scale * (m[a][key] - m[b][key]) for m in units.values()
             if a in m and b in m and m[a].get(key) is not None and m[b].get(key) is not None]
@@ -103,9 +103,7 @@ def table(groups: dict[str, dict[tuple, dict[str, dict]]], a: str = "tmu",
           others: tuple[str, ...] = ("finetune", "original")) -> str:
     from oblivio.experiments.stats import paired_difference
 
-    pooled: dict[tuple, dict[str, dict]] = {}
-    for units in groups.values():
-        pooled.update(units)
+    pooled = _pooled(groups)
     lines = ["| units | comparison | measure | n | mean diff [95% CI] | p | sd of diffs | detectable at n (80%) "
              "| n the mean needs | direction |", "|---|---|---|---|---|---|---|---|---|---|"]
     for label, units in [*groups.items(), (f"all {len(pooled)} pooled", pooled)]:
@@ -115,7 +113,7 @@ def table(groups: dict[str, dict[tuple, dict[str, dict]]], a: str = "tmu",
                 if len(d) < 2:
                     continue
                 pc = paired_difference(d, [0.0] * len(d))
-                sd = float(sum((x - pc.mean_diff) ** 2 for x in d) / (len(d) - 1)) ** 0.5
+                sd = statistics.stdev(d)
                 mdd = 2.8 * sd / math.sqrt(len(d))
                 need = (2.8 * sd / abs(pc.mean_diff)) ** 2 if pc.mean_diff else math.inf
                 need_s = f"{math.ceil(need)}" if need <= 10_000 else "> 10,000"
@@ -131,9 +129,7 @@ def means(groups: dict[str, dict[tuple, dict[str, dict]]]) -> str:
     """Mean of each measure per method over the pooled units that have it."""
     from oblivio.experiments.stats import mean_ci
 
-    pooled: dict[tuple, dict[str, dict]] = {}
-    for units in groups.values():
-        pooled.update(units)
+    pooled = _pooled(groups)
     methods = list(dict.fromkeys(m for u in pooled.values() for m in u))
     lines = ["| method | units | " + " | ".join(n for n, *_ in MEASURES) + " |", "|---|---|---|---|---|"]
     for meth in methods:

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable, Iterator, Literal, Mapping, Sequence
 from .cell import _cell_task, _init_worker, _prepare, _ray_entry, _threads_in_process
 from .config import ExperimentConfig, get_preset
 from .grid import GOLD_METHOD, Cell, Grid
-from .rows import _append_row, read_results
+from .rows import append_row, read_results
 
 log = logging.getLogger("oblivio.runner")
 
@@ -199,7 +199,7 @@ class Runner:
             payloads = [self._payload(cell=c) for c in cells]
             for n, (i, row) in enumerate(run_map("_cell", payloads), 1):
                 row.setdefault("provenance", {})["backend"] = self.backend
-                _append_row(self.results, row)
+                append_row(self.results, row)
                 if row.get("status") == "ok":
                     self.new_rows.append(row)
                     m = row.get("metrics", {})

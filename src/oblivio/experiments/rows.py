@@ -40,7 +40,9 @@ def _clean(obj: Any) -> Any:
     return json_safe(obj, fallback=repr)
 
 
-def _append_row(path: Path, row: dict) -> None:
+def append_row(path: str | os.PathLike, row: dict) -> None:
+    """Append ``row`` as one JSON line (JSON-safe values, sorted keys), fsynced; a torn last line is ended first."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     line = json.dumps(_clean(row), sort_keys=True, allow_nan=False)
     with open(path, "a+b") as fh:
@@ -57,4 +59,4 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-__all__ = ["read_results"]
+__all__ = ["append_row", "read_results"]

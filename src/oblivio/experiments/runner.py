@@ -40,7 +40,7 @@ from .cell import (_EXPERIMENTS, _ORIGINALS, _WORKER_STATE, BULKY_INFO_KEYS, LAB
                    thread_counts)
 from .grid import (EVAL_SEED_OFFSET, GOLD_METHOD, RESULT_SCHEMA, UNLEARN_SEED_OFFSET, Cell, EvalOptions, Grid,
                    MethodSpec, Seeds)
-from .rows import _append_row, _clean, _now, read_results
+from .rows import _clean, _now, read_results
 
 __all__ = ["Cell", "EvalOptions", "GOLD_METHOD", "Grid", "MethodSpec", "Runner", "Seeds", "read_results",
            "run_cell", "run_grid"]
