@@ -16,12 +16,11 @@ seconds beside them.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
-
-import sys
-from pathlib import Path
 
 from oblivio.metrics.forget_quality import forget_quality
 
@@ -54,10 +53,14 @@ def main() -> None:
     max_diff = float(np.max(np.abs(fast.epsilons - ref)))
     kind = "one pass per threshold" if args.literal else "left ends batched"
     print(f"N = {args.models} models per side, {args.examples} examples, shift {args.shift}σ")
-    print(f"fast (sort + searchsorted): CPU {fast_cpu:8.3f} s  wall {fast_wall:8.3f} s  "
-          f"({1e3 * fast_cpu / args.examples:.2f} CPU ms / example)")
-    print(f"SPEC §8 oracle ({kind}): CPU {ref_cpu:8.3f} s  wall {ref_wall:8.3f} s  "
-          f"({1e3 * ref_cpu / args.examples:.2f} CPU ms / example)")
+    print(
+        f"fast (sort + searchsorted): CPU {fast_cpu:8.3f} s  wall {fast_wall:8.3f} s  "
+        f"({1e3 * fast_cpu / args.examples:.2f} CPU ms / example)"
+    )
+    print(
+        f"SPEC §8 oracle ({kind}): CPU {ref_cpu:8.3f} s  wall {ref_wall:8.3f} s  "
+        f"({1e3 * ref_cpu / args.examples:.2f} CPU ms / example)"
+    )
     print(f"speed-up (CPU): {ref_cpu / fast_cpu:.0f}x   max |Δε| = {max_diff:.3g}   F = {fast.forget_quality:.4f}")
     if max_diff > 1e-9:
         raise SystemExit("fast and reference ε disagree")

@@ -26,8 +26,17 @@ import sys
 import time
 from pathlib import Path
 
-DEFAULT_METHODS = ("finetune.cpu", "tmu.predictor", "tmu.paper", "tmu.runner-up", "tmu.kd", "tmu.margin", "tmu",
-                   "tmu.agree+kd", "tmu.predictor-agree")
+DEFAULT_METHODS = (
+    "finetune.cpu",
+    "tmu.predictor",
+    "tmu.paper",
+    "tmu.runner-up",
+    "tmu.kd",
+    "tmu.margin",
+    "tmu",
+    "tmu.agree+kd",
+    "tmu.predictor-agree",
+)
 """The candidates as registered since issue 15 (the committed rows used the names of their day: see docs)."""
 
 
@@ -37,8 +46,16 @@ def _rows(path: Path) -> list[dict]:
     return read_results(path, only_ok=False)  # the selection rows carry no status
 
 
-def run(out: Path, *, classes: list[int], seeds: list[int], methods: list[str], count: int, train_size: int,
-        store: str | None) -> None:
+def run(
+    out: Path,
+    *,
+    classes: list[int],
+    seeds: list[int],
+    methods: list[str],
+    count: int,
+    train_size: int,
+    store: str | None,
+) -> None:
     import torch
 
     from oblivio.experiments.analyses import label_accuracy
@@ -79,17 +96,51 @@ def run(out: Path, *, classes: list[int], seeds: list[int], methods: list[str], 
                 if hasattr(method, "twin_cache"):
                     method.twin_cache = cache
                 t0 = time.process_time()
-                model = method(original, forget=splits.forget, retain=splits.retain, holdout=splits.holdout,
-                               seed=s.unlearn, progress=False)
+                model = method(
+                    original,
+                    forget=splits.forget,
+                    retain=splits.retain,
+                    holdout=splits.holdout,
+                    seed=s.unlearn,
+                    progress=False,
+                )
                 cpu = time.process_time() - t0
-                m = evaluate_unlearning(model, forget=splits.forget, retain=splits.retain, test=splits.test, gold=gold,
-                                        mia=False, seed=s.eval)
-                row = {"key": key, "seed": seed, "forget_class": k, "count": count, "train_size": train_size,
-                       "method": name, "hparams": method.hparams(), "cpu_seconds": cpu,
-                       "original_sample_agreement": orig_agree, "original_activation_distance_l2": orig_act,
-                       "metrics": {x: float(m[x]) for x in ("delta_forget", "sample_agreement", "activation_distance_l2",
-                                                             "acc_test", "acc_retain", "acc_forget", "gold_acc_test",
-                                                             "gold_acc_retain", "gold_acc_forget") if x in m}}
+                m = evaluate_unlearning(
+                    model,
+                    forget=splits.forget,
+                    retain=splits.retain,
+                    test=splits.test,
+                    gold=gold,
+                    mia=False,
+                    seed=s.eval,
+                )
+                row = {
+                    "key": key,
+                    "seed": seed,
+                    "forget_class": k,
+                    "count": count,
+                    "train_size": train_size,
+                    "method": name,
+                    "hparams": method.hparams(),
+                    "cpu_seconds": cpu,
+                    "original_sample_agreement": orig_agree,
+                    "original_activation_distance_l2": orig_act,
+                    "metrics": {
+                        x: float(m[x])
+                        for x in (
+                            "delta_forget",
+                            "sample_agreement",
+                            "activation_distance_l2",
+                            "acc_test",
+                            "acc_retain",
+                            "acc_forget",
+                            "gold_acc_test",
+                            "gold_acc_retain",
+                            "gold_acc_forget",
+                        )
+                        if x in m
+                    },
+                }
                 predicted = method.info.get("predicted_labels")
                 if predicted is not None:
                     row["label_accuracy"] = label_accuracy(predicted, gold_right)
@@ -98,10 +149,13 @@ def run(out: Path, *, classes: list[int], seeds: list[int], methods: list[str], 
                     row["twin_rule_agreement"] = method.info.get("twin_rule_agreement")
                 row["gold_hard"] = int((gold_right == 0).sum())
                 append_row(out, row)
-                print(f"seed {seed} class {k} {name:14s} δ {100 * row['metrics']['delta_forget']:5.1f} "
-                      f"agree {100 * row['metrics']['sample_agreement']:5.1f} (orig {100 * orig_agree:5.1f}) "
-                      f"act {row['metrics']['activation_distance_l2']:.3f} test {100 * row['metrics']['acc_test']:.1f} "
-                      f"cpu {cpu:.1f}s", flush=True)
+                print(
+                    f"seed {seed} class {k} {name:14s} δ {100 * row['metrics']['delta_forget']:5.1f} "
+                    f"agree {100 * row['metrics']['sample_agreement']:5.1f} (orig {100 * orig_agree:5.1f}) "
+                    f"act {row['metrics']['activation_distance_l2']:.3f} test {100 * row['metrics']['acc_test']:.1f} "
+                    f"cpu {cpu:.1f}s",
+                    flush=True,
+                )
 
 
 def summary(path: Path) -> str:
@@ -119,12 +173,15 @@ def summary(path: Path) -> str:
     ref_name = "finetune.cpu" if "finetune.cpu" in by else "finetune"  # the committed rows: "finetune" = today's .cpu
     ref = by[ref_name]
     orig = [ref[c]["original_sample_agreement"] * 100 for c in cells]
-    lines = [f"{len(cells)} (seed, class) cells with every method; seeds {sorted({c[0] for c in cells})}. "
-             f"Mean [95% bootstrap CI]; δ, agreement and accuracies in points.", "",
-             "| method | δ | sample agreement | act. dist. L2 | ACC_test − gold | ACC_Dr − gold | decision label acc. "
-             "| agreement − fine-tune (p) | agreement − original (p) | δ − fine-tune (p) | act. − fine-tune (p) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|",
-             f"| original (no unlearning) | | {mean_ci(orig).format()} | | | | | | | | |"]
+    lines = [
+        f"{len(cells)} (seed, class) cells with every method; seeds {sorted({c[0] for c in cells})}. "
+        f"Mean [95% bootstrap CI]; δ, agreement and accuracies in points.",
+        "",
+        "| method | δ | sample agreement | act. dist. L2 | ACC_test − gold | ACC_Dr − gold | decision label acc. "
+        "| agreement − fine-tune (p) | agreement − original (p) | δ − fine-tune (p) | act. − fine-tune (p) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| original (no unlearning) | | {mean_ci(orig).format()} | | | | | | | | |",
+    ]
 
     def col(rs, f):
         return [f(rs[c]) for c in cells]
@@ -142,12 +199,17 @@ def summary(path: Path) -> str:
         la = [r.get("label_accuracy") for r in (rs[c] for c in cells) if r.get("label_accuracy") is not None]
         cmp = ["", "", "", ""]
         if name != ref_name:
-            cmp = [paired(a, col(ref, lambda r: r["metrics"]["sample_agreement"] * 100)), paired(a, orig),
-                   paired(d, col(ref, lambda r: r["metrics"]["delta_forget"] * 100)),
-                   paired(act, col(ref, lambda r: r["metrics"]["activation_distance_l2"]), digits=3)]
-        lines.append(f"| {name} | {mean_ci(d).format()} | {mean_ci(a).format()} | {mean_ci(act).format(digits=3)} | "
-                     f"{mean_ci(te).format()} | {mean_ci(re).format()} | "
-                     f"{mean_ci([x * 100 for x in la]).format() if la else ''} | " + " | ".join(cmp) + " |")
+            cmp = [
+                paired(a, col(ref, lambda r: r["metrics"]["sample_agreement"] * 100)),
+                paired(a, orig),
+                paired(d, col(ref, lambda r: r["metrics"]["delta_forget"] * 100)),
+                paired(act, col(ref, lambda r: r["metrics"]["activation_distance_l2"]), digits=3),
+            ]
+        lines.append(
+            f"| {name} | {mean_ci(d).format()} | {mean_ci(a).format()} | {mean_ci(act).format(digits=3)} | "
+            f"{mean_ci(te).format()} | {mean_ci(re).format()} | "
+            f"{mean_ci([x * 100 for x in la]).format() if la else ''} | " + " | ".join(cmp) + " |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -167,8 +229,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    run(out, classes=[int(c) for c in a.classes.split(",")], seeds=[int(s) for s in a.seeds.split(",")],
-        methods=a.methods.split(","), count=a.count, train_size=a.train_size, store=a.store)
+    run(
+        out,
+        classes=[int(c) for c in a.classes.split(",")],
+        seeds=[int(s) for s in a.seeds.split(",")],
+        methods=a.methods.split(","),
+        count=a.count,
+        train_size=a.train_size,
+        store=a.store,
+    )
     return 0
 
 

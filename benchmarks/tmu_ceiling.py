@@ -45,8 +45,17 @@ def oracle_decision(kind: str, *, margins, gold_right):
     raise ValueError(f"unknown ceiling {kind!r}; expected one of {CEILINGS}")
 
 
-def run(out: Path, *, classes: list[int], base: int, replicates: int, count: int, train_size: int,
-        store: str | None, preset: str) -> None:
+def run(
+    out: Path,
+    *,
+    classes: list[int],
+    base: int,
+    replicates: int,
+    count: int,
+    train_size: int,
+    store: str | None,
+    preset: str,
+) -> None:
     import torch
 
     from oblivio.experiments.config import get_preset
@@ -80,24 +89,59 @@ def run(out: Path, *, classes: list[int], base: int, replicates: int, count: int
                 method.info = {}
                 predicted = oracle_decision(kind, margins=margins, gold_right=gold_right)
                 t0 = time.process_time()
-                model = method.aligned_unlearn(copy.deepcopy(original), forget=splits.forget, retain=splits.retain,
-                                               predicted=predicted, seed=s.unlearn)
+                model = method.aligned_unlearn(
+                    copy.deepcopy(original),
+                    forget=splits.forget,
+                    retain=splits.retain,
+                    predicted=predicted,
+                    seed=s.unlearn,
+                )
                 cpu = time.process_time() - t0
-                m = evaluate_unlearning(model, forget=splits.forget, retain=splits.retain, test=splits.test,
-                                        gold=gold, mia=False, seed=s.eval)
-                row = {"key": key, "method": kind, "scenario": scenario, "seeds": s.as_dict(), "forget_class": k,
-                       "count": count, "train_size": train_size, "cpu_seconds": cpu,
-                       "predicted_hard": int((predicted == 0).sum()), "gold_hard": int((gold_right == 0).sum()),
-                       "decision_label_accuracy": float((predicted == gold_right).double().mean()),
-                       "metrics": {x: float(m[x]) for x in ("delta_forget", "sample_agreement",
-                                                             "activation_distance_l2", "acc_test", "acc_retain",
-                                                             "acc_forget", "gold_acc_test", "gold_acc_retain",
-                                                             "gold_acc_forget") if x in m}}
+                m = evaluate_unlearning(
+                    model,
+                    forget=splits.forget,
+                    retain=splits.retain,
+                    test=splits.test,
+                    gold=gold,
+                    mia=False,
+                    seed=s.eval,
+                )
+                row = {
+                    "key": key,
+                    "method": kind,
+                    "scenario": scenario,
+                    "seeds": s.as_dict(),
+                    "forget_class": k,
+                    "count": count,
+                    "train_size": train_size,
+                    "cpu_seconds": cpu,
+                    "predicted_hard": int((predicted == 0).sum()),
+                    "gold_hard": int((gold_right == 0).sum()),
+                    "decision_label_accuracy": float((predicted == gold_right).double().mean()),
+                    "metrics": {
+                        x: float(m[x])
+                        for x in (
+                            "delta_forget",
+                            "sample_agreement",
+                            "activation_distance_l2",
+                            "acc_test",
+                            "acc_retain",
+                            "acc_forget",
+                            "gold_acc_test",
+                            "gold_acc_retain",
+                            "gold_acc_forget",
+                        )
+                        if x in m
+                    },
+                }
                 append_row(out, row)  # one fsynced line per row: a killed run loses at most the cell it was on
                 mm = row["metrics"]
-                print(f"seed {s.train} class {k} {kind:15s} hard {row['predicted_hard']:3d} (gold {row['gold_hard']:3d}) "
-                      f"δ {100 * mm['delta_forget']:5.1f} agree {100 * mm['sample_agreement']:5.1f} "
-                      f"act {mm['activation_distance_l2']:.3f} cpu {cpu:.1f}s", flush=True)
+                print(
+                    f"seed {s.train} class {k} {kind:15s} hard {row['predicted_hard']:3d} (gold {row['gold_hard']:3d}) "
+                    f"δ {100 * mm['delta_forget']:5.1f} agree {100 * mm['sample_agreement']:5.1f} "
+                    f"act {mm['activation_distance_l2']:.3f} cpu {cpu:.1f}s",
+                    flush=True,
+                )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,8 +157,16 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    run(out, classes=[int(c) for c in a.classes.split(",")], base=a.seed, replicates=a.replicates, count=a.count,
-        train_size=a.train_size, store=a.store, preset=a.preset)
+    run(
+        out,
+        classes=[int(c) for c in a.classes.split(",")],
+        base=a.seed,
+        replicates=a.replicates,
+        count=a.count,
+        train_size=a.train_size,
+        store=a.store,
+        preset=a.preset,
+    )
     return 0
 
 

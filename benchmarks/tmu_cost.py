@@ -41,9 +41,17 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     command = "python benchmarks/tmu_cost.py " + shlex.join(sys.argv[1:])
     print(f"reproduce with: {command}", flush=True)
-    result = run_tmu_cost(args.preset, out=args.out, classes=[int(c) for c in args.classes.split(",")],
-                          count=args.count, versions=args.versions, store=args.store, before=args.before,
-                          json_path=args.json, command=command)
+    result = run_tmu_cost(
+        args.preset,
+        out=args.out,
+        classes=[int(c) for c in args.classes.split(",")],
+        count=args.count,
+        versions=args.versions,
+        store=args.store,
+        before=args.before,
+        json_path=args.json,
+        command=command,
+    )
     for table in result["tables"]:
         print(f"\n{table.to_text()}")
 

@@ -32,14 +32,28 @@ def main() -> None:
         splits = exp.unlearning_splits(f"class-subset:{k}:100", seed=0)
         tmu = create_method("tmu")
         wall, cpu = time.perf_counter(), time.process_time()
-        model = tmu(original, forget=splits.forget, retain=splits.retain, holdout=splits.holdout, seed=UNLEARN_SEED,
-                    progress=False)
+        model = tmu(
+            original,
+            forget=splits.forget,
+            retain=splits.retain,
+            holdout=splits.holdout,
+            seed=UNLEARN_SEED,
+            progress=False,
+        )
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         correct = (predict_logits(model, splits.forget).argmax(1) == splits.forget.labels).long().tolist()
         acc_test = float((predict_logits(model, splits.test).argmax(1) == splits.test.labels).float().mean())
-        row = {"cls": k, "wall": wall, "cpu": cpu, "correct": correct, "acc_test": acc_test,
-               **{key: tmu.info.get(key) for key in ("twin_epochs", "unlearn_epochs", "predicted_easy",
-                                                     "predicted_hard", "twin_size", "n_twins")}}
+        row = {
+            "cls": k,
+            "wall": wall,
+            "cpu": cpu,
+            "correct": correct,
+            "acc_test": acc_test,
+            **{
+                key: tmu.info.get(key)
+                for key in ("twin_epochs", "unlearn_epochs", "predicted_easy", "predicted_hard", "twin_size", "n_twins")
+            },
+        }
         print(json.dumps({key: v for key, v in row.items() if key != "correct"}), flush=True)
         rows.append(row)
     with open(sys.argv[1], "w") as fh:

@@ -59,14 +59,27 @@ def publish(results: list[str], *, out: Path = DOCS_RESULTS, stem: str = "tmu-ta
     from oblivio.experiments.bench import TMU_TABLE1_METHODS
 
     order = {(m if isinstance(m, str) else m.get("label") or m["name"]): i for i, m in enumerate(TMU_TABLE1_METHODS)}
-    ordered = sorted(rows.values(), key=lambda r: (r.get("forget_class") or 0, (r.get("seeds") or {}).get("train", 0),
-                                                   order.get(r.get("method"), len(order))))
+    ordered = sorted(
+        rows.values(),
+        key=lambda r: (
+            r.get("forget_class") or 0,
+            (r.get("seeds") or {}).get("train", 0),
+            order.get(r.get("method"), len(order)),
+        ),
+    )
     out.mkdir(parents=True, exist_ok=True)
     lines = "".join(json.dumps(r, sort_keys=True, allow_nan=False) + "\n" for r in ordered)
     _atomic_write(out / f"{stem}.jsonl", lines.encode("utf-8"))
     intro = list(intro) + [f"Rows: docs/results/{stem}.jsonl (rebuild: oblivio report docs/results/{stem}.jsonl)."]
-    write_report(ordered, out, title="oblivio benchmark: tmu-table1 (multi-seed, with controls)", tables=TABLES,
-                 intro=intro, plots=True, stem=stem)
+    write_report(
+        ordered,
+        out,
+        title="oblivio benchmark: tmu-table1 (multi-seed, with controls)",
+        tables=TABLES,
+        intro=intro,
+        plots=True,
+        stem=stem,
+    )
     for i, (caption, png) in enumerate(build_figures(ordered, keys=TABLES)):
         _atomic_write(out / f"{stem}-fig{i + 1}.png", png)
         print(f"figure {i + 1}: {caption}")
@@ -97,25 +110,40 @@ def alignment_figure(rows: list[dict]) -> bytes:
     points = {}
     for name, rs in by.items():
         m = [r["metrics"] for r in rs]
-        points[name] = (mean_ci([x.get("sample_agreement") for x in m]), mean_ci([x.get("delta_forget") for x in m]),
-                        mean_ci([x.get("activation_distance_l2") for x in m]))
+        points[name] = (
+            mean_ci([x.get("sample_agreement") for x in m]),
+            mean_ci([x.get("delta_forget") for x in m]),
+            mean_ci([x.get("activation_distance_l2") for x in m]),
+        )
     # the original model, once per pairing unit (stats.original_rows: the "do nothing" pseudo-rows)
     orig = [o["metrics"] for o in original_rows(rows)]
     acts = [m.get("activation_distance_l2") for m in orig if m.get("activation_distance_l2") is not None]
-    points["original (no unlearning)"] = (mean_ci([m.get("sample_agreement") for m in orig]),
-                                          mean_ci([m.get("delta_forget") for m in orig]), mean_ci(acts) if acts else None)
+    points["original (no unlearning)"] = (
+        mean_ci([m.get("sample_agreement") for m in orig]),
+        mean_ci([m.get("delta_forget") for m in orig]),
+        mean_ci(acts) if acts else None,
+    )
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.6))
     colours = {name: plt.get_cmap("tab10")(i % 10) for i, name in enumerate(points)}
-    for ax, j, label in ((axes[0], 1, "δ = |ACC_Df(M_u) − ACC_Df(M_g)| (points)"),
-                         (axes[1], 2, "activation distance L2 to gold on D_f")):
+    for ax, j, label in (
+        (axes[0], 1, "δ = |ACC_Df(M_u) − ACC_Df(M_g)| (points)"),
+        (axes[1], 2, "activation distance L2 to gold on D_f"),
+    ):
         for name, pt in points.items():
             a, y = pt[0], pt[j]
             if y is None or a.n == 0 or y.n == 0:
                 continue
             scale = 100 if j == 1 else 1
-            ax.errorbar(a.mean * 100, y.mean * scale, xerr=[[100 * (a.mean - a.low)], [100 * (a.high - a.mean)]],
-                        yerr=[[scale * (y.mean - y.low)], [scale * (y.high - y.mean)]], fmt="o", capsize=3,
-                        label=name, color=colours[name])
+            ax.errorbar(
+                a.mean * 100,
+                y.mean * scale,
+                xerr=[[100 * (a.mean - a.low)], [100 * (a.high - a.mean)]],
+                yerr=[[scale * (y.mean - y.low)], [scale * (y.high - y.mean)]],
+                fmt="o",
+                capsize=3,
+                label=name,
+                color=colours[name],
+            )
         ax.set_xlabel("sample agreement with gold on D_f (%)")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
@@ -135,8 +163,11 @@ if __name__ == "__main__":
         p = argparse.ArgumentParser(description="copy finished Table-1 rows and their report into docs/results/")
         p.add_argument("--publish", nargs="+", required=True, metavar="RESULTS.jsonl")
         p.add_argument("--note", action="append", default=[], help="a line for the report's introduction")
-        p.add_argument("--stem", default="tmu-table1",
-                       help="file stem under docs/results/ (e.g. tmu-table1-full for the full-size run)")
+        p.add_argument(
+            "--stem",
+            default="tmu-table1",
+            help="file stem under docs/results/ (e.g. tmu-table1-full for the full-size run)",
+        )
         args = p.parse_args()
         publish(args.publish, intro=args.note, stem=args.stem)
     else:

@@ -29,11 +29,16 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-MEASURES = (("δ (points)", "delta_forget", 100.0, 1, "lower"),
-            ("sample agreement (points)", "sample_agreement", 100.0, 1, "higher"),
-            ("activation distance L2", "activation_distance_l2", 1.0, 3, "lower"))
-GROUPS = (("seeds 0-2", "tmu-table1-full.jsonl"), ("seeds 100-101", "tmu-table1-full-replication.jsonl"),
-          ("seeds 200-202 (fresh)", "tmu-table1-full-fresh.jsonl"))
+MEASURES = (
+    ("δ (points)", "delta_forget", 100.0, 1, "lower"),
+    ("sample agreement (points)", "sample_agreement", 100.0, 1, "higher"),
+    ("activation distance L2", "activation_distance_l2", 1.0, 3, "lower"),
+)
+GROUPS = (
+    ("seeds 0-2", "tmu-table1-full.jsonl"),
+    ("seeds 100-101", "tmu-table1-full-replication.jsonl"),
+    ("seeds 200-202 (fresh)", "tmu-table1-full-fresh.jsonl"),
+)
 
 
 def _jsonl(path: Path) -> list[dict]:
@@ -61,9 +66,11 @@ def _select_units(rows: list[dict], original_acc: dict[str, float]) -> dict[tupl
         u = (r["seed"], r["forget_class"])
         m = r["metrics"]
         units[u][r["method"]] = m
-        units[u]["original"] = {"delta_forget": abs(original_acc[f"{u[0]}:{u[1]}"] - m["gold_acc_forget"]),
-                                "sample_agreement": r["original_sample_agreement"],
-                                "activation_distance_l2": r["original_activation_distance_l2"]}
+        units[u]["original"] = {
+            "delta_forget": abs(original_acc[f"{u[0]}:{u[1]}"] - m["gold_acc_forget"]),
+            "sample_agreement": r["original_sample_agreement"],
+            "activation_distance_l2": r["original_activation_distance_l2"],
+        }
     return units
 
 
@@ -95,17 +102,24 @@ def _pooled(groups: dict[str, dict[tuple, dict[str, dict]]]) -> dict[tuple, dict
 
 
 def _paired(units: dict[tuple, dict[str, dict]], a: str, b: str, key: str, scale: float) -> list[float]:
-    return [scale * (m[a][key] - m[b][key]) for m in units.values()
-            if a in m and b in m and m[a].get(key) is not None and m[b].get(key) is not None]
+    return [
+        scale * (m[a][key] - m[b][key])
+        for m in units.values()
+        if a in m and b in m and m[a].get(key) is not None and m[b].get(key) is not None
+    ]
 
 
-def table(groups: dict[str, dict[tuple, dict[str, dict]]], a: str = "tmu",
-          others: tuple[str, ...] = ("finetune", "original")) -> str:
+def table(
+    groups: dict[str, dict[tuple, dict[str, dict]]], a: str = "tmu", others: tuple[str, ...] = ("finetune", "original")
+) -> str:
     from oblivio.experiments.stats import paired_difference
 
     pooled = _pooled(groups)
-    lines = ["| units | comparison | measure | n | mean diff [95% CI] | p | sd of diffs | detectable at n (80%) "
-             "| n the mean needs | direction |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| units | comparison | measure | n | mean diff [95% CI] | p | sd of diffs | detectable at n (80%) "
+        "| n the mean needs | direction |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for label, units in [*groups.items(), (f"all {len(pooled)} pooled", pooled)]:
         for b in others:
             for name, key, scale, digits, direction in MEASURES:
@@ -119,9 +133,11 @@ def table(groups: dict[str, dict[tuple, dict[str, dict]]], a: str = "tmu",
                 need_s = f"{math.ceil(need)}" if need <= 10_000 else "> 10,000"
                 good = (pc.mean_diff < 0) == (direction == "lower") and pc.mean_diff != 0
                 f = f"{{:+.{digits}f}}"
-                lines.append(f"| {label} | {a} − {b} | {name} | {len(d)} | {f.format(pc.mean_diff)} "
-                             f"[{f.format(pc.low)}, {f.format(pc.high)}] | {pc.p_value:.3g} | {sd:.{digits + 1}f} | "
-                             f"{mdd:.{digits + 1}f} | {need_s} | {'toward gold' if good else 'away from gold'} |")
+                lines.append(
+                    f"| {label} | {a} − {b} | {name} | {len(d)} | {f.format(pc.mean_diff)} "
+                    f"[{f.format(pc.low)}, {f.format(pc.high)}] | {pc.p_value:.3g} | {sd:.{digits + 1}f} | "
+                    f"{mdd:.{digits + 1}f} | {need_s} | {'toward gold' if good else 'away from gold'} |"
+                )
     return "\n".join(lines) + "\n"
 
 
@@ -152,10 +168,12 @@ def main(argv: list[str] | None = None) -> int:
     if not groups:
         raise SystemExit(f"no full-size Table 1 rows under {a.results} (expected {', '.join(n for _, n in GROUPS)})")
     print("# TMU Table 1 at full size: paired differences per seed group and pooled (issue 15)\n")
-    print(f"Built by `python benchmarks/tmu_table1_pooled.py --method {a.method} --others {a.others}` from the rows in "
-          f"{a.results} ({', '.join(n for _, n in GROUPS)}, tmu-ceiling.jsonl where present). Differences are "
-          f"{a.method} minus the other; p is the Wilcoxon signed-rank test's; 'detectable' is 2.8 · sd / √n (80 % "
-          "power, two-sided 5 %).\n")
+    print(
+        f"Built by `python benchmarks/tmu_table1_pooled.py --method {a.method} --others {a.others}` from the rows in "
+        f"{a.results} ({', '.join(n for _, n in GROUPS)}, tmu-ceiling.jsonl where present). Differences are "
+        f"{a.method} minus the other; p is the Wilcoxon signed-rank test's; 'detectable' is 2.8 · sd / √n (80 % "
+        "power, two-sided 5 %).\n"
+    )
     print("## Paired differences, per seed group and pooled\n")
     print(table(groups, a.method, tuple(a.others.split(","))))
     print("\n## Means over all pooled units (95% bootstrap CI)\n")

@@ -23,10 +23,14 @@ def main() -> None:
     parser.add_argument("--preset", default="cpu")
     parser.add_argument("--ratios", default="0.05,0.1", help="forget ratios (random:p requests)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--method", default="two-stage", help="two-stage or one of its named variants "
-                        "(two-stage.max, two-stage.softmax, two-stage.recipe-sgd)")
-    parser.add_argument("--grad-clip", type=float, default=None,
-                        help="retraining gradient-norm clip (default: the method's, 5)")
+    parser.add_argument(
+        "--method",
+        default="two-stage",
+        help="two-stage or one of its named variants (two-stage.max, two-stage.softmax, two-stage.recipe-sgd)",
+    )
+    parser.add_argument(
+        "--grad-clip", type=float, default=None, help="retraining gradient-norm clip (default: the method's, 5)"
+    )
     args = parser.parse_args()
     exp = Experiment(args.preset, progress=False)
     original = exp.original()
@@ -35,18 +39,24 @@ def main() -> None:
         splits = exp.unlearning_splits(f"random:{ratio:g}", seed=args.seed)
         clip = {} if args.grad_clip is None else {"grad_clip": args.grad_clip}
         method = create_method(args.method, recipe=exp.config.recipe, **clip)
-        _, _, cmp = saving_point_comparison(original, forget=splits.forget, retain=splits.retain,
-                                            holdout=splits.holdout, method=method, seed=args.seed)
-        rows.append({
-            "forget ratio": f"{ratio:.0%}",
-            "two-stage saving point": f"{cmp.two_stage_saving_point}/{cmp.two_stage_epochs}",
-            "scratch saving point": f"{cmp.scratch_saving_point}/{cmp.scratch_epochs}",
-            "two-stage val acc": 100 * cmp.two_stage_val_acc, "scratch val acc": 100 * cmp.scratch_val_acc,
-            "neutralisation epochs": cmp.neutralisation_epochs,
-            "two-stage s": cmp.two_stage_seconds,
-            "two-stage ACC_Df (id/hflip/vflip/crop)": "/".join(f"{100 * v:.1f}" for v in cmp.two_stage_tta.values()),
-            "scratch ACC_Df (id/hflip/vflip/crop)": "/".join(f"{100 * v:.1f}" for v in cmp.scratch_tta.values()),
-        })
+        _, _, cmp = saving_point_comparison(
+            original, forget=splits.forget, retain=splits.retain, holdout=splits.holdout, method=method, seed=args.seed
+        )
+        rows.append(
+            {
+                "forget ratio": f"{ratio:.0%}",
+                "two-stage saving point": f"{cmp.two_stage_saving_point}/{cmp.two_stage_epochs}",
+                "scratch saving point": f"{cmp.scratch_saving_point}/{cmp.scratch_epochs}",
+                "two-stage val acc": 100 * cmp.two_stage_val_acc,
+                "scratch val acc": 100 * cmp.scratch_val_acc,
+                "neutralisation epochs": cmp.neutralisation_epochs,
+                "two-stage s": cmp.two_stage_seconds,
+                "two-stage ACC_Df (id/hflip/vflip/crop)": "/".join(
+                    f"{100 * v:.1f}" for v in cmp.two_stage_tta.values()
+                ),
+                "scratch ACC_Df (id/hflip/vflip/crop)": "/".join(f"{100 * v:.1f}" for v in cmp.scratch_tta.values()),
+            }
+        )
     print(f"preset {args.preset}: {exp.describe()}; chance = {100 / exp.data.num_classes:.1f}%")
     print_table(rows, list(rows[0]))
 

@@ -32,10 +32,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-_MEASURE = ("<script>document.title = JSON.stringify({scrollWidth: document.documentElement.scrollWidth, "
-            "clientWidth: document.documentElement.clientWidth, scrollHeight: document.documentElement.scrollHeight, "
-            "tables: document.querySelectorAll('table').length, "
-            "wrapped: document.querySelectorAll('.table-wrap > table').length});</script>")
+_MEASURE = (
+    "<script>document.title = JSON.stringify({scrollWidth: document.documentElement.scrollWidth, "
+    "clientWidth: document.documentElement.clientWidth, scrollHeight: document.documentElement.scrollHeight, "
+    "tables: document.querySelectorAll('table').length, "
+    "wrapped: document.querySelectorAll('.table-wrap > table').length});</script>"
+)
 
 
 def find_chromium() -> str | None:
@@ -48,8 +50,15 @@ def find_chromium() -> str | None:
 
 
 def _run(browser: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
-             "--disable-dev-shm-usage", "--force-device-scale-factor=1"]
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--hide-scrollbars",
+        "--no-first-run",
+        "--disable-dev-shm-usage",
+        "--force-device-scale-factor=1",
+    ]
     return subprocess.run([browser, *flags, *args], capture_output=True, text=True, timeout=timeout, check=False)
 
 
@@ -87,7 +96,7 @@ def measure(browser: str, page: Path, *, width: int) -> dict:
         raise RuntimeError(f"chromium gave no DOM for {page} (exit {res.returncode}): {res.stderr[-500:]}")
     import html
 
-    return json.loads(html.unescape(res.stdout[start + len("<title>"):end]))
+    return json.loads(html.unescape(res.stdout[start + len("<title>") : end]))
 
 
 def ink(png: Path, *, threshold: int = 24) -> tuple[float, tuple[int, int, int, int] | None, tuple[int, int]]:
@@ -97,7 +106,7 @@ def ink(png: Path, *, threshold: int = 24) -> tuple[float, tuple[int, int, int, 
 
     img = np.asarray(Image.open(png).convert("RGB")).astype(np.int16)
     background = img[0, 0]
-    mask = (np.abs(img - background).max(axis=2) > threshold)
+    mask = np.abs(img - background).max(axis=2) > threshold
     h, w = mask.shape
     if not mask.any():
         return 0.0, None, (w, h)
@@ -105,16 +114,25 @@ def ink(png: Path, *, threshold: int = 24) -> tuple[float, tuple[int, int, int, 
     return float(mask.mean()), (int(cols[0]), int(rows[0]), int(cols[-1]), int(rows[-1])), (w, h)
 
 
-def check_page(browser: str, page: Path, *, width: int = 1280, out_dir: Path | None = None,
-               min_ink: float = 0.002, min_fill: float = 0.75) -> PageCheck:
+def check_page(
+    browser: str,
+    page: Path,
+    *,
+    width: int = 1280,
+    out_dir: Path | None = None,
+    min_ink: float = 0.002,
+    min_fill: float = 0.75,
+) -> PageCheck:
     """Measure, screenshot and judge one HTML page (see the module docstring)."""
     result = PageCheck(str(page), width)
     m = measure(browser, page, width=width)
     result.scroll_width, result.scroll_height = int(m["scrollWidth"]), int(m["scrollHeight"])
     result.tables, result.wrapped = int(m["tables"]), int(m["wrapped"])
     if result.scroll_width > int(m["clientWidth"]):
-        result.problems.append(f"the page is {result.scroll_width} px wide in a {m['clientWidth']} px window: "
-                               "content runs off the page sideways")
+        result.problems.append(
+            f"the page is {result.scroll_width} px wide in a {m['clientWidth']} px window: "
+            "content runs off the page sideways"
+        )
     height = min(max(result.scroll_height, 200), 16000)
     out_dir = out_dir or Path(tempfile.mkdtemp(prefix="oblivio-html-"))
     shot = out_dir / (page.stem + f"-{page.parent.name}.png")
@@ -145,17 +163,34 @@ def demo_report(out_dir: Path) -> Path:
     for k in range(3):
         for m_i, m in enumerate(methods):
             for s in range(2):
-                rows.append({"status": "ok", "method": m, "forget_class": k, "forget_class_name": f"class {k}",
-                             "scenario": f"class-subset:{k}:100", "seeds": {"train": s, "gold": s, "request": s},
-                             "metrics": {"acc_test": 0.9 - 0.01 * m_i, "acc_forget": 0.8 - 0.05 * m_i,
-                                         "acc_retain": 0.95, "gold_acc_test": 0.9, "gold_acc_forget": 0.7,
-                                         "gold_acc_retain": 0.95, "delta_forget": abs(0.1 - 0.05 * m_i),
-                                         "activation_distance_l2": 0.2, "mia_loss_lr_acc": 0.5,
-                                         "gold_mia_loss_lr_acc": 0.5, "mia_salun_efficacy": 0.4,
-                                         "gold_mia_salun_efficacy": 0.4},
-                             "cost": {"method_seconds": 2.0, "rte": 0.1}})
-    files = write_report(rows, out_dir, title="oblivio report: synthetic wide tables", tables=["tmu-table1", "summary"],
-                         plots=False)
+                rows.append(
+                    {
+                        "status": "ok",
+                        "method": m,
+                        "forget_class": k,
+                        "forget_class_name": f"class {k}",
+                        "scenario": f"class-subset:{k}:100",
+                        "seeds": {"train": s, "gold": s, "request": s},
+                        "metrics": {
+                            "acc_test": 0.9 - 0.01 * m_i,
+                            "acc_forget": 0.8 - 0.05 * m_i,
+                            "acc_retain": 0.95,
+                            "gold_acc_test": 0.9,
+                            "gold_acc_forget": 0.7,
+                            "gold_acc_retain": 0.95,
+                            "delta_forget": abs(0.1 - 0.05 * m_i),
+                            "activation_distance_l2": 0.2,
+                            "mia_loss_lr_acc": 0.5,
+                            "gold_mia_loss_lr_acc": 0.5,
+                            "mia_salun_efficacy": 0.4,
+                            "gold_mia_salun_efficacy": 0.4,
+                        },
+                        "cost": {"method_seconds": 2.0, "rte": 0.1},
+                    }
+                )
+    files = write_report(
+        rows, out_dir, title="oblivio report: synthetic wide tables", tables=["tmu-table1", "summary"], plots=False
+    )
     return Path(files.html)
 
 
@@ -168,8 +203,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     browser = find_chromium()
     if browser is None:
-        print("check_html_reports: no chromium found; install it with `apt-get install -y chromium` "
-              "(or `make html-check`)", file=sys.stderr)
+        print(
+            "check_html_reports: no chromium found; install it with `apt-get install -y chromium` "
+            "(or `make html-check`)",
+            file=sys.stderr,
+        )
         return 2
     out_dir = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="oblivio-html-"))
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -186,9 +224,11 @@ def main(argv: list[str] | None = None) -> int:
             continue
         r = check_page(browser, page, width=args.width, out_dir=out_dir)
         status = "ok  " if r.ok else "FAIL"
-        print(f"{status} {page}: {r.scroll_width} px wide in a {args.width} px window, {r.tables} table(s) "
-              f"({r.wrapped} in a scrolling container), {100 * r.ink_fraction:.1f}% ink, content box {r.ink_box} "
-              f"of {r.image_size}; screenshot {r.screenshot}")
+        print(
+            f"{status} {page}: {r.scroll_width} px wide in a {args.width} px window, {r.tables} table(s) "
+            f"({r.wrapped} in a scrolling container), {100 * r.ink_fraction:.1f}% ink, content box {r.ink_box} "
+            f"of {r.image_size}; screenshot {r.screenshot}"
+        )
         for p in r.problems:
             print(f"     - {p}")
         failed += not r.ok

@@ -55,6 +55,7 @@ class _Diverges(UnlearningMethod):
 
 # -- the ledger tests' methods ------------------------------------------------------------------------------------
 
+
 @_register("test-ledger-sgd")
 @dataclass(kw_only=True)
 class OneStep(UnlearningMethod):
@@ -91,6 +92,7 @@ class Gated(UnlearningMethod):
 
 # -- the attack tests' methods ------------------------------------------------------------------------------------
 
+
 @_register("test-attack-sgd")
 @dataclass(kw_only=True)
 class AttackOneStep(UnlearningMethod):
@@ -119,6 +121,7 @@ class AttackDiverges(_Diverges):
 
 
 # -- fixtures (imported by tests/ledger/conftest.py and tests/attacks/conftest.py) -----------------------------------
+
 
 @pytest.fixture(scope="session")
 def ledger_store(tmp_path_factory):
@@ -159,8 +162,11 @@ def cli(tiny_experiment, ledger_store, capsys):
     from oblivio.cli import main
 
     def run(*argv, experiment=True):
-        extra = [] if not experiment else ["--preset", "tiny", "--store", str(ledger_store), "--device", "cpu",
-                                           "--no-progress"]
+        extra = (
+            []
+            if not experiment
+            else ["--preset", "tiny", "--store", str(ledger_store), "--device", "cpu", "--no-progress"]
+        )
         code = main([*argv, *extra])
         out = capsys.readouterr()
         return code, out.out, out.err

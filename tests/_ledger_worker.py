@@ -24,6 +24,7 @@ def main() -> int:
     workdir, store, method, hparams = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
     kill_at = sys.argv[5] if len(sys.argv) > 5 else None
     if kill_at:
+
         def hook(stage: str) -> None:
             if stage == kill_at:
                 os.kill(os.getpid(), signal.SIGKILL)

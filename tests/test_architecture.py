@@ -17,12 +17,16 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "oblivio"
 LAYERS: dict[str, int] = {
     "cli": 0,
     "ledger": 1,
-    "experiments": 2, "api": 2,
+    "experiments": 2,
+    "api": 2,
     "methods": 3,
     "metrics": 4,
-    "training": 5, "scenarios": 5,
-    "data": 6, "models": 6,
-    "utils": 7, "registry": 7,
+    "training": 5,
+    "scenarios": 5,
+    "data": 6,
+    "models": 6,
+    "utils": 7,
+    "registry": 7,
 }
 """Rank of each top-level unit of ``oblivio`` (a package or a module): a unit may import units of its own rank or
 a higher number, never a lower one. ``oblivio/__init__.py`` and ``__main__.py`` sit above all and may import
@@ -35,7 +39,9 @@ KNOWN_UPWARD_IMPORTS: set[tuple[str, str]] = set()
 
 KNOWN_CYCLES: set[frozenset[str]] = set()
 
-MAX_LINES = 450
+MAX_LINES = 600
+"""Counted on ruff-formatted code (120 columns), which spreads a long call over several lines: the 450 lines of
+the hand-formatted house became about 1.3 times as many without any module gaining a job (issue 25)."""
 KNOWN_LONG_MODULES: set[str] = set()  # issue 14 split them all; do not add to this: split the module instead
 
 
@@ -62,7 +68,7 @@ def _imports(name: str) -> list[tuple[str, tuple[str, ...], int]]:
             out += [(a.name, (), node.lineno) for a in node.names if a.name.split(".")[0] == "oblivio"]
         elif isinstance(node, ast.ImportFrom):
             if node.level:
-                base = package[:len(package) - (node.level - 1)]
+                base = package[: len(package) - (node.level - 1)]
                 target = ".".join(base + ([node.module] if node.module else []))
             else:
                 target = node.module or ""
@@ -121,8 +127,9 @@ def test_a_planted_upward_import_is_caught():
         extra = [("oblivio.experiments.runner", (), 1)] if name == "oblivio.metrics.alignment" else []
         return _imports(name) + extra
 
-    assert upward_imports(with_plant) == ["oblivio.metrics.alignment:1 imports oblivio.experiments.runner "
-                                "(experiments is above metrics)"]
+    assert upward_imports(with_plant) == [
+        "oblivio.metrics.alignment:1 imports oblivio.experiments.runner (experiments is above metrics)"
+    ]
 
 
 def import_cycles(imports=_imports) -> list[list[str]]:
@@ -176,8 +183,10 @@ def test_no_new_import_cycle():
 
 def test_no_module_over_the_line_limit():
     """No module over MAX_LINES lines, but for the known long ones (split them, then remove them from the list)."""
-    lines = {path.relative_to(SRC).as_posix(): len(path.read_text(encoding="utf-8").splitlines())
-             for path, _ in MODULES.values()}
+    lines = {
+        path.relative_to(SRC).as_posix(): len(path.read_text(encoding="utf-8").splitlines())
+        for path, _ in MODULES.values()
+    }
     over = {rel: n for rel, n in lines.items() if n > MAX_LINES and rel not in KNOWN_LONG_MODULES}
     assert over == {}, f"split these modules by job (at most {MAX_LINES} lines each; see docs/architecture.md)"
 
@@ -237,15 +246,17 @@ def positional_knobs(sources: dict[str, str] | None = None) -> list[str]:
 
 
 def test_the_knob_scan_catches_a_positional_knob():
-    src = ("def f(x, knob=1): ...\n"
-           "def g(x, *, knob=1): ...\n"
-           "def _h(x, knob=1): ...\n"
-           "class C:\n"
-           "    def m(self, x, knob=1): ...\n"
-           "    def forward(self, x, mask=None): ...\n"
-           "    def __init__(self, x=1): ...\n"
-           "class P(typing.Protocol):\n"
-           "    def stub(self, x, knob=1): ...\n")
+    src = (
+        "def f(x, knob=1): ...\n"
+        "def g(x, *, knob=1): ...\n"
+        "def _h(x, knob=1): ...\n"
+        "class C:\n"
+        "    def m(self, x, knob=1): ...\n"
+        "    def forward(self, x, mask=None): ...\n"
+        "    def __init__(self, x=1): ...\n"
+        "class P(typing.Protocol):\n"
+        "    def stub(self, x, knob=1): ...\n"
+    )
     assert positional_knobs({"m.py": src, "_private.py": src, "pkg/_inner.py": src}) == ["m.py:f", "m.py:C.m"]
 
 

@@ -60,6 +60,8 @@ def test_a_dead_link_is_caught(tmp_path):
     (tmp_path / "repo" / "docs").mkdir(parents=True)
     (tmp_path / "outside.md").write_text("x")
     doc = tmp_path / "repo" / "docs" / "a.md"
-    doc.write_text("[self](docs/a.md) [ok](a.md#top) [gone](b.md) [out](../../outside.md) [here](#x) "
-                   "[web](https://example.org/a.md)\n")
+    doc.write_text(
+        "[self](docs/a.md) [ok](a.md#top) [gone](b.md) [out](../../outside.md) [here](#x) "
+        "[web](https://example.org/a.md)\n"
+    )
     assert broken_links(doc, tmp_path / "repo") == ["docs/a.md", "b.md", "../../outside.md"]

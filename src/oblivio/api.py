@@ -26,8 +26,9 @@ import logging
 import math
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -38,15 +39,22 @@ from .utils import model_device
 
 log = logging.getLogger("oblivio")
 
-__all__ = ["EvaluationResult", "UnlearningReport", "UnlearningResult", "enable_logging", "evaluate_unlearning",
-           "unlearn"]
+__all__ = [
+    "EvaluationResult",
+    "UnlearningReport",
+    "UnlearningResult",
+    "enable_logging",
+    "evaluate_unlearning",
+    "unlearn",
+]
 
 ROLES = ("forget", "retain", "holdout", "test")
 
 
 # ---------------------------------------------------------------------------------------------- logging
-def enable_logging(*, level: int | str = "INFO", stream: Any = None, fmt: str = "%(asctime)s %(name)s: %(message)s"
-                   ) -> logging.Logger:
+def enable_logging(
+    *, level: int | str = "INFO", stream: Any = None, fmt: str = "%(asctime)s %(name)s: %(message)s"
+) -> logging.Logger:
     """Show oblivio's progress lines (epochs, loss, ETA, lock waits) on ``stream`` (default stderr).
 
     Idempotent: a second call changes the level and adds no second handler. Only the ``oblivio`` logger is
@@ -99,8 +107,10 @@ def _fmt(value: Any, digits: int) -> str:
 def _text_table(rows: list[list[Any]], header: list[str], *, digits: int = 2) -> str:
     cells = [[_fmt(v, digits) for v in row] for row in rows]
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(header)]
+
     def line(vals):
         return "  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(vals, widths))).rstrip()
+
     return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in cells])
 
 
@@ -145,7 +155,7 @@ class EvaluationResult(dict):
             if key in self:
                 rows.append([label, _show(self[key], kind), None])
         header = ["metric", "model"] + (["gold reference"] if any(k.startswith("gold_") for k in self) else [])
-        return _text_table([r[:len(header)] for r in rows], header)
+        return _text_table([r[: len(header)] for r in rows], header)
 
 
 @dataclass
@@ -195,9 +205,16 @@ class UnlearningReport:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (JSON-ready with :func:`oblivio.utils.to_jsonable`)."""
-        return {"method": self.method, "hparams": dict(self.hparams), "seed": self.seed, "seconds": self.seconds,
-                "sizes": dict(self.sizes), "before": dict(self.before), "after": dict(self.after),
-                "info": dict(self.info)}
+        return {
+            "method": self.method,
+            "hparams": dict(self.hparams),
+            "seed": self.seed,
+            "seconds": self.seconds,
+            "sizes": dict(self.sizes),
+            "before": dict(self.before),
+            "after": dict(self.after),
+            "info": dict(self.info),
+        }
 
 
 class UnlearningResult(NamedTuple):
@@ -221,8 +238,9 @@ def _output_width(model: nn.Module, x: torch.Tensor) -> int | None:
     return int(out.shape[-1]) if isinstance(out, torch.Tensor) and out.dim() == 2 else None
 
 
-def _intake(model: nn.Module, data: Mapping[str, Any], *, classes: Sequence[str] | None,
-            ids: Mapping[str, Any]) -> dict[str, ImageDataset]:
+def _intake(
+    model: nn.Module, data: Mapping[str, Any], *, classes: Sequence[str] | None, ids: Mapping[str, Any]
+) -> dict[str, ImageDataset]:
     """Every role as an ImageDataset with one class list and ids that do not collide by accident."""
     converted: dict[str, ImageDataset] = {}
     positional: list[str] = []
@@ -237,24 +255,37 @@ def _intake(model: nn.Module, data: Mapping[str, Any], *, classes: Sequence[str]
         first = converted["forget"]
         width = _output_width(model, first.float_images(torch.arange(min(2, len(first)))))
         k = max([len(ds.classes) for ds in converted.values()] + ([width] if width else []))
-        named = [ds.classes for ds in converted.values() if len(ds.classes) == k
-                 and ds.classes != tuple(str(i) for i in range(k))]
+        named = [
+            ds.classes
+            for ds in converted.values()
+            if len(ds.classes) == k and ds.classes != tuple(str(i) for i in range(k))
+        ]
         names = named[0] if named else tuple(str(i) for i in range(k))
-        converted = {r: ds if ds.classes == names else
-                     ImageDataset(ds.images, ds.labels, names, ds.name, ds.groups, ds.ids)
-                     for r, ds in converted.items()}
+        converted = {
+            r: ds if ds.classes == names else ImageDataset(ds.images, ds.labels, names, ds.name, ds.groups, ds.ids)
+            for r, ds in converted.items()
+        }
     if len(positional) > 1 or (positional and len(converted) > 1):
         # Positions 0..N-1 of different datasets are not identities: number those datasets one after another,
         # above every explicit id, so that forget and retain never share an id by accident.
-        start = max([int(ds.ids.max()) + 1 for r, ds in converted.items()  # type: ignore[union-attr]
-                     if r not in positional and len(ds)] + [0])
+        start = max(
+            [
+                int(ds.ids.max()) + 1
+                for r, ds in converted.items()  # type: ignore[union-attr]
+                if r not in positional and len(ds)
+            ]
+            + [0]
+        )
         for role in positional:
             ds = converted[role]
-            converted[role] = ImageDataset(ds.images, ds.labels, ds.classes, ds.name, ds.groups,
-                                           torch.arange(start, start + len(ds)))
+            converted[role] = ImageDataset(
+                ds.images, ds.labels, ds.classes, ds.name, ds.groups, torch.arange(start, start + len(ds))
+            )
             start += len(ds)
-        log.info("sample ids of %s are positions (no Subset indices or ids= given): numbered one after another",
-                 ", ".join(positional))
+        log.info(
+            "sample ids of %s are positions (no Subset indices or ids= given): numbered one after another",
+            ", ".join(positional),
+        )
     return converted
 
 
@@ -280,10 +311,22 @@ def _scores(model: nn.Module, sets: dict[str, ImageDataset], *, gold: nn.Module 
 
 
 # ---------------------------------------------------------------------------------------------- the facade
-def unlearn(model: nn.Module, *, forget: Any, retain: Any, holdout: Any = None, test: Any = None,
-            gold: nn.Module | None = None, method: Any = "tmu", seed: int = 0, progress: bool = True,
-            classes: Sequence[str] | None = None, ids: Mapping[str, Any] | None = None, inplace: bool = False,
-            **hparams: Any) -> UnlearningResult:
+def unlearn(
+    model: nn.Module,
+    *,
+    forget: Any,
+    retain: Any,
+    holdout: Any = None,
+    test: Any = None,
+    gold: nn.Module | None = None,
+    method: Any = "tmu",
+    seed: int = 0,
+    progress: bool = True,
+    classes: Sequence[str] | None = None,
+    ids: Mapping[str, Any] | None = None,
+    inplace: bool = False,
+    **hparams: Any,
+) -> UnlearningResult:
     """Unlearn ``forget`` from your ``model``; returns ``(new_model, report)``.
 
     Args:
@@ -325,27 +368,59 @@ def unlearn(model: nn.Module, *, forget: Any, retain: Any, holdout: Any = None, 
     algo = method if isinstance(method, UnlearningMethod) else create_method(str(method), **hparams)
     if isinstance(method, UnlearningMethod) and hparams:
         raise TypeError("pass hyper-parameters either to the method instance or to unlearn(), not both")
-    sets = _intake(model, {"forget": forget, "retain": retain, "holdout": holdout, "test": test},
-                   classes=classes, ids=ids or {})
+    sets = _intake(
+        model, {"forget": forget, "retain": retain, "holdout": holdout, "test": test}, classes=classes, ids=ids or {}
+    )
     before = _scores(model, sets, gold=None, seed=seed)
     t0 = time.perf_counter()
-    log.info("unlearning %d samples with %s (retain %d%s)", len(sets["forget"]), algo.name, len(sets["retain"]),
-             f", holdout {len(sets['holdout'])}" if "holdout" in sets else "")
-    new = algo(model, forget=sets["forget"], retain=sets["retain"], holdout=sets.get("holdout"), seed=seed,
-               progress=progress, inplace=inplace)
+    log.info(
+        "unlearning %d samples with %s (retain %d%s)",
+        len(sets["forget"]),
+        algo.name,
+        len(sets["retain"]),
+        f", holdout {len(sets['holdout'])}" if "holdout" in sets else "",
+    )
+    new = algo(
+        model,
+        forget=sets["forget"],
+        retain=sets["retain"],
+        holdout=sets.get("holdout"),
+        seed=seed,
+        progress=progress,
+        inplace=inplace,
+    )
     seconds = float(algo.info.get("seconds", time.perf_counter() - t0))
     after = _scores(new, sets, gold=gold, seed=seed)
-    report = UnlearningReport(method=algo.name, hparams=algo.hparams(), seed=seed, seconds=seconds,
-                              sizes={r: len(ds) for r, ds in sets.items()}, before=before, after=after,
-                              info=dict(algo.info))
-    log.info("done in %.1f s: forget accuracy %.2f%% -> %.2f%%", seconds, 100 * before["acc_forget"],
-             100 * after["acc_forget"])
+    report = UnlearningReport(
+        method=algo.name,
+        hparams=algo.hparams(),
+        seed=seed,
+        seconds=seconds,
+        sizes={r: len(ds) for r, ds in sets.items()},
+        before=before,
+        after=after,
+        info=dict(algo.info),
+    )
+    log.info(
+        "done in %.1f s: forget accuracy %.2f%% -> %.2f%%",
+        seconds,
+        100 * before["acc_forget"],
+        100 * after["acc_forget"],
+    )
     return UnlearningResult(new, report)
 
 
-def evaluate_unlearning(model: nn.Module, *, forget: Any, retain: Any, test: Any, gold: nn.Module | None = None,
-                        classes: Sequence[str] | None = None, ids: Mapping[str, Any] | None = None,
-                        **kwargs: Any) -> EvaluationResult:
+def evaluate_unlearning(
+    model: nn.Module,
+    *,
+    forget: Any,
+    retain: Any,
+    test: Any,
+    gold: nn.Module | None = None,
+    classes: Sequence[str] | None = None,
+    ids: Mapping[str, Any] | None = None,
+    **kwargs: Any,
+) -> EvaluationResult:
     """Score a model on forget / retain / test (and against ``gold``), with the same data intake as :func:`unlearn`.
 
     The keys are those of :func:`oblivio.metrics.report.evaluate_unlearning` (accuracies are fractions in [0, 1]);
@@ -376,8 +451,10 @@ def evaluate_unlearning(model: nn.Module, *, forget: Any, retain: Any, test: Any
     from .metrics.report import evaluate_unlearning as _evaluate
 
     if test is None:
-        raise DatasetError("evaluate_unlearning needs test data (unseen images) for the test accuracy and the "
-                           "membership-inference metrics")
+        raise DatasetError(
+            "evaluate_unlearning needs test data (unseen images) for the test accuracy and the "
+            "membership-inference metrics"
+        )
     sets = _intake(model, {"forget": forget, "retain": retain, "test": test}, classes=classes, ids=ids or {})
     evaluation = _evaluate(model, forget=sets["forget"], retain=sets["retain"], test=sets["test"], gold=gold, **kwargs)
     return EvaluationResult(evaluation, groups=evaluation.groups)

@@ -11,8 +11,9 @@ import math
 import os
 import random
 import tempfile
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -234,8 +235,9 @@ def git_source_state(cwd: str | os.PathLike | None = None) -> dict:
     import subprocess
 
     try:
-        out = subprocess.run(["git", "diff", "HEAD", "--", "."], cwd=cwd or os.getcwd(), capture_output=True,
-                             timeout=10)
+        out = subprocess.run(
+            ["git", "diff", "HEAD", "--", "."], cwd=cwd or os.getcwd(), capture_output=True, timeout=10
+        )
     except (OSError, subprocess.SubprocessError):
         return {"git_dirty": None, "git_diff_hash": None}
     if out.returncode != 0:

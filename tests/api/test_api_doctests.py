@@ -5,8 +5,15 @@ import importlib
 
 import pytest
 
-MODULES = ["oblivio.api", "oblivio.models.adapters", "oblivio.data.torch_data", "oblivio.data", "oblivio.training.loop",
-           "oblivio.training.progress", "oblivio.training.passes"]
+MODULES = [
+    "oblivio.api",
+    "oblivio.models.adapters",
+    "oblivio.data.torch_data",
+    "oblivio.data",
+    "oblivio.training.loop",
+    "oblivio.training.progress",
+    "oblivio.training.passes",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)

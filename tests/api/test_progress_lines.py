@@ -16,8 +16,14 @@ def _fit(progress: bool):
     torch.manual_seed(0)
     ds = ImageDataset(torch.rand(24, 1, 4, 4), torch.arange(24) % 2, ("a", "b"))
     model = nn.Sequential(nn.Flatten(), nn.Linear(16, 2))
-    return fit(model, TensorLoader(ds, batch_size=8), epochs=2, optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
-               progress=progress, desc="toy")
+    return fit(
+        model,
+        TensorLoader(ds, batch_size=8),
+        epochs=2,
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+        progress=progress,
+        desc="toy",
+    )
 
 
 def test_lines_when_the_bar_is_off(caplog, monkeypatch):

@@ -9,8 +9,15 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset, SubsetRandomSampler, TensorDataset, \
-    WeightedRandomSampler
+from torch.utils.data import (
+    DataLoader,
+    Dataset,
+    IterableDataset,
+    Subset,
+    SubsetRandomSampler,
+    TensorDataset,
+    WeightedRandomSampler,
+)
 
 from oblivio.data import DatasetError, ImageDataset, as_image_dataset
 
@@ -124,16 +131,19 @@ class Bare(Dataset):
         return X[i]
 
 
-@pytest.mark.parametrize("data, match", [
-    (Normalised(), r"\[0, 1\].*oblivio.models.Normalize"),
-    (Stream(), "IterableDataset"),
-    (DataLoader(Stream()), "IterableDataset"),
-    (Ragged(), "resize"),
-    (OneHot(), "one-hot"),
-    (Bare(), r"\(image, label\) pairs"),
-    (DataLoader(TensorDataset(X, Y), sampler=WeightedRandomSampler([1.0] * 12, 12)), "may repeat or skip"),
-    ("not data", "expected an ImageDataset"),
-])
+@pytest.mark.parametrize(
+    "data, match",
+    [
+        (Normalised(), r"\[0, 1\].*oblivio.models.Normalize"),
+        (Stream(), "IterableDataset"),
+        (DataLoader(Stream()), "IterableDataset"),
+        (Ragged(), "resize"),
+        (OneHot(), "one-hot"),
+        (Bare(), r"\(image, label\) pairs"),
+        (DataLoader(TensorDataset(X, Y), sampler=WeightedRandomSampler([1.0] * 12, 12)), "may repeat or skip"),
+        ("not data", "expected an ImageDataset"),
+    ],
+)
 def test_bad_data_fails_clearly(data, match):
     with pytest.raises(DatasetError, match=match):
         as_image_dataset(data)

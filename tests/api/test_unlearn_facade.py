@@ -36,8 +36,15 @@ def world():
     x = torch.rand(90, 1, 8, 8, generator=g)
     y = torch.arange(90) % K
     full = TensorDataset(x, y)
-    return {"full": full, "x": x, "y": y, "forget": Subset(full, range(0, 9)), "retain": Subset(full, range(9, 60)),
-            "holdout": Subset(full, range(60, 75)), "test": Subset(full, range(75, 90))}
+    return {
+        "full": full,
+        "x": x,
+        "y": y,
+        "forget": Subset(full, range(0, 9)),
+        "retain": Subset(full, range(9, 60)),
+        "holdout": Subset(full, range(60, 75)),
+        "test": Subset(full, range(75, 90)),
+    }
 
 
 def _acc(model, x, y):
@@ -48,9 +55,19 @@ def _acc(model, x, y):
 def test_unlearn_torch_subsets_with_tmu_on_a_plain_module(world):
     net = _net()
     before = copy.deepcopy(net.state_dict())
-    new, report = oblivio.unlearn(net, forget=world["forget"], retain=world["retain"], holdout=world["holdout"],
-                                  test=world["test"], method="tmu", n_twins=1, twin_epochs=1, epochs=1,
-                                  predictor_epochs=5, progress=False)
+    new, report = oblivio.unlearn(
+        net,
+        forget=world["forget"],
+        retain=world["retain"],
+        holdout=world["holdout"],
+        test=world["test"],
+        method="tmu",
+        n_twins=1,
+        twin_epochs=1,
+        epochs=1,
+        predictor_epochs=5,
+        progress=False,
+    )
     assert type(new) is nn.Sequential
     assert all(torch.equal(v, net.state_dict()[k]) for k, v in before.items())  # the user's model is untouched
     x, y = world["x"], world["y"]
@@ -63,8 +80,9 @@ def test_unlearn_torch_subsets_with_tmu_on_a_plain_module(world):
 
 
 def test_report_str_is_a_rounded_percent_table(world):
-    _, report = oblivio.unlearn(_net(), forget=world["forget"], retain=world["retain"], method="finetune",
-                                epochs=1, progress=False)
+    _, report = oblivio.unlearn(
+        _net(), forget=world["forget"], retain=world["retain"], method="finetune", epochs=1, progress=False
+    )
     text = str(report)
     lines = text.splitlines()
     assert lines[0].startswith("oblivio.unlearn: finetune (seed 0)")
@@ -81,8 +99,12 @@ def test_report_str_is_a_rounded_percent_table(world):
 def test_same_seed_same_model_and_dataloader_arrays_inputs(world):
     x, y = world["x"], world["y"]
     kw = dict(method="finetune", epochs=2, progress=False, seed=4)
-    a, _ = oblivio.unlearn(_net(), forget=DataLoader(world["forget"], batch_size=4, shuffle=True),
-                           retain=DataLoader(world["retain"], batch_size=4), **kw)
+    a, _ = oblivio.unlearn(
+        _net(),
+        forget=DataLoader(world["forget"], batch_size=4, shuffle=True),
+        retain=DataLoader(world["retain"], batch_size=4),
+        **kw,
+    )
     b, _ = oblivio.unlearn(_net(), forget=(x[:9], y[:9]), retain=(x[9:60].numpy(), y[9:60].numpy()), **kw)
     # the same images in the same order: the same model, whatever the container
     for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
@@ -106,16 +128,22 @@ def test_bad_inputs_fail_before_anything_runs(world):
     with pytest.raises(UnlearningError, match="tmu needs holdout"):
         oblivio.unlearn(_net(), forget=world["forget"], retain=world["retain"], method="tmu")
     with pytest.raises(UnlearningError, match="2 outputs but the data has 3 classes"):
-        oblivio.unlearn(nn.Sequential(nn.Flatten(), nn.Linear(64, 2)), forget=world["forget"],
-                        retain=world["retain"], method="finetune", classes=("a", "b", "c"))
+        oblivio.unlearn(
+            nn.Sequential(nn.Flatten(), nn.Linear(64, 2)),
+            forget=world["forget"],
+            retain=world["retain"],
+            method="finetune",
+            classes=("a", "b", "c"),
+        )
 
 
 def test_evaluate_unlearning_matches_sklearn_and_prints_a_table(world):
     net, gold = _net(), _net()
     with torch.no_grad():
         gold[3].bias.add_(torch.tensor([0.0, 5.0, 0.0]))
-    res = oblivio.evaluate_unlearning(net, forget=world["forget"], retain=world["retain"], test=world["test"],
-                                      gold=gold, mia=False)
+    res = oblivio.evaluate_unlearning(
+        net, forget=world["forget"], retain=world["retain"], test=world["test"], gold=gold, mia=False
+    )
     x, y = world["x"], world["y"]
     assert res["acc_retain"] == pytest.approx(_acc(net, x[9:60], y[9:60]))
     assert res["gold_acc_forget"] == pytest.approx(_acc(gold, x[:9], y[:9]))
@@ -149,8 +177,10 @@ def test_top_level_names_are_lazy_and_complete():
     import subprocess
     import sys
 
-    code = ("import sys, oblivio; assert 'torch' not in sys.modules; "
-            "print(sorted(n for n in oblivio.__all__ if n != '__version__'))")
+    code = (
+        "import sys, oblivio; assert 'torch' not in sys.modules; "
+        "print(sorted(n for n in oblivio.__all__ if n != '__version__'))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "unlearn" in out and "evaluate_unlearning" in out and "as_classifier" in out
     assert callable(oblivio.unlearn) and callable(oblivio.as_classifier) and callable(oblivio.as_image_dataset)

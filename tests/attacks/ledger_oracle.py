@@ -13,20 +13,30 @@ import torch
 
 def snapshot_files(folder: Path) -> dict[str, tuple[str, int]]:
     """``{relative path: (sha256, mtime_ns)}`` of every file under ``folder``."""
-    return {str(p.relative_to(folder)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def read_ledger(db: Path) -> dict:
     con = sqlite3.connect(db)  # read-write: SQLite must be able to roll back a hot journal a crash left
     try:
-        requests = [dict(id=r[0], status=r[1], applied_run=r[2], applied_version=r[3], ids=json.loads(r[4]))
-                    for r in con.execute("SELECT id, status, applied_run_id, applied_version_id, sample_ids "
-                                         "FROM deletion_requests ORDER BY id")]
-        runs = [dict(id=r[0], status=r[1], request_ids=json.loads(r[2]), result_version=r[3])
-                for r in con.execute("SELECT id, status, request_ids, result_version_id FROM unlearning_runs ORDER BY id")]
-        versions = [dict(id=r[0], path=r[1], forgotten=json.loads(r[2]))
-                    for r in con.execute("SELECT id, path, forgotten_ids FROM model_versions ORDER BY id")]
+        requests = [
+            dict(id=r[0], status=r[1], applied_run=r[2], applied_version=r[3], ids=json.loads(r[4]))
+            for r in con.execute(
+                "SELECT id, status, applied_run_id, applied_version_id, sample_ids FROM deletion_requests ORDER BY id"
+            )
+        ]
+        runs = [
+            dict(id=r[0], status=r[1], request_ids=json.loads(r[2]), result_version=r[3])
+            for r in con.execute("SELECT id, status, request_ids, result_version_id FROM unlearning_runs ORDER BY id")
+        ]
+        versions = [
+            dict(id=r[0], path=r[1], forgotten=json.loads(r[2]))
+            for r in con.execute("SELECT id, path, forgotten_ids FROM model_versions ORDER BY id")
+        ]
         current = con.execute("SELECT current_version_id FROM ledger_state WHERE id = 1").fetchone()[0]
     finally:
         con.close()

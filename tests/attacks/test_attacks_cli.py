@@ -11,7 +11,6 @@ import sys
 import numpy as np
 import pytest
 import torch
-
 from ledger_oracle import check_invariant, snapshot_files
 
 
@@ -101,10 +100,15 @@ def test_corrupt_ledger_file_through_the_cli(cli, tmp_path, content):
     assert code == 2 and "Traceback" in err and "LedgerError" in err
 
 
-@pytest.mark.parametrize("url, match", [("nosuchdb://x/y", "bad ledger database URL"),
-                                        ("not a url at all", "bad ledger database URL"),
-                                        ("postgresql+psycopg://u:secret@127.0.0.1:1/db", "psycopg|cannot open"),
-                                        ("postgresql+pg8000://u@127.0.0.1:1/db", "not installed|cannot open")])
+@pytest.mark.parametrize(
+    "url, match",
+    [
+        ("nosuchdb://x/y", "bad ledger database URL"),
+        ("not a url at all", "bad ledger database URL"),
+        ("postgresql+psycopg://u:secret@127.0.0.1:1/db", "psycopg|cannot open"),
+        ("postgresql+pg8000://u@127.0.0.1:1/db", "not installed|cannot open"),
+    ],
+)
 def test_bad_database_urls(cli, tmp_path, url, match):
     code, _, err = cli("request", "list", "--workdir", str(tmp_path / "wd"), "--db-url", url)
     _one_line_error(code, err, match=match)
@@ -150,10 +154,33 @@ def test_disk_full_during_apply_ulimit(make_service, tmp_path, ledger_store):
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
 
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OBLIVIO_PROGRESS": "0"}
-    proc = subprocess.run([sys.executable, "-m", "oblivio", "request", "apply", "--method", "finetune", "--hparams",
-                           '{"epochs": 1}', "--workdir", str(workdir), "--preset", "tiny", "--store", str(ledger_store),
-                           "--device", "cpu", "--no-progress"], env=env, capture_output=True, text=True,
-                          timeout=180, preexec_fn=small_files)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "oblivio",
+            "request",
+            "apply",
+            "--method",
+            "finetune",
+            "--hparams",
+            '{"epochs": 1}',
+            "--workdir",
+            str(workdir),
+            "--preset",
+            "tiny",
+            "--store",
+            str(ledger_store),
+            "--device",
+            "cpu",
+            "--no-progress",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        preexec_fn=small_files,
+    )
     _one_line_error(proc.returncode, proc.stderr, match="File too large|disk|database")
     check_invariant(workdir, mine, settled=False)
     assert svc.apply(method="finetune", hparams={"epochs": 1}).status == "succeeded"

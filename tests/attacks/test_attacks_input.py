@@ -74,10 +74,15 @@ def test_json_integers_are_ids(tmp_path):
     assert read_indices_file(path).tolist() == [3, 1, 2]
 
 
-@pytest.mark.parametrize("array, match", [(np.array([4.0, 5.0]), "integer array"),
-                                          (np.array([True, False]), "integer array"),
-                                          (np.arange(6).reshape(2, 3), "one-dimensional"),
-                                          (np.array(["4", "5"]), "integer array")])
+@pytest.mark.parametrize(
+    "array, match",
+    [
+        (np.array([4.0, 5.0]), "integer array"),
+        (np.array([True, False]), "integer array"),
+        (np.arange(6).reshape(2, 3), "one-dimensional"),
+        (np.array(["4", "5"]), "integer array"),
+    ],
+)
 def test_npy_must_be_a_flat_integer_array(make_service, tmp_path, array, match):
     svc = make_service()
     path = tmp_path / "ids.npy"
@@ -87,8 +92,10 @@ def test_npy_must_be_a_flat_integer_array(make_service, tmp_path, array, match):
     assert _requests(svc) == []
 
 
-@pytest.mark.parametrize("ids", [[True, 8], [4.0, 5], ["4"], np.array([4.0, 5.0]), np.arange(6).reshape(2, 3),
-                                 torch.tensor([1.0, 2.0]), [2 ** 70]])
+@pytest.mark.parametrize(
+    "ids",
+    [[True, 8], [4.0, 5], ["4"], np.array([4.0, 5.0]), np.arange(6).reshape(2, 3), torch.tensor([1.0, 2.0]), [2**70]],
+)
 def test_python_api_ids_must_be_integers(make_service, ids):
     svc = make_service()
     with pytest.raises(ScenarioError, match="integers|flat list|out of range"):
@@ -138,10 +145,15 @@ def test_idx_float_images_in_unit_range_are_scaled_not_zeroed(tmp_path):
     assert train.images.max() == 255 and train.images.float().mean() > 50  # not all zeros
 
 
-@pytest.mark.parametrize("images, match", [(np.full((5, 4, 4), 1.5, np.float32), r"\[0, 1\]"),
-                                           (np.full((5, 4, 4), -0.5, np.float64), r"\[0, 1\]"),
-                                           (np.full((5, 4, 4), np.nan, np.float32), "NaN"),
-                                           (np.full((5, 4, 4), 300, np.int16), "0..255")])
+@pytest.mark.parametrize(
+    "images, match",
+    [
+        (np.full((5, 4, 4), 1.5, np.float32), r"\[0, 1\]"),
+        (np.full((5, 4, 4), -0.5, np.float64), r"\[0, 1\]"),
+        (np.full((5, 4, 4), np.nan, np.float32), "NaN"),
+        (np.full((5, 4, 4), 300, np.int16), "0..255"),
+    ],
+)
 def test_idx_images_out_of_range_are_refused(tmp_path, images, match):
     from oblivio.data.base import DatasetError
     from oblivio.data.idx import load_idx_dataset
@@ -176,8 +188,15 @@ def _train(model, resume_path):
     return {"train_seconds": 0.01}
 
 
-@pytest.mark.parametrize("damage, names", [("bare-tensor", "model.pt"), ("garbage-meta", "meta.json"),
-                                           ("meta-list", "meta.json"), ("meta-binary", "meta.json")])
+@pytest.mark.parametrize(
+    "damage, names",
+    [
+        ("bare-tensor", "model.pt"),
+        ("garbage-meta", "meta.json"),
+        ("meta-list", "meta.json"),
+        ("meta-binary", "meta.json"),
+    ],
+)
 def test_corrupt_store_entries_are_named_and_retrained(tmp_path, caplog, damage, names):
     from oblivio.experiments import CheckpointStore
 
@@ -214,11 +233,14 @@ def test_store_lock_wait_says_who_holds_it(tmp_path, caplog):
 
     store = CheckpointStore(tmp_path / "store")
     folder = store.folder("original", {"k": 2})
-    code = ("import sys, time; from pathlib import Path; from oblivio.experiments.store import CheckpointStore\n"
-            "s = CheckpointStore(sys.argv[1])\n"
-            "with s._lock(Path(sys.argv[2])):\n    print('held', flush=True); time.sleep(1.5)\n")
-    holder = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "store"), str(folder)],
-                              stdout=subprocess.PIPE, text=True)
+    code = (
+        "import sys, time; from pathlib import Path; from oblivio.experiments.store import CheckpointStore\n"
+        "s = CheckpointStore(sys.argv[1])\n"
+        "with s._lock(Path(sys.argv[2])):\n    print('held', flush=True); time.sleep(1.5)\n"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code, str(tmp_path / "store"), str(folder)], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         caplog.set_level(logging.INFO, "oblivio.store")

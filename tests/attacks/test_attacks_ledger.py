@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
 from ledger_oracle import check_invariant, read_ledger, snapshot_files
+
 from oblivio.ledger import LedgerError
 from oblivio.scenarios import Indices
 
@@ -51,7 +51,7 @@ def test_a_database_that_is_not_a_readable_ledger_is_an_error(make_service, tmp_
         page = int.from_bytes(good[16:18], "big")
         broken = bytearray(good)
         for p in range(1, len(good) // page):  # every page but the first: b-tree headers destroyed
-            broken[p * page: p * page + 16] = b"\xff" * 16
+            broken[p * page : p * page + 16] = b"\xff" * 16
         db.write_bytes(bytes(broken))
     else:
         con = sqlite3.connect(db)
@@ -139,8 +139,9 @@ def test_a_no_op_is_recorded_and_said(make_service, cli, tmp_path):
     assert code == 0 and "no-op: same weights as its parent" in out.splitlines()[-1]
 
 
-def test_small_requests_say_the_mia_was_skipped_and_get_a_per_example_check(make_service, cli, tmp_path,
-                                                                            tiny_experiment):
+def test_small_requests_say_the_mia_was_skipped_and_get_a_per_example_check(
+    make_service, cli, tmp_path, tiny_experiment
+):
     workdir = tmp_path / "wd"
     svc = make_service(workdir)
     svc.add_request([13, 14, 15], requester="alice")
@@ -158,9 +159,11 @@ def test_small_requests_say_the_mia_was_skipped_and_get_a_per_example_check(make
     model = svc.load_model(v)
     splits = tiny_experiment.unlearning_splits(Indices(ids=(13, 14, 15)))
     with torch.no_grad():
+
         def loss(ds):
             x = ds.float_images(torch.arange(len(ds)))
             return F.cross_entropy(model(x), ds.labels, reduction="none").double().numpy()
+
         test_loss, forget_loss = loss(splits.test), loss(splits.forget)
     rows = v.metrics["per_example"]
     assert [r["id"] for r in rows] == [13, 14, 15]
@@ -182,8 +185,9 @@ def test_failed_then_cancelled_requests(make_service, cli, tmp_path):
     assert [r.status for r in svc.list_requests()] == ["failed", "failed"]
     assert all("run 1 failed" in r.status_detail for r in svc.list_requests())
     svc.close()
-    code, out, _ = cli("request", "cancel", str(b.id), "--by", "dpo@example.org", "--reason", "withdrawn",
-                       "--workdir", str(workdir))
+    code, out, _ = cli(
+        "request", "cancel", str(b.id), "--by", "dpo@example.org", "--reason", "withdrawn", "--workdir", str(workdir)
+    )
     assert code == 0 and "cancelled" in out
     code, _, err = cli("request", "cancel", "99", "--by", "x", "--workdir", str(workdir))
     assert code == 2 and "no request #99" in err
@@ -241,13 +245,16 @@ def test_add_and_list_need_no_dataset_load(make_service, tmp_path, monkeypatch, 
         raise AssertionError("the dataset was loaded")
 
     monkeypatch.setattr(pipeline, "load_dataset", no_load)
-    fresh = DeletionService(workdir, method="test-attack-sgd",
-                            experiment=Experiment("tiny", store=tiny_experiment.store, device="cpu", progress=False))
+    fresh = DeletionService(
+        workdir,
+        method="test-attack-sgd",
+        experiment=Experiment("tiny", store=tiny_experiment.store, device="cpu", progress=False),
+    )
     try:
         req = fresh.add_request([21, 22], requester="bob")
         assert req.status == "pending"
         with pytest.raises(Exception, match="unknown"):
-            fresh.add_request([10 ** 6], requester="eve")
+            fresh.add_request([10**6], requester="eve")
         assert [r.id for r in fresh.list_requests()] == [1, 2]
     finally:
         fresh.close()

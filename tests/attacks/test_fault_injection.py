@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from ledger_oracle import check_invariant, snapshot_files
 
 import oblivio.ledger.service as service_module
-from ledger_oracle import check_invariant, snapshot_files
 from oblivio.ledger.service import APPLY_STAGES
 
 WORKER = Path(__file__).resolve().parents[1] / "_ledger_worker.py"
@@ -63,12 +63,14 @@ def test_kill_between_any_two_writes_then_recover(make_service, tmp_path, ledger
 
 def _disk_full_save(real_save, fail_when):
     """torch.save that writes part of the file, then fails like a full disk (when ``fail_when()``)."""
+
     def save(obj, f, *args, **kwargs):
         if fail_when():
             with open(f, "wb") as fh:
                 fh.write(b"PK\x03\x04" + b"\0" * 1000)
             raise OSError(errno.ENOSPC, "No space left on device", str(f))
         return real_save(obj, f, *args, **kwargs)
+
     return save
 
 

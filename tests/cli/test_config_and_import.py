@@ -23,8 +23,15 @@ def _parse(tmp_path, config: dict, *argv: str):
 
 
 def test_forget_config_values_and_command_line_override(tmp_path):
-    cfg = {"method": "tmu.one-twin", "forget": "class-subset:6:50", "hparams": {"epochs": 3, "twin_lr": 0.01},
-           "unlearn-seed": 4, "gold": True, "preset": "tiny", "model_options": {"width": 4}}
+    cfg = {
+        "method": "tmu.one-twin",
+        "forget": "class-subset:6:50",
+        "hparams": {"epochs": 3, "twin_lr": 0.01},
+        "unlearn-seed": 4,
+        "gold": True,
+        "preset": "tiny",
+        "model_options": {"width": 4},
+    }
     args = _parse(tmp_path, cfg, "forget", "--unlearn-seed", "7")
     assert args.method == "tmu.one-twin" and args.forget == "class-subset:6:50"
     assert args.hparams == {"epochs": 3, "twin_lr": 0.01} and args.model_options == {"width": 4}
@@ -37,18 +44,33 @@ def test_bench_config_methods_variants_seeds_scenario(tmp_path):
     from oblivio.cli.bench import _parse_methods
 
     methods = ["finetune", "tmu.one-twin", {"name": "tmu", "hparams": {"n_twins": 2}, "label": "tmu[2]"}]
-    args = _parse(tmp_path, {"name": "tmu-table1", "methods": methods, "seeds": 3, "classes": [0, 4],
-                             "scenario": "random:0.1", "import": ["json"]}, "bench", "--seeds", "2")
+    args = _parse(
+        tmp_path,
+        {
+            "name": "tmu-table1",
+            "methods": methods,
+            "seeds": 3,
+            "classes": [0, 4],
+            "scenario": "random:0.1",
+            "import": ["json"],
+        },
+        "bench",
+        "--seeds",
+        "2",
+    )
     assert _parse_methods(args.methods) == methods
     assert args.seeds == 2 and args.classes == [0, 4] and args.scenario == "random:0.1" and args.imports == ["json"]
 
 
-@pytest.mark.parametrize("config, message", [
-    ({"metod": "tmu"}, "unknown option 'metod' for this command; valid: "),
-    ({"gold": "yes"}, "gold must be true or false"),
-    ({"seeds": "many"}, "does not fit its option"),
-    ([1, 2], "must be a mapping"),
-])
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        ({"metod": "tmu"}, "unknown option 'metod' for this command; valid: "),
+        ({"gold": "yes"}, "gold must be true or false"),
+        ({"seeds": "many"}, "does not fit its option"),
+        ([1, 2], "must be a mapping"),
+    ],
+)
 def test_bad_config_is_a_clear_error(tmp_path, capsys, config, message):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -137,15 +159,35 @@ def user_plugin(tmp_path, monkeypatch):
 
 
 def test_own_dataset_and_model_through_train_forget_request_bench(user_plugin, tmp_path, capsys):
-    common = ["--import", user_plugin, "--preset", "tiny", "--dataset", f"{user_plugin}-blobs",
-              "--model", f"{user_plugin}-mlp", "--store", str(tmp_path / "store"), "--no-progress"]
+    common = [
+        "--import",
+        user_plugin,
+        "--preset",
+        "tiny",
+        "--dataset",
+        f"{user_plugin}-blobs",
+        "--model",
+        f"{user_plugin}-mlp",
+        "--store",
+        str(tmp_path / "store"),
+        "--no-progress",
+    ]
     assert main(["train", *common, "--forget", "class-subset:1:5"]) == 0
     out = capsys.readouterr().out
     assert "gold reference" in out and "original" in out
 
     cfg = tmp_path / "forget.yaml"
-    cfg.write_text(yaml.safe_dump({"method": "tmu", "forget": "class-subset:1:5", "gold": True, "json": "m.json",
-                                   "hparams": {"n_twins": 1, "twin_epochs": 1, "epochs": 1, "predictor_epochs": 5}}))
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "method": "tmu",
+                "forget": "class-subset:1:5",
+                "gold": True,
+                "json": "m.json",
+                "hparams": {"n_twins": 1, "twin_epochs": 1, "epochs": 1, "predictor_epochs": 5},
+            }
+        )
+    )
     assert main(["forget", "--config", str(cfg), *common]) == 0  # TMU on a plain nn.Sequential
     report = json.loads((tmp_path / "m.json").read_text())
     assert report["method"] == "tmu" and len(report["forget"]["forget_ids"]) == 5
@@ -157,8 +199,25 @@ def test_own_dataset_and_model_through_train_forget_request_bench(user_plugin, t
     assert "is current" in capsys.readouterr().out
 
     out_dir = tmp_path / "bench"
-    assert main(["bench", "tmu-table1", "--classes", "0", "--count", "10", "--methods", "finetune",
-                 "--out", str(out_dir), "--no-plots", *common]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "tmu-table1",
+                "--classes",
+                "0",
+                "--count",
+                "10",
+                "--methods",
+                "finetune",
+                "--out",
+                str(out_dir),
+                "--no-plots",
+                *common,
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert f"--import {user_plugin}" in printed  # the reproduce line names the plugin
     assert max(len(line) for line in printed.splitlines() if not line.startswith("reproduce:")) <= 120

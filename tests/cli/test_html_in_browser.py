@@ -18,8 +18,9 @@ sys.modules.setdefault(spec.name, checker)  # dataclasses look their module up t
 spec.loader.exec_module(checker)
 
 BROWSER = checker.find_chromium()
-pytestmark = pytest.mark.skipif(BROWSER is None, reason="headless Chromium not installed (apt-get install -y chromium, "
-                                                        "or make html-check)")
+pytestmark = pytest.mark.skipif(
+    BROWSER is None, reason="headless Chromium not installed (apt-get install -y chromium, or make html-check)"
+)
 
 
 def test_bench_report_fits_the_window_and_is_not_blank(tmp_path):
@@ -48,8 +49,15 @@ def test_the_check_fails_on_a_blank_page(tmp_path):
 def test_ledger_report_in_the_browser(tmp_path, capsys):
     from oblivio.cli import main
 
-    common = ["--workdir", str(tmp_path / "ledger"), "--preset", "tiny", "--store", str(tmp_path / "store"),
-              "--no-progress"]
+    common = [
+        "--workdir",
+        str(tmp_path / "ledger"),
+        "--preset",
+        "tiny",
+        "--store",
+        str(tmp_path / "store"),
+        "--no-progress",
+    ]
     assert main(["request", "add", "--ids", "1,2,3,4,5,6,7,8,9,10,11,12", "--requester", "ann", *common]) == 0
     assert main(["request", "apply", "--method", "finetune", "--hparams", '{"epochs": 1}', *common]) == 0
     assert main(["request", "report", "--out", str(tmp_path / "rep"), *common]) == 0

@@ -8,8 +8,12 @@ import re
 from oblivio.cli.common import format_table, is_percent_metric, metric_rows
 from oblivio.experiments.report import GOLD_REFERENCE, GOLD_SEED, Table, build_tables, to_html
 
-WIDE = Table("wide", "A wide table", ["Method"] + [f"column number {i}" for i in range(17)],
-             [["finetune"] + [f"{i}.0 ± 0.1" for i in range(17)], ["tmu"] + [f"{i}.5 ± 0.2" for i in range(17)]])
+WIDE = Table(
+    "wide",
+    "A wide table",
+    ["Method"] + [f"column number {i}" for i in range(17)],
+    [["finetune"] + [f"{i}.0 ± 0.1" for i in range(17)], ["tmu"] + [f"{i}.5 ± 0.2" for i in range(17)]],
+)
 
 
 def test_text_tables_fit_120_columns_and_keep_every_cell():
@@ -37,11 +41,23 @@ def test_html_tables_scroll_in_a_container():
 
 
 def _row(method, scenario_seed):
-    return {"status": "ok", "method": method, "forget_class": 0, "scenario": "class-subset:0:10",
-            "seeds": {"train": scenario_seed, "gold": scenario_seed, "request": scenario_seed},
-            "metrics": {"acc_test": 0.9, "acc_forget": 0.8, "gold_acc_test": 0.91, "gold_acc_forget": 0.7,
-                        "delta_forget": 0.1, "activation_distance_l2": 0.2, "mia_loss_lr_acc": 0.5,
-                        "gold_mia_loss_lr_acc": 0.5}}
+    return {
+        "status": "ok",
+        "method": method,
+        "forget_class": 0,
+        "scenario": "class-subset:0:10",
+        "seeds": {"train": scenario_seed, "gold": scenario_seed, "request": scenario_seed},
+        "metrics": {
+            "acc_test": 0.9,
+            "acc_forget": 0.8,
+            "gold_acc_test": 0.91,
+            "gold_acc_forget": 0.7,
+            "delta_forget": 0.1,
+            "activation_distance_l2": 0.2,
+            "mia_loss_lr_acc": 0.5,
+            "gold_mia_loss_lr_acc": 0.5,
+        },
+    }
 
 
 def test_two_gold_notions_have_distinct_names_everywhere():
@@ -60,8 +76,14 @@ def test_two_gold_notions_have_distinct_names_everywhere():
 
 
 def test_one_unit_convention_percent():
-    metrics = {"acc_forget": 0.8125, "gold_acc_forget": 0.75, "delta_forget": 0.0625, "mia_loss_lr_auc": 0.61234,
-               "activation_distance_l2": 0.123456, "sample_agreement": 0.9}
+    metrics = {
+        "acc_forget": 0.8125,
+        "gold_acc_forget": 0.75,
+        "delta_forget": 0.0625,
+        "mia_loss_lr_auc": 0.61234,
+        "activation_distance_l2": 0.123456,
+        "sample_agreement": 0.9,
+    }
     rows = {r["metric"]: r for r in metric_rows(metrics)}
     assert rows["acc_forget (%)"]["model"] == "81.25" and rows["acc_forget (%)"]["gold reference"] == "75.00"
     assert rows["delta_forget (%)"]["model"] == "6.25" and rows["sample_agreement (%)"]["model"] == "90.00"
@@ -73,7 +95,8 @@ def test_figure_legends_name_the_second_gold_model(monkeypatch):
     from oblivio.experiments import plots, report
 
     seen = {}
-    monkeypatch.setattr(plots, "delta_by_class", lambda rows: seen.setdefault("methods", [r["method"] for r in rows])
-                        and b"png")
+    monkeypatch.setattr(
+        plots, "delta_by_class", lambda rows: seen.setdefault("methods", [r["method"] for r in rows]) and b"png"
+    )
     figs = report.build_figures([_row("finetune", 0), _row("gold", 0)], keys=["tmu-table1"])
     assert seen["methods"] == ["finetune", GOLD_SEED] and len(figs) == 1

@@ -50,7 +50,9 @@ def test_drop_last_fraction_and_label_override():
 
 def test_zip_loader_cycles_small_loader():
     big, small = _ds(12), _ds(3)
-    z = ZipLoader({"retain": TensorLoader(big, batch_size=2), "forget": TensorLoader(small, batch_size=2)}, primary="retain")
+    z = ZipLoader(
+        {"retain": TensorLoader(big, batch_size=2), "forget": TensorLoader(small, batch_size=2)}, primary="retain"
+    )
     steps = list(z)
     assert len(steps) == 6
     assert all(set(s) == {"retain", "forget"} for s in steps)
@@ -65,7 +67,7 @@ def test_random_crop_matches_per_image_reference():
     dx = torch.randint(0, 5, (6,), generator=g2)
     padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
     for i in range(6):
-        assert torch.equal(out[i], padded[i, :, dy[i]:dy[i] + 5, dx[i]:dx[i] + 5])
+        assert torch.equal(out[i], padded[i, :, dy[i] : dy[i] + 5, dx[i] : dx[i] + 5])
 
 
 def test_flips_and_center_crop():

@@ -3,8 +3,19 @@ import json
 import numpy as np
 import pytest
 
-from oblivio.scenarios import (ClassSubset, Groups, Indices, IndicesFile, RandomSamples, ScenarioError, WholeClass,
-                               make_forget_split, make_unlearning_splits, parse_scenario, spec_to_string)
+from oblivio.scenarios import (
+    ClassSubset,
+    Groups,
+    Indices,
+    IndicesFile,
+    RandomSamples,
+    ScenarioError,
+    WholeClass,
+    make_forget_split,
+    make_unlearning_splits,
+    parse_scenario,
+    spec_to_string,
+)
 
 
 @pytest.fixture(scope="module")
@@ -64,18 +75,21 @@ def test_indices_file(train, tmp_path, content, suffix):
     assert make_forget_split(train, f"indices:{path}").forget_ids.tolist() == [3, 5, 9]
 
 
-@pytest.mark.parametrize("spec,match", [
-    (ClassSubset(42, 5), "unknown class 42"),
-    (ClassSubset("Sneaker", 5), "unknown class 'Sneaker'"),
-    (ClassSubset(3, 0), "must be positive"),
-    (ClassSubset(3, 10_000), "a subset must be smaller"),
-    (RandomSamples(0.0), "fraction in"),
-    (RandomSamples(10_000), "whole training set"),
-    (Indices(()), "empty"),
-    (Indices((1, 2, 2)), "duplicate sample ids"),
-    (Indices((1, 99_999)), "out of range or unknown"),
-    (Indices((-1,)), "out of range or unknown"),
-])
+@pytest.mark.parametrize(
+    "spec,match",
+    [
+        (ClassSubset(42, 5), "unknown class 42"),
+        (ClassSubset("Sneaker", 5), "unknown class 'Sneaker'"),
+        (ClassSubset(3, 0), "must be positive"),
+        (ClassSubset(3, 10_000), "a subset must be smaller"),
+        (RandomSamples(0.0), "fraction in"),
+        (RandomSamples(10_000), "whole training set"),
+        (Indices(()), "empty"),
+        (Indices((1, 2, 2)), "duplicate sample ids"),
+        (Indices((1, 99_999)), "out of range or unknown"),
+        (Indices((-1,)), "out of range or unknown"),
+    ],
+)
 def test_invalid_requests_rejected(train, spec, match):
     with pytest.raises(ScenarioError, match=match):
         make_forget_split(train, spec)
@@ -103,8 +117,9 @@ def test_bad_files(train, tmp_path):
         make_forget_split(train, IndicesFile(str(fl)))
 
 
-@pytest.mark.parametrize("text", ["class-subset:3:100", "class:2", "random:0.1", "group:1,2", "group-frac:0.02",
-                                  "indices:/x/ids.txt"])
+@pytest.mark.parametrize(
+    "text", ["class-subset:3:100", "class:2", "random:0.1", "group:1,2", "group-frac:0.02", "indices:/x/ids.txt"]
+)
 def test_parse_roundtrip(text):
     assert spec_to_string(parse_scenario(text)) == text
 

@@ -20,7 +20,14 @@ import torch
 from PIL import Image
 
 from oblivio.data import (
-    DATASETS, DatasetError, from_arrays, load_cifar10, load_cifar100, load_dataset, load_image_folder, load_npz,
+    DATASETS,
+    DatasetError,
+    from_arrays,
+    load_cifar10,
+    load_cifar100,
+    load_dataset,
+    load_image_folder,
+    load_npz,
     load_svhn,
 )
 
@@ -49,8 +56,11 @@ def _write_cifar10(folder: Path, per_batch: int = 2, protocol: int = 2) -> dict[
             data[0, 1024 + 32 * 2 + 5] = 200  # green plane, row 2, col 5
             data[0, 2048 + 32 * 31 + 31] = 100  # blue plane, row 31, col 31
         labels = [(i + j) % 10 for j in range(per_batch)]
-        _dump(folder / f"data_batch_{i}", {b"batch_label": b"training batch", b"data": data, b"labels": labels,
-                                           b"filenames": [b"x.png"] * per_batch}, protocol)
+        _dump(
+            folder / f"data_batch_{i}",
+            {b"batch_label": b"training batch", b"data": data, b"labels": labels, b"filenames": [b"x.png"] * per_batch},
+            protocol,
+        )
         rows[f"data_batch_{i}"] = data
     test = _cifar_rows(3, seed=9)
     _dump(folder / "test_batch", {b"data": test, b"labels": [9, 0, 4]}, protocol)
@@ -358,8 +368,15 @@ def test_npz_channels_last_uint8_with_groups_and_classes(tmp_path):
     x = np.zeros((3, 5, 6, 3), np.uint8)  # [N, H, W, C]
     x[1, 2, 4] = (9, 8, 7)
     path = tmp_path / "toy.npz"
-    np.savez_compressed(path, x_train=x, y_train=np.array([0, 2, 1]), x_test=x[:2], y_test=np.array([[2], [0]]),
-                        groups_train=np.array([5, 5, 6]), classes=np.array(["a", "b", "c"]))
+    np.savez_compressed(
+        path,
+        x_train=x,
+        y_train=np.array([0, 2, 1]),
+        x_test=x[:2],
+        y_test=np.array([[2], [0]]),
+        groups_train=np.array([5, 5, 6]),
+        classes=np.array(["a", "b", "c"]),
+    )
     splits = load_npz(path)
     assert splits.name == "toy" and splits.classes == ("a", "b", "c")
     assert splits.train.images.shape == (3, 3, 5, 6) and splits.train.images.dtype == torch.uint8
@@ -389,8 +406,15 @@ def test_from_arrays_layouts(shape, layout, expected):
 
 def test_from_arrays_values_kept_and_torch_input():
     x = torch.rand(2, 4, 4, 3)
-    splits = from_arrays(x, torch.tensor([0, 1]), x, torch.tensor([1, 0]), classes=["no", "yes"],
-                         groups_train=[4, 2], groups_test=np.array([[1], [1]]))
+    splits = from_arrays(
+        x,
+        torch.tensor([0, 1]),
+        x,
+        torch.tensor([1, 0]),
+        classes=["no", "yes"],
+        groups_train=[4, 2],
+        groups_test=np.array([[1], [1]]),
+    )
     assert torch.equal(splits.train.images, x.permute(0, 3, 1, 2))  # float stays float, no quantising
     assert splits.train.groups.tolist() == [4, 2] and splits.test.groups.tolist() == [1, 1]
     ints = from_arrays(np.full((2, 1, 2, 2), 200, np.int64), [0, 0], np.zeros((1, 1, 2, 2), np.int32), [0])
@@ -423,8 +447,14 @@ def test_arrays_errors(tmp_path):
     np.savez(tmp_path / "partial.npz", x_train=x, y_train=[0, 1])
     with pytest.raises(DatasetError, match=r"missing arrays \['x_test', 'y_test'\]"):
         load_npz(tmp_path / "partial.npz")
-    np.savez(tmp_path / "objects.npz", x_train=x, y_train=[0, 1], x_test=x, y_test=[0, 1],
-             classes=np.array(["a", "b"], dtype=object))
+    np.savez(
+        tmp_path / "objects.npz",
+        x_train=x,
+        y_train=[0, 1],
+        x_test=x,
+        y_test=[0, 1],
+        classes=np.array(["a", "b"], dtype=object),
+    )
     with pytest.raises(DatasetError, match="string array"):
         load_npz(tmp_path / "objects.npz")
     (tmp_path / "junk.npz").write_bytes(b"definitely not a zip archive")

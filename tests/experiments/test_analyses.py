@@ -27,8 +27,9 @@ def original(exp):
 def test_saving_point_comparison(exp, original):
     s = exp.unlearning_splits("class:3", seed=0)
     method = create_method("two-stage", recipe="tiny")
-    two_stage_model, scratch, report = saving_point_comparison(original, forget=s.forget, retain=s.retain,
-                                                               method=method, seed=0)
+    two_stage_model, scratch, report = saving_point_comparison(
+        original, forget=s.forget, retain=s.retain, method=method, seed=0
+    )
     d = report.to_dict()
     assert d["chance"] == pytest.approx(0.1)
     assert d["validation"] == "retain-split"
@@ -60,8 +61,13 @@ def test_tmu_report_and_ablation_against_gold(exp, original):
     assert set(ablation) == {"nf", "af", "cf", "nf+af+cf"}
     assert all(0 <= v <= 1 for v in ablation.values())
     with pytest.raises(ValueError, match="ids differ"):
-        tmu_report(method.info, gold_model=gold, original_model=original, unlearned_model=out,
-                   forget=s.retain.subset(range(len(s.forget))))
+        tmu_report(
+            method.info,
+            gold_model=gold,
+            original_model=original,
+            unlearned_model=out,
+            forget=s.retain.subset(range(len(s.forget))),
+        )
 
 
 def test_feature_ablation_says_when_the_run_computed_no_features():

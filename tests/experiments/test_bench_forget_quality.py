@@ -10,8 +10,11 @@ import runner_plugin_methods as plugin
 
 from oblivio.cli import main
 from oblivio.experiments.bench import BenchSettings, benchmark_cells, list_benchmarks
-from oblivio.experiments.forget_quality_run import (forget_quality_benchmark, forget_quality_cells,
-                                                    forget_quality_from_rows)
+from oblivio.experiments.forget_quality_run import (
+    forget_quality_benchmark,
+    forget_quality_cells,
+    forget_quality_from_rows,
+)
 from oblivio.metrics.forget_quality import final_score, forget_quality, logit_scaled_confidence
 from oblivio.training.evaluate import predict_logits
 
@@ -28,8 +31,9 @@ def test_forget_quality_end_to_end(store, tmp_path):
 
     n = 3
     results = tmp_path / "fq.jsonl"
-    res = forget_quality_benchmark("tiny", [plugin.NOISE, "gold"], scenario=SCENARIO, n_models=n,
-                                   results=results, store=store)
+    res = forget_quality_benchmark(
+        "tiny", [plugin.NOISE, "gold"], scenario=SCENARIO, n_models=n, results=results, store=store
+    )
     noise, gold = res
     assert (noise.method, gold.method) == (plugin.NOISE, "gold")
     for r in res:
@@ -46,8 +50,9 @@ def test_forget_quality_end_to_end(store, tmp_path):
     exp = Experiment("tiny", store=store, progress=False)
     split = exp.forget_split(SCENARIO, seed=0)
     forget = exp.unlearning_splits(split).forget
-    r_scores = np.stack([logit_scaled_confidence(predict_logits(exp.gold(split, seed=s), forget), forget.labels)
-                         for s in range(n)])
+    r_scores = np.stack(
+        [logit_scaled_confidence(predict_logits(exp.gold(split, seed=s), forget), forget.labels) for s in range(n)]
+    )
     noise_rows = sorted((r for r in rows if r["method"] == plugin.NOISE), key=lambda r: r["seeds"]["unlearn"])
     u_scores = np.asarray([r["scores"]["forget"] for r in noise_rows])
     np.testing.assert_allclose(np.asarray([r["scores"]["gold_forget"] for r in noise_rows]), r_scores, rtol=1e-6)
@@ -77,17 +82,20 @@ def test_forget_quality_cells_validate():
 
 def test_benchmark_registry_builds_cells():
     assert {"tmu-table1", "tmu-table4", "tmu-figure3", "two-stage", "forget-quality"} <= set(list_benchmarks())
-    cells, notes = benchmark_cells("tmu-table1", "tiny",
-                                   settings=BenchSettings(classes=[0, 1], seeds=2,
-                                                          methods=[plugin.NOISE, "gold", "no-such"], count=20))
+    cells, notes = benchmark_cells(
+        "tmu-table1",
+        "tiny",
+        settings=BenchSettings(classes=[0, 1], seeds=2, methods=[plugin.NOISE, "gold", "no-such"], count=20),
+    )
     assert len(cells) == 2 * 2 * 2
     assert {c.scenario for c in cells} == {"class-subset:0:20", "class-subset:1:20"}
     assert any("no-such" in n for n in notes)
     cells, _ = benchmark_cells("two-stage", "tiny", settings=BenchSettings(methods=["gold"]))
     assert [c.scenario for c in cells] == ["random:0.01", "random:0.02", "random:0.05", "random:0.1"]
     assert all(c.options.tta for c in cells)
-    cells, notes = benchmark_cells("forget-quality", "tiny",
-                                   settings=BenchSettings(methods=["gold"], n_models=3, scenario=SCENARIO))
+    cells, notes = benchmark_cells(
+        "forget-quality", "tiny", settings=BenchSettings(methods=["gold"], n_models=3, scenario=SCENARIO)
+    )
     assert len(cells) == 3 and any("fewer than the 16" in n for n in notes)
     cells, _ = benchmark_cells("tmu-figure3", "tiny", settings=BenchSettings(classes=[0], methods=["gold"]))
     sizes = [int(c.scenario.rsplit(":", 1)[1]) for c in cells]
@@ -100,12 +108,32 @@ def test_benchmark_registry_builds_cells():
 
 def test_bench_and_report_cli(store, tmp_path, capsys):
     out = tmp_path / "bench"
-    argv = ["bench", "tmu-table1", "--preset", "tiny", "--classes", "3", "--count", "20", "--methods",
-            f"{plugin.NOISE},gold", "--store", str(store), "--out", str(out), "--import", plugin.__name__,
-            "--no-progress"]
+    argv = [
+        "bench",
+        "tmu-table1",
+        "--preset",
+        "tiny",
+        "--classes",
+        "3",
+        "--count",
+        "20",
+        "--methods",
+        f"{plugin.NOISE},gold",
+        "--store",
+        str(store),
+        "--out",
+        str(out),
+        "--import",
+        plugin.__name__,
+        "--no-progress",
+    ]
     assert main(argv) == 0
     printed = capsys.readouterr().out
-    assert "TMU Table 1" in printed and "gold reference ACC_Df" in printed and "reproduce: oblivio bench tmu-table1" in printed
+    assert (
+        "TMU Table 1" in printed
+        and "gold reference ACC_Df" in printed
+        and "reproduce: oblivio bench tmu-table1" in printed
+    )
     assert (out / "results.jsonl").is_file() and (out / "report.md").is_file() and (out / "report.html").is_file()
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert len(rows) == 2 and all(r["tags"]["benchmark"] == "tmu-table1" for r in rows)

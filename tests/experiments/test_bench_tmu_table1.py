@@ -24,8 +24,7 @@ def test_table1_grid_has_both_controls_and_varies_every_seed():
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory):
     root = tmp_path_factory.mktemp("t1")
-    settings = BenchSettings(classes=[9], seeds=2, count=20,
-                             methods=["finetune", "tmu", "tmu.random-control", "gold"])
+    settings = BenchSettings(classes=[9], seeds=2, count=20, methods=["finetune", "tmu", "tmu.random-control", "gold"])
     res = run_benchmark("tmu-table1", "tiny", out=root / "out", settings=settings, store=root / "store", plots=False)
     return root, res
 
@@ -49,13 +48,19 @@ def test_rows_carry_sample_agreement_and_the_fair_null(bench):
 def test_report_has_the_statistics_and_rebuilds_from_jsonl(bench, tmp_path):
     root, res = bench
     md = res.files.markdown.read_text()
-    for title in ("mean [95% bootstrap CI]", "Paired comparisons: tmu vs each method",
-                  "fair null (random subset of the same size)", "original (no unlearning)", "Sample agreement"):
+    for title in (
+        "mean [95% bootstrap CI]",
+        "Paired comparisons: tmu vs each method",
+        "fair null (random subset of the same size)",
+        "original (no unlearning)",
+        "Sample agreement",
+    ):
         assert title in md, title
     assert "not significant" in md  # two pairs can never reach p < 0.05
     rows = read_results(res.results)
-    again = write_report(rows, tmp_path, title="rebuilt", tables=["alignment-ci", "paired", "predictor-null"],
-                         plots=False)
+    again = write_report(
+        rows, tmp_path, title="rebuilt", tables=["alignment-ci", "paired", "predictor-null"], plots=False
+    )
     text = again.markdown.read_text()
     for t in res.tables:
         if t.key in ("alignment-ci", "paired", "predictor-null"):

@@ -18,8 +18,12 @@ from oblivio.experiments.runner import EvalOptions, Grid, MethodSpec, Runner
 
 TMU_SMALL = MethodSpec("tmu", {"n_twins": 1, "twin_epochs": 3, "predictor_epochs": 10}, label="tmu[small]")
 TWO_STAGE_SMALL = MethodSpec("two-stage", {"recipe": "tiny", "retrain_epochs": 2}, label="two-stage[small]")
-GRID = Grid(scenarios=["class-subset:1:20"], methods=[TMU_SMALL, TWO_STAGE_SMALL], seeds=[0],
-            options=EvalOptions(mia=True, zrf=True))
+GRID = Grid(
+    scenarios=["class-subset:1:20"],
+    methods=[TMU_SMALL, TWO_STAGE_SMALL],
+    seeds=[0],
+    options=EvalOptions(mia=True, zrf=True),
+)
 
 
 def _fresh_caches() -> None:
@@ -30,8 +34,13 @@ def _fresh_caches() -> None:
 
 def _comparable(row: dict) -> dict:
     """What must not change between runs: metrics, the method's info (labels, epochs...), hyper-parameters, seeds."""
-    return {"metrics": row["metrics"], "info": _without_timings(row["info"]), "hparams": row["hparams"], "seeds": row["seeds"],
-            "key": row["key"]}
+    return {
+        "metrics": row["metrics"],
+        "info": _without_timings(row["info"]),
+        "hparams": row["hparams"],
+        "seeds": row["seeds"],
+        "key": row["key"],
+    }
 
 
 def _without_timings(obj):
@@ -47,8 +56,11 @@ def _assert_identical(a: dict, b: dict) -> None:
     ca, cb = _comparable(a), _comparable(b)
     assert ca["key"] == cb["key"] and ca["seeds"] == cb["seeds"] and ca["hparams"] == cb["hparams"]
     assert set(ca["metrics"]) == set(cb["metrics"])
-    different = {k: (v, cb["metrics"][k]) for k, v in ca["metrics"].items()
-                 if not (v == cb["metrics"][k] or (_nan(v) and _nan(cb["metrics"][k])))}
+    different = {
+        k: (v, cb["metrics"][k])
+        for k, v in ca["metrics"].items()
+        if not (v == cb["metrics"][k] or (_nan(v) and _nan(cb["metrics"][k])))
+    }
     assert not different, f"{a['method']}: metrics differ between identical runs: {different}"
     assert ca["info"] == cb["info"], f"{a['method']}: info differs"
 
@@ -112,8 +124,9 @@ def test_ray_is_bit_identical_to_in_process(reference):
     root = reference["root"]
     ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
     try:
-        runner = Runner("tiny", results=root / "ray.jsonl", store=root / "store", ray_address="local",
-                        threads_per_worker=1)
+        runner = Runner(
+            "tiny", results=root / "ray.jsonl", store=root / "store", ray_address="local", threads_per_worker=1
+        )
         rows = runner.run(GRID)
     finally:
         ray.shutdown()

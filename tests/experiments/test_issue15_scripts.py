@@ -25,11 +25,23 @@ def test_ceiling_labels_is_gold_right_and_count_takes_the_lowest_margins():
     ceiling = _script("tmu_ceiling")
     gold_right = torch.tensor([1, 0, 1, 0, 1, 1])
     margins = torch.tensor([5.0, 0.3, -1.0, 2.0, 0.1, 4.0])
-    assert ceiling.oracle_decision("ceiling.labels", margins=margins, gold_right=gold_right).tolist() == \
-        [1, 0, 1, 0, 1, 1]
+    assert ceiling.oracle_decision("ceiling.labels", margins=margins, gold_right=gold_right).tolist() == [
+        1,
+        0,
+        1,
+        0,
+        1,
+        1,
+    ]
     # gold gets 2 wrong: the two lowest margins (-1.0 at 2, 0.1 at 4) are called hard, whatever gold says of them
-    assert ceiling.oracle_decision("ceiling.count", margins=margins, gold_right=gold_right).tolist() == \
-        [1, 1, 0, 1, 0, 1]
+    assert ceiling.oracle_decision("ceiling.count", margins=margins, gold_right=gold_right).tolist() == [
+        1,
+        1,
+        0,
+        1,
+        0,
+        1,
+    ]
     assert ceiling.oracle_decision("ceiling.count", margins=margins, gold_right=torch.ones(6)).tolist() == [1] * 6
     with pytest.raises(ValueError, match="unknown ceiling"):
         ceiling.oracle_decision("ceiling.magic", margins=margins, gold_right=gold_right)
@@ -38,10 +50,19 @@ def test_ceiling_labels_is_gold_right_and_count_takes_the_lowest_margins():
 def _bench_row(seed, k, method, delta, agree, act, orig=None):
     m = {"delta_forget": delta, "sample_agreement": agree, "activation_distance_l2": act, "gold_acc_forget": 0.8}
     if orig is not None:
-        m.update(original_acc_forget=0.8 + orig[0], original_sample_agreement=orig[1],
-                 original_activation_distance_l2=orig[2])
-    return {"status": "ok", "method": method, "forget_class": k, "seeds": {"train": seed, "gold": seed},
-            "scenario": f"class-subset:{k}:100", "metrics": m}
+        m.update(
+            original_acc_forget=0.8 + orig[0],
+            original_sample_agreement=orig[1],
+            original_activation_distance_l2=orig[2],
+        )
+    return {
+        "status": "ok",
+        "method": method,
+        "forget_class": k,
+        "seeds": {"train": seed, "gold": seed},
+        "scenario": f"class-subset:{k}:100",
+        "metrics": m,
+    }
 
 
 def test_pooled_table_pairs_units_across_files(tmp_path):
@@ -55,13 +76,25 @@ def test_pooled_table_pairs_units_across_files(tmp_path):
     (tmp_path / "tmu-table1-full.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     for i in range(3, 6):  # a selection-script file with its original forget accuracies beside it
         for meth, d in (("tmu", tmu[i]), ("finetune", ft[i])):
-            sel.append({"seed": 100 + i, "forget_class": 1, "method": meth, "original_sample_agreement": 0.88,
-                        "original_activation_distance_l2": 0.2,
-                        "metrics": {"delta_forget": d, "sample_agreement": 0.9, "activation_distance_l2": 0.1,
-                                    "gold_acc_forget": 0.8}})
+            sel.append(
+                {
+                    "seed": 100 + i,
+                    "forget_class": 1,
+                    "method": meth,
+                    "original_sample_agreement": 0.88,
+                    "original_activation_distance_l2": 0.2,
+                    "metrics": {
+                        "delta_forget": d,
+                        "sample_agreement": 0.9,
+                        "activation_distance_l2": 0.1,
+                        "gold_acc_forget": 0.8,
+                    },
+                }
+            )
     (tmp_path / "tmu-table1-full-replication.jsonl").write_text("".join(json.dumps(r) + "\n" for r in sel))
     (tmp_path / "tmu-table1-full-replication-original.json").write_text(
-        json.dumps({f"{100 + i}:1": 0.85 for i in range(3, 6)}))
+        json.dumps({f"{100 + i}:1": 0.85 for i in range(3, 6)})
+    )
     groups = pooled.load(tmp_path)
     assert [len(u) for u in groups.values()] == [3, 3]
     text = pooled.table(groups)

@@ -45,9 +45,30 @@ def _forget_cli(store, tmp_path) -> dict:
     from oblivio.cli import main
 
     out = tmp_path / "forget.json"
-    assert main(["forget", "--preset", "tiny", "--store", str(store), "--device", "cpu", "--no-progress",
-                 "--method", "finetune", "--hparams", json.dumps(HPARAMS), "--forget", SPEC, "--gold",
-                 "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "forget",
+                "--preset",
+                "tiny",
+                "--store",
+                str(store),
+                "--device",
+                "cpu",
+                "--no-progress",
+                "--method",
+                "finetune",
+                "--hparams",
+                json.dumps(HPARAMS),
+                "--forget",
+                SPEC,
+                "--gold",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     return json.loads(out.read_text())
 
 
@@ -65,8 +86,12 @@ def test_forget_runner_ledger_and_demo_share_one_evaluation(store, tmp_path, cal
     assert set(forget_json["metrics"]) == (set(forget_ev) - set(COST_KEYS)) | {"seconds"}
     assert set(forget_json["cost"]) == set(COST_KEYS)
     # the runner's cell
-    row = run_cell(get_preset("tiny"), Cell(SPEC, MethodSpec("finetune", HPARAMS), Seeds.for_replicate(0),
-                                            EvalOptions(mia=True, zrf=False)), store=store, device="cpu")
+    row = run_cell(
+        get_preset("tiny"),
+        Cell(SPEC, MethodSpec("finetune", HPARAMS), Seeds.for_replicate(0), EvalOptions(mia=True, zrf=False)),
+        store=store,
+        device="cpu",
+    )
     assert len(calls) == 2
     cell_ev = calls[-1]
     assert set(row["metrics"]) == set(cell_ev) - set(COST_KEYS)  # the cost group moved to row["cost"]
@@ -104,8 +129,16 @@ def test_forget_runner_ledger_and_demo_share_one_evaluation(store, tmp_path, cal
     assert rows[-1]["cost_vs_retrain"] == demo_ev["rte"]
 
 
-@pytest.mark.parametrize("module", ["oblivio.cli.forget", "oblivio.cli.demo", "oblivio.experiments.cell",
-                                    "oblivio.ledger.apply", "oblivio.experiments.pipeline"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "oblivio.cli.forget",
+        "oblivio.cli.demo",
+        "oblivio.experiments.cell",
+        "oblivio.ledger.apply",
+        "oblivio.experiments.pipeline",
+    ],
+)
 def test_no_caller_reads_metadata_off_the_module_or_divides_seconds_itself(module):
     import importlib
 

@@ -8,10 +8,23 @@ import re
 import numpy as np
 import pytest
 
-from oblivio.experiments.report import (Table, activation_distance_table, build_tables, fmt_mean_std,
-                                        label_accuracy_by_size_table, label_accuracy_table, mean_std,
-                                        neutralisation_table, saving_point_table, summary_table, tmu_table1, to_html,
-                                        tta_mislabel_table, two_stage_accuracy_table, write_report)
+from oblivio.experiments.report import (
+    Table,
+    activation_distance_table,
+    build_tables,
+    fmt_mean_std,
+    label_accuracy_by_size_table,
+    label_accuracy_table,
+    mean_std,
+    neutralisation_table,
+    saving_point_table,
+    summary_table,
+    tmu_table1,
+    to_html,
+    tta_mislabel_table,
+    two_stage_accuracy_table,
+    write_report,
+)
 from oblivio.experiments.runner import read_results
 
 # per (class, method): accuracies on test / forget over seeds 0, 1, 2
@@ -29,23 +42,52 @@ def _rows() -> list[dict]:
     for (k, m), (test, forget) in ACC.items():
         for s in range(3):
             gt, gf = GOLD[k][0][s], GOLD[k][1][s]
-            rows.append({
-                "key": f"{k}-{m}-{s}", "status": "ok", "scenario": f"class-subset:{k}:100", "forget_class": k,
-                "forget_class_name": ["zero", "one"][k], "n_forget": 100, "n_retain": 900, "method": m,
-                "method_name": m, "hparams": {}, "seeds": {"train": s, "gold": s, "request": s, "unlearn": 10_000 + s},
-                "info": {},
-                # as experiments/cell.py writes them: the label ablation beside the metrics, the label accuracy in them
-                "label_ablation": {"nf": 0.5 + 0.05 * s, "nf+af+cf": 0.7} if m == "tmu" else None,
-                "metrics": {**({"label_accuracy": 0.6 + 0.1 * s} if m == "tmu" else {}),
-                            "acc_test": test[s], "acc_forget": forget[s], "acc_retain": 0.99, "gold_acc_test": gt,
-                            "gold_acc_forget": gf, "gold_acc_retain": 0.98, "delta_forget": abs(forget[s] - gf),
-                            "activation_distance_l2": (0.3 if m == "ft" else 0.1) + 0.01 * s + 0.1 * k,
-                            "mia_loss_lr_acc": 0.5, "gold_mia_loss_lr_acc": 0.52},
-                "cost": {"method_seconds": 2.0 + s, "gold_train_seconds": 20.0, "rte": (2.0 + s) / 20.0, "gold_epochs": 15},
-                "provenance": {"oblivio_version": "0.1.0", "git_commit": "abc", "host": "h", "backend": "pool",
-                               "finished_at": f"2026-01-0{s + 1}T00:00:00+00:00", "config_hash": "c1",
-                               "config": {"dataset": "digits", "model": "small-cnn", "recipe": {"name": "tiny"}}},
-            })
+            rows.append(
+                {
+                    "key": f"{k}-{m}-{s}",
+                    "status": "ok",
+                    "scenario": f"class-subset:{k}:100",
+                    "forget_class": k,
+                    "forget_class_name": ["zero", "one"][k],
+                    "n_forget": 100,
+                    "n_retain": 900,
+                    "method": m,
+                    "method_name": m,
+                    "hparams": {},
+                    "seeds": {"train": s, "gold": s, "request": s, "unlearn": 10_000 + s},
+                    "info": {},
+                    # as experiments/cell.py writes them: the label ablation beside the metrics, the label accuracy in them
+                    "label_ablation": {"nf": 0.5 + 0.05 * s, "nf+af+cf": 0.7} if m == "tmu" else None,
+                    "metrics": {
+                        **({"label_accuracy": 0.6 + 0.1 * s} if m == "tmu" else {}),
+                        "acc_test": test[s],
+                        "acc_forget": forget[s],
+                        "acc_retain": 0.99,
+                        "gold_acc_test": gt,
+                        "gold_acc_forget": gf,
+                        "gold_acc_retain": 0.98,
+                        "delta_forget": abs(forget[s] - gf),
+                        "activation_distance_l2": (0.3 if m == "ft" else 0.1) + 0.01 * s + 0.1 * k,
+                        "mia_loss_lr_acc": 0.5,
+                        "gold_mia_loss_lr_acc": 0.52,
+                    },
+                    "cost": {
+                        "method_seconds": 2.0 + s,
+                        "gold_train_seconds": 20.0,
+                        "rte": (2.0 + s) / 20.0,
+                        "gold_epochs": 15,
+                    },
+                    "provenance": {
+                        "oblivio_version": "0.1.0",
+                        "git_commit": "abc",
+                        "host": "h",
+                        "backend": "pool",
+                        "finished_at": f"2026-01-0{s + 1}T00:00:00+00:00",
+                        "config_hash": "c1",
+                        "config": {"dataset": "digits", "model": "small-cnn", "recipe": {"name": "tiny"}},
+                    },
+                }
+            )
     return rows
 
 
@@ -72,8 +114,15 @@ def test_mean_std_helpers():
 def test_tmu_table1_values(jsonl):
     rows = read_results(jsonl)
     t = tmu_table1(rows)
-    assert t.columns == ["Forget class", "gold reference ACC_test", "gold reference ACC_Df", "ft ACC_test", "ft ACC_Df", "tmu ACC_test",
-                         "tmu ACC_Df"]
+    assert t.columns == [
+        "Forget class",
+        "gold reference ACC_test",
+        "gold reference ACC_Df",
+        "ft ACC_test",
+        "ft ACC_Df",
+        "tmu ACC_test",
+        "tmu ACC_Df",
+    ]
     row0 = t.rows[0]
     assert row0[0] == "0 (zero)"
     assert row0[1] == _ms(GOLD[0][0]) and row0[2] == _ms(GOLD[0][1])
@@ -129,15 +178,35 @@ def test_two_stage_tables():
     for s in range(2):
         for ratio, nf in (("random:0.05", 50), ("random:0.01", 10)):
             for mode in ("min", "max"):
-                rows.append({**base, "key": f"{ratio}{mode}{s}", "scenario": ratio, "n_forget": nf,
-                             "method": f"two-stage[{mode}]", "hparams": {"mislabel": mode},
-                             "seeds": {"train": s, "gold": s, "request": s},
-                             "info": {"saving_point": 3 + s, "neutralisation_epochs": nf // 10 + s},
-                             "metrics": {"acc_test": 0.8, "acc_retain": 0.9, "acc_forget": 0.1, "gold_acc_test": 0.82,
-                                         "gold_acc_retain": 0.91, "gold_acc_forget": 0.7, "chance": 0.1,
-                                         "tta_identity": 0.1 if mode == "min" else 0.3, "tta_hflip": 0.2,
-                                         "tta_vflip": 0.1, "tta_center_crop": 0.1, "gold_tta_identity": 0.7,
-                                         "gold_tta_hflip": 0.6, "gold_tta_vflip": 0.3, "gold_tta_center_crop": 0.6}})
+                rows.append(
+                    {
+                        **base,
+                        "key": f"{ratio}{mode}{s}",
+                        "scenario": ratio,
+                        "n_forget": nf,
+                        "method": f"two-stage[{mode}]",
+                        "hparams": {"mislabel": mode},
+                        "seeds": {"train": s, "gold": s, "request": s},
+                        "info": {"saving_point": 3 + s, "neutralisation_epochs": nf // 10 + s},
+                        "metrics": {
+                            "acc_test": 0.8,
+                            "acc_retain": 0.9,
+                            "acc_forget": 0.1,
+                            "gold_acc_test": 0.82,
+                            "gold_acc_retain": 0.91,
+                            "gold_acc_forget": 0.7,
+                            "chance": 0.1,
+                            "tta_identity": 0.1 if mode == "min" else 0.3,
+                            "tta_hflip": 0.2,
+                            "tta_vflip": 0.1,
+                            "tta_center_crop": 0.1,
+                            "gold_tta_identity": 0.7,
+                            "gold_tta_hflip": 0.6,
+                            "gold_tta_vflip": 0.3,
+                            "gold_tta_center_crop": 0.6,
+                        },
+                    }
+                )
     t2 = two_stage_accuracy_table(rows)
     assert [r[0] for r in t2.rows][:2] == ["random:0.01", "random:0.01"]  # ordered by forget ratio
     assert t2.rows[0][2] == "80.0 ± 0.0" and t2.rows[0][5] == "82.0 ± 0.0"
@@ -149,8 +218,13 @@ def test_two_stage_tables():
     assert modes["gold reference"][4] == "60.0 ± 0.0" and "Chance = 10.0%." in t4.notes
     t5 = neutralisation_table(rows)
     assert t5.rows[0][1] == f"{100 * 10 / 960:.1f}%" and t5.rows[0][3] == _ms([1, 2], scale=1)
-    assert [t.key for t in build_tables(rows)] == ["two-stage-table2", "two-stage-table3", "two-stage-table4",
-                                                   "two-stage-table5", "summary"]
+    assert [t.key for t in build_tables(rows)] == [
+        "two-stage-table2",
+        "two-stage-table3",
+        "two-stage-table4",
+        "two-stage-table5",
+        "summary",
+    ]
 
 
 def test_readers_read_only_the_declared_keys():
@@ -160,16 +234,32 @@ def test_readers_read_only_the_declared_keys():
     from oblivio.methods.two_stage import TwoStageInfo
 
     assert {"saving_point", "neutralisation_epochs", "forget_acc_neutralised"} <= set(TwoStageInfo.__annotations__)
-    row = {"status": "ok", "key": "k", "scenario": "random:0.05", "n_forget": 50, "n_retain": 950,
-           "method": "two-stage", "hparams": {"mislabel_mode": "max"}, "seeds": {"train": 0, "gold": 0, "request": 0},
-           "info": {"saving_point_epoch": 3, "neutralization_epochs": 2, "forget_acc_neutralized": 0.1,
-                    "label_accuracy": 0.9, "ablation": {"nf": 0.8}},
-           "metrics": {"acc_forget": 0.1, "tta_identity": 0.1}}
+    row = {
+        "status": "ok",
+        "key": "k",
+        "scenario": "random:0.05",
+        "n_forget": 50,
+        "n_retain": 950,
+        "method": "two-stage",
+        "hparams": {"mislabel_mode": "max"},
+        "seeds": {"train": 0, "gold": 0, "request": 0},
+        "info": {
+            "saving_point_epoch": 3,
+            "neutralization_epochs": 2,
+            "forget_acc_neutralized": 0.1,
+            "label_accuracy": 0.9,
+            "ablation": {"nf": 0.8},
+        },
+        "metrics": {"acc_forget": 0.1, "tta_identity": 0.1},
+    }
     assert not saving_point_table([row]) and not neutralisation_table([row])
     assert tta_mislabel_table([row]).rows[0][2] == ""  # no "mislabel" hyper-parameter
     assert not label_accuracy_table([row])
-    good = {**row, "hparams": {"mislabel": "max"}, "info": {"saving_point": 3, "neutralisation_epochs": 2,
-                                                          "forget_acc_neutralised": 0.1}}
+    good = {
+        **row,
+        "hparams": {"mislabel": "max"},
+        "info": {"saving_point": 3, "neutralisation_epochs": 2, "forget_acc_neutralised": 0.1},
+    }
     assert saving_point_table([good]).rows[0][2] == "3.0"
     assert neutralisation_table([good]).rows[0][3:5] == ["2.0", "10.0"]
     assert tta_mislabel_table([good]).rows[0][2] == "max"

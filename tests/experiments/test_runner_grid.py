@@ -9,8 +9,17 @@ from pathlib import Path
 import pytest
 import runner_plugin_methods as plugin
 
-from oblivio.experiments.runner import (EVAL_SEED_OFFSET, UNLEARN_SEED_OFFSET, Cell, EvalOptions, Grid, MethodSpec,
-                                        Runner, Seeds, read_results)
+from oblivio.experiments.runner import (
+    EVAL_SEED_OFFSET,
+    UNLEARN_SEED_OFFSET,
+    Cell,
+    EvalOptions,
+    Grid,
+    MethodSpec,
+    Runner,
+    Seeds,
+    read_results,
+)
 
 SCENARIOS = ["class-subset:1:20", "class-subset:2:20"]
 
@@ -26,17 +35,24 @@ def shared(tmp_path_factory):
     """One store for the module (originals and golds are trained once) and an in-process run of a small grid."""
     root = tmp_path_factory.mktemp("runner")
     counter = root / "calls.txt"
-    grid = Grid(scenarios=SCENARIOS,
-                methods=[MethodSpec(plugin.NOISE, {"counter": str(counter)}, label="noise"), "gold"],
-                seeds=[0], options=EvalOptions(mia=True, zrf=True))
+    grid = Grid(
+        scenarios=SCENARIOS,
+        methods=[MethodSpec(plugin.NOISE, {"counter": str(counter)}, label="noise"), "gold"],
+        seeds=[0],
+        options=EvalOptions(mia=True, zrf=True),
+    )
     runner = Runner("tiny", results=root / "inproc.jsonl", store=root / "store", tags={"suite": "runner"})
     rows = runner.run(grid)
     return {"root": root, "grid": grid, "rows": rows, "counter": counter, "runner": runner}
 
 
 def test_grid_expansion_and_seed_separation():
-    grid = Grid(scenarios=["class:1", "class:2", "random:0.1"], methods=["a", {"name": "b", "hparams": {"x": 1}}],
-                seeds=[0, 1, 2], base_seed=5)
+    grid = Grid(
+        scenarios=["class:1", "class:2", "random:0.1"],
+        methods=["a", {"name": "b", "hparams": {"x": 1}}],
+        seeds=[0, 1, 2],
+        base_seed=5,
+    )
     cells = grid.cells()
     assert len(cells) == 3 * 2 * 3
     assert {c.scenario for c in cells} == {"class:1", "class:2", "random:0.1"}
@@ -74,15 +90,37 @@ def test_rows_have_provenance_metrics_and_cost(shared):
     for r in rows:
         assert r["status"] == "ok" and r["key"]
         prov = r["provenance"]
-        for k in ("config", "config_hash", "oblivio_version", "git_commit", "host", "started_at", "finished_at",
-                  "wall_seconds", "backend", "torch"):
+        for k in (
+            "config",
+            "config_hash",
+            "oblivio_version",
+            "git_commit",
+            "host",
+            "started_at",
+            "finished_at",
+            "wall_seconds",
+            "backend",
+            "torch",
+        ):
             assert k in prov, k
         assert prov["config"]["dataset"] == "digits" and prov["backend"] == "in-process"
         assert r["tags"] == {"suite": "runner"}
         m = r["metrics"]
-        for k in ("acc_forget", "acc_retain", "acc_test", "gold_acc_forget", "gold_acc_test", "delta_forget",
-                  "activation_distance_l2", "js_divergence", "zrf_score", "mia_loss_lr_acc", "gold_mia_loss_lr_acc",
-                  "mia_salun_efficacy", "original_acc_forget"):
+        for k in (
+            "acc_forget",
+            "acc_retain",
+            "acc_test",
+            "gold_acc_forget",
+            "gold_acc_test",
+            "delta_forget",
+            "activation_distance_l2",
+            "js_divergence",
+            "zrf_score",
+            "mia_loss_lr_acc",
+            "gold_mia_loss_lr_acc",
+            "mia_salun_efficacy",
+            "original_acc_forget",
+        ):
             assert k in m, k
         assert m["delta_forget"] == pytest.approx(abs(m["acc_forget"] - m["gold_acc_forget"]))
         c = r["cost"]
@@ -103,8 +141,13 @@ def test_rows_have_provenance_metrics_and_cost(shared):
 def test_seeds_are_kept_apart(shared):
     rows = shared["rows"]
     for r in rows:
-        assert r["seeds"] == {"train": 0, "gold": 0, "unlearn": UNLEARN_SEED_OFFSET, "eval": EVAL_SEED_OFFSET,
-                              "request": 0}
+        assert r["seeds"] == {
+            "train": 0,
+            "gold": 0,
+            "unlearn": UNLEARN_SEED_OFFSET,
+            "eval": EVAL_SEED_OFFSET,
+            "request": 0,
+        }
     # the method received the unlearning seed, not the training seed
     assert [seed for _, seed in _calls(shared["counter"])] == [UNLEARN_SEED_OFFSET, UNLEARN_SEED_OFFSET]
     # the gold pseudo-method's model is a second gold model: not identical to M_g
@@ -149,8 +192,15 @@ def test_failures_are_recorded_and_retried(shared, tmp_path):
 
 def test_process_pool_matches_in_process(shared):
     root = shared["root"]
-    runner = Runner("tiny", results=root / "pool.jsonl", store=root / "store", workers=2, threads_per_worker=1,
-                    imports=[plugin.__name__], tags={"suite": "runner"})
+    runner = Runner(
+        "tiny",
+        results=root / "pool.jsonl",
+        store=root / "store",
+        workers=2,
+        threads_per_worker=1,
+        imports=[plugin.__name__],
+        tags={"suite": "runner"},
+    )
     rows = runner.run(shared["grid"])
     assert runner.errors == []
     _assert_same_rows(rows, shared["rows"])
@@ -180,8 +230,15 @@ def test_ray_local_matches_in_process(shared, monkeypatch):
     ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
     try:
         root = shared["root"]
-        runner = Runner("tiny", results=root / "ray.jsonl", store=root / "store", ray_address="local",
-                        threads_per_worker=1, imports=[plugin.__name__], tags={"suite": "runner"})
+        runner = Runner(
+            "tiny",
+            results=root / "ray.jsonl",
+            store=root / "store",
+            ray_address="local",
+            threads_per_worker=1,
+            imports=[plugin.__name__],
+            tags={"suite": "runner"},
+        )
         rows = runner.run(shared["grid"])
         assert runner.errors == []
         _assert_same_rows(rows, shared["rows"])

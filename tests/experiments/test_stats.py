@@ -13,8 +13,12 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from oblivio.experiments.report import (alignment_ci_table, label_accuracy_table, paired_comparison_table,
-                                        predictor_null_table)
+from oblivio.experiments.report import (
+    alignment_ci_table,
+    label_accuracy_table,
+    paired_comparison_table,
+    predictor_null_table,
+)
 from oblivio.experiments.stats import ALIGNMENT_MEASURES, compare, mean_ci, paired_difference, paired_values
 
 
@@ -45,7 +49,7 @@ def test_wilcoxon_p_matches_the_exact_enumeration(seed):
 
 def test_all_positive_differences_known_p_and_verdicts():
     res = paired_difference(np.arange(10) + 1.0, np.zeros(10))
-    assert res.p_value == pytest.approx(2 / 2 ** 10)
+    assert res.p_value == pytest.approx(2 / 2**10)
     assert res.significant and res.verdict("higher") == "better" and res.verdict("lower") == "worse"
     assert res.low > 0 and res.high <= 10
 
@@ -102,20 +106,36 @@ def _rows():
     rng = np.random.default_rng(0)
     for cls in range(5):
         for s in range(2):
-            base = {"scenario": f"class-subset:{cls}:100", "forget_class": cls, "status": "ok",
-                    "seeds": {"train": s, "gold": s, "request": s, "unlearn": 10000 + s, "eval": 20000 + s}}
+            base = {
+                "scenario": f"class-subset:{cls}:100",
+                "forget_class": cls,
+                "status": "ok",
+                "seeds": {"train": s, "gold": s, "request": s, "unlearn": 10000 + s, "eval": 20000 + s},
+            }
             d_ft, agree = 0.05 + 0.01 * rng.random(), 0.8 + 0.1 * rng.random()
             gold_mia = 0.55
-            for method, d, ag, mia in (("finetune", d_ft, agree, gold_mia + 0.01),
-                                       ("tmu", d_ft - 0.02, agree, gold_mia - 0.04),
-                                       ("tmu.random-control", d_ft - 0.02, agree - 0.10, gold_mia)):
-                m = {"delta_forget": d, "sample_agreement": ag, "mia_loss_lr_acc": mia,
-                     "gold_mia_loss_lr_acc": gold_mia,
-                     "acc_test": 0.9, "acc_retain": 0.95, "original_sample_agreement": 0.85,
-                     "original_acc_forget": 0.9, "gold_acc_forget": 0.88}
+            for method, d, ag, mia in (
+                ("finetune", d_ft, agree, gold_mia + 0.01),
+                ("tmu", d_ft - 0.02, agree, gold_mia - 0.04),
+                ("tmu.random-control", d_ft - 0.02, agree - 0.10, gold_mia),
+            ):
+                m = {
+                    "delta_forget": d,
+                    "sample_agreement": ag,
+                    "mia_loss_lr_acc": mia,
+                    "gold_mia_loss_lr_acc": gold_mia,
+                    "acc_test": 0.9,
+                    "acc_retain": 0.95,
+                    "original_sample_agreement": 0.85,
+                    "original_acc_forget": 0.9,
+                    "gold_acc_forget": 0.88,
+                }
                 if method.startswith("tmu"):
-                    m.update(label_accuracy=0.9 if method == "tmu" else 0.7, label_accuracy_null=0.75,
-                             label_kappa=0.4 if method == "tmu" else -0.1)
+                    m.update(
+                        label_accuracy=0.9 if method == "tmu" else 0.7,
+                        label_accuracy_null=0.75,
+                        label_kappa=0.4 if method == "tmu" else -0.1,
+                    )
                 rows.append({**base, "method": method, "metrics": m})
     return rows
 
@@ -193,8 +213,11 @@ def test_original_rows_take_the_activation_distance_from_any_row_of_the_unit():
     orig = original_rows(rows)
     assert len(orig) == 10
     by_unit = {(o["scenario"], o["seeds"]["train"]): o["metrics"]["activation_distance_l2"] for o in orig}
-    expected = {(r["scenario"], r["seeds"]["train"]): r["metrics"]["original_activation_distance_l2"]
-                for r in rows if r["method"] == "tmu"}
+    expected = {
+        (r["scenario"], r["seeds"]["train"]): r["metrics"]["original_activation_distance_l2"]
+        for r in rows
+        if r["method"] == "tmu"
+    }
     assert by_unit == expected
     lines = [r for r in paired_comparison_table(rows).rows if r[0] == "original (no unlearning)"]
     act = [r for r in lines if r[1] == "act. distance L2"]

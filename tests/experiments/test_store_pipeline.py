@@ -65,8 +65,12 @@ def test_concurrent_requests_train_once(tmp_path):
         return {"train_seconds": 1.5}
 
     out = []
-    threads = [threading.Thread(target=lambda: out.append(store.get_or_train("gold", {"k": 1}, lambda: torch.nn.Linear(2, 2), train)))
-               for _ in range(3)]
+    threads = [
+        threading.Thread(
+            target=lambda: out.append(store.get_or_train("gold", {"k": 1}, lambda: torch.nn.Linear(2, 2), train))
+        )
+        for _ in range(3)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -103,8 +107,12 @@ def test_gold_meta_gives_the_cost_of_retraining(tmp_path):
     trained = exp.gold_with_meta(split, seed=3)
     assert isinstance(trained, TrainedModel) and isinstance(trained.model, torch.nn.Module)
     assert trained.train_seconds > 0 and trained.meta["epochs"] == exp.config.recipe.epochs
-    assert trained.cost == RunCost(trained.meta["train_seconds"], trained.meta["train_cpu_seconds"],
-                                   trained.meta["train_forward_samples"], trained.meta["train_backward_samples"])
+    assert trained.cost == RunCost(
+        trained.meta["train_seconds"],
+        trained.meta["train_cpu_seconds"],
+        trained.meta["train_forward_samples"],
+        trained.meta["train_backward_samples"],
+    )
     assert exp.gold_seconds(split, seed=3) == trained.train_seconds
     assert not hasattr(trained.model, "oblivio_meta")  # the record travels beside the module, not on it
     again = exp.gold_with_meta(split, seed=3)  # loaded, same meta
@@ -125,7 +133,7 @@ def exp(tmp_path_factory):
 
 def test_original_trained_once_then_loaded(exp):
     m1 = exp.original()
-    assert not getattr(m1, "training")
+    assert not m1.training
     assert accuracy(m1, exp.data.test) > 0.8
     files = list(exp.store.root.glob("original/*/model.pt"))
     assert len(files) == 1

@@ -11,11 +11,25 @@ def test_tmu_cost_writes_the_requested_keys(tmp_path):
     from oblivio.experiments.bench import BenchSettings, run_benchmark
 
     out = tmp_path / "out"
-    result = run_benchmark("tmu-cost", "tiny", out=out, settings=BenchSettings(classes=[3], count=10),
-                           store=str(tmp_path / "store"), command="oblivio bench tmu-cost --preset tiny")
+    result = run_benchmark(
+        "tmu-cost",
+        "tiny",
+        out=out,
+        settings=BenchSettings(classes=[3], count=10),
+        store=str(tmp_path / "store"),
+        command="oblivio bench tmu-cost --preset tiny",
+    )
     data = json.loads((out / "tmu-cost.json").read_text())
-    for key in ("retrain_cpu_seconds", "cold_cpu_seconds", "warm_cpu_seconds", "cold_rte_cpu", "warm_rte_cpu",
-                "stages", "command", "commit"):
+    for key in (
+        "retrain_cpu_seconds",
+        "cold_cpu_seconds",
+        "warm_cpu_seconds",
+        "cold_rte_cpu",
+        "warm_rte_cpu",
+        "stages",
+        "command",
+        "commit",
+    ):
         assert key in data, key
     assert data["command"] == "oblivio bench tmu-cost --preset tiny"
     assert data["cold_rte_cpu"] == pytest.approx(data["cold_cpu_seconds"] / data["retrain_cpu_seconds"])

@@ -8,8 +8,16 @@ import importlib
 import pytest
 
 
-@pytest.mark.parametrize("name", ["oblivio.ledger.db", "oblivio.ledger.service", "oblivio.ledger.intake",
-                                  "oblivio.ledger.apply", "oblivio.cli.request"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "oblivio.ledger.db",
+        "oblivio.ledger.service",
+        "oblivio.ledger.intake",
+        "oblivio.ledger.apply",
+        "oblivio.cli.request",
+    ],
+)
 def test_doctests(name):
     module = importlib.import_module(name)
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)

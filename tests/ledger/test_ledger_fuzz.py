@@ -16,9 +16,11 @@ from oblivio.scenarios import ScenarioError
 _ints = st.integers(min_value=-5, max_value=2000)
 _json_values = st.recursive(
     st.none() | st.booleans() | _ints | st.floats(allow_nan=True) | st.text(max_size=5),
-    lambda inner: st.lists(inner, max_size=6) | st.dictionaries(st.sampled_from(["ids", "indices", "x"]), inner,
-                                                                 max_size=2),
-    max_leaves=12)
+    lambda inner: (
+        st.lists(inner, max_size=6) | st.dictionaries(st.sampled_from(["ids", "indices", "x"]), inner, max_size=2)
+    ),
+    max_leaves=12,
+)
 
 
 def _npy_bytes(values: list[int], dtype: str) -> bytes:
@@ -29,12 +31,19 @@ def _npy_bytes(values: list[int], dtype: str) -> bytes:
 
 _contents = st.one_of(
     st.tuples(st.sampled_from([".txt", ".csv", ".json", ".npy", ""]), st.binary(max_size=200)),
-    st.tuples(st.sampled_from([".txt", ".csv", ""]),
-              st.lists(st.one_of(_ints.map(str), st.text(string.printable, max_size=8)), max_size=12)
-              .map(lambda lines: "\n".join(lines).encode())),
+    st.tuples(
+        st.sampled_from([".txt", ".csv", ""]),
+        st.lists(st.one_of(_ints.map(str), st.text(string.printable, max_size=8)), max_size=12).map(
+            lambda lines: "\n".join(lines).encode()
+        ),
+    ),
     st.tuples(st.just(".json"), _json_values.map(lambda v: json.dumps(v).encode())),
-    st.tuples(st.just(".npy"), st.builds(_npy_bytes, st.lists(_ints, max_size=10),
-                                         st.sampled_from(["int64", "int8", "uint16", "float32", "bool"]))),
+    st.tuples(
+        st.just(".npy"),
+        st.builds(
+            _npy_bytes, st.lists(_ints, max_size=10), st.sampled_from(["int64", "int8", "uint16", "float32", "bool"])
+        ),
+    ),
     st.tuples(st.just(".npy"), st.binary(max_size=60).map(lambda b: b"\x93NUMPY\x01\x00" + b)),
 )
 

@@ -19,17 +19,20 @@ def _count(svc):
     return len(svc.list_requests())
 
 
-@pytest.mark.parametrize("ids, message", [
-    ([], "empty"),
-    ([1, 1, 2], "duplicate sample ids"),
-    ([3, 10**6], "out of range or unknown"),
-    ([-1], "out of range or unknown"),
-    ([1.5, 2], "integers"),
-    ([True, False], "integers"),
-    (b"12", "sequence of integers"),
-    ("no-such-file.txt", "does not exist"),
-    ([2**70], "64 bits"),
-])
+@pytest.mark.parametrize(
+    "ids, message",
+    [
+        ([], "empty"),
+        ([1, 1, 2], "duplicate sample ids"),
+        ([3, 10**6], "out of range or unknown"),
+        ([-1], "out of range or unknown"),
+        ([1.5, 2], "integers"),
+        ([True, False], "integers"),
+        (b"12", "sequence of integers"),
+        ("no-such-file.txt", "does not exist"),
+        ([2**70], "64 bits"),
+    ],
+)
 def test_invalid_ids_are_refused(svc, ids, message):
     with pytest.raises(ScenarioError, match=message):
         svc.add_request(ids, requester="alice")
@@ -85,21 +88,24 @@ def test_request_files(svc, tmp_path):
     assert _count(svc) == 4
 
 
-@pytest.mark.parametrize("name, content", [
-    ("missing.txt", None),
-    ("letters.txt", "1\nabc\n"),
-    ("empty.txt", ""),
-    ("float.txt", "1.5\n"),
-    ("obj.json", '{"x": 1}'),
-    ("strings.json", '["a", "b"]'),
-    ("broken.json", "[1, 2"),
-    ("ragged.json", "[[1], [2, 3]]"),
-    ("bools.json", "[true]"),
-    ("nan.json", "[NaN]"),
-    ("garbage.npy", b"\x93NUMPY\x01\x00garbage"),
-    ("pickle.npy", b"\x80\x04K\x01."),
-    ("binary.txt", b"\xff\xfe\x00\x01"),
-])
+@pytest.mark.parametrize(
+    "name, content",
+    [
+        ("missing.txt", None),
+        ("letters.txt", "1\nabc\n"),
+        ("empty.txt", ""),
+        ("float.txt", "1.5\n"),
+        ("obj.json", '{"x": 1}'),
+        ("strings.json", '["a", "b"]'),
+        ("broken.json", "[1, 2"),
+        ("ragged.json", "[[1], [2, 3]]"),
+        ("bools.json", "[true]"),
+        ("nan.json", "[NaN]"),
+        ("garbage.npy", b"\x93NUMPY\x01\x00garbage"),
+        ("pickle.npy", b"\x80\x04K\x01."),
+        ("binary.txt", b"\xff\xfe\x00\x01"),
+    ],
+)
 def test_malformed_request_files(svc, tmp_path, name, content):
     path = tmp_path / name
     if isinstance(content, bytes):

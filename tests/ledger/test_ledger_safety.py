@@ -26,8 +26,11 @@ def _files(workdir: Path) -> list[str]:
 
 
 def _snapshot(svc):
-    return ([(r.id, r.status) for r in svc.list_requests()], [(r.id, r.status) for r in svc.list_runs()],
-            [(v.id, v.is_current) for v in svc.list_versions()])
+    return (
+        [(r.id, r.status) for r in svc.list_requests()],
+        [(r.id, r.status) for r in svc.list_runs()],
+        [(v.id, v.is_current) for v in svc.list_versions()],
+    )
 
 
 # ---------------------------------------------------------------------------------------------- checkpoints

@@ -12,24 +12,45 @@ from oblivio.methods.tmu import info as tmu_info
 def test_declared_constants_name_declared_keys():
     constants = {v for k, v in vars(tmu_info).items() if k.isupper() and isinstance(v, str)}
     assert constants == set(tmu_info.TMU_INFO_KEYS)
-    assert {"predicted_easy", "predicted_hard", "predicted_labels", "forget_ids", "twin_cache_hit", "stages",
-            "unlearn_epochs", "acc_forget_hard", "acc_forget_easy", "twin_easy_rate",
-            "predictor_train_accuracy"} <= tmu_info.TMU_INFO_KEYS
+    assert {
+        "predicted_easy",
+        "predicted_hard",
+        "predicted_labels",
+        "forget_ids",
+        "twin_cache_hit",
+        "stages",
+        "unlearn_epochs",
+        "acc_forget_hard",
+        "acc_forget_easy",
+        "twin_easy_rate",
+        "predictor_train_accuracy",
+    } <= tmu_info.TMU_INFO_KEYS
 
 
 def test_twin_estimate_reads_the_declared_counts_only():
     est = twin_estimate({"predicted_easy": 3, "predicted_hard": np.int64(1)}, 0.5)
-    assert est == {"twin_predicted_easy": 3, "twin_predicted_hard": 1, "twin_est_gold_acc_forget": 0.75,
-                   "twin_est_delta_forget": 0.25, "twin_est_source": "decided_easy_share"}
+    assert est == {
+        "twin_predicted_easy": 3,
+        "twin_predicted_hard": 1,
+        "twin_est_gold_acc_forget": 0.75,
+        "twin_est_delta_forget": 0.25,
+        "twin_est_source": "decided_easy_share",
+    }
     # the twin problem's own easy rate is preferred when the run recorded one (a number in [0, 1])
     est = twin_estimate({"predicted_easy": 3, "predicted_hard": 1, "twin_easy_rate": 0.9}, 0.5)
     assert est["twin_est_gold_acc_forget"] == 0.9 and est["twin_est_source"] == "twin_easy_rate"
     assert est["twin_est_delta_forget"] == pytest.approx(0.4)
     for bad in (1.5, -0.1, True, "0.9", None):
-        assert twin_estimate({"predicted_easy": 3, "predicted_hard": 1, "twin_easy_rate": bad},
-                             0.5)["twin_est_source"] == "decided_easy_share"
-    for synonyms in ({"n_easy": 3, "n_hard": 1}, {"easy": 3, "hard": 1}, {"num_easy": 3, "num_hard": 1},
-                     {"n_predicted_easy": 3, "n_predicted_hard": 1}):
+        assert (
+            twin_estimate({"predicted_easy": 3, "predicted_hard": 1, "twin_easy_rate": bad}, 0.5)["twin_est_source"]
+            == "decided_easy_share"
+        )
+    for synonyms in (
+        {"n_easy": 3, "n_hard": 1},
+        {"easy": 3, "hard": 1},
+        {"num_easy": 3, "num_hard": 1},
+        {"n_predicted_easy": 3, "n_predicted_hard": 1},
+    ):
         assert twin_estimate(synonyms, 0.5) == {}
     assert twin_estimate({"predicted_easy": True, "predicted_hard": 1}, 0.5) == {}
     assert twin_estimate({"predicted_easy": 0, "predicted_hard": 0}, 0.5) == {}
@@ -41,8 +62,14 @@ def test_tmu_writes_the_declared_keys(tiny_experiment, paper_rule_check):
 
     splits = tiny_experiment.unlearning_splits("class-subset:3:20", seed=0)
     tmu = create_method("tmu", n_twins=1, twin_epochs=3, predictor_epochs=10, paper_rule_check=paper_rule_check)
-    tmu(tiny_experiment.original(), forget=splits.forget, retain=splits.retain, holdout=splits.holdout, seed=0,
-        progress=False)
+    tmu(
+        tiny_experiment.original(),
+        forget=splits.forget,
+        retain=splits.retain,
+        holdout=splits.holdout,
+        seed=0,
+        progress=False,
+    )
     info = tmu.info
     expected = tmu_info.TMU_INFO_KEYS if paper_rule_check else tmu_info.TMU_INFO_KEYS - tmu_info.PREDICTOR_INFO_KEYS
     missing = expected - set(info)

@@ -27,8 +27,15 @@ def mu_world(digits):
     mean, std = digits.train.stats()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        model = create_model("small-cnn", num_classes=digits.num_classes, in_channels=1, image_size=(8, 8),
-                             mean=mean, std=std, **MODEL_OPTIONS)
+        model = create_model(
+            "small-cnn",
+            num_classes=digits.num_classes,
+            in_channels=1,
+            image_size=(8, 8),
+            mean=mean,
+            std=std,
+            **MODEL_OPTIONS,
+        )
         recipe = Recipe(name="test", epochs=10, lr=0.05, milestones=(6, 8), batch_size=32)
         train_model(model, digits.train, recipe=recipe, seed=0, progress=False)
     model.eval()

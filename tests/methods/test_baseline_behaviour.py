@@ -12,8 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from oblivio.methods import create_method
-from oblivio.methods.common import (RestoreOutsideMask, kd_loss, random_wrong_labels, reinitialise,
-                                    relabelled_union)
+from oblivio.methods.common import RestoreOutsideMask, kd_loss, random_wrong_labels, reinitialise, relabelled_union
 from oblivio.training.evaluate import accuracy, predict_logits
 
 
@@ -32,16 +31,19 @@ def test_original_memorises(mu_world):
     assert f >= 0.95 and r >= 0.95
 
 
-@pytest.mark.parametrize("name,max_forget,min_retain", [
-    # Our CPU tunings (named variants); the literal reference baselines are checked below.
-    ("neggrad.cpu", 0.5, 0.5),        # plain ascent: forgets, and is known to hurt the rest of the model
-    ("neggrad+capped", 0.7, 0.8),
-    ("random-label.cpu", 0.3, 0.95),
-    ("random-label", 0.3, 0.95),      # the reference settings (10 epochs at 0.013) forget here too
-    ("salun", 0.3, 0.95),
-    ("scrub.cpu", 0.5, 0.95),
-    ("two-stage", 0.6, 0.9),
-])
+@pytest.mark.parametrize(
+    "name,max_forget,min_retain",
+    [
+        # Our CPU tunings (named variants); the literal reference baselines are checked below.
+        ("neggrad.cpu", 0.5, 0.5),  # plain ascent: forgets, and is known to hurt the rest of the model
+        ("neggrad+capped", 0.7, 0.8),
+        ("random-label.cpu", 0.3, 0.95),
+        ("random-label", 0.3, 0.95),  # the reference settings (10 epochs at 0.013) forget here too
+        ("salun", 0.3, 0.95),
+        ("scrub.cpu", 0.5, 0.95),
+        ("two-stage", 0.6, 0.9),
+    ],
+)
 def test_forgetting_methods_lower_forget_accuracy(name, max_forget, min_retain, original, mu_world):
     _, out = _apply(name, original, mu_world.whole)
     f, r = _accs(out, mu_world.whole)
@@ -137,8 +139,15 @@ def test_restore_outside_mask_callback_alone():
     masks["weight"][0, 0] = True
     batches = [(torch.randn(8, 4), torch.randint(0, 2, (8,))) for _ in range(3)]
     opt = torch.optim.SGD(lin.parameters(), lr=0.5, momentum=0.9, weight_decay=0.1)
-    fit(lin, batches, epochs=3, optimizer=opt, loss_fn=lambda m, b: F.cross_entropy(m(b[0]), b[1]),
-        callbacks=[RestoreOutsideMask(masks)], progress=False)
+    fit(
+        lin,
+        batches,
+        epochs=3,
+        optimizer=opt,
+        loss_fn=lambda m, b: F.cross_entropy(m(b[0]), b[1]),
+        callbacks=[RestoreOutsideMask(masks)],
+        progress=False,
+    )
     w, b = lin.weight.detach(), lin.bias.detach()
     assert torch.equal(w[~masks["weight"]], start["weight"][~masks["weight"]])
     assert b[1] == start["bias"][1] and b[0] != start["bias"][0] and w[0, 0] != start["weight"][0, 0]

@@ -11,6 +11,8 @@ from oblivio.methods import UnlearningError, create_method, list_methods, unlear
 def library_methods() -> list[str]:
     """The registered methods, minus the ones other test modules register for themselves ("test-" prefix)."""
     return [name for name in list_methods(variants=False) if not name.startswith("test-")]
+
+
 from oblivio.methods.base import METHODS
 
 # Settings that keep each run to a fraction of a second; methods not listed run with their defaults.
@@ -32,8 +34,7 @@ def _state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def _run(name: str, model, splits, seed: int = 0):
     method = create_method(name, **FAST_HPARAMS.get(name, {}))
-    out = method(model, forget=splits.forget, retain=splits.retain, holdout=splits.holdout, seed=seed,
-                 progress=False)
+    out = method(model, forget=splits.forget, retain=splits.retain, holdout=splits.holdout, seed=seed, progress=False)
     return method, out
 
 
@@ -50,8 +51,17 @@ def runs(mu_world):
 
 
 def test_registry_lists_the_baselines():
-    for name in ("retrain", "finetune", "neggrad", "neggrad+", "random-label", "bad-teacher", "scrub", "salun",
-                 "two-stage"):
+    for name in (
+        "retrain",
+        "finetune",
+        "neggrad",
+        "neggrad+",
+        "random-label",
+        "bad-teacher",
+        "scrub",
+        "salun",
+        "two-stage",
+    ):
         assert name in list_methods()
 
 
@@ -109,9 +119,17 @@ def test_empty_forget_set_is_rejected(name, original, mu_world):
         unlearn(name, original, forget=s.forget.subset([]), retain=s.retain, holdout=s.holdout, progress=False)
 
 
-@pytest.mark.parametrize("name,bad", [("finetune", {"lr": -1.0}), ("neggrad", {"optimizer": "rmsprop"}),
-                                      ("two-stage", {"mislabel": "median"}), ("salun", {"sparsity": 1.5}),
-                                      ("retrain", {"recipe": "no-such-recipe"}), ("scrub", {"epochs": -1})])
+@pytest.mark.parametrize(
+    "name,bad",
+    [
+        ("finetune", {"lr": -1.0}),
+        ("neggrad", {"optimizer": "rmsprop"}),
+        ("two-stage", {"mislabel": "median"}),
+        ("salun", {"sparsity": 1.5}),
+        ("retrain", {"recipe": "no-such-recipe"}),
+        ("scrub", {"epochs": -1}),
+    ],
+)
 def test_bad_hparam_values_fail_at_construction(name, bad):
     with pytest.raises((ValueError, KeyError)) as err:
         create_method(name, **bad)

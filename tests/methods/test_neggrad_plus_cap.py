@@ -32,7 +32,8 @@ def test_ascent_term_is_capped_per_sample():
     per = F.cross_entropy(logits, torch.tensor([1, 1]), reduction="none").clamp(max=2 * math.log(3))
     assert torch.isclose(loss, 0.5 * ce_r - 0.5 * per.mean())
     uncapped, _ = create_method("neggrad+", alpha=0.5, ascent_cap=None).loss(
-        model, {"retain": _batch([0, 0]), "forget": _batch([1, 1])})
+        model, {"retain": _batch([0, 0]), "forget": _batch([1, 1])}
+    )
     assert uncapped < loss  # the uncapped ascent term is larger
 
 

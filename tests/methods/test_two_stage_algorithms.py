@@ -10,8 +10,13 @@ import torch.nn.functional as F
 
 from oblivio.methods import create_method
 from oblivio.methods import two_stage as ts
-from oblivio.methods.two_stage import (TwoStageInfo, contrastive_labels, output_accumulation, two_stage_loss,
-                                       validation_split)
+from oblivio.methods.two_stage import (
+    TwoStageInfo,
+    contrastive_labels,
+    output_accumulation,
+    two_stage_loss,
+    validation_split,
+)
 
 INF = math.inf
 
@@ -197,8 +202,9 @@ def test_alg1_averages_logits_by_default_and_softmax_on_request():
     assert by_logits.neutralise(model, forget, seed=0, progress=False)["label_map"] == {0: 2}
     by_softmax = create_method("two-stage.softmax", target_forget_acc=1.0)
     assert by_softmax.neutralise(model, forget, seed=0, progress=False)["label_map"] == {0: 3}
-    assert create_method("two-stage.max", target_forget_acc=1.0).neutralise(
-        model, forget, seed=0, progress=False)["label_map"] == {0: 1}  # mean logits 0 > -1.5 > -4
+    assert create_method("two-stage.max", target_forget_acc=1.0).neutralise(model, forget, seed=0, progress=False)[
+        "label_map"
+    ] == {0: 1}  # mean logits 0 > -1.5 > -4
 
 
 def test_retraining_optimiser_is_adam_1e3_constant_by_default_and_the_recipe_on_request(original):

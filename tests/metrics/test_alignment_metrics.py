@@ -52,7 +52,8 @@ def test_activation_distance_matches_a_literal_loop(logits_pair, norm, order):
         per_row.append(math.sqrt(sum(d * d for d in diffs)) if order == 2 else sum(diffs))
     assert activation_distance(a, b, norm=norm) == pytest.approx(sum(per_row) / len(per_row), abs=1e-12)
     assert activation_distance(torch.tensor(a), torch.tensor(b), norm=norm) == pytest.approx(
-        activation_distance(a, b, norm=norm), abs=1e-12)
+        activation_distance(a, b, norm=norm), abs=1e-12
+    )
 
 
 def test_activation_distance_rejects_an_unknown_norm_naming_the_valid_ones(logits_pair):

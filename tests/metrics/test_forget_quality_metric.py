@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from forget_quality_oracle import oracle_epsilon
 from scipy.special import logsumexp
 
 from oblivio.metrics import (
@@ -20,8 +21,6 @@ from oblivio.metrics import (
     per_example_epsilon,
 )
 from oblivio.metrics.forget_quality import EPSILON_CAP
-
-from forget_quality_oracle import oracle_epsilon
 
 
 # ------------------------------------------------------------------------------------ logit-scaled confidence
@@ -105,7 +104,7 @@ def test_forget_quality_uses_the_per_example_epsilon():
     ref = np.array([oracle_epsilon(u[:, j], r[:, j]) for j in range(4)])
     np.testing.assert_allclose(res.epsilons, ref, atol=1e-12)
     k = np.floor(ref / 0.5)
-    np.testing.assert_allclose(res.scores, np.where(k >= 2 * math.ceil(math.log(15)), 0.0, 0.5 ** k))
+    np.testing.assert_allclose(res.scores, np.where(k >= 2 * math.ceil(math.log(15)), 0.0, 0.5**k))
     assert res.forget_quality == pytest.approx(res.scores.mean())
 
 

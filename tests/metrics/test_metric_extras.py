@@ -24,8 +24,11 @@ def _net(seed: int) -> nn.Module:
 @pytest.fixture()
 def sets():
     g = torch.Generator().manual_seed(0)
-    make = lambda n: ImageDataset(torch.rand(n, 1, 4, 4, generator=g), torch.randint(0, 3, (n,), generator=g),  # noqa: E731
-                                  ("a", "b", "c"))
+    make = lambda n: ImageDataset(
+        torch.rand(n, 1, 4, 4, generator=g),
+        torch.randint(0, 3, (n,), generator=g),  # noqa: E731
+        ("a", "b", "c"),
+    )
     return {"forget": make(30), "retain": make(60), "test": make(40)}
 
 
@@ -41,8 +44,10 @@ def test_cost_ratios_are_the_literal_quotients():
     assert fields["method_seconds"] == 3.0 and fields["gold_train_backward_samples"] == 3000
 
 
-@pytest.mark.parametrize("method, gold", [(RunCost(), RunCost(seconds=1.0)), (RunCost(seconds=1.0), None),
-                                          (RunCost(seconds=1.0), RunCost(seconds=0.0))])
+@pytest.mark.parametrize(
+    "method, gold",
+    [(RunCost(), RunCost(seconds=1.0)), (RunCost(seconds=1.0), None), (RunCost(seconds=1.0), RunCost(seconds=0.0))],
+)
 def test_cost_ratio_is_none_when_a_side_is_unknown_or_zero(method, gold):
     assert cost_ratios(method, gold) == {"rte": None, "rte_cpu": None, "sample_pass_ratio": None}
 
@@ -56,9 +61,18 @@ def test_run_cost_reads_info_and_training_records():
 
 def test_groups_record_which_keys_each_part_added(sets):
     model, gold, original = _net(1), _net(2), _net(3)
-    ev = evaluate_unlearning(model, **sets, gold=gold, random_model=_net(4), mia=False, seed=1,
-                             extras=["original", "tta", "cost"], original=original,
-                             cost=RunCost(seconds=2.0), reference_cost=RunCost(seconds=8.0))
+    ev = evaluate_unlearning(
+        model,
+        **sets,
+        gold=gold,
+        random_model=_net(4),
+        mia=False,
+        seed=1,
+        extras=["original", "tta", "cost"],
+        original=original,
+        cost=RunCost(seconds=2.0),
+        reference_cost=RunCost(seconds=8.0),
+    )
     assert isinstance(ev, Evaluation) and isinstance(ev, dict)
     assert list(ev.groups) == ["accuracy", "gold-comparison", "zrf", "original", "tta", "cost"]
     assert sorted(k for keys in ev.groups.values() for k in keys) == sorted(ev)  # every key in exactly one group

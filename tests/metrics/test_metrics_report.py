@@ -32,8 +32,12 @@ def _net(seed: int) -> nn.Module:
 @pytest.fixture()
 def splits():
     g = torch.Generator().manual_seed(0)
-    make = lambda n, name: ImageDataset(torch.rand(n, 1, 4, 4, generator=g), torch.randint(0, 3, (n,), generator=g),  # noqa: E731
-                                        ("a", "b", "c"), name=name)
+    make = lambda n, name: ImageDataset(
+        torch.rand(n, 1, 4, 4, generator=g),
+        torch.randint(0, 3, (n,), generator=g),  # noqa: E731
+        ("a", "b", "c"),
+        name=name,
+    )
     return make(40, "forget"), make(120, "retain"), make(60, "test")
 
 
@@ -58,8 +62,11 @@ def test_keys_and_values_match_the_pure_functions(splits, monkeypatch):
     assert out["activation_distance_l2"] == pytest.approx(activation_distance(zf, zg), abs=1e-9)
     assert out["js_divergence"] == pytest.approx(js_divergence(zf, zg), abs=1e-9)
     assert out["zrf_score"] == pytest.approx(zrf_score(zf, zr), abs=1e-9)
-    lr = loss_mia_lr(per_example_cross_entropy(zf, forget.labels),
-                     per_example_cross_entropy(predict_logits(model, test), test.labels), seed=3)
+    lr = loss_mia_lr(
+        per_example_cross_entropy(zf, forget.labels),
+        per_example_cross_entropy(predict_logits(model, test), test.labels),
+        seed=3,
+    )
     assert out["mia_loss_lr_acc"] == pytest.approx(lr.accuracy)
     assert out["mia_loss_lr_auc"] == pytest.approx(lr.auc)
     conf = lambda ds: true_class_confidence(predict_logits(model, ds), ds.labels)  # noqa: E731

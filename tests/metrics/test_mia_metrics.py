@@ -56,8 +56,9 @@ def test_cross_entropy_and_confidence_match_torch():
     rng = np.random.default_rng(2)
     z, y = rng.normal(scale=4, size=(30, 6)), rng.integers(0, 6, 30)
     zt, yt = torch.tensor(z), torch.tensor(y)
-    np.testing.assert_allclose(per_example_cross_entropy(z, y), F.cross_entropy(zt, yt, reduction="none").numpy(),
-                               rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        per_example_cross_entropy(z, y), F.cross_entropy(zt, yt, reduction="none").numpy(), rtol=0, atol=1e-12
+    )
     np.testing.assert_allclose(true_class_confidence(z, y), zt.softmax(1)[torch.arange(30), yt].numpy(), atol=1e-12)
 
 
@@ -85,8 +86,13 @@ def test_loss_mia_lr_accuracy_is_the_starting_kits_number():
     res = loss_mia_lr(forget, test, seed=7)
     x = np.r_[forget, test][:, None]
     y = np.r_[np.ones(120), np.zeros(120)]
-    kit = cross_val_score(LogisticRegression(), x, y, cv=StratifiedShuffleSplit(n_splits=10, test_size=0.1,
-                                                                                  random_state=7), scoring="accuracy")
+    kit = cross_val_score(
+        LogisticRegression(),
+        x,
+        y,
+        cv=StratifiedShuffleSplit(n_splits=10, test_size=0.1, random_state=7),
+        scoring="accuracy",
+    )
     assert res.accuracy == pytest.approx(kit.mean(), abs=1e-12)
     assert res.n_per_side == 120
     assert 0.6 < res.auc <= 1.0 and 0.0 <= res.tpr_at_1pct_fpr <= 1.0
@@ -111,7 +117,9 @@ def test_salun_efficacy_matches_an_independent_svc():
     retain = np.r_[rng.uniform(0.9, 1.0, 100), rng.uniform(0.0, 0.1, 300)]  # only the first |test| count
     test = rng.uniform(0.0, 0.7, 100)
     forget = rng.uniform(0.0, 1.0, 80)
-    svc = SVC(C=3, gamma="auto", kernel="rbf").fit(np.r_[retain[:100], test][:, None], np.r_[np.ones(100), np.zeros(100)])
+    svc = SVC(C=3, gamma="auto", kernel="rbf").fit(
+        np.r_[retain[:100], test][:, None], np.r_[np.ones(100), np.zeros(100)]
+    )
     expected = float(np.mean(svc.predict(forget[:, None]) == 0))
     res = salun_mia_efficacy(retain, test, forget)
     assert res.efficacy == pytest.approx(expected) and res.n_train_per_side == 100 and res.n_forget == 80

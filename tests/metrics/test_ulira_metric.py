@@ -13,7 +13,7 @@ def test_log_likelihood_ratio_matches_scipy():
     rng = np.random.default_rng(0)
     s_in, s_out = rng.normal(1, 2, (12, 5)), rng.normal(-1, 0.5, (9, 5))
     x = rng.normal(size=(3, 5))
-    expected = (norm.logpdf(x, s_in.mean(0), s_in.std(0)) - norm.logpdf(x, s_out.mean(0), s_out.std(0)))
+    expected = norm.logpdf(x, s_in.mean(0), s_in.std(0)) - norm.logpdf(x, s_out.mean(0), s_out.std(0))
     np.testing.assert_allclose(ulira_log_likelihood_ratio(s_in, s_out, x), expected, atol=1e-10)
 
 
@@ -21,7 +21,9 @@ def test_missing_shadow_scores_are_ignored():
     rng = np.random.default_rng(1)
     s_in, s_out, x = rng.normal(size=(10, 3)), rng.normal(size=(10, 3)), rng.normal(size=(2, 3))
     with_nan = np.vstack([s_in, np.full((1, 3), np.nan)])
-    np.testing.assert_allclose(ulira_log_likelihood_ratio(with_nan, s_out, x), ulira_log_likelihood_ratio(s_in, s_out, x))
+    np.testing.assert_allclose(
+        ulira_log_likelihood_ratio(with_nan, s_out, x), ulira_log_likelihood_ratio(s_in, s_out, x)
+    )
     with pytest.raises(ValueError, match="at least one"):
         ulira_log_likelihood_ratio(np.full((3, 3), np.nan), s_out, x)
 
@@ -30,8 +32,9 @@ def test_best_balanced_accuracy_matches_brute_force():
     rng = np.random.default_rng(2)
     labels = rng.integers(0, 2, 300).astype(bool)
     scores = np.round(rng.normal(size=300) + labels, 1)
-    brute = max(0.5 * ((scores[labels] >= t).mean() + (scores[~labels] < t).mean())
-                for t in np.r_[np.unique(scores), np.inf])
+    brute = max(
+        0.5 * ((scores[labels] >= t).mean() + (scores[~labels] < t).mean()) for t in np.r_[np.unique(scores), np.inf]
+    )
     assert best_balanced_accuracy(scores, labels) == pytest.approx(brute, abs=1e-12)
 
 

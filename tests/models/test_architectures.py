@@ -30,11 +30,14 @@ def test_resnet18_matches_the_cifar_reference_size():
     assert model.feature_dim == 512
 
 
-@pytest.mark.parametrize(("name", "blocks", "widths"), [
-    ("resnet18-narrow", 8, [16, 16, 32, 32, 64, 64, 128, 128]),
-    ("resnet10", 4, [64, 128, 256, 512]),
-    ("resnet8-narrow", 3, [16, 32, 64]),
-])
+@pytest.mark.parametrize(
+    ("name", "blocks", "widths"),
+    [
+        ("resnet18-narrow", 8, [16, 16, 32, 32, 64, 64, 128, 128]),
+        ("resnet10", 4, [64, 128, 256, 512]),
+        ("resnet8-narrow", 3, [16, 32, 64]),
+    ],
+)
 def test_resnet_variants(name, blocks, widths):
     model = create_model(name, num_classes=10, in_channels=1, image_size=(28, 28))
     found = [m for m in model.modules() if isinstance(m, BasicBlock)]
@@ -46,8 +49,11 @@ def test_resnet_variants(name, blocks, widths):
 def test_resnet_stages_halve_the_resolution():
     model = ResNet(num_classes=3, in_channels=1, image_size=(32, 32), width=4, blocks=(1, 1, 1))
     sizes = []
-    hooks = [b.register_forward_hook(lambda _m, _i, out: sizes.append(out.shape[-1]))
-             for b in model.modules() if isinstance(b, BasicBlock)]
+    hooks = [
+        b.register_forward_hook(lambda _m, _i, out: sizes.append(out.shape[-1]))
+        for b in model.modules()
+        if isinstance(b, BasicBlock)
+    ]
     model(torch.rand(1, 1, 32, 32))
     for h in hooks:
         h.remove()

@@ -52,8 +52,16 @@ def modes(model: nn.Module) -> list[bool]:
 
 
 def test_expected_models_are_registered():
-    expected = {"small-cnn", "resnet18", "resnet18-narrow", "resnet10", "resnet8-narrow", "allcnn", "vit-small",
-                "vit-tiny"}
+    expected = {
+        "small-cnn",
+        "resnet18",
+        "resnet18-narrow",
+        "resnet10",
+        "resnet8-narrow",
+        "allcnn",
+        "vit-small",
+        "vit-tiny",
+    }
     assert expected <= set(MODEL_NAMES)
 
 

@@ -46,8 +46,9 @@ def test_fit_cost_is_cumulative_across_a_resume(tmp_path):
     def run(epochs):
         m = _model()
         loader = TensorLoader(ds, batch_size=8, shuffle=True, seed=0)
-        return fit(m, loader, epochs=epochs, optimizer=torch.optim.SGD(m.parameters(), lr=0.1), checkpoint=ckpt,
-                   progress=False)
+        return fit(
+            m, loader, epochs=epochs, optimizer=torch.optim.SGD(m.parameters(), lr=0.1), checkpoint=ckpt, progress=False
+        )
 
     first = run(2)  # "interrupted" after 2 epochs: its checkpoint holds the cost so far
     assert first.cost["backward_samples"] == 2 * 40 and first.cost["steps"] == 10
@@ -64,8 +65,14 @@ def test_stop_when_at_step_level_ends_training_mid_epoch():
     steps = []  # optimizer steps taken so far (5 per epoch)
     counter = LambdaCallback(after_step=lambda model, opt, state: steps.append(state.step))
     stop = StopWhen("n", lambda model: len(steps), lambda v: v >= 7, every_steps=2)  # checked at steps 2, 4, 6, 8
-    res = fit(m, TensorLoader(ds, batch_size=8), epochs=4, optimizer=torch.optim.SGD(m.parameters(), lr=0.1),
-              callbacks=[counter, stop], progress=False)
+    res = fit(
+        m,
+        TensorLoader(ds, batch_size=8),
+        epochs=4,
+        optimizer=torch.optim.SGD(m.parameters(), lr=0.1),
+        callbacks=[counter, stop],
+        progress=False,
+    )
     assert res.info["stopped_at_step"] == 8 and res.cost["steps"] == 8 and res.epochs_run == 2
     assert res.cost["backward_samples"] == 8 * 8  # the second epoch ended after its third step
     with pytest.raises(ValueError):

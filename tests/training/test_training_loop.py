@@ -6,8 +6,19 @@ import torch
 
 from oblivio.data import TensorLoader
 from oblivio.models import create_model
-from oblivio.training import (CPU, PAPER, Callback, DivergenceError, KeepBest, Recipe, StopWhen, accuracy, fit,
-                              get_recipe, train_model)
+from oblivio.training import (
+    CPU,
+    PAPER,
+    Callback,
+    DivergenceError,
+    KeepBest,
+    Recipe,
+    StopWhen,
+    accuracy,
+    fit,
+    get_recipe,
+    train_model,
+)
 from oblivio.utils import CheckpointError
 
 
@@ -54,8 +65,15 @@ def test_resume_after_interruption_matches_uninterrupted(digits, tmp_path):
     m = _model()
     torch.manual_seed(0)
     with pytest.raises(Boom):
-        train_model(m, digits.train, recipe=r, seed=1, checkpoint=ckpt, callbacks=[Interrupt("x", lambda _: 0, bool)],
-                    progress=False)
+        train_model(
+            m,
+            digits.train,
+            recipe=r,
+            seed=1,
+            checkpoint=ckpt,
+            callbacks=[Interrupt("x", lambda _: 0, bool)],
+            progress=False,
+        )
     assert ckpt.exists()  # epoch 1 (0-based 0) was saved
     m2 = _model()
     res = train_model(m2, digits.train, recipe=r, seed=1, checkpoint=ckpt, progress=False)
@@ -86,8 +104,14 @@ def test_stop_when_and_keep_best(digits):
     m = _model()
     loader = TensorLoader(digits.train, batch_size=64, shuffle=True)
     stop = StopWhen("acc", lambda model: accuracy(model, digits.test), lambda v: v > 0.5)
-    res = fit(m, loader, epochs=20, optimizer=torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.9),
-              callbacks=[stop], progress=False)
+    res = fit(
+        m,
+        loader,
+        epochs=20,
+        optimizer=torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.9),
+        callbacks=[stop],
+        progress=False,
+    )
     assert res.stopped_early and res.epochs_run < 20
     assert res.history[-1]["acc"] > 0.5
 
@@ -100,8 +124,14 @@ def test_stop_when_and_keep_best(digits):
         def on_epoch_end(self, model, state, logs):
             snapshots.append(copy.deepcopy(model.state_dict()))
 
-    res = fit(m2, loader, epochs=3, optimizer=torch.optim.SGD(m2.parameters(), lr=0.05), callbacks=[keep, Snap("s", None, None)],
-              progress=False)
+    res = fit(
+        m2,
+        loader,
+        epochs=3,
+        optimizer=torch.optim.SGD(m2.parameters(), lr=0.05),
+        callbacks=[keep, Snap("s", None, None)],
+        progress=False,
+    )
     assert res.info["best_epoch"] == 2
     for k, v in m2.state_dict().items():
         assert torch.equal(v, snapshots[1][k])
@@ -162,8 +192,14 @@ def test_callback_raising_mid_epoch_restores_mode_and_ends_callbacks(digits, sta
     loader = TensorLoader(digits.train, batch_size=64)
     failing, other = _Recorder(fail_at=3), _Recorder()
     with pytest.raises(RuntimeError, match="callback failed mid-epoch"):
-        fit(m, loader, epochs=2, optimizer=torch.optim.SGD(m.parameters(), lr=0.05), callbacks=[failing, other],
-            progress=False)
+        fit(
+            m,
+            loader,
+            epochs=2,
+            optimizer=torch.optim.SGD(m.parameters(), lr=0.05),
+            callbacks=[failing, other],
+            progress=False,
+        )
     assert m.training is start_in_train_mode  # the mode it had before fit, not fit's train mode
     assert failing.calls == ["start", ("step", True), ("step", True), ("step", True), ("end", 3)]
     assert other.calls == ["start", ("step", True), ("step", True), ("end", 3)]  # the step that raised came first
@@ -180,8 +216,15 @@ def test_divergence_still_ends_callbacks_and_first_error_wins(digits, caplog):
         return model(batch.x).sum() * float("nan")
 
     with caplog.at_level("ERROR", logger="oblivio.training"), pytest.raises(DivergenceError):
-        fit(m, loader, epochs=1, optimizer=torch.optim.SGD(m.parameters(), lr=0.1), loss_fn=nan_loss,
-            callbacks=[bad_end, later], progress=False)
+        fit(
+            m,
+            loader,
+            epochs=1,
+            optimizer=torch.optim.SGD(m.parameters(), lr=0.1),
+            loss_fn=nan_loss,
+            callbacks=[bad_end, later],
+            progress=False,
+        )
     assert not m.training
     assert bad_end.calls[-1] == ("end", 0) and later.calls[-1] == ("end", 0)
     assert any("on_train_end raised" in r.getMessage() for r in caplog.records)
@@ -191,8 +234,15 @@ def test_on_train_end_error_after_a_good_training_propagates(digits):
     m = _model().eval()
     loader = TensorLoader(digits.train, batch_size=64)
     with pytest.raises(ValueError, match="on_train_end failed too"):
-        fit(m, loader, epochs=1, optimizer=torch.optim.SGD(m.parameters(), lr=0.05),
-            callbacks=[_Recorder(fail_end=True)], steps_per_epoch=2, progress=False)
+        fit(
+            m,
+            loader,
+            epochs=1,
+            optimizer=torch.optim.SGD(m.parameters(), lr=0.05),
+            callbacks=[_Recorder(fail_end=True)],
+            steps_per_epoch=2,
+            progress=False,
+        )
     assert not m.training  # restored even so
 
 

@@ -50,8 +50,17 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
     # ValueError: the conventional "bad value" of argument checks (ScenarioError, DatasetError and UnlearningError
     # are ValueErrors too). TypeError and KeyError are not here: from our own code they are bugs.
-    return (DatasetError, ScenarioError, CheckpointError, LedgerError, UnlearningError, DivergenceError, ValueError,
-            OSError, SQLAlchemyError)
+    return (
+        DatasetError,
+        ScenarioError,
+        CheckpointError,
+        LedgerError,
+        UnlearningError,
+        DivergenceError,
+        ValueError,
+        OSError,
+        SQLAlchemyError,
+    )
 
 
 def _one_line(exc: BaseException) -> str:
@@ -66,8 +75,11 @@ def _one_line(exc: BaseException) -> str:
         orig = getattr(exc, "orig", None)
         text = str(orig) if orig is not None else str(exc)
         first = (text.strip().splitlines() or [type(exc).__name__])[0]
-        hint = (" (is the disk full, or a file-size limit such as ulimit -f reached?)"
-                if "disk i/o error" in first.lower() or "disk is full" in first.lower() else "")
+        hint = (
+            " (is the disk full, or a file-size limit such as ulimit -f reached?)"
+            if "disk i/o error" in first.lower() or "disk is full" in first.lower()
+            else ""
+        )
         return f"database error: {first}{hint}"
     text = str(exc).strip() or type(exc).__name__
     return " ".join(text.splitlines())
@@ -89,7 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     """
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

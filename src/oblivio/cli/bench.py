@@ -26,15 +26,26 @@ def _int_list(text: str) -> list[int]:
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("bench", help="run a named benchmark that reproduces a paper's table",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "bench",
+        help="run a named benchmark that reproduces a paper's table",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("name", nargs="?", help="benchmark name (see --list)")
     p.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     p.add_argument("--classes", type=_int_list, help="forget classes, e.g. 0,1,2 (default: the benchmark's)")
-    p.add_argument("--seeds", type=int, default=1, help="replicates, each with its own training / gold / "
-                                                         "unlearning / evaluation seeds (default 1)")
-    p.add_argument("--methods", help="comma-separated method names replacing the benchmark's list, or a JSON list of "
-                                     'names and {"name": ..., "hparams": {...}, "label": ...} objects')
+    p.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        help="replicates, each with its own training / gold / unlearning / evaluation seeds (default 1)",
+    )
+    p.add_argument(
+        "--methods",
+        help="comma-separated method names replacing the benchmark's list, or a JSON list of "
+        'names and {"name": ..., "hparams": {...}, "label": ...} objects',
+    )
     p.add_argument("--count", type=int, default=100, help="images per class-subset request (default 100)")
     p.add_argument("--n-models", type=int, default=16, help="forget-quality: models per side (default 16)")
     p.add_argument("--scenario", help="forget-quality: the forget request (default random:0.1)")
@@ -58,14 +69,30 @@ def run(args: argparse.Namespace) -> int:
         return 0 if args.list else 2
     get_benchmark(args.name)  # fail early on an unknown name
     out = args.out or f"results/{args.name}"
-    settings = BenchSettings(classes=args.classes, seeds=args.seeds,
-                             methods=_parse_methods(args.methods),
-                             count=args.count, n_models=args.n_models, scenario=args.scenario)
+    settings = BenchSettings(
+        classes=args.classes,
+        seeds=args.seeds,
+        methods=_parse_methods(args.methods),
+        count=args.count,
+        n_models=args.n_models,
+        scenario=args.scenario,
+    )
     command = _command(args, out)
-    result = run_benchmark(args.name, config_from_args(args), out=out, settings=settings, command=command,
-                           plots=not args.no_plots, store=args.store, workers=args.workers,
-                           threads_per_worker=args.threads_per_worker, ray_address=args.ray_address,
-                           ray_num_gpus=args.ray_gpus, device=args.device, imports=args.imports)
+    result = run_benchmark(
+        args.name,
+        config_from_args(args),
+        out=out,
+        settings=settings,
+        command=command,
+        plots=not args.no_plots,
+        store=args.store,
+        workers=args.workers,
+        threads_per_worker=args.threads_per_worker,
+        ray_address=args.ray_address,
+        ray_num_gpus=args.ray_gpus,
+        device=args.device,
+        imports=args.imports,
+    )
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
     if result.main_table is not None:
@@ -104,7 +131,7 @@ def _command(args: argparse.Namespace, out: str) -> str:
     return shlex.join(parts)
 
 
-def _parse_methods(text: "str | None") -> "list | None":
+def _parse_methods(text: str | None) -> list | None:
     """``a,b,c`` or a JSON list (names and method-spec objects) into the settings' method list."""
     if not text:
         return None

@@ -21,7 +21,7 @@ def add_experiment_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--data-root", help="folder (or file) of the dataset, for loaders that take one")
     g.add_argument("--train-size", type=int, help="class-stratified subsample of the training set")
     g.add_argument("--model", help="override the preset's model (oblivio.models.list_models())")
-    g.add_argument("--model-options", type=json.loads, help='JSON dict, e.g. \'{"width": 16}\'')
+    g.add_argument("--model-options", type=json.loads, help="JSON dict, e.g. '{\"width\": 16}'")
     g.add_argument("--recipe", help="override the recipe: paper, cpu, tiny")
     g.add_argument("--epochs", type=int, help="override the recipe's epochs")
     g.add_argument("--seed", type=int, default=None, help="training seed (original and gold models)")
@@ -33,9 +33,15 @@ def add_experiment_args(p: argparse.ArgumentParser) -> None:
 
 def add_import_arg(p: argparse.ArgumentParser) -> None:
     """``--import MODULE`` (repeatable): modules that register the user's datasets, models or methods."""
-    p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
-                   help="import this module first (it may call register_dataset / register_model / "
-                        "register_method); the current folder is searched; repeatable; bench workers import it too")
+    p.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import this module first (it may call register_dataset / register_model / "
+        "register_method); the current folder is searched; repeatable; bench workers import it too",
+    )
 
 
 def import_modules(names: list[str]) -> None:
@@ -51,21 +57,28 @@ def import_modules(names: list[str]) -> None:
         sys.path.insert(0, cwd)  # spawned bench workers inherit sys.path
     for name in names:
         if name.endswith(".py") or os.sep in name:
-            raise ValueError(f"--import takes a module name, not a path: for {name!r} write "
-                             f"--import {Path(name).stem} from its folder")
+            raise ValueError(
+                f"--import takes a module name, not a path: for {name!r} write "
+                f"--import {Path(name).stem} from its folder"
+            )
         try:
             importlib.import_module(name)
         except ImportError as exc:
-            raise ValueError(f"--import {name}: cannot import it ({exc}); the current folder {cwd} and the "
-                             "installed packages were searched") from exc
+            raise ValueError(
+                f"--import {name}: cannot import it ({exc}); the current folder {cwd} and the "
+                "installed packages were searched"
+            ) from exc
 
 
 # ---------------------------------------------------------------------------------------------- config files
 def add_config_arg(p: argparse.ArgumentParser) -> None:
     """``--config FILE.yaml``: option values from a file; options given on the command line win."""
-    p.add_argument("--config", metavar="FILE.yaml",
-                   help="YAML file of option values, keyed by option name (e.g. seeds: 3, methods: [...], "
-                        "hparams: {...}); options given on the command line override it (docs/configs.md)")
+    p.add_argument(
+        "--config",
+        metavar="FILE.yaml",
+        help="YAML file of option values, keyed by option name (e.g. seeds: 3, methods: [...], "
+        "hparams: {...}); options given on the command line override it (docs/configs.md)",
+    )
     p.set_defaults(_config_parser=p)
 
 
@@ -87,8 +100,7 @@ def load_config(path: str | os.PathLike) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
-        raise ValueError(f"config file {path} must be a mapping of option names to values, got "
-                         f"{type(data).__name__}")
+        raise ValueError(f"config file {path} must be a mapping of option names to values, got {type(data).__name__}")
     return data
 
 
@@ -113,9 +125,13 @@ def _config_value(action: argparse.Action, value: Any, key: str, path: Any) -> A
 
 def config_defaults(parser: argparse.ArgumentParser, values: dict[str, Any], *, path: Any = "config") -> dict[str, Any]:
     """Map config keys (option names, ``-`` or ``_``) onto ``parser``'s destinations, converted like the CLI."""
-    actions = {a.dest: a for a in parser._actions
-               if a.dest not in ("help", "config", "version") and not a.dest.startswith("_")
-               and not isinstance(a, argparse._SubParsersAction)}
+    actions = {
+        a.dest: a
+        for a in parser._actions
+        if a.dest not in ("help", "config", "version")
+        and not a.dest.startswith("_")
+        and not isinstance(a, argparse._SubParsersAction)
+    }
     out: dict[str, Any] = {}
     for key, value in values.items():
         dest = key.replace("-", "_")
@@ -128,8 +144,9 @@ def config_defaults(parser: argparse.ArgumentParser, values: dict[str, Any], *, 
     return out
 
 
-def apply_config(parser: argparse.ArgumentParser, argv: list[str] | None, args: argparse.Namespace
-                 ) -> argparse.Namespace:
+def apply_config(
+    parser: argparse.ArgumentParser, argv: list[str] | None, args: argparse.Namespace
+) -> argparse.Namespace:
     """Re-parse ``argv`` with the ``--config`` file's values as defaults (explicit options still win)."""
     path = getattr(args, "config", None)
     sub = getattr(args, "_config_parser", None)
@@ -178,6 +195,7 @@ MAX_WIDTH = 120  # stdout tables fit this many columns; wider ones are split int
 def format_table(rows: list[dict], columns: list[str], *, floatfmt: str = "{:.2f}", width: int = MAX_WIDTH) -> str:
     """A plain aligned text table no wider than ``width``: columns that do not fit go to further blocks, each
     repeating the first (key) column."""
+
     def fmt(v):
         if isinstance(v, float):
             return floatfmt.format(v)
@@ -210,18 +228,25 @@ def describe_line(label: str, described: Any, *, width: int = MAX_WIDTH) -> str:
     import textwrap
 
     if isinstance(described, dict):
-        described = ", ".join(f"{k}={json.dumps(v) if isinstance(v, (dict, list)) else v}"
-                              for k, v in described.items())
+        described = ", ".join(
+            f"{k}={json.dumps(v) if isinstance(v, (dict, list)) else v}" for k, v in described.items()
+        )
     return textwrap.fill(f"{label}: {described}", width=width, subsequent_indent="    ", break_on_hyphens=False)
 
 
-PERCENT_METRICS = ("acc_", "delta_forget", "sample_agreement", "mia_loss_lr_acc", "mia_loss_lr_tpr_at_1pct_fpr",
-                   "mia_salun_efficacy")
+PERCENT_METRICS = (
+    "acc_",
+    "delta_forget",
+    "sample_agreement",
+    "mia_loss_lr_acc",
+    "mia_loss_lr_tpr_at_1pct_fpr",
+    "mia_salun_efficacy",
+)
 """Metric keys (and key prefixes) that are fractions, shown in percent by every command (one unit convention)."""
 
 
 def is_percent_metric(key: str) -> bool:
-    key = key[len("gold_"):] if key.startswith("gold_") else key
+    key = key[len("gold_") :] if key.startswith("gold_") else key
     return any(key == p or (p.endswith("_") and key.startswith(p)) for p in PERCENT_METRICS)
 
 
@@ -229,6 +254,7 @@ def metric_rows(metrics: dict[str, Any]) -> list[dict[str, str]]:
     """``evaluate_unlearning``'s flat dict as table rows: ``metric``, ``model``, ``gold reference`` (the model's
     ``gold_*`` twin), accuracies and other fractions in percent (2 decimals, label ending ``(%)``), the rest with 4
     significant digits."""
+
     def show(key: str, value: Any) -> str:
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             return "" if value is None else str(value)

@@ -16,10 +16,13 @@ DEMO_METHODS = ("finetune", "finetune.cpu", "neggrad", "random-label", "bad-teac
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="train original + gold on Fashion-MNIST, forget 100 images, compare methods",
-                       description=__doc__)
+    p = sub.add_parser(
+        "demo", help="train original + gold on Fashion-MNIST, forget 100 images, compare methods", description=__doc__
+    )
     add_experiment_args(p)
-    p.add_argument("--forget-class", default="Shirt", help="class to forget 100 images of (name or index; default Shirt)")
+    p.add_argument(
+        "--forget-class", default="Shirt", help="class to forget 100 images of (name or index; default Shirt)"
+    )
     p.add_argument("--count", type=int, default=100, help="how many images of the class (default 100)")
     p.add_argument("--methods", default=",".join(DEMO_METHODS), help="comma-separated method names")
     p.add_argument("--request-seed", type=int, default=0)
@@ -37,19 +40,36 @@ def demo_rows(exp, *, spec: str, methods: list[str], request_seed: int = 0, prog
     gold = exp.gold_with_meta(splits.split)
     rows: list[dict] = []
     base = evaluate_unlearning(original, forget=splits.forget, retain=splits.retain, test=splits.test, gold=gold.model)
-    rows.append(_row("gold reference (retrain)", base, gold=True, seconds=gold.train_seconds,
-                     ratio=cost_ratios(RunCost(seconds=gold.train_seconds), gold.cost)["rte"]))
-    rows.append(_row("original (no unlearning)", base, seconds=0.0,
-                     ratio=cost_ratios(RunCost(seconds=0.0), gold.cost)["rte"]))
+    rows.append(
+        _row(
+            "gold reference (retrain)",
+            base,
+            gold=True,
+            seconds=gold.train_seconds,
+            ratio=cost_ratios(RunCost(seconds=gold.train_seconds), gold.cost)["rte"],
+        )
+    )
+    rows.append(
+        _row("original (no unlearning)", base, seconds=0.0, ratio=cost_ratios(RunCost(seconds=0.0), gold.cost)["rte"])
+    )
     for name in methods:
         method = create_method(name)
         t0 = time.perf_counter()
-        unlearned = method(original, forget=splits.forget, retain=splits.retain, holdout=splits.holdout,
-                           seed=0, progress=progress)
+        unlearned = method(
+            original, forget=splits.forget, retain=splits.retain, holdout=splits.holdout, seed=0, progress=progress
+        )
         seconds = time.perf_counter() - t0
-        metrics = evaluate_unlearning(unlearned, forget=splits.forget, retain=splits.retain, test=splits.test,
-                                      gold=gold.model, extras=["cost"], info=method.info,
-                                      cost=RunCost(seconds=seconds), reference_cost=gold.cost)
+        metrics = evaluate_unlearning(
+            unlearned,
+            forget=splits.forget,
+            retain=splits.retain,
+            test=splits.test,
+            gold=gold.model,
+            extras=["cost"],
+            info=method.info,
+            cost=RunCost(seconds=seconds),
+            reference_cost=gold.cost,
+        )
         rows.append(_row(name, metrics, seconds=seconds, ratio=metrics["rte"]))
     return rows
 
@@ -85,19 +105,39 @@ def run(args: argparse.Namespace) -> int:
     if missing:
         raise KeyError(f"unknown method(s) {missing}; available: {', '.join(list_methods())}")
     print(describe_line("oblivio demo", exp.describe()))
-    print(f"forget request: {args.count} training images of class {k} ({exp.data.classes[k]}), seed {args.request_seed}")
+    print(
+        f"forget request: {args.count} training images of class {k} ({exp.data.classes[k]}), seed {args.request_seed}"
+    )
     print("training (or loading) the original and the gold model...")
     t0 = time.perf_counter()
     rows = demo_rows(exp, spec=spec, methods=methods, request_seed=args.request_seed, progress=not args.no_progress)
     print()
-    print_table(rows, ["model", "ACC_test", "ACC_Dr", "ACC_Df", "delta", "agree", "actdist_L2", "MIA_lossLR_acc",
-                       "MIA_SalUn_eff", "seconds", "cost_vs_retrain"])
+    print_table(
+        rows,
+        [
+            "model",
+            "ACC_test",
+            "ACC_Dr",
+            "ACC_Df",
+            "delta",
+            "agree",
+            "actdist_L2",
+            "MIA_lossLR_acc",
+            "MIA_SalUn_eff",
+            "seconds",
+            "cost_vs_retrain",
+        ],
+    )
     print()
-    print("ACC_* in %, on the evaluation test split / retain set D_r / forget set D_f. delta = |ACC_Df - gold ACC_Df|;"
-          " agree = sample agreement: % of D_f where the model and gold are both right or both wrong (delta counts,"
-          " agree checks which samples); actdist_L2 = mean L2 distance of softmax outputs to gold on D_f (lower ="
-          " closer to gold).")
-    print("MIA_lossLR_acc: loss-based logistic-regression membership inference, forget vs test (NeurIPS starting kit);"
-          " MIA_SalUn_eff: SalUn confidence-SVC efficacy. Aligned = same as gold, not lower.")
+    print(
+        "ACC_* in %, on the evaluation test split / retain set D_r / forget set D_f. delta = |ACC_Df - gold ACC_Df|;"
+        " agree = sample agreement: % of D_f where the model and gold are both right or both wrong (delta counts,"
+        " agree checks which samples); actdist_L2 = mean L2 distance of softmax outputs to gold on D_f (lower ="
+        " closer to gold)."
+    )
+    print(
+        "MIA_lossLR_acc: loss-based logistic-regression membership inference, forget vs test (NeurIPS starting kit);"
+        " MIA_SalUn_eff: SalUn confidence-SVC efficacy. Aligned = same as gold, not lower."
+    )
     print(f"total {time.perf_counter() - t0:.0f}s; models cached in {exp.store.root}")
     return 0

@@ -10,8 +10,11 @@ from .common import add_experiment_args, experiment_from_args, metric_rows, prin
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("evaluate", help="score a saved model on forget / retain / test (and against gold)",
-                       description="Load a state dict saved by `oblivio forget --out` and compute every metric.")
+    p = sub.add_parser(
+        "evaluate",
+        help="score a saved model on forget / retain / test (and against gold)",
+        description="Load a state dict saved by `oblivio forget --out` and compute every metric.",
+    )
     add_experiment_args(p)
     p.add_argument("--model-file", type=Path, required=True, help="state dict (.pt) of the model to score")
     p.add_argument("--forget", metavar="SPEC", required=True, help="the forget request the model served")
@@ -32,8 +35,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         model.load_state_dict(state)
     except (RuntimeError, AttributeError, TypeError) as exc:
-        raise CheckpointError(f"{args.model_file} does not fit model {exp.config.model!r} "
-                              f"with options {exp.config.model_options}: {exc}") from exc
+        raise CheckpointError(
+            f"{args.model_file} does not fit model {exp.config.model!r} with options {exp.config.model_options}: {exc}"
+        ) from exc
     gold = exp.gold(splits.split) if args.gold else None
     metrics = evaluate_unlearning(model, forget=splits.forget, retain=splits.retain, test=splits.test, gold=gold)
     rows = metric_rows(metrics)

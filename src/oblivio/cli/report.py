@@ -9,8 +9,7 @@ from .common import add_import_arg
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("report", help="tables and an HTML report from a results JSONL file",
-                              description=__doc__)
+    p = subparsers.add_parser("report", help="tables and an HTML report from a results JSONL file", description=__doc__)
     p.add_argument("results", help="results JSONL file written by 'oblivio bench' or the Runner")
     p.add_argument("--tables", help="comma-separated table keys (default: every table with data)")
     p.add_argument("--out", help="folder for report.md and report.html (default: beside the results file)")
@@ -29,8 +28,13 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"results file {path} does not exist")
     rows = read_results(path)
     tables = [t.strip() for t in args.tables.split(",") if t.strip()] if args.tables else None
-    files = write_report(rows, args.out or path.parent, title=args.title or f"oblivio report: {path.name}",
-                         tables=tables, plots=not args.no_plots)
+    files = write_report(
+        rows,
+        args.out or path.parent,
+        title=args.title or f"oblivio report: {path.name}",
+        tables=tables,
+        plots=not args.no_plots,
+    )
     for t in files.tables:
         print(t.to_text() + "\n")
     print(f"report: {files.markdown}\n        {files.html}")

@@ -17,25 +17,40 @@ EXIT_BUSY = 3
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--workdir", default="./oblivio-ledger",
-                   help="ledger folder: ledger.db, model versions, reports (default ./oblivio-ledger)")
-    p.add_argument("--db-url", help="SQLAlchemy URL of the ledger database (default sqlite:///WORKDIR/ledger.db, "
-                                    "or $OBLIVIO_LEDGER_URL), e.g. postgresql+psycopg://user:pw@host/oblivio")
+    p.add_argument(
+        "--workdir",
+        default="./oblivio-ledger",
+        help="ledger folder: ledger.db, model versions, reports (default ./oblivio-ledger)",
+    )
+    p.add_argument(
+        "--db-url",
+        help="SQLAlchemy URL of the ledger database (default sqlite:///WORKDIR/ledger.db, "
+        "or $OBLIVIO_LEDGER_URL), e.g. postgresql+psycopg://user:pw@host/oblivio",
+    )
     add_experiment_args(p)
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("request", help="deletion requests: add, list, apply, report",
-                              description="Record deletion requests, serve them with an unlearning method, and "
-                                          "write verification reports (see docs/workflow.md).")
+    p = subparsers.add_parser(
+        "request",
+        help="deletion requests: add, list, apply, report",
+        description="Record deletion requests, serve them with an unlearning method, and "
+        "write verification reports (see docs/workflow.md).",
+    )
     sub = p.add_subparsers(dest="request_command", metavar="ACTION")
 
-    ini = sub.add_parser("init", help="register version 1: your trained model (--model-file) or the original",
-                         description="Register the model the ledger starts from (version 1). Without --model-file "
-                                     "the experiment's original model (trained or taken from the store); `apply` "
-                                     "does this itself when the ledger has no version yet.")
-    ini.add_argument("--model-file", help="state_dict checkpoint of the experiment's model architecture "
-                                          "(torch.save(model.state_dict(), path)); loaded with weights_only=True")
+    ini = sub.add_parser(
+        "init",
+        help="register version 1: your trained model (--model-file) or the original",
+        description="Register the model the ledger starts from (version 1). Without --model-file "
+        "the experiment's original model (trained or taken from the store); `apply` "
+        "does this itself when the ledger has no version yet.",
+    )
+    ini.add_argument(
+        "--model-file",
+        help="state_dict checkpoint of the experiment's model architecture "
+        "(torch.save(model.state_dict(), path)); loaded with weights_only=True",
+    )
     _common(ini)
     ini.set_defaults(func=cmd_init)
 
@@ -49,8 +64,9 @@ def add_parser(subparsers) -> None:
     add.set_defaults(func=cmd_add)
 
     lst = sub.add_parser("list", help="list requests (and model versions)")
-    lst.add_argument("--status", choices=["pending", "applied", "rejected", "failed", "cancelled"],
-                     help="only this status")
+    lst.add_argument(
+        "--status", choices=["pending", "applied", "rejected", "failed", "cancelled"], help="only this status"
+    )
     lst.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _common(lst)
     lst.set_defaults(func=cmd_list)
@@ -64,19 +80,29 @@ def add_parser(subparsers) -> None:
 
     app = sub.add_parser("apply", help="serve the pending requests (one batched run)")
     app.add_argument("--method", default="tmu", help="registered unlearning method (default tmu)")
-    app.add_argument("--hparams", type=json.loads, default=None, help='method hyper-parameters, JSON, e.g. \'{"epochs": 2}\'')
+    app.add_argument(
+        "--hparams", type=json.loads, default=None, help="method hyper-parameters, JSON, e.g. '{\"epochs\": 2}'"
+    )
     app.add_argument("--run-seed", type=int, default=0, help="seed of the unlearning run (default 0)")
-    app.add_argument("--gold", action="store_true",
-                     help="also retrain the gold model to measure alignment and cost ratio (costs a retraining)")
+    app.add_argument(
+        "--gold",
+        action="store_true",
+        help="also retrain the gold model to measure alignment and cost ratio (costs a retraining)",
+    )
     app.add_argument("--one-by-one", action="store_true", help="one run per request instead of one batched run")
-    app.add_argument("--lease-seconds", type=float, default=300.0,
-                     help="apply-lock lease, renewed while running (default 300)")
+    app.add_argument(
+        "--lease-seconds", type=float, default=300.0, help="apply-lock lease, renewed while running (default 300)"
+    )
     _common(app)
     app.set_defaults(func=cmd_apply)
 
     rep = sub.add_parser("report", help="write the verification report (JSON + self-contained HTML)")
-    rep.add_argument("--version", dest="model_version", default=None,
-                     help="model version id or hash prefix (default: the current version)")
+    rep.add_argument(
+        "--version",
+        dest="model_version",
+        default=None,
+        help="model version id or hash prefix (default: the current version)",
+    )
     rep.add_argument("--out", required=True, help="output folder")
     _common(rep)
     rep.set_defaults(func=cmd_report)
@@ -87,12 +113,14 @@ def add_parser(subparsers) -> None:
 def _service(args: argparse.Namespace, **kwargs):
     from ..ledger import DeletionService
 
-    return DeletionService(args.workdir, experiment=experiment_from_args(args), db_url=args.db_url,
-                           progress=not args.no_progress, **kwargs)
+    return DeletionService(
+        args.workdir, experiment=experiment_from_args(args), db_url=args.db_url, progress=not args.no_progress, **kwargs
+    )
 
 
 def _ledger_errors(func):
     """Another apply running is exit code 3; every other error goes to ``main`` (one line, exit 2, ``-v``)."""
+
     def wrapper(args: argparse.Namespace) -> int:
         from ..ledger import ApplyInProgressError
 
@@ -122,8 +150,10 @@ def cmd_init(args: argparse.Namespace) -> int:
     with _service(args) as svc:
         v = svc.init(model_file=args.model_file)
     m = v.metrics
-    print(f"model version {v.id} ({v.hash[:16]}, {m.get('role')}) registered; accuracy train "
-          f"{_pct(m.get('acc_train'))}, test {_pct(m.get('acc_test'))}")
+    print(
+        f"model version {v.id} ({v.hash[:16]}, {m.get('role')}) registered; accuracy train "
+        f"{_pct(m.get('acc_train'))}, test {_pct(m.get('acc_test'))}"
+    )
     return 0
 
 
@@ -154,19 +184,46 @@ def cmd_list(args: argparse.Namespace) -> int:
         versions = svc.list_versions()
         runs = svc.list_runs()
     if args.json:
-        print(json.dumps({"requests": [r.to_dict() for r in requests], "runs": [r.to_dict() for r in runs],
-                          "versions": [v.to_dict() for v in versions]}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "requests": [r.to_dict() for r in requests],
+                    "runs": [r.to_dict() for r in runs],
+                    "versions": [v.to_dict() for v in versions],
+                },
+                indent=2,
+            )
+        )
         return 0
-    rows = [{"id": r.id, "status": r.status, "requester": escape_text(r.requester), "samples": len(r.sample_ids),
-             "created (UTC)": r.created_at.isoformat(timespec="seconds"), "version": r.applied_version_id or "",
-             "note": escape_text(r.status_detail or r.reason or "", limit=60)} for r in requests]
+    rows = [
+        {
+            "id": r.id,
+            "status": r.status,
+            "requester": escape_text(r.requester),
+            "samples": len(r.sample_ids),
+            "created (UTC)": r.created_at.isoformat(timespec="seconds"),
+            "version": r.applied_version_id or "",
+            "note": escape_text(r.status_detail or r.reason or "", limit=60),
+        }
+        for r in requests
+    ]
     print_table(rows, ["id", "status", "requester", "samples", "created (UTC)", "version", "note"])
     if versions:
         print()
-        vrows = [{"version": v.id, "current": "*" if v.is_current else "", "hash": v.hash[:16], "parent": v.parent_id or "",
-                  "run": v.run_id or "", "forgotten": len(v.forgotten_ids),
-                  "note": "no-op: same weights as its parent" if v.metrics.get("unchanged")
-                  else escape_text(str(v.metrics.get("role") or ""))} for v in versions]
+        vrows = [
+            {
+                "version": v.id,
+                "current": "*" if v.is_current else "",
+                "hash": v.hash[:16],
+                "parent": v.parent_id or "",
+                "run": v.run_id or "",
+                "forgotten": len(v.forgotten_ids),
+                "note": "no-op: same weights as its parent"
+                if v.metrics.get("unchanged")
+                else escape_text(str(v.metrics.get("role") or "")),
+            }
+            for v in versions
+        ]
         print_table(vrows, ["version", "current", "hash", "parent", "run", "forgotten", "note"])
     return 0
 
@@ -178,37 +235,50 @@ def cmd_apply(args: argparse.Namespace) -> int:
     if result.abandoned_runs:
         print(f"found stale run(s) {list(result.abandoned_runs)} from an interrupted apply: marked abandoned")
     if result.removed_files:
-        print(f"removed {len(result.removed_files)} uncommitted file(s) that interrupted apply wrote: "
-              f"{', '.join(result.removed_files)}")
+        print(
+            f"removed {len(result.removed_files)} uncommitted file(s) that interrupted apply wrote: "
+            f"{', '.join(result.removed_files)}"
+        )
     if result.status == "nothing-to-do":
         print("no pending requests")
         return 0
     for run in result.runs:
         if run.status == "no-op":
-            print(f"run {run.id}: NO-OP ({run.method}, requests {list(run.request_ids)}): the method returned the "
-                  f"model unchanged (same weights as version {run.parent_version_id}). The requests are recorded as "
-                  f"applied, but nothing in the model changed; forget set now {run.n_forget} samples.")
+            print(
+                f"run {run.id}: NO-OP ({run.method}, requests {list(run.request_ids)}): the method returned the "
+                f"model unchanged (same weights as version {run.parent_version_id}). The requests are recorded as "
+                f"applied, but nothing in the model changed; forget set now {run.n_forget} samples."
+            )
         else:
-            print(f"run {run.id}: {run.status} ({run.method}, requests {list(run.request_ids)}; forget set now "
-                  f"{run.n_forget} samples)")
+            print(
+                f"run {run.id}: {run.status} ({run.method}, requests {list(run.request_ids)}; forget set now "
+                f"{run.n_forget} samples)"
+            )
     if result.status == "failed":
         print(f"oblivio: apply failed: {result.error}", file=sys.stderr)
         return EXIT_FAILED_RUN
     v = result.version
     m = v.metrics
-    print(f"model version {v.id} ({v.hash[:16]}) is current; accuracy forget {_pct(m.get('acc_forget'))}, "
-          f"retain {_pct(m.get('acc_retain'))}, test {_pct(m.get('acc_test'))}")
+    print(
+        f"model version {v.id} ({v.hash[:16]}) is current; accuracy forget {_pct(m.get('acc_forget'))}, "
+        f"retain {_pct(m.get('acc_retain'))}, test {_pct(m.get('acc_test'))}"
+    )
     if m.get("unchanged"):
         info = m.get("method_info") or {}
-        why = (f" ({info['predicted_easy']} of {m.get('n_forget')} forget samples predicted easy)"
-               if "predicted_easy" in info else "")
+        why = (
+            f" ({info['predicted_easy']} of {m.get('n_forget')} forget samples predicted easy)"
+            if "predicted_easy" in info
+            else ""
+        )
         print(f"WARNING: model version {v.id} has the same weights as its parent{why}: the unlearning was a no-op")
     if m.get("mia_skipped"):
         print(f"membership inference (loss MIA) skipped: {m['mia_skipped']}")
     if m.get("per_example") is not None:
-        print(f"per-example membership check: {m['per_example_n_flagged']} of {m['per_example_n']} forget samples "
-              f"still look like training members (loss lower than {100 * (1 - m['per_example_alpha']):.0f}% of "
-              "unseen test samples); details in `oblivio request report`")
+        print(
+            f"per-example membership check: {m['per_example_n_flagged']} of {m['per_example_n']} forget samples "
+            f"still look like training members (loss lower than {100 * (1 - m['per_example_alpha']):.0f}% of "
+            "unseen test samples); details in `oblivio request report`"
+        )
     return 0
 
 

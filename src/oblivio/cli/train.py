@@ -8,11 +8,16 @@ from .common import add_config_arg, add_experiment_args, describe_line, experime
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train the original model (and the gold model of a forget request)",
-                       description="Train the original model on D (cached in the store), and with --forget also the "
-                                   "gold model retrained from scratch on D_r.")
+    p = sub.add_parser(
+        "train",
+        help="train the original model (and the gold model of a forget request)",
+        description="Train the original model on D (cached in the store), and with --forget also the "
+        "gold model retrained from scratch on D_r.",
+    )
     add_experiment_args(p)
-    p.add_argument("--forget", metavar="SPEC", help="also train the gold model for this request, e.g. class-subset:6:100")
+    p.add_argument(
+        "--forget", metavar="SPEC", help="also train the gold model for this request, e.g. class-subset:6:100"
+    )
     p.add_argument("--request-seed", type=int, default=0, help="seed that draws the forget set (default 0)")
     add_config_arg(p)
     p.set_defaults(func=run)
@@ -32,8 +37,13 @@ def run(args: argparse.Namespace) -> int:
     else:
         from ..training import accuracy
 
-        rows.append({"model": "original", "acc_train": accuracy(original, exp.data.train),
-                     "acc_test": accuracy(original, exp.data.test)})
+        rows.append(
+            {
+                "model": "original",
+                "acc_train": accuracy(original, exp.data.train),
+                "acc_test": accuracy(original, exp.data.test),
+            }
+        )
     cols = list(rows[0].keys())
     print_table([{k: (v * 100 if isinstance(v, float) else v) for k, v in r.items()} for r in rows], cols)
     print(f"store: {exp.store.root}")

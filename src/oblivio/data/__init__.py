@@ -67,9 +67,29 @@ def list_datasets() -> list[str]:
 
 
 __all__ = [
-    "DATASETS", "Augment", "as_image_dataset", "register_dataset", "Batch", "ZipLoader", "DatasetError", "DatasetSplits", "ImageDataset", "TensorLoader", "list_datasets",
-    "load_dataset", "load_digits_dataset", "load_fashion_mnist", "load_idx_dataset", "read_idx", "stratified_sample",
+    "DATASETS",
+    "Augment",
+    "as_image_dataset",
+    "register_dataset",
+    "Batch",
+    "ZipLoader",
+    "DatasetError",
+    "DatasetSplits",
+    "ImageDataset",
+    "TensorLoader",
+    "list_datasets",
+    "load_dataset",
+    "load_digits_dataset",
+    "load_fashion_mnist",
+    "load_idx_dataset",
+    "read_idx",
+    "stratified_sample",
     "write_idx",
     # file and array loaders
-    "from_arrays", "load_cifar10", "load_cifar100", "load_image_folder", "load_npz", "load_svhn",
+    "from_arrays",
+    "load_cifar10",
+    "load_cifar100",
+    "load_image_folder",
+    "load_npz",
+    "load_svhn",
 ]

@@ -11,8 +11,9 @@ from __future__ import annotations
 import os
 import zipfile
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -138,8 +139,9 @@ def from_arrays(
         s: ImageDataset(xs[s], ys[s], tuple(str(c) for c in classes), name=f"{name}/{s}", groups=gs[s])
         for s in ("train", "test")
     }
-    return DatasetSplits(splits["train"], splits["test"], name=name,
-                         info={"format": "arrays", "layout": layout, **(info or {})})
+    return DatasetSplits(
+        splits["train"], splits["test"], name=name, info={"format": "arrays", "layout": layout, **(info or {})}
+    )
 
 
 def load_npz(path: str | os.PathLike, *, layout: Layout = "auto", name: str | None = None) -> DatasetSplits:
@@ -202,8 +204,15 @@ def load_npz(path: str | os.PathLike, *, layout: Layout = "auto", name: str | No
     if classes is not None:
         classes = tuple(c.decode() if isinstance(c, bytes) else str(c) for c in np.asarray(classes).reshape(-1))
     return from_arrays(
-        arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"], classes=classes,
-        groups_train=arrays.get("groups_train"), groups_test=arrays.get("groups_test"), layout=layout, name=name,
+        arrays["x_train"],
+        arrays["y_train"],
+        arrays["x_test"],
+        arrays["y_test"],
+        classes=classes,
+        groups_train=arrays.get("groups_train"),
+        groups_test=arrays.get("groups_test"),
+        layout=layout,
+        name=name,
         info={"path": str(path), "format": "npz"},
     )
 

@@ -8,8 +8,8 @@ and the ledger all talk about the same images.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -56,7 +56,11 @@ class ImageDataset:
         self.classes = tuple(str(c) for c in self.classes)
         if not isinstance(self.images, torch.Tensor):
             self.images = torch.as_tensor(np.asarray(self.images))
-        self.labels = torch.as_tensor(np.asarray(self.labels) if not isinstance(self.labels, torch.Tensor) else self.labels).long().reshape(-1)
+        self.labels = (
+            torch.as_tensor(np.asarray(self.labels) if not isinstance(self.labels, torch.Tensor) else self.labels)
+            .long()
+            .reshape(-1)
+        )
         if self.images.dim() == 3:  # [N, H, W] -> [N, 1, H, W]
             self.images = self.images.unsqueeze(1)
         if self.images.dim() != 4:
@@ -104,7 +108,7 @@ class ImageDataset:
         return torch.bincount(self.labels, minlength=self.num_classes)
 
     # ------------------------------------------------------------------ slicing
-    def subset(self, indices: Sequence[int] | np.ndarray | torch.Tensor, *, name: str | None = None) -> "ImageDataset":
+    def subset(self, indices: Sequence[int] | np.ndarray | torch.Tensor, *, name: str | None = None) -> ImageDataset:
         """Rows ``indices`` (positions in *this* dataset), keeping their ids, labels and groups."""
         idx = _as_index_tensor(indices)
         if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= len(self)):
@@ -118,21 +122,30 @@ class ImageDataset:
             ids=self.ids[idx],  # type: ignore[index]
         )
 
-    def with_labels(self, labels: torch.Tensor, *, name: str | None = None) -> "ImageDataset":
+    def with_labels(self, labels: torch.Tensor, *, name: str | None = None) -> ImageDataset:
         """The same images with other labels (e.g. random or contrastive labels)."""
         return ImageDataset(self.images, labels, self.classes, name or self.name, self.groups, self.ids)
 
-    def concat(self, other: "ImageDataset", *, name: str | None = None) -> "ImageDataset":
+    def concat(self, other: ImageDataset, *, name: str | None = None) -> ImageDataset:
         """This dataset followed by ``other`` (same classes and image shape)."""
         if other.classes != self.classes or other.image_shape != self.image_shape:
             raise DatasetError(f"cannot concatenate {self.name} and {other.name}: classes or image shapes differ")
-        images = torch.cat([self.float_images(), other.float_images()]) if (
-            self.images.dtype != other.images.dtype) else torch.cat([self.images, other.images])
+        images = (
+            torch.cat([self.float_images(), other.float_images()])
+            if (self.images.dtype != other.images.dtype)
+            else torch.cat([self.images, other.images])
+        )
         groups = None
         if self.groups is not None and other.groups is not None:
             groups = torch.cat([self.groups, other.groups])
-        return ImageDataset(images, torch.cat([self.labels, other.labels]), self.classes, name or self.name,
-                            groups, torch.cat([self.ids, other.ids]))  # type: ignore[list-item]
+        return ImageDataset(
+            images,
+            torch.cat([self.labels, other.labels]),
+            self.classes,
+            name or self.name,
+            groups,
+            torch.cat([self.ids, other.ids]),
+        )  # type: ignore[list-item]
 
     def float_images(self, indices: torch.Tensor | None = None) -> torch.Tensor:
         """Images as float32 in [0, 1] (all, or rows ``indices``)."""
@@ -163,8 +176,10 @@ class ImageDataset:
         return tuple(float(v) for v in mean), tuple(float(v) for v in std)
 
     def __repr__(self) -> str:
-        return (f"ImageDataset(name={self.name!r}, n={len(self)}, shape={self.image_shape}, "
-                f"classes={self.num_classes}, dtype={self.images.dtype})")
+        return (
+            f"ImageDataset(name={self.name!r}, n={len(self)}, shape={self.image_shape}, "
+            f"classes={self.num_classes}, dtype={self.images.dtype})"
+        )
 
 
 @dataclass

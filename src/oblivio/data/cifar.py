@@ -29,15 +29,32 @@ CIFAR10_FOLDER = "cifar-10-batches-py"
 CIFAR100_FOLDER = "cifar-100-python"
 CIFAR10_TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 
-_BUILTINS_ALLOWED = frozenset({
-    "set", "frozenset", "list", "dict", "tuple", "bytes", "bytearray", "str", "int", "float", "complex", "bool",
-})
+_BUILTINS_ALLOWED = frozenset(
+    {
+        "set",
+        "frozenset",
+        "list",
+        "dict",
+        "tuple",
+        "bytes",
+        "bytearray",
+        "str",
+        "int",
+        "float",
+        "complex",
+        "bool",
+    }
+)
 # numpy moved numpy.core to numpy._core in 2.0; pickles name either, so both resolve to whichever exists.
 _NUMPY_ALLOWED = {
-    ("numpy", "ndarray"), ("numpy", "dtype"),
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
 }
 
 
@@ -170,8 +187,10 @@ def load_cifar10(root: str | os.PathLike, *, name: str = "cifar10") -> DatasetSp
     train_y = np.concatenate([p[1] for p in parts])
     test_x, test_y = _images_labels(_unpickle(folder / "test_batch"), folder / "test_batch", "labels")
     return DatasetSplits(
-        _split(train_x, train_y, classes, f"{name}/train"), _split(test_x, test_y, classes, f"{name}/test"),
-        name=name, info={"root": str(folder), "format": "cifar-python", "source": CIFAR_URL},
+        _split(train_x, train_y, classes, f"{name}/train"),
+        _split(test_x, test_y, classes, f"{name}/test"),
+        name=name,
+        info={"root": str(folder), "format": "cifar-python", "source": CIFAR_URL},
     )
 
 
@@ -209,7 +228,8 @@ def load_cifar100(
     train_x, train_y = _images_labels(_unpickle(folder / "train"), folder / "train", f"{label_type}_labels")
     test_x, test_y = _images_labels(_unpickle(folder / "test"), folder / "test", f"{label_type}_labels")
     return DatasetSplits(
-        _split(train_x, train_y, classes, f"{name}/train"), _split(test_x, test_y, classes, f"{name}/test"),
+        _split(train_x, train_y, classes, f"{name}/train"),
+        _split(test_x, test_y, classes, f"{name}/test"),
         name=name,
         info={"root": str(folder), "format": "cifar-python", "label_type": label_type, "source": CIFAR_URL},
     )

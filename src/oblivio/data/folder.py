@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Sequence
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
@@ -43,13 +44,14 @@ def _list_split(root: Path, split: str, extensions: tuple[str, ...]) -> dict[str
     out: dict[str, list[Path]] = {}
     for class_dir in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
         out[class_dir.name] = sorted(
-            p for p in class_dir.iterdir()
+            p
+            for p in class_dir.iterdir()
             if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in extensions
         )
     return out
 
 
-def _open(path: Path) -> tuple["Image.Image", bool]:
+def _open(path: Path) -> tuple[Image.Image, bool]:
     """Decode one image fully; returns it as an "L" or "RGB" Pillow image and whether it is greyscale."""
     from PIL import Image, UnidentifiedImageError
 
@@ -67,8 +69,10 @@ def _open(path: Path) -> tuple["Image.Image", bool]:
     except DatasetError:
         raise
     except Image.DecompressionBombError as exc:  # more pixels than Image.MAX_IMAGE_PIXELS: refused, not decoded
-        raise DatasetError(f"{path}: refused as a possible decompression bomb ({exc}); if the image is genuine, "
-                           "raise PIL.Image.MAX_IMAGE_PIXELS first") from exc
+        raise DatasetError(
+            f"{path}: refused as a possible decompression bomb ({exc}); if the image is genuine, "
+            "raise PIL.Image.MAX_IMAGE_PIXELS first"
+        ) from exc
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise DatasetError(f"{path}: cannot decode image ({type(exc).__name__}: {exc})") from exc
     if mode in ("P", "PA"):  # a palette image is greyscale when every palette colour it uses is grey
@@ -207,8 +211,13 @@ def load_image_folder(
 
     rel = {split: [p.relative_to(root).as_posix() for p in files[split]] for split in ("train", "test")}
     groups: dict[str, np.ndarray | None] = {"train": None, "test": None}
-    info: dict = {"root": str(root), "format": "image-folder", "mode": target, "train_files": rel["train"],
-                  "test_files": rel["test"]}
+    info: dict = {
+        "root": str(root),
+        "format": "image-folder",
+        "mode": target,
+        "train_files": rel["train"],
+        "test_files": rel["test"],
+    }
     groups_path = root / groups_file if groups_file else None
     if groups_path is not None and groups_path.is_file():
         table, group_names = _group_ids(_read_groups(groups_path))
@@ -231,8 +240,13 @@ def load_image_folder(
             info["group_names"] = group_names
 
     train, test = (
-        ImageDataset(torch.from_numpy(arrays[s]), torch.tensor(labels[s], dtype=torch.long), classes,
-                     name=f"{name}/{s}", groups=groups[s])
+        ImageDataset(
+            torch.from_numpy(arrays[s]),
+            torch.tensor(labels[s], dtype=torch.long),
+            classes,
+            name=f"{name}/{s}",
+            groups=groups[s],
+        )
         for s in ("train", "test")
     )
     return DatasetSplits(train, test, name=name, info=info)

@@ -33,7 +33,16 @@ _IDX_TYPES = {
 }
 
 FASHION_MNIST_CLASSES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
 )
 DEFAULT_FASHION_MNIST_ROOT = "/usr/share/datasets/fashion-mnist"
 
@@ -63,7 +72,9 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     dtype = _IDX_TYPES[dtype_code]
     expected = int(np.prod(shape)) * dtype.itemsize
     if len(data) - header != expected:
-        raise DatasetError(f"{path}: header says shape {shape} ({expected} bytes) but {len(data) - header} bytes follow")
+        raise DatasetError(
+            f"{path}: header says shape {shape} ({expected} bytes) but {len(data) - header} bytes follow"
+        )
     return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
 
 
@@ -105,8 +116,10 @@ def _images_uint8(images: np.ndarray, name: str) -> np.ndarray:
             return np.rint(images.astype(np.float64) * 255.0).astype(np.uint8)
         if lo >= 0.0 and hi <= 255.0 and np.array_equal(images, np.round(images)):
             return images.astype(np.uint8)
-        raise DatasetError(f"{name}: float idx images must lie in [0, 1] (scaled to 0..255) or hold whole numbers "
-                           f"in 0..255; these range over [{lo:g}, {hi:g}]")
+        raise DatasetError(
+            f"{name}: float idx images must lie in [0, 1] (scaled to 0..255) or hold whole numbers "
+            f"in 0..255; these range over [{lo:g}, {hi:g}]"
+        )
     lo, hi = (int(images.min()), int(images.max())) if images.size else (0, 0)
     if lo < 0 or hi > 255:
         raise DatasetError(f"{name}: integer idx images must lie in 0..255, these range over [{lo}, {hi}]")
@@ -136,11 +149,14 @@ def _split(images: np.ndarray, labels: np.ndarray, classes: tuple[str, ...], nam
     labels = _labels_int64(labels, name)
     if labels.size and labels.max() >= len(classes):
         raise DatasetError(f"{name}: label {int(labels.max())} but only {len(classes)} classes")
-    return ImageDataset(torch.from_numpy(_images_uint8(images, name)).unsqueeze(1), torch.from_numpy(labels),
-                        classes, name=name)
+    return ImageDataset(
+        torch.from_numpy(_images_uint8(images, name)).unsqueeze(1), torch.from_numpy(labels), classes, name=name
+    )
 
 
-def load_idx_dataset(root: str | os.PathLike, *, classes: tuple[str, ...] | None = None, name: str = "idx") -> DatasetSplits:
+def load_idx_dataset(
+    root: str | os.PathLike, *, classes: tuple[str, ...] | None = None, name: str = "idx"
+) -> DatasetSplits:
     """Load ``train-images-idx3-ubyte[.gz]`` & co. from ``root`` (the MNIST file names)."""
     root = Path(root)
     if not root.is_dir():
@@ -150,11 +166,22 @@ def load_idx_dataset(root: str | os.PathLike, *, classes: tuple[str, ...] | None
     te_x = read_idx(_find(root, "t10k-images-idx3-ubyte"))
     te_y = read_idx(_find(root, "t10k-labels-idx1-ubyte"))
     if classes is None:
-        n = int(max(_labels_int64(tr_y, f"{name}/train").max(initial=0),
-                    _labels_int64(te_y, f"{name}/test").max(initial=0))) + 1
+        n = (
+            int(
+                max(
+                    _labels_int64(tr_y, f"{name}/train").max(initial=0),
+                    _labels_int64(te_y, f"{name}/test").max(initial=0),
+                )
+            )
+            + 1
+        )
         classes = tuple(str(i) for i in range(n))
-    return DatasetSplits(_split(tr_x, tr_y, classes, f"{name}/train"), _split(te_x, te_y, classes, f"{name}/test"), name=name,
-                         info={"root": str(root), "format": "idx"})
+    return DatasetSplits(
+        _split(tr_x, tr_y, classes, f"{name}/train"),
+        _split(te_x, te_y, classes, f"{name}/test"),
+        name=name,
+        info={"root": str(root), "format": "idx"},
+    )
 
 
 def load_fashion_mnist(root: str | os.PathLike | None = None) -> DatasetSplits:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Iterator, NamedTuple
+from collections.abc import Iterator
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -127,7 +128,9 @@ def stratified_sample(dataset: ImageDataset, size: int | float, *, seed: int = 0
         frac = counts / n * k - quota
         for c in np.argsort(-frac, kind="stable")[:remainder]:
             quota[c] += 1
-    picks = [rng.choice(np.flatnonzero(labels == c), size=quota[c], replace=False) for c in range(len(counts)) if quota[c]]
+    picks = [
+        rng.choice(np.flatnonzero(labels == c), size=quota[c], replace=False) for c in range(len(counts)) if quota[c]
+    ]
     return np.sort(np.concatenate(picks)) if picks else np.zeros(0, dtype=np.int64)
 
 

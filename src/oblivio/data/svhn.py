@@ -94,8 +94,12 @@ def load_svhn(root: str | os.PathLike, *, include_extra: bool = False, name: str
     test_x, test_y = _read_mat(root / "test_32x32.mat")
     train = ImageDataset(torch.from_numpy(train_x), torch.from_numpy(train_y), SVHN_CLASSES, name=f"{name}/train")
     test = ImageDataset(torch.from_numpy(test_x), torch.from_numpy(test_y), SVHN_CLASSES, name=f"{name}/test")
-    return DatasetSplits(train, test, name=name, info={"root": str(root), "format": "svhn-mat",
-                                                      "include_extra": include_extra, "source": SVHN_URL})
+    return DatasetSplits(
+        train,
+        test,
+        name=name,
+        info={"root": str(root), "format": "svhn-mat", "include_extra": include_extra, "source": SVHN_URL},
+    )
 
 
 __all__: list[str] = ["load_svhn"]

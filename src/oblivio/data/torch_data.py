@@ -25,12 +25,20 @@ Example:
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import (DataLoader, Dataset, IterableDataset, RandomSampler, SequentialSampler, Subset,
-                              SubsetRandomSampler)
+from torch.utils.data import (
+    DataLoader,
+    Dataset,
+    IterableDataset,
+    RandomSampler,
+    SequentialSampler,
+    Subset,
+    SubsetRandomSampler,
+)
 
 from .arrays import Layout, _images, _labels
 from .base import DatasetError, ImageDataset
@@ -55,8 +63,10 @@ def _numpy_image(img: Any, what: str) -> np.ndarray:
 def _label(value: Any, what: str) -> int:
     if isinstance(value, (torch.Tensor, np.ndarray)):
         if (value.size if isinstance(value, np.ndarray) else value.numel()) != 1:
-            raise DatasetError(f"{what}: each label must be one class index, got shape {tuple(value.shape)} "
-                               "(one-hot labels: pass their argmax)")
+            raise DatasetError(
+                f"{what}: each label must be one class index, got shape {tuple(value.shape)} "
+                "(one-hot labels: pass their argmax)"
+            )
         value = value.reshape(-1)[0].item()
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
         raise DatasetError(f"{what}: labels must be integer class indices, got {value!r}")
@@ -77,15 +87,20 @@ def _loader_dataset(loader: DataLoader, what: str) -> tuple[Dataset, list[int] |
     """The dataset of a loader and the indices its sampler covers (``None`` = all of them)."""
     ds, sampler = loader.dataset, loader.sampler
     if isinstance(ds, IterableDataset):
-        raise DatasetError(f"{what}: a DataLoader over an IterableDataset cannot be read by index; pass a map-style "
-                           "Dataset (with __len__ and __getitem__) or arrays")
+        raise DatasetError(
+            f"{what}: a DataLoader over an IterableDataset cannot be read by index; pass a map-style "
+            "Dataset (with __len__ and __getitem__) or arrays"
+        )
     if isinstance(sampler, SubsetRandomSampler):
         return ds, sorted(int(i) for i in sampler.indices)
     if isinstance(sampler, SequentialSampler) or (
-            isinstance(sampler, RandomSampler) and not sampler.replacement and len(sampler) == len(ds)):
+        isinstance(sampler, RandomSampler) and not sampler.replacement and len(sampler) == len(ds)
+    ):
         return ds, None
-    raise DatasetError(f"{what}: the DataLoader's sampler {type(sampler).__name__} may repeat or skip samples; "
-                       "pass its dataset (or a Subset of it) instead")
+    raise DatasetError(
+        f"{what}: the DataLoader's sampler {type(sampler).__name__} may repeat or skip samples; "
+        "pass its dataset (or a Subset of it) instead"
+    )
 
 
 def _read_items(data: Any, positions: Sequence[int], what: str) -> tuple[list[np.ndarray], list[int]]:
@@ -96,14 +111,17 @@ def _read_items(data: Any, positions: Sequence[int], what: str) -> tuple[list[np
     for pos in positions:
         item = data[pos]
         if not isinstance(item, (tuple, list)) or len(item) < 2:
-            raise DatasetError(f"{what}: item {pos} is a {type(item).__name__}; the dataset must yield "
-                               "(image, label) pairs")
+            raise DatasetError(
+                f"{what}: item {pos} is a {type(item).__name__}; the dataset must yield (image, label) pairs"
+            )
         img = _numpy_image(item[0], what)
         if first_shape is None:
             first_shape = img.shape
         elif img.shape != first_shape:
-            raise DatasetError(f"{what}: item {pos} has image shape {img.shape} but the first has {first_shape}; "
-                               "resize the images to one size in the dataset's transform")
+            raise DatasetError(
+                f"{what}: item {pos} has image shape {img.shape} but the first has {first_shape}; "
+                "resize the images to one size in the dataset's transform"
+            )
         images.append(img)
         labels.append(_label(item[1], what))
     return images, labels
@@ -116,15 +134,21 @@ def _class_names(data: Any) -> tuple[str, ...] | None:
     return None
 
 
-def _convert(data: Any, *, classes: Sequence[str] | None, ids: Any, name: str,
-             layout: Layout) -> tuple[ImageDataset, bool]:
+def _convert(
+    data: Any, *, classes: Sequence[str] | None, ids: Any, name: str, layout: Layout
+) -> tuple[ImageDataset, bool]:
     """``(dataset, positional)``: ``positional`` is True when the ids are mere positions ``0..N-1``."""
     if isinstance(data, ImageDataset):
         if ids is None and classes is None:
             return data, False
-        return ImageDataset(data.images, data.labels, tuple(classes) if classes is not None else data.classes,
-                            data.name, data.groups, data.ids if ids is None else _resolve_ids(ids, range(len(data)),
-                                                                                             name)), False
+        return ImageDataset(
+            data.images,
+            data.labels,
+            tuple(classes) if classes is not None else data.classes,
+            data.name,
+            data.groups,
+            data.ids if ids is None else _resolve_ids(ids, range(len(data)), name),
+        ), False
     if isinstance(data, (tuple, list)) and len(data) == 2 and not isinstance(data[0], (tuple, list)):
         x = _images(data[0], layout, name)
         y = _labels(data[1], x.shape[0], name)
@@ -134,25 +158,51 @@ def _convert(data: Any, *, classes: Sequence[str] | None, ids: Any, name: str,
         ds, sampled = _loader_dataset(data, name)
         base, sub = _base_and_indices(ds)
         positions = sampled if sampled is not None else range(len(ds))
-        subset_ids = ([sub[p] for p in positions] if sub is not None
-                      else (list(positions) if sampled is not None else None))
+        subset_ids = (
+            [sub[p] for p in positions] if sub is not None else (list(positions) if sampled is not None else None)
+        )
         images, labels = _read_items(ds, positions, name)
-        return (_build(_stack(images, layout, name), torch.tensor(labels),
-                       classes, _class_names(base), ids, positions, name, subset_ids=subset_ids),
-                ids is None and subset_ids is None)
+        return (
+            _build(
+                _stack(images, layout, name),
+                torch.tensor(labels),
+                classes,
+                _class_names(base),
+                ids,
+                positions,
+                name,
+                subset_ids=subset_ids,
+            ),
+            ids is None and subset_ids is None,
+        )
     if isinstance(data, IterableDataset):
-        raise DatasetError(f"{name}: an IterableDataset cannot be read by index; pass a map-style Dataset "
-                           "(with __len__ and __getitem__) or arrays")
-    if isinstance(data, Dataset) or (hasattr(data, "__getitem__") and hasattr(data, "__len__")
-                                     and not isinstance(data, (str, bytes, dict))):
+        raise DatasetError(
+            f"{name}: an IterableDataset cannot be read by index; pass a map-style Dataset "
+            "(with __len__ and __getitem__) or arrays"
+        )
+    if isinstance(data, Dataset) or (
+        hasattr(data, "__getitem__") and hasattr(data, "__len__") and not isinstance(data, (str, bytes, dict))
+    ):
         base, sub = _base_and_indices(data)
         positions = range(len(data))
         images, labels = _read_items(data, positions, name)
-        return (_build(_stack(images, layout, name), torch.tensor(labels),
-                       classes, _class_names(base), ids, positions, name, subset_ids=sub),
-                ids is None and sub is None)
-    raise DatasetError(f"{name}: expected an ImageDataset, a map-style torch Dataset of (image, label), a "
-                       f"DataLoader over one, or an (images, labels) pair of arrays; got {type(data).__name__}")
+        return (
+            _build(
+                _stack(images, layout, name),
+                torch.tensor(labels),
+                classes,
+                _class_names(base),
+                ids,
+                positions,
+                name,
+                subset_ids=sub,
+            ),
+            ids is None and sub is None,
+        )
+    raise DatasetError(
+        f"{name}: expected an ImageDataset, a map-style torch Dataset of (image, label), a "
+        f"DataLoader over one, or an (images, labels) pair of arrays; got {type(data).__name__}"
+    )
 
 
 def _stack(images: list[np.ndarray], layout: Layout, name: str) -> torch.Tensor:
@@ -163,8 +213,10 @@ def _stack(images: list[np.ndarray], layout: Layout, name: str) -> torch.Tensor:
     except DatasetError as exc:
         if "[0, 1]" not in str(exc):
             raise
-        raise DatasetError(f"{exc}. If the dataset's transform normalises (Normalize(mean, std)), drop it there and "
-                           "put oblivio.models.Normalize(mean, std) first in the model instead") from None
+        raise DatasetError(
+            f"{exc}. If the dataset's transform normalises (Normalize(mean, std)), drop it there and "
+            "put oblivio.models.Normalize(mean, std) first in the model instead"
+        ) from None
 
 
 def _resolve_ids(ids: Any, positions: Sequence[int], name: str) -> torch.Tensor:
@@ -172,8 +224,7 @@ def _resolve_ids(ids: Any, positions: Sequence[int], name: str) -> torch.Tensor:
         try:
             values = [int(ids(p)) for p in positions]
         except (TypeError, ValueError) as exc:
-            raise DatasetError(f"{name}: the sample-id function must map a dataset index to an integer: {exc}") \
-                from exc
+            raise DatasetError(f"{name}: the sample-id function must map a dataset index to an integer: {exc}") from exc
     else:
         values = np.asarray(ids.detach().cpu() if isinstance(ids, torch.Tensor) else ids).reshape(-1).tolist()
     out = torch.as_tensor(values, dtype=torch.long)
@@ -184,8 +235,17 @@ def _resolve_ids(ids: Any, positions: Sequence[int], name: str) -> torch.Tensor:
     return out
 
 
-def _build(x: torch.Tensor, y: torch.Tensor, classes: Sequence[str] | None, found: tuple[str, ...] | None, ids: Any,
-           positions: Sequence[int], name: str, *, subset_ids: list[int] | None) -> ImageDataset:
+def _build(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    classes: Sequence[str] | None,
+    found: tuple[str, ...] | None,
+    ids: Any,
+    positions: Sequence[int],
+    name: str,
+    *,
+    subset_ids: list[int] | None,
+) -> ImageDataset:
     if classes is None:
         classes = found or tuple(str(i) for i in range(int(y.max()) + 1 if y.numel() else 1))
     if ids is not None:
@@ -197,8 +257,14 @@ def _build(x: torch.Tensor, y: torch.Tensor, classes: Sequence[str] | None, foun
     return ImageDataset(x, y, tuple(classes), name=name, ids=id_tensor)
 
 
-def as_image_dataset(data: Any, *, classes: Sequence[str] | None = None, ids: "IdSpec" = None,
-                     name: str = "data", layout: Layout = "auto") -> ImageDataset:
+def as_image_dataset(
+    data: Any,
+    *,
+    classes: Sequence[str] | None = None,
+    ids: IdSpec = None,
+    name: str = "data",
+    layout: Layout = "auto",
+) -> ImageDataset:
     """Any supported data in, an in-memory :class:`ImageDataset` out.
 
     Args:

@@ -19,8 +19,8 @@ def random_crop(x: torch.Tensor, padding: int, *, generator: torch.Generator | N
     padded = F.pad(x, (padding, padding, padding, padding))
     dy = torch.randint(0, 2 * padding + 1, (b,), generator=generator, device="cpu").to(x.device)
     dx = torch.randint(0, 2 * padding + 1, (b,), generator=generator, device="cpu").to(x.device)
-    rows = (dy[:, None] + torch.arange(h, device=x.device)[None, :])  # [B, H]
-    cols = (dx[:, None] + torch.arange(w, device=x.device)[None, :])  # [B, W]
+    rows = dy[:, None] + torch.arange(h, device=x.device)[None, :]  # [B, H]
+    cols = dx[:, None] + torch.arange(w, device=x.device)[None, :]  # [B, W]
     bi = torch.arange(b, device=x.device)[:, None, None, None]
     ci = torch.arange(c, device=x.device)[None, :, None, None]
     return padded[bi, ci, rows[:, None, :, None], cols[:, None, None, :]]
@@ -64,7 +64,7 @@ class Augment:
     hflip: bool = False
 
     @classmethod
-    def parse(cls, spec: "str | Augment | None") -> "Augment":
+    def parse(cls, spec: str | Augment | None) -> Augment:
         """``"none"``, ``"flip"``, ``"crop"``, ``"crop+flip"`` or ``"crop4+flip"`` (padding 4)."""
         if spec is None:
             return cls()

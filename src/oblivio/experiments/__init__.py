@@ -8,7 +8,26 @@ from .report import build_tables, write_report
 from .runner import Cell, EvalOptions, Grid, MethodSpec, Runner, Seeds, read_results, run_grid
 from .store import CheckpointStore, default_store_root
 
-__all__ = ["PRESETS", "BenchSettings", "Cell", "CheckpointStore", "EvalOptions", "Experiment", "ExperimentConfig",
-           "Grid", "MethodSpec", "Runner", "Seeds", "TrainedModel", "build_tables", "default_store_root",
-           "forget_quality_benchmark", "get_preset", "list_benchmarks", "read_results", "run_benchmark", "run_grid",
-           "write_report"]
+__all__ = [
+    "PRESETS",
+    "BenchSettings",
+    "Cell",
+    "CheckpointStore",
+    "EvalOptions",
+    "Experiment",
+    "ExperimentConfig",
+    "Grid",
+    "MethodSpec",
+    "Runner",
+    "Seeds",
+    "TrainedModel",
+    "build_tables",
+    "default_store_root",
+    "forget_quality_benchmark",
+    "get_preset",
+    "list_benchmarks",
+    "read_results",
+    "run_benchmark",
+    "run_grid",
+    "write_report",
+]

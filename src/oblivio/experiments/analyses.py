@@ -16,8 +16,9 @@ methods they score know nothing of them.
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -79,9 +80,16 @@ class SavingPointComparison:
         return asdict(self)
 
 
-def saving_point_comparison(original: nn.Module, *, forget: ImageDataset, retain: ImageDataset,
-                            holdout: ImageDataset | None = None, method: TwoStage | None = None, seed: int = 0,
-                            progress: bool = False) -> tuple[nn.Module, nn.Module, SavingPointComparison]:
+def saving_point_comparison(
+    original: nn.Module,
+    *,
+    forget: ImageDataset,
+    retain: ImageDataset,
+    holdout: ImageDataset | None = None,
+    method: TwoStage | None = None,
+    seed: int = 0,
+    progress: bool = False,
+) -> tuple[nn.Module, nn.Module, SavingPointComparison]:
     """Run two-stage retraining and a scratch model side by side; compare saving points and forget accuracy.
 
     The scratch model is the original architecture re-initialised (seeded by ``seed``) and trained with the full
@@ -110,17 +118,26 @@ def saving_point_comparison(original: nn.Module, *, forget: ImageDataset, retain
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         reinitialise(scratch)
-        result = train_model(scratch, train_set, recipe=method.recipe, seed=seed, callbacks=[keep], progress=progress,
-                             desc="scratch")
+        result = train_model(
+            scratch, train_set, recipe=method.recipe, seed=seed, callbacks=[keep], progress=progress, desc="scratch"
+        )
     scratch.eval()
     report = SavingPointComparison(
-        two_stage_saving_point=int(info["saving_point"]), scratch_saving_point=keep.best_epoch,
-        two_stage_epochs=int(info["retrain_epochs"]), scratch_epochs=result.epochs_run,
-        two_stage_val_acc=float(info["best_val_acc"]), scratch_val_acc=keep.best_value,
-        two_stage_tta=tta_accuracy(unlearned, forget), scratch_tta=tta_accuracy(scratch, forget),
-        chance=1.0 / forget.num_classes, neutralisation_epochs=int(info["neutralisation_epochs"]),
-        label_map=dict(info["label_map"]), validation=val_source, two_stage_seconds=float(info["seconds"]),
-        scratch_seconds=result.seconds)
+        two_stage_saving_point=int(info["saving_point"]),
+        scratch_saving_point=keep.best_epoch,
+        two_stage_epochs=int(info["retrain_epochs"]),
+        scratch_epochs=result.epochs_run,
+        two_stage_val_acc=float(info["best_val_acc"]),
+        scratch_val_acc=keep.best_value,
+        two_stage_tta=tta_accuracy(unlearned, forget),
+        scratch_tta=tta_accuracy(scratch, forget),
+        chance=1.0 / forget.num_classes,
+        neutralisation_epochs=int(info["neutralisation_epochs"]),
+        label_map=dict(info["label_map"]),
+        validation=val_source,
+        two_stage_seconds=float(info["seconds"]),
+        scratch_seconds=result.seconds,
+    )
     return unlearned, scratch, report
 
 
@@ -149,8 +166,14 @@ def _aligned_gold_labels(method_info: dict, gold_model: nn.Module, forget: Image
     return generalisation_labels(gold_model, forget)
 
 
-def tmu_report(method_info: dict, *, gold_model: nn.Module, original_model: nn.Module, unlearned_model: nn.Module,
-               forget: ImageDataset) -> dict[str, Any]:
+def tmu_report(
+    method_info: dict,
+    *,
+    gold_model: nn.Module,
+    original_model: nn.Module,
+    unlearned_model: nn.Module,
+    forget: ImageDataset,
+) -> dict[str, Any]:
     """Score one TMU run against the gold model.
 
     Args:
@@ -171,8 +194,10 @@ def tmu_report(method_info: dict, *, gold_model: nn.Module, original_model: nn.M
     logits_g = predict_logits(gold_model, forget)
     logits_u = predict_logits(unlearned_model, forget)
     logits_o = predict_logits(original_model, forget)
-    acc = {name: float((z.argmax(1) == y).float().mean()) for name, z in
-           (("original", logits_o), ("gold", logits_g), ("unlearned", logits_u))}
+    acc = {
+        name: float((z.argmax(1) == y).float().mean())
+        for name, z in (("original", logits_o), ("gold", logits_g), ("unlearned", logits_u))
+    }
     return {
         "label_accuracy": label_accuracy(predicted, gold_labels),
         "gold_easy_rate": float(gold_labels.float().mean()),
@@ -186,9 +211,14 @@ def tmu_report(method_info: dict, *, gold_model: nn.Module, original_model: nn.M
     }
 
 
-def feature_ablation(method_info: dict, gold_labels: Sequence[int] | torch.Tensor, *,
-                     feature_sets: Iterable[Sequence[str]] = DEFAULT_ABLATION, seed: int = 0,
-                     **predictor_kwargs: Any) -> dict[str, float]:
+def feature_ablation(
+    method_info: dict,
+    gold_labels: Sequence[int] | torch.Tensor,
+    *,
+    feature_sets: Iterable[Sequence[str]] = DEFAULT_ABLATION,
+    seed: int = 0,
+    **predictor_kwargs: Any,
+) -> dict[str, float]:
     """Label accuracy of predictors retrained on feature subsets of one TMU run (TMU Table 4's ablation).
 
     The run's stored twin features, twin labels and forget features (already robustly scaled) are reused, so the
@@ -206,8 +236,10 @@ def feature_ablation(method_info: dict, gold_labels: Sequence[int] | torch.Tenso
     """
     names = list(method_info.get("features") or [])
     if not names or "twin_features" not in method_info:
-        raise ValueError("the run computed no features (TMU's margin rule skips them): run it with "
-                         "paper_rule_check=True, or a predictor-rule variant such as tmu.predictor")
+        raise ValueError(
+            "the run computed no features (TMU's margin rule skips them): run it with "
+            "paper_rule_check=True, or a predictor-rule variant such as tmu.predictor"
+        )
     x_tw = torch.as_tensor(method_info["twin_features"], dtype=torch.float32)
     y_tw = torch.as_tensor(method_info["twin_labels"]).long()
     x_f = torch.as_tensor(method_info["forget_features"], dtype=torch.float32)
@@ -215,12 +247,20 @@ def feature_ablation(method_info: dict, gold_labels: Sequence[int] | torch.Tenso
     for subset in feature_sets:
         missing = [f for f in subset if f not in names]
         if missing:
-            raise ValueError(f"the run computed features {names}; {missing} are missing (run with features={FEATURE_NAMES})")
+            raise ValueError(
+                f"the run computed features {names}; {missing} are missing (run with features={FEATURE_NAMES})"
+            )
         cols = [names.index(f) for f in subset]
         predictor = train_predictor(x_tw[:, cols], y_tw, seed=seed, **predictor_kwargs)
         out["+".join(subset)] = label_accuracy(predictor.predict(x_f[:, cols]), gold_labels)
     return out
 
 
-__all__ = ["DEFAULT_ABLATION", "SavingPointComparison", "feature_ablation", "label_accuracy", "saving_point_comparison",
-           "tmu_report"]
+__all__ = [
+    "DEFAULT_ABLATION",
+    "SavingPointComparison",
+    "feature_ablation",
+    "label_accuracy",
+    "saving_point_comparison",
+    "tmu_report",
+]

@@ -9,9 +9,10 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 from .cell import _cell_task, _init_worker, _prepare, _ray_entry, _threads_in_process
 from .config import ExperimentConfig, get_preset
@@ -37,14 +38,17 @@ def _map_in_process(fn: Callable[[dict], dict], payloads: list[dict]) -> Iterato
         yield i, fn(p)
 
 
-def _map_pool(pool: ProcessPoolExecutor, fn: Callable[[dict], dict], payloads: list[dict]) -> Iterator[tuple[int, dict]]:
+def _map_pool(
+    pool: ProcessPoolExecutor, fn: Callable[[dict], dict], payloads: list[dict]
+) -> Iterator[tuple[int, dict]]:
     futures = {pool.submit(fn, p): i for i, p in enumerate(payloads)}
     for fut in as_completed(futures):
         yield futures[fut], fut.result()
 
 
-def _map_ray(fn_name: str, payloads: list[dict], *, threads: int | None, imports: Sequence[str],
-             num_cpus: float, num_gpus: float) -> Iterator[tuple[int, dict]]:
+def _map_ray(
+    fn_name: str, payloads: list[dict], *, threads: int | None, imports: Sequence[str], num_cpus: float, num_gpus: float
+) -> Iterator[tuple[int, dict]]:
     ray = _require_ray()
     remote = ray.remote(num_cpus=num_cpus, num_gpus=num_gpus, max_calls=0)(_ray_entry)
     refs = {remote.remote(fn_name, p, threads, tuple(imports)): i for i, p in enumerate(payloads)}
@@ -79,11 +83,22 @@ class Runner:
             on; ``"raise"`` stops at the first failure.
     """
 
-    def __init__(self, config: "ExperimentConfig | str", *, results: str | os.PathLike,
-                 store: str | os.PathLike | None = None, workers: int = 1, threads_per_worker: int | None = None,
-                 ray_address: str | None = None, ray_num_cpus: float | None = None, ray_num_gpus: float = 0,
-                 device: str | None = None, imports: Sequence[str] = (), tags: Mapping[str, Any] | None = None,
-                 on_error: OnError = "record") -> None:
+    def __init__(
+        self,
+        config: ExperimentConfig | str,
+        *,
+        results: str | os.PathLike,
+        store: str | os.PathLike | None = None,
+        workers: int = 1,
+        threads_per_worker: int | None = None,
+        ray_address: str | None = None,
+        ray_num_cpus: float | None = None,
+        ray_num_gpus: float = 0,
+        device: str | None = None,
+        imports: Sequence[str] = (),
+        tags: Mapping[str, Any] | None = None,
+        on_error: OnError = "record",
+    ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
         if on_error not in ("record", "raise"):
@@ -92,8 +107,9 @@ class Runner:
         self.results = Path(results)
         self.store = str(store) if store is not None else None
         self.workers = workers
-        self.threads = threads_per_worker or (max(1, (os.cpu_count() or 1) // workers)
-                                              if (workers > 1 or ray_address) else None)
+        self.threads = threads_per_worker or (
+            max(1, (os.cpu_count() or 1) // workers) if (workers > 1 or ray_address) else None
+        )
         self.ray_address = ray_address
         self.ray_num_cpus = ray_num_cpus if ray_num_cpus is not None else float(self.threads or 1)
         self.ray_num_gpus = ray_num_gpus
@@ -125,7 +141,7 @@ class Runner:
                 out.append(c)
         return out
 
-    def run(self, grid: "Grid | Sequence[Cell]") -> list[dict]:
+    def run(self, grid: Grid | Sequence[Cell]) -> list[dict]:
         """Run the cells that are not finished yet; return the finished rows of ALL the grid's cells.
 
         Rows come back in grid order. Failed cells are in ``self.errors`` (and in the file, with ``status:
@@ -133,8 +149,9 @@ class Runner:
         """
         cells = grid.cells() if isinstance(grid, Grid) else list(grid)
         todo = self.pending(cells)
-        log.info("%d cells, %d finished already, %d to run (%s)", len(cells), len(cells) - len(todo), len(todo),
-                 self.backend)
+        log.info(
+            "%d cells, %d finished already, %d to run (%s)", len(cells), len(cells) - len(todo), len(todo), self.backend
+        )
         self.new_rows, self.errors = [], []
         if todo:
             self._execute(todo)
@@ -143,19 +160,29 @@ class Runner:
 
     # -------------------------------------------------------------------------------------- internals
     def _payload(self, **kw: Any) -> dict:
-        return {"config": self.config, "store": self.store, "device": self.device, "tags": self.tags,
-                "on_error": self.on_error, **kw}
+        return {
+            "config": self.config,
+            "store": self.store,
+            "device": self.device,
+            "tags": self.tags,
+            "on_error": self.on_error,
+            **kw,
+        }
 
     def _prepare_payloads(self, cells: Sequence[Cell]) -> list[dict]:
         jobs: dict[tuple, dict] = {}
         for c in cells:
             s = c.seeds
             jobs.setdefault(("original", s.train), self._payload(kind="original", seed=s.train))
-            jobs.setdefault(("gold", c.scenario, s.request, s.gold),
-                            self._payload(kind="gold", scenario=c.scenario, request=s.request, seed=s.gold))
+            jobs.setdefault(
+                ("gold", c.scenario, s.request, s.gold),
+                self._payload(kind="gold", scenario=c.scenario, request=s.request, seed=s.gold),
+            )
             if c.method.name == GOLD_METHOD:
-                jobs.setdefault(("gold", c.scenario, s.request, s.unlearn),
-                                self._payload(kind="gold", scenario=c.scenario, request=s.request, seed=s.unlearn))
+                jobs.setdefault(
+                    ("gold", c.scenario, s.request, s.unlearn),
+                    self._payload(kind="gold", scenario=c.scenario, request=s.request, seed=s.unlearn),
+                )
         return list(jobs.values())
 
     @contextlib.contextmanager
@@ -170,8 +197,14 @@ class Runner:
                 ray.init(address=address, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
                 started = True
             try:
-                yield lambda name, payloads: _map_ray(name, payloads, threads=self.threads, imports=self.imports,
-                                                      num_cpus=self.ray_num_cpus, num_gpus=self.ray_num_gpus)
+                yield lambda name, payloads: _map_ray(
+                    name,
+                    payloads,
+                    threads=self.threads,
+                    imports=self.imports,
+                    num_cpus=self.ray_num_cpus,
+                    num_gpus=self.ray_num_gpus,
+                )
             finally:
                 if started:
                     ray.shutdown()
@@ -179,8 +212,12 @@ class Runner:
             import multiprocessing
 
             ctx = multiprocessing.get_context("spawn")  # fork after torch has started threads can deadlock
-            with ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=_init_worker,
-                                     initargs=(self.threads, self.imports)) as pool:
+            with ProcessPoolExecutor(
+                max_workers=self.workers,
+                mp_context=ctx,
+                initializer=_init_worker,
+                initargs=(self.threads, self.imports),
+            ) as pool:
                 yield lambda name, payloads: _map_pool(pool, fns[name], payloads)
         else:  # the plugins were imported in __init__
             with _threads_in_process(self.threads):  # threads_per_worker holds in-process too (issue 9)
@@ -203,9 +240,16 @@ class Runner:
                 if row.get("status") == "ok":
                     self.new_rows.append(row)
                     m = row.get("metrics", {})
-                    log.info("[%d/%d] %s: acc_forget %.3f (gold %.3f), acc_test %.3f, %.1fs", n, len(cells),
-                             cells[i].describe(), _num(m.get("acc_forget")), _num(m.get("gold_acc_forget")),
-                             _num(m.get("acc_test")), _num(row["provenance"].get("wall_seconds")))
+                    log.info(
+                        "[%d/%d] %s: acc_forget %.3f (gold %.3f), acc_test %.3f, %.1fs",
+                        n,
+                        len(cells),
+                        cells[i].describe(),
+                        _num(m.get("acc_forget")),
+                        _num(m.get("gold_acc_forget")),
+                        _num(m.get("acc_test")),
+                        _num(row["provenance"].get("wall_seconds")),
+                    )
                 else:
                     self.errors.append(row)
                     log.error("[%d/%d] %s failed: %s", n, len(cells), cells[i].describe(), row.get("error"))
@@ -215,8 +259,9 @@ def _num(v: Any) -> float:
     return float(v) if isinstance(v, (int, float)) else math.nan
 
 
-def run_grid(config: "ExperimentConfig | str", grid: "Grid | Sequence[Cell]", *, results: str | os.PathLike,
-             **runner_kwargs: Any) -> list[dict]:
+def run_grid(
+    config: ExperimentConfig | str, grid: Grid | Sequence[Cell], *, results: str | os.PathLike, **runner_kwargs: Any
+) -> list[dict]:
     """``Runner(config, results=results, **runner_kwargs).run(grid)``."""
     return Runner(config, results=results, **runner_kwargs).run(grid)
 

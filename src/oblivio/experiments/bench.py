@@ -29,9 +29,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from ..registry import Registry
 from .config import ExperimentConfig, get_preset
@@ -42,8 +43,17 @@ log = logging.getLogger("oblivio.bench")
 
 BENCHMARKS: Registry = Registry("benchmark")
 
-TMU_TABLE1_METHODS: tuple = ("finetune", "neggrad", "random-label", "finetune.cpu", "bad-teacher", "tmu",
-                              "tmu.random-control", "tmu.paper", GOLD_METHOD)
+TMU_TABLE1_METHODS: tuple = (
+    "finetune",
+    "neggrad",
+    "random-label",
+    "finetune.cpu",
+    "bad-teacher",
+    "tmu",
+    "tmu.random-control",
+    "tmu.paper",
+    GOLD_METHOD,
+)
 """TMU Table 1's columns (the baselines at their reference defaults, fine-tune also at our CPU tuning), TMU (the
 issue-15 default) beside the paper's literal procedure (``tmu.paper``), and the two controls of SPEC §6:
 ``tmu.random-control`` (TMU's aligned step with a random hard set of TMU's own size) and the ``gold`` pseudo-method
@@ -70,7 +80,7 @@ class BenchSettings:
 
     classes: Sequence[int] | None = None
     seeds: int = 1
-    methods: Sequence["str | MethodSpec"] | None = None
+    methods: Sequence[str | MethodSpec] | None = None
     count: int = 100
     n_models: int = 16
     scenario: str | None = None
@@ -114,7 +124,7 @@ def get_benchmark(name: str) -> Benchmark:
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-def _available(methods: Sequence["str | MethodSpec"], notes: list[str]) -> list[MethodSpec]:
+def _available(methods: Sequence[str | MethodSpec], notes: list[str]) -> list[MethodSpec]:
     from ..methods import METHODS
 
     specs, missing = [], []
@@ -129,21 +139,25 @@ def _available(methods: Sequence["str | MethodSpec"], notes: list[str]) -> list[
         log.warning(msg)
         notes.append(msg)
     if not specs:
-        raise ValueError(f"none of the methods {[MethodSpec.parse(m).name for m in methods]} is registered; "
-                         "see oblivio.methods.list_methods()")
+        raise ValueError(
+            f"none of the methods {[MethodSpec.parse(m).name for m in methods]} is registered; "
+            "see oblivio.methods.list_methods()"
+        )
     return specs
 
 
 def _classes(data, settings: BenchSettings, default: Sequence[int] | None = None) -> list[int]:
     n = data.num_classes
-    classes = list(settings.classes) if settings.classes is not None else list(default if default is not None else range(n))
+    classes = (
+        list(settings.classes) if settings.classes is not None else list(default if default is not None else range(n))
+    )
     bad = [k for k in classes if not 0 <= int(k) < n]
     if bad:
         raise ValueError(f"unknown classes {bad}: the dataset has classes 0..{n - 1}")
     return [int(k) for k in classes]
 
 
-def _method_field(name: str, candidates: Sequence[str]) -> "tuple[str, dataclasses.Field] | None":
+def _method_field(name: str, candidates: Sequence[str]) -> tuple[str, dataclasses.Field] | None:
     from ..methods import METHODS
 
     if name not in METHODS:
@@ -155,12 +169,18 @@ def _method_field(name: str, candidates: Sequence[str]) -> "tuple[str, dataclass
     return None
 
 
-def _grid(scenarios: list[str], methods: list[MethodSpec], config: ExperimentConfig, settings: BenchSettings,
-          options: EvalOptions = EvalOptions()) -> list[Cell]:
+def _grid(
+    scenarios: list[str],
+    methods: list[MethodSpec],
+    config: ExperimentConfig,
+    settings: BenchSettings,
+    options: EvalOptions = EvalOptions(),
+) -> list[Cell]:
     if settings.seeds < 1:
         raise ValueError(f"seeds must be at least 1, got {settings.seeds}")
-    return Grid(scenarios=scenarios, methods=methods, seeds=list(range(settings.seeds)), options=options,
-                base_seed=config.seed).cells()
+    return Grid(
+        scenarios=scenarios, methods=methods, seeds=list(range(settings.seeds)), options=options, base_seed=config.seed
+    ).cells()
 
 
 def _check_count(data, classes: Sequence[int], count: int) -> None:
@@ -186,10 +206,17 @@ def _build_tmu_table4(data, config, settings):
     classes = _classes(data, settings)
     _check_count(data, classes, settings.count)
     methods = _available(settings.methods or ["tmu.predictor"], notes)  # the predictor is what these score
-    notes.append("one full TMU run (NF+AF+CF) per cell; each feature subset's label accuracy comes from a "
-                 "predictor refitted on that run's twin features (oblivio.experiments.analyses.feature_ablation)")
-    return _grid([f"class-subset:{k}:{settings.count}" for k in classes], methods, config, settings,
-                 EvalOptions(mia=False, ablation=True)), notes
+    notes.append(
+        "one full TMU run (NF+AF+CF) per cell; each feature subset's label accuracy comes from a "
+        "predictor refitted on that run's twin features (oblivio.experiments.analyses.feature_ablation)"
+    )
+    return _grid(
+        [f"class-subset:{k}:{settings.count}" for k in classes],
+        methods,
+        config,
+        settings,
+        EvalOptions(mia=False, ablation=True),
+    ), notes
 
 
 def _build_tmu_figure3(data, config, settings):
@@ -200,8 +227,10 @@ def _build_tmu_figure3(data, config, settings):
     counts = np.bincount(data.train.labels.numpy(), minlength=data.num_classes)
     smallest = int(min(counts[k] for k in classes))
     sizes = sorted({max(1, min(smallest - 1, int(round(f * smallest)))) for f in FIGURE3_FRACTIONS})
-    notes.append(f"|D_f| sizes {sizes} ({', '.join(f'{f:g}' for f in FIGURE3_FRACTIONS)} of the smallest "
-                 f"chosen class, {smallest} images)")
+    notes.append(
+        f"|D_f| sizes {sizes} ({', '.join(f'{f:g}' for f in FIGURE3_FRACTIONS)} of the smallest "
+        f"chosen class, {smallest} images)"
+    )
     methods = _available(settings.methods or ["tmu.predictor"], notes)  # the predictor is what these score
     scenarios = [f"class-subset:{k}:{n}" for k in classes for n in sizes]
     return _grid(scenarios, methods, config, settings, EvalOptions(mia=False)), notes
@@ -242,64 +271,108 @@ def _build_forget_quality(data, config, settings):
 
     notes: list[str] = []
     if settings.n_models < 16:
-        notes.append(f"N = {settings.n_models} models per side: fewer than the 16 this benchmark asks for; "
-                     "F is coarse (few ε buckets)")
+        notes.append(
+            f"N = {settings.n_models} models per side: fewer than the 16 this benchmark asks for; "
+            "F is coarse (few ε buckets)"
+        )
     methods = _available(settings.methods or FORGET_QUALITY_METHODS, notes)
     scenario = settings.scenario or "random:0.1"
     if settings.seeds != 1:
         notes.append("--seeds is ignored by forget-quality (N = --n-models runs per method)")
-    cells = forget_quality_cells(methods, scenario=scenario, n_models=settings.n_models, train_seed=config.seed,
-                                 request_seed=config.seed, gold_seed=config.seed)
+    cells = forget_quality_cells(
+        methods,
+        scenario=scenario,
+        n_models=settings.n_models,
+        train_seed=config.seed,
+        request_seed=config.seed,
+        gold_seed=config.seed,
+    )
     return cells, notes
 
 
-register_benchmark(Benchmark(
-    "tmu-table1",
-    "TMU Table 1 protocol: for each class, forget 100 random training images of that class; compare each method's "
-    "test and forget accuracy with a gold model retrained without them (δ = |ACC_Df(M_u) − ACC_Df(M_g)|), plus "
-    "the activation distance to gold (TMU Table 3), MIA variants and cost.",
-    ("tmu-table1", "alignment-ci", "paired", "predictor-null", "tmu-table3", "summary"), _build_tmu_table1))
-register_benchmark(Benchmark(
-    "tmu-table4",
-    "TMU Table 4: accuracy of the generalization-label predictor (does the gold model classify x ∈ D_f "
-    "correctly?) against the real gold model, per feature set (NF, AF, CF and their combinations).",
-    ("tmu-table4", "predictor-null", "tmu-table1", "summary"), _build_tmu_table4))
-register_benchmark(Benchmark(
-    "tmu-figure3",
-    "TMU Figure 3: predictor label accuracy (and δ) as the forget set grows from 2% to 80% of a class.",
-    ("tmu-figure3", "summary"), _build_tmu_figure3))
-register_benchmark(Benchmark(
-    "two-stage",
-    "Two-stage retraining, Tables 2-5: accuracy of the retrained vs a scratch (gold) model, epochs to the saving "
-    "point, forget accuracy under test-time augmentation with minimum vs maximum mislabel, and neutralisation "
-    "epochs against the forget ratio (1-10%).",
-    ("two-stage-table2", "two-stage-table3", "two-stage-table4", "two-stage-table5", "summary"), _build_two_stage))
+register_benchmark(
+    Benchmark(
+        "tmu-table1",
+        "TMU Table 1 protocol: for each class, forget 100 random training images of that class; compare each method's "
+        "test and forget accuracy with a gold model retrained without them (δ = |ACC_Df(M_u) − ACC_Df(M_g)|), plus "
+        "the activation distance to gold (TMU Table 3), MIA variants and cost.",
+        ("tmu-table1", "alignment-ci", "paired", "predictor-null", "tmu-table3", "summary"),
+        _build_tmu_table1,
+    )
+)
+register_benchmark(
+    Benchmark(
+        "tmu-table4",
+        "TMU Table 4: accuracy of the generalization-label predictor (does the gold model classify x ∈ D_f "
+        "correctly?) against the real gold model, per feature set (NF, AF, CF and their combinations).",
+        ("tmu-table4", "predictor-null", "tmu-table1", "summary"),
+        _build_tmu_table4,
+    )
+)
+register_benchmark(
+    Benchmark(
+        "tmu-figure3",
+        "TMU Figure 3: predictor label accuracy (and δ) as the forget set grows from 2% to 80% of a class.",
+        ("tmu-figure3", "summary"),
+        _build_tmu_figure3,
+    )
+)
+register_benchmark(
+    Benchmark(
+        "two-stage",
+        "Two-stage retraining, Tables 2-5: accuracy of the retrained vs a scratch (gold) model, epochs to the saving "
+        "point, forget accuracy under test-time augmentation with minimum vs maximum mislabel, and neutralisation "
+        "epochs against the forget ratio (1-10%).",
+        ("two-stage-table2", "two-stage-table3", "two-stage-table4", "two-stage-table5", "summary"),
+        _build_two_stage,
+    )
+)
+
+
 def _run_tmu_cost(config, *, out, settings, command=None, **runner_kwargs):
     from .tmu_cost import run_tmu_cost
 
-    notes = [f"runner option {k} is ignored by tmu-cost (it runs in this process)"
-             for k, v in runner_kwargs.items() if k not in ("store", "device") and v not in (None, 1, 0, [], ())]
+    notes = [
+        f"runner option {k} is ignored by tmu-cost (it runs in this process)"
+        for k, v in runner_kwargs.items()
+        if k not in ("store", "device") and v not in (None, 1, 0, [], ())
+    ]
     classes = list(settings.classes) if settings.classes is not None else [0, 1, 2]
-    result = run_tmu_cost(config, out=out, classes=classes, count=settings.count, store=runner_kwargs.get("store"),
-                          device=runner_kwargs.get("device"), command=command)
+    result = run_tmu_cost(
+        config,
+        out=out,
+        classes=classes,
+        count=settings.count,
+        store=runner_kwargs.get("store"),
+        device=runner_kwargs.get("device"),
+        command=command,
+    )
     files = ReportFiles(Path(out) / "report.md", Path(out) / "report.html", result["tables"])
     return BenchmarkResult("tmu-cost", [], [], result["tables"], files, Path(out) / "tmu-cost.json", notes)
 
 
-register_benchmark(Benchmark(
-    "tmu-cost",
-    "TMU's per-request cost against retraining (issue 10): per-stage CPU seconds (all threads) and sample-passes of "
-    "a cold request (empty twin cache) and a warm one (same class profile and size), gold's retraining measured "
-    "in the same run, TMU's δ and sample agreement beside the gold-vs-gold spread, and twin reuse across model "
-    "versions. Writes tmu-cost.json.",
-    ("tmu-cost", "tmu-cost-stages", "tmu-cost-alignment"), lambda data, config, settings: ([], []),
-    run=_run_tmu_cost))
-register_benchmark(Benchmark(
-    "forget-quality",
-    "NeurIPS 2023 forget quality (SPEC §8): N gold models (different training seeds) and N runs of each method "
-    "(different unlearning seeds) from one original model; F from the logit-scaled confidences on D_f, and the "
-    "final score F × RA_u/RA_r × TA_u/TA_r. The gold row compares gold with gold (F ≈ 0.18-0.19 is the ceiling).",
-    ("forget-quality", "summary"), _build_forget_quality))
+register_benchmark(
+    Benchmark(
+        "tmu-cost",
+        "TMU's per-request cost against retraining (issue 10): per-stage CPU seconds (all threads) and sample-passes of "
+        "a cold request (empty twin cache) and a warm one (same class profile and size), gold's retraining measured "
+        "in the same run, TMU's δ and sample agreement beside the gold-vs-gold spread, and twin reuse across model "
+        "versions. Writes tmu-cost.json.",
+        ("tmu-cost", "tmu-cost-stages", "tmu-cost-alignment"),
+        lambda data, config, settings: ([], []),
+        run=_run_tmu_cost,
+    )
+)
+register_benchmark(
+    Benchmark(
+        "forget-quality",
+        "NeurIPS 2023 forget quality (SPEC §8): N gold models (different training seeds) and N runs of each method "
+        "(different unlearning seeds) from one original model; F from the logit-scaled confidences on D_f, and the "
+        "final score F × RA_u/RA_r × TA_u/TA_r. The gold row compares gold with gold (F ≈ 0.18-0.19 is the ceiling).",
+        ("forget-quality", "summary"),
+        _build_forget_quality,
+    )
+)
 
 
 # ---------------------------------------------------------------------------------------------- running
@@ -330,8 +403,9 @@ class BenchmarkResult:
         return self.tables[0] if self.tables else None
 
 
-def benchmark_cells(name: str, config: "ExperimentConfig | str", *, settings: BenchSettings | None = None,
-                    data=None) -> tuple[list[Cell], list[str]]:
+def benchmark_cells(
+    name: str, config: ExperimentConfig | str, *, settings: BenchSettings | None = None, data=None
+) -> tuple[list[Cell], list[str]]:
     """The cells a benchmark would run (and its notes), without running anything but the dataset load."""
     from .pipeline import Experiment
 
@@ -342,9 +416,16 @@ def benchmark_cells(name: str, config: "ExperimentConfig | str", *, settings: Be
     return bench.build(data, config, settings or BenchSettings())
 
 
-def run_benchmark(name: str, config: "ExperimentConfig | str" = "cpu", *, out: str | os.PathLike,
-                  settings: BenchSettings | None = None, command: str | None = None, plots: bool = True,
-                  **runner_kwargs: Any) -> BenchmarkResult:
+def run_benchmark(
+    name: str,
+    config: ExperimentConfig | str = "cpu",
+    *,
+    out: str | os.PathLike,
+    settings: BenchSettings | None = None,
+    command: str | None = None,
+    plots: bool = True,
+    **runner_kwargs: Any,
+) -> BenchmarkResult:
     """Run (or resume) a named benchmark and write its results and report into ``out``.
 
     Args:
@@ -373,12 +454,25 @@ def run_benchmark(name: str, config: "ExperimentConfig | str" = "cpu", *, out: s
         intro.append(f"Reproduce: {command}")
     intro += [f"Note: {n}" for n in notes]
     if runner.errors:
-        intro.append(f"{len(runner.errors)} cells failed in this run (status 'error' in results.jsonl; a rerun "
-                     f"retries them), e.g. {runner.errors[0].get('error')}")
-    files = write_report(rows, out, title=f"oblivio benchmark: {bench.name}", tables=bench.tables, intro=intro,
-                         plots=plots)
+        intro.append(
+            f"{len(runner.errors)} cells failed in this run (status 'error' in results.jsonl; a rerun "
+            f"retries them), e.g. {runner.errors[0].get('error')}"
+        )
+    files = write_report(
+        rows, out, title=f"oblivio benchmark: {bench.name}", tables=bench.tables, intro=intro, plots=plots
+    )
     return BenchmarkResult(bench.name, rows, runner.errors, files.tables, files, out / "results.jsonl", notes)
 
 
-__all__ = ["BENCHMARKS", "BenchSettings", "Benchmark", "BenchmarkResult", "benchmark_cells", "build_tables",
-           "get_benchmark", "list_benchmarks", "register_benchmark", "run_benchmark"]
+__all__ = [
+    "BENCHMARKS",
+    "BenchSettings",
+    "Benchmark",
+    "BenchmarkResult",
+    "benchmark_cells",
+    "build_tables",
+    "get_benchmark",
+    "list_benchmarks",
+    "register_benchmark",
+    "run_benchmark",
+]

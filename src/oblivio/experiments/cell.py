@@ -17,7 +17,8 @@ import socket
 import time
 import traceback
 from collections import OrderedDict
-from typing import Any, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import torch
 
@@ -31,15 +32,22 @@ log = logging.getLogger("oblivio.runner")
 
 BULKY_INFO_KEYS: frozenset[str] = frozenset({"twin_features_raw", "forget_features_raw"})
 """``method.info`` entries not copied into result rows (unscaled duplicates of stored features)."""
-LABEL_ABLATION_SETS: tuple[tuple[str, ...], ...] = (("nf",), ("af",), ("cf",), ("nf", "af"), ("nf", "cf"),
-                                                    ("af", "cf"), ("nf", "af", "cf"))
+LABEL_ABLATION_SETS: tuple[tuple[str, ...], ...] = (
+    ("nf",),
+    ("af",),
+    ("cf",),
+    ("nf", "af"),
+    ("nf", "cf"),
+    ("af", "cf"),
+    ("nf", "af", "cf"),
+)
 """Feature subsets of TMU's label-accuracy ablation (``EvalOptions.ablation``; TMU Table 4)."""
 
 
 # ---------------------------------------------------------------------------------------------- worker side
 _WORKER_STATE: dict[str, Any] = {"initialised": False}
-_EXPERIMENTS: "OrderedDict[tuple, Any]" = OrderedDict()
-_ORIGINALS: "OrderedDict[tuple, Any]" = OrderedDict()
+_EXPERIMENTS: OrderedDict[tuple, Any] = OrderedDict()
+_ORIGINALS: OrderedDict[tuple, Any] = OrderedDict()
 
 
 def _set_threads(threads: int) -> None:
@@ -93,8 +101,11 @@ def thread_counts() -> dict[str, Any]:
             pools[name] = max(pools.get(name, 0), int(pool.get("num_threads") or 0))
     except Exception:  # noqa: BLE001 - provenance must not fail a finished cell
         pools = {}
-    return {"torch_threads": torch.get_num_threads(), "torch_interop_threads": torch.get_num_interop_threads(),
-            "blas_openmp": dict(sorted(pools.items()))}
+    return {
+        "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+        "blas_openmp": dict(sorted(pools.items())),
+    }
 
 
 def _init_worker(threads: int | None, imports: Sequence[str]) -> None:
@@ -154,18 +165,20 @@ def _label_accuracy(ctx) -> dict:
     """
     import numpy as np
 
-    from ..metrics.alignment import cohen_kappa, random_subset_agreement
     from ..methods.tmu.info import PREDICTED_LABELS
+    from ..metrics.alignment import cohen_kappa, random_subset_agreement
     from .analyses import label_accuracy
 
     predicted = ctx.info.get(PREDICTED_LABELS)
     if predicted is None or len(predicted) != len(ctx.forget):
         return {}
     gold_labels = _gold_labels(ctx.logits("gold", "forget"), ctx.forget)
-    return {"label_accuracy": label_accuracy(predicted, gold_labels),
-            "label_accuracy_null": random_subset_agreement(predicted, gold_labels.numpy()),
-            "label_kappa": cohen_kappa(np.asarray(predicted).astype(int), gold_labels.numpy().astype(int)),
-            "gold_easy_rate": float(gold_labels.float().mean())}
+    return {
+        "label_accuracy": label_accuracy(predicted, gold_labels),
+        "label_accuracy_null": random_subset_agreement(predicted, gold_labels.numpy()),
+        "label_kappa": cohen_kappa(np.asarray(predicted).astype(int), gold_labels.numpy().astype(int)),
+        "gold_easy_rate": float(gold_labels.float().mean()),
+    }
 
 
 def _gold_labels(gold_logits, forget) -> torch.Tensor:
@@ -214,8 +227,14 @@ def _prepare(payload: dict) -> dict:
     return {"ok": True, "seconds": time.perf_counter() - t0}
 
 
-def run_cell(config: ExperimentConfig, cell: Cell, *, store: str | os.PathLike | None = None,
-             device: str | None = None, tags: Mapping[str, Any] | None = None) -> dict:
+def run_cell(
+    config: ExperimentConfig,
+    cell: Cell,
+    *,
+    store: str | os.PathLike | None = None,
+    device: str | None = None,
+    tags: Mapping[str, Any] | None = None,
+) -> dict:
     """Run one cell in this process and return its result row (raises on failure).
 
     Args:
@@ -246,21 +265,36 @@ def run_cell(config: ExperimentConfig, cell: Cell, *, store: str | os.PathLike |
 
     if cell.method.name == GOLD_METHOD:
         if cell.method.hparams:
-            raise ValueError(f"the {GOLD_METHOD!r} pseudo-method takes no hyper-parameters, got {dict(cell.method.hparams)}")
+            raise ValueError(
+                f"the {GOLD_METHOD!r} pseudo-method takes no hyper-parameters, got {dict(cell.method.hparams)}"
+            )
         if seeds.unlearn == seeds.gold:
-            raise ValueError(f"the {GOLD_METHOD!r} pseudo-method needs Seeds.unlearn != Seeds.gold "
-                             f"(both {seeds.gold}): it compares two gold models")
+            raise ValueError(
+                f"the {GOLD_METHOD!r} pseudo-method needs Seeds.unlearn != Seeds.gold "
+                f"(both {seeds.gold}): it compares two gold models"
+            )
         second = exp.gold_with_meta(split, seed=seeds.unlearn)
         unlearned, ref = second.model, second.cost
         hparams: dict = {}
-        info = {"seconds": ref.seconds, "cpu_seconds": ref.cpu_seconds, "forward_samples": ref.forward_samples,
-                "backward_samples": ref.backward_samples, "epochs": second.meta.get("epochs"),
-                "note": "second gold model (retrained from scratch on D_r) with the unlearning seed"}
+        info = {
+            "seconds": ref.seconds,
+            "cpu_seconds": ref.cpu_seconds,
+            "forward_samples": ref.forward_samples,
+            "backward_samples": ref.backward_samples,
+            "epochs": second.meta.get("epochs"),
+            "note": "second gold model (retrained from scratch on D_r) with the unlearning seed",
+        }
     else:
         method = create_method(cell.method.name, **dict(cell.method.hparams))
         hparams = method.hparams()
-        unlearned = method(original.model, forget=splits.forget, retain=splits.retain, holdout=splits.holdout,
-                           seed=seeds.unlearn, progress=False)
+        unlearned = method(
+            original.model,
+            forget=splits.forget,
+            retain=splits.retain,
+            holdout=splits.holdout,
+            seed=seeds.unlearn,
+            progress=False,
+        )
         info = {k: v for k, v in method.info.items() if k not in BULKY_INFO_KEYS}
 
     random_model = exp.build_model(seed=seeds.eval) if cell.options.zrf else None
@@ -268,18 +302,35 @@ def run_cell(config: ExperimentConfig, cell: Cell, *, store: str | os.PathLike |
     # and the cost against the gold training (RTE on wall and CPU seconds, sample-pass ratio; the gold's whole
     # training, resumed or not, and CPU seconds and sample-passes are robust to a busy machine)
     extras = ["original", *(["tta"] if cell.options.tta else []), _label_accuracy_extra(), "cost"]
-    metrics = evaluate_unlearning(unlearned, forget=splits.forget, retain=splits.retain, test=splits.test,
-                                  gold=gold.model, random_model=random_model, mia=cell.options.mia, seed=seeds.eval,
-                                  extras=extras, original=original.model, info=info,
-                                  cost=RunCost.from_mapping(info), reference_cost=gold.cost)
-    cost = {**metrics.pop_group("cost"), "original_train_seconds": original.train_seconds,
-            "gold_epochs": gold_meta.get("epochs")}
-    label_ablation = (_label_ablation(info, gold.model, splits.forget, seed=seeds.eval) if cell.options.ablation
-                      else None)
+    metrics = evaluate_unlearning(
+        unlearned,
+        forget=splits.forget,
+        retain=splits.retain,
+        test=splits.test,
+        gold=gold.model,
+        random_model=random_model,
+        mia=cell.options.mia,
+        seed=seeds.eval,
+        extras=extras,
+        original=original.model,
+        info=info,
+        cost=RunCost.from_mapping(info),
+        reference_cost=gold.cost,
+    )
+    cost = {
+        **metrics.pop_group("cost"),
+        "original_train_seconds": original.train_seconds,
+        "gold_epochs": gold_meta.get("epochs"),
+    }
+    label_ablation = (
+        _label_ablation(info, gold.model, splits.forget, seed=seeds.eval) if cell.options.ablation else None
+    )
     scores = None
     if cell.options.scores:
-        scores = {"forget": _forget_scores(unlearned, splits.forget),
-                  "gold_forget": _forget_scores(gold.model, splits.forget)}
+        scores = {
+            "forget": _forget_scores(unlearned, splits.forget),
+            "gold_forget": _forget_scores(gold.model, splits.forget),
+        }
 
     forget_class, forget_class_name = _forget_class(exp, split.spec)
     row = {
@@ -300,11 +351,15 @@ def run_cell(config: ExperimentConfig, cell: Cell, *, store: str | os.PathLike |
         "metrics": dict(metrics),
         "cost": cost,
         "tags": dict(tags or {}),
-        "provenance": {**_provenance(config, exp), "started_at": started, "finished_at": _now(),
-                       "wall_seconds": time.perf_counter() - t_wall, "forget_ids_hash": split.key,
-                       "gold_meta": {k: gold_meta.get(k) for k in ("epochs", "train_seconds", "git_commit",
-                                                                   "torch_threads")},
-                       "original_torch_threads": original.meta.get("torch_threads")},
+        "provenance": {
+            **_provenance(config, exp),
+            "started_at": started,
+            "finished_at": _now(),
+            "wall_seconds": time.perf_counter() - t_wall,
+            "forget_ids_hash": split.key,
+            "gold_meta": {k: gold_meta.get(k) for k in ("epochs", "train_seconds", "git_commit", "torch_threads")},
+            "original_torch_threads": original.meta.get("torch_threads"),
+        },
     }
     if scores is not None:
         row["scores"] = scores
@@ -316,29 +371,44 @@ def run_cell(config: ExperimentConfig, cell: Cell, *, store: str | os.PathLike |
 def _provenance(config: ExperimentConfig, exp) -> dict:
     if "git_commit" not in _WORKER_STATE:
         _WORKER_STATE["git_commit"] = git_commit(os.path.dirname(__file__))
-    return {"config": to_jsonable(config), "config_hash": config_hash(to_jsonable(config)),
-            "oblivio_version": __version__, "git_commit": _WORKER_STATE["git_commit"], "host": socket.gethostname(),
-            "pid": os.getpid(), "python": platform.python_version(), "torch": torch.__version__,
-            "device": str(exp.device), **thread_counts(),
-            # uncommitted edits of the package at the time this cell ran (HEAD alone does not name the code then)
-            **git_source_state(os.path.dirname(os.path.dirname(__file__)))}
+    return {
+        "config": to_jsonable(config),
+        "config_hash": config_hash(to_jsonable(config)),
+        "oblivio_version": __version__,
+        "git_commit": _WORKER_STATE["git_commit"],
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "device": str(exp.device),
+        **thread_counts(),
+        # uncommitted edits of the package at the time this cell ran (HEAD alone does not name the code then)
+        **git_source_state(os.path.dirname(os.path.dirname(__file__))),
+    }
 
 
 def _cell_task(payload: dict) -> dict:
     """Worker entry: run one cell; a failure becomes an ``error`` row (unless the driver asked to raise)."""
     cell: Cell = payload["cell"]
     try:
-        return run_cell(payload["config"], cell, store=payload["store"], device=payload["device"],
-                        tags=payload["tags"])
+        return run_cell(payload["config"], cell, store=payload["store"], device=payload["device"], tags=payload["tags"])
     except Exception as exc:
         if payload["on_error"] == "raise":
             raise
-        return _clean({"key": cell.key(payload["config"]), "status": "error", "scenario": cell.scenario,
-                       "method": cell.method.display, "method_name": cell.method.name,
-                       "seeds": cell.seeds.as_dict(), "error": f"{type(exc).__name__}: {exc}",
-                       "traceback": traceback.format_exc(), "tags": dict(payload["tags"] or {}),
-                       "provenance": {"host": socket.gethostname(), "finished_at": _now(),
-                                      "oblivio_version": __version__}})
+        return _clean(
+            {
+                "key": cell.key(payload["config"]),
+                "status": "error",
+                "scenario": cell.scenario,
+                "method": cell.method.display,
+                "method_name": cell.method.name,
+                "seeds": cell.seeds.as_dict(),
+                "error": f"{type(exc).__name__}: {exc}",
+                "traceback": traceback.format_exc(),
+                "tags": dict(payload["tags"] or {}),
+                "provenance": {"host": socket.gethostname(), "finished_at": _now(), "oblivio_version": __version__},
+            }
+        )
 
 
 def _ray_entry(fn_name: str, payload: dict, threads: int | None, imports: tuple[str, ...]) -> dict:

@@ -42,18 +42,23 @@ class ExperimentConfig:
         if self.train_size is not None and self.train_size <= 0:
             raise ValueError(f"train_size must be positive, got {self.train_size}")
 
-    def replace(self, **changes: Any) -> "ExperimentConfig":
+    def replace(self, **changes: Any) -> ExperimentConfig:
         return dataclasses.replace(self, **changes)
 
     def data_key(self) -> dict:
         return {"dataset": self.dataset, "dataset_options": self.dataset_options, "train_size": self.train_size}
 
     def model_key(self) -> dict:
-        return {**self.data_key(), "model": self.model, "model_options": self.model_options,
-                "recipe": self.recipe, "seed": self.seed}
+        return {
+            **self.data_key(),
+            "model": self.model,
+            "model_options": self.model_options,
+            "recipe": self.recipe,
+            "seed": self.seed,
+        }
 
 
-def get_preset(name: "str | ExperimentConfig") -> ExperimentConfig:
+def get_preset(name: str | ExperimentConfig) -> ExperimentConfig:
     """An :class:`ExperimentConfig` from a preset name (``cpu``, ``paper``, ``tiny``...)."""
     if isinstance(name, ExperimentConfig):
         return name
@@ -61,15 +66,17 @@ def get_preset(name: "str | ExperimentConfig") -> ExperimentConfig:
 
 
 # CPU scale: the embedded Fashion-MNIST, 20,000 training images, a narrow SmallCNN, 15 epochs (minutes on 2 cores).
-CPU_PRESET = ExperimentConfig(dataset="fashion-mnist", train_size=20000, model="small-cnn",
-                              model_options={"width": 16, "hidden": 512}, recipe=CPU)
+CPU_PRESET = ExperimentConfig(
+    dataset="fashion-mnist", train_size=20000, model="small-cnn", model_options={"width": 16, "hidden": 512}, recipe=CPU
+)
 # Paper scale (TMU Table 1): CIFAR-10, ResNet-18, 200 epochs. Needs the CIFAR-10 files and a GPU.
 PAPER_PRESET = ExperimentConfig(dataset="cifar10", model="resnet18", recipe=PAPER)
 # Paper schedule on the embedded data (the two-stage paper trains Fashion-MNIST with a small CNN).
 PAPER_FMNIST_PRESET = ExperimentConfig(dataset="fashion-mnist", model="small-cnn", recipe=PAPER.replace(augment="none"))
 # Seconds: sklearn digits, for tests and smoke runs.
-TINY_PRESET = ExperimentConfig(dataset="digits", model="small-cnn", model_options={"width": 8, "hidden": 64},
-                               recipe=TINY)
+TINY_PRESET = ExperimentConfig(
+    dataset="digits", model="small-cnn", model_options={"width": 8, "hidden": 64}, recipe=TINY
+)
 
 PRESETS.register("cpu")(lambda: CPU_PRESET)
 PRESETS.register("paper")(lambda: PAPER_PRESET)

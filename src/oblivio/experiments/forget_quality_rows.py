@@ -7,8 +7,9 @@ Read by the report (:mod:`oblivio.experiments.summary_tables`) and by the benchm
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -43,10 +44,18 @@ class ForgetQualityResult:
     rows: list[dict] = field(default_factory=list, repr=False)
 
     def as_row(self) -> dict[str, Any]:
-        return {"method": self.method, "scenario": self.scenario, "n_models": self.n_models,
-                "forget_quality": self.forget_quality, "final_score": self.final_score,
-                "ra_u": self.ra_u, "ra_r": self.ra_r, "ta_u": self.ta_u, "ta_r": self.ta_r,
-                "median_epsilon": float(np.median(self.epsilons)) if self.epsilons.size else float("nan")}
+        return {
+            "method": self.method,
+            "scenario": self.scenario,
+            "n_models": self.n_models,
+            "forget_quality": self.forget_quality,
+            "final_score": self.final_score,
+            "ra_u": self.ra_u,
+            "ra_r": self.ra_r,
+            "ta_u": self.ta_u,
+            "ta_r": self.ta_r,
+            "median_epsilon": float(np.median(self.epsilons)) if self.epsilons.size else float("nan"),
+        }
 
 
 def forget_quality_from_rows(rows: Sequence[dict]) -> list[ForgetQualityResult]:
@@ -77,12 +86,21 @@ def forget_quality_from_rows(rows: Sequence[dict]) -> list[ForgetQualityResult]:
         ta_u = [r["metrics"]["acc_test"] for r in grp]
         ra_r = [r["metrics"]["gold_acc_retain"] for r in gold_rows]
         ta_r = [r["metrics"]["gold_acc_test"] for r in gold_rows]
-        out.append(ForgetQualityResult(
-            method=method, scenario=scenario, n_models=n,
-            forget_quality=float(res.forget_quality),
-            final_score=float(final_score(res.forget_quality, ra_u, ra_r, ta_u, ta_r)),
-            epsilons=np.asarray(res.epsilons), ra_u=float(np.mean(ra_u)), ra_r=float(np.mean(ra_r)),
-            ta_u=float(np.mean(ta_u)), ta_r=float(np.mean(ta_r)), rows=grp))
+        out.append(
+            ForgetQualityResult(
+                method=method,
+                scenario=scenario,
+                n_models=n,
+                forget_quality=float(res.forget_quality),
+                final_score=float(final_score(res.forget_quality, ra_u, ra_r, ta_u, ta_r)),
+                epsilons=np.asarray(res.epsilons),
+                ra_u=float(np.mean(ra_u)),
+                ra_r=float(np.mean(ra_r)),
+                ta_u=float(np.mean(ta_u)),
+                ta_r=float(np.mean(ta_r)),
+                rows=grp,
+            )
+        )
     return out
 
 

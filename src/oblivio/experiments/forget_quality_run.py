@@ -15,7 +15,8 @@ Example:
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from .config import ExperimentConfig
 from .forget_quality_rows import ForgetQualityResult, forget_quality_from_rows
@@ -25,9 +26,17 @@ FQ_OPTIONS = EvalOptions(mia=False, zrf=False, tta=False, scores=True)
 """Evaluation options of forget-quality cells (scores on, the costly extras off)."""
 
 
-def forget_quality_cells(methods: Sequence["MethodSpec | str | Mapping[str, Any]"], *, scenario: str,
-                         n_models: int = 16, train_seed: int = 0, request_seed: int = 0, gold_seed: int = 0,
-                         unlearn_seed: int = UNLEARN_SEED_OFFSET, eval_seed: int = EVAL_SEED_OFFSET) -> list[Cell]:
+def forget_quality_cells(
+    methods: Sequence[MethodSpec | str | Mapping[str, Any]],
+    *,
+    scenario: str,
+    n_models: int = 16,
+    train_seed: int = 0,
+    request_seed: int = 0,
+    gold_seed: int = 0,
+    unlearn_seed: int = UNLEARN_SEED_OFFSET,
+    eval_seed: int = EVAL_SEED_OFFSET,
+) -> list[Cell]:
     """The ``len(methods) × n_models`` cells of a forget-quality benchmark (same ``M_o``, N gold seeds, N runs).
 
     Raises:
@@ -40,16 +49,33 @@ def forget_quality_cells(methods: Sequence["MethodSpec | str | Mapping[str, Any]
     if gold_seeds & set(range(unlearn_seed, unlearn_seed + n_models)):
         raise ValueError("gold and unlearning seed ranges overlap; move unlearn_seed away from gold_seed")
     specs = [MethodSpec.parse(m) for m in methods]
-    return [Cell(scenario, m, Seeds(train=train_seed, gold=gold_seed + i, unlearn=unlearn_seed + i,
-                                    eval=eval_seed + i, request=request_seed), FQ_OPTIONS)
-            for m in specs for i in range(n_models)]
+    return [
+        Cell(
+            scenario,
+            m,
+            Seeds(
+                train=train_seed, gold=gold_seed + i, unlearn=unlearn_seed + i, eval=eval_seed + i, request=request_seed
+            ),
+            FQ_OPTIONS,
+        )
+        for m in specs
+        for i in range(n_models)
+    ]
 
 
-def forget_quality_benchmark(config: "ExperimentConfig | str", methods: "Sequence[MethodSpec | str] | MethodSpec | str",
-                             *, scenario: str, n_models: int = 16, results: str | os.PathLike,
-                             train_seed: int = 0, request_seed: int = 0, gold_seed: int = 0,
-                             unlearn_seed: int = UNLEARN_SEED_OFFSET,
-                             **runner_kwargs: Any) -> "ForgetQualityResult | list[ForgetQualityResult]":
+def forget_quality_benchmark(
+    config: ExperimentConfig | str,
+    methods: Sequence[MethodSpec | str] | MethodSpec | str,
+    *,
+    scenario: str,
+    n_models: int = 16,
+    results: str | os.PathLike,
+    train_seed: int = 0,
+    request_seed: int = 0,
+    gold_seed: int = 0,
+    unlearn_seed: int = UNLEARN_SEED_OFFSET,
+    **runner_kwargs: Any,
+) -> ForgetQualityResult | list[ForgetQualityResult]:
     """Train N gold models, run each method N times from one ``M_o``, and score the NeurIPS forget quality.
 
     Args:
@@ -64,17 +90,30 @@ def forget_quality_benchmark(config: "ExperimentConfig | str", methods: "Sequenc
     """
     single = isinstance(methods, (str, MethodSpec))
     specs = [MethodSpec.parse(methods)] if single else [MethodSpec.parse(m) for m in methods]  # type: ignore[union-attr]
-    cells = forget_quality_cells(specs, scenario=scenario, n_models=n_models, train_seed=train_seed,
-                                 request_seed=request_seed, gold_seed=gold_seed, unlearn_seed=unlearn_seed)
+    cells = forget_quality_cells(
+        specs,
+        scenario=scenario,
+        n_models=n_models,
+        train_seed=train_seed,
+        request_seed=request_seed,
+        gold_seed=gold_seed,
+        unlearn_seed=unlearn_seed,
+    )
     runner = Runner(config, results=results, **runner_kwargs)
     rows = runner.run(cells)
     if runner.errors:
-        raise RuntimeError(f"{len(runner.errors)} forget-quality cells failed, e.g. {runner.errors[0].get('error')}; "
-                           f"see {results}")
+        raise RuntimeError(
+            f"{len(runner.errors)} forget-quality cells failed, e.g. {runner.errors[0].get('error')}; see {results}"
+        )
     by_method = {r.method: r for r in forget_quality_from_rows(rows)}
     ordered = [by_method[s.display] for s in specs]
     return ordered[0] if single else ordered
 
 
-__all__ = ["FQ_OPTIONS", "ForgetQualityResult", "forget_quality_benchmark", "forget_quality_cells",
-           "forget_quality_from_rows"]
+__all__ = [
+    "FQ_OPTIONS",
+    "ForgetQualityResult",
+    "forget_quality_benchmark",
+    "forget_quality_cells",
+    "forget_quality_from_rows",
+]

@@ -7,8 +7,9 @@ skips cells whose key already has a finished row.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from ..utils import config_hash, json_safe, to_jsonable
 from .config import ExperimentConfig
@@ -40,7 +41,7 @@ class Seeds:
     request: int = 0
 
     @classmethod
-    def for_replicate(cls, i: int, *, base: int = 0, request: int | None = None) -> "Seeds":
+    def for_replicate(cls, i: int, *, base: int = 0, request: int | None = None) -> Seeds:
         """Replicate ``i`` of a benchmark: train / gold / request ``base + i``; unlearn and eval offset from them.
 
         Args:
@@ -49,8 +50,13 @@ class Seeds:
             request: a fixed forget-request seed for every replicate (default: ``base + i``).
         """
         s = base + i
-        return cls(train=s, gold=s, unlearn=UNLEARN_SEED_OFFSET + s, eval=EVAL_SEED_OFFSET + s,
-                   request=s if request is None else request)
+        return cls(
+            train=s,
+            gold=s,
+            unlearn=UNLEARN_SEED_OFFSET + s,
+            eval=EVAL_SEED_OFFSET + s,
+            request=s if request is None else request,
+        )
 
     def as_dict(self) -> dict[str, int]:
         return dataclasses.asdict(self)
@@ -74,7 +80,7 @@ class MethodSpec:
         return self.label or self.name
 
     @classmethod
-    def parse(cls, obj: "MethodSpec | str | Mapping[str, Any]") -> "MethodSpec":
+    def parse(cls, obj: MethodSpec | str | Mapping[str, Any]) -> MethodSpec:
         """A spec from a spec, a name, or ``{"name": ..., "hparams": {...}, "label": ...}``."""
         if isinstance(obj, MethodSpec):
             return obj
@@ -135,14 +141,23 @@ class Cell:
 
     def key(self, config: ExperimentConfig) -> str:
         """A stable hash of everything that determines this cell's result."""
-        return config_hash({"schema": RESULT_SCHEMA, "config": to_jsonable(config), "scenario": self.scenario,
-                            "method": self.method.key(), "seeds": self.seeds.as_dict(),
-                            "options": dataclasses.asdict(self.options)})
+        return config_hash(
+            {
+                "schema": RESULT_SCHEMA,
+                "config": to_jsonable(config),
+                "scenario": self.scenario,
+                "method": self.method.key(),
+                "seeds": self.seeds.as_dict(),
+                "options": dataclasses.asdict(self.options),
+            }
+        )
 
     def describe(self) -> str:
         s = self.seeds
-        return (f"{self.scenario} | {self.method.display} | train {s.train} gold {s.gold} unlearn {s.unlearn} "
-                f"eval {s.eval} request {s.request}")
+        return (
+            f"{self.scenario} | {self.method.display} | train {s.train} gold {s.gold} unlearn {s.unlearn} "
+            f"eval {s.eval} request {s.request}"
+        )
 
 
 @dataclass
@@ -164,8 +179,8 @@ class Grid:
     """
 
     scenarios: Sequence[str]
-    methods: Sequence["MethodSpec | str | Mapping[str, Any]"]
-    seeds: Sequence["int | Seeds"] = (0,)
+    methods: Sequence[MethodSpec | str | Mapping[str, Any]]
+    seeds: Sequence[int | Seeds] = (0,)
     options: EvalOptions = EvalOptions()
     base_seed: int = 0
     request_seed: int | None = None
@@ -179,12 +194,23 @@ class Grid:
         labels = [m.display for m in methods]
         if len(set(labels)) != len(labels):
             raise ValueError(f"method labels must be unique in a grid, got {labels}; give variants a label")
-        seeds = [s if isinstance(s, Seeds) else Seeds.for_replicate(int(s), base=self.base_seed,
-                                                                    request=self.request_seed) for s in self.seeds]
+        seeds = [
+            s if isinstance(s, Seeds) else Seeds.for_replicate(int(s), base=self.base_seed, request=self.request_seed)
+            for s in self.seeds
+        ]
         if not seeds:
             raise ValueError("a grid needs at least one seed")
         return [Cell(str(sc), m, s, self.options) for sc in self.scenarios for s in seeds for m in methods]
 
 
-__all__ = ["Cell", "EvalOptions", "EVAL_SEED_OFFSET", "GOLD_METHOD", "Grid", "MethodSpec", "RESULT_SCHEMA", "Seeds",
-           "UNLEARN_SEED_OFFSET"]
+__all__ = [
+    "Cell",
+    "EvalOptions",
+    "EVAL_SEED_OFFSET",
+    "GOLD_METHOD",
+    "Grid",
+    "MethodSpec",
+    "RESULT_SCHEMA",
+    "Seeds",
+    "UNLEARN_SEED_OFFSET",
+]

@@ -76,8 +76,14 @@ class Experiment:
         progress: show progress bars.
     """
 
-    def __init__(self, config: "ExperimentConfig | str" = "cpu", *, store: "CheckpointStore | str | os.PathLike | None" = None,
-                 device: "torch.device | str | None" = None, progress: bool = True) -> None:
+    def __init__(
+        self,
+        config: ExperimentConfig | str = "cpu",
+        *,
+        store: CheckpointStore | str | os.PathLike | None = None,
+        device: torch.device | str | None = None,
+        progress: bool = True,
+    ) -> None:
         self.config = get_preset(config)
         self.store = store if isinstance(store, CheckpointStore) else CheckpointStore(store)
         self.device = torch.device(device) if device is not None else default_device()
@@ -90,14 +96,18 @@ class Experiment:
         splits = load_dataset(self.config.dataset, **self.config.dataset_options)
         if self.config.train_size is not None and self.config.train_size < len(splits.train):
             pos = stratified_sample(splits.train, self.config.train_size, seed=0)
-            splits = DatasetSplits(splits.train.subset(pos, name=splits.train.name), splits.test, name=splits.name,
-                                   info={**splits.info, "train_size": self.config.train_size})
+            splits = DatasetSplits(
+                splits.train.subset(pos, name=splits.train.name),
+                splits.test,
+                name=splits.name,
+                info={**splits.info, "train_size": self.config.train_size},
+            )
         return splits
 
-    def forget_split(self, spec: "ScenarioSpec | str", *, seed: int = 0) -> ForgetSplit:
+    def forget_split(self, spec: ScenarioSpec | str, *, seed: int = 0) -> ForgetSplit:
         return make_forget_split(self.data.train, spec, seed=seed)
 
-    def unlearning_splits(self, spec: "ScenarioSpec | str | ForgetSplit", *, seed: int = 0) -> UnlearningSplits:
+    def unlearning_splits(self, spec: ScenarioSpec | str | ForgetSplit, *, seed: int = 0) -> UnlearningSplits:
         """forget / retain / holdout / test for a request (see :func:`oblivio.scenarios.make_unlearning_splits`)."""
         return make_unlearning_splits(self.data, spec, seed=seed, holdout_fraction=self.config.holdout_fraction)
 
@@ -108,9 +118,15 @@ class Experiment:
         mean, std = self._norm_stats
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            model = create_model(self.config.model, num_classes=self.data.num_classes,
-                                 in_channels=self.data.image_shape[0], image_size=self.data.image_shape[1:],
-                                 mean=mean, std=std, **self.config.model_options)
+            model = create_model(
+                self.config.model,
+                num_classes=self.data.num_classes,
+                in_channels=self.data.image_shape[0],
+                image_size=self.data.image_shape[1:],
+                mean=mean,
+                std=std,
+                **self.config.model_options,
+            )
         return model.to(self.device)
 
     @functools.cached_property
@@ -122,16 +138,30 @@ class Experiment:
             t0 = time.perf_counter()
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
-                result = train_model(model, train_set, recipe=self.config.recipe, seed=seed, checkpoint=resume_path,
-                                     progress=self.progress, desc=kind)
+                result = train_model(
+                    model,
+                    train_set,
+                    recipe=self.config.recipe,
+                    seed=seed,
+                    checkpoint=resume_path,
+                    progress=self.progress,
+                    desc=kind,
+                )
             cost = result.cost  # cumulative over a resumed training's earlier runs (kept in the resume checkpoint)
-            return {"train_seconds": cost.get("wall_seconds", time.perf_counter() - t0),
-                    "train_cpu_seconds": cost.get("cpu_seconds"), "train_forward_samples": cost.get("forward_samples"),
-                    "train_backward_samples": cost.get("backward_samples"), "resumed_from": result.resumed_from,
-                    "this_run_seconds": time.perf_counter() - t0, "epochs": result.epochs_run,
-                    "history": result.history, "n_train": len(train_set), "oblivio_version": __version__,
-                    "git_commit": git_commit(os.path.dirname(__file__)),
-                    "torch_threads": torch.get_num_threads()}  # a model trained on another count differs (issue 9)
+            return {
+                "train_seconds": cost.get("wall_seconds", time.perf_counter() - t0),
+                "train_cpu_seconds": cost.get("cpu_seconds"),
+                "train_forward_samples": cost.get("forward_samples"),
+                "train_backward_samples": cost.get("backward_samples"),
+                "resumed_from": result.resumed_from,
+                "this_run_seconds": time.perf_counter() - t0,
+                "epochs": result.epochs_run,
+                "history": result.history,
+                "n_train": len(train_set),
+                "oblivio_version": __version__,
+                "git_commit": git_commit(os.path.dirname(__file__)),
+                "torch_threads": torch.get_num_threads(),
+            }  # a model trained on another count differs (issue 9)
 
         stored = self.store.get_or_train(kind, key, lambda: self.build_model(seed=seed), train)
         stored.model.eval()
@@ -149,13 +179,15 @@ class Experiment:
         key = {**self.config.model_key(), "seed": seed}
         return self._train("original", key, self.data.train, seed)
 
-    def gold(self, split: "ForgetSplit | ScenarioSpec | str", *, seed: int | None = None,
-             request_seed: int = 0) -> nn.Module:
+    def gold(
+        self, split: ForgetSplit | ScenarioSpec | str, *, seed: int | None = None, request_seed: int = 0
+    ) -> nn.Module:
         """The gold model ``M_g``: the same recipe from scratch on ``D_r`` (cached by forget ids and seed)."""
         return self.gold_with_meta(split, seed=seed, request_seed=request_seed).model
 
-    def gold_with_meta(self, split: "ForgetSplit | ScenarioSpec | str", *, seed: int | None = None,
-                       request_seed: int = 0) -> TrainedModel:
+    def gold_with_meta(
+        self, split: ForgetSplit | ScenarioSpec | str, *, seed: int | None = None, request_seed: int = 0
+    ) -> TrainedModel:
         """:meth:`gold` with its stored training record (:class:`TrainedModel`; its ``cost`` is the reference of
         RTE)."""
         seed = self.config.seed if seed is None else seed
@@ -174,8 +206,10 @@ class Experiment:
         ``train_cpu_seconds``, ``train_forward_samples``, ``train_backward_samples`` (None where not recorded:
         models stored before these were kept)."""
         meta = self.gold_with_meta(split, seed=seed).meta
-        return {k: meta.get(k) for k in ("train_seconds", "train_cpu_seconds", "train_forward_samples",
-                                         "train_backward_samples")}
+        return {
+            k: meta.get(k)
+            for k in ("train_seconds", "train_cpu_seconds", "train_forward_samples", "train_backward_samples")
+        }
 
     def twin_cache(self):
         """TMU's twin cache in this experiment's checkpoint store (``<store>/tmu-twins``): set it as a TMU
@@ -186,10 +220,20 @@ class Experiment:
 
     def summary(self, model: nn.Module, splits: UnlearningSplits) -> dict[str, float]:
         """Accuracy on forget / retain / test."""
-        return {"acc_forget": accuracy(model, splits.forget), "acc_retain": accuracy(model, splits.retain),
-                "acc_test": accuracy(model, splits.test)}
+        return {
+            "acc_forget": accuracy(model, splits.forget),
+            "acc_retain": accuracy(model, splits.retain),
+            "acc_test": accuracy(model, splits.test),
+        }
 
     def describe(self) -> dict[str, Any]:
         c = self.config
-        return {"dataset": c.dataset, "train_size": len(self.data.train), "model": c.model,
-                "model_options": c.model_options, "recipe": c.recipe.name, "epochs": c.recipe.epochs, "seed": c.seed}
+        return {
+            "dataset": c.dataset,
+            "train_size": len(self.data.train),
+            "model": c.model,
+            "model_options": c.model_options,
+            "recipe": c.recipe.name,
+            "epochs": c.recipe.epochs,
+            "seed": c.seed,
+        }

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import io
 from collections import defaultdict
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -43,8 +44,14 @@ def _mean_std(values: Sequence[Any]) -> tuple[float, float]:
     return float(xs.mean()), float(xs.std(ddof=1)) if xs.size > 1 else 0.0
 
 
-def grouped_bars(categories: Sequence[str], series: dict[str, tuple[Sequence[float], Sequence[float]]], *,
-                 ylabel: str, title: str = "", xlabel: str = "") -> bytes:
+def grouped_bars(
+    categories: Sequence[str],
+    series: dict[str, tuple[Sequence[float], Sequence[float]]],
+    *,
+    ylabel: str,
+    title: str = "",
+    xlabel: str = "",
+) -> bytes:
     """Grouped bar chart with error bars: one group per category, one bar per series ``{label: (means, stds)}``."""
     plt = require_matplotlib()
     fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(categories) * max(1, len(series)) / 2), 3.6))
@@ -53,7 +60,9 @@ def grouped_bars(categories: Sequence[str], series: dict[str, tuple[Sequence[flo
     for i, (label, (means, stds)) in enumerate(series.items()):
         ax.bar(x + (i - (len(series) - 1) / 2) * width, means, width, yerr=stds, label=label, capsize=2)
     ax.set_xticks(x)
-    ax.set_xticklabels(categories, rotation=30 if len(categories) > 6 else 0, ha="right" if len(categories) > 6 else "center")
+    ax.set_xticklabels(
+        categories, rotation=30 if len(categories) > 6 else 0, ha="right" if len(categories) > 6 else "center"
+    )
     ax.set_ylabel(ylabel)
     if xlabel:
         ax.set_xlabel(xlabel)
@@ -70,8 +79,12 @@ def metric_by_class(rows: Sequence[dict], key: str, *, ylabel: str, scale: float
     methods = list(dict.fromkeys(r["method"] for r in rows))
     series = {}
     for m in methods:
-        stats = [_mean_std([(r.get("metrics") or {}).get(key) for r in rows
-                            if r["method"] == m and r.get("forget_class") == k]) for k in classes]
+        stats = [
+            _mean_std(
+                [(r.get("metrics") or {}).get(key) for r in rows if r["method"] == m and r.get("forget_class") == k]
+            )
+            for k in classes
+        ]
         series[m] = ([scale * s[0] for s in stats], [scale * s[1] for s in stats])
     return grouped_bars([str(k) for k in classes], series, ylabel=ylabel, xlabel="forget class")
 
@@ -123,5 +136,11 @@ def neutralisation_vs_ratio(rows: Sequence[dict]) -> bytes:
     return _png(fig)
 
 
-__all__ = ["delta_by_class", "grouped_bars", "label_accuracy_vs_size", "metric_by_class", "neutralisation_vs_ratio",
-           "require_matplotlib"]
+__all__ = [
+    "delta_by_class",
+    "grouped_bars",
+    "label_accuracy_vs_size",
+    "metric_by_class",
+    "neutralisation_vs_ratio",
+    "require_matplotlib",
+]

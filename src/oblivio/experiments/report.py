@@ -38,28 +38,62 @@ import html
 import logging
 import os
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
-from .summary_tables import (SUMMARY_METRICS, alignment_ci_table, forget_quality_table, paired_comparison_table,
-                             summary_table)
-from .table import (CI_NOTE, GOLD_REFERENCE, GOLD_SEED, STD_NOTE, TEXT_WIDTH, Table, _by_class, _m, fmt_mean_std,
-                    mean_std)
-from .tmu_tables import (_label_accuracy_entries, activation_distance_table, label_accuracy_by_size_table,
-                         label_accuracy_table, predictor_null_table, tmu_table1)
-from .two_stage_tables import (neutralisation_table, saving_point_table, tta_mislabel_table, two_stage_accuracy_table,
-                               two_stage_info)
+from .summary_tables import (
+    SUMMARY_METRICS,
+    alignment_ci_table,
+    forget_quality_table,
+    paired_comparison_table,
+    summary_table,
+)
+from .table import (
+    CI_NOTE,
+    GOLD_REFERENCE,
+    GOLD_SEED,
+    STD_NOTE,
+    TEXT_WIDTH,
+    Table,
+    _by_class,
+    _m,
+    fmt_mean_std,
+    mean_std,
+)
+from .tmu_tables import (
+    _label_accuracy_entries,
+    activation_distance_table,
+    label_accuracy_by_size_table,
+    label_accuracy_table,
+    predictor_null_table,
+    tmu_table1,
+)
+from .two_stage_tables import (
+    neutralisation_table,
+    saving_point_table,
+    tta_mislabel_table,
+    two_stage_accuracy_table,
+    two_stage_info,
+)
 
 log = logging.getLogger("oblivio.report")
 
 
 TABLES: dict[str, Callable[[Sequence[dict]], Table]] = {
-    "tmu-table1": tmu_table1, "tmu-table3": activation_distance_table, "tmu-table4": label_accuracy_table,
-    "tmu-figure3": label_accuracy_by_size_table, "two-stage-table2": two_stage_accuracy_table,
-    "two-stage-table3": saving_point_table, "two-stage-table4": tta_mislabel_table,
-    "two-stage-table5": neutralisation_table, "forget-quality": forget_quality_table, "summary": summary_table,
-    "alignment-ci": alignment_ci_table, "paired": paired_comparison_table, "predictor-null": predictor_null_table,
+    "tmu-table1": tmu_table1,
+    "tmu-table3": activation_distance_table,
+    "tmu-table4": label_accuracy_table,
+    "tmu-figure3": label_accuracy_by_size_table,
+    "two-stage-table2": two_stage_accuracy_table,
+    "two-stage-table3": saving_point_table,
+    "two-stage-table4": tta_mislabel_table,
+    "two-stage-table5": neutralisation_table,
+    "forget-quality": forget_quality_table,
+    "summary": summary_table,
+    "alignment-ci": alignment_ci_table,
+    "paired": paired_comparison_table,
+    "predictor-null": predictor_null_table,
 }
 """Every table builder by key."""
 
@@ -80,9 +114,10 @@ def build_tables(rows: Sequence[dict], *, keys: Sequence[str] | None = None) -> 
 def _name_golds(table: Table) -> Table:
     """Show the method "gold" (a second gold model) as ``GOLD_SEED`` in cells, headers and notes, so that it is
     never confused with the gold reference (every ``gold_*`` value and ``GOLD_REFERENCE`` column)."""
+
     def header(c: str) -> str:
         if c == "gold" or (c.startswith("gold ") and not c.startswith(GOLD_REFERENCE)):
-            return GOLD_SEED + c[len("gold"):]
+            return GOLD_SEED + c[len("gold") :]
         return c
 
     table.columns = [header(str(c)) for c in table.columns]
@@ -110,8 +145,9 @@ tbody tr:nth-child(even){background:#fafafa}
 figure{margin:1rem 0}figcaption{font-size:.85rem;color:#444}img{max-width:100%}"""
 
 
-def to_html(tables: Sequence[Table], *, title: str, intro: Sequence[str] = (),
-            figures: Sequence[tuple[str, bytes]] = ()) -> str:
+def to_html(
+    tables: Sequence[Table], *, title: str, intro: Sequence[str] = (), figures: Sequence[tuple[str, bytes]] = ()
+) -> str:
     """A self-contained HTML page: inline CSS, figures embedded as base64 PNG, every text escaped.
 
     Args:
@@ -122,12 +158,18 @@ def to_html(tables: Sequence[Table], *, title: str, intro: Sequence[str] = (),
     """
     e = html.escape
     figs = "".join(
-        f"<figure><img alt=\"{e(cap)}\" src=\"data:image/png;base64,{base64.b64encode(png).decode('ascii')}\">"
-        f"<figcaption>{e(cap)}</figcaption></figure>" for cap, png in figures)
-    intro_html = "".join(f"<p class=\"meta\">{e(line)}</p>" for line in intro)
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>{e(title)}</title><style>{_CSS}</style></head><body><h1>{e(title)}</h1>{intro_html}"
-            + "".join(t.to_html() for t in tables) + figs + "</body></html>\n")
+        f'<figure><img alt="{e(cap)}" src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">'
+        f"<figcaption>{e(cap)}</figcaption></figure>"
+        for cap, png in figures
+    )
+    intro_html = "".join(f'<p class="meta">{e(line)}</p>' for line in intro)
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{e(title)}</title><style>{_CSS}</style></head><body><h1>{e(title)}</h1>{intro_html}"
+        + "".join(t.to_html() for t in tables)
+        + figs
+        + "</body></html>\n"
+    )
 
 
 def provenance_lines(rows: Sequence[dict]) -> list[str]:
@@ -142,14 +184,18 @@ def provenance_lines(rows: Sequence[dict]) -> list[str]:
 
     dates = sorted(p.get("finished_at") for p in prov if p.get("finished_at"))
     configs = {p.get("config_hash"): p.get("config") for p in prov if p.get("config_hash")}
-    lines = [f"{len(rows)} runs; oblivio {uniq('oblivio_version')}; git commit {uniq('git_commit')}; "
-             f"hosts {uniq('host')}; backends {uniq('backend')}; devices {uniq('device')}.",
-             f"Finished between {dates[0]} and {dates[-1]}." if dates else "Dates unknown."]
+    lines = [
+        f"{len(rows)} runs; oblivio {uniq('oblivio_version')}; git commit {uniq('git_commit')}; "
+        f"hosts {uniq('host')}; backends {uniq('backend')}; devices {uniq('device')}.",
+        f"Finished between {dates[0]} and {dates[-1]}." if dates else "Dates unknown.",
+    ]
     for h, c in configs.items():
         if isinstance(c, dict):
             rec = c.get("recipe") or {}
-            lines.append(f"Config {h}: dataset {c.get('dataset')} (train size {c.get('train_size')}), model "
-                         f"{c.get('model')} {c.get('model_options')}, recipe {rec.get('name')} ({rec.get('epochs')} epochs).")
+            lines.append(
+                f"Config {h}: dataset {c.get('dataset')} (train size {c.get('train_size')}), model "
+                f"{c.get('model')} {c.get('model_options')}, recipe {rec.get('name')} ({rec.get('epochs')} epochs)."
+            )
     return lines
 
 
@@ -158,15 +204,20 @@ def build_figures(rows: Sequence[dict], *, keys: Sequence[str] | None = None) ->
     from . import plots
 
     # legends name the second gold model as the tables do (GOLD_SEED), never plain "gold"
-    rows = [{**r, "method": GOLD_SEED} if r.get("method") == "gold" else r
-            for r in rows if r.get("status", "ok") == "ok"]
+    rows = [
+        {**r, "method": GOLD_SEED} if r.get("method") == "gold" else r for r in rows if r.get("status", "ok") == "ok"
+    ]
     keys = list(keys or TABLES)
     figs = []
     if "tmu-table1" in keys and _by_class(rows):
         figs.append(("δ per forget class and method (mean ± std over seeds)", plots.delta_by_class(rows)))
     if "tmu-table3" in keys and any(_m(r, "activation_distance_l2") is not None for r in rows) and _by_class(rows):
-        figs.append((f"Activation distance to the {GOLD_REFERENCE} per forget class", plots.metric_by_class(
-            rows, "activation_distance_l2", ylabel="L2 activation distance")))
+        figs.append(
+            (
+                f"Activation distance to the {GOLD_REFERENCE} per forget class",
+                plots.metric_by_class(rows, "activation_distance_l2", ylabel="L2 activation distance"),
+            )
+        )
     size_entries = [e for e in _label_accuracy_entries(rows) if not e[0].endswith("(refit)")]
     if "tmu-figure3" in keys and size_entries:
         figs.append(("Label accuracy vs |D_f|", plots.label_accuracy_vs_size(size_entries)))
@@ -184,9 +235,16 @@ class ReportFiles:
     tables: list[Table]
 
 
-def write_report(rows: Sequence[dict], out_dir: str | os.PathLike, *, title: str,
-                 tables: Sequence[str] | None = None, intro: Sequence[str] = (), plots: bool = True,
-                 stem: str = "report") -> ReportFiles:
+def write_report(
+    rows: Sequence[dict],
+    out_dir: str | os.PathLike,
+    *,
+    title: str,
+    tables: Sequence[str] | None = None,
+    intro: Sequence[str] = (),
+    plots: bool = True,
+    stem: str = "report",
+) -> ReportFiles:
     """Write ``<stem>.md`` and ``<stem>.html`` (self-contained) into ``out_dir``.
 
     Args:
@@ -220,9 +278,35 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "report"
 
 
-__all__ = ["CI_NOTE", "GOLD_REFERENCE", "GOLD_SEED", "STD_NOTE", "SUMMARY_METRICS", "TABLES", "TEXT_WIDTH",
-           "ReportFiles", "Table", "activation_distance_table", "alignment_ci_table", "build_figures", "build_tables",
-           "fmt_mean_std", "forget_quality_table", "label_accuracy_by_size_table", "label_accuracy_table", "mean_std",
-           "neutralisation_table", "paired_comparison_table", "predictor_null_table", "provenance_lines",
-           "saving_point_table", "summary_table", "tmu_table1", "to_html", "to_markdown", "tta_mislabel_table",
-           "two_stage_accuracy_table", "write_report"]
+__all__ = [
+    "CI_NOTE",
+    "GOLD_REFERENCE",
+    "GOLD_SEED",
+    "STD_NOTE",
+    "SUMMARY_METRICS",
+    "TABLES",
+    "TEXT_WIDTH",
+    "ReportFiles",
+    "Table",
+    "activation_distance_table",
+    "alignment_ci_table",
+    "build_figures",
+    "build_tables",
+    "fmt_mean_std",
+    "forget_quality_table",
+    "label_accuracy_by_size_table",
+    "label_accuracy_table",
+    "mean_std",
+    "neutralisation_table",
+    "paired_comparison_table",
+    "predictor_null_table",
+    "provenance_lines",
+    "saving_point_table",
+    "summary_table",
+    "tmu_table1",
+    "to_html",
+    "to_markdown",
+    "tta_mislabel_table",
+    "two_stage_accuracy_table",
+    "write_report",
+]

@@ -30,17 +30,53 @@ Example:
     >>> rows[0]["metrics"]["delta_forget"]  # doctest: +SKIP
 """
 
-
 # The runner is split by job: grid types (grid.py), the results file (rows.py), one cell and the worker entry points
 # (cell.py), and the backends with the Runner (backends.py). This module re-exports them under their old names.
 from .backends import OnError, Runner, _map_in_process, _map_pool, _map_ray, _num, _require_ray, run_grid
-from .cell import (_EXPERIMENTS, _ORIGINALS, _WORKER_STATE, BULKY_INFO_KEYS, LABEL_ABLATION_SETS, _cell_task,
-                   _experiment, _forget_class, _forget_scores, _init_worker, _label_ablation, _label_accuracy,
-                   _original, _prepare, _provenance, _ray_entry, _set_threads, _threads_in_process, run_cell,
-                   thread_counts)
-from .grid import (EVAL_SEED_OFFSET, GOLD_METHOD, RESULT_SCHEMA, UNLEARN_SEED_OFFSET, Cell, EvalOptions, Grid,
-                   MethodSpec, Seeds)
+from .cell import (
+    _EXPERIMENTS,
+    _ORIGINALS,
+    _WORKER_STATE,
+    BULKY_INFO_KEYS,
+    LABEL_ABLATION_SETS,
+    _cell_task,
+    _experiment,
+    _forget_class,
+    _forget_scores,
+    _init_worker,
+    _label_ablation,
+    _label_accuracy,
+    _original,
+    _prepare,
+    _provenance,
+    _ray_entry,
+    _set_threads,
+    _threads_in_process,
+    run_cell,
+    thread_counts,
+)
+from .grid import (
+    EVAL_SEED_OFFSET,
+    GOLD_METHOD,
+    RESULT_SCHEMA,
+    UNLEARN_SEED_OFFSET,
+    Cell,
+    EvalOptions,
+    Grid,
+    MethodSpec,
+    Seeds,
+)
 from .rows import _clean, _now, read_results
 
-__all__ = ["Cell", "EvalOptions", "GOLD_METHOD", "Grid", "MethodSpec", "Runner", "Seeds", "read_results",
-           "run_cell", "run_grid"]
+__all__ = [
+    "Cell",
+    "EvalOptions",
+    "GOLD_METHOD",
+    "Grid",
+    "MethodSpec",
+    "Runner",
+    "Seeds",
+    "read_results",
+    "run_cell",
+    "run_grid",
+]

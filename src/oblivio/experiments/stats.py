@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Literal, Sequence
+from typing import Any, Literal
 
 import numpy as np
 
@@ -125,8 +126,14 @@ def _bootstrap_ci(x: np.ndarray, *, confidence: float, n_resamples: int, seed: i
         return float(x[0]), float(x[0])
     from scipy.stats import bootstrap
 
-    res = bootstrap((x,), np.mean, confidence_level=confidence, n_resamples=n_resamples, method="percentile",
-                    rng=np.random.default_rng(seed))
+    res = bootstrap(
+        (x,),
+        np.mean,
+        confidence_level=confidence,
+        n_resamples=n_resamples,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
@@ -154,8 +161,15 @@ def mean_ci(values: Iterable[Any], *, confidence: float = 0.95, n_resamples: int
     return MeanCI(float(x.mean()), low, high, int(x.size))
 
 
-def paired_difference(a: Sequence[Any], b: Sequence[Any], *, confidence: float = 0.95, n_resamples: int = 10_000,
-                      seed: int = 0, alpha: float = 0.05) -> PairedComparison:
+def paired_difference(
+    a: Sequence[Any],
+    b: Sequence[Any],
+    *,
+    confidence: float = 0.95,
+    n_resamples: int = 10_000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> PairedComparison:
     """Compare paired samples: mean of ``a_i − b_i``, its bootstrap CI and the Wilcoxon signed-rank p-value.
 
     Pairs where either side is missing or not finite are dropped.
@@ -171,8 +185,7 @@ def paired_difference(a: Sequence[Any], b: Sequence[Any], *, confidence: float =
     """
     if len(a) != len(b):
         raise ValueError(f"paired samples must have the same length; got {len(a)} and {len(b)}")
-    pairs = [(float(x), float(y)) for x, y in zip(a, b)
-             if _finite_array([x]).size and _finite_array([y]).size]
+    pairs = [(float(x), float(y)) for x, y in zip(a, b) if _finite_array([x]).size and _finite_array([y]).size]
     if not pairs:
         return PairedComparison(0, math.nan, math.nan, math.nan, math.nan, alpha)
     d = np.asarray([x - y for x, y in pairs], dtype=np.float64)
@@ -217,6 +230,7 @@ def _gap_to_gold(key: str) -> Callable[[dict], Any]:
         m = row.get("metrics") or {}
         a, g = _finite_array([m.get(key)]), _finite_array([m.get(f"gold_{key}")])
         return abs(float(a[0]) - float(g[0])) if a.size and g.size else None
+
     return value
 
 
@@ -225,10 +239,10 @@ ALIGNMENT_MEASURES: tuple[Measure, ...] = (
     Measure("sample_agreement", "sample agreement (%)", _metric("sample_agreement"), "higher", 100.0, 1),
     Measure("sample_kappa", "κ", _metric("sample_kappa"), "higher", 1.0, 3),
     Measure("activation_distance", "act. distance L2", _metric("activation_distance_l2"), "lower", 1.0, 3),
-    Measure("mia_loss_lr_gap", "|MIA loss-LR acc − gold| (points)", _gap_to_gold("mia_loss_lr_acc"), "lower",
-            100.0, 1),
-    Measure("mia_salun_gap", "|SalUn MIA-efficacy − gold| (points)", _gap_to_gold("mia_salun_efficacy"), "lower",
-            100.0, 1),
+    Measure("mia_loss_lr_gap", "|MIA loss-LR acc − gold| (points)", _gap_to_gold("mia_loss_lr_acc"), "lower", 100.0, 1),
+    Measure(
+        "mia_salun_gap", "|SalUn MIA-efficacy − gold| (points)", _gap_to_gold("mia_salun_efficacy"), "lower", 100.0, 1
+    ),
 )
 """The measures of the paired comparisons (issue 11): δ, sample agreement, κ, activation distance, both MIAs."""
 
@@ -284,12 +298,23 @@ def original_rows(rows: Sequence[dict]) -> list[dict]:
         if r.get("status", "ok") != "ok" or m.get("original_sample_agreement") is None:
             continue
         fa, ga = _finite_array([m.get("original_acc_forget")]), _finite_array([m.get("gold_acc_forget")])
-        unit = out.setdefault(pairing_unit(r), {
-            "scenario": r.get("scenario"), "seeds": r.get("seeds"), "forget_class": r.get("forget_class"),
-            "status": "ok", "method": ORIGINAL_METHOD,
-            "metrics": {"delta_forget": abs(float(fa[0]) - float(ga[0])) if fa.size and ga.size else None,
-                        "sample_agreement": m.get("original_sample_agreement"), "activation_distance_l2": None,
-                        "acc_test": m.get("original_acc_test"), "acc_retain": m.get("original_acc_retain")}})
+        unit = out.setdefault(
+            pairing_unit(r),
+            {
+                "scenario": r.get("scenario"),
+                "seeds": r.get("seeds"),
+                "forget_class": r.get("forget_class"),
+                "status": "ok",
+                "method": ORIGINAL_METHOD,
+                "metrics": {
+                    "delta_forget": abs(float(fa[0]) - float(ga[0])) if fa.size and ga.size else None,
+                    "sample_agreement": m.get("original_sample_agreement"),
+                    "activation_distance_l2": None,
+                    "acc_test": m.get("original_acc_test"),
+                    "acc_retain": m.get("original_acc_retain"),
+                },
+            },
+        )
         if unit["metrics"]["activation_distance_l2"] is None:  # older rows of the unit may lack it
             unit["metrics"]["activation_distance_l2"] = m.get("original_activation_distance_l2")
     return list(out.values())
@@ -309,9 +334,16 @@ class ComparisonRow:
         return self.result.verdict(self.measure.direction)
 
 
-def compare(rows: Sequence[dict], method: str, *, others: Sequence[str] | None = None,
-            measures: Sequence[Measure] = ALIGNMENT_MEASURES, seed: int = 0, alpha: float = 0.05,
-            n_resamples: int = 10_000) -> list[ComparisonRow]:
+def compare(
+    rows: Sequence[dict],
+    method: str,
+    *,
+    others: Sequence[str] | None = None,
+    measures: Sequence[Measure] = ALIGNMENT_MEASURES,
+    seed: int = 0,
+    alpha: float = 0.05,
+    n_resamples: int = 10_000,
+) -> list[ComparisonRow]:
     """Paired comparisons of ``method`` against each other method (default: every other method in ``rows``).
 
     Args:
@@ -356,5 +388,19 @@ def wins_ties_losses(comparisons: Sequence[ComparisonRow]) -> dict[str, list[str
     return out
 
 
-__all__ = ["ALIGNMENT_MEASURES", "ORIGINAL_METHOD", "ComparisonRow", "Measure", "MeanCI", "PairedComparison", "compare", "finite_values",
-           "mean_ci", "original_rows", "paired_difference", "paired_values", "pairing_unit", "wins_ties_losses"]
+__all__ = [
+    "ALIGNMENT_MEASURES",
+    "ORIGINAL_METHOD",
+    "ComparisonRow",
+    "Measure",
+    "MeanCI",
+    "PairedComparison",
+    "compare",
+    "finite_values",
+    "mean_ci",
+    "original_rows",
+    "paired_difference",
+    "paired_values",
+    "pairing_unit",
+    "wins_ties_losses",
+]

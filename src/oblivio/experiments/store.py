@@ -16,9 +16,10 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from filelock import FileLock, Timeout
 from torch import nn
@@ -75,13 +76,25 @@ class CheckpointStore:
                     lock.acquire(timeout=LOCK_LOG_SECONDS)
                     break
                 except Timeout:
-                    log.info("still waiting for the store lock %s (%.0f s), held by %s", folder / ".lock",
-                             time.monotonic() - t0, _describe_holder(side))
+                    log.info(
+                        "still waiting for the store lock %s (%.0f s), held by %s",
+                        folder / ".lock",
+                        time.monotonic() - t0,
+                        _describe_holder(side),
+                    )
             log.info("got the store lock %s after %.1f s", folder / ".lock", time.monotonic() - t0)
         try:
             with contextlib.suppress(OSError):  # informative only: never fail a training over it
-                atomic_write_text(side, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                                                    "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}))
+                atomic_write_text(
+                    side,
+                    json.dumps(
+                        {
+                            "pid": os.getpid(),
+                            "host": socket.gethostname(),
+                            "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                        }
+                    ),
+                )
             yield
         finally:
             with contextlib.suppress(OSError):
@@ -94,8 +107,10 @@ class CheckpointStore:
         model = build()
         state = safe_torch_load(folder / "model.pt", map_location=_device_of(model))
         if not isinstance(state, dict):
-            raise CheckpointError(f"{folder / 'model.pt'} holds a {type(state).__name__}, not a state dict; it is "
-                                  "corrupt or was not written by oblivio")
+            raise CheckpointError(
+                f"{folder / 'model.pt'} holds a {type(state).__name__}, not a state dict; it is "
+                "corrupt or was not written by oblivio"
+            )
         try:
             model.load_state_dict(state)
         except (RuntimeError, TypeError, AttributeError, KeyError, ValueError) as exc:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import html
 import math
 from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -84,8 +85,10 @@ class Table:
             text = str(text).replace("|", "\\|").replace("\n", " ")
             return f"**{text}**" if (i, j) in self.bold and text not in ("", "n/a") else text
 
-        lines = ["| " + " | ".join(cell(c, -1, j) for j, c in enumerate(self.columns)) + " |",
-                 "|" + "|".join("---" for _ in self.columns) + "|"]
+        lines = [
+            "| " + " | ".join(cell(c, -1, j) for j, c in enumerate(self.columns)) + " |",
+            "|" + "|".join("---" for _ in self.columns) + "|",
+        ]
         lines += ["| " + " | ".join(cell(c, i, j) for j, c in enumerate(r)) + " |" for i, r in enumerate(self.rows)]
         return "\n".join(lines)
 
@@ -116,13 +119,17 @@ class Table:
         head = "".join(f"<th>{e(str(c))}</th>" for c in self.columns)
         body = []
         for i, r in enumerate(self.rows):
-            tds = "".join(f"<td><strong>{e(str(c))}</strong></td>" if (i, j) in self.bold else f"<td>{e(str(c))}</td>"
-                          for j, c in enumerate(r))
+            tds = "".join(
+                f"<td><strong>{e(str(c))}</strong></td>" if (i, j) in self.bold else f"<td>{e(str(c))}</td>"
+                for j, c in enumerate(r)
+            )
             body.append(f"<tr>{tds}</tr>")
-        notes = "".join(f"<p class=\"note\">{e(n)}</p>" for n in self.notes)
+        notes = "".join(f'<p class="note">{e(n)}</p>' for n in self.notes)
         # The wrapper scrolls a wide table sideways inside the page instead of running off it.
-        return (f"<section id=\"{e(self.key)}\"><h2>{e(self.title)}</h2><div class=\"table-wrap\"><table><thead>"
-                f"<tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>{notes}</section>")
+        return (
+            f'<section id="{e(self.key)}"><h2>{e(self.title)}</h2><div class="table-wrap"><table><thead>'
+            f"<tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>{notes}</section>"
+        )
 
 
 GOLD_REFERENCE = "gold reference"
@@ -136,8 +143,10 @@ GOLD_SEED = "gold (2nd seed)"
 STD_NOTE = "Values are mean ± sample std over runs (seeds); a value without ± comes from one run. Accuracies in %."
 
 
-CI_NOTE = ("Values are means over runs (forget classes × seeds) with a 95% percentile bootstrap CI in brackets "
-           "(scipy.stats.bootstrap, 10,000 resamples, seed 0; oblivio.experiments.stats).")
+CI_NOTE = (
+    "Values are means over runs (forget classes × seeds) with a 95% percentile bootstrap CI in brackets "
+    "(scipy.stats.bootstrap, 10,000 resamples, seed 0; oblivio.experiments.stats)."
+)
 
 
 # ---------------------------------------------------------------------------------------------- rows

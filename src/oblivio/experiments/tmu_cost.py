@@ -28,8 +28,9 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -66,8 +67,7 @@ def _tmu(exp, model, splits, *, seed: int, cache=None, cache_model: str | None =
     method = create_method("tmu", **(hparams or {}))
     method.twin_cache = cache
     method.twin_cache_model = cache_model
-    out = method(model, forget=splits.forget, retain=splits.retain, holdout=splits.holdout, seed=seed,
-                 progress=False)
+    out = method(model, forget=splits.forget, retain=splits.retain, holdout=splits.holdout, seed=seed, progress=False)
     return out, method.info
 
 
@@ -75,11 +75,20 @@ def _cost(info: dict) -> dict:
     return {k: info.get(k) for k in ("cpu_seconds", "seconds", "forward_samples", "backward_samples")}
 
 
-def run_tmu_cost(config: "ExperimentConfig | str" = "cpu", *, out: str | os.PathLike,
-                 classes: Sequence[int] = (0, 1, 2), count: int = 100, versions: int = 2,
-                 store: str | os.PathLike | None = None, device: str | None = None,
-                 before: str | os.PathLike | None = None, json_path: str | os.PathLike | None = None,
-                 command: str | None = None, hparams: dict | None = None) -> dict:
+def run_tmu_cost(
+    config: ExperimentConfig | str = "cpu",
+    *,
+    out: str | os.PathLike,
+    classes: Sequence[int] = (0, 1, 2),
+    count: int = 100,
+    versions: int = 2,
+    store: str | os.PathLike | None = None,
+    device: str | None = None,
+    before: str | os.PathLike | None = None,
+    json_path: str | os.PathLike | None = None,
+    command: str | None = None,
+    hparams: dict | None = None,
+) -> dict:
     """Run the benchmark; write ``out/tmu-cost.json``, ``out/report.md`` / ``.html`` (and ``json_path``).
 
     Args:
@@ -155,69 +164,117 @@ def run_tmu_cost(config: "ExperimentConfig | str" = "cpu", *, out: str | os.Path
         c_gold2 = _correct(gold2, f) if gold2 is not None else None
         c_warm, c_fresh = _correct(warm_model, warm_splits.forget), _correct(fresh_model, warm_splits.forget)
         row: dict[str, Any] = {
-            "class": k, "forget": len(f),
-            "cold": {**_cost(cold_info), "stages": cold_info["stages"], "hit": cold_info["twin_cache"]["hit"],
-                     "twin_epochs": cold_info.get("twin_epochs"), "unlearn_steps": cold_info.get("unlearn_steps")},
-            "warm": {**_cost(warm_info), "stages": warm_info["stages"], "hit": warm_info["twin_cache"]["hit"],
-                     "unlearn_steps": warm_info.get("unlearn_steps")},
+            "class": k,
+            "forget": len(f),
+            "cold": {
+                **_cost(cold_info),
+                "stages": cold_info["stages"],
+                "hit": cold_info["twin_cache"]["hit"],
+                "twin_epochs": cold_info.get("twin_epochs"),
+                "unlearn_steps": cold_info.get("unlearn_steps"),
+            },
+            "warm": {
+                **_cost(warm_info),
+                "stages": warm_info["stages"],
+                "hit": warm_info["twin_cache"]["hit"],
+                "unlearn_steps": warm_info.get("unlearn_steps"),
+            },
             "fresh": _cost(fresh_info),
-            "acc_forget": {"tmu": float(c_cold.float().mean()), "gold": float(c_gold.float().mean()),
-                           "gold2": float(c_gold2.float().mean()) if c_gold2 is not None else None},
+            "acc_forget": {
+                "tmu": float(c_cold.float().mean()),
+                "gold": float(c_gold.float().mean()),
+                "gold2": float(c_gold2.float().mean()) if c_gold2 is not None else None,
+            },
             "delta": abs(float(c_cold.float().mean()) - float(c_gold.float().mean())),
             "sample_agreement": sample_agreement_local(c_cold, c_gold),
-            "gold_vs_gold": {"delta": abs(float(c_gold.float().mean()) - float(c_gold2.float().mean())),
-                             "sample_agreement": sample_agreement_local(c_gold, c_gold2)} if c_gold2 is not None
+            "gold_vs_gold": {
+                "delta": abs(float(c_gold.float().mean()) - float(c_gold2.float().mean())),
+                "sample_agreement": sample_agreement_local(c_gold, c_gold2),
+            }
+            if c_gold2 is not None
             else {"delta": None, "sample_agreement": None},
             "acc_test": float(_correct(cold_model, cold_splits.test).float().mean()),
-            "warm_vs_fresh": {"acc_forget_warm": float(c_warm.float().mean()),
-                              "acc_forget_fresh": float(c_fresh.float().mean()),
-                              "abs_diff": abs(float(c_warm.float().mean()) - float(c_fresh.float().mean())),
-                              "sample_agreement": sample_agreement_local(c_warm, c_fresh),
-                              "predicted_agreement": float(np.mean(np.asarray(warm_info["predicted_labels"]) ==
-                                                                   np.asarray(fresh_info["predicted_labels"])))},
+            "warm_vs_fresh": {
+                "acc_forget_warm": float(c_warm.float().mean()),
+                "acc_forget_fresh": float(c_fresh.float().mean()),
+                "abs_diff": abs(float(c_warm.float().mean()) - float(c_fresh.float().mean())),
+                "sample_agreement": sample_agreement_local(c_warm, c_fresh),
+                "predicted_agreement": float(
+                    np.mean(np.asarray(warm_info["predicted_labels"]) == np.asarray(fresh_info["predicted_labels"]))
+                ),
+            },
         }
         b = before_rows.get(k)
         if b is not None:
             c_before = torch.as_tensor(b["correct"])
-            row["before"] = {"cpu_seconds": b.get("cpu"), "wall_seconds": b.get("wall"),
-                             "acc_forget": float(c_before.float().mean()),
-                             "delta": abs(float(c_before.float().mean()) - float(c_gold.float().mean())),
-                             "sample_agreement": sample_agreement_local(c_before, c_gold),
-                             "agreement_with_after": sample_agreement_local(c_before, c_cold),
-                             "acc_test": b.get("acc_test")}
+            row["before"] = {
+                "cpu_seconds": b.get("cpu"),
+                "wall_seconds": b.get("wall"),
+                "acc_forget": float(c_before.float().mean()),
+                "delta": abs(float(c_before.float().mean()) - float(c_gold.float().mean())),
+                "sample_agreement": sample_agreement_local(c_before, c_gold),
+                "agreement_with_after": sample_agreement_local(c_before, c_cold),
+                "acc_test": b.get("acc_test"),
+            }
         per_class.append(row)
         if k == classes[0]:
             first_cold = (cold_model, cold_splits)
-        log.info("tmu-cost class %d: cold %.1f CPU s, warm %.1f CPU s, δ %.3f (gold-vs-gold %s)", k,
-                 row["cold"]["cpu_seconds"], row["warm"]["cpu_seconds"], row["delta"], row["gold_vs_gold"]["delta"])
+        log.info(
+            "tmu-cost class %d: cold %.1f CPU s, warm %.1f CPU s, δ %.3f (gold-vs-gold %s)",
+            k,
+            row["cold"]["cpu_seconds"],
+            row["warm"]["cpu_seconds"],
+            row["delta"],
+            row["gold_vs_gold"]["delta"],
+        )
 
-    chain = _child_versions(exp, original, first_cold, classes[0], count, versions, cache, hparams) \
-        if versions > 0 else []
+    chain = (
+        _child_versions(exp, original, first_cold, classes[0], count, versions, cache, hparams) if versions > 0 else []
+    )
 
     cold_cpu = float(np.mean([r["cold"]["cpu_seconds"] for r in per_class]))
     warm_cpu = float(np.mean([r["warm"]["cpu_seconds"] for r in per_class]))
     stage_names = sorted({s for r in per_class for s in r["cold"]["stages"]})
-    stages = {s: float(np.mean([r["cold"]["stages"].get(s, {}).get("cpu_seconds", 0.0) for r in per_class]))
-              for s in stage_names}
-    warm_stages = {s: float(np.mean([r["warm"]["stages"].get(s, {}).get("cpu_seconds", 0.0) for r in per_class]))
-                   for s in sorted({s for r in per_class for s in r["warm"]["stages"]})}
-    stage_passes = {s: {"forward": float(np.mean([r["cold"]["stages"].get(s, {}).get("forward_samples", 0)
-                                                  for r in per_class])),
-                        "backward": float(np.mean([r["cold"]["stages"].get(s, {}).get("backward_samples", 0)
-                                                   for r in per_class]))} for s in stage_names}
+    stages = {
+        s: float(np.mean([r["cold"]["stages"].get(s, {}).get("cpu_seconds", 0.0) for r in per_class]))
+        for s in stage_names
+    }
+    warm_stages = {
+        s: float(np.mean([r["warm"]["stages"].get(s, {}).get("cpu_seconds", 0.0) for r in per_class]))
+        for s in sorted({s for r in per_class for s in r["warm"]["stages"]})
+    }
+    stage_passes = {
+        s: {
+            "forward": float(np.mean([r["cold"]["stages"].get(s, {}).get("forward_samples", 0) for r in per_class])),
+            "backward": float(np.mean([r["cold"]["stages"].get(s, {}).get("backward_samples", 0) for r in per_class])),
+        }
+        for s in stage_names
+    }
     retrain_passes = sample_passes_total(retrain)
     result = {
-        "benchmark": "tmu-cost", "config": {"dataset": config.dataset, "train_size": config.train_size,
-                                            "model": config.model, "model_options": config.model_options,
-                                            "recipe": config.recipe.name, "epochs": config.recipe.epochs},
-        "classes": list(classes), "count": count, "threads": torch.get_num_threads(),
+        "benchmark": "tmu-cost",
+        "config": {
+            "dataset": config.dataset,
+            "train_size": config.train_size,
+            "model": config.model,
+            "model_options": config.model_options,
+            "recipe": config.recipe.name,
+            "epochs": config.recipe.epochs,
+        },
+        "classes": list(classes),
+        "count": count,
+        "threads": torch.get_num_threads(),
         "device": str(exp.device),
-        "retrain_cpu_seconds": retrain["cpu_seconds"], "retrain_wall_seconds": retrain["wall_seconds"],
-        "retrain_forward_samples": retrain["forward_samples"], "retrain_backward_samples": retrain["backward_samples"],
-        "cold_cpu_seconds": cold_cpu, "warm_cpu_seconds": warm_cpu,
+        "retrain_cpu_seconds": retrain["cpu_seconds"],
+        "retrain_wall_seconds": retrain["wall_seconds"],
+        "retrain_forward_samples": retrain["forward_samples"],
+        "retrain_backward_samples": retrain["backward_samples"],
+        "cold_cpu_seconds": cold_cpu,
+        "warm_cpu_seconds": warm_cpu,
         "cold_wall_seconds": float(np.mean([r["cold"]["seconds"] for r in per_class])),
         "warm_wall_seconds": float(np.mean([r["warm"]["seconds"] for r in per_class])),
-        "cold_rte_cpu": rte(cold_cpu, retrain["cpu_seconds"]), "warm_rte_cpu": rte(warm_cpu, retrain["cpu_seconds"]),
+        "cold_rte_cpu": rte(cold_cpu, retrain["cpu_seconds"]),
+        "warm_rte_cpu": rte(warm_cpu, retrain["cpu_seconds"]),
         "cold_rte_wall": rte(float(np.mean([r["cold"]["seconds"] for r in per_class])), retrain["wall_seconds"]),
         "warm_rte_wall": rte(float(np.mean([r["warm"]["seconds"] for r in per_class])), retrain["wall_seconds"]),
         "cold_sample_pass_ratio": float(np.mean([sample_passes_total(r["cold"]) for r in per_class])) / retrain_passes,
@@ -226,10 +283,15 @@ def run_tmu_cost(config: "ExperimentConfig | str" = "cpu", *, out: str | os.Path
         # if the retraining also ran with channels-last weights (it does not): its CPU seconds / train speed-up
         "cold_rte_cpu_vs_channels_last_retrain": rte(cold_cpu, retrain["cpu_seconds"] / layout["train_speedup"]),
         "warm_rte_cpu_vs_channels_last_retrain": rte(warm_cpu, retrain["cpu_seconds"] / layout["train_speedup"]),
-        "stages": stages, "warm_stages": warm_stages, "stage_sample_passes": stage_passes,
-        "per_class": per_class, "child_versions": chain,
-        "command": command, "commit": git_commit(os.path.dirname(__file__)),
-        "date": time.strftime("%Y-%m-%d", time.gmtime()), "bench_wall_seconds": time.perf_counter() - t_start,
+        "stages": stages,
+        "warm_stages": warm_stages,
+        "stage_sample_passes": stage_passes,
+        "per_class": per_class,
+        "child_versions": chain,
+        "command": command,
+        "commit": git_commit(os.path.dirname(__file__)),
+        "date": time.strftime("%Y-%m-%d", time.gmtime()),
+        "bench_wall_seconds": time.perf_counter() - t_start,
         "note": "timings on a shared machine: rely on CPU seconds and sample-passes; backward counted ×2 in ratios",
     }
     text = json.dumps(json_safe(result), indent=2, sort_keys=True)
@@ -271,7 +333,7 @@ def _layout_speedup(model, data, batch_size: int, *, steps: int = 20) -> dict:
             m.train()
             for i in range(steps):
                 j = (i * batch_size) % max(1, x.shape[0] - batch_size)
-                loss = torch.nn.functional.cross_entropy(m(x[j:j + batch_size]), y[j:j + batch_size])
+                loss = torch.nn.functional.cross_entropy(m(x[j : j + batch_size]), y[j : j + batch_size])
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
@@ -283,7 +345,9 @@ def _layout_speedup(model, data, batch_size: int, *, steps: int = 20) -> dict:
 
         out[layout] = {"train_cpu_seconds": clock(train), "inference_cpu_seconds": clock(infer)}
     out["train_speedup"] = out["contiguous"]["train_cpu_seconds"] / out["channels_last"]["train_cpu_seconds"]
-    out["inference_speedup"] = out["contiguous"]["inference_cpu_seconds"] / out["channels_last"]["inference_cpu_seconds"]
+    out["inference_speedup"] = (
+        out["contiguous"]["inference_cpu_seconds"] / out["channels_last"]["inference_cpu_seconds"]
+    )
     return out
 
 
@@ -309,23 +373,37 @@ def _child_versions(exp, original, cold, k: int, count: int, versions: int, cach
         keep_f = torch.isin(full.forget.ids, torch.tensor(new))
         forget = full.forget.subset(torch.nonzero(keep_f).squeeze(1), name="forget")
         req = _Req(forget=forget, retain=full.retain, holdout=full.holdout)
-        reuse_model, reuse_info = _tmu(exp, model, req, seed=UNLEARN_SEED, cache=cache, cache_model=root_hash,
-                                       hparams=hparams)
+        reuse_model, reuse_info = _tmu(
+            exp, model, req, seed=UNLEARN_SEED, cache=cache, cache_model=root_hash, hparams=hparams
+        )
         fresh_model, fresh_info = _tmu(exp, model, req, seed=UNLEARN_SEED, hparams=hparams)
         c_r, c_f = _correct(reuse_model, forget), _correct(fresh_model, forget)
-        rows.append({"version": v, "reuse_hit": reuse_info["twin_cache"]["hit"],
-                     "acc_forget_reuse": float(c_r.float().mean()), "acc_forget_fresh": float(c_f.float().mean()),
-                     "abs_diff": abs(float(c_r.float().mean()) - float(c_f.float().mean())),
-                     "sample_agreement": sample_agreement_local(c_r, c_f),
-                     "predicted_agreement": float(np.mean(np.asarray(reuse_info["predicted_labels"]) ==
-                                                          np.asarray(fresh_info["predicted_labels"]))),
-                     "predicted_easy_reuse": reuse_info["predicted_easy"],
-                     "predicted_easy_fresh": fresh_info["predicted_easy"],
-                     "twin_easy_rate_reuse": reuse_info["twin_easy_rate"],
-                     "twin_easy_rate_fresh": fresh_info["twin_easy_rate"],
-                     "reuse_cpu_seconds": reuse_info["cpu_seconds"], "fresh_cpu_seconds": fresh_info["cpu_seconds"]})
-        log.info("tmu-cost version %d: reuse vs fresh ACC_Df %.2f / %.2f, agreement %.2f", v,
-                 rows[-1]["acc_forget_reuse"], rows[-1]["acc_forget_fresh"], rows[-1]["sample_agreement"])
+        rows.append(
+            {
+                "version": v,
+                "reuse_hit": reuse_info["twin_cache"]["hit"],
+                "acc_forget_reuse": float(c_r.float().mean()),
+                "acc_forget_fresh": float(c_f.float().mean()),
+                "abs_diff": abs(float(c_r.float().mean()) - float(c_f.float().mean())),
+                "sample_agreement": sample_agreement_local(c_r, c_f),
+                "predicted_agreement": float(
+                    np.mean(np.asarray(reuse_info["predicted_labels"]) == np.asarray(fresh_info["predicted_labels"]))
+                ),
+                "predicted_easy_reuse": reuse_info["predicted_easy"],
+                "predicted_easy_fresh": fresh_info["predicted_easy"],
+                "twin_easy_rate_reuse": reuse_info["twin_easy_rate"],
+                "twin_easy_rate_fresh": fresh_info["twin_easy_rate"],
+                "reuse_cpu_seconds": reuse_info["cpu_seconds"],
+                "fresh_cpu_seconds": fresh_info["cpu_seconds"],
+            }
+        )
+        log.info(
+            "tmu-cost version %d: reuse vs fresh ACC_Df %.2f / %.2f, agreement %.2f",
+            v,
+            rows[-1]["acc_forget_reuse"],
+            rows[-1]["acc_forget_fresh"],
+            rows[-1]["sample_agreement"],
+        )
         forgotten |= set(new)
         model = reuse_model
     return rows
@@ -343,38 +421,100 @@ def _f(v: Any, digits: int = 2) -> str:
 
 
 def _tables(r: dict) -> list[Table]:
-    cost = Table("tmu-cost", "TMU cost per request vs retraining (CPU seconds, all threads)",
-                 ["", "CPU s", "wall s", "RTE (CPU)", "RTE (wall)", "sample-pass ratio"],
-                 [["retrain (gold)", _f(r["retrain_cpu_seconds"], 1), _f(r["retrain_wall_seconds"], 1), "1", "1", "1"],
-                  ["TMU cold", _f(r["cold_cpu_seconds"], 1), _f(r["cold_wall_seconds"], 1), _f(r["cold_rte_cpu"], 3),
-                   _f(r["cold_rte_wall"], 3), _f(r["cold_sample_pass_ratio"], 3)],
-                  ["TMU warm", _f(r["warm_cpu_seconds"], 1), _f(r["warm_wall_seconds"], 1), _f(r["warm_rte_cpu"], 3),
-                   _f(r["warm_rte_wall"], 3), _f(r["warm_sample_pass_ratio"], 3)]],
-                 notes=["Timings under load on a shared machine: rely on CPU seconds and sample-passes "
-                        "(forward + 2 × backward).",
-                        f"TMU runs with channels-last weights on the CPU, the retraining does not; against a "
-                        f"channels-last retraining (training steps {r['layout']['train_speedup']:.2f}× faster) the "
-                        f"RTE (CPU) would be {r['cold_rte_cpu_vs_channels_last_retrain']:.3f} cold and "
-                        f"{r['warm_rte_cpu_vs_channels_last_retrain']:.3f} warm."])
-    stages = Table("tmu-cost-stages", "Cold request: CPU seconds and sample-passes per stage (mean over classes)",
-                   ["stage", "CPU s", "forward samples", "backward samples"],
-                   [[s, _f(v, 2), f"{r['stage_sample_passes'][s]['forward']:.0f}",
-                     f"{r['stage_sample_passes'][s]['backward']:.0f}"] for s, v in r["stages"].items()])
-    align = Table("tmu-cost-alignment", "Alignment on D_f (cold request) beside gold-vs-gold and before",
-                  ["class", "δ", "sample agreement", "gold-vs-gold δ", "gold-vs-gold agreement", "before δ",
-                   "before agreement", "before vs after agreement", "warm vs fresh |ΔACC_Df|",
-                   "warm vs fresh agreement"],
-                  [[str(p["class"]), _f(p["delta"]), _f(p["sample_agreement"]), _f(p["gold_vs_gold"]["delta"]),
-                    _f(p["gold_vs_gold"]["sample_agreement"]), _f(p.get("before", {}).get("delta")),
-                    _f(p.get("before", {}).get("sample_agreement")),
-                    _f(p.get("before", {}).get("agreement_with_after")), _f(p["warm_vs_fresh"]["abs_diff"]),
-                    _f(p["warm_vs_fresh"]["sample_agreement"])] for p in r["per_class"]])
+    cost = Table(
+        "tmu-cost",
+        "TMU cost per request vs retraining (CPU seconds, all threads)",
+        ["", "CPU s", "wall s", "RTE (CPU)", "RTE (wall)", "sample-pass ratio"],
+        [
+            ["retrain (gold)", _f(r["retrain_cpu_seconds"], 1), _f(r["retrain_wall_seconds"], 1), "1", "1", "1"],
+            [
+                "TMU cold",
+                _f(r["cold_cpu_seconds"], 1),
+                _f(r["cold_wall_seconds"], 1),
+                _f(r["cold_rte_cpu"], 3),
+                _f(r["cold_rte_wall"], 3),
+                _f(r["cold_sample_pass_ratio"], 3),
+            ],
+            [
+                "TMU warm",
+                _f(r["warm_cpu_seconds"], 1),
+                _f(r["warm_wall_seconds"], 1),
+                _f(r["warm_rte_cpu"], 3),
+                _f(r["warm_rte_wall"], 3),
+                _f(r["warm_sample_pass_ratio"], 3),
+            ],
+        ],
+        notes=[
+            "Timings under load on a shared machine: rely on CPU seconds and sample-passes (forward + 2 × backward).",
+            f"TMU runs with channels-last weights on the CPU, the retraining does not; against a "
+            f"channels-last retraining (training steps {r['layout']['train_speedup']:.2f}× faster) the "
+            f"RTE (CPU) would be {r['cold_rte_cpu_vs_channels_last_retrain']:.3f} cold and "
+            f"{r['warm_rte_cpu_vs_channels_last_retrain']:.3f} warm.",
+        ],
+    )
+    stages = Table(
+        "tmu-cost-stages",
+        "Cold request: CPU seconds and sample-passes per stage (mean over classes)",
+        ["stage", "CPU s", "forward samples", "backward samples"],
+        [
+            [
+                s,
+                _f(v, 2),
+                f"{r['stage_sample_passes'][s]['forward']:.0f}",
+                f"{r['stage_sample_passes'][s]['backward']:.0f}",
+            ]
+            for s, v in r["stages"].items()
+        ],
+    )
+    align = Table(
+        "tmu-cost-alignment",
+        "Alignment on D_f (cold request) beside gold-vs-gold and before",
+        [
+            "class",
+            "δ",
+            "sample agreement",
+            "gold-vs-gold δ",
+            "gold-vs-gold agreement",
+            "before δ",
+            "before agreement",
+            "before vs after agreement",
+            "warm vs fresh |ΔACC_Df|",
+            "warm vs fresh agreement",
+        ],
+        [
+            [
+                str(p["class"]),
+                _f(p["delta"]),
+                _f(p["sample_agreement"]),
+                _f(p["gold_vs_gold"]["delta"]),
+                _f(p["gold_vs_gold"]["sample_agreement"]),
+                _f(p.get("before", {}).get("delta")),
+                _f(p.get("before", {}).get("sample_agreement")),
+                _f(p.get("before", {}).get("agreement_with_after")),
+                _f(p["warm_vs_fresh"]["abs_diff"]),
+                _f(p["warm_vs_fresh"]["sample_agreement"]),
+            ]
+            for p in r["per_class"]
+        ],
+    )
     tables = [cost, stages, align]
     if r["child_versions"]:
-        tables.append(Table("tmu-cost-versions", "Child versions: root model's twins (reuse) vs a fresh twin",
-                            ["version", "ACC_Df reuse", "ACC_Df fresh", "|Δ|", "sample agreement",
-                             "predicted-label agreement"],
-                            [[str(c["version"]), _f(c["acc_forget_reuse"]), _f(c["acc_forget_fresh"]),
-                              _f(c["abs_diff"]), _f(c["sample_agreement"]), _f(c["predicted_agreement"])]
-                             for c in r["child_versions"]]))
+        tables.append(
+            Table(
+                "tmu-cost-versions",
+                "Child versions: root model's twins (reuse) vs a fresh twin",
+                ["version", "ACC_Df reuse", "ACC_Df fresh", "|Δ|", "sample agreement", "predicted-label agreement"],
+                [
+                    [
+                        str(c["version"]),
+                        _f(c["acc_forget_reuse"]),
+                        _f(c["acc_forget_fresh"]),
+                        _f(c["abs_diff"]),
+                        _f(c["sample_agreement"]),
+                        _f(c["predicted_agreement"]),
+                    ]
+                    for c in r["child_versions"]
+                ],
+            )
+        )
     return tables

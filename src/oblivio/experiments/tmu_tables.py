@@ -9,12 +9,25 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
-from .table import (CI_NOTE, GOLD_REFERENCE, STD_NOTE, Table, _by_class, _class_label, _finite, _gold_values, _m,
-                    _methods, fmt_mean_std, mean_std)
+from .table import (
+    CI_NOTE,
+    GOLD_REFERENCE,
+    STD_NOTE,
+    Table,
+    _by_class,
+    _class_label,
+    _finite,
+    _gold_values,
+    _m,
+    _methods,
+    fmt_mean_std,
+    mean_std,
+)
 
 
 def tmu_table1(rows: Sequence[dict]) -> Table:
@@ -32,8 +45,11 @@ def tmu_table1(rows: Sequence[dict]) -> Table:
     class_means: list[list[float]] = []
     deltas: dict[str, list[float]] = defaultdict(list)
     for k, grp in groups.items():
-        line = [_class_label(rows, k), fmt_mean_std(_gold_values(grp, "gold_acc_test")),
-                fmt_mean_std(_gold_values(grp, "gold_acc_forget"))]
+        line = [
+            _class_label(rows, k),
+            fmt_mean_std(_gold_values(grp, "gold_acc_test")),
+            fmt_mean_std(_gold_values(grp, "gold_acc_forget")),
+        ]
         means = [mean_std(_gold_values(grp, "gold_acc_test"))[0], mean_std(_gold_values(grp, "gold_acc_forget"))[0]]
         for m in methods:
             mr = [r for r in grp if r["method"] == m]
@@ -57,11 +73,20 @@ def tmu_table1(rows: Sequence[dict]) -> Table:
     if candidates:
         best = min(candidates)[1]
         bold.add((len(body) - 1, 3 + 2 * methods.index(best) + 1))
-    return Table("tmu-table1", "TMU Table 1: accuracy per forget class (gold reference vs. each method) and δ",
-                 cols, body, bold, [STD_NOTE, "The mean row averages per-class means (± std across classes). "
-                                    "δ = |ACC_Df(M_u) − ACC_Df(M_g)| averaged over classes; lower is better, "
-                                    "the best non-gold method in bold. 'gold' is a second gold model "
-                                    "(another training seed): its δ is the floor."])
+    return Table(
+        "tmu-table1",
+        "TMU Table 1: accuracy per forget class (gold reference vs. each method) and δ",
+        cols,
+        body,
+        bold,
+        [
+            STD_NOTE,
+            "The mean row averages per-class means (± std across classes). "
+            "δ = |ACC_Df(M_u) − ACC_Df(M_g)| averaged over classes; lower is better, "
+            "the best non-gold method in bold. 'gold' is a second gold model "
+            "(another training seed): its δ is the floor.",
+        ],
+    )
 
 
 def activation_distance_table(rows: Sequence[dict]) -> Table:
@@ -83,9 +108,14 @@ def activation_distance_table(rows: Sequence[dict]) -> Table:
         body.append(line)
     if len(body) > 1:
         body.append(["mean"] + [fmt_mean_std(means.get(m, []), scale=1, digits=3) for m in methods])
-    return Table("tmu-table3", "TMU Table 3: activation distance (L2 of softmax difference) to the gold model on D_f",
-                 ["Forget class"] + methods, body, bold,
-                 [STD_NOTE.replace(" Accuracies in %.", ""), "Lowest non-gold distance per class in bold."])
+    return Table(
+        "tmu-table3",
+        "TMU Table 3: activation distance (L2 of softmax difference) to the gold model on D_f",
+        ["Forget class"] + methods,
+        body,
+        bold,
+        [STD_NOTE.replace(" Accuracies in %.", ""), "Lowest non-gold distance per class in bold."],
+    )
 
 
 def _feature_set_name(value: Any) -> str:
@@ -143,12 +173,20 @@ def label_accuracy_table(rows: Sequence[dict]) -> Table:
         nulls = [_m(r, "label_accuracy_null") for r in rows if _m(r, "label_accuracy_null") is not None]
         if nulls:  # the fair null (issue 11): the predictor's own count of easy samples, picked at random
             body.append(["random subset of the same size (fair null)", fmt_mean_std(nulls), str(len(nulls))])
-    return Table("tmu-table4", "TMU Table 4: generalization-label accuracy of the predictor, per feature set",
-                 ["Feature set", "Label accuracy", "Runs"], body, bold,
-                 [STD_NOTE, "Label accuracy = agreement of the predicted generalization labels with the gold model's "
-                            "[M_g(x) == y] on D_f. NF: nearest-neighbour distance, AF: adversarial, CF: curriculum "
-                            "loss. '(refit)': the predictor retrained on that feature subset of one full TMU run "
-                            "(the run's twin features reused); otherwise a separate TMU run with that feature set."])
+    return Table(
+        "tmu-table4",
+        "TMU Table 4: generalization-label accuracy of the predictor, per feature set",
+        ["Feature set", "Label accuracy", "Runs"],
+        body,
+        bold,
+        [
+            STD_NOTE,
+            "Label accuracy = agreement of the predicted generalization labels with the gold model's "
+            "[M_g(x) == y] on D_f. NF: nearest-neighbour distance, AF: adversarial, CF: curriculum "
+            "loss. '(refit)': the predictor retrained on that feature subset of one full TMU run "
+            "(the run's twin features reused); otherwise a separate TMU run with that feature set.",
+        ],
+    )
 
 
 def label_accuracy_by_size_table(rows: Sequence[dict]) -> Table:
@@ -167,10 +205,17 @@ def label_accuracy_by_size_table(rows: Sequence[dict]) -> Table:
             g["keys"].add(r.get("key"))
             g["delta"].append(_m(r, "delta_forget"))
     order = {m: i for i, m in enumerate(_methods(rows))}
-    body = [[str(n), m, fmt_mean_std(g["acc"]) if g["acc"] else "", fmt_mean_std(g["delta"]), str(len(g["delta"]))]
-            for (n, m), g in sorted(groups.items(), key=lambda kv: (kv[0][0], order.get(kv[0][1], len(order))))]
-    return Table("tmu-figure3", "TMU Figure 3: label accuracy as |D_f| grows",
-                 ["|D_f|", "Method", "Label accuracy", "δ", "Runs"], body, notes=[STD_NOTE])
+    body = [
+        [str(n), m, fmt_mean_std(g["acc"]) if g["acc"] else "", fmt_mean_std(g["delta"]), str(len(g["delta"]))]
+        for (n, m), g in sorted(groups.items(), key=lambda kv: (kv[0][0], order.get(kv[0][1], len(order))))
+    ]
+    return Table(
+        "tmu-figure3",
+        "TMU Figure 3: label accuracy as |D_f| grows",
+        ["|D_f|", "Method", "Label accuracy", "δ", "Runs"],
+        body,
+        notes=[STD_NOTE],
+    )
 
 
 def predictor_null_table(rows: Sequence[dict]) -> Table:
@@ -184,8 +229,11 @@ def predictor_null_table(rows: Sequence[dict]) -> Table:
 
     body, bold = [], set()
     for m in _methods(rows):
-        mr = [r for r in rows if r["method"] == m and _m(r, "label_accuracy") is not None
-              and _m(r, "label_accuracy_null") is not None]
+        mr = [
+            r
+            for r in rows
+            if r["method"] == m and _m(r, "label_accuracy") is not None and _m(r, "label_accuracy_null") is not None
+        ]
         if not mr:
             continue
         acc, null = [_m(r, "label_accuracy") for r in mr], [_m(r, "label_accuracy_null") for r in mr]
@@ -193,17 +241,47 @@ def predictor_null_table(rows: Sequence[dict]) -> Table:
         verdict = res.verdict("higher")
         if verdict != "not significant":
             bold.add((len(body), 6))
-        body.append([m, str(len(mr)), mean_ci(acc).format(scale=100), mean_ci(null).format(scale=100),
-                     f"{100 * res.mean_diff:+.1f} [{100 * res.low:+.1f}, {100 * res.high:+.1f}]"
-                     if math.isfinite(res.low) else f"{100 * res.mean_diff:+.1f}", f"{res.p_value:.3g}",
-                     "above the null" if verdict == "better" else "below the null" if verdict == "worse" else verdict,
-                     mean_ci(_m(r, "label_kappa") for r in mr).format(digits=3)])
-    return Table("predictor-null", "Generalization-label accuracy vs the fair null (random subset of the same size)",
-                 ["Method", "Runs", "Label accuracy (%)", "Null: random subset, same size (%)", "Diff (points) [CI]",
-                  "Wilcoxon p", "Verdict", "κ vs gold labels"], body, bold,
-                 [CI_NOTE, "The null keeps the predictor's count of predicted-easy samples and picks them at random; "
-                  "its expected accuracy is (e·g + (n−e)(n−g))/n² (not 'predict all easy'). κ = 0 is that null."])
+        body.append(
+            [
+                m,
+                str(len(mr)),
+                mean_ci(acc).format(scale=100),
+                mean_ci(null).format(scale=100),
+                f"{100 * res.mean_diff:+.1f} [{100 * res.low:+.1f}, {100 * res.high:+.1f}]"
+                if math.isfinite(res.low)
+                else f"{100 * res.mean_diff:+.1f}",
+                f"{res.p_value:.3g}",
+                "above the null" if verdict == "better" else "below the null" if verdict == "worse" else verdict,
+                mean_ci(_m(r, "label_kappa") for r in mr).format(digits=3),
+            ]
+        )
+    return Table(
+        "predictor-null",
+        "Generalization-label accuracy vs the fair null (random subset of the same size)",
+        [
+            "Method",
+            "Runs",
+            "Label accuracy (%)",
+            "Null: random subset, same size (%)",
+            "Diff (points) [CI]",
+            "Wilcoxon p",
+            "Verdict",
+            "κ vs gold labels",
+        ],
+        body,
+        bold,
+        [
+            CI_NOTE,
+            "The null keeps the predictor's count of predicted-easy samples and picks them at random; "
+            "its expected accuracy is (e·g + (n−e)(n−g))/n² (not 'predict all easy'). κ = 0 is that null.",
+        ],
+    )
 
 
-__all__ = ["activation_distance_table", "label_accuracy_by_size_table", "label_accuracy_table", "predictor_null_table",
-           "tmu_table1"]
+__all__ = [
+    "activation_distance_table",
+    "label_accuracy_by_size_table",
+    "label_accuracy_table",
+    "predictor_null_table",
+    "tmu_table1",
+]

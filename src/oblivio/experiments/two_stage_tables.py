@@ -7,12 +7,22 @@ hyper-parameter ``mislabel``; nothing else.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from ..methods.two_stage import TwoStageInfo
 from ..metrics.tta import TTA_VIEWS
-from .table import (GOLD_REFERENCE, STD_NOTE, Table, _finite, _forget_ratio, _gold_values, _m, _methods,
-                    _scenario_order, fmt_mean_std)
+from .table import (
+    GOLD_REFERENCE,
+    STD_NOTE,
+    Table,
+    _finite,
+    _forget_ratio,
+    _gold_values,
+    _m,
+    _methods,
+    _scenario_order,
+    fmt_mean_std,
+)
 
 
 def two_stage_info(row: dict) -> TwoStageInfo:
@@ -27,11 +37,18 @@ def two_stage_accuracy_table(rows: Sequence[dict]) -> Table:
         sr = [r for r in rows if r["scenario"] == sc]
         for m in _methods(sr):
             mr = [r for r in sr if r["method"] == m]
-            body.append([sc, m] + [fmt_mean_std(_m(r, f"acc_{s}") for r in mr) for s in ("test", "retain", "forget")]
-                        + [fmt_mean_std(_gold_values(mr, f"gold_acc_{s}")) for s in ("test", "retain", "forget")])
-    return Table("two-stage-table2", "Two-stage Table 2: accuracy of the retrained model vs a model trained from scratch",
-                 ["Scenario", "Method", "ACC_test", "ACC_Dr", "ACC_Df", "Scratch ACC_test", "Scratch ACC_Dr",
-                  "Scratch ACC_Df"], body, notes=[STD_NOTE, "Scratch = the gold model (same recipe on D_r only)."])
+            body.append(
+                [sc, m]
+                + [fmt_mean_std(_m(r, f"acc_{s}") for r in mr) for s in ("test", "retain", "forget")]
+                + [fmt_mean_std(_gold_values(mr, f"gold_acc_{s}")) for s in ("test", "retain", "forget")]
+            )
+    return Table(
+        "two-stage-table2",
+        "Two-stage Table 2: accuracy of the retrained model vs a model trained from scratch",
+        ["Scenario", "Method", "ACC_test", "ACC_Dr", "ACC_Df", "Scratch ACC_test", "Scratch ACC_Dr", "Scratch ACC_Df"],
+        body,
+        notes=[STD_NOTE, "Scratch = the gold model (same recipe on D_r only)."],
+    )
 
 
 def saving_point_table(rows: Sequence[dict]) -> Table:
@@ -46,15 +63,28 @@ def saving_point_table(rows: Sequence[dict]) -> Table:
             sp = [two_stage_info(r).get("saving_point") for r in mr]
             if not _finite(sp):
                 continue
-            body.append([sc, m, fmt_mean_std(sp, scale=1, digits=1),
-                         fmt_mean_std(((r.get("cost") or {}).get("gold_epochs") for r in mr), scale=1, digits=0),
-                         fmt_mean_std(((r.get("cost") or {}).get("rte") for r in mr), scale=1, digits=3)])
-    return Table("two-stage-table3", "Two-stage Table 3: epochs to the saving point",
-                 ["Scenario", "Method", "Epochs to saving point", "Scratch epochs (recipe)", "RTE (time / retrain)"],
-                 body, notes=[STD_NOTE, "Read from the method's info key saving_point. The scratch column is the "
-                              "gold model's full recipe (it keeps no saving point); "
-                              "oblivio.experiments.analyses.saving_point_comparison trains a scratch model with the "
-                              "same best-on-validation rule."])
+            body.append(
+                [
+                    sc,
+                    m,
+                    fmt_mean_std(sp, scale=1, digits=1),
+                    fmt_mean_std(((r.get("cost") or {}).get("gold_epochs") for r in mr), scale=1, digits=0),
+                    fmt_mean_std(((r.get("cost") or {}).get("rte") for r in mr), scale=1, digits=3),
+                ]
+            )
+    return Table(
+        "two-stage-table3",
+        "Two-stage Table 3: epochs to the saving point",
+        ["Scenario", "Method", "Epochs to saving point", "Scratch epochs (recipe)", "RTE (time / retrain)"],
+        body,
+        notes=[
+            STD_NOTE,
+            "Read from the method's info key saving_point. The scratch column is the "
+            "gold model's full recipe (it keeps no saving point); "
+            "oblivio.experiments.analyses.saving_point_comparison trains a scratch model with the "
+            "same best-on-validation rule.",
+        ],
+    )
 
 
 def tta_mislabel_table(rows: Sequence[dict]) -> Table:
@@ -73,8 +103,13 @@ def tta_mislabel_table(rows: Sequence[dict]) -> Table:
     notes = [STD_NOTE]
     if chance:
         notes.append(f"Chance = {100 * chance[0]:.1f}%.")
-    return Table("two-stage-table4", "Two-stage Table 4: ACC_Df under test-time augmentation (min vs max mislabel)",
-                 ["Scenario", "Method", "Mislabel", "ACC_Df", "h-flip", "v-flip", "centre crop 90%"], body, notes=notes)
+    return Table(
+        "two-stage-table4",
+        "Two-stage Table 4: ACC_Df under test-time augmentation (min vs max mislabel)",
+        ["Scenario", "Method", "Mislabel", "ACC_Df", "h-flip", "v-flip", "centre crop 90%"],
+        body,
+        notes=notes,
+    )
 
 
 def neutralisation_table(rows: Sequence[dict]) -> Table:
@@ -88,14 +123,29 @@ def neutralisation_table(rows: Sequence[dict]) -> Table:
             if not _finite(ne):
                 continue
             ratio = _forget_ratio(mr[0])
-            body.append([sc, f"{100 * ratio:.1f}%" if ratio is not None else "n/a", m, fmt_mean_std(ne, scale=1),
-                         fmt_mean_std(two_stage_info(r).get("forget_acc_neutralised") for r in mr),
-                         fmt_mean_std(_m(r, "acc_forget") for r in mr)])
-    return Table("two-stage-table5", "Two-stage Table 5: neutralisation epochs vs forget ratio",
-                 ["Scenario", "Forget ratio", "Method", "Neutralisation epochs", "ACC_Df neutralised",
-                  "ACC_Df final"], body,
-                 notes=[STD_NOTE, "Read from the method's info key neutralisation_epochs."])
+            body.append(
+                [
+                    sc,
+                    f"{100 * ratio:.1f}%" if ratio is not None else "n/a",
+                    m,
+                    fmt_mean_std(ne, scale=1),
+                    fmt_mean_std(two_stage_info(r).get("forget_acc_neutralised") for r in mr),
+                    fmt_mean_std(_m(r, "acc_forget") for r in mr),
+                ]
+            )
+    return Table(
+        "two-stage-table5",
+        "Two-stage Table 5: neutralisation epochs vs forget ratio",
+        ["Scenario", "Forget ratio", "Method", "Neutralisation epochs", "ACC_Df neutralised", "ACC_Df final"],
+        body,
+        notes=[STD_NOTE, "Read from the method's info key neutralisation_epochs."],
+    )
 
 
-__all__ = ["neutralisation_table", "saving_point_table", "tta_mislabel_table", "two_stage_accuracy_table",
-           "two_stage_info"]
+__all__ = [
+    "neutralisation_table",
+    "saving_point_table",
+    "tta_mislabel_table",
+    "two_stage_accuracy_table",
+    "two_stage_info",
+]

@@ -5,11 +5,32 @@ See ``docs/workflow.md``. The entry point is :class:`DeletionService`; the table
 
 from __future__ import annotations
 
-from .db import (ApplyInProgressError, Ledger, LedgerError, RequestRecord, RunRecord, VersionRecord, holder_is_dead,
-                 new_holder)
+from .db import (
+    ApplyInProgressError,
+    Ledger,
+    LedgerError,
+    RequestRecord,
+    RunRecord,
+    VersionRecord,
+    holder_is_dead,
+    new_holder,
+)
 from .report import build_report, render_html, write_report
 from .service import ApplyResult, DeletionService, twin_estimate
 
-__all__ = ["ApplyInProgressError", "ApplyResult", "DeletionService", "Ledger", "LedgerError", "RequestRecord",
-           "RunRecord", "VersionRecord", "build_report", "holder_is_dead", "new_holder", "render_html",
-           "twin_estimate", "write_report"]
+__all__ = [
+    "ApplyInProgressError",
+    "ApplyResult",
+    "DeletionService",
+    "Ledger",
+    "LedgerError",
+    "RequestRecord",
+    "RunRecord",
+    "VersionRecord",
+    "build_report",
+    "holder_is_dead",
+    "new_holder",
+    "render_html",
+    "twin_estimate",
+    "write_report",
+]

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 from sqlalchemy import delete, update
@@ -85,17 +86,27 @@ class ApplyMixin:
         self._checkpoint("original-recorded")
         atomic_torch_save(original.state_dict(), self.workdir / rel)
         self._checkpoint("original-written")
-        metrics = {"role": role, "acc_train": accuracy(original, self.train_set),
-                   "acc_test": accuracy(original, self.experiment.data.test),
-                   "train_seconds": trained.train_seconds if trained is not None else None}
+        metrics = {
+            "role": role,
+            "acc_train": accuracy(original, self.train_set),
+            "acc_test": accuracy(original, self.experiment.data.test),
+            "train_seconds": trained.train_seconds if trained is not None else None,
+        }
         if source is not None:
             metrics.update(source_file=source, source_sha256=file_sha256(source))
         with self.ledger.transaction() as s:
             state = s.get(LedgerState, 1, with_for_update=True)
             if state.current_version_id is not None:  # pragma: no cover - we hold the lease
                 raise LedgerError("the ledger got a current model version while registering the original")
-            row = ModelVersion(hash=digest, path=rel, parent_id=None, run_id=None, created_at=utcnow(),
-                               forgotten_ids=[], metrics=json_safe(metrics))
+            row = ModelVersion(
+                hash=digest,
+                path=rel,
+                parent_id=None,
+                run_id=None,
+                created_at=utcnow(),
+                forgotten_ids=[],
+                metrics=json_safe(metrics),
+            )
             s.add(row)
             s.flush()
             state.current_version_id = row.id
@@ -105,8 +116,15 @@ class ApplyMixin:
         log.info("registered the %s model as version %d (%s)", role, record.id, digest[:16])
         return record
 
-    def apply(self, *, batch: bool = True, method: str | None = None, hparams: dict[str, Any] | None = None,
-              seed: int = 0, gold: bool = False) -> ApplyResult:
+    def apply(
+        self,
+        *,
+        batch: bool = True,
+        method: str | None = None,
+        hparams: dict[str, Any] | None = None,
+        seed: int = 0,
+        gold: bool = False,
+    ) -> ApplyResult:
         """Serve the pending requests.
 
         Args:
@@ -156,8 +174,9 @@ class ApplyMixin:
             status = "no-op" if all(r.status == "no-op" for r in runs) else "succeeded"
             return ApplyResult(status, tuple(runs), version, None, abandoned, removed)
 
-    def _apply_group(self, group: list[RequestRecord], holder: str, method_name: str, hp: dict, seed: int,
-                     gold: bool) -> tuple[RunRecord, VersionRecord | None, str | None]:
+    def _apply_group(
+        self, group: list[RequestRecord], holder: str, method_name: str, hp: dict, seed: int, gold: bool
+    ) -> tuple[RunRecord, VersionRecord | None, str | None]:
         from ..methods import create_method
 
         current = self.current_version() or self._bootstrap()
@@ -170,23 +189,40 @@ class ApplyMixin:
             unlearner.twin_cache = self.experiment.twin_cache()  # TMU: reuse twin work of earlier requests
         request_ids = [r.id for r in group]
         with self.ledger.transaction() as s:
-            run_row = UnlearningRun(request_ids=request_ids, method=method_name, hparams=json_safe(unlearner.hparams()),
-                                    seed=seed, parent_version_id=current.id, n_forget=len(forget_ids),
-                                    started_at=utcnow(), status="running", holder=holder)
+            run_row = UnlearningRun(
+                request_ids=request_ids,
+                method=method_name,
+                hparams=json_safe(unlearner.hparams()),
+                seed=seed,
+                parent_version_id=current.id,
+                n_forget=len(forget_ids),
+                started_at=utcnow(),
+                status="running",
+                holder=holder,
+            )
             s.add(run_row)
             s.flush()
             run_id = run_row.id
-        log.info("run %d: %s on %d request(s), %d samples to forget (from version %d)", run_id, method_name,
-                 len(group), len(forget_ids), current.id)
+        log.info(
+            "run %d: %s on %d request(s), %d samples to forget (from version %d)",
+            run_id,
+            method_name,
+            len(group),
+            len(forget_ids),
+            current.id,
+        )
         self._checkpoint("run-started")
         path: Path | None = None
         t0 = time.perf_counter()
         try:
             holdout = splits.holdout if getattr(unlearner, "needs_holdout", False) else None
-            unlearned = unlearner(model, forget=splits.forget, retain=splits.retain, holdout=holdout, seed=seed,
-                                  progress=self.progress)
+            unlearned = unlearner(
+                model, forget=splits.forget, retain=splits.retain, holdout=holdout, seed=seed, progress=self.progress
+            )
         except DivergenceError as exc:
-            error = f"training diverged ({exc}); the current model is kept and the requests are retried by the next apply"
+            error = (
+                f"training diverged ({exc}); the current model is kept and the requests are retried by the next apply"
+            )
             return self._fail_run(run_id, error, request_ids) or self.ledger.run(run_id), None, error
         except BaseException as exc:
             self._fail_run(run_id, f"{type(exc).__name__}: {exc}", request_ids)
@@ -202,29 +238,68 @@ class ApplyMixin:
             if unchanged:  # the same weights: point at the parent's file, write nothing
                 rel = current.path
                 metrics["unchanged"] = True
-                log.warning("run %d is a no-op: %s returned the parent's weights unchanged (version %d, %s); the "
-                            "requests are recorded as applied but the model did not change", run_id, method_name,
-                            current.id, digest[:16])
+                log.warning(
+                    "run %d is a no-op: %s returned the parent's weights unchanged (version %d, %s); the "
+                    "requests are recorded as applied but the model did not change",
+                    run_id,
+                    method_name,
+                    current.id,
+                    digest[:16],
+                )
             else:
                 rel = f"models/run{run_id:05d}-{digest[:16]}.pt"
                 artefact = self._record_artefact(rel, run_id=run_id)
                 self._checkpoint("artefact-recorded")
                 path = atomic_torch_save(unlearned.state_dict(), self.workdir / rel)
             self._checkpoint("model-written")
-            version = self._commit(run_id, holder, current, group, digest, rel, forget_ids, metrics, seconds,
-                                   artefact=artefact, unchanged=unchanged)
+            version = self._commit(
+                run_id,
+                holder,
+                current,
+                group,
+                digest,
+                rel,
+                forget_ids,
+                metrics,
+                seconds,
+                artefact=artefact,
+                unchanged=unchanged,
+            )
         except BaseException as exc:
-            self._fail_run(run_id, f"{type(exc).__name__}: {exc}", request_ids, artefact=artefact,
-                           path=path or (self.workdir / rel if artefact is not None else None))
+            self._fail_run(
+                run_id,
+                f"{type(exc).__name__}: {exc}",
+                request_ids,
+                artefact=artefact,
+                path=path or (self.workdir / rel if artefact is not None else None),
+            )
             raise
         self._checkpoint("committed")
-        log.info("run %d %s in %.1fs: version %d (%s) is current", run_id, "was a no-op" if unchanged else "succeeded",
-                 seconds, version.id, digest[:16])
+        log.info(
+            "run %d %s in %.1fs: version %d (%s) is current",
+            run_id,
+            "was a no-op" if unchanged else "succeeded",
+            seconds,
+            version.id,
+            digest[:16],
+        )
         return self.ledger.run(run_id), version, None
 
-    def _commit(self, run_id: int, holder: str, parent: VersionRecord, group: list[RequestRecord], digest: str,
-                rel: str, forget_ids: list[int], metrics: dict, seconds: float, *, artefact: int | None,
-                unchanged: bool) -> VersionRecord:
+    def _commit(
+        self,
+        run_id: int,
+        holder: str,
+        parent: VersionRecord,
+        group: list[RequestRecord],
+        digest: str,
+        rel: str,
+        forget_ids: list[int],
+        metrics: dict,
+        seconds: float,
+        *,
+        artefact: int | None,
+        unchanged: bool,
+    ) -> VersionRecord:
         """One transaction: new version current, run succeeded (or no-op), requests applied, artefact committed
         (or nothing at all)."""
         now = utcnow()
@@ -233,10 +308,19 @@ class ApplyMixin:
                 raise LedgerError("the apply lease was lost (expired and taken over); this run is not committed")
             state = s.get(LedgerState, 1, with_for_update=True)
             if state.current_version_id != parent.id:
-                raise LedgerError(f"the current version changed during the run ({parent.id} -> "
-                                  f"{state.current_version_id}); not committed")
-            row = ModelVersion(hash=digest, path=rel, parent_id=parent.id, run_id=run_id, created_at=now,
-                               forgotten_ids=forget_ids, metrics=json_safe(metrics))
+                raise LedgerError(
+                    f"the current version changed during the run ({parent.id} -> "
+                    f"{state.current_version_id}); not committed"
+                )
+            row = ModelVersion(
+                hash=digest,
+                path=rel,
+                parent_id=parent.id,
+                run_id=run_id,
+                created_at=now,
+                forgotten_ids=forget_ids,
+                metrics=json_safe(metrics),
+            )
             s.add(row)
             s.flush()
             run = s.get(UnlearningRun, run_id)
@@ -245,15 +329,23 @@ class ApplyMixin:
             run.status = "no-op" if unchanged else "succeeded"
             run.ended_at, run.seconds, run.result_version_id = now, seconds, row.id
             if unchanged:
-                run.error = (f"no-op: the method returned the weights of version {parent.id} unchanged (same hash); "
-                             "the requests are recorded as applied, the model did not change")
+                run.error = (
+                    f"no-op: the method returned the weights of version {parent.id} unchanged (same hash); "
+                    "the requests are recorded as applied, the model did not change"
+                )
             ids = [r.id for r in group]
-            detail = (f"no-op: applied by run {run_id}, whose method returned the model unchanged" if unchanged
-                      else None)
-            res = s.execute(update(DeletionRequest)
-                            .where(DeletionRequest.id.in_(ids), DeletionRequest.status.in_(OPEN_STATUSES))
-                            .values(status="applied", applied_version_id=row.id, applied_run_id=run_id,
-                                    status_detail=detail, updated_at=now))
+            detail = f"no-op: applied by run {run_id}, whose method returned the model unchanged" if unchanged else None
+            res = s.execute(
+                update(DeletionRequest)
+                .where(DeletionRequest.id.in_(ids), DeletionRequest.status.in_(OPEN_STATUSES))
+                .values(
+                    status="applied",
+                    applied_version_id=row.id,
+                    applied_run_id=run_id,
+                    status_detail=detail,
+                    updated_at=now,
+                )
+            )
             if res.rowcount != len(ids):
                 raise LedgerError(f"requests {ids} changed during the run (cancelled?); not committed")
             if artefact is not None:
@@ -262,8 +354,9 @@ class ApplyMixin:
             s.flush()
             return VersionRecord.from_row(row, row.id)
 
-    def _fail_run(self, run_id: int, error: str, request_ids: list[int], *, artefact: int | None = None,
-                  path: Path | None = None) -> RunRecord | None:
+    def _fail_run(
+        self, run_id: int, error: str, request_ids: list[int], *, artefact: int | None = None, path: Path | None = None
+    ) -> RunRecord | None:
         """Mark the run failed and its requests ``failed`` (retried by the next apply); delete its uncommitted file.
 
         Best effort: when the database or the disk is what failed, whatever is left is cleaned up by the next
@@ -277,10 +370,15 @@ class ApplyMixin:
                     return RunRecord.from_row(run)
                 run.status, run.ended_at, run.error = "failed", utcnow(), error[:4000]
                 run.seconds = (run.ended_at - run.started_at).total_seconds()
-                s.execute(update(DeletionRequest)
-                          .where(DeletionRequest.id.in_(request_ids), DeletionRequest.status.in_(OPEN_STATUSES))
-                          .values(status="failed", updated_at=run.ended_at,
-                                  status_detail=f"run {run_id} failed: {error[:300]}; retried by the next apply"))
+                s.execute(
+                    update(DeletionRequest)
+                    .where(DeletionRequest.id.in_(request_ids), DeletionRequest.status.in_(OPEN_STATUSES))
+                    .values(
+                        status="failed",
+                        updated_at=run.ended_at,
+                        status_detail=f"run {run_id} failed: {error[:300]}; retried by the next apply",
+                    )
+                )
             if artefact is not None:
                 if path is not None:
                     for p in [path, *path.parent.glob(f".{path.name}.*.tmp")]:
@@ -292,8 +390,17 @@ class ApplyMixin:
             log.error("could not record the failure of run %d (%s); the next apply recovers it", run_id, exc)
             return None
 
-    def _evaluate(self, model: nn.Module, splits, unlearner, seconds: float, gold: bool, seed: int, *,
-                  parent: nn.Module | None = None) -> dict:
+    def _evaluate(
+        self,
+        model: nn.Module,
+        splits,
+        unlearner,
+        seconds: float,
+        gold: bool,
+        seed: int,
+        *,
+        parent: nn.Module | None = None,
+    ) -> dict:
         from ..metrics.cost_ratio import RunCost
         from ..metrics.extras import Extra
         from ..metrics.report import evaluate_unlearning
@@ -301,18 +408,35 @@ class ApplyMixin:
         trained_gold = self.experiment.gold_with_meta(splits.split) if gold else None
         # one assembly point: the cost against the gold training (only with a gold model), TMU's estimate of the
         # gold forget accuracy, and the per-example membership check against the parent version
-        extras: list = [*(["cost"] if trained_gold is not None else []), Extra("twin-estimate", _twin_estimate_extra),
-                        *([Extra("per-example", _per_example_extra)] if len(splits.forget) <= PER_EXAMPLE_MAX else [])]
-        evaluation = evaluate_unlearning(model, forget=splits.forget, retain=splits.retain, test=splits.test,
-                                         gold=trained_gold.model if trained_gold else None, seed=seed, extras=extras,
-                                         original=parent, info=unlearner.info or {}, cost=RunCost(seconds=seconds),
-                                         reference_cost=trained_gold.cost if trained_gold else None)
+        extras: list = [
+            *(["cost"] if trained_gold is not None else []),
+            Extra("twin-estimate", _twin_estimate_extra),
+            *([Extra("per-example", _per_example_extra)] if len(splits.forget) <= PER_EXAMPLE_MAX else []),
+        ]
+        evaluation = evaluate_unlearning(
+            model,
+            forget=splits.forget,
+            retain=splits.retain,
+            test=splits.test,
+            gold=trained_gold.model if trained_gold else None,
+            seed=seed,
+            extras=extras,
+            original=parent,
+            info=unlearner.info or {},
+            cost=RunCost(seconds=seconds),
+            reference_cost=trained_gold.cost if trained_gold else None,
+        )
         twin = evaluation.pop_group("twin-estimate")
         per_example = evaluation.pop_group("per-example")
         cost = evaluation.pop_group("cost")
         metrics: dict[str, Any] = dict(evaluation)
-        metrics.update(n_forget=len(splits.forget), n_retain=len(splits.retain), n_test=len(splits.test),
-                       seconds=seconds, method=unlearner.name)
+        metrics.update(
+            n_forget=len(splits.forget),
+            n_retain=len(splits.retain),
+            n_test=len(splits.test),
+            seconds=seconds,
+            method=unlearner.name,
+        )
         info = {k: v for k, v in (unlearner.info or {}).items() if isinstance(v, (int, float, str, bool))}
         metrics["method_info"] = info
         if trained_gold is not None:  # the ledger's names for the "cost" group's wall seconds and RTE
@@ -323,9 +447,11 @@ class ApplyMixin:
         if trained_gold is None:
             metrics["alignment_reference"] = "twin" if twin else "none"
         if len(splits.forget) < MIA_MIN_FORGET:
-            metrics["mia_skipped"] = (f"the loss MIA needs at least {MIA_MIN_FORGET} forget samples (10-split "
-                                      f"cross-validation); this forget set has {len(splits.forget)}: see the "
-                                      "per-example check")
+            metrics["mia_skipped"] = (
+                f"the loss MIA needs at least {MIA_MIN_FORGET} forget samples (10-split "
+                f"cross-validation); this forget set has {len(splits.forget)}: see the "
+                "per-example check"
+            )
         metrics.update(per_example)
         return metrics
 
@@ -373,16 +499,22 @@ def twin_estimate(info: Mapping[str, Any], acc_forget: float) -> dict:
     rate = info.get(TWIN_EASY_RATE)
     if isinstance(rate, (float, int, np.floating)) and not isinstance(rate, bool) and 0 <= float(rate) <= 1:
         est, source = float(rate), "twin_easy_rate"
-    return {"twin_predicted_easy": easy, "twin_predicted_hard": hard, "twin_est_gold_acc_forget": est,
-            "twin_est_delta_forget": abs(acc_forget - est), "twin_est_source": source}
+    return {
+        "twin_predicted_easy": easy,
+        "twin_predicted_hard": hard,
+        "twin_est_gold_acc_forget": est,
+        "twin_est_delta_forget": abs(acc_forget - est),
+        "twin_est_source": source,
+    }
 
 
 MIA_MIN_FORGET = 10
 PER_EXAMPLE_ALPHA = 0.05
 
 
-def per_example_membership(model: nn.Module, forget, test, *, parent: nn.Module | None = None,
-                           alpha: float = PER_EXAMPLE_ALPHA) -> dict:
+def per_example_membership(
+    model: nn.Module, forget, test, *, parent: nn.Module | None = None, alpha: float = PER_EXAMPLE_ALPHA
+) -> dict:
     """A membership check of each forget sample that works for any request size (even one sample).
 
     For each forget sample, its loss under ``model`` is ranked among the losses of the unseen test samples:
@@ -418,8 +550,19 @@ def per_example_membership(model: nn.Module, forget, test, *, parent: nn.Module 
     else:
         parent_q = [None] * len(own)
     ids = forget.ids.numpy() if forget.ids is not None else np.arange(len(own))
-    rows = [{"id": int(i), "loss": float(l), "quantile": float(q),
-             "quantile_parent": None if qp is None else float(qp), "flagged": bool(q < alpha)}
-            for i, l, q, qp in zip(ids, own, quantile, parent_q)]
-    return {"per_example": rows, "per_example_alpha": alpha, "per_example_n": len(rows),
-            "per_example_n_flagged": sum(r["flagged"] for r in rows)}
+    rows = [
+        {
+            "id": int(i),
+            "loss": float(l),
+            "quantile": float(q),
+            "quantile_parent": None if qp is None else float(qp),
+            "flagged": bool(q < alpha),
+        }
+        for i, l, q, qp in zip(ids, own, quantile, parent_q)
+    ]
+    return {
+        "per_example": rows,
+        "per_example_alpha": alpha,
+        "per_example_n": len(rows),
+        "per_example_n_flagged": sum(r["flagged"] for r in rows),
+    }

@@ -19,9 +19,9 @@ import logging
 import os
 import socket
 import uuid
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Iterator
 
 from sqlalchemy import create_engine, event, or_, select, update
 from sqlalchemy.engine import Engine
@@ -29,8 +29,18 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from .records import LeaseInfo, RequestRecord, RunRecord, VersionRecord
-from .schema import (LEASE_NAME, SCHEMA_VERSION, ApplyLease, Artefact, Base, DeletionRequest, LedgerState, ModelVersion,
-                     UnlearningRun, utcnow)
+from .schema import (
+    LEASE_NAME,
+    SCHEMA_VERSION,
+    ApplyLease,
+    Artefact,
+    Base,
+    DeletionRequest,
+    LedgerState,
+    ModelVersion,
+    UnlearningRun,
+    utcnow,
+)
 
 log = logging.getLogger("oblivio.ledger")
 
@@ -104,11 +114,15 @@ def make_engine(url: str, *, busy_timeout: float = 60.0) -> Engine:
         else:
             engine = create_engine(url, pool_pre_ping=True)
     except ArgumentError as exc:  # NoSuchModuleError (unknown dialect) is an ArgumentError
-        raise LedgerError(f"bad ledger database URL {_safe_url(url)}: {exc}; expected e.g. sqlite:///path/ledger.db or "
-                          "postgresql+psycopg://user:password@host/db") from None
+        raise LedgerError(
+            f"bad ledger database URL {_safe_url(url)}: {exc}; expected e.g. sqlite:///path/ledger.db or "
+            "postgresql+psycopg://user:password@host/db"
+        ) from None
     except ImportError as exc:  # the dialect exists but its driver is not installed
-        raise LedgerError(f"the driver for {_safe_url(url)} is not installed ({exc}); for PostgreSQL: "
-                          "pip install 'oblivio[postgres]' (psycopg 3)") from None
+        raise LedgerError(
+            f"the driver for {_safe_url(url)} is not installed ({exc}); for PostgreSQL: "
+            "pip install 'oblivio[postgres]' (psycopg 3)"
+        ) from None
     if url.startswith("sqlite"):
         millis = int(busy_timeout * 1000)
 
@@ -135,8 +149,12 @@ def sqlite_path(url: str) -> Path | None:
         u = make_url(url)
     except Exception:
         return None
-    if not u.drivername.startswith("sqlite") or not u.database or u.database == ":memory:" \
-            or u.database.startswith("file:"):
+    if (
+        not u.drivername.startswith("sqlite")
+        or not u.database
+        or u.database == ":memory:"
+        or u.database.startswith("file:")
+    ):
         return None
     return Path(u.database)
 
@@ -224,51 +242,65 @@ class Ledger:
             except OSError as exc:
                 raise LedgerError(f"cannot read the ledger {path}: {exc.strerror or exc}") from None
             if not head:
-                raise LedgerError(f"{path} is an empty file, not a ledger (a ledger file is never empty). If it "
-                                  "should hold your history, restore it from a backup; to start a new ledger, use "
-                                  "another --workdir. Nothing was changed.")
+                raise LedgerError(
+                    f"{path} is an empty file, not a ledger (a ledger file is never empty). If it "
+                    "should hold your history, restore it from a backup; to start a new ledger, use "
+                    "another --workdir. Nothing was changed."
+                )
             if head != SQLITE_MAGIC:
-                raise LedgerError(f"{path} is not a SQLite database (truncated, damaged or another kind of file); "
-                                  "restore it from a backup. Nothing was changed.")
+                raise LedgerError(
+                    f"{path} is not a SQLite database (truncated, damaged or another kind of file); "
+                    "restore it from a backup. Nothing was changed."
+                )
         try:
             with self.engine.connect() as conn:
                 if path is not None:
                     check = conn.exec_driver_sql("PRAGMA quick_check").scalar()
                     if check != "ok":
-                        raise LedgerError(f"the ledger {path} is damaged (SQLite quick_check: {check}); restore it "
-                                          "from a backup. Nothing was changed.")
+                        raise LedgerError(
+                            f"the ledger {path} is damaged (SQLite quick_check: {check}); restore it "
+                            "from a backup. Nothing was changed."
+                        )
                 tables = set(inspect(conn).get_table_names())
         except LedgerError:
             raise
         except SQLAlchemyError as exc:
             if path is not None:
-                raise LedgerError(f"the ledger {path} is damaged ({_db_message(exc)}); restore it from a backup. "
-                                  "Nothing was changed.") from None
+                raise LedgerError(
+                    f"the ledger {path} is damaged ({_db_message(exc)}); restore it from a backup. Nothing was changed."
+                ) from None
             raise LedgerError(f"cannot open the ledger {where}: {_db_message(exc)}") from None
         ours = tables.intersection(LEDGER_TABLES)
         if path is not None and not ours:
-            raise LedgerError(f"{path} is a SQLite database but not an oblivio ledger (tables: "
-                              f"{', '.join(sorted(tables)) or 'none'}); refusing to use it. Nothing was changed.")
+            raise LedgerError(
+                f"{path} is a SQLite database but not an oblivio ledger (tables: "
+                f"{', '.join(sorted(tables)) or 'none'}); refusing to use it. Nothing was changed."
+            )
         if ours and ours != set(LEDGER_TABLES):
             missing = sorted(set(LEDGER_TABLES) - ours)
-            raise LedgerError(f"the ledger {where} lacks table(s) {', '.join(missing)}: it is damaged or was "
-                              "changed by hand; restore it from a backup. Nothing was changed.")
+            raise LedgerError(
+                f"the ledger {where} lacks table(s) {', '.join(missing)}: it is damaged or was "
+                "changed by hand; restore it from a backup. Nothing was changed."
+            )
         if not ours:
             self._create_tables()
         with self.Session() as s:
             state = s.get(LedgerState, 1)
             lease = s.get(ApplyLease, LEASE_NAME)
         if state is None or lease is None:
-            raise LedgerError(f"the ledger {where} has no state row: it is damaged or was changed by hand; restore it "
-                              "from a backup. Nothing was changed.")
+            raise LedgerError(
+                f"the ledger {where} has no state row: it is damaged or was changed by hand; restore it "
+                "from a backup. Nothing was changed."
+            )
         if state.schema_version == 1:  # version 2 only added the artefacts table
             Base.metadata.create_all(self.engine)
             with self.transaction() as s:
                 s.get(LedgerState, 1).schema_version = SCHEMA_VERSION
             log.info("upgraded the ledger %s from schema version 1 to %d", where, SCHEMA_VERSION)
         elif state.schema_version != SCHEMA_VERSION:
-            raise LedgerError(f"ledger {where} has schema version {state.schema_version}; this oblivio "
-                              f"reads version {SCHEMA_VERSION}")
+            raise LedgerError(
+                f"ledger {where} has schema version {state.schema_version}; this oblivio reads version {SCHEMA_VERSION}"
+            )
 
     def _create_tables(self) -> None:
         """Create the tables of a new (non-SQLite-file) ledger; safe when several processes do it at once."""
@@ -305,8 +337,11 @@ class Ledger:
             free = or_(ApplyLease.holder.is_(None), ApplyLease.expires_at < now)
             if current is not None and holder_is_dead(current):
                 free = or_(free, ApplyLease.holder == current)
-            res = s.execute(update(ApplyLease).where(ApplyLease.name == LEASE_NAME, free)
-                            .values(holder=holder, acquired_at=now, expires_at=now + timedelta(seconds=ttl_seconds)))
+            res = s.execute(
+                update(ApplyLease)
+                .where(ApplyLease.name == LEASE_NAME, free)
+                .values(holder=holder, acquired_at=now, expires_at=now + timedelta(seconds=ttl_seconds))
+            )
             won = res.rowcount == 1
         if won and current is not None and current != holder:
             log.warning("took over the apply lease from %s (expired or its process is gone)", current)
@@ -314,8 +349,11 @@ class Ledger:
 
     def renew(self, holder: str, ttl_seconds: float, *, session: Session | None = None) -> bool:
         """Extend ``holder``'s lease; False when it no longer holds it."""
-        stmt = (update(ApplyLease).where(ApplyLease.name == LEASE_NAME, ApplyLease.holder == holder)
-                .values(expires_at=utcnow() + timedelta(seconds=ttl_seconds)))
+        stmt = (
+            update(ApplyLease)
+            .where(ApplyLease.name == LEASE_NAME, ApplyLease.holder == holder)
+            .values(expires_at=utcnow() + timedelta(seconds=ttl_seconds))
+        )
         if session is not None:
             return session.execute(stmt).rowcount == 1
         with self.transaction() as s:
@@ -323,8 +361,11 @@ class Ledger:
 
     def release(self, holder: str) -> None:
         with self.transaction() as s:
-            s.execute(update(ApplyLease).where(ApplyLease.name == LEASE_NAME, ApplyLease.holder == holder)
-                      .values(holder=None, acquired_at=None, expires_at=None))
+            s.execute(
+                update(ApplyLease)
+                .where(ApplyLease.name == LEASE_NAME, ApplyLease.holder == holder)
+                .values(holder=None, acquired_at=None, expires_at=None)
+            )
 
     def lease_info(self) -> LeaseInfo:
         with self.Session() as s:

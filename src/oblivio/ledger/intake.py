@@ -18,8 +18,9 @@ from __future__ import annotations
 import io
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from sqlalchemy import select
@@ -92,13 +93,15 @@ class IntakeMixin:
             cached = None
         if cached is None or not np.array_equal(cached, current):
             if cached is not None:
-                log.warning("the training set's ids differ from the cached id index %s (its files changed?); "
-                            "rewriting it", path)
+                log.warning(
+                    "the training set's ids differ from the cached id index %s (its files changed?); rewriting it", path
+                )
             self._write_id_index()
 
     # ------------------------------------------------------------------ requests
-    def add_request(self, ids: "Sequence[int] | np.ndarray | str | os.PathLike", *, requester: str,
-                    reason: str | None = None) -> RequestRecord:
+    def add_request(
+        self, ids: Sequence[int] | np.ndarray | str | os.PathLike, *, requester: str, reason: str | None = None
+    ) -> RequestRecord:
         """Validate and record a deletion request (committed before this returns).
 
         Args:
@@ -132,20 +135,34 @@ class IntakeMixin:
                 forgotten = set(s.get(ModelVersion, state.current_version_id).forgotten_ids)
             again = sorted(forgotten.intersection(id_list))
             if again:
-                by = [r.id for r in s.scalars(select(DeletionRequest).where(DeletionRequest.status == "applied"))
-                      if set(r.sample_ids) & set(again)]
-                raise ScenarioError(f"sample ids already forgotten by applied request(s) {_refs(by)}: "
-                                    f"{again[:10]}{' ...' if len(again) > 10 else ''}; leave them out of the request")
+                by = [
+                    r.id
+                    for r in s.scalars(select(DeletionRequest).where(DeletionRequest.status == "applied"))
+                    if set(r.sample_ids) & set(again)
+                ]
+                raise ScenarioError(
+                    f"sample ids already forgotten by applied request(s) {_refs(by)}: "
+                    f"{again[:10]}{' ...' if len(again) > 10 else ''}; leave them out of the request"
+                )
             pending = list(s.scalars(select(DeletionRequest).where(DeletionRequest.status.in_(OPEN_STATUSES))))
             pending_ids = set().union(*(set(r.sample_ids) for r in pending)) if pending else set()
             total = len(forgotten | pending_ids | set(id_list))
             if total >= n_train:
-                raise ScenarioError(f"with the ids already forgotten ({len(forgotten)}) and pending "
-                                    f"({len(pending_ids)}), this request would remove all {n_train} training "
-                                    "samples: nothing would be left to retain; train a new model instead")
-            row = DeletionRequest(requester=requester, created_at=utcnow(), sample_ids=id_list, n_samples=len(id_list),
-                                  ids_hash=indices_hash(id_list), reason=reason, status="pending",
-                                  base_version_id=state.current_version_id)
+                raise ScenarioError(
+                    f"with the ids already forgotten ({len(forgotten)}) and pending "
+                    f"({len(pending_ids)}), this request would remove all {n_train} training "
+                    "samples: nothing would be left to retain; train a new model instead"
+                )
+            row = DeletionRequest(
+                requester=requester,
+                created_at=utcnow(),
+                sample_ids=id_list,
+                n_samples=len(id_list),
+                ids_hash=indices_hash(id_list),
+                reason=reason,
+                status="pending",
+                base_version_id=state.current_version_id,
+            )
             if set(id_list) <= pending_ids:
                 dup_of = [r.id for r in pending if set(r.sample_ids) & set(id_list)]
                 row.status = "rejected"
@@ -180,15 +197,26 @@ class IntakeMixin:
             if row is None:
                 raise LedgerError(f"no request #{request_id}")
             if row.status not in OPEN_STATUSES:
-                how = (f" by run {row.applied_run_id} (model version {row.applied_version_id}); a forgotten sample "
-                       "cannot be un-forgotten" if row.status == "applied" else "")
-                raise LedgerError(f"request #{row.id} is {row.status}{how}; only pending or failed requests can be "
-                                  "cancelled. Nothing was changed.")
-            running = [r.id for r in s.scalars(select(UnlearningRun).where(UnlearningRun.status == "running"))
-                       if row.id in r.request_ids]
+                how = (
+                    f" by run {row.applied_run_id} (model version {row.applied_version_id}); a forgotten sample "
+                    "cannot be un-forgotten"
+                    if row.status == "applied"
+                    else ""
+                )
+                raise LedgerError(
+                    f"request #{row.id} is {row.status}{how}; only pending or failed requests can be "
+                    "cancelled. Nothing was changed."
+                )
+            running = [
+                r.id
+                for r in s.scalars(select(UnlearningRun).where(UnlearningRun.status == "running"))
+                if row.id in r.request_ids
+            ]
             if running and busy:
-                raise LedgerError(f"request #{row.id} is being applied right now (run {running[0]}); cancel it after "
-                                  "that apply has finished. Nothing was changed.")
+                raise LedgerError(
+                    f"request #{row.id} is being applied right now (run {running[0]}); cancel it after "
+                    "that apply has finished. Nothing was changed."
+                )
             row.status = "cancelled"
             row.status_detail = f"cancelled by {by}" + (f": {reason}" if reason else "")
             row.updated_at = utcnow()
@@ -245,8 +273,9 @@ def _coerce_ids(ids: Any) -> np.ndarray:
         raise ScenarioError(f"sample ids must be a sequence of integers, got {type(ids).__name__}") from None
     bad = [v for v in items if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer))]
     if bad:
-        raise ScenarioError(f"sample ids must be integers, got {bad[0]!r} ({type(bad[0]).__name__}); "
-                            f"{len(bad)} such item(s)")
+        raise ScenarioError(
+            f"sample ids must be integers, got {bad[0]!r} ({type(bad[0]).__name__}); {len(bad)} such item(s)"
+        )
     try:
         return np.asarray([int(v) for v in items], dtype=np.int64)
     except OverflowError:

@@ -12,8 +12,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from sqlalchemy import delete, select, update
 
@@ -39,8 +39,10 @@ class LeaseMixin:
         with self.ledger.transaction() as s:
             known = s.scalars(select(Artefact).where(Artefact.path == rel)).first()
             if target.exists() and known is None:
-                raise LedgerError(f"{target} exists but this ledger did not write it; refusing to overwrite it "
-                                  "(move it away). Nothing was changed.")
+                raise LedgerError(
+                    f"{target} exists but this ledger did not write it; refusing to overwrite it "
+                    "(move it away). Nothing was changed."
+                )
             row = Artefact(path=rel, run_id=run_id, status="pending", created_at=utcnow())
             s.add(row)
             s.flush()
@@ -54,7 +56,8 @@ class LeaseMixin:
             since = info.acquired_at.isoformat(timespec="seconds") + "Z" if info.acquired_at else "?"
             raise ApplyInProgressError(
                 f"another apply is running (lease holder {info.holder}, since {since}); nothing was changed and "
-                "pending requests stay pending: try again when it has finished")
+                "pending requests stay pending: try again when it has finished"
+            )
         stop = threading.Event()
         beat = threading.Thread(target=self._heartbeat, args=(holder, stop), daemon=True, name="oblivio-lease")
         beat.start()
@@ -90,13 +93,19 @@ class LeaseMixin:
             for run in stale:
                 run.status = "abandoned"
                 run.ended_at = now
-                run.error = ("the process running it stopped before committing (killed or crashed); its requests "
-                             "stayed open and are re-applied")
-                s.execute(update(DeletionRequest)
-                          .where(DeletionRequest.id.in_(list(run.request_ids)), DeletionRequest.status == "pending")
-                          .values(status="failed", updated_at=now,
-                                  status_detail=f"run {run.id} was interrupted before committing; retried by the "
-                                                "next apply"))
+                run.error = (
+                    "the process running it stopped before committing (killed or crashed); its requests "
+                    "stayed open and are re-applied"
+                )
+                s.execute(
+                    update(DeletionRequest)
+                    .where(DeletionRequest.id.in_(list(run.request_ids)), DeletionRequest.status == "pending")
+                    .values(
+                        status="failed",
+                        updated_at=now,
+                        status_detail=f"run {run.id} was interrupted before committing; retried by the next apply",
+                    )
+                )
             referenced = set(s.scalars(select(ModelVersion.path)))
             pending = list(s.scalars(select(Artefact).where(Artefact.status == "pending")))
             for row in pending:

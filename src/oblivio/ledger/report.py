@@ -33,8 +33,11 @@ MIA_ROWS = (
     ("mia_loss_lr_tpr_at_1pct_fpr", "Loss-based logistic regression, forget vs test: TPR at 1% FPR"),
     ("mia_salun_efficacy", "SalUn MIA-efficacy (SVC on true-class confidence, retain vs test, applied to forget)"),
 )
-ACC_ROWS = (("acc_forget", "Accuracy on the forget set D_f"), ("acc_retain", "Accuracy on the retain set D_r"),
-            ("acc_test", "Accuracy on the test set D_test"))
+ACC_ROWS = (
+    ("acc_forget", "Accuracy on the forget set D_f"),
+    ("acc_retain", "Accuracy on the retain set D_r"),
+    ("acc_test", "Accuracy on the test set D_test"),
+)
 
 
 def _num(v: Any) -> float | None:
@@ -43,51 +46,76 @@ def _num(v: Any) -> float | None:
     return float(v) if math.isfinite(v) else None
 
 
-def build_report(version: VersionRecord, run: RunRecord | None, requests: list[RequestRecord], *,
-                 experiment: dict | None = None, oblivio_version: str = "") -> dict:
+def build_report(
+    version: VersionRecord,
+    run: RunRecord | None,
+    requests: list[RequestRecord],
+    *,
+    experiment: dict | None = None,
+    oblivio_version: str = "",
+) -> dict:
     """Assemble the report dict of ``version`` (see the module docstring for its sections)."""
     m = dict(version.metrics or {})
     reference = m.get("alignment_reference", "none" if run is not None else "original")
-    accuracy = [{"metric": key, "label": label, "model": _num(m.get(key)), "gold": _num(m.get(f"gold_{key}"))}
-                for key, label in ACC_ROWS]
+    accuracy = [
+        {"metric": key, "label": label, "model": _num(m.get(key)), "gold": _num(m.get(f"gold_{key}"))}
+        for key, label in ACC_ROWS
+    ]
     alignment: dict[str, Any] = {"reference": reference}
     if reference == "gold":
-        alignment.update(delta_forget=_num(m.get("delta_forget")),
-                         activation_distance_l2=_num(m.get("activation_distance_l2")),
-                         js_divergence=_num(m.get("js_divergence")),
-                         note="Aligned means the model behaves like the gold model retrained without the forgotten "
-                              "data: delta_forget = |acc_forget - gold acc_forget| near 0.")
+        alignment.update(
+            delta_forget=_num(m.get("delta_forget")),
+            activation_distance_l2=_num(m.get("activation_distance_l2")),
+            js_divergence=_num(m.get("js_divergence")),
+            note="Aligned means the model behaves like the gold model retrained without the forgotten "
+            "data: delta_forget = |acc_forget - gold acc_forget| near 0.",
+        )
     elif reference == "twin":
-        alignment.update(estimated_gold_acc_forget=_num(m.get("twin_est_gold_acc_forget")),
-                         estimated_delta_forget=_num(m.get("twin_est_delta_forget")),
-                         predicted_easy=m.get("twin_predicted_easy"), predicted_hard=m.get("twin_predicted_hard"),
-                         note="No gold model was trained; the gold forget accuracy is estimated by the method's "
-                              "predictor (share of forget samples predicted 'easy'). Rerun apply with --gold to "
-                              "measure it.")
+        alignment.update(
+            estimated_gold_acc_forget=_num(m.get("twin_est_gold_acc_forget")),
+            estimated_delta_forget=_num(m.get("twin_est_delta_forget")),
+            predicted_easy=m.get("twin_predicted_easy"),
+            predicted_hard=m.get("twin_predicted_hard"),
+            note="No gold model was trained; the gold forget accuracy is estimated by the method's "
+            "predictor (share of forget samples predicted 'easy'). Rerun apply with --gold to "
+            "measure it.",
+        )
     elif reference == "original":
         alignment["note"] = "This is the original model (nothing forgotten yet)."
     else:
-        alignment["note"] = ("No gold model and no twin estimate: only the unlearned model's own numbers are "
-                             "reported. Rerun apply with --gold to measure alignment.")
-    mia = [{"metric": key, "label": label, "model": _num(m.get(key)), "gold": _num(m.get(f"gold_{key}"))}
-           for key, label in MIA_ROWS if key in m]
+        alignment["note"] = (
+            "No gold model and no twin estimate: only the unlearned model's own numbers are "
+            "reported. Rerun apply with --gold to measure alignment."
+        )
+    mia = [
+        {"metric": key, "label": label, "model": _num(m.get(key)), "gold": _num(m.get(f"gold_{key}"))}
+        for key, label in MIA_ROWS
+        if key in m
+    ]
     headline = []
     if m.get("unchanged"):
         parent = run.parent_version_id if run is not None else version.parent_id
-        headline.append(f"NO-OP: the unlearning method returned the weights of version {parent} unchanged (same "
-                        "state_dict hash). The requests below are recorded as applied, but the model did not "
-                        "change.")
+        headline.append(
+            f"NO-OP: the unlearning method returned the weights of version {parent} unchanged (same "
+            "state_dict hash). The requests below are recorded as applied, but the model did not "
+            "change."
+        )
     if m.get("mia_skipped"):
         headline.append(f"Membership inference (loss MIA) not computed: {m['mia_skipped']}.")
     if m.get("per_example") is not None and m.get("per_example_n_flagged"):
-        headline.append(f"Per-example check: {m['per_example_n_flagged']} of {m['per_example_n']} forget samples "
-                        "still have a lower loss than "
-                        f"{100 * (1 - float(m.get('per_example_alpha', 0.05))):.0f}% of unseen test samples.")
-    cost = {"seconds": _num(m.get("seconds")) if run is not None else None,
-            "gold_seconds": _num(m.get("gold_seconds")), "cost_ratio_to_retraining": _num(m.get("cost_ratio"))}
+        headline.append(
+            f"Per-example check: {m['per_example_n_flagged']} of {m['per_example_n']} forget samples "
+            "still have a lower loss than "
+            f"{100 * (1 - float(m.get('per_example_alpha', 0.05))):.0f}% of unseen test samples."
+        )
+    cost = {
+        "seconds": _num(m.get("seconds")) if run is not None else None,
+        "gold_seconds": _num(m.get("gold_seconds")),
+        "cost_ratio_to_retraining": _num(m.get("cost_ratio")),
+    }
     return {
         "title": f"oblivio verification report: model version {version.id}"
-                 + (" (no-op: model unchanged)" if m.get("unchanged") else ""),
+        + (" (no-op: model unchanged)" if m.get("unchanged") else ""),
         "headline": headline,
         "per_example": m.get("per_example"),
         "generated_at": utcnow().isoformat(timespec="seconds") + "Z",
@@ -137,9 +165,12 @@ def _metric_table(rows: list[dict], *, gold_col: bool) -> str:
     head = "<tr><th>metric</th><th>model</th>" + ("<th>gold</th>" if gold_col else "") + "</tr>"
     body = ""
     for r in rows:
-        body += (f"<tr><td>{_e(r['label'])} <code>{_e(r['metric'])}</code></td>"
-                 f"<td class=num>{_e(_fmt(r['model']))}</td>"
-                 + (f"<td class=num>{_e(_fmt(r['gold']))}</td>" if gold_col else "") + "</tr>")
+        body += (
+            f"<tr><td>{_e(r['label'])} <code>{_e(r['metric'])}</code></td>"
+            f"<td class=num>{_e(_fmt(r['model']))}</td>"
+            + (f"<td class=num>{_e(_fmt(r['gold']))}</td>" if gold_col else "")
+            + "</tr>"
+        )
     return f"<table>{head}{body}</table>"
 
 
@@ -147,27 +178,57 @@ def render_html(report: dict) -> str:
     """The report as one self-contained HTML page (inline CSS, no scripts, no external assets, all escaped)."""
     v, run, align, cost = report["version"], report["run"], report["alignment"], report["cost"]
     has_gold = align.get("reference") == "gold"
-    parts = [f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>{_e(report['title'])}</title>"
-             f"<style>{_CSS}</style></head><body>",
-             f"<h1>{_e(report['title'])}</h1>",
-             f"<p class=note>generated {_e(report['generated_at'])} by oblivio {_e(report['oblivio_version'])}</p>",
-             *[f"<p class=warn>{_e(line)}</p>" for line in report.get("headline", [])],
-             "<h2>Model version</h2>",
-             _kv_table([("version", v["id"]), ("state_dict SHA-256", v["hash"]), ("file", v["path"]),
-                        ("parent version", v["parent"]), ("created (UTC)", v["created_at"]),
-                        ("current", v["is_current"]), ("samples forgotten in total", report["n_forgotten_total"])])]
+    parts = [
+        f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>{_e(report['title'])}</title>"
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>{_e(report['title'])}</h1>",
+        f"<p class=note>generated {_e(report['generated_at'])} by oblivio {_e(report['oblivio_version'])}</p>",
+        *[f"<p class=warn>{_e(line)}</p>" for line in report.get("headline", [])],
+        "<h2>Model version</h2>",
+        _kv_table(
+            [
+                ("version", v["id"]),
+                ("state_dict SHA-256", v["hash"]),
+                ("file", v["path"]),
+                ("parent version", v["parent"]),
+                ("created (UTC)", v["created_at"]),
+                ("current", v["is_current"]),
+                ("samples forgotten in total", report["n_forgotten_total"]),
+            ]
+        ),
+    ]
     if report.get("experiment"):
-        parts += ["<h2>Experiment</h2>", _kv_table([(k, json.dumps(val, sort_keys=True) if isinstance(val, (dict, list))
-                                                     else val) for k, val in sorted(report["experiment"].items())])]
+        parts += [
+            "<h2>Experiment</h2>",
+            _kv_table(
+                [
+                    (k, json.dumps(val, sort_keys=True) if isinstance(val, (dict, list)) else val)
+                    for k, val in sorted(report["experiment"].items())
+                ]
+            ),
+        ]
     if run is not None:
-        parts += ["<h2>Run</h2>", _kv_table([
-            ("run", run["id"]), ("method", run["method"]), ("hyper-parameters", json.dumps(run["hparams"], sort_keys=True)),
-            ("seed", run["seed"]), ("started (UTC)", run["started_at"]), ("ended (UTC)", run["ended_at"]),
-            ("status", run["status"]), ("samples in the forget set", run["n_forget"])])]
+        parts += [
+            "<h2>Run</h2>",
+            _kv_table(
+                [
+                    ("run", run["id"]),
+                    ("method", run["method"]),
+                    ("hyper-parameters", json.dumps(run["hparams"], sort_keys=True)),
+                    ("seed", run["seed"]),
+                    ("started (UTC)", run["started_at"]),
+                    ("ended (UTC)", run["ended_at"]),
+                    ("status", run["status"]),
+                    ("samples in the forget set", run["n_forget"]),
+                ]
+            ),
+        ]
         head = "<tr><th>request</th><th>requester</th><th>created (UTC)</th><th>samples</th><th>reason</th></tr>"
-        body = "".join(f"<tr><td>#{_e(r['id'])}</td><td>{_e(r['requester'])}</td><td>{_e(r['created_at'])}</td>"
-                       f"<td class=num>{_e(r['n_samples'])}</td><td>{_e(r['reason'])}</td></tr>"
-                       for r in report["requests"])
+        body = "".join(
+            f"<tr><td>#{_e(r['id'])}</td><td>{_e(r['requester'])}</td><td>{_e(r['created_at'])}</td>"
+            f"<td class=num>{_e(r['n_samples'])}</td><td>{_e(r['reason'])}</td></tr>"
+            for r in report["requests"]
+        )
         parts += ["<h2>Requests served</h2>", f"<table>{head}{body}</table>"]
     parts += ["<h2>Accuracy</h2>", _metric_table(report["accuracy"], gold_col=has_gold)]
     parts += ["<h2>Alignment</h2>", f"<p>reference: <b>{_e(align.get('reference'))}</b></p>"]
@@ -177,25 +238,43 @@ def render_html(report: dict) -> str:
     if align.get("note"):
         parts.append(f"<p class=note>{_e(align['note'])}</p>")
     if report["membership_inference"]:
-        parts += ["<h2>Membership inference</h2>", _metric_table(report["membership_inference"], gold_col=has_gold),
-                  "<p class=note>Aligned means the model's value equals the gold model's, not that it is lower. "
-                  "n/a: not computable here (the loss attack's 10-split cross-validation needs at least 10 "
-                  "forget samples).</p>"]
+        parts += [
+            "<h2>Membership inference</h2>",
+            _metric_table(report["membership_inference"], gold_col=has_gold),
+            "<p class=note>Aligned means the model's value equals the gold model's, not that it is lower. "
+            "n/a: not computable here (the loss attack's 10-split cross-validation needs at least 10 "
+            "forget samples).</p>",
+        ]
     if report.get("per_example"):
         alpha = float(report["metrics"].get("per_example_alpha", 0.05))
-        head = ("<tr><th>sample id</th><th>loss</th><th>quantile among unseen test losses</th>"
-                "<th>quantile before (parent)</th><th>looks like a member</th></tr>")
-        body = "".join(f"<tr><td>{_e(r['id'])}</td><td class=num>{_e(_fmt(r['loss']))}</td>"
-                       f"<td class=num>{_e(_fmt(r['quantile']))}</td><td class=num>{_e(_fmt(r['quantile_parent']))}</td>"
-                       f"<td>{'yes' if r['flagged'] else 'no'}</td></tr>" for r in report["per_example"])
-        parts += ["<h2>Per-example membership check</h2>", f"<table>{head}{body}</table>",
-                  f"<p class=note>For each forget sample: the share of unseen test samples whose loss is at most its "
-                  f"loss. For a sample the model never saw this is about uniform on [0, 1]; below {alpha:g} the "
-                  "sample still looks like a training member. Works for requests of any size.</p>"]
+        head = (
+            "<tr><th>sample id</th><th>loss</th><th>quantile among unseen test losses</th>"
+            "<th>quantile before (parent)</th><th>looks like a member</th></tr>"
+        )
+        body = "".join(
+            f"<tr><td>{_e(r['id'])}</td><td class=num>{_e(_fmt(r['loss']))}</td>"
+            f"<td class=num>{_e(_fmt(r['quantile']))}</td><td class=num>{_e(_fmt(r['quantile_parent']))}</td>"
+            f"<td>{'yes' if r['flagged'] else 'no'}</td></tr>"
+            for r in report["per_example"]
+        )
+        parts += [
+            "<h2>Per-example membership check</h2>",
+            f"<table>{head}{body}</table>",
+            f"<p class=note>For each forget sample: the share of unseen test samples whose loss is at most its "
+            f"loss. For a sample the model never saw this is about uniform on [0, 1]; below {alpha:g} the "
+            "sample still looks like a training member. Works for requests of any size.</p>",
+        ]
     if run is not None:
-        parts += ["<h2>Cost</h2>", _kv_table([("seconds of the run", cost["seconds"]),
-                                              ("seconds to retrain (gold)", cost["gold_seconds"]),
-                                              ("ratio run / retraining", cost["cost_ratio_to_retraining"])])]
+        parts += [
+            "<h2>Cost</h2>",
+            _kv_table(
+                [
+                    ("seconds of the run", cost["seconds"]),
+                    ("seconds to retrain (gold)", cost["gold_seconds"]),
+                    ("ratio run / retraining", cost["cost_ratio_to_retraining"]),
+                ]
+            ),
+        ]
     if report.get("method_info"):
         parts += ["<h2>Method report</h2>", _kv_table(sorted(report["method_info"].items()))]
     parts.append("</body></html>")

@@ -46,8 +46,15 @@ from torch import nn
 from .. import __version__
 from ..experiments import Experiment, ExperimentConfig
 from ..utils import CheckpointError, config_hash, safe_torch_load, state_dict_hash, to_jsonable
-from .apply import (MIA_MIN_FORGET, PER_EXAMPLE_ALPHA, PER_EXAMPLE_MAX, ApplyMixin, ApplyResult,
-                    per_example_membership, twin_estimate)
+from .apply import (
+    MIA_MIN_FORGET,
+    PER_EXAMPLE_ALPHA,
+    PER_EXAMPLE_MAX,
+    ApplyMixin,
+    ApplyResult,
+    per_example_membership,
+    twin_estimate,
+)
 from .db import ApplyInProgressError, Ledger, LedgerError, RunRecord, VersionRecord, _safe_url
 from .intake import MAX_IDS_FILE_BYTES, MAX_REASON_CHARS, MAX_REQUESTER_CHARS, IntakeMixin
 from .lease import LeaseMixin
@@ -55,8 +62,18 @@ from .schema import LedgerState
 
 log = logging.getLogger("oblivio.ledger")
 
-APPLY_STAGES = ("lease-taken", "recovered", "original-recorded", "original-written", "original-committed",
-                "run-started", "unlearned", "artefact-recorded", "model-written", "committed")
+APPLY_STAGES = (
+    "lease-taken",
+    "recovered",
+    "original-recorded",
+    "original-written",
+    "original-committed",
+    "run-started",
+    "unlearned",
+    "artefact-recorded",
+    "model-written",
+    "committed",
+)
 """The points between two writes of an apply, in order, at which :func:`_checkpoint_hook` is called."""
 
 
@@ -88,10 +105,19 @@ class DeletionService(IntakeMixin, LeaseMixin, ApplyMixin):
             ledger serves another experiment.
     """
 
-    def __init__(self, workdir: str | os.PathLike, *, experiment: "Experiment | ExperimentConfig | str" = "cpu",
-                 method: str = "tmu", hparams: dict[str, Any] | None = None, db_url: str | None = None,
-                 store: Any = None, lease_seconds: float = 300.0, progress: bool = False,
-                 busy_timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        workdir: str | os.PathLike,
+        *,
+        experiment: Experiment | ExperimentConfig | str = "cpu",
+        method: str = "tmu",
+        hparams: dict[str, Any] | None = None,
+        db_url: str | None = None,
+        store: Any = None,
+        lease_seconds: float = 300.0,
+        progress: bool = False,
+        busy_timeout: float = 60.0,
+    ) -> None:
         if lease_seconds <= 0:
             raise ValueError(f"lease_seconds must be positive, got {lease_seconds}")
         self.workdir = Path(workdir)
@@ -100,13 +126,16 @@ class DeletionService(IntakeMixin, LeaseMixin, ApplyMixin):
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.models_dir = self.workdir / "models"
         self.models_dir.mkdir(exist_ok=True)
-        self.experiment = (experiment if isinstance(experiment, Experiment)
-                           else Experiment(experiment, store=store, progress=progress))
+        self.experiment = (
+            experiment if isinstance(experiment, Experiment) else Experiment(experiment, store=store, progress=progress)
+        )
         self.method = method
         self.hparams = dict(hparams or {})
         self.lease_seconds = float(lease_seconds)
         self.progress = progress
-        self.db_url = db_url or os.environ.get("OBLIVIO_LEDGER_URL") or f"sqlite:///{(self.workdir / 'ledger.db').resolve()}"
+        self.db_url = (
+            db_url or os.environ.get("OBLIVIO_LEDGER_URL") or f"sqlite:///{(self.workdir / 'ledger.db').resolve()}"
+        )
         self.ledger = Ledger(self.db_url, busy_timeout=busy_timeout)
         self._bind_experiment()
 
@@ -121,13 +150,14 @@ class DeletionService(IntakeMixin, LeaseMixin, ApplyMixin):
             elif state.experiment_key != key:
                 raise LedgerError(
                     f"the ledger at {_safe_url(self.db_url)} serves another experiment ({json.dumps(state.experiment)}); "
-                    "pass the same --preset / --dataset / --model / --recipe / --seed options, or use another --workdir")
+                    "pass the same --preset / --dataset / --model / --recipe / --seed options, or use another --workdir"
+                )
 
     def close(self) -> None:
         """Release the database connections."""
         self.ledger.dispose()
 
-    def __enter__(self) -> "DeletionService":
+    def __enter__(self) -> DeletionService:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -167,21 +197,25 @@ class DeletionService(IntakeMixin, LeaseMixin, ApplyMixin):
         model = self.experiment.build_model()
         state = safe_torch_load(path, map_location=next(model.parameters()).device)
         if not isinstance(state, dict):
-            raise CheckpointError(f"{path} (model version {version.id}) holds a {type(state).__name__}, not a "
-                                  "state dict; restore the file from a backup (nothing was changed)")
+            raise CheckpointError(
+                f"{path} (model version {version.id}) holds a {type(state).__name__}, not a "
+                "state dict; restore the file from a backup (nothing was changed)"
+            )
         try:
             model.load_state_dict(state)
         except (RuntimeError, TypeError, AttributeError, KeyError, ValueError) as exc:
             raise CheckpointError(f"{path} (model version {version.id}) does not fit this model: {exc}") from exc
         digest = state_dict_hash(model)
         if digest != version.hash:
-            raise CheckpointError(f"{path} (model version {version.id}) was modified or corrupted: its weights hash to "
-                                  f"{digest[:16]}, the ledger recorded {version.hash[:16]}; restore the file from a "
-                                  "backup (nothing was changed)")
+            raise CheckpointError(
+                f"{path} (model version {version.id}) was modified or corrupted: its weights hash to "
+                f"{digest[:16]}, the ledger recorded {version.hash[:16]}; restore the file from a "
+                "backup (nothing was changed)"
+            )
         model.eval()
         return model
 
-    def init(self, *, model_file: "str | os.PathLike | None" = None) -> VersionRecord:
+    def init(self, *, model_file: str | os.PathLike | None = None) -> VersionRecord:
         """Register version 1: a trained model of the user's (``model_file``) or the experiment's original model.
 
         Args:
@@ -195,8 +229,10 @@ class DeletionService(IntakeMixin, LeaseMixin, ApplyMixin):
             ApplyInProgressError: an apply is running.
         """
         if self.ledger.current_version_id() is not None:
-            raise LedgerError(f"the ledger already has model version {self.ledger.current_version_id()}; version 1 "
-                              "can only be registered in a new ledger. Nothing was changed.")
+            raise LedgerError(
+                f"the ledger already has model version {self.ledger.current_version_id()}; version 1 "
+                "can only be registered in a new ledger. Nothing was changed."
+            )
         model = self._load_user_model(Path(model_file)) if model_file is not None else None
         with self._lease():
             if self.ledger.current_version_id() is not None:
@@ -207,18 +243,22 @@ class DeletionService(IntakeMixin, LeaseMixin, ApplyMixin):
         model = self.experiment.build_model()
         state = safe_torch_load(path, map_location=next(model.parameters()).device)
         if not isinstance(state, dict):
-            raise CheckpointError(f"{path} holds a {type(state).__name__}, not a state dict; save the model with "
-                                  "torch.save(model.state_dict(), path)")
+            raise CheckpointError(
+                f"{path} holds a {type(state).__name__}, not a state dict; save the model with "
+                "torch.save(model.state_dict(), path)"
+            )
         try:
             model.load_state_dict(state)
         except (RuntimeError, TypeError, AttributeError, KeyError, ValueError) as exc:
-            raise CheckpointError(f"{path} does not fit the experiment's model ({self.experiment.config.model}): "
-                                  f"{str(exc).splitlines()[0]}") from exc
+            raise CheckpointError(
+                f"{path} does not fit the experiment's model ({self.experiment.config.model}): "
+                f"{str(exc).splitlines()[0]}"
+            ) from exc
         model.eval()
         return model
 
     # ------------------------------------------------------------------ reports
-    def resolve_version(self, version: "int | str | None" = None) -> VersionRecord:
+    def resolve_version(self, version: int | str | None = None) -> VersionRecord:
         """A version by id, ``"current"``/None, or a hash prefix (at least 6 hex digits)."""
         versions = self.ledger.versions()
         if not versions:
@@ -237,7 +277,7 @@ class DeletionService(IntakeMixin, LeaseMixin, ApplyMixin):
             raise LedgerError(f"no single model version matches {version!r}; versions: {known}")
         return match[0]
 
-    def report(self, version: "int | str | None" = None) -> dict:
+    def report(self, version: int | str | None = None) -> dict:
         """The verification report of a model version as a JSON-able dict (see :mod:`oblivio.ledger.report`)."""
         from .report import build_report
 
@@ -248,13 +288,25 @@ class DeletionService(IntakeMixin, LeaseMixin, ApplyMixin):
             experiment = s.get(LedgerState, 1).experiment
         return build_report(v, run, requests, experiment=experiment, oblivio_version=__version__)
 
-    def write_report(self, out_dir: str | os.PathLike, *, version: "int | str | None" = None) -> tuple[Path, Path]:
+    def write_report(self, out_dir: str | os.PathLike, *, version: int | str | None = None) -> tuple[Path, Path]:
         """Write ``report-v<ID>.json`` and ``report-v<ID>.html`` (self-contained) into ``out_dir``."""
         from .report import write_report
 
         return write_report(self.report(version), out_dir)
 
 
-__all__ = ["APPLY_STAGES", "ApplyInProgressError", "ApplyResult", "DeletionService", "LedgerError",
-           "MAX_IDS_FILE_BYTES", "MAX_REASON_CHARS", "MAX_REQUESTER_CHARS", "MIA_MIN_FORGET", "PER_EXAMPLE_ALPHA",
-           "PER_EXAMPLE_MAX", "per_example_membership", "twin_estimate"]
+__all__ = [
+    "APPLY_STAGES",
+    "ApplyInProgressError",
+    "ApplyResult",
+    "DeletionService",
+    "LedgerError",
+    "MAX_IDS_FILE_BYTES",
+    "MAX_REASON_CHARS",
+    "MAX_REQUESTER_CHARS",
+    "MIA_MIN_FORGET",
+    "PER_EXAMPLE_ALPHA",
+    "PER_EXAMPLE_MAX",
+    "per_example_membership",
+    "twin_estimate",
+]

@@ -16,8 +16,7 @@ from torch import nn
 from ..data.loader import stratified_sample
 from ..training.loop import fit
 from .base import UnlearningData, UnlearningMethod, register_method
-from .common import (OptimizerName, OptimizerSettings, check_hparams, frozen_copy, kd_loss, make_loader,
-                     reinitialise)
+from .common import OptimizerName, OptimizerSettings, check_hparams, frozen_copy, kd_loss, make_loader, reinitialise
 
 
 @register_method("bad-teacher")
@@ -38,8 +37,10 @@ class BadTeacher(UnlearningMethod, OptimizerSettings):
         >>> m_u = unlearn("bad-teacher", original, forget=f, retain=r)  # doctest: +SKIP
     """
 
-    source: ClassVar[str] = ("Chundawat et al. 2023 (AAAI), paper and released code: Adam lr 1e-4, one epoch, "
-                             "temperature 1, batch 256, 30% of the retain set")
+    source: ClassVar[str] = (
+        "Chundawat et al. 2023 (AAAI), paper and released code: Adam lr 1e-4, one epoch, "
+        "temperature 1, batch 256, 30% of the retain set"
+    )
 
     retain_fraction: float = 0.3
     temperature: float = 1.0
@@ -72,7 +73,8 @@ class BadTeacher(UnlearningMethod, OptimizerSettings):
             loss = kd_loss(student(batch.x), teacher, temperature=self.temperature, scale=False)
             return loss, {"forget_share": float(is_forget.float().mean())}
 
-        result = fit(model, loader, epochs=self.epochs, optimizer=opt, loss_fn=loss_fn, progress=progress,
-                     desc="bad-teacher")
+        result = fit(
+            model, loader, epochs=self.epochs, optimizer=opt, loss_fn=loss_fn, progress=progress, desc="bad-teacher"
+        )
         self.info.update(epochs=result.epochs_run, n_retain_used=n_retain, history=result.history)
         return model

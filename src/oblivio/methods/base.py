@@ -90,8 +90,7 @@ class UnlearningMethod:
         work = model if inplace else copy.deepcopy(model)
         was_training = model.training
         self.info = {}
-        with CostMeter() as cost, \
-                forked_rng(model):
+        with CostMeter() as cost, forked_rng(model):
             torch.manual_seed(seed)
             out = self._unlearn(work, UnlearningData(forget, retain, holdout), seed=seed, progress=progress)
         # wall seconds, CPU seconds of all threads (time.process_time: robust to a busy machine) and sample-passes
@@ -108,8 +107,10 @@ class UnlearningMethod:
             from ..training.loop import DivergenceError
 
             # Finite but huge weights (an unclipped step at an absurd learning rate) overflow the logits.
-            raise DivergenceError(f"{self.name}: the unlearned model's outputs are not finite (its weights overflow); "
-                                  "lower the learning rate")
+            raise DivergenceError(
+                f"{self.name}: the unlearned model's outputs are not finite (its weights overflow); "
+                "lower the learning rate"
+            )
         return out
 
     @staticmethod
@@ -123,29 +124,34 @@ class UnlearningMethod:
     def _unlearn(self, model: nn.Module, data: UnlearningData, *, seed: int, progress: bool) -> nn.Module:
         raise NotImplementedError
 
-    def _validate(self, model: nn.Module, forget: ImageDataset, retain: ImageDataset,
-                  holdout: ImageDataset | None) -> None:
+    def _validate(
+        self, model: nn.Module, forget: ImageDataset, retain: ImageDataset, holdout: ImageDataset | None
+    ) -> None:
         if len(forget) == 0:
             raise UnlearningError("the forget set is empty: nothing to unlearn")
         if len(retain) == 0:
             raise UnlearningError("the retain set is empty: a forget request may not cover the whole training set")
         if self.needs_holdout and (holdout is None or len(holdout) == 0):
-            raise UnlearningError(f"{self.name} needs holdout data (unseen images of the same distribution); "
-                                  "pass holdout=...")
+            raise UnlearningError(
+                f"{self.name} needs holdout data (unseen images of the same distribution); pass holdout=..."
+            )
         check = getattr(model, "check_input", None)
         for ds in (forget, retain) + ((holdout,) if holdout is not None else ()):
             if check is not None:
                 check(ds.image_shape, ds.num_classes)
         overlap = np.intersect1d(forget.ids.numpy(), retain.ids.numpy())  # type: ignore[union-attr]
         if overlap.size:
-            raise UnlearningError(f"forget and retain sets share {overlap.size} sample ids (e.g. {overlap[:5].tolist()})")
+            raise UnlearningError(
+                f"forget and retain sets share {overlap.size} sample ids (e.g. {overlap[:5].tolist()})"
+            )
         # The model contract, on one small batch, before any training (a late AttributeError wastes the twins).
         from ..models.adapters import ContractError, check_classifier
 
         x = forget.float_images(torch.arange(min(4, len(forget)))).to(model_device(model))
         try:
-            check_classifier(model, x, num_classes=forget.num_classes, needs_features=self.needs_features,
-                             who=self.name)
+            check_classifier(
+                model, x, num_classes=forget.num_classes, needs_features=self.needs_features, who=self.name
+            )
         except ContractError as exc:
             raise UnlearningError(str(exc)) from exc
 
@@ -185,10 +191,13 @@ def register_variant(name: str, base: str, *, reason: str, **defaults: Any) -> t
     namespace: dict[str, Any] = {"__annotations__": {k: by_name[k].type for k in defaults}}
     for key, value in defaults.items():
         # Mutable values (lists, dicts) become per-instance copies, as dataclasses require.
-        namespace[key] = (field(default_factory=lambda v=value: copy.deepcopy(v))
-                          if isinstance(value, (list, dict, set)) else value)
-    cls_name = "".join(part.capitalize() for part in name.replace("+", " plus ").replace(".", " ").replace("-", " ")
-                       .split()) or "Variant"
+        namespace[key] = (
+            field(default_factory=lambda v=value: copy.deepcopy(v)) if isinstance(value, (list, dict, set)) else value
+        )
+    cls_name = (
+        "".join(part.capitalize() for part in name.replace("+", " plus ").replace(".", " ").replace("-", " ").split())
+        or "Variant"
+    )
     cls = dataclass(kw_only=True)(type(cls_name, (base_cls,), namespace))
     cls.__doc__ = f"Variant {name!r} of {base!r}: {reason}"
     cls.variant_of = METHODS.get(base).name
@@ -202,9 +211,14 @@ def register_variant(name: str, base: str, *, reason: str, **defaults: Any) -> t
 def describe_method(name: str) -> dict[str, Any]:
     """Name, base method (for a variant), reason, source and default hyper-parameters of a registered method."""
     cls = METHODS.get(name)
-    return {"name": cls.name, "variant_of": getattr(cls, "variant_of", None),
-            "reason": getattr(cls, "variant_reason", None), "overrides": dict(getattr(cls, "variant_overrides", {})),
-            "source": cls.source, "defaults": cls().hparams()}
+    return {
+        "name": cls.name,
+        "variant_of": getattr(cls, "variant_of", None),
+        "reason": getattr(cls, "variant_reason", None),
+        "overrides": dict(getattr(cls, "variant_overrides", {})),
+        "source": cls.source,
+        "defaults": cls().hparams(),
+    }
 
 
 def create_method(name: str, /, **hparams: Any) -> UnlearningMethod:
@@ -222,8 +236,18 @@ def list_methods(*, variants: bool = True) -> list[str]:
     return [n for n in METHODS.names() if variants or getattr(METHODS.get(n), "variant_of", None) is None]
 
 
-def unlearn(method: str, model: nn.Module, *, forget: ImageDataset, retain: ImageDataset,
-            holdout: ImageDataset | None = None, seed: int = 0, progress: bool = True, **hparams: Any) -> nn.Module:
+def unlearn(
+    method: str,
+    model: nn.Module,
+    *,
+    forget: ImageDataset,
+    retain: ImageDataset,
+    holdout: ImageDataset | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    **hparams: Any,
+) -> nn.Module:
     """One-call form: ``unlearn("finetune", model, forget=f, retain=r, epochs=3)``."""
-    return create_method(method, **hparams)(model, forget=forget, retain=retain, holdout=holdout, seed=seed,
-                                            progress=progress)
+    return create_method(method, **hparams)(
+        model, forget=forget, retain=retain, holdout=holdout, seed=seed, progress=progress
+    )

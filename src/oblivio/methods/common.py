@@ -9,8 +9,9 @@ from __future__ import annotations
 import copy
 import inspect
 import math
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Literal, Sequence
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -33,8 +34,7 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "weight_decay": (lambda v: math.isfinite(v) and v >= 0, "a number >= 0"),
     "temperature": (lambda v: math.isfinite(v) and v > 0, "a positive number"),
     "optimizer": (lambda v: v in ("sgd", "adam"), "'sgd' or 'adam'"),
-    "grad_clip": (lambda v: v is None or (math.isfinite(v) and v > 0),
-                  "None or a positive number"),
+    "grad_clip": (lambda v: v is None or (math.isfinite(v) and v > 0), "None or a positive number"),
 }
 
 
@@ -62,8 +62,9 @@ def check_hparams(method: Any, **extra: tuple[Callable[[Any], bool], str]) -> No
             raise ValueError(f"{type(method).__name__}: {name} must be {allowed}, got {value!r}")
 
 
-def make_optimizer(params: Any, *, optimizer: OptimizerName = "sgd", lr: float, momentum: float = 0.9,
-                   weight_decay: float = 5e-4) -> torch.optim.Optimizer:
+def make_optimizer(
+    params: Any, *, optimizer: OptimizerName = "sgd", lr: float, momentum: float = 0.9, weight_decay: float = 5e-4
+) -> torch.optim.Optimizer:
     """SGD (with momentum) or Adam over ``params``.
 
     Args:
@@ -126,15 +127,33 @@ class OptimizerSettings:
 
     def build_optimizer(self, params: Any) -> torch.optim.Optimizer:
         """The optimiser these settings describe, over ``params`` (see :func:`make_optimizer`)."""
-        return make_optimizer(params, optimizer=self.optimizer, lr=self.lr, momentum=self.momentum,
-                              weight_decay=self.weight_decay)
+        return make_optimizer(
+            params, optimizer=self.optimizer, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay
+        )
 
 
-def make_loader(dataset: ImageDataset, model: nn.Module, *, batch_size: int, seed: int, shuffle: bool = True,
-                labels: torch.Tensor | None = None, fraction: float = 1.0, augment: str | None = None) -> TensorLoader:
+def make_loader(
+    dataset: ImageDataset,
+    model: nn.Module,
+    *,
+    batch_size: int,
+    seed: int,
+    shuffle: bool = True,
+    labels: torch.Tensor | None = None,
+    fraction: float = 1.0,
+    augment: str | None = None,
+) -> TensorLoader:
     """A :class:`TensorLoader` whose batches go to the model's device."""
-    return TensorLoader(dataset, batch_size=batch_size, shuffle=shuffle, seed=seed, device=model_device(model),
-                        labels=labels, fraction=fraction, augment=augment)
+    return TensorLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        seed=seed,
+        device=model_device(model),
+        labels=labels,
+        fraction=fraction,
+        augment=augment,
+    )
 
 
 def frozen_copy(model: nn.Module) -> nn.Module:
@@ -161,8 +180,11 @@ def reinitialise(model: nn.Module) -> nn.Module:
             reset()
     init = getattr(model, "_init_weights", None)
     if callable(init):
-        kwargs = {name: getattr(model, name, False) for name, p in inspect.signature(init).parameters.items()
-                  if p.default is inspect.Parameter.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        kwargs = {
+            name: getattr(model, name, False)
+            for name, p in inspect.signature(init).parameters.items()
+            if p.default is inspect.Parameter.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        }
         init(**kwargs)
     return model
 
@@ -182,8 +204,9 @@ def random_wrong_labels(labels: torch.Tensor, num_classes: int, *, generator: to
     return (labels.cpu() + shift) % num_classes
 
 
-def relabelled_union(retain: ImageDataset, forget: ImageDataset, *, seed: int,
-                     name: str = "retain+forget(random labels)") -> tuple[ImageDataset, torch.Tensor]:
+def relabelled_union(
+    retain: ImageDataset, forget: ImageDataset, *, seed: int, name: str = "retain+forget(random labels)"
+) -> tuple[ImageDataset, torch.Tensor]:
     """``D_r ∪ D_f`` where every forget sample carries a random wrong label (drawn once, seeded).
 
     Returns:
@@ -193,8 +216,9 @@ def relabelled_union(retain: ImageDataset, forget: ImageDataset, *, seed: int,
     return retain.concat(forget.with_labels(wrong), name=name), wrong
 
 
-def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, *, temperature: float = 1.0,
-            scale: bool = True) -> torch.Tensor:
+def kd_loss(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, *, temperature: float = 1.0, scale: bool = True
+) -> torch.Tensor:
     """Hinton distillation loss ``KL(softmax(t/T) || softmax(s/T))``, batch mean, times ``T²`` when ``scale``.
 
     Example:
@@ -292,6 +316,18 @@ class RestoreOutsideMask(Callback):
                 p.copy_(torch.where(mask, p, self.originals[name]))
 
 
-__all__ = ["EpochCounter", "OptimizerSettings", "Phases", "RestoreOutsideMask", "check_hparams", "forget_accuracy_stop",
-           "frozen_copy", "kd_loss", "make_loader", "make_optimizer", "random_wrong_labels", "reinitialise",
-           "relabelled_union"]
+__all__ = [
+    "EpochCounter",
+    "OptimizerSettings",
+    "Phases",
+    "RestoreOutsideMask",
+    "check_hparams",
+    "forget_accuracy_stop",
+    "frozen_copy",
+    "kd_loss",
+    "make_loader",
+    "make_optimizer",
+    "random_wrong_labels",
+    "reinitialise",
+    "relabelled_union",
+]

@@ -37,10 +37,12 @@ class Finetune(UnlearningMethod, OptimizerSettings):
         (10, 0.01, 0.9, 0.0005, 256, 'sgd')
     """
 
-    source: ClassVar[str] = ("Jia et al. 2023, OPTML-Group/Unlearn-Sparse FT baseline (README.MD: main_forget.py "
-                             "--unlearn FT --unlearn_lr 0.01 --unlearn_epochs 10; arg_parser.py: batch 256, SGD "
-                             "momentum 0.9, weight decay 5e-4; unlearn/FT.py: CE on the retain loader); the same code "
-                             "in OPTML-Group/Unlearn-Saliency (Fan et al. 2024), Classification/")
+    source: ClassVar[str] = (
+        "Jia et al. 2023, OPTML-Group/Unlearn-Sparse FT baseline (README.MD: main_forget.py "
+        "--unlearn FT --unlearn_lr 0.01 --unlearn_epochs 10; arg_parser.py: batch 256, SGD "
+        "momentum 0.9, weight decay 5e-4; unlearn/FT.py: CE on the retain loader); the same code "
+        "in OPTML-Group/Unlearn-Saliency (Fan et al. 2024), Classification/"
+    )
 
     epochs: int = 10
     lr: float = 0.01
@@ -56,8 +58,9 @@ class Finetune(UnlearningMethod, OptimizerSettings):
         callbacks = self._prepare(model, data)
         loader = make_loader(self._training_set(data, seed), model, batch_size=self.batch_size, seed=seed)
         opt = self.build_optimizer([p for p in model.parameters() if p.requires_grad])
-        result = fit(model, loader, epochs=self.epochs, optimizer=opt, callbacks=callbacks, progress=progress,
-                     desc=self.name)
+        result = fit(
+            model, loader, epochs=self.epochs, optimizer=opt, callbacks=callbacks, progress=progress, desc=self.name
+        )
         self.info.update(epochs=result.epochs_run, history=result.history)
         return model
 

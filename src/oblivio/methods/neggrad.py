@@ -47,10 +47,12 @@ class NegGrad(UnlearningMethod, OptimizerSettings):
         (5, 0.0001, 0.9, 0.0005, 256, 'sgd', None)
     """
 
-    source: ClassVar[str] = ("Jia et al. 2023, OPTML-Group/Unlearn-Sparse GA baseline (README.MD: main_forget.py "
-                             "--unlearn GA --unlearn_lr 0.0001 --unlearn_epochs 5; arg_parser.py: batch 256, SGD "
-                             "momentum 0.9, weight decay 5e-4; unlearn/GA.py: -CE on the forget loader, no clip); the "
-                             "same code in OPTML-Group/Unlearn-Saliency (Fan et al. 2024), Classification/")
+    source: ClassVar[str] = (
+        "Jia et al. 2023, OPTML-Group/Unlearn-Sparse GA baseline (README.MD: main_forget.py "
+        "--unlearn GA --unlearn_lr 0.0001 --unlearn_epochs 5; arg_parser.py: batch 256, SGD "
+        "momentum 0.9, weight decay 5e-4; unlearn/GA.py: -CE on the forget loader, no clip); the "
+        "same code in OPTML-Group/Unlearn-Saliency (Fan et al. 2024), Classification/"
+    )
 
     epochs: int = 5
     lr: float = 1e-4
@@ -65,7 +67,15 @@ class NegGrad(UnlearningMethod, OptimizerSettings):
 
     def _unlearn(self, model: nn.Module, data: UnlearningData, *, seed: int, progress: bool) -> nn.Module:
         loader = make_loader(data.forget, model, batch_size=self.batch_size, seed=seed)
-        result = fit(model, loader, epochs=self.epochs, optimizer=self.build_optimizer(model.parameters()),
-                     loss_fn=ascent_loss, grad_clip=self.grad_clip, progress=progress, desc=self.name)
+        result = fit(
+            model,
+            loader,
+            epochs=self.epochs,
+            optimizer=self.build_optimizer(model.parameters()),
+            loss_fn=ascent_loss,
+            grad_clip=self.grad_clip,
+            progress=progress,
+            desc=self.name,
+        )
         self.info.update(epochs=result.epochs_run, history=result.history)
         return model

@@ -51,10 +51,12 @@ class NegGradPlus(UnlearningMethod, OptimizerSettings):
         (0.95, 10, 0.01, 0.0, 0.1, None)
     """
 
-    source: ClassVar[str] = ("Kurmanji et al. 2023, SCRUB repository small_scale_unlearning.ipynb (negative_grad): "
-                             "alpha 0.95, 10 epochs, SGD lr 0.01 without momentum or weight decay, retain batch 128, "
-                             "forget batch 64, L2 penalty 0.1/2 to the original weights in the retain term; no clip, "
-                             "no cap")
+    source: ClassVar[str] = (
+        "Kurmanji et al. 2023, SCRUB repository small_scale_unlearning.ipynb (negative_grad): "
+        "alpha 0.95, 10 epochs, SGD lr 0.01 without momentum or weight decay, retain batch 128, "
+        "forget batch 64, L2 penalty 0.1/2 to the original weights in the retain term; no clip, "
+        "no cap"
+    )
 
     alpha: float = 0.95
     epochs: int = 10
@@ -69,10 +71,13 @@ class NegGradPlus(UnlearningMethod, OptimizerSettings):
     ascent_cap: float | None = None
 
     def __post_init__(self) -> None:
-        check_hparams(self, alpha=(lambda v: 0 <= v <= 1, "in [0, 1]"),
-                      ascent_cap=(lambda v: v is None or v > 0, "positive or None"),
-                      l2_to_original=(lambda v: math.isfinite(v) and v >= 0, "a number >= 0"),
-                      forget_batch_size=(lambda v: int(v) == v and v >= 1, "an integer >= 1"))
+        check_hparams(
+            self,
+            alpha=(lambda v: 0 <= v <= 1, "in [0, 1]"),
+            ascent_cap=(lambda v: v is None or v > 0, "positive or None"),
+            l2_to_original=(lambda v: math.isfinite(v) and v >= 0, "a number >= 0"),
+            forget_batch_size=(lambda v: int(v) == v and v >= 1, "an integer >= 1"),
+        )
         self._anchor: list[torch.Tensor] | None = None
 
     def loss(self, model: nn.Module, batch: dict) -> tuple:
@@ -96,14 +101,26 @@ class NegGradPlus(UnlearningMethod, OptimizerSettings):
         return loss, {"retain_ce": float(ce_r.detach()), "forget_ce": float(ce_f.detach())}
 
     def _unlearn(self, model: nn.Module, data: UnlearningData, *, seed: int, progress: bool) -> nn.Module:
-        loader = ZipLoader({"retain": make_loader(data.retain, model, batch_size=self.batch_size, seed=seed),
-                            "forget": make_loader(data.forget, model, batch_size=self.forget_batch_size,
-                                                  seed=seed + 1)}, primary="retain")
+        loader = ZipLoader(
+            {
+                "retain": make_loader(data.retain, model, batch_size=self.batch_size, seed=seed),
+                "forget": make_loader(data.forget, model, batch_size=self.forget_batch_size, seed=seed + 1),
+            },
+            primary="retain",
+        )
         self._anchor = [p.detach().clone() for p in model.parameters()]  # θ_o for the L2 penalty
         opt = self.build_optimizer(model.parameters())
         try:
-            result = fit(model, loader, epochs=self.epochs, optimizer=opt, loss_fn=self.loss,
-                         grad_clip=self.grad_clip, progress=progress, desc="neggrad+")
+            result = fit(
+                model,
+                loader,
+                epochs=self.epochs,
+                optimizer=opt,
+                loss_fn=self.loss,
+                grad_clip=self.grad_clip,
+                progress=progress,
+                desc="neggrad+",
+            )
         finally:
             self._anchor = None
         self.info.update(epochs=result.epochs_run, history=result.history)

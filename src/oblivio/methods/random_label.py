@@ -43,10 +43,12 @@ class RandomLabel(Finetune):
         (10, 0.013, 0.9, 0.0005, 256, 'sgd')
     """
 
-    source: ClassVar[str] = ("Fan et al. 2024, OPTML-Group/Unlearn-Saliency RL code (Classification/unlearn/RL.py; "
-                             "Classification/README.md: main_random.py --unlearn RL --unlearn_epochs 10 --unlearn_lr "
-                             "0.013, that example with the SalUn mask; Classification/arg_parser.py: batch 256, SGD "
-                             "momentum 0.9, weight decay 5e-4); labels drawn once per run and always wrong (ours)")
+    source: ClassVar[str] = (
+        "Fan et al. 2024, OPTML-Group/Unlearn-Saliency RL code (Classification/unlearn/RL.py; "
+        "Classification/README.md: main_random.py --unlearn RL --unlearn_epochs 10 --unlearn_lr "
+        "0.013, that example with the SalUn mask; Classification/arg_parser.py: batch 256, SGD "
+        "momentum 0.9, weight decay 5e-4); labels drawn once per run and always wrong (ours)"
+    )
 
     epochs: int = 10
     lr: float = 0.013

@@ -32,7 +32,7 @@ class Retrain(UnlearningMethod):
 
     source: ClassVar[str] = "the recipe the original model was trained with (oblivio CPU preset by default)"
 
-    recipe: "str | Recipe" = "cpu"
+    recipe: str | Recipe = "cpu"
     epochs: int | None = None
 
     def __post_init__(self) -> None:

@@ -23,8 +23,9 @@ from .common import OptimizerName, RestoreOutsideMask, check_hparams, make_loade
 from .random_label import RandomLabel
 
 
-def saliency_masks(model: nn.Module, forget: ImageDataset, *, sparsity: float, batch_size: int = 256
-                   ) -> dict[str, torch.Tensor]:
+def saliency_masks(
+    model: nn.Module, forget: ImageDataset, *, sparsity: float, batch_size: int = 256
+) -> dict[str, torch.Tensor]:
     """Boolean masks (``True`` = salient, trainable) over every parameter of ``model``.
 
     The saliency of a weight is ``|∂ L_f / ∂ w|`` with ``L_f`` the summed cross-entropy over ``D_f`` (eval mode).
@@ -53,7 +54,7 @@ def saliency_masks(model: nn.Module, forget: ImageDataset, *, sparsity: float, b
         keep[torch.topk(flat, k, sorted=False).indices] = True
     masks, start = {}, 0
     for n, g in grads.items():
-        masks[n] = keep[start:start + g.numel()].view_as(g)
+        masks[n] = keep[start : start + g.numel()].view_as(g)
         start += g.numel()
     return masks
 
@@ -79,11 +80,13 @@ class SalUn(RandomLabel):
         >>> m_u = unlearn("salun", original, forget=f, retain=r, sparsity=0.5)  # doctest: +SKIP
     """
 
-    source: ClassVar[str] = ("Fan et al. 2024 (ICLR) and their repository OPTML-Group/Unlearn-Saliency "
-                             "(Classification/README.md: main_random.py --unlearn RL --unlearn_epochs 10 --unlearn_lr "
-                             "0.013 --mask_path mask/with_0.5.pt; Classification/arg_parser.py: batch 256, SGD "
-                             "momentum 0.9, weight decay 5e-4): saliency sparsity 0.5, random-label unlearning with "
-                             "lr 0.013, 10 epochs. The CPU preset's 5 epochs, batch 128: the variant salun.cpu")
+    source: ClassVar[str] = (
+        "Fan et al. 2024 (ICLR) and their repository OPTML-Group/Unlearn-Saliency "
+        "(Classification/README.md: main_random.py --unlearn RL --unlearn_epochs 10 --unlearn_lr "
+        "0.013 --mask_path mask/with_0.5.pt; Classification/arg_parser.py: batch 256, SGD "
+        "momentum 0.9, weight decay 5e-4): saliency sparsity 0.5, random-label unlearning with "
+        "lr 0.013, 10 epochs. The CPU preset's 5 epochs, batch 128: the variant salun.cpu"
+    )
 
     sparsity: float = 0.5
     epochs: int = 10
@@ -102,6 +105,7 @@ class SalUn(RandomLabel):
         masks = saliency_masks(model, data.forget, sparsity=self.sparsity, batch_size=self.batch_size)
         model.zero_grad(set_to_none=True)
         self.masks = masks
-        self.info.update(n_salient=int(sum(int(m.sum()) for m in masks.values())),
-                         n_weights=sum(m.numel() for m in masks.values()))
+        self.info.update(
+            n_salient=int(sum(int(m.sum()) for m in masks.values())), n_weights=sum(m.numel() for m in masks.values())
+        )
         return [RestoreOutsideMask(masks)]

@@ -59,11 +59,13 @@ class Scrub(UnlearningMethod, OptimizerSettings):
         (3, 2, 0.0005, 256, 512, None)
     """
 
-    source: ClassVar[str] = ("Kurmanji et al. 2023, meghdadk/SCRUB large_scale_unlearning.ipynb ('SCRUB Forgetting' "
-                             "cell: SGD lr 5e-4, momentum 0.9, weight decay 5e-4, gamma 0.99, alpha 0.001, kd_T 4, "
-                             "msteps 2, sgda_epochs 3; loaders built with retain batch 256, forget batch 512; no clip: "
-                             "thirdparty/repdistiller/helper/loops.py train_distill). small_scale_unlearning.ipynb "
-                             "differs (Adam, alpha 0.5, T 2, stepped lr) and is not followed")
+    source: ClassVar[str] = (
+        "Kurmanji et al. 2023, meghdadk/SCRUB large_scale_unlearning.ipynb ('SCRUB Forgetting' "
+        "cell: SGD lr 5e-4, momentum 0.9, weight decay 5e-4, gamma 0.99, alpha 0.001, kd_T 4, "
+        "msteps 2, sgda_epochs 3; loaders built with retain batch 256, forget batch 512; no clip: "
+        "thirdparty/repdistiller/helper/loops.py train_distill). small_scale_unlearning.ipynb "
+        "differs (Adam, alpha 0.5, T 2, stepped lr) and is not followed"
+    )
 
     msteps: int = 2
     alpha: float = 0.001
@@ -80,19 +82,29 @@ class Scrub(UnlearningMethod, OptimizerSettings):
 
     def __post_init__(self) -> None:
         nonneg = (lambda v: v >= 0, "a number >= 0")
-        check_hparams(self, msteps=(lambda v: int(v) == v and v >= 0, "an integer >= 0"), alpha=nonneg, gamma=nonneg,
-                      forget_batch_size=(lambda v: int(v) == v and v >= 1, "an integer >= 1"))
+        check_hparams(
+            self,
+            msteps=(lambda v: int(v) == v and v >= 0, "an integer >= 0"),
+            alpha=nonneg,
+            gamma=nonneg,
+            forget_batch_size=(lambda v: int(v) == v and v >= 1, "an integer >= 1"),
+        )
 
     def _unlearn(self, model: nn.Module, data: UnlearningData, *, seed: int, progress: bool) -> nn.Module:
         teacher = frozen_copy(model)
-        phases = Phases([
-            ("max", make_loader(data.forget, model, batch_size=self.forget_batch_size, seed=seed + 1),
-             lambda epoch: epoch < self.msteps),
-            ("min", make_loader(data.retain, model, batch_size=self.batch_size, seed=seed), None),
-        ])
+        phases = Phases(
+            [
+                (
+                    "max",
+                    make_loader(data.forget, model, batch_size=self.forget_batch_size, seed=seed + 1),
+                    lambda epoch: epoch < self.msteps,
+                ),
+                ("min", make_loader(data.retain, model, batch_size=self.batch_size, seed=seed), None),
+            ]
+        )
 
         def loss_fn(student: nn.Module, batch: dict) -> tuple:
-            (tag, b), = batch.items()
+            ((tag, b),) = batch.items()
             logits = student(b.x)
             with torch.no_grad():
                 target = teacher(b.x)
@@ -102,8 +114,17 @@ class Scrub(UnlearningMethod, OptimizerSettings):
             ce = F.cross_entropy(logits, b.y)
             return self.gamma * ce + self.alpha * kl, {"retain_ce": float(ce.detach())}
 
-        result = fit(model, phases, epochs=self.epochs, optimizer=self.build_optimizer(model.parameters()),
-                     loss_fn=loss_fn, grad_clip=self.grad_clip, progress=progress, desc=self.name)
-        self.info.update(epochs=result.epochs_run, max_epochs=min(self.msteps, result.epochs_run),
-                         history=result.history)
+        result = fit(
+            model,
+            phases,
+            epochs=self.epochs,
+            optimizer=self.build_optimizer(model.parameters()),
+            loss_fn=loss_fn,
+            grad_clip=self.grad_clip,
+            progress=progress,
+            desc=self.name,
+        )
+        self.info.update(
+            epochs=result.epochs_run, max_epochs=min(self.msteps, result.epochs_run), history=result.history
+        )
         return model

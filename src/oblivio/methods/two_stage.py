@@ -15,8 +15,9 @@ each step can be checked by hand.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, Sequence, TypedDict
+from typing import Any, ClassVar, Literal, TypedDict
 
 import numpy as np
 import torch
@@ -29,8 +30,7 @@ from ..training.evaluate import accuracy, predict_logits
 from ..training.loop import KeepBest, fit
 from ..training.recipes import Recipe, get_recipe
 from .base import UnlearningData, UnlearningError, UnlearningMethod, register_method
-from .common import (EpochCounter, check_hparams, forget_accuracy_stop, frozen_copy, kd_loss, make_loader,
-                     make_optimizer)
+from .common import EpochCounter, check_hparams, forget_accuracy_stop, frozen_copy, kd_loss, make_loader, make_optimizer
 
 MislabelMode = Literal["min", "max"]
 AccumulateMode = Literal["logits", "softmax"]
@@ -85,8 +85,9 @@ class TwoStageInfo(TypedDict, total=False):
 
 
 # ---------------------------------------------------------------------------------------------------- Alg. 1
-def output_accumulation(outputs: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray,
-                        num_classes: int) -> torch.Tensor:
+def output_accumulation(
+    outputs: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray, num_classes: int
+) -> torch.Tensor:
     """Alg. 1: the ``C × C`` matrix whose row ``c`` is the mean model output over forget samples of class ``c``.
 
     The paper averages the model's **logits** (§5.2, "we averaged the logits"); :class:`TwoStage` passes logits by
@@ -116,8 +117,10 @@ def output_accumulation(outputs: torch.Tensor | np.ndarray, labels: torch.Tensor
     outputs = torch.as_tensor(outputs, dtype=torch.float64).cpu()
     labels = torch.as_tensor(labels, dtype=torch.long).reshape(-1).cpu()
     if outputs.dim() != 2 or outputs.shape[1] != num_classes or outputs.shape[0] != labels.shape[0]:
-        raise ValueError(f"outputs must be [N, {num_classes}] with one label per row; got outputs "
-                         f"{tuple(outputs.shape)} and {labels.shape[0]} labels")
+        raise ValueError(
+            f"outputs must be [N, {num_classes}] with one label per row; got outputs "
+            f"{tuple(outputs.shape)} and {labels.shape[0]} labels"
+        )
     if labels.numel() == 0:
         raise ValueError("output accumulation needs at least one forget sample")
     if not torch.isfinite(outputs).all():
@@ -136,8 +139,9 @@ def output_accumulation(outputs: torch.Tensor | np.ndarray, labels: torch.Tensor
 
 
 # ---------------------------------------------------------------------------------------------------- Alg. 2
-def contrastive_labels(matrix: torch.Tensor | np.ndarray, forget_classes: Sequence[int], *,
-                       mode: MislabelMode = "min") -> dict[int, int]:
+def contrastive_labels(
+    matrix: torch.Tensor | np.ndarray, forget_classes: Sequence[int], *, mode: MislabelMode = "min"
+) -> dict[int, int]:
     """Alg. 2: map each forget class to a contrastive (wrong) class from the output-accumulation matrix.
 
     ``"min"`` (minimum mislabel, the paper's method): repeat once per forget class: take the global minimum of the
@@ -203,9 +207,17 @@ def contrastive_labels(matrix: torch.Tensor | np.ndarray, forget_classes: Sequen
 
 
 # ---------------------------------------------------------------------------------------------------- stage 2 loss
-def two_stage_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor | None, targets: torch.Tensor, *,
-                   epoch: int, temperature: float = 4.0, ce_weight: float = 1.1, kd_weight: float = 0.9,
-                   kd_epochs: int = 10) -> tuple[torch.Tensor, dict[str, float]]:
+def two_stage_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor | None,
+    targets: torch.Tensor,
+    *,
+    epoch: int,
+    temperature: float = 4.0,
+    ce_weight: float = 1.1,
+    kd_weight: float = 0.9,
+    kd_epochs: int = 10,
+) -> tuple[torch.Tensor, dict[str, float]]:
     """The retraining loss at 0-based ``epoch``.
 
     For ``epoch < kd_epochs``: ``ce_weight · CE + kd_weight · T² · KL(softmax(t/T) || softmax(s/T))``.
@@ -233,8 +245,9 @@ def two_stage_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor | 
     return ce_weight * ce + kd_weight * kd, {"ce": float(ce.detach()), "kd": float(kd.detach())}
 
 
-def validation_split(retain: ImageDataset, holdout: ImageDataset | None, *, fraction: float,
-                     seed: int) -> tuple[ImageDataset, ImageDataset, str]:
+def validation_split(
+    retain: ImageDataset, holdout: ImageDataset | None, *, fraction: float, seed: int
+) -> tuple[ImageDataset, ImageDataset, str]:
     """The retraining set and the validation set for the saving point.
 
     ``holdout`` when given (unseen images of the training distribution); otherwise a class-stratified, seeded
@@ -251,8 +264,11 @@ def validation_split(retain: ImageDataset, holdout: ImageDataset | None, *, frac
     val_pos = stratified_sample(retain, k, seed=seed + 104729)
     keep = np.ones(len(retain), dtype=bool)
     keep[val_pos] = False
-    return (retain.subset(np.flatnonzero(keep), name=f"{retain.name}:train"),
-            retain.subset(val_pos, name=f"{retain.name}:validation"), "retain-split")
+    return (
+        retain.subset(np.flatnonzero(keep), name=f"{retain.name}:train"),
+        retain.subset(val_pos, name=f"{retain.name}:validation"),
+        "retain-split",
+    )
 
 
 # ---------------------------------------------------------------------------------------------------- the method
@@ -307,14 +323,16 @@ class TwoStage(UnlearningMethod):
         >>> method.info["label_map"], method.info["saving_point"]  # doctest: +SKIP
     """
 
-    source: ClassVar[str] = ("Kim & Woo 2022 (two-stage retraining): logits averaged in Alg. 1 (§5.2), loss 1.1 CE + "
-                             "0.9 KD, KD dropped after 10 epochs, half the pre-training epochs, half the data per "
-                             "epoch, best-on-validation saving point, neutralise to chance, Adam lr 1e-3 (§4). Ours "
-                             "(the paper gives no value): T 4, constant retraining lr, no weight decay, gradient-norm "
-                             "clip 5 as a safety net, neutralisation SGD lr 0.01 momentum 0.9 batch 64 capped at 50 "
-                             "epochs, 10% of D_r for validation without holdout")
+    source: ClassVar[str] = (
+        "Kim & Woo 2022 (two-stage retraining): logits averaged in Alg. 1 (§5.2), loss 1.1 CE + "
+        "0.9 KD, KD dropped after 10 epochs, half the pre-training epochs, half the data per "
+        "epoch, best-on-validation saving point, neutralise to chance, Adam lr 1e-3 (§4). Ours "
+        "(the paper gives no value): T 4, constant retraining lr, no weight decay, gradient-norm "
+        "clip 5 as a safety net, neutralisation SGD lr 0.01 momentum 0.9 batch 64 capped at 50 "
+        "epochs, 10% of D_r for validation without holdout"
+    )
 
-    recipe: "str | Recipe" = "cpu"
+    recipe: str | Recipe = "cpu"
     mislabel: MislabelMode = "min"
     accumulate: AccumulateMode = "logits"
     target_forget_acc: float | None = None
@@ -339,18 +357,24 @@ class TwoStage(UnlearningMethod):
         integer = (lambda v: int(v) == v and v >= 0, "an integer >= 0")
         unit = (lambda v: 0 < v <= 1, "in (0, 1]")
         check_hparams(
-            self, mislabel=(lambda v: v in ("min", "max"), "'min' or 'max'"),
+            self,
+            mislabel=(lambda v: v in ("min", "max"), "'min' or 'max'"),
             accumulate=(lambda v: v in ("logits", "softmax"), "'logits' or 'softmax'"),
             retrain_optimizer=(lambda v: v in ("adam", "sgd", "recipe"), "'adam', 'sgd' or 'recipe'"),
             retrain_lr=(lambda v: math.isfinite(v) and v > 0, "a positive number"),
             retrain_weight_decay=(lambda v: math.isfinite(v) and v >= 0, "a number >= 0"),
             target_forget_acc=(lambda v: v is None or 0 <= v <= 1, "None or in [0, 1]"),
-            neutralize_max_epochs=integer, neutralize_lr=(lambda v: v > 0, "a positive number"),
+            neutralize_max_epochs=integer,
+            neutralize_lr=(lambda v: v > 0, "a positive number"),
             neutralize_batch_size=(lambda v: int(v) == v and v >= 1, "an integer >= 1"),
             retrain_scale=(lambda v: v > 0, "a positive number"),
             retrain_epochs=(lambda v: v is None or (int(v) == v and v >= 1), "None or an integer >= 1"),
-            data_fraction=unit, ce_weight=(lambda v: v >= 0, ">= 0"), kd_weight=(lambda v: v >= 0, ">= 0"),
-            kd_epochs=integer, val_fraction=(lambda v: 0 < v < 1, "in (0, 1)"))
+            data_fraction=unit,
+            ce_weight=(lambda v: v >= 0, ">= 0"),
+            kd_weight=(lambda v: v >= 0, ">= 0"),
+            kd_epochs=integer,
+            val_fraction=(lambda v: 0 < v < 1, "in (0, 1)"),
+        )
 
     def retraining_recipe(self) -> Recipe:
         """The pre-training recipe scaled to the retraining length."""
@@ -365,8 +389,13 @@ class TwoStage(UnlearningMethod):
         if self.retrain_optimizer == "recipe":
             opt = recipe.make_optimizer(model.parameters())
             return opt, recipe.make_scheduler(opt)
-        return make_optimizer(model.parameters(), optimizer=self.retrain_optimizer, lr=self.retrain_lr,
-                              momentum=recipe.momentum, weight_decay=self.retrain_weight_decay), None
+        return make_optimizer(
+            model.parameters(),
+            optimizer=self.retrain_optimizer,
+            lr=self.retrain_lr,
+            momentum=recipe.momentum,
+            weight_decay=self.retrain_weight_decay,
+        ), None
 
     # -------------------------------------------------------------------------------- stage 1
     def neutralise(self, model: nn.Module, forget: ImageDataset, *, seed: int, progress: bool) -> TwoStageInfo:
@@ -385,48 +414,103 @@ class TwoStage(UnlearningMethod):
         if before > target and self.neutralize_max_epochs > 0:
             loader = make_loader(forget, model, batch_size=self.neutralize_batch_size, seed=seed, labels=contrast)
             opt = make_optimizer(model.parameters(), lr=self.neutralize_lr, momentum=0.9, weight_decay=0.0)
-            result = fit(model, loader, epochs=self.neutralize_max_epochs, optimizer=opt,
-                         callbacks=[forget_accuracy_stop(forget, target)], progress=progress, desc="neutralise")
+            result = fit(
+                model,
+                loader,
+                epochs=self.neutralize_max_epochs,
+                optimizer=opt,
+                callbacks=[forget_accuracy_stop(forget, target)],
+                progress=progress,
+                desc="neutralise",
+            )
             epochs = result.epochs_run
         after = accuracy(model, forget)
-        return TwoStageInfo(label_map=label_map, matrix=matrix.tolist(), accumulate=self.accumulate,
-                            neutralisation_epochs=epochs, forget_acc_before=before, forget_acc_neutralised=after,
-                            neutralised=after <= target, target_forget_acc=target)
+        return TwoStageInfo(
+            label_map=label_map,
+            matrix=matrix.tolist(),
+            accumulate=self.accumulate,
+            neutralisation_epochs=epochs,
+            forget_acc_before=before,
+            forget_acc_neutralised=after,
+            neutralised=after <= target,
+            target_forget_acc=target,
+        )
 
     # -------------------------------------------------------------------------------- stage 2
     def _unlearn(self, model: nn.Module, data: UnlearningData, *, seed: int, progress: bool) -> nn.Module:
         teacher = frozen_copy(model)  # the original model M_o
         self.info.update(self.neutralise(model, data.forget, seed=seed, progress=progress))
-        train_set, val_set, val_source = validation_split(data.retain, data.holdout, fraction=self.val_fraction,
-                                                          seed=seed)
+        train_set, val_set, val_source = validation_split(
+            data.retain, data.holdout, fraction=self.val_fraction, seed=seed
+        )
         recipe = self.retraining_recipe()
-        counter = EpochCounter(make_loader(train_set, model, batch_size=recipe.batch_size, seed=seed,
-                                           fraction=self.data_fraction, augment=recipe.augment))
+        counter = EpochCounter(
+            make_loader(
+                train_set,
+                model,
+                batch_size=recipe.batch_size,
+                seed=seed,
+                fraction=self.data_fraction,
+                augment=recipe.augment,
+            )
+        )
 
         def loss_fn(student: nn.Module, batch) -> tuple:
             use_kd = counter.epoch < self.kd_epochs
             logits = student(batch.x)
             with torch.no_grad():
                 t_logits = teacher(batch.x) if use_kd else None
-            return two_stage_loss(logits, t_logits, batch.y, epoch=counter.epoch, temperature=self.temperature,
-                                  ce_weight=self.ce_weight, kd_weight=self.kd_weight, kd_epochs=self.kd_epochs)
+            return two_stage_loss(
+                logits,
+                t_logits,
+                batch.y,
+                epoch=counter.epoch,
+                temperature=self.temperature,
+                ce_weight=self.ce_weight,
+                kd_weight=self.kd_weight,
+                kd_epochs=self.kd_epochs,
+            )
 
         keep = KeepBest(lambda m: accuracy(m, val_set), name="val_acc")
         opt, scheduler = self.retraining_optimizer(model, recipe)
-        result = fit(model, counter, epochs=recipe.epochs, optimizer=opt, scheduler=scheduler,
-                     loss_fn=loss_fn, callbacks=[keep], grad_clip=self.grad_clip, progress=progress,
-                     desc="two-stage retrain")
+        result = fit(
+            model,
+            counter,
+            epochs=recipe.epochs,
+            optimizer=opt,
+            scheduler=scheduler,
+            loss_fn=loss_fn,
+            callbacks=[keep],
+            grad_clip=self.grad_clip,
+            progress=progress,
+            desc="two-stage retrain",
+        )
         steps = [len(counter)] * result.epochs_run
         clipped = sum(round(h.get("clipped", 0.0) * n) for h, n in zip(result.history, steps))
-        self.info.update(TwoStageInfo(
-            saving_point=keep.best_epoch, best_val_acc=keep.best_value, retrain_epochs=result.epochs_run,
-            retrain_optimizer=type(opt).__name__,
-            retrain_lr=float(opt.param_groups[0].get("initial_lr", opt.param_groups[0]["lr"])),
-            clipped_steps=int(clipped), retrain_steps=int(sum(steps)), validation=val_source,
-            n_validation=len(val_set), n_retrain=len(train_set), data_fraction=self.data_fraction,
-            history=result.history))
+        self.info.update(
+            TwoStageInfo(
+                saving_point=keep.best_epoch,
+                best_val_acc=keep.best_value,
+                retrain_epochs=result.epochs_run,
+                retrain_optimizer=type(opt).__name__,
+                retrain_lr=float(opt.param_groups[0].get("initial_lr", opt.param_groups[0]["lr"])),
+                clipped_steps=int(clipped),
+                retrain_steps=int(sum(steps)),
+                validation=val_source,
+                n_validation=len(val_set),
+                n_retrain=len(train_set),
+                data_fraction=self.data_fraction,
+                history=result.history,
+            )
+        )
         return model
 
 
-__all__ = ["TwoStage", "TwoStageInfo", "contrastive_labels", "output_accumulation", "two_stage_loss",
-           "validation_split"]
+__all__ = [
+    "TwoStage",
+    "TwoStageInfo",
+    "contrastive_labels",
+    "output_accumulation",
+    "two_stage_loss",
+    "validation_split",
+]

@@ -21,8 +21,18 @@ Example:
 
 from __future__ import annotations
 
-from .alignment import ActivationNorm, accuracy_from_logits, activation_distance, cohen_kappa, delta, js_divergence, \
-    random_subset_agreement, sample_agreement, sample_kappa, zrf_score
+from .alignment import (
+    ActivationNorm,
+    accuracy_from_logits,
+    activation_distance,
+    cohen_kappa,
+    delta,
+    js_divergence,
+    random_subset_agreement,
+    sample_agreement,
+    sample_kappa,
+    zrf_score,
+)
 from .cost import Timer, rte
 from .cost_ratio import RunCost, cost_ratios
 from .forget_quality import (
@@ -50,15 +60,42 @@ from .tta import TTA_VIEWS, tta_accuracy
 from .ulira import ULiRAResult, best_balanced_accuracy, ulira, ulira_accuracy, ulira_log_likelihood_ratio
 
 __all__ = [
-    "ActivationNorm", "accuracy_from_logits", "activation_distance", "delta", "js_divergence", "zrf_score",
-    "cohen_kappa", "random_subset_agreement", "sample_agreement", "sample_kappa",
-    "Timer", "rte",
-    "RunCost", "cost_ratios",
-    "ForgetQualityResult", "epsilon_to_score", "final_score", "forget_quality", "logit_scaled_confidence", "n_bins",
+    "ActivationNorm",
+    "accuracy_from_logits",
+    "activation_distance",
+    "delta",
+    "js_divergence",
+    "zrf_score",
+    "cohen_kappa",
+    "random_subset_agreement",
+    "sample_agreement",
+    "sample_kappa",
+    "Timer",
+    "rte",
+    "RunCost",
+    "cost_ratios",
+    "ForgetQualityResult",
+    "epsilon_to_score",
+    "final_score",
+    "forget_quality",
+    "logit_scaled_confidence",
+    "n_bins",
     "per_example_epsilon",
-    "LossLRMIAResult", "SalunMIAResult", "loss_mia_lr", "modified_entropy", "per_example_cross_entropy", "roc_auc",
-    "salun_mia_efficacy", "tpr_at_fpr", "true_class_confidence",
+    "LossLRMIAResult",
+    "SalunMIAResult",
+    "loss_mia_lr",
+    "modified_entropy",
+    "per_example_cross_entropy",
+    "roc_auc",
+    "salun_mia_efficacy",
+    "tpr_at_fpr",
+    "true_class_confidence",
     "evaluate_unlearning",
-    "TTA_VIEWS", "tta_accuracy",
-    "ULiRAResult", "best_balanced_accuracy", "ulira", "ulira_accuracy", "ulira_log_likelihood_ratio",
+    "TTA_VIEWS",
+    "tta_accuracy",
+    "ULiRAResult",
+    "best_balanced_accuracy",
+    "ulira",
+    "ulira_accuracy",
+    "ulira_log_likelihood_ratio",
 ]

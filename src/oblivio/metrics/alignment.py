@@ -121,9 +121,9 @@ def cohen_kappa(a: ArrayLike, b: ArrayLike) -> float:
     if a.size == 0:
         return float("nan")
     cats, inv = np.unique(np.concatenate([a, b]), return_inverse=True)
-    ia, ib = inv[: a.size], inv[a.size:]
+    ia, ib = inv[: a.size], inv[a.size :]
     p_o = float(np.mean(ia == ib))
-    p_e = float(np.dot(np.bincount(ia, minlength=cats.size), np.bincount(ib, minlength=cats.size))) / a.size ** 2
+    p_e = float(np.dot(np.bincount(ia, minlength=cats.size), np.bincount(ib, minlength=cats.size))) / a.size**2
     if p_e >= 1.0:
         return float("nan")
     return (p_o - p_e) / (1.0 - p_e)
@@ -190,7 +190,7 @@ def random_subset_agreement(predicted: ArrayLike, truth: ArrayLike) -> float:
     if n == 0:
         return float("nan")
     e, g = int(p.sum()), int(t.sum())
-    return (e * g + (n - e) * (n - g)) / n ** 2
+    return (e * g + (n - e) * (n - g)) / n**2
 
 
 def _xlogx_over(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -233,5 +233,16 @@ def zrf_score(logits_model: ArrayLike, logits_random: ArrayLike) -> float:
     return 1.0 - js_divergence(logits_model, logits_random)
 
 
-__all__ = ["ActivationNorm", "accuracy_from_logits", "activation_distance", "cohen_kappa", "correct_mask", "delta",
-           "js_divergence", "random_subset_agreement", "sample_agreement", "sample_kappa", "zrf_score"]
+__all__ = [
+    "ActivationNorm",
+    "accuracy_from_logits",
+    "activation_distance",
+    "cohen_kappa",
+    "correct_mask",
+    "delta",
+    "js_divergence",
+    "random_subset_agreement",
+    "sample_agreement",
+    "sample_kappa",
+    "zrf_score",
+]

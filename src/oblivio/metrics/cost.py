@@ -39,11 +39,13 @@ class Timer:
         self._start: float | None = None
         self._stop: float | None = None
 
-    def __enter__(self) -> "Timer":
+    def __enter__(self) -> Timer:
         self._start, self._stop = time.perf_counter(), None
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self._stop = time.perf_counter()
 
     @property
@@ -74,14 +76,16 @@ class CostMeter:
         self._cm: Any = None
         self._running = False
 
-    def __enter__(self) -> "CostMeter":
+    def __enter__(self) -> CostMeter:
         self._cm = count_sample_passes()
         self.passes = self._cm.__enter__()
         self._t0, self._c0 = time.perf_counter(), time.process_time()
         self._running = True
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.wall_seconds = time.perf_counter() - self._t0
         self.cpu_seconds = time.process_time() - self._c0
         self._running = False

@@ -19,15 +19,23 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from .cost import rte, sample_passes_total
 
 COST_KEYS: tuple[str, ...] = (
-    "method_seconds", "gold_train_seconds", "rte",
-    "method_cpu_seconds", "gold_train_cpu_seconds", "rte_cpu",
-    "method_forward_samples", "method_backward_samples", "gold_train_forward_samples", "gold_train_backward_samples",
+    "method_seconds",
+    "gold_train_seconds",
+    "rte",
+    "method_cpu_seconds",
+    "gold_train_cpu_seconds",
+    "rte_cpu",
+    "method_forward_samples",
+    "method_backward_samples",
+    "gold_train_forward_samples",
+    "gold_train_backward_samples",
     "sample_pass_ratio",
 )
 """The keys of :func:`cost_fields` (the ``"cost"`` group of :func:`~oblivio.metrics.report.evaluate_unlearning`)."""
@@ -48,7 +56,7 @@ class RunCost:
     backward_samples: float | None = None
 
     @classmethod
-    def from_mapping(cls, values: Mapping[str, Any] | None, *, prefix: str = "") -> "RunCost":
+    def from_mapping(cls, values: Mapping[str, Any] | None, *, prefix: str = "") -> RunCost:
         """Read ``{prefix}seconds``, ``{prefix}cpu_seconds``, ``{prefix}forward_samples``,
         ``{prefix}backward_samples``: a method's ``info`` (no prefix) or a stored model's training meta
         (``prefix="train_"``)."""
@@ -69,20 +77,30 @@ def cost_ratios(method: RunCost, reference: RunCost | None) -> dict[str, float |
     passes = None
     if None not in (method.forward_samples, method.backward_samples, ref.forward_samples, ref.backward_samples):
         passes = _ratio(sample_passes_total(asdict(method)), sample_passes_total(asdict(ref)))
-    return {"rte": _ratio(method.seconds, ref.seconds), "rte_cpu": _ratio(method.cpu_seconds, ref.cpu_seconds),
-            "sample_pass_ratio": passes}
+    return {
+        "rte": _ratio(method.seconds, ref.seconds),
+        "rte_cpu": _ratio(method.cpu_seconds, ref.cpu_seconds),
+        "sample_pass_ratio": passes,
+    }
 
 
 def cost_fields(method: RunCost, reference: RunCost | None) -> dict[str, float | None]:
     """The :data:`COST_KEYS`: ``method``'s and ``reference``'s (the gold training's) numbers and their ratios."""
     ref = reference or RunCost()
     ratios = cost_ratios(method, ref)
-    out = {"method_seconds": method.seconds, "gold_train_seconds": ref.seconds, "rte": ratios["rte"],
-           "method_cpu_seconds": method.cpu_seconds, "gold_train_cpu_seconds": ref.cpu_seconds,
-           "rte_cpu": ratios["rte_cpu"],
-           "method_forward_samples": method.forward_samples, "method_backward_samples": method.backward_samples,
-           "gold_train_forward_samples": ref.forward_samples, "gold_train_backward_samples": ref.backward_samples,
-           "sample_pass_ratio": ratios["sample_pass_ratio"]}
+    out = {
+        "method_seconds": method.seconds,
+        "gold_train_seconds": ref.seconds,
+        "rte": ratios["rte"],
+        "method_cpu_seconds": method.cpu_seconds,
+        "gold_train_cpu_seconds": ref.cpu_seconds,
+        "rte_cpu": ratios["rte_cpu"],
+        "method_forward_samples": method.forward_samples,
+        "method_backward_samples": method.backward_samples,
+        "gold_train_forward_samples": ref.forward_samples,
+        "gold_train_backward_samples": ref.backward_samples,
+        "sample_pass_ratio": ratios["sample_pass_ratio"],
+    }
     return out
 
 

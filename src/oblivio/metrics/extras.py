@@ -24,8 +24,9 @@ Registered here:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -97,8 +98,10 @@ class Extra:
     def __call__(self, ctx: EvalContext) -> dict[str, Any]:
         missing = [n for n in self.needs if getattr(ctx, n) is None]
         if missing:
-            raise ValueError(f"metric extra {self.name!r} needs {', '.join(f'{n}=...' for n in missing)} passed to "
-                             "evaluate_unlearning")
+            raise ValueError(
+                f"metric extra {self.name!r} needs {', '.join(f'{n}=...' for n in missing)} passed to "
+                "evaluate_unlearning"
+            )
         return self.fn(ctx)
 
 
@@ -119,7 +122,7 @@ def list_extras() -> list[str]:
     return sorted({*EXTRAS.names(), *BUILTIN_GROUPS})
 
 
-def resolve_extra(extra: "str | Extra") -> Extra:
+def resolve_extra(extra: str | Extra) -> Extra:
     """An :class:`Extra` as is, or the one registered under a name (the error names the valid ones)."""
     if isinstance(extra, Extra):
         return extra
@@ -141,13 +144,17 @@ def _accuracy_f32(logits: np.ndarray, labels: torch.Tensor) -> float:
 def original_reference(ctx: EvalContext) -> dict[str, Any]:
     """The model before unlearning: its accuracies and, with a gold model, its sample agreement with it and the
     activation distance (L2) of its outputs to gold's on ``D_f``."""
-    out: dict[str, Any] = {f"original_acc_{name}": _accuracy_f32(ctx.logits("original", name), ds.labels)
-                           for name, ds in ctx.splits.items()}
+    out: dict[str, Any] = {
+        f"original_acc_{name}": _accuracy_f32(ctx.logits("original", name), ds.labels)
+        for name, ds in ctx.splits.items()
+    }
     if ctx.gold is not None and len(ctx.forget):
-        out["original_sample_agreement"] = sample_agreement(ctx.logits("original", "forget"),
-                                                            ctx.logits("gold", "forget"), ctx.forget.labels.numpy())
-        out["original_activation_distance_l2"] = activation_distance(ctx.logits("original", "forget"),
-                                                                     ctx.logits("gold", "forget"), norm="l2")
+        out["original_sample_agreement"] = sample_agreement(
+            ctx.logits("original", "forget"), ctx.logits("gold", "forget"), ctx.forget.labels.numpy()
+        )
+        out["original_activation_distance_l2"] = activation_distance(
+            ctx.logits("original", "forget"), ctx.logits("gold", "forget"), norm="l2"
+        )
     return out
 
 

@@ -118,8 +118,9 @@ def _epsilon_table(n_pos: int, n_neg: int, delta: float) -> np.ndarray:
     fp = np.arange(n_neg + 1, dtype=np.float64)[None, :]
     fnr = (n_pos - tp) / n_pos
     fpr = fp / n_neg
-    table = _epsilon_from_rates(np.broadcast_to(fpr, (n_pos + 1, n_neg + 1)),
-                                np.broadcast_to(fnr, (n_pos + 1, n_neg + 1)), delta)
+    table = _epsilon_from_rates(
+        np.broadcast_to(fpr, (n_pos + 1, n_neg + 1)), np.broadcast_to(fnr, (n_pos + 1, n_neg + 1)), delta
+    )
     table.setflags(write=False)
     return table
 
@@ -308,6 +309,13 @@ def final_score(forget_quality: float, ra_u: ArrayLike, ra_r: ArrayLike, ta_u: A
 
 
 __all__ = [
-    "ForgetQualityResult", "logit_scaled_confidence", "per_example_epsilon", "forget_quality", "final_score",
-    "epsilon_to_score", "n_bins", "EPSILON_CAP", "DEFAULT_DELTA",
+    "ForgetQualityResult",
+    "logit_scaled_confidence",
+    "per_example_epsilon",
+    "forget_quality",
+    "final_score",
+    "epsilon_to_score",
+    "n_bins",
+    "EPSILON_CAP",
+    "DEFAULT_DELTA",
 ]

@@ -156,7 +156,9 @@ def _balanced_subsample(a: np.ndarray, n: int, rng: np.random.Generator) -> np.n
     return a if a.size == n else a[np.sort(rng.choice(a.size, size=n, replace=False))]
 
 
-def loss_mia_lr(forget_losses: ArrayLike, test_losses: ArrayLike, *, n_splits: int = 10, seed: int = 0) -> LossLRMIAResult:
+def loss_mia_lr(
+    forget_losses: ArrayLike, test_losses: ArrayLike, *, n_splits: int = 10, seed: int = 0
+) -> LossLRMIAResult:
     """Starting-kit loss MIA: can a logistic regression on the loss tell forget (member) from test samples?
 
     The kit subsamples the forget set to the size of the test set; here whichever side is larger is subsampled
@@ -184,7 +186,9 @@ def loss_mia_lr(forget_losses: ArrayLike, test_losses: ArrayLike, *, n_splits: i
     t = to_numpy(test_losses, dtype=np.float64).reshape(-1)
     n = min(f.size, t.size)
     if n < max(5, n_splits):
-        raise ValueError(f"loss_mia_lr needs at least max(5, n_splits) samples per side; got {f.size} forget and {t.size} test")
+        raise ValueError(
+            f"loss_mia_lr needs at least max(5, n_splits) samples per side; got {f.size} forget and {t.size} test"
+        )
     rng = np.random.default_rng(seed)
     f, t = _balanced_subsample(f, n, rng), _balanced_subsample(t, n, rng)
     x = np.concatenate([f, t])[:, None]
@@ -249,10 +253,19 @@ def salun_mia_efficacy(retain_conf: ArrayLike, test_conf: ArrayLike, forget_conf
     y = np.r_[np.ones(n, dtype=np.int64), np.zeros(n, dtype=np.int64)]
     clf = SVC(C=3, gamma="auto", kernel="rbf").fit(x, y)
     efficacy = float(np.mean(clf.predict(f[:, None]) == 0))
-    return SalunMIAResult(efficacy=efficacy, forget_member_rate=1.0 - efficacy, n_train_per_side=n, n_forget=int(f.size))
+    return SalunMIAResult(
+        efficacy=efficacy, forget_member_rate=1.0 - efficacy, n_train_per_side=n, n_forget=int(f.size)
+    )
 
 
 __all__ = [
-    "LossLRMIAResult", "SalunMIAResult", "loss_mia_lr", "salun_mia_efficacy", "modified_entropy", "roc_auc",
-    "tpr_at_fpr", "per_example_cross_entropy", "true_class_confidence",
+    "LossLRMIAResult",
+    "SalunMIAResult",
+    "loss_mia_lr",
+    "salun_mia_efficacy",
+    "modified_entropy",
+    "roc_auc",
+    "tpr_at_fpr",
+    "per_example_cross_entropy",
+    "true_class_confidence",
 ]

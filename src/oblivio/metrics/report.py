@@ -11,14 +11,22 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from torch import nn
 
 from ..data.base import ImageDataset
-from .alignment import accuracy_from_logits, activation_distance, delta, js_divergence, sample_agreement, \
-    sample_kappa, zrf_score
+from .alignment import (
+    accuracy_from_logits,
+    activation_distance,
+    delta,
+    js_divergence,
+    sample_agreement,
+    sample_kappa,
+    zrf_score,
+)
 from .cost_ratio import RunCost
 from .extras import BUILTIN_GROUPS, EvalContext, Extra, resolve_extra
 from .mia import loss_mia_lr, per_example_cross_entropy, salun_mia_efficacy, true_class_confidence
@@ -26,12 +34,20 @@ from .mia import loss_mia_lr, per_example_cross_entropy, salun_mia_efficacy, tru
 log = logging.getLogger("oblivio")
 
 MIA_KEYS: tuple[str, ...] = (
-    "mia_loss_lr_acc", "mia_loss_lr_auc", "mia_loss_lr_tpr_at_1pct_fpr", "mia_salun_efficacy",
+    "mia_loss_lr_acc",
+    "mia_loss_lr_auc",
+    "mia_loss_lr_tpr_at_1pct_fpr",
+    "mia_salun_efficacy",
 )
 
 
-GOLD_COMPARISON_KEYS: tuple[str, ...] = ("delta_forget", "sample_agreement", "sample_kappa", "activation_distance_l2",
-                                         "js_divergence")
+GOLD_COMPARISON_KEYS: tuple[str, ...] = (
+    "delta_forget",
+    "sample_agreement",
+    "sample_kappa",
+    "activation_distance_l2",
+    "js_divergence",
+)
 """Keys of the ``"gold-comparison"`` group besides the ``gold_*`` copies of the model's own metrics."""
 
 
@@ -66,7 +82,9 @@ class Evaluation(dict):
         return out
 
 
-def _model_block(logits: dict[str, np.ndarray], splits: dict[str, ImageDataset], *, mia: bool, seed: int) -> dict[str, float]:
+def _model_block(
+    logits: dict[str, np.ndarray], splits: dict[str, ImageDataset], *, mia: bool, seed: int
+) -> dict[str, float]:
     out = {f"acc_{name}": accuracy_from_logits(logits[name], splits[name].labels) for name in splits}
     if not mia:
         return out
@@ -75,8 +93,9 @@ def _model_block(logits: dict[str, np.ndarray], splits: dict[str, ImageDataset],
     test_losses = per_example_cross_entropy(logits["test"], splits["test"].labels)
     try:
         res = loss_mia_lr(forget_losses, test_losses, seed=seed)
-        mia_values.update(mia_loss_lr_acc=res.accuracy, mia_loss_lr_auc=res.auc,
-                          mia_loss_lr_tpr_at_1pct_fpr=res.tpr_at_1pct_fpr)
+        mia_values.update(
+            mia_loss_lr_acc=res.accuracy, mia_loss_lr_auc=res.auc, mia_loss_lr_tpr_at_1pct_fpr=res.tpr_at_1pct_fpr
+        )
     except ValueError as err:  # too few samples for a 10-split cross-validation
         log.warning("loss logistic-regression MIA skipped (NaN): %s", err)
     if len(splits["retain"]) and len(splits["test"]) and len(splits["forget"]):
@@ -97,7 +116,7 @@ def evaluate_unlearning(
     mia: bool = True,
     seed: int = 0,
     batch_size: int = 512,
-    extras: Iterable["str | Extra"] = (),
+    extras: Iterable[str | Extra] = (),
     original: nn.Module | None = None,
     info: Mapping[str, Any] | None = None,
     cost: RunCost | None = None,
@@ -161,9 +180,18 @@ def evaluate_unlearning(
         raise ValueError("the 'zrf' group needs random_model=... (a random initialisation of the same architecture)")
     mia = mia or "mia" in builtin
     splits = {"forget": forget, "retain": retain, "test": test}
-    ctx = EvalContext(model=model, splits=splits, gold=gold, original=original, random_model=random_model,
-                      info=dict(info or {}), cost=cost, reference_cost=reference_cost, seed=seed,
-                      batch_size=batch_size)
+    ctx = EvalContext(
+        model=model,
+        splits=splits,
+        gold=gold,
+        original=original,
+        random_model=random_model,
+        info=dict(info or {}),
+        cost=cost,
+        reference_cost=reference_cost,
+        seed=seed,
+        batch_size=batch_size,
+    )
     logits = {name: ctx.logits("model", name) for name in splits}
     out = _model_block(logits, splits, mia=mia, seed=seed)
     if gold is not None:
@@ -181,10 +209,12 @@ def evaluate_unlearning(
     if random_model is not None:
         random_logits = ctx.logits("random_model", "forget")
         out["zrf_score"] = zrf_score(logits["forget"], random_logits) if len(forget) else math.nan
-    groups = {"accuracy": tuple(k for k in out if k.startswith(("acc_", "gold_acc_"))),
-              "mia": tuple(k for k in out if k.startswith(("mia_", "gold_mia_"))),
-              "gold-comparison": tuple(k for k in GOLD_COMPARISON_KEYS if k in out),
-              "zrf": ("zrf_score",) if "zrf_score" in out else ()}
+    groups = {
+        "accuracy": tuple(k for k in out if k.startswith(("acc_", "gold_acc_"))),
+        "mia": tuple(k for k in out if k.startswith(("mia_", "gold_mia_"))),
+        "gold-comparison": tuple(k for k in GOLD_COMPARISON_KEYS if k in out),
+        "zrf": ("zrf_score",) if "zrf_score" in out else (),
+    }
     result = Evaluation(out, groups={name: keys for name, keys in groups.items() if keys})
     for extra in wanted:
         if isinstance(extra, str):  # a built-in group, already computed

@@ -12,7 +12,8 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from ..registry import Registry
 from .base import Classifier, Normalize
@@ -29,11 +30,27 @@ def register_model(name: str):
 register_model("small-cnn")(SmallCNN)
 
 
-def create_model(name: str, /, *, num_classes: int, in_channels: int, image_size: Sequence[int],
-                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None, **kwargs: Any) -> Classifier:
+def create_model(
+    name: str,
+    /,
+    *,
+    num_classes: int,
+    in_channels: int,
+    image_size: Sequence[int],
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    **kwargs: Any,
+) -> Classifier:
     """Build a registered model for images of the given shape."""
-    return MODELS.create(name, num_classes=num_classes, in_channels=in_channels, image_size=tuple(image_size),
-                         mean=mean, std=std, **kwargs)
+    return MODELS.create(
+        name,
+        num_classes=num_classes,
+        in_channels=in_channels,
+        image_size=tuple(image_size),
+        mean=mean,
+        std=std,
+        **kwargs,
+    )
 
 
 def list_models() -> list[str]:

@@ -32,7 +32,8 @@ Example:
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -48,8 +49,15 @@ HOW_TO_ADAPT = (
     "head names the final linear layer"
 )
 
-__all__ = ["ClassifierAdapter", "ContractError", "HOW_TO_ADAPT", "as_classifier", "check_classifier", "has_features",
-           "unwrap"]
+__all__ = [
+    "ClassifierAdapter",
+    "ContractError",
+    "HOW_TO_ADAPT",
+    "as_classifier",
+    "check_classifier",
+    "has_features",
+    "unwrap",
+]
 
 
 class ContractError(ValueError):
@@ -166,8 +174,9 @@ def _input_of(model: nn.Module, layer: nn.Module, x: torch.Tensor) -> torch.Tens
     finally:
         handle.remove()
     if not captured:
-        raise ContractError(f"the layer {type(layer).__name__} did not run in {type(model).__name__}.forward; "
-                            + HOW_TO_ADAPT)
+        raise ContractError(
+            f"the layer {type(layer).__name__} did not run in {type(model).__name__}.forward; " + HOW_TO_ADAPT
+        )
     return _flatten(captured[-1])
 
 
@@ -179,8 +188,11 @@ def find_last_linear(model: nn.Module, x: torch.Tensor) -> str:
     """
     names = {id(m): n for n, m in model.named_modules() if isinstance(m, nn.Linear)}
     order: list[tuple[str, torch.Tensor]] = []
-    handles = [m.register_forward_hook(lambda mod, _i, out: order.append((names[id(mod)], out)))
-               for m in model.modules() if isinstance(m, nn.Linear)]
+    handles = [
+        m.register_forward_hook(lambda mod, _i, out: order.append((names[id(mod)], out)))
+        for m in model.modules()
+        if isinstance(m, nn.Linear)
+    ]
     try:
         with torch.no_grad():
             logits = model(x)
@@ -188,17 +200,20 @@ def find_last_linear(model: nn.Module, x: torch.Tensor) -> str:
         for h in handles:
             h.remove()
     if not order:
-        raise ContractError(f"{type(model).__name__} has no nn.Linear layer that runs in forward, so its "
-                            "penultimate activations cannot be found; " + HOW_TO_ADAPT)
+        raise ContractError(
+            f"{type(model).__name__} has no nn.Linear layer that runs in forward, so its "
+            "penultimate activations cannot be found; " + HOW_TO_ADAPT
+        )
     name, out = order[-1]
     if not isinstance(logits, torch.Tensor) or out.shape != logits.shape or not torch.equal(out, logits):
-        raise ContractError(f"the last nn.Linear of {type(model).__name__} ({name!r}) does not produce the "
-                            "model's output (something runs after it); " + HOW_TO_ADAPT)
+        raise ContractError(
+            f"the last nn.Linear of {type(model).__name__} ({name!r}) does not produce the "
+            "model's output (something runs after it); " + HOW_TO_ADAPT
+        )
     return name
 
 
-def as_classifier(model: nn.Module, *, features: "str | Callable | None" = None,
-                  head: str | None = None) -> nn.Module:
+def as_classifier(model: nn.Module, *, features: str | Callable | None = None, head: str | None = None) -> nn.Module:
     """Give ``model`` the ``features(x) -> [B, D]`` contract (returns an oblivio Classifier unchanged).
 
     Args:
@@ -247,8 +262,12 @@ def as_classifier(model: nn.Module, *, features: "str | Callable | None" = None,
         return ClassifierAdapter(model, style="timm")
     trunk = getattr(model, "features", None)
     if callable(trunk) and not isinstance(trunk, nn.Module):  # a features() method of its own: use it
-        return ClassifierAdapter(model, style="module", features="features",
-                                 head="head" if isinstance(getattr(model, "head", None), nn.Linear) else None)
+        return ClassifierAdapter(
+            model,
+            style="module",
+            features="features",
+            head="head" if isinstance(getattr(model, "head", None), nn.Linear) else None,
+        )
     if isinstance(trunk, nn.Module) and isinstance(getattr(model, "classifier", None), nn.Module):
         return ClassifierAdapter(model, style="torchvision-trunk", head=_last_linear_in(model, "classifier"))
     if isinstance(getattr(model, "fc", None), nn.Linear):
@@ -283,8 +302,9 @@ def unwrap(model: nn.Module) -> nn.Module:
     return model
 
 
-def check_classifier(model: nn.Module, x: torch.Tensor, *, num_classes: int, needs_features: bool = False,
-                     who: str = "this method") -> None:
+def check_classifier(
+    model: nn.Module, x: torch.Tensor, *, num_classes: int, needs_features: bool = False, who: str = "this method"
+) -> None:
     """Check the contract on one batch ``x`` (eval mode, no gradients, modes restored).
 
     Args:
@@ -311,22 +331,27 @@ def check_classifier(model: nn.Module, x: torch.Tensor, *, num_classes: int, nee
                 ) from exc
             if not isinstance(logits, torch.Tensor) or logits.dim() != 2 or logits.shape[0] != x.shape[0]:
                 shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
-                raise ContractError(f"{who}: the model must return logits [B, K], got {shape} for a batch of "
-                                    f"{x.shape[0]}; wrap it so that forward returns one logits tensor")
+                raise ContractError(
+                    f"{who}: the model must return logits [B, K], got {shape} for a batch of "
+                    f"{x.shape[0]}; wrap it so that forward returns one logits tensor"
+                )
             if logits.shape[1] != num_classes:
-                raise ContractError(f"{who}: the model has {logits.shape[1]} outputs but the data has "
-                                    f"{num_classes} classes")
+                raise ContractError(
+                    f"{who}: the model has {logits.shape[1]} outputs but the data has {num_classes} classes"
+                )
             if needs_features:
                 try:
                     z = as_classifier(model).features(x)
                 except ContractError as exc:
                     raise ContractError(f"{who} needs penultimate features: {exc}") from exc
                 except Exception as exc:  # noqa: BLE001
-                    raise ContractError(f"{who} needs penultimate features, and model.features failed on a batch "
-                                        f"of shape {tuple(x.shape)}: {type(exc).__name__}: {exc}; "
-                                        + HOW_TO_ADAPT) from exc
+                    raise ContractError(
+                        f"{who} needs penultimate features, and model.features failed on a batch "
+                        f"of shape {tuple(x.shape)}: {type(exc).__name__}: {exc}; " + HOW_TO_ADAPT
+                    ) from exc
                 if z.dim() != 2 or z.shape[0] != x.shape[0]:
-                    raise ContractError(f"{who} needs penultimate features [B, D], got {tuple(z.shape)}; "
-                                        + HOW_TO_ADAPT)
+                    raise ContractError(
+                        f"{who} needs penultimate features [B, D], got {tuple(z.shape)}; " + HOW_TO_ADAPT
+                    )
     finally:
         model.train(was_training)

@@ -33,7 +33,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from torch import nn
 
@@ -63,9 +63,18 @@ class AllCNN(Classifier):
         torch.Size([3, 8])
     """
 
-    def __init__(self, *, num_classes: int = 10, in_channels: int = 3, image_size: Sequence[int] = (32, 32),
-                 width: int = 96, batch_norm: bool = True, dropout: float = 0.0,
-                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        image_size: Sequence[int] = (32, 32),
+        width: int = 96,
+        batch_norm: bool = True,
+        dropout: float = 0.0,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+    ) -> None:
         super().__init__(num_classes=num_classes, in_channels=in_channels, image_size=image_size, mean=mean, std=std)
         if width < 1:
             raise ValueError(f"width must be a positive number of channels, got {width}")
@@ -77,8 +86,9 @@ class AllCNN(Classifier):
         c1, c2 = self.width, 2 * self.width
 
         def conv(cin: int, cout: int, kernel: int = 3, stride: int = 1) -> list[nn.Module]:
-            layers: list[nn.Module] = [nn.Conv2d(cin, cout, kernel, stride=stride, padding=kernel // 2,
-                                                 bias=not batch_norm)]
+            layers: list[nn.Module] = [
+                nn.Conv2d(cin, cout, kernel, stride=stride, padding=kernel // 2, bias=not batch_norm)
+            ]
             if batch_norm:
                 layers.append(nn.BatchNorm2d(cout))
             layers.append(nn.ReLU(inplace=True))
@@ -88,10 +98,18 @@ class AllCNN(Classifier):
             return [nn.Dropout(dropout)] if dropout > 0 else []
 
         self.body = nn.Sequential(
-            *conv(in_channels, c1), *conv(c1, c1), *conv(c1, c1, stride=2), *drop(),
-            *conv(c1, c2), *conv(c2, c2), *conv(c2, c2, stride=2), *drop(),
-            *conv(c2, c2), *conv(c2, c2, kernel=1),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            *conv(in_channels, c1),
+            *conv(c1, c1),
+            *conv(c1, c1, stride=2),
+            *drop(),
+            *conv(c1, c2),
+            *conv(c2, c2),
+            *conv(c2, c2, stride=2),
+            *drop(),
+            *conv(c2, c2),
+            *conv(c2, c2, kernel=1),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
         )
         self.head = nn.Linear(c2, num_classes)
         self.feature_dim = c2

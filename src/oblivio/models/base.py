@@ -7,7 +7,7 @@ A model takes float images in [0, 1] (``[B, C, H, W]``), normalises them itself,
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -35,8 +35,15 @@ class Classifier(nn.Module):
         feature_dim: size of the penultimate features.
     """
 
-    def __init__(self, *, num_classes: int, in_channels: int, image_size: Sequence[int],
-                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        num_classes: int,
+        in_channels: int,
+        image_size: Sequence[int],
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+    ) -> None:
         super().__init__()
         if num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {num_classes}")

@@ -26,7 +26,8 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -94,9 +95,18 @@ class ResNet(Classifier):
         (torch.Size([2, 3]), torch.Size([2, 8]))
     """
 
-    def __init__(self, *, num_classes: int = 10, in_channels: int = 3, image_size: Sequence[int] = (32, 32),
-                 width: int = 64, blocks: Sequence[int] = (2, 2, 2, 2), zero_init_residual: bool = False,
-                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        image_size: Sequence[int] = (32, 32),
+        width: int = 64,
+        blocks: Sequence[int] = (2, 2, 2, 2),
+        zero_init_residual: bool = False,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+    ) -> None:
         super().__init__(num_classes=num_classes, in_channels=in_channels, image_size=image_size, mean=mean, std=std)
         blocks = tuple(int(b) for b in blocks)
         if width < 1:
@@ -134,43 +144,112 @@ class ResNet(Classifier):
                     nn.init.zeros_(module.bn2.weight)
 
 
-def _build(defaults: dict[str, Any], *, num_classes: int, in_channels: int, image_size: Sequence[int],
-           mean: Sequence[float] | None, std: Sequence[float] | None, knobs: dict[str, Any]) -> ResNet:
-    return ResNet(num_classes=num_classes, in_channels=in_channels, image_size=image_size, mean=mean, std=std,
-                  **{**defaults, **knobs})
+def _build(
+    defaults: dict[str, Any],
+    *,
+    num_classes: int,
+    in_channels: int,
+    image_size: Sequence[int],
+    mean: Sequence[float] | None,
+    std: Sequence[float] | None,
+    knobs: dict[str, Any],
+) -> ResNet:
+    return ResNet(
+        num_classes=num_classes,
+        in_channels=in_channels,
+        image_size=image_size,
+        mean=mean,
+        std=std,
+        **{**defaults, **knobs},
+    )
 
 
 @register_model("resnet18")
-def resnet18(*, num_classes: int = 10, in_channels: int = 3, image_size: Sequence[int] = (32, 32),
-             mean: Sequence[float] | None = None, std: Sequence[float] | None = None, **knobs: Any) -> ResNet:
+def resnet18(
+    *,
+    num_classes: int = 10,
+    in_channels: int = 3,
+    image_size: Sequence[int] = (32, 32),
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    **knobs: Any,
+) -> ResNet:
     """CIFAR ResNet-18 (He et al. 2016): width 64, blocks ``(2, 2, 2, 2)``, 512-d features; TMU's main model.
 
     Extra keyword arguments (``width``, ``blocks``, ``zero_init_residual``) override the defaults of :class:`ResNet`.
     """
-    return _build(dict(width=64, blocks=(2, 2, 2, 2)), num_classes=num_classes, in_channels=in_channels,
-                  image_size=image_size, mean=mean, std=std, knobs=knobs)
+    return _build(
+        dict(width=64, blocks=(2, 2, 2, 2)),
+        num_classes=num_classes,
+        in_channels=in_channels,
+        image_size=image_size,
+        mean=mean,
+        std=std,
+        knobs=knobs,
+    )
 
 
 @register_model("resnet18-narrow")
-def resnet18_narrow(*, num_classes: int = 10, in_channels: int = 3, image_size: Sequence[int] = (32, 32),
-                    mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-                    **knobs: Any) -> ResNet:
+def resnet18_narrow(
+    *,
+    num_classes: int = 10,
+    in_channels: int = 3,
+    image_size: Sequence[int] = (32, 32),
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    **knobs: Any,
+) -> ResNet:
     """ResNet-18 depth at a quarter of the width (16-32-64-128 channels, 128-d features); trainable on a CPU."""
-    return _build(dict(width=16, blocks=(2, 2, 2, 2)), num_classes=num_classes, in_channels=in_channels,
-                  image_size=image_size, mean=mean, std=std, knobs=knobs)
+    return _build(
+        dict(width=16, blocks=(2, 2, 2, 2)),
+        num_classes=num_classes,
+        in_channels=in_channels,
+        image_size=image_size,
+        mean=mean,
+        std=std,
+        knobs=knobs,
+    )
 
 
 @register_model("resnet10")
-def resnet10(*, num_classes: int = 10, in_channels: int = 3, image_size: Sequence[int] = (32, 32),
-             mean: Sequence[float] | None = None, std: Sequence[float] | None = None, **knobs: Any) -> ResNet:
+def resnet10(
+    *,
+    num_classes: int = 10,
+    in_channels: int = 3,
+    image_size: Sequence[int] = (32, 32),
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    **knobs: Any,
+) -> ResNet:
     """ResNet-18 with one BasicBlock per stage (width 64, 512-d features)."""
-    return _build(dict(width=64, blocks=(1, 1, 1, 1)), num_classes=num_classes, in_channels=in_channels,
-                  image_size=image_size, mean=mean, std=std, knobs=knobs)
+    return _build(
+        dict(width=64, blocks=(1, 1, 1, 1)),
+        num_classes=num_classes,
+        in_channels=in_channels,
+        image_size=image_size,
+        mean=mean,
+        std=std,
+        knobs=knobs,
+    )
 
 
 @register_model("resnet8-narrow")
-def resnet8_narrow(*, num_classes: int = 10, in_channels: int = 3, image_size: Sequence[int] = (32, 32),
-                   mean: Sequence[float] | None = None, std: Sequence[float] | None = None, **knobs: Any) -> ResNet:
+def resnet8_narrow(
+    *,
+    num_classes: int = 10,
+    in_channels: int = 3,
+    image_size: Sequence[int] = (32, 32),
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    **knobs: Any,
+) -> ResNet:
     """Three stages of one BasicBlock each, 16-32-64 channels (64-d features): the smallest ResNet here."""
-    return _build(dict(width=16, blocks=(1, 1, 1)), num_classes=num_classes, in_channels=in_channels,
-                  image_size=image_size, mean=mean, std=std, knobs=knobs)
+    return _build(
+        dict(width=16, blocks=(1, 1, 1)),
+        num_classes=num_classes,
+        in_channels=in_channels,
+        image_size=image_size,
+        mean=mean,
+        std=std,
+        knobs=knobs,
+    )

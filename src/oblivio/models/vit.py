@@ -23,7 +23,8 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -93,8 +94,9 @@ class TransformerBlock(nn.Module):
         self.norm1 = nn.LayerNorm(dim)
         self.attn = SelfAttention(dim, heads, dropout)
         self.norm2 = nn.LayerNorm(dim)
-        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout),
-                                 nn.Linear(hidden, dim), nn.Dropout(dropout))
+        self.mlp = nn.Sequential(
+            nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, dim), nn.Dropout(dropout)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.norm1(x))
@@ -115,8 +117,18 @@ class ViTBody(nn.Module):
         dropout: dropout on the embeddings and inside the blocks.
     """
 
-    def __init__(self, *, in_channels: int, image_size: tuple[int, int], patch_size: int, dim: int, depth: int,
-                 heads: int, mlp_ratio: float, dropout: float) -> None:
+    def __init__(
+        self,
+        *,
+        in_channels: int,
+        image_size: tuple[int, int],
+        patch_size: int,
+        dim: int,
+        depth: int,
+        heads: int,
+        mlp_ratio: float,
+        dropout: float,
+    ) -> None:
         super().__init__()
         self.image_size = image_size
         self.patch_size = patch_size
@@ -131,8 +143,10 @@ class ViTBody(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if tuple(x.shape[-2:]) != self.image_size:
             # The position embeddings are learned for one grid of patches; say so rather than fail on a reshape.
-            raise ValueError(f"this ViT was built for {self.image_size[0]}x{self.image_size[1]} images (its position "
-                             f"embeddings are per patch), got {x.shape[-2]}x{x.shape[-1]}")
+            raise ValueError(
+                f"this ViT was built for {self.image_size[0]}x{self.image_size[1]} images (its position "
+                f"embeddings are per patch), got {x.shape[-2]}x{x.shape[-1]}"
+            )
         tokens = self.patch_embed(x).flatten(2).transpose(1, 2)  # [B, N, dim]
         cls = self.cls_token.expand(tokens.shape[0], -1, -1)
         tokens = self.embed_drop(torch.cat([cls, tokens], dim=1) + self.pos_embed)
@@ -163,10 +177,21 @@ class ViT(Classifier):
         torch.Size([4, 3])
     """
 
-    def __init__(self, *, num_classes: int = 10, in_channels: int = 3, image_size: Sequence[int] = (32, 32),
-                 patch_size: int = 4, dim: int = 192, depth: int = 6, heads: int = 3, mlp_ratio: float = 4.0,
-                 dropout: float = 0.0, mean: Sequence[float] | None = None,
-                 std: Sequence[float] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        image_size: Sequence[int] = (32, 32),
+        patch_size: int = 4,
+        dim: int = 192,
+        depth: int = 6,
+        heads: int = 3,
+        mlp_ratio: float = 4.0,
+        dropout: float = 0.0,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+    ) -> None:
         super().__init__(num_classes=num_classes, in_channels=in_channels, image_size=image_size, mean=mean, std=std)
         _check_patch_size(int(patch_size), self.image_size)
         if depth < 1:
@@ -178,8 +203,16 @@ class ViT(Classifier):
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be a probability in [0, 1), got {dropout}")
         self.patch_size = int(patch_size)
-        self.body = ViTBody(in_channels=in_channels, image_size=self.image_size, patch_size=self.patch_size,
-                            dim=dim, depth=depth, heads=heads, mlp_ratio=mlp_ratio, dropout=dropout)
+        self.body = ViTBody(
+            in_channels=in_channels,
+            image_size=self.image_size,
+            patch_size=self.patch_size,
+            dim=dim,
+            depth=depth,
+            heads=heads,
+            mlp_ratio=mlp_ratio,
+            dropout=dropout,
+        )
         self.head = nn.Linear(dim, num_classes)
         self.feature_dim = dim
         self._init_weights()
@@ -203,27 +236,69 @@ class ViT(Classifier):
         nn.init.zeros_(patch.bias)
 
 
-def _build(defaults: dict[str, Any], *, num_classes: int, in_channels: int, image_size: Sequence[int],
-           mean: Sequence[float] | None, std: Sequence[float] | None, knobs: dict[str, Any]) -> ViT:
-    return ViT(num_classes=num_classes, in_channels=in_channels, image_size=image_size, mean=mean, std=std,
-               **{**defaults, **knobs})
+def _build(
+    defaults: dict[str, Any],
+    *,
+    num_classes: int,
+    in_channels: int,
+    image_size: Sequence[int],
+    mean: Sequence[float] | None,
+    std: Sequence[float] | None,
+    knobs: dict[str, Any],
+) -> ViT:
+    return ViT(
+        num_classes=num_classes,
+        in_channels=in_channels,
+        image_size=image_size,
+        mean=mean,
+        std=std,
+        **{**defaults, **knobs},
+    )
 
 
 @register_model("vit-small")
-def vit_small(*, num_classes: int = 10, in_channels: int = 3, image_size: Sequence[int] = (32, 32),
-              mean: Sequence[float] | None = None, std: Sequence[float] | None = None, **knobs: Any) -> ViT:
+def vit_small(
+    *,
+    num_classes: int = 10,
+    in_channels: int = 3,
+    image_size: Sequence[int] = (32, 32),
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    **knobs: Any,
+) -> ViT:
     """ViT with dim 192, depth 6, 3 heads, 4x4 patches (about 2.7M parameters at 32x32).
 
     Extra keyword arguments (``patch_size``, ``dim``, ``depth``, ``heads``, ``mlp_ratio``, ``dropout``) override
     the defaults of :class:`ViT`.
     """
-    return _build(dict(patch_size=4, dim=192, depth=6, heads=3), num_classes=num_classes, in_channels=in_channels,
-                  image_size=image_size, mean=mean, std=std, knobs=knobs)
+    return _build(
+        dict(patch_size=4, dim=192, depth=6, heads=3),
+        num_classes=num_classes,
+        in_channels=in_channels,
+        image_size=image_size,
+        mean=mean,
+        std=std,
+        knobs=knobs,
+    )
 
 
 @register_model("vit-tiny")
-def vit_tiny(*, num_classes: int = 10, in_channels: int = 3, image_size: Sequence[int] = (32, 32),
-             mean: Sequence[float] | None = None, std: Sequence[float] | None = None, **knobs: Any) -> ViT:
+def vit_tiny(
+    *,
+    num_classes: int = 10,
+    in_channels: int = 3,
+    image_size: Sequence[int] = (32, 32),
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    **knobs: Any,
+) -> ViT:
     """ViT with dim 64, depth 2, 2 heads, 4x4 patches: small enough to train on a CPU."""
-    return _build(dict(patch_size=4, dim=64, depth=2, heads=2), num_classes=num_classes, in_channels=in_channels,
-                  image_size=image_size, mean=mean, std=std, knobs=knobs)
+    return _build(
+        dict(patch_size=4, dim=64, depth=2, heads=2),
+        num_classes=num_classes,
+        in_channels=in_channels,
+        image_size=image_size,
+        mean=mean,
+        std=std,
+        knobs=knobs,
+    )

@@ -23,12 +23,40 @@ every name is importable from ``oblivio.scenarios``.
 """
 
 from .ids import check_ids_known, read_indices_file, validate_ids
-from .specs import (ClassSubset, Groups, Indices, IndicesFile, RandomSamples, ScenarioError, ScenarioSpec, WholeClass,
-                    parse_scenario, spec_to_dict, spec_to_string)
-from .splits import (ForgetSplit, UnlearningSplits, make_forget_split, make_unlearning_splits, resolve_class,
-                     split_test)
+from .specs import (
+    ClassSubset,
+    Groups,
+    Indices,
+    IndicesFile,
+    RandomSamples,
+    ScenarioError,
+    ScenarioSpec,
+    WholeClass,
+    parse_scenario,
+    spec_to_dict,
+    spec_to_string,
+)
+from .splits import ForgetSplit, UnlearningSplits, make_forget_split, make_unlearning_splits, resolve_class, split_test
 
-__all__ = ["ClassSubset", "ForgetSplit", "Groups", "Indices", "IndicesFile", "RandomSamples", "ScenarioError",
-           "ScenarioSpec", "UnlearningSplits", "WholeClass", "check_ids_known", "make_forget_split",
-           "make_unlearning_splits", "parse_scenario", "read_indices_file", "resolve_class", "spec_to_dict",
-           "spec_to_string", "split_test", "validate_ids"]
+__all__ = [
+    "ClassSubset",
+    "ForgetSplit",
+    "Groups",
+    "Indices",
+    "IndicesFile",
+    "RandomSamples",
+    "ScenarioError",
+    "ScenarioSpec",
+    "UnlearningSplits",
+    "WholeClass",
+    "check_ids_known",
+    "make_forget_split",
+    "make_unlearning_splits",
+    "parse_scenario",
+    "read_indices_file",
+    "resolve_class",
+    "spec_to_dict",
+    "spec_to_string",
+    "split_test",
+    "validate_ids",
+]

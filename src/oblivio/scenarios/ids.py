@@ -7,14 +7,13 @@ import json
 import os
 import re
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from ..data.base import ImageDataset
 from .specs import ScenarioError
-
 
 _INT_TOKEN = re.compile(r"-?[0-9]+")
 
@@ -42,8 +41,10 @@ def read_indices_file(path: str | os.PathLike) -> np.ndarray:
                 arr.close()
                 raise ValueError("expected a single .npy array, found an .npz archive")
             if arr.dtype.kind not in "iu":
-                raise ScenarioError(f"{path}: sample ids must be integers (an integer array), got dtype {arr.dtype} "
-                                    "(save them with an integer dtype, e.g. np.save(path, ids.astype(np.int64)))")
+                raise ScenarioError(
+                    f"{path}: sample ids must be integers (an integer array), got dtype {arr.dtype} "
+                    "(save them with an integer dtype, e.g. np.save(path, ids.astype(np.int64)))"
+                )
             if arr.ndim != 1:
                 raise ScenarioError(f"{path}: sample ids must be a one-dimensional array, got shape {arr.shape}")
         elif path.suffix == ".json":
@@ -51,12 +52,14 @@ def read_indices_file(path: str | os.PathLike) -> np.ndarray:
             if isinstance(data, dict):
                 data = data.get("ids", data.get("indices"))
             if not isinstance(data, list):
-                raise ValueError("expected a JSON list of ids (or {\"ids\": [...]})")
+                raise ValueError('expected a JSON list of ids (or {"ids": [...]})')
             bad = [(i, v) for i, v in enumerate(data) if isinstance(v, bool) or not isinstance(v, int)]
             if bad:
                 i, v = bad[0]
-                raise ScenarioError(f"{path}: item {i} of the list is {json.dumps(v)}, not an integer id "
-                                    f"({len(bad)} such item(s)); only JSON integers are ids")
+                raise ScenarioError(
+                    f"{path}: item {i} of the list is {json.dumps(v)}, not an integer id "
+                    f"({len(bad)} such item(s)); only JSON integers are ids"
+                )
             try:
                 arr = np.asarray([int(v) for v in data], dtype=np.int64)
             except OverflowError:
@@ -72,9 +75,10 @@ def read_indices_file(path: str | os.PathLike) -> np.ndarray:
                 if not _INT_TOKEN.fullmatch(tok):
                     if csv and not tokens and _is_header(tok):
                         continue  # a CSV header line (a name, not a number)
-                    raise ScenarioError(f"{path}, line {line_no}: {tok[:40]!r} is not an integer sample id"
-                                        + (" (a .csv header must be a name such as 'id')" if csv and not tokens
-                                           else ""))
+                    raise ScenarioError(
+                        f"{path}, line {line_no}: {tok[:40]!r} is not an integer sample id"
+                        + (" (a .csv header must be a name such as 'id')" if csv and not tokens else "")
+                    )
                 tokens.append(tok)
             arr = np.asarray([int(t) for t in tokens], dtype=np.int64) if tokens else np.zeros(0, np.int64)
     except ScenarioError:
@@ -110,11 +114,12 @@ def check_ids_known(known_ids: np.ndarray, ids: Sequence[int] | np.ndarray, *, n
     unknown = np.setdiff1d(uniq, known)
     if unknown.size:
         lo, hi = int(known.min()), int(known.max())
-        raise ScenarioError(f"sample ids out of range or unknown: {unknown[:10].tolist()} "
-                            f"({name} has ids {lo}..{hi})")
+        raise ScenarioError(f"sample ids out of range or unknown: {unknown[:10].tolist()} ({name} has ids {lo}..{hi})")
     if uniq.size >= known.size:
-        raise ScenarioError("the forget request covers the whole training set: nothing would be left to retain; "
-                            "train a new model instead")
+        raise ScenarioError(
+            "the forget request covers the whole training set: nothing would be left to retain; "
+            "train a new model instead"
+        )
     return uniq
 
 

@@ -113,8 +113,10 @@ def parse_scenario(text: str) -> ScenarioSpec:
     raise ScenarioError(f"unknown scenario kind {kind!r}; {_FORMS}")
 
 
-_FORMS = ("valid forms: class-subset:CLASS[:COUNT], class:CLASS, random:FRACTION_OR_COUNT, group:ID[,ID...], "
-          "group-frac:FRACTION, indices:FILE")
+_FORMS = (
+    "valid forms: class-subset:CLASS[:COUNT], class:CLASS, random:FRACTION_OR_COUNT, group:ID[,ID...], "
+    "group-frac:FRACTION, indices:FILE"
+)
 
 
 def _class_token(tok: str) -> int | str:
@@ -131,7 +133,9 @@ def spec_to_string(spec: ScenarioSpec) -> str:
     if isinstance(spec, RandomSamples):
         return f"random:{spec.amount:g}"
     if isinstance(spec, Groups):
-        return f"group-frac:{spec.fraction:g}" if spec.fraction is not None else "group:" + ",".join(map(str, spec.groups))
+        return (
+            f"group-frac:{spec.fraction:g}" if spec.fraction is not None else "group:" + ",".join(map(str, spec.groups))
+        )
     if isinstance(spec, IndicesFile):
         return f"indices:{spec.path}"
     if isinstance(spec, Indices):
@@ -145,5 +149,16 @@ def spec_to_dict(spec: ScenarioSpec) -> dict:
     return d
 
 
-__all__ = ["ClassSubset", "Groups", "Indices", "IndicesFile", "RandomSamples", "ScenarioError", "ScenarioSpec",
-           "WholeClass", "parse_scenario", "spec_to_dict", "spec_to_string"]
+__all__ = [
+    "ClassSubset",
+    "Groups",
+    "Indices",
+    "IndicesFile",
+    "RandomSamples",
+    "ScenarioError",
+    "ScenarioSpec",
+    "WholeClass",
+    "parse_scenario",
+    "spec_to_dict",
+    "spec_to_string",
+]

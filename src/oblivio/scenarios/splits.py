@@ -12,8 +12,18 @@ from ..data.base import DatasetSplits, ImageDataset
 from ..data.loader import stratified_sample
 from ..utils import indices_hash
 from .ids import read_indices_file, validate_ids
-from .specs import (ClassSubset, Groups, Indices, IndicesFile, RandomSamples, ScenarioError, ScenarioSpec, WholeClass,
-                    parse_scenario, spec_to_string)
+from .specs import (
+    ClassSubset,
+    Groups,
+    Indices,
+    IndicesFile,
+    RandomSamples,
+    ScenarioError,
+    ScenarioSpec,
+    WholeClass,
+    parse_scenario,
+    spec_to_string,
+)
 
 
 @dataclass
@@ -75,8 +85,10 @@ def resolve_class(dataset: ImageDataset, cls: int | str) -> int:
     """A class index from an index or a (case-insensitive) class name."""
     if isinstance(cls, (int, np.integer)):
         if not 0 <= int(cls) < dataset.num_classes:
-            raise ScenarioError(f"unknown class {cls}: {dataset.name} has classes 0..{dataset.num_classes - 1} "
-                                f"({', '.join(dataset.classes)})")
+            raise ScenarioError(
+                f"unknown class {cls}: {dataset.name} has classes 0..{dataset.num_classes - 1} "
+                f"({', '.join(dataset.classes)})"
+            )
         return int(cls)
     lowered = [c.lower() for c in dataset.classes]
     if str(cls).lower() in lowered:
@@ -104,8 +116,10 @@ def make_forget_split(dataset: ImageDataset, spec: ScenarioSpec | str, *, seed: 
         if spec.count <= 0:
             raise ScenarioError(f"class-subset count must be positive, got {spec.count}")
         if spec.count >= len(pool):
-            raise ScenarioError(f"class {dataset.classes[k]!r} has {len(pool)} training samples; a subset must be "
-                                f"smaller (asked {spec.count}); use class:{k} to forget the whole class")
+            raise ScenarioError(
+                f"class {dataset.classes[k]!r} has {len(pool)} training samples; a subset must be "
+                f"smaller (asked {spec.count}); use class:{k} to forget the whole class"
+            )
         pos = rng.choice(pool, size=spec.count, replace=False)
     elif isinstance(spec, WholeClass):
         k = resolve_class(dataset, spec.cls)
@@ -118,14 +132,18 @@ def make_forget_split(dataset: ImageDataset, spec: ScenarioSpec | str, *, seed: 
             raise ScenarioError(f"random forget amount must be a finite fraction or count, got {spec.amount}")
         count = int(round(spec.amount * n)) if 0 < spec.amount < 1 else int(spec.amount)
         if spec.amount <= 0 or count <= 0:
-            raise ScenarioError(f"random forget amount must be a fraction in (0, 1) or a positive count, got {spec.amount}")
+            raise ScenarioError(
+                f"random forget amount must be a fraction in (0, 1) or a positive count, got {spec.amount}"
+            )
         if count >= n:
             raise ScenarioError(f"random forget of {count} samples covers the whole training set ({n})")
         pos = rng.choice(n, size=count, replace=False)
     elif isinstance(spec, Groups):
         if dataset.groups is None:
-            raise ScenarioError(f"{dataset.name} has no group column; group requests need one "
-                                "(image folders: groups.csv; arrays: groups_train)")
+            raise ScenarioError(
+                f"{dataset.name} has no group column; group requests need one "
+                "(image folders: groups.csv; arrays: groups_train)"
+            )
         groups = dataset.groups.numpy()
         all_groups = np.unique(groups)
         if spec.fraction is not None:
@@ -168,7 +186,9 @@ def make_forget_split(dataset: ImageDataset, spec: ScenarioSpec | str, *, seed: 
     return ForgetSplit(forget_ids=forget_ids, forget_pos=pos, retain_pos=np.flatnonzero(mask), spec=spec, seed=seed)
 
 
-def split_test(test: ImageDataset, *, holdout_fraction: float = 0.5, seed: int = 0) -> tuple[ImageDataset, ImageDataset]:
+def split_test(
+    test: ImageDataset, *, holdout_fraction: float = 0.5, seed: int = 0
+) -> tuple[ImageDataset, ImageDataset]:
     """Split the official test set into (holdout for methods, test for evaluation), class-stratified."""
     if not 0 < holdout_fraction < 1:
         raise ScenarioError(f"holdout_fraction must be in (0, 1), got {holdout_fraction}")
@@ -178,8 +198,9 @@ def split_test(test: ImageDataset, *, holdout_fraction: float = 0.5, seed: int =
     return test.subset(hold, name=f"{test.name}:holdout"), test.subset(np.flatnonzero(mask), name=f"{test.name}:eval")
 
 
-def make_unlearning_splits(splits: DatasetSplits, spec: ScenarioSpec | str | ForgetSplit, *, seed: int = 0,
-                           holdout_fraction: float = 0.5) -> UnlearningSplits:
+def make_unlearning_splits(
+    splits: DatasetSplits, spec: ScenarioSpec | str | ForgetSplit, *, seed: int = 0, holdout_fraction: float = 0.5
+) -> UnlearningSplits:
     """Resolve ``spec`` on ``splits.train`` and separate forget / retain / holdout / test."""
     split = spec if isinstance(spec, ForgetSplit) else make_forget_split(splits.train, spec, seed=seed)
     holdout, test = split_test(splits.test, holdout_fraction=holdout_fraction)
@@ -188,5 +209,11 @@ def make_unlearning_splits(splits: DatasetSplits, spec: ScenarioSpec | str | For
     return UnlearningSplits(forget=forget, retain=retain, holdout=holdout, test=test, split=split)
 
 
-__all__ = ["ForgetSplit", "UnlearningSplits", "make_forget_split", "make_unlearning_splits", "resolve_class",
-           "split_test"]
+__all__ = [
+    "ForgetSplit",
+    "UnlearningSplits",
+    "make_forget_split",
+    "make_unlearning_splits",
+    "resolve_class",
+    "split_test",
+]

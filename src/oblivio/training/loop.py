@@ -12,9 +12,10 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Protocol, Sequence
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -184,15 +185,34 @@ def fit(
     with count_sample_passes() as passes:
 
         def cumulative_cost() -> dict[str, float]:
-            now = {"wall_seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0,
-                   "forward_samples": passes.forward, "backward_samples": passes.backward}
+            now = {
+                "wall_seconds": time.perf_counter() - t0,
+                "cpu_seconds": time.process_time() - c0,
+                "forward_samples": passes.forward,
+                "backward_samples": passes.backward,
+            }
             out = {k: prior_cost.get(k, 0.0) + v for k, v in now.items()}
             out["steps"] = state.step  # already cumulative (restored from the checkpoint)
             return out
 
-        epochs_run, stopped = _fit_epochs(model, batches, epochs, start_epoch, optimizer, scheduler, loss_fn,
-                                          callbacks, steps_per_epoch, grad_clip, ckpt_path, progress, desc,
-                                          device, state, cumulative_cost)
+        epochs_run, stopped = _fit_epochs(
+            model,
+            batches,
+            epochs,
+            start_epoch,
+            optimizer,
+            scheduler,
+            loss_fn,
+            callbacks,
+            steps_per_epoch,
+            grad_clip,
+            ckpt_path,
+            progress,
+            desc,
+            device,
+            state,
+            cumulative_cost,
+        )
         cost = cumulative_cost()
     return FitResult(
         epochs_run=epochs_run,
@@ -205,8 +225,24 @@ def fit(
     )
 
 
-def _fit_epochs(model, batches, epochs, start_epoch, optimizer, scheduler, loss_fn, callbacks, steps_per_epoch,
-                grad_clip, ckpt_path, progress, desc, device, state, cumulative_cost) -> tuple[int, bool]:
+def _fit_epochs(
+    model,
+    batches,
+    epochs,
+    start_epoch,
+    optimizer,
+    scheduler,
+    loss_fn,
+    callbacks,
+    steps_per_epoch,
+    grad_clip,
+    ckpt_path,
+    progress,
+    desc,
+    device,
+    state,
+    cumulative_cost,
+) -> tuple[int, bool]:
     """The epoch loop of :func:`fit` (split out so the cost counters wrap it in one ``try``)."""
     was_training = model.training
     for cb in callbacks:
@@ -241,7 +277,7 @@ def _fit_epochs(model, batches, epochs, start_epoch, optimizer, scheduler, loss_
                         break
                     batch = to_device(batch, device)
                     out = loss_fn(model, batch)
-                    loss, logs = (out if isinstance(out, tuple) else (out, {}))
+                    loss, logs = out if isinstance(out, tuple) else (out, {})
                     if not torch.isfinite(loss):
                         raise DivergenceError(
                             f"{desc}: non-finite loss ({float(loss.detach())}) at epoch {epoch + 1}, step {i + 1}; "
@@ -319,8 +355,9 @@ def _train_end(model: nn.Module, state: TrainState, callbacks: Sequence[Callback
         try:
             cb.on_train_end(model, state)
         except Exception:
-            log.exception("%s.on_train_end raised after the training had failed; the training's error follows",
-                          type(cb).__name__)
+            log.exception(
+                "%s.on_train_end raised after the training had failed; the training's error follows", type(cb).__name__
+            )
 
 
 class EvaluateEach(Callback):
@@ -338,8 +375,14 @@ class StopWhen(Callback):
     also after every ``n``-th optimizer step (the epoch ends there). The value of ``metric`` is logged under
     ``name`` at each epoch end; ``state.info['stopped_at_step']`` records a step-level stop."""
 
-    def __init__(self, name: str, metric: Callable[[nn.Module], float], condition: Callable[[float], bool], *,
-                 every_steps: int | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        metric: Callable[[nn.Module], float],
+        condition: Callable[[float], bool],
+        *,
+        every_steps: int | None = None,
+    ) -> None:
         if every_steps is not None and every_steps < 1:
             raise ValueError(f"every_steps must be >= 1 (or None), got {every_steps}")
         self.name, self.metric, self.condition, self.every_steps = name, metric, condition, every_steps

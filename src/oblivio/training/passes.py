@@ -6,8 +6,9 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from torch import nn
@@ -26,7 +27,7 @@ class SamplePasses:
     forward: int = 0
     backward: int = 0
 
-    def __add__(self, other: "SamplePasses") -> "SamplePasses":
+    def __add__(self, other: SamplePasses) -> SamplePasses:
         return SamplePasses(self.forward + other.forward, self.backward + other.backward)
 
     def as_dict(self) -> dict[str, int]:

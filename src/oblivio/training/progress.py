@@ -10,7 +10,7 @@ import logging
 import os
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 log = logging.getLogger("oblivio.training")
 
@@ -52,8 +52,16 @@ class ProgressLog:
         False
     """
 
-    def __init__(self, desc: str, *, epochs: int, start_epoch: int, enabled: bool, every: float | None = None,
-                 clock: Callable[[], float] = time.perf_counter) -> None:
+    def __init__(
+        self,
+        desc: str,
+        *,
+        epochs: int,
+        start_epoch: int,
+        enabled: bool,
+        every: float | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
         self.desc, self.epochs, self.start_epoch, self.enabled = desc, epochs, start_epoch, enabled
         self.every = float(os.environ.get("OBLIVIO_LOG_EVERY", "5")) if every is None else float(every)
         self.clock = clock
@@ -82,8 +90,16 @@ class ProgressLog:
         self.last = now
         elapsed = now - self.t0
         steps = f"step {count}/{total}" if total else f"step {count}"
-        log.info("%s: epoch %d/%d, %s, loss %.4f, %s elapsed, ETA %s", self.desc, epoch + 1, self.epochs, steps,
-                 loss, _clock(elapsed), self._eta(epoch, count, total, elapsed))
+        log.info(
+            "%s: epoch %d/%d, %s, loss %.4f, %s elapsed, ETA %s",
+            self.desc,
+            epoch + 1,
+            self.epochs,
+            steps,
+            loss,
+            _clock(elapsed),
+            self._eta(epoch, count, total, elapsed),
+        )
         self.lines += 1
         return True
 
@@ -91,8 +107,14 @@ class ProgressLog:
         """Once, when the fit ends: a closing line when any line was logged before."""
         if self.lines and self.enabled:
             loss = (logs or {}).get("loss", float("nan"))
-            log.info("%s: done, %d/%d epochs, last epoch loss %.4f, %s", self.desc, epochs_run, self.epochs, loss,
-                     _clock(self.clock() - self.t0))
+            log.info(
+                "%s: done, %d/%d epochs, last epoch loss %.4f, %s",
+                self.desc,
+                epochs_run,
+                self.epochs,
+                loss,
+                _clock(self.clock() - self.t0),
+            )
 
 
 __all__ = ["ProgressLog"]

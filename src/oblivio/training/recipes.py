@@ -13,8 +13,9 @@ Fashion-MNIST with ``small-cnn``; see docs/recipes.md for the measured accuracie
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable, Literal
+from typing import Literal
 
 import torch
 
@@ -68,37 +69,61 @@ class Recipe:
         lr = self.lr if lr is None else lr
         if self.optimizer == "adam":
             return torch.optim.Adam(params, lr=lr, weight_decay=self.weight_decay)
-        return torch.optim.SGD(params, lr=lr, momentum=self.momentum, weight_decay=self.weight_decay,
-                               nesterov=self.nesterov and self.momentum > 0)
+        return torch.optim.SGD(
+            params,
+            lr=lr,
+            momentum=self.momentum,
+            weight_decay=self.weight_decay,
+            nesterov=self.nesterov and self.momentum > 0,
+        )
 
     def make_scheduler(self, optimizer: torch.optim.Optimizer):
         if not self.milestones:
             return None
         return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(self.milestones), gamma=self.gamma)
 
-    def replace(self, **changes) -> "Recipe":
+    def replace(self, **changes) -> Recipe:
         return dataclasses.replace(self, **changes)
 
-    def scaled(self, factor: float) -> "Recipe":
+    def scaled(self, factor: float) -> Recipe:
         """The same schedule over ``round(epochs * factor)`` epochs, milestones scaled alike (two-stage: 0.5)."""
         epochs = max(1, round(self.epochs * factor))
         milestones = tuple(sorted({max(1, round(m * factor)) for m in self.milestones if round(m * factor) < epochs}))
         return dataclasses.replace(self, epochs=epochs, milestones=milestones)
 
 
-PAPER = Recipe(name="paper", epochs=200, lr=0.01, momentum=0.9, weight_decay=5e-4, milestones=(100, 150),
-               gamma=0.1, batch_size=128, augment="crop4+flip")
-CPU = Recipe(name="cpu", epochs=15, lr=0.05, momentum=0.9, weight_decay=5e-4, milestones=(8, 12), gamma=0.1,
-             batch_size=128, augment="none")
-TINY = Recipe(name="tiny", epochs=3, lr=0.05, momentum=0.9, weight_decay=5e-4, milestones=(), batch_size=64,
-              augment="none")
+PAPER = Recipe(
+    name="paper",
+    epochs=200,
+    lr=0.01,
+    momentum=0.9,
+    weight_decay=5e-4,
+    milestones=(100, 150),
+    gamma=0.1,
+    batch_size=128,
+    augment="crop4+flip",
+)
+CPU = Recipe(
+    name="cpu",
+    epochs=15,
+    lr=0.05,
+    momentum=0.9,
+    weight_decay=5e-4,
+    milestones=(8, 12),
+    gamma=0.1,
+    batch_size=128,
+    augment="none",
+)
+TINY = Recipe(
+    name="tiny", epochs=3, lr=0.05, momentum=0.9, weight_decay=5e-4, milestones=(), batch_size=64, augment="none"
+)
 
 RECIPES.register("paper")(lambda: PAPER)
 RECIPES.register("cpu")(lambda: CPU)
 RECIPES.register("tiny")(lambda: TINY)
 
 
-def get_recipe(recipe: "str | Recipe") -> Recipe:
+def get_recipe(recipe: str | Recipe) -> Recipe:
     """A :class:`Recipe` from a preset name (``paper``, ``cpu``, ``tiny``) or a Recipe itself."""
     if isinstance(recipe, Recipe):
         return recipe

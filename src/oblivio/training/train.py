@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 from torch import nn
 
@@ -18,7 +18,7 @@ def train_model(
     model: nn.Module,
     dataset: ImageDataset,
     *,
-    recipe: "Recipe | str" = "cpu",
+    recipe: Recipe | str = "cpu",
     seed: int = 0,
     callbacks: Sequence[Callback] = (),
     checkpoint: str | os.PathLike | None = None,
@@ -45,9 +45,25 @@ def train_model(
     check = getattr(model, "check_input", None)
     if check is not None:
         check(dataset.image_shape, dataset.num_classes)
-    loader = TensorLoader(dataset, batch_size=recipe.batch_size, shuffle=True, augment=recipe.augment, seed=seed,
-                          device=model_device(model), fraction=fraction)
+    loader = TensorLoader(
+        dataset,
+        batch_size=recipe.batch_size,
+        shuffle=True,
+        augment=recipe.augment,
+        seed=seed,
+        device=model_device(model),
+        fraction=fraction,
+    )
     optimizer = recipe.make_optimizer(model.parameters())
     scheduler = recipe.make_scheduler(optimizer)
-    return fit(model, loader, epochs=recipe.epochs, optimizer=optimizer, scheduler=scheduler, callbacks=callbacks,
-               checkpoint=checkpoint, progress=progress, desc=desc)
+    return fit(
+        model,
+        loader,
+        epochs=recipe.epochs,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        callbacks=callbacks,
+        checkpoint=checkpoint,
+        progress=progress,
+        desc=desc,
+    )

@@ -94,8 +94,13 @@ def test_runner_up_targets(tmu_original, tmu_splits):
 
 def test_variants_registered_with_reasons():
     for name, overrides in {
-        "tmu.paper": {"n_twins": 1, "stop_check_steps": None, "hard_score": "predictor", "hard_count": "rate",
-                      "hard_targets": "random-label"},
+        "tmu.paper": {
+            "n_twins": 1,
+            "stop_check_steps": None,
+            "hard_score": "predictor",
+            "hard_count": "rate",
+            "hard_targets": "random-label",
+        },
         "tmu.predictor": {"hard_score": "predictor", "hard_count": "rate", "hard_targets": "random-label"},
         "tmu.margin": {"hard_count": "rate"},
         "tmu.agree+kd": {"retain_kd": 0.5},
@@ -104,8 +109,12 @@ def test_variants_registered_with_reasons():
         assert d["variant_of"] == "tmu"
         assert all(d["overrides"].get(k) == v for k, v in overrides.items()), (name, d["overrides"])
     base = create_method("tmu")  # the issue-15 default: margin ranking, agreement count, runner-up targets
-    assert (base.hard_score, base.hard_count, base.hard_targets, base.retain_kd) == ("margin", "agreement",
-                                                                                     "runner-up", 0.0)
+    assert (base.hard_score, base.hard_count, base.hard_targets, base.retain_kd) == (
+        "margin",
+        "agreement",
+        "runner-up",
+        0.0,
+    )
     for bad in ({"hard_score": "oracle"}, {"hard_count": "half"}, {"hard_targets": "gold"}, {"retain_kd": 1.5}):
         with pytest.raises(ValueError):
             create_method("tmu", **bad)
@@ -114,8 +123,14 @@ def test_variants_registered_with_reasons():
 @pytest.fixture(scope="module")
 def margin_run(tmu_original, tmu_splits):
     method = create_method("tmu", hard_score="margin", hard_count="rate", hard_targets="runner-up")
-    out = method(copy.deepcopy(tmu_original), forget=tmu_splits.forget, retain=tmu_splits.retain,
-                 holdout=tmu_splits.holdout, seed=0, progress=False)
+    out = method(
+        copy.deepcopy(tmu_original),
+        forget=tmu_splits.forget,
+        retain=tmu_splits.retain,
+        holdout=tmu_splits.holdout,
+        seed=0,
+        progress=False,
+    )
     return method, out
 
 
@@ -179,8 +194,18 @@ def test_decide_hard_agreement_rule_matches_brute_force(tmu_original, tmu_splits
         info: dict = {}
         x_tw, x_f = torch.zeros(n_tw, 1), torch.ones(len(forget), 1)
         stub = _StubPredictor([0.9] * n_tw, [0.9] * len(forget))
-        got = decide_hard(info, hard_score="margin", hard_count="agreement", predictor=stub, x_tw=x_tw, x_f=x_f,
-                          labels_tw=labels_tw, twin_margins=twin_margins, model=tmu_original, forget=forget)
+        got = decide_hard(
+            info,
+            hard_score="margin",
+            hard_count="agreement",
+            predictor=stub,
+            x_tw=x_tw,
+            x_f=x_f,
+            labels_tw=labels_tw,
+            twin_margins=twin_margins,
+            model=tmu_original,
+            forget=forget,
+        )
         frac, agree = _agreement_oracle(twin_margins.tolist(), labels_tw.tolist())
         assert info["hard_fraction"] == pytest.approx(frac) and info["twin_rule_agreement"] == pytest.approx(agree)
         k = hard_count_for(frac, len(forget))
@@ -191,9 +216,18 @@ def test_decide_hard_agreement_rule_matches_brute_force(tmu_original, tmu_splits
         assert info["paper_rule_labels"] == [1] * len(forget)  # the stub predictor calls everything easy
     # the paper's rule is the predictor at its own threshold, and writes no rule keys
     info = {}
-    got = decide_hard(info, hard_score="predictor", hard_count="rate", predictor=_StubPredictor([0.9], [0.2, 0.7]),
-                      x_tw=torch.zeros(1, 1), x_f=torch.ones(2, 1), labels_tw=torch.ones(1), twin_margins=torch.ones(1),
-                      model=tmu_original, forget=forget)
+    got = decide_hard(
+        info,
+        hard_score="predictor",
+        hard_count="rate",
+        predictor=_StubPredictor([0.9], [0.2, 0.7]),
+        x_tw=torch.zeros(1, 1),
+        x_f=torch.ones(2, 1),
+        labels_tw=torch.ones(1),
+        twin_margins=torch.ones(1),
+        model=tmu_original,
+        forget=forget,
+    )
     assert got.tolist() == [0, 1] and "hard_fraction" not in info
 
 
@@ -202,9 +236,18 @@ def test_rate_rule_uses_the_twin_error_rate_in_double_precision(tmu_original, tm
     # gold error rate 0.35 on the twin set: 3.5 of 10 -> 3 (half down). In float32, 1 - 0.65 is 0.35000002 (-> 4)
     labels_tw = torch.tensor([1] * 13 + [0] * 7)
     info: dict = {}
-    got = decide_hard(info, hard_score="margin", hard_count="rate", predictor=_StubPredictor([0.9] * 20, [0.9] * 10),
-                      x_tw=torch.zeros(20, 1), x_f=torch.ones(10, 1), labels_tw=labels_tw,
-                      twin_margins=torch.arange(20.0), model=tmu_original, forget=forget)
+    got = decide_hard(
+        info,
+        hard_score="margin",
+        hard_count="rate",
+        predictor=_StubPredictor([0.9] * 20, [0.9] * 10),
+        x_tw=torch.zeros(20, 1),
+        x_f=torch.ones(10, 1),
+        labels_tw=labels_tw,
+        twin_margins=torch.arange(20.0),
+        model=tmu_original,
+        forget=forget,
+    )
     assert info["hard_fraction"] == pytest.approx(0.35, abs=1e-12) and int((got == 0).sum()) == 3
 
 
@@ -214,8 +257,9 @@ def test_retain_kd_changes_the_step_and_is_deterministic(tmu_original, tmu_split
     outs = {}
     for kd, rep_ in ((0.5, 0), (0.5, 1), (0.0, 0)):
         method = create_method("tmu", retain_kd=kd)
-        outs[(kd, rep_)] = method.aligned_unlearn(copy.deepcopy(tmu_original), forget=forget, retain=tmu_splits.retain,
-                                                  predicted=predicted, seed=3)
+        outs[(kd, rep_)] = method.aligned_unlearn(
+            copy.deepcopy(tmu_original), forget=forget, retain=tmu_splits.retain, predicted=predicted, seed=3
+        )
         assert method.info["unlearn_epochs"] >= 1
     same = lambda a, b: all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
     assert same(outs[(0.5, 0)], outs[(0.5, 1)])  # same seed, same weights
@@ -233,21 +277,41 @@ def test_threshold_count_transfers_the_twin_cut_not_its_share(tmu_original, tmu_
     p_tw = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]
     labels_tw = torch.tensor([0, 0, 1, 1, 1, 1, 1, 1])
     x_tw, x_f = torch.zeros(8, 1), torch.ones(10, 1)
-    for p_f, expected in (([0.05, 0.15, 0.24, 0.26, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9], [0, 0, 0] + [1] * 7),  # 3 below
-                          ([0.9] * 10, [1] * 10),                                                      # an easy request
-                          ([0.01] * 10, [0] * 10)):                                                    # a hard one
+    for p_f, expected in (
+        ([0.05, 0.15, 0.24, 0.26, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9], [0, 0, 0] + [1] * 7),  # 3 below
+        ([0.9] * 10, [1] * 10),  # an easy request
+        ([0.01] * 10, [0] * 10),
+    ):  # a hard one
         info: dict = {}
-        got = decide_hard(info, hard_score="predictor", hard_count="threshold", predictor=_StubPredictor(p_tw, p_f),
-                          x_tw=x_tw, x_f=x_f, labels_tw=labels_tw, twin_margins=torch.zeros(8), model=tmu_original,
-                          forget=forget)
+        got = decide_hard(
+            info,
+            hard_score="predictor",
+            hard_count="threshold",
+            predictor=_StubPredictor(p_tw, p_f),
+            x_tw=x_tw,
+            x_f=x_f,
+            labels_tw=labels_tw,
+            twin_margins=torch.zeros(8),
+            model=tmu_original,
+            forget=forget,
+        )
         assert got.tolist() == expected
         assert info["hard_threshold"] == pytest.approx(0.25, abs=1e-6)
         assert info["hard_fraction"] == pytest.approx(expected.count(0) / 10)
     # the share rule on the easy request would still flip 2 of 10; the cut flips none
     info = {}
-    share = decide_hard(info, hard_score="predictor", hard_count="agreement", predictor=_StubPredictor(p_tw, [0.9] * 10),
-                        x_tw=x_tw, x_f=x_f, labels_tw=labels_tw, twin_margins=torch.zeros(8), model=tmu_original,
-                        forget=forget)
+    share = decide_hard(
+        info,
+        hard_score="predictor",
+        hard_count="agreement",
+        predictor=_StubPredictor(p_tw, [0.9] * 10),
+        x_tw=x_tw,
+        x_f=x_f,
+        labels_tw=labels_tw,
+        twin_margins=torch.zeros(8),
+        model=tmu_original,
+        forget=forget,
+    )
     assert int((share == 0).sum()) == 2
     assert score_threshold(torch.tensor([3.0, 1.0]), 1.0) == float("inf")
     assert create_method("tmu.threshold").hard_count == "threshold"

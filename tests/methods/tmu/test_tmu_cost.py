@@ -38,7 +38,7 @@ def _reference_predictor(x, y, *, seed, epochs, bs=16):
 
     def batches(epoch):
         order = torch.randperm(x.shape[0], generator=gen)
-        return [(x[order[i:i + bs]], yf[order[i:i + bs]]) for i in range(0, x.shape[0], bs)]
+        return [(x[order[i : i + bs]], yf[order[i : i + bs]]) for i in range(0, x.shape[0], bs)]
 
     def loss_fn(model, batch):
         return F.binary_cross_entropy_with_logits(model(batch[0]).squeeze(1), batch[1])
@@ -85,8 +85,9 @@ def _literal_nf(q, ql, r, rl, k):
 def test_nf_on_the_same_class_references_equals_the_full_search(tmu_original, tmu_splits):
     forget, retain = tmu_splits.forget, tmu_splits.retain
     got = nf_feature(tmu_original, forget, retain, k=5)  # only class-3 references go through the model
-    full = _literal_nf(predict_features(tmu_original, forget), forget.labels, predict_features(tmu_original, retain),
-                       retain.labels, 5)
+    full = _literal_nf(
+        predict_features(tmu_original, forget), forget.labels, predict_features(tmu_original, retain), retain.labels, 5
+    )
     torch.testing.assert_close(got, full, atol=1e-4, rtol=1e-4)
 
 
@@ -98,7 +99,9 @@ def test_nf_reference_keeps_the_query_classes_and_caps_with_a_stratified_sample(
     assert len(ref) == int(((retain.labels == 1) | (retain.labels == 4)).sum())
     capped = nf_reference(labels, retain, max_size=40, seed=0)
     assert len(capped) == 40 and set(capped.labels.tolist()) == {1, 4}
-    assert abs(int((capped.labels == 1).sum()) - int((capped.labels == 4).sum())) <= 4  # stratified (near-equal classes)
+    assert (
+        abs(int((capped.labels == 1).sum()) - int((capped.labels == 4).sum())) <= 4
+    )  # stratified (near-equal classes)
     # the same samples whatever the order of the remain set
     shuffled = retain.subset(torch.randperm(len(retain), generator=torch.Generator().manual_seed(1)))
     again = nf_reference(labels, shuffled, max_size=40, seed=0)
@@ -150,8 +153,9 @@ def test_cache_hit_reuses_the_twin_work_and_other_profiles_miss(tmu_exp, tmu_ori
     assert warm["forget_ids"] == other.forget.ids.tolist()
     assert warm["twin_features_raw"] == cold["twin_features_raw"]
     fresh, _ = run(tmu_original, other, None)
-    torch.testing.assert_close(torch.tensor(warm["forget_features_raw"]), torch.tensor(fresh["forget_features_raw"]),
-                               atol=1e-5, rtol=1e-4)  # same model, same images: the cached M_o features agree
+    torch.testing.assert_close(
+        torch.tensor(warm["forget_features_raw"]), torch.tensor(fresh["forget_features_raw"]), atol=1e-5, rtol=1e-4
+    )  # same model, same images: the cached M_o features agree
 
     # another class, another size bucket, another model: misses
     for spec in ("class-subset:5:10", "class-subset:3:40"):
@@ -164,13 +168,25 @@ def test_cache_hit_reuses_the_twin_work_and_other_profiles_miss(tmu_exp, tmu_ori
     # a different twin hyper-parameter misses, an aligned-step one does not
     tmu = create_method("tmu", n_twins=1, nf_k=3, paper_rule_check=True)
     tmu.twin_cache = cache
-    tmu(tmu_original, forget=tmu_splits.forget, retain=tmu_splits.retain, holdout=tmu_splits.holdout, seed=0,
-        progress=False)
+    tmu(
+        tmu_original,
+        forget=tmu_splits.forget,
+        retain=tmu_splits.retain,
+        holdout=tmu_splits.holdout,
+        seed=0,
+        progress=False,
+    )
     assert tmu.info["twin_cache"]["hit"] is False
     tmu = create_method("tmu", n_twins=1, lr=0.02, paper_rule_check=True)
     tmu.twin_cache = cache
-    tmu(tmu_original, forget=tmu_splits.forget, retain=tmu_splits.retain, holdout=tmu_splits.holdout, seed=0,
-        progress=False)
+    tmu(
+        tmu_original,
+        forget=tmu_splits.forget,
+        retain=tmu_splits.retain,
+        holdout=tmu_splits.holdout,
+        seed=0,
+        progress=False,
+    )
     assert tmu.info["twin_cache"]["hit"] is True
 
 
@@ -180,8 +196,9 @@ def test_default_skips_the_predictor_work_and_does_not_share_its_cache_entries(t
     cache = MemoryTwinCache()
     lean, lean_model = _run(tmu_original, tmu_splits, cache)
     assert {"twin_models", "twin_labels", "aligned_unlearning"} <= set(lean["stages"])
-    assert not {"curriculum", "twin_features", "predictor", "forget_features",
-                "original_reference_features"} & set(lean["stages"])
+    assert not {"curriculum", "twin_features", "predictor", "forget_features", "original_reference_features"} & set(
+        lean["stages"]
+    )
     assert lean["features"] == [] and "twin_features" not in lean and "paper_rule_labels" not in lean
     full, full_model = _run(tmu_original, tmu_splits, cache, paper_rule_check=True)
     assert full["twin_cache"]["hit"] is False and len(full["paper_rule_labels"]) == len(tmu_splits.forget)
@@ -191,8 +208,14 @@ def test_default_skips_the_predictor_work_and_does_not_share_its_cache_entries(t
     for c, hit in ((lean_only, False), (cache, True)):  # the predictor rule never reads a lean entry, a full one yes
         paper = create_method("tmu.predictor", n_twins=1)
         paper.twin_cache = c
-        paper(tmu_original, forget=tmu_splits.forget, retain=tmu_splits.retain, holdout=tmu_splits.holdout, seed=0,
-              progress=False)
+        paper(
+            tmu_original,
+            forget=tmu_splits.forget,
+            retain=tmu_splits.retain,
+            holdout=tmu_splits.holdout,
+            seed=0,
+            progress=False,
+        )
         assert paper.info["twin_cache"]["hit"] is hit
     # skipping the work changes nothing the margin rule decides or trains
     assert lean["predicted_labels"] == full["predicted_labels"] and lean["twin_labels"] == full["twin_labels"]
@@ -251,8 +274,9 @@ def test_aligned_step_stops_at_step_level(tmu_original, tmu_splits):
     runs = {}
     for every in (1, None):
         tmu = create_method("tmu", stop_check_steps=every, retain_fraction=1.0)
-        model = tmu.aligned_unlearn(copy.deepcopy(tmu_original), forget=forget, retain=retain, predicted=predicted,
-                                    seed=0)
+        model = tmu.aligned_unlearn(
+            copy.deepcopy(tmu_original), forget=forget, retain=retain, predicted=predicted, seed=0
+        )
         runs[every] = (tmu.info, model)
     step_info, step_model = runs[1]
     epoch_info, _ = runs[None]

@@ -8,8 +8,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from oblivio.methods.tmu import (RobustScaler, af_feature, attack_divergence, fresh_copy, nearest_distance,
-                                 nf_feature, per_sample_loss, pgd_attack, train_curriculum_model)
+from oblivio.methods.tmu import (
+    RobustScaler,
+    af_feature,
+    attack_divergence,
+    fresh_copy,
+    nearest_distance,
+    nf_feature,
+    per_sample_loss,
+    pgd_attack,
+    train_curriculum_model,
+)
 from oblivio.training import predict_logits
 
 
@@ -39,7 +48,7 @@ def test_nearest_distance_same_class_only():
     r = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     # the identical vector is of another class: the same-class neighbour is at distance sqrt(2)
     got = nearest_distance(q, torch.tensor([1]), r, torch.tensor([0, 1]), k=1)
-    assert got.item() == pytest.approx(2 ** 0.5)
+    assert got.item() == pytest.approx(2**0.5)
     # a class with no reference sample gets the largest distance between unit vectors
     assert nearest_distance(q, torch.tensor([2]), r, torch.tensor([0, 1]), k=1).item() == 2.0
 
@@ -56,8 +65,9 @@ def test_pgd_stays_in_the_budget_and_the_image_range(tmu_original, tmu_splits):
     eps = 4 / 255
     grads = [None if p.grad is None else p.grad.clone() for p in tmu_original.parameters()]
     for random_start in (False, True):
-        adv = pgd_attack(tmu_original, x, y, eps=eps, steps=5, random_start=random_start,
-                         generator=torch.Generator().manual_seed(0))
+        adv = pgd_attack(
+            tmu_original, x, y, eps=eps, steps=5, random_start=random_start, generator=torch.Generator().manual_seed(0)
+        )
         assert (adv - x).abs().max() <= eps + 1e-6
         assert adv.min() >= 0 and adv.max() <= 1
     for before, p in zip(grads, tmu_original.parameters()):  # the attack leaves parameter gradients alone
@@ -75,8 +85,9 @@ def test_pgd_raises_the_loss(tmu_original, tmu_splits):
 def test_af_is_nonnegative_and_zero_without_attack(tmu_original, tmu_splits):
     af = af_feature(tmu_original, tmu_splits.forget)
     assert af.shape == (len(tmu_splits.forget),) and torch.all(af >= 0) and af.sum() > 0
-    assert torch.allclose(af_feature(tmu_original, tmu_splits.forget, eps=0.0), torch.zeros(len(tmu_splits.forget)),
-                          atol=1e-6)
+    assert torch.allclose(
+        af_feature(tmu_original, tmu_splits.forget, eps=0.0), torch.zeros(len(tmu_splits.forget)), atol=1e-6
+    )
 
 
 def test_attack_divergence_literal_formulas():
@@ -97,12 +108,15 @@ def test_curriculum_model_is_fresh_and_gives_per_sample_losses(tmu_original, tmu
     again = fresh_copy(tmu_original, seed=0)
     assert all(torch.equal(a, b) for a, b in zip(fresh.parameters(), again.parameters()))
     before = copy.deepcopy(tmu_original.state_dict())
-    m_r = train_curriculum_model(tmu_original, tmu_splits.retain.subset(range(200)).concat(tmu_splits.forget),
-                                 epochs=1, seed=0)
+    m_r = train_curriculum_model(
+        tmu_original, tmu_splits.retain.subset(range(200)).concat(tmu_splits.forget), epochs=1, seed=0
+    )
     assert all(torch.equal(before[k], v) for k, v in tmu_original.state_dict().items())
     losses = per_sample_loss(m_r, tmu_splits.forget)
     logits = predict_logits(m_r, tmu_splits.forget)
-    expected = [float(F.cross_entropy(logits[i:i + 1], tmu_splits.forget.labels[i:i + 1])) for i in range(len(logits))]
+    expected = [
+        float(F.cross_entropy(logits[i : i + 1], tmu_splits.forget.labels[i : i + 1])) for i in range(len(logits))
+    ]
     torch.testing.assert_close(losses, torch.tensor(expected), atol=1e-5, rtol=1e-5)
 
 

@@ -16,8 +16,14 @@ from oblivio.training import accuracy
 @pytest.fixture(scope="module")
 def tmu_run(tmu_original, tmu_splits):
     method = create_method("tmu")
-    out = method(tmu_original, forget=tmu_splits.forget, retain=tmu_splits.retain, holdout=tmu_splits.holdout,
-                 seed=0, progress=False)
+    out = method(
+        tmu_original,
+        forget=tmu_splits.forget,
+        retain=tmu_splits.retain,
+        holdout=tmu_splits.holdout,
+        seed=0,
+        progress=False,
+    )
     return method, out
 
 
@@ -35,8 +41,18 @@ def test_missing_holdout_is_a_clear_error(tmu_original, tmu_splits):
         create_method("tmu")(tmu_original, forget=tmu_splits.forget, retain=tmu_splits.retain, progress=False)
 
 
-@pytest.mark.parametrize("bad", [{"hard_mode": "zero"}, {"features": ("nf", "xx")}, {"balance": "smote"},
-                                 {"af_form": "l1"}, {"n_twins": 0}, {"cf_fraction": 0.0}, {"noise_mix": 2.0}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"hard_mode": "zero"},
+        {"features": ("nf", "xx")},
+        {"balance": "smote"},
+        {"af_form": "l1"},
+        {"n_twins": 0},
+        {"cf_fraction": 0.0},
+        {"noise_mix": 2.0},
+    ],
+)
 def test_bad_hyper_parameters_fail_at_construction(bad):
     with pytest.raises(ValueError):
         create_method("tmu", **bad)
@@ -66,8 +82,14 @@ def test_run_reports_what_it_did(tmu_run, tmu_original, tmu_splits):
 def test_deterministic(tmu_run, tmu_original, tmu_splits):
     method, out = tmu_run
     again = create_method("tmu")
-    out2 = again(tmu_original, forget=tmu_splits.forget, retain=tmu_splits.retain, holdout=tmu_splits.holdout,
-                 seed=0, progress=False)
+    out2 = again(
+        tmu_original,
+        forget=tmu_splits.forget,
+        retain=tmu_splits.retain,
+        holdout=tmu_splits.holdout,
+        seed=0,
+        progress=False,
+    )
     assert again.info["predicted_labels"] == method.info["predicted_labels"]
     assert again.info["twin_labels"] == method.info["twin_labels"]
     assert _same_weights(out, out2)
@@ -76,8 +98,14 @@ def test_deterministic(tmu_run, tmu_original, tmu_splits):
 def test_paper_rule_check_records_the_predictor_beside_the_margin_rule(tmu_run, tmu_original, tmu_splits):
     method, out = tmu_run
     checked = create_method("tmu", paper_rule_check=True)
-    out2 = checked(tmu_original, forget=tmu_splits.forget, retain=tmu_splits.retain, holdout=tmu_splits.holdout,
-                   seed=0, progress=False)
+    out2 = checked(
+        tmu_original,
+        forget=tmu_splits.forget,
+        retain=tmu_splits.retain,
+        holdout=tmu_splits.holdout,
+        seed=0,
+        progress=False,
+    )
     info, forget = checked.info, tmu_splits.forget
     assert info["features"] == ["nf", "af", "cf"] and 0 <= info["predictor_train_accuracy"] <= 1
     assert torch.tensor(info["twin_features"]).shape == (info["n_twins"] * info["twin_size"], 3)
@@ -95,10 +123,14 @@ def test_aligned_unlearning_lowers_hard_and_keeps_easy(tmu_original, tmu_splits)
     hard = forget.subset(torch.nonzero(predicted == 0).squeeze(1))
     assert accuracy(tmu_original, hard) == 1.0
     for mode in ("random-label", "neggrad", "runner-up"):
-        method = create_method("tmu", hard_targets="runner-up") if mode == "runner-up" else \
-            create_method("tmu", hard_mode=mode, hard_targets="random-label")
-        out = method.aligned_unlearn(copy.deepcopy(tmu_original), forget=forget, retain=tmu_splits.retain,
-                                     predicted=predicted, seed=0)
+        method = (
+            create_method("tmu", hard_targets="runner-up")
+            if mode == "runner-up"
+            else create_method("tmu", hard_mode=mode, hard_targets="random-label")
+        )
+        out = method.aligned_unlearn(
+            copy.deepcopy(tmu_original), forget=forget, retain=tmu_splits.retain, predicted=predicted, seed=0
+        )
         assert accuracy(out, hard) <= 0.4 + 1e-6, mode
         assert accuracy(out, easy) >= 0.8, mode
         assert accuracy(out, tmu_splits.retain) >= accuracy(tmu_original, tmu_splits.retain) - 0.05, mode
@@ -111,8 +143,12 @@ def test_aligned_unlearning_lowers_hard_and_keeps_easy(tmu_original, tmu_splits)
 
 def test_all_easy_prediction_returns_the_model_unchanged(tmu_original, tmu_splits):
     method = create_method("tmu")
-    out = method.aligned_unlearn(copy.deepcopy(tmu_original), forget=tmu_splits.forget, retain=tmu_splits.retain,
-                                 predicted=torch.ones(len(tmu_splits.forget), dtype=torch.long))
+    out = method.aligned_unlearn(
+        copy.deepcopy(tmu_original),
+        forget=tmu_splits.forget,
+        retain=tmu_splits.retain,
+        predicted=torch.ones(len(tmu_splits.forget), dtype=torch.long),
+    )
     assert _same_weights(out, tmu_original) and method.info["unlearn_epochs"] == 0
 
 
@@ -121,8 +157,15 @@ def test_noise_variant_runs_and_differs(tmu_original, tmu_splits):
     outs = []
     for sigma in (0.0, 0.1):
         method = create_method("tmu", noise_sigma=sigma)
-        outs.append(method.aligned_unlearn(copy.deepcopy(tmu_original), forget=tmu_splits.forget,
-                                           retain=tmu_splits.retain, predicted=predicted, seed=0))
+        outs.append(
+            method.aligned_unlearn(
+                copy.deepcopy(tmu_original),
+                forget=tmu_splits.forget,
+                retain=tmu_splits.retain,
+                predicted=predicted,
+                seed=0,
+            )
+        )
     assert not _same_weights(*outs)
 
 
@@ -138,8 +181,7 @@ def test_noise_soft_targets(tmu_original, tmu_splits):
 
 def test_feature_subset_and_several_twins(tmu_original, tmu_splits):
     method = create_method("tmu", features=("nf",), n_twins=2, paper_rule_check=True)
-    method(tmu_original, forget=tmu_splits.forget, retain=tmu_splits.retain, holdout=tmu_splits.holdout,
-           progress=False)
+    method(tmu_original, forget=tmu_splits.forget, retain=tmu_splits.retain, holdout=tmu_splits.holdout, progress=False)
     info = method.info
     assert info["features"] == ["nf"] and len(info["twin_epochs"]) == 2
     assert len(info["twin_labels"]) == 2 * info["twin_size"]

@@ -18,8 +18,9 @@ def pair(tmu_original, splits9):
     runs = {}
     for name in ("tmu", "tmu.random-control"):
         method = create_method(name)
-        out = method(tmu_original, forget=splits9.forget, retain=splits9.retain, holdout=splits9.holdout,
-                     seed=1, progress=False)
+        out = method(
+            tmu_original, forget=splits9.forget, retain=splits9.retain, holdout=splits9.holdout, seed=1, progress=False
+        )
         runs[name] = (method, out)
     return runs
 
@@ -64,7 +65,13 @@ def test_random_selection_is_deterministic(tmu_original, splits9):
     labels = []
     for seed in (1, 1):
         m = create_method("tmu.random-control", epochs=1)
-        m(tmu_original, forget=splits9.forget, retain=splits9.retain, holdout=splits9.holdout, seed=seed,
-          progress=False)
+        m(
+            tmu_original,
+            forget=splits9.forget,
+            retain=splits9.retain,
+            holdout=splits9.holdout,
+            seed=seed,
+            progress=False,
+        )
         labels.append(m.info["predicted_labels"])
     assert labels[0] == labels[1]

@@ -86,8 +86,10 @@ def test_augment_images_is_seeded_and_in_range():
 def test_twin_labels_are_original_model_correctness(tmu_original, tmu_splits):
     (twin,) = build_twin_sets(tmu_splits.forget, tmu_splits.holdout, size=20, seed=0)
     labels = generalisation_labels(tmu_original, twin.data)
-    expected = [int(p == y) for p, y in zip(predict_logits(tmu_original, twin.data).argmax(1).tolist(),
-                                            twin.data.labels.tolist())]
+    expected = [
+        int(p == y)
+        for p, y in zip(predict_logits(tmu_original, twin.data).argmax(1).tolist(), twin.data.labels.tolist())
+    ]
     assert labels.tolist() == expected
 
 
@@ -95,8 +97,9 @@ def test_twin_model_reaches_target_accuracy(tmu_original, tmu_splits):
     (twin,) = build_twin_sets(tmu_splits.forget, tmu_splits.holdout, size=20, seed=0)
     before = {k: v.clone() for k, v in tmu_original.state_dict().items()}
     target = accuracy(tmu_original, tmu_splits.forget)
-    m_t, info = train_twin_model(tmu_original, retain=tmu_splits.retain, forget=tmu_splits.forget, twin=twin.data,
-                                 epochs=30, seed=0)
+    m_t, info = train_twin_model(
+        tmu_original, retain=tmu_splits.retain, forget=tmu_splits.forget, twin=twin.data, epochs=30, seed=0
+    )
     assert info["target_accuracy"] == pytest.approx(target)
     assert info["reached"] and accuracy(m_t, twin.data) >= target
     assert 0 <= info["epochs"] <= 30

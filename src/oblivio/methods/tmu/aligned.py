@@ -39,10 +39,20 @@ from ...training.loop import StopWhen, fit
 from ...utils import eval_mode, model_device
 from ..common import random_wrong_labels
 
-__all__ = ["HARD_COUNTS", "HARD_SCORES", "HARD_TARGETS", "agreement_fraction", "choose_hard", "decide_hard",
-           "hard_count_for", "score_threshold",
-           "noise_soft_targets",
-           "run_aligned_step", "runner_up_targets", "true_class_margin"]
+__all__ = [
+    "HARD_COUNTS",
+    "HARD_SCORES",
+    "HARD_TARGETS",
+    "agreement_fraction",
+    "choose_hard",
+    "decide_hard",
+    "hard_count_for",
+    "score_threshold",
+    "noise_soft_targets",
+    "run_aligned_step",
+    "runner_up_targets",
+    "true_class_margin",
+]
 
 HardScore = Literal["predictor", "margin"]
 HARD_SCORES = ("predictor", "margin")
@@ -88,9 +98,19 @@ def agreement_fraction(scores: torch.Tensor, gold_easy: torch.Tensor) -> tuple[f
     return k / s.numel(), float(agree[k]) / s.numel()
 
 
-def decide_hard(info: dict, *, hard_score: str, hard_count: str, predictor: Any, x_tw: torch.Tensor | None,
-                x_f: torch.Tensor | None, labels_tw: torch.Tensor, twin_margins: torch.Tensor, model: nn.Module,
-                forget: ImageDataset) -> torch.Tensor:
+def decide_hard(
+    info: dict,
+    *,
+    hard_score: str,
+    hard_count: str,
+    predictor: Any,
+    x_tw: torch.Tensor | None,
+    x_f: torch.Tensor | None,
+    labels_tw: torch.Tensor,
+    twin_margins: torch.Tensor,
+    model: nn.Module,
+    forget: ImageDataset,
+) -> torch.Tensor:
     """Easy (1) / hard (0) per forget sample under ``hard_score`` and ``hard_count``.
 
     The paper's rule (predictor, rate) is ``predictor.predict`` at its rate-matching threshold. Any other rule
@@ -177,8 +197,16 @@ def runner_up_targets(model: nn.Module, dataset: ImageDataset) -> torch.Tensor:
 
 
 @torch.no_grad()
-def noise_soft_targets(model: nn.Module, dataset: ImageDataset, *, sigma: float, copies: int = 8, mix: float = 0.5,
-                       seed: int = 0, batch_size: int = 256) -> torch.Tensor:
+def noise_soft_targets(
+    model: nn.Module,
+    dataset: ImageDataset,
+    *,
+    sigma: float,
+    copies: int = 8,
+    mix: float = 0.5,
+    seed: int = 0,
+    batch_size: int = 256,
+) -> torch.Tensor:
     """Targets ``(1 − mix) · onehot(y) + mix · mean_k softmax(model(clamp(x + N(0, σ²))))``, ``[N, C]``.
 
     The model's average prediction on ``copies`` Gaussian-perturbed copies of each image (clamped to [0, 1]) is
@@ -213,8 +241,16 @@ def noise_soft_targets(model: nn.Module, dataset: ImageDataset, *, sigma: float,
     return (1 - mix) * onehot + mix * torch.cat(avg)
 
 
-def run_aligned_step(method: Any, model: nn.Module, *, forget: ImageDataset, retain: ImageDataset,
-                     predicted: torch.Tensor, seed: int = 0, progress: bool = False) -> nn.Module:
+def run_aligned_step(
+    method: Any,
+    model: nn.Module,
+    *,
+    forget: ImageDataset,
+    retain: ImageDataset,
+    predicted: torch.Tensor,
+    seed: int = 0,
+    progress: bool = False,
+) -> nn.Module:
     """Steps 4-5 in place on ``model`` with ``method``'s settings (a :class:`~oblivio.methods.tmu.TMU`; not imported
     here, which would be a cycle): see :meth:`TMU.aligned_unlearn`."""
     info = method.info
@@ -224,8 +260,12 @@ def run_aligned_step(method: Any, model: nn.Module, *, forget: ImageDataset, ret
     easy = forget.subset(torch.nonzero(predicted == 1).squeeze(1), name="forget-easy")
     hard = forget.subset(torch.nonzero(predicted == 0).squeeze(1), name="forget-hard")
     if len(hard) == 0:  # nothing to unlearn (with retain_kd too: distillation alone is not unlearning)
-        info.update(unlearn_epochs=0, acc_forget_hard=float("nan"), acc_forget_easy=accuracy(model, easy),
-                    note="no predicted-hard samples: the model is returned unchanged")
+        info.update(
+            unlearn_epochs=0,
+            acc_forget_hard=float("nan"),
+            acc_forget_easy=accuracy(model, easy),
+            note="no predicted-hard samples: the model is returned unchanged",
+        )
         return model
     start = accuracy(model, hard)
     info["acc_forget_hard_start"] = start
@@ -235,8 +275,9 @@ def run_aligned_step(method: Any, model: nn.Module, *, forget: ImageDataset, ret
     device = model_device(model)
     soft = None
     if method.noise_sigma > 0 and len(easy):
-        soft = noise_soft_targets(model, easy, sigma=method.noise_sigma, copies=method.noise_copies,
-                                  mix=method.noise_mix, seed=seed).to(device)
+        soft = noise_soft_targets(
+            model, easy, sigma=method.noise_sigma, copies=method.noise_copies, mix=method.noise_mix, seed=seed
+        ).to(device)
     hard_soft = None
     if method.hard_targets == "runner-up":
         hard_soft = runner_up_targets(model, hard).to(device)
@@ -254,14 +295,27 @@ def run_aligned_step(method: Any, model: nn.Module, *, forget: ImageDataset, ret
     # D_r is the primary stream (a random retain_fraction per epoch); D_f^h and D_f^e are cycled beside it, so
     # each step sees both forget parts: the hard part is pushed down while the easy part (same classes) is held
     streams = {
-        "retain": TensorLoader(retain, batch_size=method.batch_size, shuffle=True, fraction=method.retain_fraction,
-                               seed=seed, device=device),
-        "hard": TensorLoader(hard, batch_size=min(method.batch_size, len(hard)), shuffle=True, seed=seed + 1,
-                             device=device, labels=hard_labels),
+        "retain": TensorLoader(
+            retain,
+            batch_size=method.batch_size,
+            shuffle=True,
+            fraction=method.retain_fraction,
+            seed=seed,
+            device=device,
+        ),
+        "hard": TensorLoader(
+            hard,
+            batch_size=min(method.batch_size, len(hard)),
+            shuffle=True,
+            seed=seed + 1,
+            device=device,
+            labels=hard_labels,
+        ),
     }
     if len(easy):
-        streams["easy"] = TensorLoader(easy, batch_size=min(method.batch_size, len(easy)), shuffle=True,
-                                       seed=seed + 2, device=device)
+        streams["easy"] = TensorLoader(
+            easy, batch_size=min(method.batch_size, len(easy)), shuffle=True, seed=seed + 2, device=device
+        )
     loaders = ZipLoader(streams, primary="retain")
     ascent = method.hard_mode == "neggrad" and hard_soft is None
     sign = -1.0 if ascent else 1.0
@@ -273,7 +327,7 @@ def run_aligned_step(method: Any, model: nn.Module, *, forget: ImageDataset, ret
         parts = [rb.x, hb.x] + ([eb.x] if eb is not None else [])
         logits = m(torch.cat(parts))
         n_r, n_h = rb.x.shape[0], hb.x.shape[0]
-        lr_, lh, le = logits[:n_r], logits[n_r:n_r + n_h], logits[n_r + n_h:]
+        lr_, lh, le = logits[:n_r], logits[n_r : n_r + n_h], logits[n_r + n_h :]
         if teacher is None:
             total = F.cross_entropy(lr_, rb.y, reduction="sum")
         else:  # (1 − kd)·CE + kd·KL(M_o ‖ M_u) per retain sample: keeps what M_o knows about D_r
@@ -298,13 +352,30 @@ def run_aligned_step(method: Any, model: nn.Module, *, forget: ImageDataset, ret
 
     # checked every stop_check_steps optimizer steps (|D_f^h| forwards each), not only at epoch ends: the target
     # is usually reached within the first epoch, and the rest of that epoch was paid for nothing
-    stop = StopWhen("acc_forget_hard", lambda m: accuracy(m, hard), lambda v: v <= method.hard_target,
-                    every_steps=method.stop_check_steps)
+    stop = StopWhen(
+        "acc_forget_hard",
+        lambda m: accuracy(m, hard),
+        lambda v: v <= method.hard_target,
+        every_steps=method.stop_check_steps,
+    )
     opt = torch.optim.SGD(model.parameters(), lr=method.lr, momentum=0.9, weight_decay=5e-4)
-    result = fit(model, loaders, epochs=method.epochs, optimizer=opt, loss_fn=loss_fn, callbacks=[stop],
-                 grad_clip=method.grad_clip, progress=progress, desc="tmu unlearn")
-    info.update(unlearn_epochs=result.epochs_run, unlearn_steps=int(result.cost.get("steps", 0)),
-                unlearn_stopped_early=result.stopped_early,
-                acc_forget_hard=accuracy(model, hard), acc_forget_easy=accuracy(model, easy) if len(easy) else
-                float("nan"), unlearn_history=result.history)
+    result = fit(
+        model,
+        loaders,
+        epochs=method.epochs,
+        optimizer=opt,
+        loss_fn=loss_fn,
+        callbacks=[stop],
+        grad_clip=method.grad_clip,
+        progress=progress,
+        desc="tmu unlearn",
+    )
+    info.update(
+        unlearn_epochs=result.epochs_run,
+        unlearn_steps=int(result.cost.get("steps", 0)),
+        unlearn_stopped_early=result.stopped_early,
+        acc_forget_hard=accuracy(model, hard),
+        acc_forget_easy=accuracy(model, easy) if len(easy) else float("nan"),
+        unlearn_history=result.history,
+    )
     return model

@@ -79,8 +79,15 @@ def size_bucket(n: int) -> int:
     return int(round(2 * math.log2(n)))
 
 
-def twin_cache_key(*, model_hash: str, forget_labels: torch.Tensor, num_classes: int, hparams: dict, seed: int,
-                   holdout_hash: str | None = None) -> dict:
+def twin_cache_key(
+    *,
+    model_hash: str,
+    forget_labels: torch.Tensor,
+    num_classes: int,
+    hparams: dict,
+    seed: int,
+    holdout_hash: str | None = None,
+) -> dict:
     """The key of a cached twin entry: everything the twin work depends on, nothing that names forget samples.
 
     Args:
@@ -92,10 +99,15 @@ def twin_cache_key(*, model_hash: str, forget_labels: torch.Tensor, num_classes:
         seed: the unlearning seed (twin draws, twin training order, curriculum model).
         holdout_hash: a hash of the holdout ids the twin images come from.
     """
-    return {"format": CACHE_FORMAT, "model": model_hash, "profile": [list(p) for p in
-                                                                       class_profile(forget_labels, num_classes)],
-            "size_bucket": size_bucket(int(torch.as_tensor(forget_labels).numel())), "hparams": hparams,
-            "seed": int(seed), "holdout": holdout_hash}
+    return {
+        "format": CACHE_FORMAT,
+        "model": model_hash,
+        "profile": [list(p) for p in class_profile(forget_labels, num_classes)],
+        "size_bucket": size_bucket(int(torch.as_tensor(forget_labels).numel())),
+        "hparams": hparams,
+        "seed": int(seed),
+        "holdout": holdout_hash,
+    }
 
 
 class MemoryTwinCache:

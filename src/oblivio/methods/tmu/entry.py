@@ -8,7 +8,7 @@ made and docs/tmu.md ("Cost and reuse") for when reuse is sound.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -20,8 +20,9 @@ from .predictor import GeneralisationPredictor, make_mlp
 __all__ = ["rebind_reference", "restore_entry", "storable"]
 
 
-def restore_entry(entry: dict, model: nn.Module, *, hidden: Sequence[int]) -> tuple[GeneralisationPredictor,
-                                                                                   RobustScaler, nn.Module | None]:
+def restore_entry(
+    entry: dict, model: nn.Module, *, hidden: Sequence[int]
+) -> tuple[GeneralisationPredictor, RobustScaler, nn.Module | None]:
     """The predictor, the scaler and the curriculum model (None without CF) of ``entry``."""
     p = entry["predictor"]
     mlp = None
@@ -29,8 +30,13 @@ def restore_entry(entry: dict, model: nn.Module, *, hidden: Sequence[int]) -> tu
         mlp = make_mlp(int(p["in_features"]), hidden=hidden)
         mlp.load_state_dict(p["state"])
         mlp.eval()
-    predictor = GeneralisationPredictor(mlp=mlp, threshold=float(p["threshold"]), constant=p["constant"],
-                                        train_accuracy=float(p["train_accuracy"]), easy_rate=float(p["easy_rate"]))
+    predictor = GeneralisationPredictor(
+        mlp=mlp,
+        threshold=float(p["threshold"]),
+        constant=p["constant"],
+        train_accuracy=float(p["train_accuracy"]),
+        easy_rate=float(p["easy_rate"]),
+    )
     scaler = RobustScaler(lo=entry["scaler"]["lo"], hi=entry["scaler"]["hi"])
     curriculum = None
     if entry.get("curriculum") is not None:
@@ -56,8 +62,9 @@ def rebind_reference(entry: dict, retain: ImageDataset, forget: ImageDataset) ->
     pos_by_id = {int(i): p for p, i in enumerate(replay.ids.tolist())}  # type: ignore[union-attr]
     ref_ids = entry["nf_reference"]["ids"]
     have = torch.tensor([int(i) in pos_by_id for i in ref_ids.tolist()], dtype=torch.bool)
-    ref = replay.subset(torch.tensor([pos_by_id[int(i)] for i in ref_ids[have].tolist()], dtype=torch.long),
-                        name="train:nf-reference")
+    ref = replay.subset(
+        torch.tensor([pos_by_id[int(i)] for i in ref_ids[have].tolist()], dtype=torch.long), name="train:nf-reference"
+    )
     entry["nf_reference"] = {"ids": ref.ids, "labels": ref.labels, "dataset": ref}
     if entry.get("original_features") is not None:
         entry["original_features"] = entry["original_features"][have]

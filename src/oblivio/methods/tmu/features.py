@@ -29,8 +29,20 @@ from ...training.evaluate import predict_features, predict_logits
 from ...training.loop import fit
 from ...utils import eval_mode, model_device
 
-__all__ = ["FEATURE_NAMES", "AFForm", "RobustScaler", "af_feature", "attack_divergence", "fresh_copy",
-           "nearest_distance", "nf_feature", "nf_reference", "per_sample_loss", "pgd_attack", "train_curriculum_model"]
+__all__ = [
+    "FEATURE_NAMES",
+    "AFForm",
+    "RobustScaler",
+    "af_feature",
+    "attack_divergence",
+    "fresh_copy",
+    "nearest_distance",
+    "nf_feature",
+    "nf_reference",
+    "per_sample_loss",
+    "pgd_attack",
+    "train_curriculum_model",
+]
 
 FEATURE_NAMES = ("nf", "af", "cf")
 AFForm = Literal["kl", "ce"]
@@ -42,20 +54,27 @@ def _knn_mean_distance(q: torch.Tensor, r: torch.Tensor, k: int, chunk_size: int
     out = torch.empty(q.shape[0], dtype=q.dtype)
     r_sq = (r * r).sum(1)
     for qs in range(0, q.shape[0], chunk_size):
-        qc = q[qs:qs + chunk_size]
+        qc = q[qs : qs + chunk_size]
         q_sq = (qc * qc).sum(1, keepdim=True)
         best = None  # running k smallest squared distances [q, k']
         for rs in range(0, r.shape[0], chunk_size):
-            d2 = (q_sq + r_sq[None, rs:rs + chunk_size] - 2.0 * qc @ r[rs:rs + chunk_size].T).clamp_min_(0.0)
+            d2 = (q_sq + r_sq[None, rs : rs + chunk_size] - 2.0 * qc @ r[rs : rs + chunk_size].T).clamp_min_(0.0)
             cand = d2 if best is None else torch.cat([best, d2], 1)
             best = cand.topk(min(k, cand.shape[1]), dim=1, largest=False).values
-        out[qs:qs + chunk_size] = best.sqrt().mean(1)  # type: ignore[union-attr]
+        out[qs : qs + chunk_size] = best.sqrt().mean(1)  # type: ignore[union-attr]
     return out
 
 
-def nearest_distance(query: torch.Tensor, query_labels: torch.Tensor, reference: torch.Tensor,
-                     reference_labels: torch.Tensor, *, k: int = 5, normalize: bool = True,
-                     chunk_size: int = 2048) -> torch.Tensor:
+def nearest_distance(
+    query: torch.Tensor,
+    query_labels: torch.Tensor,
+    reference: torch.Tensor,
+    reference_labels: torch.Tensor,
+    *,
+    k: int = 5,
+    normalize: bool = True,
+    chunk_size: int = 2048,
+) -> torch.Tensor:
     """NF: mean L2 distance from each query vector to its ``k`` nearest reference vectors of the same class.
 
     The search is exact: squared distances ``‖a‖² + ‖b‖² − 2ab`` in ``chunk_size × chunk_size`` blocks with a
@@ -97,8 +116,9 @@ def nearest_distance(query: torch.Tensor, query_labels: torch.Tensor, reference:
     return out
 
 
-def nf_reference(query_labels: torch.Tensor, remain: ImageDataset, *, max_size: int | None = None,
-                 seed: int = 0) -> ImageDataset:
+def nf_reference(
+    query_labels: torch.Tensor, remain: ImageDataset, *, max_size: int | None = None, seed: int = 0
+) -> ImageDataset:
     """The remain samples NF can use as neighbours: those of the query's classes (the search is per class), and
     at most ``max_size`` of them (a class-stratified sample, for multi-class requests).
 
@@ -114,9 +134,17 @@ def nf_reference(query_labels: torch.Tensor, remain: ImageDataset, *, max_size: 
     return cand
 
 
-def nf_feature(model: nn.Module, forget: ImageDataset, remain: ImageDataset, *, k: int = 5,
-               batch_size: int = 512, chunk_size: int = 2048, max_reference: int | None = None,
-               seed: int = 0) -> torch.Tensor:
+def nf_feature(
+    model: nn.Module,
+    forget: ImageDataset,
+    remain: ImageDataset,
+    *,
+    k: int = 5,
+    batch_size: int = 512,
+    chunk_size: int = 2048,
+    max_reference: int | None = None,
+    seed: int = 0,
+) -> torch.Tensor:
     """NF of every ``forget`` sample with respect to ``remain``, in ``model``'s penultimate feature space.
 
     Only the reference samples NF can use (:func:`nf_reference`: same classes as ``forget``, at most
@@ -124,15 +152,28 @@ def nf_feature(model: nn.Module, forget: ImageDataset, remain: ImageDataset, *, 
     ``remain``.
     """
     ref = nf_reference(forget.labels, remain, max_size=max_reference, seed=seed)
-    return nearest_distance(predict_features(model, forget, batch_size=batch_size), forget.labels,
-                            predict_features(model, ref, batch_size=batch_size), ref.labels, k=k,
-                            chunk_size=chunk_size)
+    return nearest_distance(
+        predict_features(model, forget, batch_size=batch_size),
+        forget.labels,
+        predict_features(model, ref, batch_size=batch_size),
+        ref.labels,
+        k=k,
+        chunk_size=chunk_size,
+    )
 
 
 # ---------------------------------------------------------------------------------------------- AF
-def pgd_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float = 4 / 255, steps: int = 5,
-               step_size: float | None = None, random_start: bool = False,
-               generator: torch.Generator | None = None) -> torch.Tensor:
+def pgd_attack(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    eps: float = 4 / 255,
+    steps: int = 5,
+    step_size: float | None = None,
+    random_start: bool = False,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Untargeted L∞ PGD (Madry et al.): maximise the cross-entropy of the true label ``y``.
 
     Inputs are images in [0, 1] (the model normalises inside), so ``eps`` is in pixel units. Every iterate is
@@ -195,16 +236,26 @@ def attack_divergence(logits_adv: torch.Tensor, logits_clean: torch.Tensor, *, f
     raise ValueError(f"unknown AF form {form!r}; use 'kl' or 'ce'")
 
 
-def af_feature(model: nn.Module, dataset: ImageDataset, *, eps: float = 4 / 255, steps: int = 5,
-               step_size: float | None = None, random_start: bool = False, form: AFForm = "kl",
-               batch_size: int = 256, seed: int = 0) -> torch.Tensor:
+def af_feature(
+    model: nn.Module,
+    dataset: ImageDataset,
+    *,
+    eps: float = 4 / 255,
+    steps: int = 5,
+    step_size: float | None = None,
+    random_start: bool = False,
+    form: AFForm = "kl",
+    batch_size: int = 256,
+    seed: int = 0,
+) -> torch.Tensor:
     """AF of every sample of ``dataset``: :func:`attack_divergence` after :func:`pgd_attack` (``[N]``, on the CPU)."""
     device = model_device(model)
     gen = torch.Generator().manual_seed(int(seed))
     outs = []
     for batch in TensorLoader(dataset, batch_size=batch_size, device=device):
-        adv = pgd_attack(model, batch.x, batch.y, eps=eps, steps=steps, step_size=step_size,
-                         random_start=random_start, generator=gen)
+        adv = pgd_attack(
+            model, batch.x, batch.y, eps=eps, steps=steps, step_size=step_size, random_start=random_start, generator=gen
+        )
         with torch.no_grad(), eval_mode(model):
             outs.append(attack_divergence(model(adv), model(batch.x), form=form).cpu())
     return torch.cat(outs) if outs else torch.zeros(0)
@@ -227,9 +278,18 @@ def fresh_copy(model: nn.Module, *, seed: int | None = None) -> nn.Module:
     return new
 
 
-def train_curriculum_model(model: nn.Module, train_set: ImageDataset, *, epochs: int = 1, lr: float = 0.05,
-                           momentum: float = 0.9, weight_decay: float = 5e-4, batch_size: int = 32, seed: int = 0,
-                           progress: bool = False) -> nn.Module:
+def train_curriculum_model(
+    model: nn.Module,
+    train_set: ImageDataset,
+    *,
+    epochs: int = 1,
+    lr: float = 0.05,
+    momentum: float = 0.9,
+    weight_decay: float = 5e-4,
+    batch_size: int = 32,
+    seed: int = 0,
+    progress: bool = False,
+) -> nn.Module:
     """The CF model ``M_r``: a fresh copy of ``model``'s architecture trained ``epochs`` epochs on ``train_set``."""
     fresh = fresh_copy(model, seed=seed)
     loader = TensorLoader(train_set, batch_size=batch_size, shuffle=True, seed=seed, device=model_device(fresh))
@@ -264,7 +324,7 @@ class RobustScaler:
     hi: torch.Tensor
 
     @classmethod
-    def fit(cls, x: torch.Tensor, *, whisker: float = 1.5) -> "RobustScaler":
+    def fit(cls, x: torch.Tensor, *, whisker: float = 1.5) -> RobustScaler:
         x = torch.as_tensor(x, dtype=torch.float64)
         if x.dim() != 2 or x.shape[0] == 0:
             raise ValueError(f"fit needs a non-empty [N, F] matrix, got shape {tuple(x.shape)}")

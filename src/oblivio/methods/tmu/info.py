@@ -82,12 +82,32 @@ FORGET_FEATURES = "forget_features"
 TMU_INFO_KEYS: frozenset[str] = frozenset(TMUInfo.__annotations__)
 """Every declared key (a test checks that the constants above name declared keys)."""
 
-PREDICTOR_INFO_KEYS: frozenset[str] = frozenset({PAPER_RULE_LABELS, PREDICTOR_TRAIN_ACCURACY, TWIN_FEATURES,
-                                                 FORGET_FEATURES})
+PREDICTOR_INFO_KEYS: frozenset[str] = frozenset(
+    {PAPER_RULE_LABELS, PREDICTOR_TRAIN_ACCURACY, TWIN_FEATURES, FORGET_FEATURES}
+)
 """The keys written only when the predictor was trained (``hard_score="predictor"`` or ``paper_rule_check=True``)."""
 
 
-__all__ = ["ACC_FORGET_EASY", "ACC_FORGET_HARD", "FEATURES", "FORGET_FEATURES", "FORGET_IDS", "HARD_FRACTION",
-           "PAPER_RULE_LABELS", "PREDICTED_EASY", "PREDICTED_HARD", "PREDICTED_LABELS", "PREDICTOR_INFO_KEYS",
-           "PREDICTOR_TRAIN_ACCURACY", "STAGES", "TMUInfo", "TMU_INFO_KEYS", "TWIN_CACHE_HIT", "TWIN_EASY_RATE",
-           "TWIN_FEATURES", "TWIN_LABELS", "TWIN_RULE_AGREEMENT", "UNLEARN_EPOCHS"]
+__all__ = [
+    "ACC_FORGET_EASY",
+    "ACC_FORGET_HARD",
+    "FEATURES",
+    "FORGET_FEATURES",
+    "FORGET_IDS",
+    "HARD_FRACTION",
+    "PAPER_RULE_LABELS",
+    "PREDICTED_EASY",
+    "PREDICTED_HARD",
+    "PREDICTED_LABELS",
+    "PREDICTOR_INFO_KEYS",
+    "PREDICTOR_TRAIN_ACCURACY",
+    "STAGES",
+    "TMUInfo",
+    "TMU_INFO_KEYS",
+    "TWIN_CACHE_HIT",
+    "TWIN_EASY_RATE",
+    "TWIN_FEATURES",
+    "TWIN_LABELS",
+    "TWIN_RULE_AGREEMENT",
+    "UNLEARN_EPOCHS",
+]

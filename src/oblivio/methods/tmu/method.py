@@ -10,20 +10,31 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
 from ...data.base import ImageDataset
 from ...metrics.cost import CostMeter
-from ...training.evaluate import predict_logits
 from ...models.adapters import as_classifier, unwrap
+from ...training.evaluate import predict_logits
 from ...utils import config_hash, forked_rng, indices_hash, model_device, state_dict_hash
 from ..base import UnlearningData, UnlearningMethod, register_method
-from .aligned import HARD_COUNTS, HARD_SCORES, HARD_TARGETS, HardCount, HardScore, HardTargets, decide_hard, \
-    noise_soft_targets, run_aligned_step, true_class_margin
+from .aligned import (
+    HARD_COUNTS,
+    HARD_SCORES,
+    HARD_TARGETS,
+    HardCount,
+    HardScore,
+    HardTargets,
+    decide_hard,
+    noise_soft_targets,
+    run_aligned_step,
+    true_class_margin,
+)
 from .cache import TwinCache, twin_cache_key
 from .entry import rebind_reference, restore_entry, storable
 from .features import FEATURE_NAMES, AFForm, nf_reference
@@ -181,22 +192,52 @@ class TMU(UnlearningMethod):
     twin_cache_model: str | None = field(default=None, init=False, repr=False, compare=False)
 
     # hyper-parameters that shape only the predictor's work (features, curriculum model, predictor)
-    PREDICTOR_HPARAMS = ("features", "nf_k", "af_eps", "af_steps", "af_random_start", "af_form", "cf_epochs",
-                         "cf_fraction", "cf_lr", "cf_batch_size", "predictor_hidden", "predictor_lr", "predictor_epochs",
-                         "predictor_batch_size", "balance")
+    PREDICTOR_HPARAMS = (
+        "features",
+        "nf_k",
+        "af_eps",
+        "af_steps",
+        "af_random_start",
+        "af_form",
+        "cf_epochs",
+        "cf_fraction",
+        "cf_lr",
+        "cf_batch_size",
+        "predictor_hidden",
+        "predictor_lr",
+        "predictor_epochs",
+        "predictor_batch_size",
+        "balance",
+    )
     # hyper-parameters that shape the cached twin work (the aligned step's are not in the cache key; the key is a
     # sorted-key hash, so the order here does not matter)
-    TWIN_HPARAMS = ("twin_size", "n_twins", "twin_augment", "twin_epochs", "twin_lr", "twin_batch_size",
-                    "twin_replay_fraction", "twin_target", "twin_check_steps", "nf_reference_size") + PREDICTOR_HPARAMS
+    TWIN_HPARAMS = (
+        "twin_size",
+        "n_twins",
+        "twin_augment",
+        "twin_epochs",
+        "twin_lr",
+        "twin_batch_size",
+        "twin_replay_fraction",
+        "twin_target",
+        "twin_check_steps",
+        "nf_reference_size",
+    ) + PREDICTOR_HPARAMS
 
     def __post_init__(self) -> None:
         self.features = tuple(str(f).lower() for f in self.features)
         bad = [f for f in self.features if f not in FEATURE_NAMES]
         if bad or not self.features or len(set(self.features)) != len(self.features):
             raise ValueError(f"features must be a non-empty set of {FEATURE_NAMES}, got {self.features}")
-        for name, allowed in (("hard_selection", HARD_SELECTIONS), ("hard_score", HARD_SCORES),
-                              ("hard_count", HARD_COUNTS), ("hard_targets", HARD_TARGETS), ("hard_mode", HARD_MODES),
-                              ("balance", BALANCES), ("af_form", ("kl", "ce"))):
+        for name, allowed in (
+            ("hard_selection", HARD_SELECTIONS),
+            ("hard_score", HARD_SCORES),
+            ("hard_count", HARD_COUNTS),
+            ("hard_targets", HARD_TARGETS),
+            ("hard_mode", HARD_MODES),
+            ("balance", BALANCES),
+            ("af_form", ("kl", "ce")),
+        ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"unknown {name} {getattr(self, name)!r}; use one of {', '.join(allowed)}")
         if self.hard_mode == "neggrad" and self.hard_targets == "runner-up":
@@ -248,8 +289,15 @@ class TMU(UnlearningMethod):
         return h
 
     # ------------------------------------------------------------------ the method
-    def _twin_work(self, model: nn.Module, forget: ImageDataset, retain: ImageDataset, holdout: ImageDataset,
-                   seed: int, progress: bool) -> dict:
+    def _twin_work(
+        self,
+        model: nn.Module,
+        forget: ImageDataset,
+        retain: ImageDataset,
+        holdout: ImageDataset,
+        seed: int,
+        progress: bool,
+    ) -> dict:
         """Steps 1-3 without the forget samples' own features: everything a later request of the same class
         profile and size can reuse (twin sets and models, their labels and features, scaler, predictor,
         curriculum model, ``M_o``'s features of the NF reference set)."""
@@ -258,8 +306,7 @@ class TMU(UnlearningMethod):
         with self._stage("twin_sets"):
             # Extra twins only where the holdout has real images for them: augmented twins are harder than D_f.
             n_twins = 1 if self.n_twins == 1 else min(self.n_twins, real_twin_capacity(forget, holdout, size=size))
-            twins = build_twin_sets(forget, holdout, size=size, n_twins=n_twins, seed=seed,
-                                    augment=self.twin_augment)
+            twins = build_twin_sets(forget, holdout, size=size, n_twins=n_twins, seed=seed, augment=self.twin_augment)
             # NF neighbours: D's samples of the forget classes (a class-stratified sample above nf_reference_size)
             ref = nf_reference(forget.labels, replay, max_size=self.nf_reference_size, seed=seed)
 
@@ -268,30 +315,56 @@ class TMU(UnlearningMethod):
         for i, tw in enumerate(twins):
             with self._stage("twin_models"):
                 m_t, t_info = train_twin_model(
-                    model, retain=retain, forget=forget, twin=tw.data, epochs=self.twin_epochs, lr=self.twin_lr,
-                    batch_size=self.twin_batch_size, replay_fraction=self.twin_replay_fraction,
-                    target_accuracy=self.twin_target, seed=seed + 101 * i, check_every=self.twin_check_steps,
-                    progress=progress)
+                    model,
+                    retain=retain,
+                    forget=forget,
+                    twin=tw.data,
+                    epochs=self.twin_epochs,
+                    lr=self.twin_lr,
+                    batch_size=self.twin_batch_size,
+                    replay_fraction=self.twin_replay_fraction,
+                    target_accuracy=self.twin_target,
+                    seed=seed + 101 * i,
+                    check_every=self.twin_check_steps,
+                    progress=progress,
+                )
             twin_models.append(m_t)
             twin_infos.append(t_info)
             with self._stage("twin_labels"):  # and M_t's margin on its memorised D_tw: the twin of M_o's on D_f
                 twin_margins.append(true_class_margin(predict_logits(m_t, tw.data), tw.data.labels).float())
                 twin_labels.append(generalisation_labels(model, tw.data))
         labels_tw = torch.cat(twin_labels)
-        twin_info = dict(twin_size=size, n_twins=n_twins, twin_augmented=[t.n_augmented for t in twins],
-                         twin_epochs=[t["epochs"] for t in twin_infos], twin_steps=[t.get("steps") for t in twin_infos],
-                         twin_accuracy=[t["twin_accuracy"] for t in twin_infos],
-                         twin_target_accuracy=twin_infos[0]["target_accuracy"],
-                         twin_reached=[t["reached"] for t in twin_infos],
-                         twin_easy_rate=float(labels_tw.float().mean()), nf_reference_size_used=len(ref))
+        twin_info = dict(
+            twin_size=size,
+            n_twins=n_twins,
+            twin_augmented=[t.n_augmented for t in twins],
+            twin_epochs=[t["epochs"] for t in twin_infos],
+            twin_steps=[t.get("steps") for t in twin_infos],
+            twin_accuracy=[t["twin_accuracy"] for t in twin_infos],
+            twin_target_accuracy=twin_infos[0]["target_accuracy"],
+            twin_reached=[t["reached"] for t in twin_infos],
+            twin_easy_rate=float(labels_tw.float().mean()),
+            nf_reference_size_used=len(ref),
+        )
 
         # 2-3. features of the twin problems and the predictor (the margin rule reads neither)
-        parts = twin_predictor_work(self, model, forget, replay, twins, twin_models, ref, labels_tw, seed=seed,
-                                    progress=progress) if self.uses_predictor else {}
+        parts = (
+            twin_predictor_work(
+                self, model, forget, replay, twins, twin_models, ref, labels_tw, seed=seed, progress=progress
+            )
+            if self.uses_predictor
+            else {}
+        )
         del twin_models
         return {
-            "info": twin_info, "twin_labels": labels_tw, "twin_margins": torch.cat(twin_margins),
-            "twin_features_raw": None, "scaler": None, "predictor": None, "curriculum": None, **parts,
+            "info": twin_info,
+            "twin_labels": labels_tw,
+            "twin_margins": torch.cat(twin_margins),
+            "twin_features_raw": None,
+            "scaler": None,
+            "predictor": None,
+            "curriculum": None,
+            **parts,
             "nf_reference": {"ids": ref.ids, "labels": ref.labels, "dataset": ref},
             "source_forget_ids": indices_hash(sorted(forget.ids.tolist())),  # type: ignore[union-attr]
             "cold_stages": {},
@@ -313,21 +386,37 @@ class TMU(UnlearningMethod):
             return unwrap(out.to(memory_format=torch.contiguous_format))
         return unwrap(self._unlearn_stages(model, forget, retain, holdout, seed=seed, progress=progress))
 
-    def _unlearn_stages(self, model: nn.Module, forget: ImageDataset, retain: ImageDataset, holdout: ImageDataset,
-                        *, seed: int, progress: bool) -> nn.Module:
+    def _unlearn_stages(
+        self,
+        model: nn.Module,
+        forget: ImageDataset,
+        retain: ImageDataset,
+        holdout: ImageDataset,
+        *,
+        seed: int,
+        progress: bool,
+    ) -> nn.Module:
         info = self.info
         cache, key, entry = self.twin_cache, None, None
         if cache is not None:
             with self._stage("cache_lookup"):
-                key = twin_cache_key(model_hash=self.twin_cache_model or self._model_hash(model),
-                                     forget_labels=forget.labels, num_classes=forget.num_classes,
-                                     hparams=self._twin_hparams(), seed=seed,
-                                     holdout_hash=indices_hash(sorted(holdout.ids.tolist())))  # type: ignore[union-attr]
+                key = twin_cache_key(
+                    model_hash=self.twin_cache_model or self._model_hash(model),
+                    forget_labels=forget.labels,
+                    num_classes=forget.num_classes,
+                    hparams=self._twin_hparams(),
+                    seed=seed,
+                    holdout_hash=indices_hash(sorted(holdout.ids.tolist())),
+                )  # type: ignore[union-attr]
                 entry = cache.get(key)
             if entry is not None:
                 entry = rebind_reference(entry, retain, forget)
-                log.info("tmu: twin cache hit (%s, made for forget ids %s): twin work reused%s", config_hash(key),
-                         entry["source_forget_ids"], " (features and predictor too)" if self.uses_predictor else "")
+                log.info(
+                    "tmu: twin cache hit (%s, made for forget ids %s): twin work reused%s",
+                    config_hash(key),
+                    entry["source_forget_ids"],
+                    " (features and predictor too)" if self.uses_predictor else "",
+                )
         hit = entry is not None
         if entry is None:
             # in a forked RNG: the aligned step then starts from the same global RNG state (dropout masks) whether
@@ -344,42 +433,79 @@ class TMU(UnlearningMethod):
                 with self._stage("forget_features"):
                     raw_f = forget_features(self, model, forget, entry, curriculum, seed)
             x_tw, x_f = scaler.transform(entry["twin_features_raw"]), scaler.transform(raw_f)
-            info.update(predictor_train_accuracy=predictor.train_accuracy, predictor_threshold=predictor.threshold,
-                        predictor_constant=predictor.constant, twin_features=x_tw.tolist(), forget_features=x_f.tolist(),
-                        twin_features_raw=entry["twin_features_raw"].tolist(), forget_features_raw=raw_f.tolist())
+            info.update(
+                predictor_train_accuracy=predictor.train_accuracy,
+                predictor_threshold=predictor.threshold,
+                predictor_constant=predictor.constant,
+                twin_features=x_tw.tolist(),
+                forget_features=x_f.tolist(),
+                twin_features_raw=entry["twin_features_raw"].tolist(),
+                forget_features_raw=raw_f.tolist(),
+            )
         if cache is not None and not hit:
             with self._stage("cache_store"):
                 cache.put(key, storable(entry))  # type: ignore[arg-type]
-        info["twin_cache"] = {"used": cache is not None, "hit": hit,
-                              "key_hash": config_hash(key) if key is not None else None,
-                              "made_for_forget_ids": entry["source_forget_ids"],
-                              "model_hash": key["model"] if key is not None else None}
+        info["twin_cache"] = {
+            "used": cache is not None,
+            "hit": hit,
+            "key_hash": config_hash(key) if key is not None else None,
+            "made_for_forget_ids": entry["source_forget_ids"],
+            "model_hash": key["model"] if key is not None else None,
+        }
         info["twin_cache_hit"] = hit  # a scalar copy (the ledger keeps scalar info)
         if hit:
             info["twin_cache"]["cold_stages"] = entry.get("cold_stages", {})
 
         # 3. easy / hard decisions (the paper's predictor rule or issue 15's margin rule)
         labels_tw = entry["twin_labels"]
-        predicted = decide_hard(self.info, hard_score=self.hard_score, hard_count=self.hard_count, predictor=predictor,
-                                x_tw=x_tw, x_f=x_f, labels_tw=labels_tw, twin_margins=entry["twin_margins"],
-                                model=model, forget=forget)
+        predicted = decide_hard(
+            self.info,
+            hard_score=self.hard_score,
+            hard_count=self.hard_count,
+            predictor=predictor,
+            x_tw=x_tw,
+            x_f=x_f,
+            labels_tw=labels_tw,
+            twin_margins=entry["twin_margins"],
+            model=model,
+            forget=forget,
+        )
         if self.hard_selection == "random":  # rate-matched control: the rule's count, random samples
             gen = torch.Generator().manual_seed(int(seed) + 7)
             info["predictor_labels"] = predicted.tolist()
             predicted = predicted[torch.randperm(predicted.numel(), generator=gen)]
-        info.update(predicted_easy=int(predicted.sum()), predicted_hard=int((predicted == 0).sum()),
-                    predicted_labels=predicted.tolist(), forget_ids=forget.ids.tolist(),  # type: ignore[union-attr]
-                    twin_labels=labels_tw.tolist())
+        info.update(
+            predicted_easy=int(predicted.sum()),
+            predicted_hard=int((predicted == 0).sum()),
+            predicted_labels=predicted.tolist(),
+            forget_ids=forget.ids.tolist(),  # type: ignore[union-attr]
+            twin_labels=labels_tw.tolist(),
+        )
         self.predictor = predictor  # kept for inspection (not a hyper-parameter; None when not trained)
-        log.info("tmu: twin size %d, twin epochs %s, predicted easy/hard %d/%d%s", info["twin_size"],
-                 info["twin_epochs"], info["predicted_easy"], info["predicted_hard"], " [twin cache hit]" if hit else "")
+        log.info(
+            "tmu: twin size %d, twin epochs %s, predicted easy/hard %d/%d%s",
+            info["twin_size"],
+            info["twin_epochs"],
+            info["predicted_easy"],
+            info["predicted_hard"],
+            " [twin cache hit]" if hit else "",
+        )
 
         with self._stage("aligned_unlearning"):  # 4-5. aligned unlearning
-            return self.aligned_unlearn(model, forget=forget, retain=retain, predicted=predicted, seed=seed,
-                                        progress=progress)
+            return self.aligned_unlearn(
+                model, forget=forget, retain=retain, predicted=predicted, seed=seed, progress=progress
+            )
 
-    def aligned_unlearn(self, model: nn.Module, *, forget: ImageDataset, retain: ImageDataset,
-                        predicted: torch.Tensor, seed: int = 0, progress: bool = False) -> nn.Module:
+    def aligned_unlearn(
+        self,
+        model: nn.Module,
+        *,
+        forget: ImageDataset,
+        retain: ImageDataset,
+        predicted: torch.Tensor,
+        seed: int = 0,
+        progress: bool = False,
+    ) -> nn.Module:
         """Steps 4-5 alone, in place on ``model``: keep ``predicted == 1`` samples, unlearn ``predicted == 0`` ones.
 
         Fine-tunes on ``D_r ∪ D_f^e`` (true labels, noise-softened when ``noise_sigma > 0``) while lowering the
@@ -394,5 +520,6 @@ class TMU(UnlearningMethod):
             seed: data-order, random-label and noise seed.
             progress: progress bar.
         """
-        return run_aligned_step(self, model, forget=forget, retain=retain, predicted=predicted, seed=seed,
-                                progress=progress)
+        return run_aligned_step(
+            self, model, forget=forget, retain=retain, predicted=predicted, seed=seed, progress=progress
+        )

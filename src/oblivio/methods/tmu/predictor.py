@@ -16,8 +16,9 @@ label, and :attr:`GeneralisationPredictor.constant` says so.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Sequence
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -87,13 +88,26 @@ def _rate_matching_threshold(proba: torch.Tensor, easy_rate: float) -> float:
         return float(proba.min())
     ordered = proba.sort(descending=True).values
     # midway between the last sample called easy and the first called hard (ties stay together on the easy side)
-    return float((ordered[n_easy - 1] + ordered[n_easy]) / 2) if ordered[n_easy - 1] > ordered[n_easy] \
+    return (
+        float((ordered[n_easy - 1] + ordered[n_easy]) / 2)
+        if ordered[n_easy - 1] > ordered[n_easy]
         else float(ordered[n_easy - 1])
+    )
 
 
-def train_predictor(features: torch.Tensor, labels: torch.Tensor, *, hidden: Sequence[int] = (64, 32),
-                    lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 5e-4, epochs: int = 100,
-                    batch_size: int | None = 16, balance: Balance = "threshold", seed: int = 0) -> GeneralisationPredictor:
+def train_predictor(
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    hidden: Sequence[int] = (64, 32),
+    lr: float = 0.01,
+    momentum: float = 0.9,
+    weight_decay: float = 5e-4,
+    epochs: int = 100,
+    batch_size: int | None = 16,
+    balance: Balance = "threshold",
+    seed: int = 0,
+) -> GeneralisationPredictor:
     """Train the generalisation-label MLP on ``(features, labels)``: plain SGD over whole in-memory tensors.
 
     Defaults are TMU's (hidden 64 and 32, ReLU, SGD lr 0.01, momentum 0.9, weight decay 5e-4, 100 epochs); the
@@ -150,8 +164,9 @@ def train_predictor(features: torch.Tensor, labels: torch.Tensor, *, hidden: Seq
             xs, ys = x[order], yf[order]
             total = torch.zeros(())
             for i in range(0, n, bs):
-                loss = F.binary_cross_entropy_with_logits(mlp(xs[i:i + bs]).squeeze(1), ys[i:i + bs],
-                                                          pos_weight=pos_weight)
+                loss = F.binary_cross_entropy_with_logits(
+                    mlp(xs[i : i + bs]).squeeze(1), ys[i : i + bs], pos_weight=pos_weight
+                )
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

@@ -11,7 +11,8 @@ meter), as :func:`oblivio.methods.tmu.aligned.run_aligned_step` does.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -29,9 +30,19 @@ TMU = Any
 __all__ = ["forget_features", "reference_features", "twin_predictor_work"]
 
 
-def twin_predictor_work(tmu: TMU, model: nn.Module, forget: ImageDataset, replay: ImageDataset,
-                        twins: list[TwinSet], twin_models: list[nn.Module], ref: ImageDataset,
-                        labels_tw: torch.Tensor, *, seed: int, progress: bool) -> dict:
+def twin_predictor_work(
+    tmu: TMU,
+    model: nn.Module,
+    forget: ImageDataset,
+    replay: ImageDataset,
+    twins: list[TwinSet],
+    twin_models: list[nn.Module],
+    ref: ImageDataset,
+    labels_tw: torch.Tensor,
+    *,
+    seed: int,
+    progress: bool,
+) -> dict:
     """The twin problems' raw features (one curriculum model for both problems), the scaler and the predictor, as
     twin-cache entry fields (``twin_features_raw``, ``scaler``, ``predictor``, ``curriculum``)."""
     curriculum = None
@@ -46,30 +57,55 @@ def twin_predictor_work(tmu: TMU, model: nn.Module, forget: ImageDataset, replay
             cf_set = ordered.subset(pick)
             for tw in twins:
                 cf_set = cf_set.concat(tw.data)
-            curriculum = train_curriculum_model(model, cf_set, epochs=tmu.cf_epochs, lr=tmu.cf_lr,
-                                                batch_size=tmu.cf_batch_size, seed=seed, progress=progress)
+            curriculum = train_curriculum_model(
+                model,
+                cf_set,
+                epochs=tmu.cf_epochs,
+                lr=tmu.cf_lr,
+                batch_size=tmu.cf_batch_size,
+                seed=seed,
+                progress=progress,
+            )
     with tmu._stage("twin_features"):
         # twin problem: model M_t, forget set D_tw, remain set ref ⊂ D_r ∪ D_f
-        raw_tw = torch.cat([
-            _feature_columns(tmu, m_t, tw.data, lambda m_t=m_t: (predict_features(m_t, ref), ref.labels), curriculum,
-                             seed) for m_t, tw in zip(twin_models, twins)])
+        raw_tw = torch.cat(
+            [
+                _feature_columns(
+                    tmu, m_t, tw.data, lambda m_t=m_t: (predict_features(m_t, ref), ref.labels), curriculum, seed
+                )
+                for m_t, tw in zip(twin_models, twins)
+            ]
+        )
         scaler = RobustScaler.fit(raw_tw)
     with tmu._stage("predictor"):
-        predictor = train_predictor(scaler.transform(raw_tw), labels_tw, hidden=tmu.predictor_hidden,
-                                    lr=tmu.predictor_lr, epochs=tmu.predictor_epochs,
-                                    batch_size=tmu.predictor_batch_size, balance=tmu.balance, seed=seed)
+        predictor = train_predictor(
+            scaler.transform(raw_tw),
+            labels_tw,
+            hidden=tmu.predictor_hidden,
+            lr=tmu.predictor_lr,
+            epochs=tmu.predictor_epochs,
+            batch_size=tmu.predictor_batch_size,
+            balance=tmu.balance,
+            seed=seed,
+        )
     return {
-        "twin_features_raw": raw_tw, "scaler": {"lo": scaler.lo, "hi": scaler.hi},
-        "predictor": {"state": predictor.mlp.state_dict() if predictor.mlp is not None else None,
-                      "in_features": int(raw_tw.shape[1]), "threshold": float(predictor.threshold),
-                      "constant": predictor.constant, "train_accuracy": float(predictor.train_accuracy),
-                      "easy_rate": float(predictor.easy_rate)},
+        "twin_features_raw": raw_tw,
+        "scaler": {"lo": scaler.lo, "hi": scaler.hi},
+        "predictor": {
+            "state": predictor.mlp.state_dict() if predictor.mlp is not None else None,
+            "in_features": int(raw_tw.shape[1]),
+            "threshold": float(predictor.threshold),
+            "constant": predictor.constant,
+            "train_accuracy": float(predictor.train_accuracy),
+            "easy_rate": float(predictor.easy_rate),
+        },
         "curriculum": curriculum.state_dict() if curriculum is not None else None,
     }
 
 
-def forget_features(tmu: TMU, model: nn.Module, forget: ImageDataset, entry: dict, curriculum: nn.Module | None,
-                    seed: int) -> torch.Tensor:
+def forget_features(
+    tmu: TMU, model: nn.Module, forget: ImageDataset, entry: dict, curriculum: nn.Module | None, seed: int
+) -> torch.Tensor:
     """Raw features of the original problem (``M_o``, ``D_f``, remain set: the reference set minus ``D_f``).
 
     ``M_o``'s features of the reference set are ``entry["original_features"]`` (:func:`reference_features`)."""
@@ -92,9 +128,14 @@ def reference_features(tmu: TMU, model: nn.Module, entry: dict) -> None:
             entry["original_features_model"] = model_hash
 
 
-def _feature_columns(tmu: TMU, model: nn.Module, data: ImageDataset,
-                     remain: Callable[[], tuple[torch.Tensor, torch.Tensor]], curriculum: nn.Module | None,
-                     seed: int) -> torch.Tensor:
+def _feature_columns(
+    tmu: TMU,
+    model: nn.Module,
+    data: ImageDataset,
+    remain: Callable[[], tuple[torch.Tensor, torch.Tensor]],
+    curriculum: nn.Module | None,
+    seed: int,
+) -> torch.Tensor:
     """The feature columns of ``data`` in ``tmu.features`` order, one place for the twin and the original problem;
     ``remain()`` gives the NF remain set's features and labels (called only when NF is used)."""
     cols = []
@@ -104,8 +145,17 @@ def _feature_columns(tmu: TMU, model: nn.Module, data: ImageDataset,
             remain_features, remain_labels = remain()
             cols.append(nearest_distance(data_features, data.labels, remain_features, remain_labels, k=tmu.nf_k))
         elif name == "af":
-            cols.append(af_feature(model, data, eps=tmu.af_eps, steps=tmu.af_steps,
-                                   random_start=tmu.af_random_start, form=tmu.af_form, seed=seed))
+            cols.append(
+                af_feature(
+                    model,
+                    data,
+                    eps=tmu.af_eps,
+                    steps=tmu.af_steps,
+                    random_start=tmu.af_random_start,
+                    form=tmu.af_form,
+                    seed=seed,
+                )
+            )
         else:
             cols.append(per_sample_loss(curriculum, data))  # type: ignore[arg-type]
     return torch.stack(cols, 1)

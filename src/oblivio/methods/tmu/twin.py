@@ -25,8 +25,7 @@ from ...training.loop import StopWhen, fit
 from ...utils import model_device
 from ..base import UnlearningError
 
-__all__ = ["TwinSet", "augment_images", "build_twin_sets", "generalisation_labels", "train_twin_model",
-           "twin_size"]
+__all__ = ["TwinSet", "augment_images", "build_twin_sets", "generalisation_labels", "train_twin_model", "twin_size"]
 
 
 def twin_size(n_forget: int, n_retain: int) -> int:
@@ -115,8 +114,15 @@ def real_twin_capacity(forget: ImageDataset, holdout: ImageDataset, *, size: int
     return max(1, min(caps)) if caps else 1
 
 
-def build_twin_sets(forget: ImageDataset, holdout: ImageDataset, *, size: int, n_twins: int = 1, seed: int = 0,
-                    augment: str = "crop+flip+noise") -> list[TwinSet]:
+def build_twin_sets(
+    forget: ImageDataset,
+    holdout: ImageDataset,
+    *,
+    size: int,
+    n_twins: int = 1,
+    seed: int = 0,
+    augment: str = "crop+flip+noise",
+) -> list[TwinSet]:
     """Draw ``n_twins`` disjoint twin sets from ``holdout``, each of ``size`` images in ``forget``'s class proportions.
 
     Per class, the holdout images of that class are shuffled and split into ``n_twins`` disjoint parts. A twin set
@@ -151,7 +157,8 @@ def build_twin_sets(forget: ImageDataset, holdout: ImageDataset, *, size: int, n
         if cand.size < n_twins:
             raise UnlearningError(
                 f"holdout has {cand.size} image(s) of class {holdout.classes[c]!r} but the twin set needs at least "
-                f"{n_twins} (one per twin); use a larger holdout split or n_twins=1")
+                f"{n_twins} (one per twin); use a larger holdout split or n_twins=1"
+            )
         parts[int(c)] = np.array_split(rng.permutation(cand), n_twins)
     twins = []
     for t in range(n_twins):
@@ -186,11 +193,24 @@ def generalisation_labels(model: nn.Module, dataset: ImageDataset, *, batch_size
     return (predict_logits(model, dataset, batch_size=batch_size).argmax(1) == dataset.labels).long()
 
 
-def train_twin_model(original: nn.Module, *, retain: ImageDataset, forget: ImageDataset, twin: ImageDataset,
-                     epochs: int = 30, lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 5e-4,
-                     batch_size: int = 64, twin_batch_size: int = 16, replay_fraction: float = 0.1,
-                     target_accuracy: float | None = None, seed: int = 0, check_every: int | None = None,
-                     progress: bool = False) -> tuple[nn.Module, dict]:
+def train_twin_model(
+    original: nn.Module,
+    *,
+    retain: ImageDataset,
+    forget: ImageDataset,
+    twin: ImageDataset,
+    epochs: int = 30,
+    lr: float = 0.01,
+    momentum: float = 0.9,
+    weight_decay: float = 5e-4,
+    batch_size: int = 64,
+    twin_batch_size: int = 16,
+    replay_fraction: float = 0.1,
+    target_accuracy: float | None = None,
+    seed: int = 0,
+    check_every: int | None = None,
+    progress: bool = False,
+) -> tuple[nn.Module, dict]:
     """The twin model ``M_t``: ``M_o`` fine-tuned on ``D_r ∪ D_f ∪ D_tw`` until ``D_tw`` is memorised.
 
     Each step trains on one batch of replayed training data (a fresh random ``replay_fraction`` of ``D_r ∪ D_f``
@@ -229,12 +249,17 @@ def train_twin_model(original: nn.Module, *, retain: ImageDataset, forget: Image
         return model, info
     device = model_device(model)
     replay = retain.concat(forget, name="replay")
-    loaders = ZipLoader({
-        "replay": TensorLoader(replay, batch_size=batch_size, shuffle=True, fraction=replay_fraction, seed=seed,
-                               device=device),
-        "twin": TensorLoader(twin, batch_size=min(twin_batch_size, len(twin)), shuffle=True, seed=seed + 1,
-                             device=device),
-    }, primary="replay")
+    loaders = ZipLoader(
+        {
+            "replay": TensorLoader(
+                replay, batch_size=batch_size, shuffle=True, fraction=replay_fraction, seed=seed, device=device
+            ),
+            "twin": TensorLoader(
+                twin, batch_size=min(twin_batch_size, len(twin)), shuffle=True, seed=seed + 1, device=device
+            ),
+        },
+        primary="replay",
+    )
 
     def loss_fn(m: nn.Module, batch) -> torch.Tensor:
         x = torch.cat([batch["replay"].x, batch["twin"].x])
@@ -243,9 +268,22 @@ def train_twin_model(original: nn.Module, *, retain: ImageDataset, forget: Image
 
     stop = StopWhen("twin_acc", lambda m: accuracy(m, twin), lambda v: v >= target, every_steps=check_every)
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
-    result = fit(model, loaders, epochs=epochs, optimizer=opt, loss_fn=loss_fn, callbacks=[stop], progress=progress,
-                 desc="tmu twin")
+    result = fit(
+        model,
+        loaders,
+        epochs=epochs,
+        optimizer=opt,
+        loss_fn=loss_fn,
+        callbacks=[stop],
+        progress=progress,
+        desc="tmu twin",
+    )
     final = result.history[-1]["twin_acc"] if result.history else start_acc
-    info.update(epochs=result.epochs_run, steps=int(result.cost.get("steps", 0)), twin_accuracy=float(final), reached=bool(final >= target - 1e-12))
+    info.update(
+        epochs=result.epochs_run,
+        steps=int(result.cost.get("steps", 0)),
+        twin_accuracy=float(final),
+        reached=bool(final >= target - 1e-12),
+    )
     model.eval()
     return model, info
