@@ -25,8 +25,9 @@ from __future__ import annotations
 import logging
 import math
 import sys
+import textwrap
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -173,6 +174,10 @@ class UnlearningReport:
         before: metrics of the original model (``acc_forget``, ``acc_retain``, ...; with ``test``, MIA too).
         after: the same metrics of the unlearned model, plus alignment to ``gold`` when one was given.
         info: what the method reports about its run (``method.info``).
+        recipes: which recipe trained the original and the gold model (``{"original": {...}, "gold": {...}}``,
+            each ``name`` / ``kind`` / ``detail`` as :class:`oblivio.training.RecipeSource`; gold None without one).
+        warnings: what the reader must know to trust the numbers (e.g. gold retrained with another recipe than
+            the original's); also logged, and printed under the table.
     """
 
     method: str
@@ -183,6 +188,8 @@ class UnlearningReport:
     before: dict[str, float]
     after: dict[str, float]
     info: dict = field(default_factory=dict, repr=False)
+    recipes: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     def table(self, *, digits: int = 2) -> str:
         """The report as a text table (fits 80 columns)."""
@@ -198,7 +205,16 @@ class UnlearningReport:
                 rows.append([label, None, _show(self.after[key], kind)] + ([None] if gold else []))
         sizes = ", ".join(f"{k} {v}" for k, v in self.sizes.items())
         title = f"oblivio.unlearn: {self.method} (seed {self.seed}) in {self.seconds:.1f} s; {sizes} samples"
-        return title + "\n" + _text_table(rows, header, digits=digits)
+        notes = []
+        if self.recipes.get("gold"):  # which recipes trained the two models compared (with a gold model only)
+            notes = [
+                f"recipe of the {role}: {r['name']}" + (f" ({r['detail']})" if r.get("detail") else "")
+                for role, r in self.recipes.items()
+                if r
+            ]
+        notes += [f"WARNING: {w}" for w in self.warnings]
+        notes = [textwrap.fill(n, width=80, subsequent_indent="    ", break_on_hyphens=False) for n in notes]
+        return "\n".join([title, _text_table(rows, header, digits=digits), *notes])
 
     def __str__(self) -> str:
         return self.table()
@@ -214,6 +230,8 @@ class UnlearningReport:
             "before": dict(self.before),
             "after": dict(self.after),
             "info": dict(self.info),
+            "recipes": {k: dict(v) if v else None for k, v in self.recipes.items()},
+            "warnings": list(self.warnings),
         }
 
 
@@ -310,6 +328,99 @@ def _scores(model: nn.Module, sets: dict[str, ImageDataset], *, gold: nn.Module 
     return out
 
 
+# ---------------------------------------------------------------------------------------------- gold your way
+def _user_recipe(train_fn: Any):
+    """``train_fn`` (a function, a registered name, a ``TrainFunction`` or an oblivio ``Recipe``) as a recipe."""
+    from .training.functions import resolve_recipe
+
+    return resolve_recipe(train_fn)
+
+
+def _recipes(recipe: Any, original_recipe: Any, *, gold_given: bool) -> tuple[dict, list[str]]:
+    """The report's ``recipes`` (original, gold) and the warning when gold is retrained another way."""
+    from .training.functions import RecipeSource, TrainFunction, recipe_mismatch, resolve_recipe
+    from .training.recipes import Recipe
+
+    if original_recipe is None:
+        original = (
+            RecipeSource.of(recipe, assumed=True) if isinstance(recipe, TrainFunction) else RecipeSource.stated(None)
+        )
+    elif isinstance(original_recipe, str) and original_recipe.strip().lower() != "unknown":
+        try:  # a registered recipe's name: its full identity; any other name: as stated
+            original = RecipeSource.of(resolve_recipe(original_recipe))
+        except KeyError:
+            original = RecipeSource.stated(original_recipe)
+    elif isinstance(original_recipe, (Recipe, TrainFunction)) or callable(original_recipe):
+        original = RecipeSource.of(resolve_recipe(original_recipe))
+    else:
+        original = RecipeSource.stated(None)
+    if recipe is not None:
+        gold = RecipeSource.of(recipe)
+    elif gold_given:
+        gold = RecipeSource.user_file(what="user model")
+    else:
+        return {"original": original.to_dict(), "gold": None}, []
+    warning = recipe_mismatch(original, gold)
+    return {"original": original.to_dict(), "gold": gold.to_dict()}, [warning] if warning else []
+
+
+def _fresh_model(model: nn.Module, init_fn: Callable[[], nn.Module] | None) -> nn.Module:
+    """A freshly initialised model of ``model``'s architecture: ``init_fn()``, or a copy with every layer reset."""
+    import copy
+
+    from .methods import UnlearningError
+    from .methods.common import reinitialise
+
+    if init_fn is not None:
+        fresh = init_fn()
+        if not isinstance(fresh, nn.Module):
+            raise TypeError(f"init_fn returned a {type(fresh).__name__}, not a model")
+        return fresh.to(model_device(model))
+    fresh = reinitialise(copy.deepcopy(model))
+    if type(fresh).__module__.startswith("torch.nn") and callable(getattr(fresh, "reset_parameters", None)):
+        fresh.reset_parameters()  # the whole model is one torch layer (reinitialise resets sub-modules only)
+    # parameters that no reset_parameters() owns and that kept their trained values (a cls token, a custom scale)
+    covered = {
+        f"{m_name}.{p_name}" if m_name else p_name
+        for m_name, m in fresh.named_modules()
+        if callable(getattr(m, "reset_parameters", None))
+        for p_name, _ in m.named_parameters(recurse=False)
+    }
+    trained = dict(model.named_parameters())
+    kept = [
+        n
+        for n, p in fresh.named_parameters()
+        if n not in covered and p.numel() and torch.equal(p.detach(), trained[n].detach())
+    ]
+    if kept:
+        raise UnlearningError(
+            f"cannot retrain gold from scratch: {len(kept)} parameter(s) of your model keep their trained values "
+            f"after every layer's reset_parameters() (e.g. {kept[0]!r}: its module has none), so gold would start "
+            "from weights that saw the forget set; pass init_fn=lambda: MyNet(...) (a freshly initialised model, or "
+            "your pretrained start)"
+        )
+    return fresh
+
+
+def _train_gold(
+    model: nn.Module, retain: ImageDataset, recipe: Any, *, init_fn: Any, seed: int, progress: bool
+) -> nn.Module:
+    """The gold model: ``recipe`` from scratch on ``retain`` (global RNG seeded with ``seed``, then restored)."""
+    from .training.train import train_model
+    from .utils import forked_rng
+
+    with forked_rng(model):
+        torch.manual_seed(seed)
+        fresh = _fresh_model(model, init_fn)
+        torch.manual_seed(seed)
+        t0 = time.perf_counter()
+        train_model(fresh, retain, recipe=recipe, seed=seed, progress=progress, desc="gold")
+    log.info(
+        "trained the gold model (%s) on %d retain samples in %.1f s", recipe.name, len(retain), time.perf_counter() - t0
+    )
+    return fresh.eval()
+
+
 # ---------------------------------------------------------------------------------------------- the facade
 def unlearn(
     model: nn.Module,
@@ -325,6 +436,9 @@ def unlearn(
     classes: Sequence[str] | None = None,
     ids: Mapping[str, Any] | None = None,
     inplace: bool = False,
+    train_fn: Any = None,
+    init_fn: Callable[[], nn.Module] | None = None,
+    original_recipe: Any = None,
     **hparams: Any,
 ) -> UnlearningResult:
     """Unlearn ``forget`` from your ``model``; returns ``(new_model, report)``.
@@ -338,7 +452,17 @@ def unlearn(
         holdout: unseen samples of the training distribution (TMU builds its twins from them; required by methods
             with ``needs_holdout``).
         test: optional evaluation data (never shown to the method): adds test accuracy and membership inference.
-        gold: optional model retrained without ``forget``: adds alignment to it.
+        gold: optional model retrained without ``forget`` (yours): adds alignment to it.
+        train_fn: your training function (``train_fn(model, train_data, *, seed, **options) -> model``, see
+            :func:`oblivio.training.register_recipe`) or the name of a registered one: the gold model is then
+            retrained from scratch on ``retain`` with it (seeded by ``seed``), so that original and gold are trained
+            the same way. ``model`` is taken to be trained by it unless ``original_recipe`` says otherwise.
+        init_fn: with ``train_fn``: returns a freshly initialised model of your architecture (e.g. ``MyNet``, or a
+            pretrained start). Default: a copy of ``model`` with every layer's ``reset_parameters()`` (refused, naming
+            the parameter, when a parameter has none).
+        original_recipe: the recipe that trained ``model`` (a name, a training function or an oblivio ``Recipe``);
+            the report states it beside gold's and warns when gold was retrained another way. Default: ``train_fn``
+            when given, else unknown.
         method: a registered method name (``oblivio.methods.list_methods()``, variants included) or an
             ``UnlearningMethod`` instance.
         seed: the unlearning seed (same seed, same model).
@@ -368,9 +492,15 @@ def unlearn(
     algo = method if isinstance(method, UnlearningMethod) else create_method(str(method), **hparams)
     if isinstance(method, UnlearningMethod) and hparams:
         raise TypeError("pass hyper-parameters either to the method instance or to unlearn(), not both")
+    if gold is not None and train_fn is not None:
+        raise TypeError("pass either gold= (your gold model) or train_fn= (oblivio retrains gold with it), not both")
+    recipe = _user_recipe(train_fn) if train_fn is not None else None
     sets = _intake(
         model, {"forget": forget, "retain": retain, "holdout": holdout, "test": test}, classes=classes, ids=ids or {}
     )
+    recipes, warnings = _recipes(recipe, original_recipe, gold_given=gold is not None)
+    if recipe is not None:
+        gold = _train_gold(model, sets["retain"], recipe, init_fn=init_fn, seed=seed, progress=progress)
     before = _scores(model, sets, gold=None, seed=seed)
     t0 = time.perf_counter()
     log.info(
@@ -400,7 +530,11 @@ def unlearn(
         before=before,
         after=after,
         info=dict(algo.info),
+        recipes=recipes,
+        warnings=warnings,
     )
+    for w in warnings:
+        log.warning("%s", w)
     log.info(
         "done in %.1f s: forget accuracy %.2f%% -> %.2f%%",
         seconds,

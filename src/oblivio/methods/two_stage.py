@@ -353,7 +353,11 @@ class TwoStage(UnlearningMethod):
     grad_clip: float | None = 5.0
 
     def __post_init__(self) -> None:
-        get_recipe(self.recipe)
+        if not isinstance(get_recipe(self.recipe), Recipe):
+            raise ValueError(
+                f"two-stage retrains with an oblivio Recipe (its epochs, batch size, augmentation), and "
+                f"{self.recipe!r} is a training function; pass recipe='cpu' or a Recipe(...)"
+            )
         integer = (lambda v: int(v) == v and v >= 0, "an integer >= 0")
         unit = (lambda v: 0 < v <= 1, "in (0, 1]")
         check_hparams(
