@@ -283,6 +283,15 @@ def _intake(
             r: ds if ds.classes == names else ImageDataset(ds.images, ds.labels, names, ds.name, ds.groups, ds.ids)
             for r, ds in converted.items()
         }
+    first = converted["forget"]
+    for role, ds in converted.items():  # one image size: a 32x32 holdout beside 28x28 training images is refused
+        if len(ds) and len(first) and ds.image_shape != first.image_shape:
+            size = "x".join(map(str, ds.image_shape))
+            want = "x".join(map(str, first.image_shape))
+            raise DatasetError(
+                f"{role} images are {size} (channels x height x width) but the forget images are {want}: every set "
+                f"must hold images of the training size; resize the {role} data to {want} in its transform"
+            )
     if len(positional) > 1 or (positional and len(converted) > 1):
         # Positions 0..N-1 of different datasets are not identities: number those datasets one after another,
         # above every explicit id, so that forget and retain never share an id by accident.
@@ -326,99 +335,6 @@ def _scores(model: nn.Module, sets: dict[str, ImageDataset], *, gold: nn.Module 
         if gold is not None:
             out["gold_acc_holdout"] = accuracy(gold, sets["holdout"])
     return out
-
-
-# ---------------------------------------------------------------------------------------------- gold your way
-def _user_recipe(train_fn: Any):
-    """``train_fn`` (a function, a registered name, a ``TrainFunction`` or an oblivio ``Recipe``) as a recipe."""
-    from .training.functions import resolve_recipe
-
-    return resolve_recipe(train_fn)
-
-
-def _recipes(recipe: Any, original_recipe: Any, *, gold_given: bool) -> tuple[dict, list[str]]:
-    """The report's ``recipes`` (original, gold) and the warning when gold is retrained another way."""
-    from .training.functions import RecipeSource, TrainFunction, recipe_mismatch, resolve_recipe
-    from .training.recipes import Recipe
-
-    if original_recipe is None:
-        original = (
-            RecipeSource.of(recipe, assumed=True) if isinstance(recipe, TrainFunction) else RecipeSource.stated(None)
-        )
-    elif isinstance(original_recipe, str) and original_recipe.strip().lower() != "unknown":
-        try:  # a registered recipe's name: its full identity; any other name: as stated
-            original = RecipeSource.of(resolve_recipe(original_recipe))
-        except KeyError:
-            original = RecipeSource.stated(original_recipe)
-    elif isinstance(original_recipe, (Recipe, TrainFunction)) or callable(original_recipe):
-        original = RecipeSource.of(resolve_recipe(original_recipe))
-    else:
-        original = RecipeSource.stated(None)
-    if recipe is not None:
-        gold = RecipeSource.of(recipe)
-    elif gold_given:
-        gold = RecipeSource.user_file(what="user model")
-    else:
-        return {"original": original.to_dict(), "gold": None}, []
-    warning = recipe_mismatch(original, gold)
-    return {"original": original.to_dict(), "gold": gold.to_dict()}, [warning] if warning else []
-
-
-def _fresh_model(model: nn.Module, init_fn: Callable[[], nn.Module] | None) -> nn.Module:
-    """A freshly initialised model of ``model``'s architecture: ``init_fn()``, or a copy with every layer reset."""
-    import copy
-
-    from .methods import UnlearningError
-    from .methods.common import reinitialise
-
-    if init_fn is not None:
-        fresh = init_fn()
-        if not isinstance(fresh, nn.Module):
-            raise TypeError(f"init_fn returned a {type(fresh).__name__}, not a model")
-        return fresh.to(model_device(model))
-    fresh = reinitialise(copy.deepcopy(model))
-    if type(fresh).__module__.startswith("torch.nn") and callable(getattr(fresh, "reset_parameters", None)):
-        fresh.reset_parameters()  # the whole model is one torch layer (reinitialise resets sub-modules only)
-    # parameters that no reset_parameters() owns and that kept their trained values (a cls token, a custom scale)
-    covered = {
-        f"{m_name}.{p_name}" if m_name else p_name
-        for m_name, m in fresh.named_modules()
-        if callable(getattr(m, "reset_parameters", None))
-        for p_name, _ in m.named_parameters(recurse=False)
-    }
-    trained = dict(model.named_parameters())
-    kept = [
-        n
-        for n, p in fresh.named_parameters()
-        if n not in covered and p.numel() and torch.equal(p.detach(), trained[n].detach())
-    ]
-    if kept:
-        raise UnlearningError(
-            f"cannot retrain gold from scratch: {len(kept)} parameter(s) of your model keep their trained values "
-            f"after every layer's reset_parameters() (e.g. {kept[0]!r}: its module has none), so gold would start "
-            "from weights that saw the forget set; pass init_fn=lambda: MyNet(...) (a freshly initialised model, or "
-            "your pretrained start)"
-        )
-    return fresh
-
-
-def _train_gold(
-    model: nn.Module, retain: ImageDataset, recipe: Any, *, init_fn: Any, seed: int, progress: bool
-) -> nn.Module:
-    """The gold model: ``recipe`` from scratch on ``retain`` (global RNG seeded with ``seed``, then restored)."""
-    from .training.train import train_model
-    from .utils import forked_rng
-
-    with forked_rng(model):
-        torch.manual_seed(seed)
-        fresh = _fresh_model(model, init_fn)
-        torch.manual_seed(seed)
-        t0 = time.perf_counter()
-        train_model(fresh, retain, recipe=recipe, seed=seed, progress=progress, desc="gold")
-    log.info(
-        "trained the gold model (%s) on %d retain samples in %.1f s", recipe.name, len(retain), time.perf_counter() - t0
-    )
-    return fresh.eval()
 
 
 # ---------------------------------------------------------------------------------------------- the facade
@@ -488,19 +404,21 @@ def unlearn(
         TypeError / KeyError: unknown hyper-parameter or method name.
     """
     from .methods import UnlearningMethod, create_method
+    from .methods.retrain import retrain_gold
+    from .training.functions import recipe_sources, resolve_recipe
 
     algo = method if isinstance(method, UnlearningMethod) else create_method(str(method), **hparams)
     if isinstance(method, UnlearningMethod) and hparams:
         raise TypeError("pass hyper-parameters either to the method instance or to unlearn(), not both")
     if gold is not None and train_fn is not None:
         raise TypeError("pass either gold= (your gold model) or train_fn= (oblivio retrains gold with it), not both")
-    recipe = _user_recipe(train_fn) if train_fn is not None else None
+    recipe = resolve_recipe(train_fn) if train_fn is not None else None
     sets = _intake(
         model, {"forget": forget, "retain": retain, "holdout": holdout, "test": test}, classes=classes, ids=ids or {}
     )
-    recipes, warnings = _recipes(recipe, original_recipe, gold_given=gold is not None)
+    recipes, warnings = recipe_sources(recipe, original_recipe, gold_given=gold is not None)
     if recipe is not None:
-        gold = _train_gold(model, sets["retain"], recipe, init_fn=init_fn, seed=seed, progress=progress)
+        gold = retrain_gold(model, sets["retain"], recipe, init_fn=init_fn, seed=seed, progress=progress)
     before = _scores(model, sets, gold=None, seed=seed)
     t0 = time.perf_counter()
     log.info(

@@ -332,6 +332,9 @@ class TwoStage(UnlearningMethod):
         "epochs, 10% of D_r for validation without holdout"
     )
 
+    holdout_covers: ClassVar[str | None] = "retain"
+    holdout_use: ClassVar[str] = "chooses its saving point (the best retraining epoch) by the accuracy on"
+
     recipe: str | Recipe = "cpu"
     mislabel: MislabelMode = "min"
     accumulate: AccumulateMode = "logits"

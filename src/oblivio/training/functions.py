@@ -525,12 +525,45 @@ def recipe_mismatch(original: RecipeSource, gold: RecipeSource) -> str | None:
     )
 
 
+def recipe_sources(recipe: Any, original_recipe: Any, *, gold_given: bool) -> tuple[dict, list[str]]:
+    """What ``oblivio.unlearn`` reports: ``{"original": {...}, "gold": {...} | None}`` and the recipe warning (if any).
+
+    Args:
+        recipe: the recipe gold is retrained with (``train_fn=``), or None.
+        original_recipe: what trained the user's model: None (``recipe`` when it is a training function, else
+            unknown), a registered recipe's name / a function / a Recipe (its full identity), or any other name.
+        gold_given: the user gave their own gold model.
+    """
+    if original_recipe is None:
+        original = (
+            RecipeSource.of(recipe, assumed=True) if isinstance(recipe, TrainFunction) else RecipeSource.stated(None)
+        )
+    elif isinstance(original_recipe, str) and original_recipe.strip().lower() != "unknown":
+        try:  # a registered recipe's name: its full identity; any other name: as stated
+            original = RecipeSource.of(resolve_recipe(original_recipe))
+        except KeyError:
+            original = RecipeSource.stated(original_recipe)
+    elif isinstance(original_recipe, (Recipe, TrainFunction)) or callable(original_recipe):
+        original = RecipeSource.of(resolve_recipe(original_recipe))
+    else:
+        original = RecipeSource.stated(None)
+    if recipe is not None:
+        gold = RecipeSource.of(recipe)
+    elif gold_given:
+        gold = RecipeSource.user_file(what="user model")
+    else:
+        return {"original": original.to_dict(), "gold": None}, []
+    warning = recipe_mismatch(original, gold)
+    return {"original": original.to_dict(), "gold": gold.to_dict()}, [warning] if warning else []
+
+
 __all__ = [
     "RecipeSource",
     "TrainData",
     "TrainFunction",
     "function_fingerprint",
     "recipe_mismatch",
+    "recipe_sources",
     "register_recipe",
     "resolve_recipe",
     "run_train_function",
