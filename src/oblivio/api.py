@@ -208,7 +208,7 @@ class UnlearningReport:
         notes = []
         if self.recipes.get("gold"):  # which recipes trained the two models compared (with a gold model only)
             notes = [
-                f"recipe of the {role}: {r['name']}" + (f" ({r['detail']})" if r.get("detail") else "")
+                f"recipe of the {role} model: {r['name']}" + (f" ({r['detail']})" if r.get("detail") else "")
                 for role, r in self.recipes.items()
                 if r
             ]

@@ -82,7 +82,7 @@ def test_gold_is_retrained_with_your_function(digits):
     assert report.recipes["gold"]["name"] == "my_adam" and report.recipes["gold"]["kind"] == "function"
     assert report.recipes["original"]["name"] == "my_adam" and "assumed" in report.recipes["original"]["detail"]
     assert report.warnings == []
-    assert "recipe of the gold: my_adam (your function" in str(report)
+    assert "recipe of the gold model: my_adam (your function" in str(report)
     assert report.to_dict()["recipes"] == report.recipes
 
 

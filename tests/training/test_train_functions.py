@@ -155,6 +155,7 @@ def test_contract_checks_name_the_fix(registered):
         recipe.with_options(momentum=0.9)
     with pytest.raises(ValueError, match="cannot scale its schedule"):
         recipe.scaled(0.5)
+    assert create_method("retrain", recipe="t-adam", epochs=3).resolved_recipe().options == {"epochs": 3}
     with pytest.raises(ValueError, match="two-stage retrains with an oblivio Recipe"):
         create_method("two-stage", recipe="t-adam")
 

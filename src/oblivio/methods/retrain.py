@@ -52,6 +52,8 @@ class Retrain(UnlearningMethod):
     def resolved_recipe(self) -> Recipe:
         """The recipe with the ``epochs`` override applied."""
         recipe = get_recipe(self.recipe)
+        if self.epochs is not None and not isinstance(recipe, Recipe):  # your training function: its own option
+            return recipe.with_options(epochs=self.epochs)
         if self.epochs is not None and self.epochs != recipe.epochs:
             recipe = recipe.scaled(self.epochs / max(recipe.epochs, 1)).replace(epochs=self.epochs)
         return recipe

@@ -245,15 +245,12 @@ class TrainFunction:
                 valid = [
                     n
                     for n, q in params.items()
-                    if q.kind is q.KEYWORD_ONLY or (q.kind is q.POSITIONAL_OR_KEYWORD and q.default is not q.empty)
+                    if n not in ("seed", "progress")
+                    and (q.kind is q.KEYWORD_ONLY or (q.kind is q.POSITIONAL_OR_KEYWORD and q.default is not q.empty))
                 ]
                 raise TypeError(
-                    f"recipe {self.name!r} ({self.qualname}) takes no option {key!r}"
-                    + (
-                        f"; its options: {', '.join(n for n in valid if n not in ('seed', 'progress'))}"
-                        if valid
-                        else ""
-                    )
+                    f"recipe {self.name!r} ({self.qualname}) takes no option {key!r}; "
+                    + (f"its options: {', '.join(valid)}" if valid else "add it as a keyword parameter of the function")
                 )
         return dataclasses.replace(self, options={**self.options, **options})
 
