@@ -198,3 +198,24 @@ def test_recipe_mismatch_rules():
     assert recipe_mismatch(RecipeSource.stated("t-mine"), RecipeSource.of(fn)) is None  # stated by name
     assert recipe_mismatch(RecipeSource.of(fn), tiny) is not None
     assert recipe_mismatch(unknown, RecipeSource.user_file()) is None  # your gold model: yours to vouch for
+
+
+def test_fingerprint_sees_defaults_and_closure_values_not_addresses():
+    from oblivio.training import function_fingerprint
+
+    def make(lr):
+        def train(model, train_data, *, seed):
+            return model if lr else None
+
+        return train
+
+    assert function_fingerprint(make(0.1)) != function_fingerprint(make(0.2))  # same source, another captured lr
+    assert function_fingerprint(make(0.1)) == function_fingerprint(make(0.1))
+
+    def with_object_default(model, train_data, *, seed, log=object()):  # noqa: B008 - the case under test
+        return model
+
+    # an object default enters by its type: a repr with a memory address would change the key in every process
+    a = function_fingerprint(with_object_default)
+    with_object_default.__kwdefaults__["log"] = object()
+    assert function_fingerprint(with_object_default) == a

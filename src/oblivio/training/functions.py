@@ -92,6 +92,15 @@ def _normalise(name: str) -> str:
     return name.strip().lower().replace("_", "-")
 
 
+def _value(value: Any) -> str:
+    """A value as the fingerprint sees it: numbers, strings and tuples of them by ``repr``; anything else by its type
+    (a repr with a memory address would change the key in every process)."""
+    simple = isinstance(value, _SIMPLE) or (
+        isinstance(value, (tuple, list)) and all(isinstance(v, _SIMPLE) for v in value)
+    )
+    return repr(value) if simple else f"<{type(value).__qualname__}>"
+
+
 def function_fingerprint(fn: Callable) -> str:
     """SHA-256 (hex) of what defines a training function: its source code (the byte code when no source is
     available), its default values, the simple values (numbers, strings, tuples of them) its closure captures, and a
@@ -114,18 +123,14 @@ def function_fingerprint(fn: Callable) -> str:
         code = getattr(fn, "__code__", None)
         parts.append(code.co_code.hex() + repr(code.co_consts) + repr(code.co_names) if code else repr(target))
     func = getattr(fn, "__func__", fn)
-    parts.append(repr(getattr(func, "__defaults__", None)))
-    parts.append(repr(sorted((getattr(func, "__kwdefaults__", None) or {}).items())))
+    parts.append(repr([_value(v) for v in getattr(func, "__defaults__", None) or ()]))
+    parts.append(repr(sorted((k, _value(v)) for k, v in (getattr(func, "__kwdefaults__", None) or {}).items())))
     code = getattr(func, "__code__", None)
     for var, cell in zip(getattr(code, "co_freevars", ()), getattr(func, "__closure__", None) or (), strict=True):
         try:
-            value = cell.cell_contents
+            parts.append(f"{var}={_value(cell.cell_contents)}")
         except ValueError:  # an empty cell
             continue
-        simple = isinstance(value, _SIMPLE) or (
-            isinstance(value, (tuple, list)) and all(isinstance(v, _SIMPLE) for v in value)
-        )
-        parts.append(f"{var}={value!r}" if simple else f"{var}:{type(value).__qualname__}")
     if not inspect.isfunction(fn) and not inspect.ismethod(fn):  # a callable object: its simple attributes
         state = {k: v for k, v in sorted(vars(fn).items()) if isinstance(v, _SIMPLE)} if hasattr(fn, "__dict__") else {}
         parts.append(repr(state))
