@@ -399,9 +399,12 @@ def unlearn(
 
     Raises:
         oblivio.methods.UnlearningError: the model does not fit the method (the message says how to adapt), the
-            forget set is empty, forget and retain share samples, or holdout data is missing.
-        oblivio.data.DatasetError: the data cannot be read as images and labels.
-        TypeError / KeyError: unknown hyper-parameter or method name.
+            forget set is empty, forget and retain share samples, holdout data is missing or lacks a class the
+            method needs (TMU: every forget class; two-stage: every retain class), or ``train_fn``'s fresh model
+            would keep trained weights (pass ``init_fn``).
+        oblivio.data.DatasetError: the data cannot be read as images and labels, a dataset's transform is random
+            (it would be frozen into memory), or the sets' image sizes differ.
+        TypeError / KeyError: unknown hyper-parameter, method or recipe name; ``gold`` and ``train_fn`` both given.
     """
     from .methods import UnlearningMethod, create_method
     from .methods.retrain import retrain_gold
