@@ -25,8 +25,9 @@ from __future__ import annotations
 import logging
 import math
 import sys
+import textwrap
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -173,6 +174,10 @@ class UnlearningReport:
         before: metrics of the original model (``acc_forget``, ``acc_retain``, ...; with ``test``, MIA too).
         after: the same metrics of the unlearned model, plus alignment to ``gold`` when one was given.
         info: what the method reports about its run (``method.info``).
+        recipes: which recipe trained the original and the gold model (``{"original": {...}, "gold": {...}}``,
+            each ``name`` / ``kind`` / ``detail`` as :class:`oblivio.training.RecipeSource`; gold None without one).
+        warnings: what the reader must know to trust the numbers (e.g. gold retrained with another recipe than
+            the original's); also logged, and printed under the table.
     """
 
     method: str
@@ -183,6 +188,8 @@ class UnlearningReport:
     before: dict[str, float]
     after: dict[str, float]
     info: dict = field(default_factory=dict, repr=False)
+    recipes: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     def table(self, *, digits: int = 2) -> str:
         """The report as a text table (fits 80 columns)."""
@@ -198,7 +205,16 @@ class UnlearningReport:
                 rows.append([label, None, _show(self.after[key], kind)] + ([None] if gold else []))
         sizes = ", ".join(f"{k} {v}" for k, v in self.sizes.items())
         title = f"oblivio.unlearn: {self.method} (seed {self.seed}) in {self.seconds:.1f} s; {sizes} samples"
-        return title + "\n" + _text_table(rows, header, digits=digits)
+        notes = []
+        if self.recipes.get("gold"):  # which recipes trained the two models compared (with a gold model only)
+            notes = [
+                f"recipe of the {role} model: {r['name']}" + (f" ({r['detail']})" if r.get("detail") else "")
+                for role, r in self.recipes.items()
+                if r
+            ]
+        notes += [f"WARNING: {w}" for w in self.warnings]
+        notes = [textwrap.fill(n, width=80, subsequent_indent="    ", break_on_hyphens=False) for n in notes]
+        return "\n".join([title, _text_table(rows, header, digits=digits), *notes])
 
     def __str__(self) -> str:
         return self.table()
@@ -214,6 +230,8 @@ class UnlearningReport:
             "before": dict(self.before),
             "after": dict(self.after),
             "info": dict(self.info),
+            "recipes": {k: dict(v) if v else None for k, v in self.recipes.items()},
+            "warnings": list(self.warnings),
         }
 
 
@@ -265,6 +283,15 @@ def _intake(
             r: ds if ds.classes == names else ImageDataset(ds.images, ds.labels, names, ds.name, ds.groups, ds.ids)
             for r, ds in converted.items()
         }
+    first = converted["forget"]
+    for role, ds in converted.items():  # one image size: a 32x32 holdout beside 28x28 training images is refused
+        if len(ds) and len(first) and ds.image_shape != first.image_shape:
+            size = "x".join(map(str, ds.image_shape))
+            want = "x".join(map(str, first.image_shape))
+            raise DatasetError(
+                f"{role} images are {size} (channels x height x width) but the forget images are {want}: every set "
+                f"must hold images of the training size; resize the {role} data to {want} in its transform"
+            )
     if len(positional) > 1 or (positional and len(converted) > 1):
         # Positions 0..N-1 of different datasets are not identities: number those datasets one after another,
         # above every explicit id, so that forget and retain never share an id by accident.
@@ -325,6 +352,9 @@ def unlearn(
     classes: Sequence[str] | None = None,
     ids: Mapping[str, Any] | None = None,
     inplace: bool = False,
+    train_fn: Any = None,
+    init_fn: Callable[[], nn.Module] | None = None,
+    original_recipe: Any = None,
     **hparams: Any,
 ) -> UnlearningResult:
     """Unlearn ``forget`` from your ``model``; returns ``(new_model, report)``.
@@ -338,7 +368,17 @@ def unlearn(
         holdout: unseen samples of the training distribution (TMU builds its twins from them; required by methods
             with ``needs_holdout``).
         test: optional evaluation data (never shown to the method): adds test accuracy and membership inference.
-        gold: optional model retrained without ``forget``: adds alignment to it.
+        gold: optional model retrained without ``forget`` (yours): adds alignment to it.
+        train_fn: your training function (``train_fn(model, train_data, *, seed, **options) -> model``, see
+            :func:`oblivio.training.register_recipe`) or the name of a registered one: the gold model is then
+            retrained from scratch on ``retain`` with it (seeded by ``seed``), so that original and gold are trained
+            the same way. ``model`` is taken to be trained by it unless ``original_recipe`` says otherwise.
+        init_fn: with ``train_fn``: returns a freshly initialised model of your architecture (e.g. ``MyNet``, or a
+            pretrained start). Default: a copy of ``model`` with every layer's ``reset_parameters()`` (refused, naming
+            the parameter, when a parameter has none).
+        original_recipe: the recipe that trained ``model`` (a name, a training function or an oblivio ``Recipe``);
+            the report states it beside gold's and warns when gold was retrained another way. Default: ``train_fn``
+            when given, else unknown.
         method: a registered method name (``oblivio.methods.list_methods()``, variants included) or an
             ``UnlearningMethod`` instance.
         seed: the unlearning seed (same seed, same model).
@@ -359,18 +399,29 @@ def unlearn(
 
     Raises:
         oblivio.methods.UnlearningError: the model does not fit the method (the message says how to adapt), the
-            forget set is empty, forget and retain share samples, or holdout data is missing.
-        oblivio.data.DatasetError: the data cannot be read as images and labels.
-        TypeError / KeyError: unknown hyper-parameter or method name.
+            forget set is empty, forget and retain share samples, holdout data is missing or lacks a class the
+            method needs (TMU: every forget class; two-stage: every retain class), or ``train_fn``'s fresh model
+            would keep trained weights (pass ``init_fn``).
+        oblivio.data.DatasetError: the data cannot be read as images and labels, a dataset's transform is random
+            (it would be frozen into memory), or the sets' image sizes differ.
+        TypeError / KeyError: unknown hyper-parameter, method or recipe name; ``gold`` and ``train_fn`` both given.
     """
     from .methods import UnlearningMethod, create_method
+    from .methods.retrain import retrain_gold
+    from .training.functions import recipe_sources, resolve_recipe
 
     algo = method if isinstance(method, UnlearningMethod) else create_method(str(method), **hparams)
     if isinstance(method, UnlearningMethod) and hparams:
         raise TypeError("pass hyper-parameters either to the method instance or to unlearn(), not both")
+    if gold is not None and train_fn is not None:
+        raise TypeError("pass either gold= (your gold model) or train_fn= (oblivio retrains gold with it), not both")
+    recipe = resolve_recipe(train_fn) if train_fn is not None else None
     sets = _intake(
         model, {"forget": forget, "retain": retain, "holdout": holdout, "test": test}, classes=classes, ids=ids or {}
     )
+    recipes, warnings = recipe_sources(recipe, original_recipe, gold_given=gold is not None)
+    if recipe is not None:
+        gold = retrain_gold(model, sets["retain"], recipe, init_fn=init_fn, seed=seed, progress=progress)
     before = _scores(model, sets, gold=None, seed=seed)
     t0 = time.perf_counter()
     log.info(
@@ -400,7 +451,11 @@ def unlearn(
         before=before,
         after=after,
         info=dict(algo.info),
+        recipes=recipes,
+        warnings=warnings,
     )
+    for w in warnings:
+        log.warning("%s", w)
     log.info(
         "done in %.1f s: forget accuracy %.2f%% -> %.2f%%",
         seconds,

@@ -13,6 +13,9 @@ MODULES = [
     "oblivio.training.loop",
     "oblivio.training.progress",
     "oblivio.training.passes",
+    "oblivio.training.functions",
+    "oblivio.methods.base",
+    "oblivio.methods.tmu.twin",
 ]
 
 

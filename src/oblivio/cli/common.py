@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..experiments import Experiment, ExperimentConfig, get_preset
+from ..training.functions import RecipeSource, TrainFunction, recipe_mismatch
 from ..training.recipes import get_recipe
 
 
@@ -22,7 +23,11 @@ def add_experiment_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--train-size", type=int, help="class-stratified subsample of the training set")
     g.add_argument("--model", help="override the preset's model (oblivio.models.list_models())")
     g.add_argument("--model-options", type=json.loads, help="JSON dict, e.g. '{\"width\": 16}'")
-    g.add_argument("--recipe", help="override the recipe: paper, cpu, tiny")
+    g.add_argument(
+        "--recipe",
+        help="override the recipe: paper, cpu, tiny, or your training function registered with "
+        "oblivio.training.register_recipe in an --import module (original and gold models are trained with it)",
+    )
     g.add_argument("--epochs", type=int, help="override the recipe's epochs")
     g.add_argument("--seed", type=int, default=None, help="training seed (original and gold models)")
     g.add_argument("--store", help="checkpoint store folder (default $OBLIVIO_STORE or ~/.cache/oblivio/store)")
@@ -177,7 +182,9 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
     if args.model_options is not None:
         changes["model_options"] = args.model_options
     recipe = get_recipe(args.recipe) if args.recipe else config.recipe
-    if args.epochs is not None:
+    if args.epochs is not None and isinstance(recipe, TrainFunction):
+        recipe = recipe.with_options(epochs=args.epochs)  # your function's own `epochs` option
+    elif args.epochs is not None:
         recipe = recipe.scaled(args.epochs / recipe.epochs) if recipe.epochs else recipe.replace(epochs=args.epochs)
     changes["recipe"] = recipe
     if args.seed is not None:
@@ -274,3 +281,95 @@ def metric_rows(metrics: dict[str, Any]) -> list[dict[str, str]]:
 def print_table(rows: list[dict], columns: list[str], *, floatfmt: str = "{:.2f}") -> None:
     """Print :func:`format_table` (at most 120 columns wide)."""
     print(format_table(rows, columns, floatfmt=floatfmt))
+
+
+# ---------------------------------------------------------------------------------------------- your model files
+def add_model_file_args(p: argparse.ArgumentParser, *, model_help: str | None) -> None:
+    """``--model-file`` (when ``model_help``), ``--model-recipe`` and ``--gold-model-file``: your weights in, and
+    which recipe trained them (reports compare it with the gold model's)."""
+    if model_help is not None:
+        p.add_argument("--model-file", type=Path, help=model_help)
+    p.add_argument(
+        "--model-recipe",
+        metavar="NAME",
+        help="the recipe that trained the --model-file weights (or their original), for the report's recipe check "
+        "(default: your training function when --recipe names one, else unknown)",
+    )
+    p.add_argument(
+        "--gold-model-file",
+        type=Path,
+        metavar="PATH",
+        help="your gold model (state dict of the experiment's model, retrained without the forget set), used as the "
+        "gold reference instead of retraining one (loaded with weights_only=True); implies --gold",
+    )
+
+
+def load_model_file(exp: Experiment, path: Path, *, what: str = "--model-file"):
+    """The experiment's architecture with the state dict at ``path`` (``weights_only=True``), in eval mode.
+
+    Raises:
+        CheckpointError: the file is unreadable, not a state dict, or of another architecture.
+    """
+    from ..utils import CheckpointError, safe_torch_load
+
+    model = exp.build_model()
+    state = safe_torch_load(path, map_location=exp.device)
+    if not isinstance(state, dict):
+        raise CheckpointError(
+            f"{what} {path} holds a {type(state).__name__}, not a state dict; save the model with "
+            "torch.save(model.state_dict(), path)"
+        )
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, AttributeError, TypeError, KeyError, ValueError) as exc:
+        raise CheckpointError(
+            f"{what} {path} does not fit model {exp.config.model!r} with options {exp.config.model_options}: "
+            f"{str(exc).splitlines()[0]}"
+        ) from exc
+    return model.eval()
+
+
+def model_recipe_source(exp: Experiment, args: argparse.Namespace) -> RecipeSource:
+    """Which recipe trained the user's ``--model-file`` weights: ``--model-recipe``; else the experiment's recipe
+    when it is the user's own training function (assumed: it is how they train); else unknown."""
+    stated = getattr(args, "model_recipe", None)
+    if stated:
+        return RecipeSource.stated(stated)
+    if isinstance(exp.config.recipe, TrainFunction):
+        return RecipeSource.of(exp.config.recipe, assumed=True)
+    return RecipeSource.stated(None)
+
+
+def gold_reference(exp: Experiment, split: Any, args: argparse.Namespace):
+    """``(TrainedModel, RecipeSource)`` of the gold model: ``--gold-model-file``, or retrained (from the store) with
+    the experiment's recipe when ``--gold``; ``(None, None)`` without either."""
+    from ..experiments import TrainedModel
+
+    path = getattr(args, "gold_model_file", None)
+    if path is not None:
+        return TrainedModel(load_model_file(exp, path, what="--gold-model-file"), {}), RecipeSource.user_file()
+    if getattr(args, "gold", False):
+        return exp.gold_with_meta(split), RecipeSource.of(exp.config.recipe)
+    return None, None
+
+
+def recipe_lines(original: RecipeSource, gold: RecipeSource | None, *, what: str = "original") -> list[str]:
+    """The report lines that name the recipes (and warn when gold was retrained another way)."""
+    import textwrap
+
+    lines = [f"recipe of the {what}: {original.label()}"]
+    if gold is not None:
+        lines.append(f"recipe of the gold model: {gold.label()}")
+        warning = recipe_mismatch(original, gold)
+        if warning:
+            lines.append(f"WARNING: {warning}")
+    return [textwrap.fill(x, width=MAX_WIDTH, subsequent_indent="    ", break_on_hyphens=False) for x in lines]
+
+
+def recipes_json(original: RecipeSource, gold: RecipeSource | None) -> dict[str, Any]:
+    """The ``recipes`` entry of a ``--json`` report."""
+    return {
+        "original": original.to_dict(),
+        "gold": gold.to_dict() if gold is not None else None,
+        "warning": recipe_mismatch(original, gold) if gold is not None else None,
+    }

@@ -6,7 +6,18 @@ import argparse
 import json
 from pathlib import Path
 
-from .common import add_experiment_args, experiment_from_args, metric_rows, print_table
+from .common import (
+    add_experiment_args,
+    add_model_file_args,
+    experiment_from_args,
+    gold_reference,
+    load_model_file,
+    metric_rows,
+    model_recipe_source,
+    print_table,
+    recipe_lines,
+    recipes_json,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -20,28 +31,29 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--forget", metavar="SPEC", required=True, help="the forget request the model served")
     p.add_argument("--request-seed", type=int, default=0)
     p.add_argument("--gold", action="store_true", help="compare with the gold model (trains it once if needed)")
+    add_model_file_args(p, model_help=None)
     p.add_argument("--json", type=Path, help="write the metrics as JSON here (accuracies as fractions in [0, 1])")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..metrics.report import evaluate_unlearning
-    from ..utils import CheckpointError, atomic_write_text, safe_torch_load, to_jsonable
+    from ..utils import atomic_write_text, to_jsonable
 
     exp = experiment_from_args(args)
     splits = exp.unlearning_splits(args.forget, seed=args.request_seed)
-    model = exp.build_model()
-    state = safe_torch_load(args.model_file, map_location=exp.device)
-    try:
-        model.load_state_dict(state)
-    except (RuntimeError, AttributeError, TypeError) as exc:
-        raise CheckpointError(
-            f"{args.model_file} does not fit model {exp.config.model!r} with options {exp.config.model_options}: {exc}"
-        ) from exc
-    gold = exp.gold(splits.split) if args.gold else None
+    model = load_model_file(exp, args.model_file)
+    trained_gold, gold_recipe = gold_reference(exp, splits.split, args)
+    gold = trained_gold.model if trained_gold is not None else None
     metrics = evaluate_unlearning(model, forget=splits.forget, retain=splits.retain, test=splits.test, gold=gold)
     rows = metric_rows(metrics)
     print_table(rows, ["metric", "model"] + (["gold reference"] if gold is not None else []))
+    model_recipe = model_recipe_source(exp, args)
+    if gold_recipe is not None:
+        print("\n".join(recipe_lines(model_recipe, gold_recipe, what="model's original")))
     if args.json:
-        atomic_write_text(args.json, json.dumps(to_jsonable(metrics), indent=2))
+        payload = dict(metrics)
+        if gold_recipe is not None:
+            payload["recipes"] = recipes_json(model_recipe, gold_recipe)
+        atomic_write_text(args.json, json.dumps(to_jsonable(payload), indent=2))
     return 0

@@ -6,7 +6,19 @@ import argparse
 import json
 from pathlib import Path
 
-from .common import add_config_arg, add_experiment_args, describe_line, experiment_from_args, print_table
+from .common import (
+    add_config_arg,
+    add_experiment_args,
+    add_model_file_args,
+    describe_line,
+    experiment_from_args,
+    gold_reference,
+    load_model_file,
+    model_recipe_source,
+    print_table,
+    recipe_lines,
+    recipes_json,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -16,7 +28,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "forget",
         help="unlearn a forget request with a method",
         description="Unlearn a forget request from the original model with one method; compares "
-        "with the gold model when --gold is given. Methods: " + ", ".join(list_methods()),
+        "with the gold model when --gold is given (or yours, --gold-model-file); --model-file unlearns your own "
+        "weights. Methods: " + ", ".join(list_methods()),
     )
     add_experiment_args(p)
     p.add_argument("--method", help="registered method name, variants included (required, here or in --config)")
@@ -32,6 +45,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--hparams", type=json.loads, default={}, help="method hyper-parameters as JSON, e.g. '{\"epochs\": 3}'"
     )
     p.add_argument("--gold", action="store_true", help="train (or load) the gold model and report alignment to it")
+    add_model_file_args(
+        p,
+        model_help="unlearn these weights (a state dict of the experiment's model, loaded with weights_only=True) "
+        "instead of the experiment's original model, which is then not trained",
+    )
     p.add_argument("--out", type=Path, help="save the unlearned model's state dict here (atomic write)")
     p.add_argument("--json", type=Path, help="write the metrics as JSON here")
     add_config_arg(p)
@@ -42,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     from ..methods import create_method
     from ..metrics.cost_ratio import RunCost
     from ..metrics.report import evaluate_unlearning
+    from ..training.functions import RecipeSource
     from ..utils import atomic_torch_save, atomic_write_text, to_jsonable
 
     if not args.method:
@@ -51,8 +70,11 @@ def run(args: argparse.Namespace) -> int:
     splits = exp.unlearning_splits(args.forget, seed=args.request_seed)
     print(describe_line("experiment", exp.describe()))
     print(describe_line("forget request", splits.split.describe()))
-    original = exp.original()
-    gold = exp.gold_with_meta(splits.split) if args.gold else None
+    if args.model_file is not None:  # your weights: no original is trained
+        original, original_recipe = load_model_file(exp, args.model_file), model_recipe_source(exp, args)
+    else:
+        original, original_recipe = exp.original(), RecipeSource.of(exp.config.recipe)
+    gold, gold_recipe = gold_reference(exp, splits.split, args)
     unlearned = method(
         original,
         forget=splits.forget,
@@ -87,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         rows.insert(
             0,
             {
-                "model": "gold reference (retrain)",
+                "model": "gold reference (your file)" if gold_recipe.kind == "file" else "gold reference (retrain)",
                 "ACC_test": metrics["gold_acc_test"] * 100,
                 "ACC_Df": metrics["gold_acc_forget"] * 100,
                 "ACC_Dr": metrics["gold_acc_retain"] * 100,
@@ -99,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
         if cost["rte"] is not None:
             rows[1]["cost_vs_retrain"] = cost["rte"]
     print_table(rows, list(dict.fromkeys(k for r in rows for k in r)))
+    print("\n".join(recipe_lines(original_recipe, gold_recipe)))
     if args.out:
         atomic_torch_save(unlearned.state_dict(), args.out)
         print(f"saved {args.out}")
@@ -114,6 +137,7 @@ def run(args: argparse.Namespace) -> int:
                         "metrics": dict(metrics),
                         "cost": cost,
                         "forget": splits.split.to_dict(),
+                        "recipes": recipes_json(original_recipe, gold_recipe),
                     }
                 ),
                 indent=2,

@@ -271,6 +271,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
             else ""
         )
         print(f"WARNING: model version {v.id} has the same weights as its parent{why}: the unlearning was a no-op")
+    if m.get("recipe_warning"):
+        print(f"WARNING: {m['recipe_warning']}")
     if m.get("mia_skipped"):
         print(f"membership inference (loss MIA) skipped: {m['mia_skipped']}")
     if m.get("per_example") is not None:

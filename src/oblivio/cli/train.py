@@ -24,6 +24,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..training.functions import RecipeSource
+
     exp = experiment_from_args(args)
     print(describe_line("experiment", exp.describe()))
     original = exp.original()
@@ -46,5 +48,6 @@ def run(args: argparse.Namespace) -> int:
         )
     cols = list(rows[0].keys())
     print_table([{k: (v * 100 if isinstance(v, float) else v) for k, v in r.items()} for r in rows], cols)
+    print(describe_line("recipe of the original and gold models", RecipeSource.of(exp.config.recipe).label()))
     print(f"store: {exp.store.root}")
     return 0

@@ -124,7 +124,37 @@ def _read_items(data: Any, positions: Sequence[int], what: str) -> tuple[list[np
             )
         images.append(img)
         labels.append(_label(item[1], what))
+    _check_deterministic(data, positions, images, what)
     return images, labels
+
+
+RANDOM_TRANSFORM_CHECKS = 8
+"""Items read a second time (evenly spread) to detect a random transform before it is frozen into memory."""
+
+
+def _check_deterministic(data: Any, positions: Sequence[int], images: list[np.ndarray], what: str) -> None:
+    """Refuse a dataset whose items change between reads (a random augmentation in its transform).
+
+    Reading into memory samples such a transform once per image and freezes it: every epoch would then see the same
+    "augmented" copy, and forget / test images would be scored on a random crop. Two reads of the same items are
+    compared (a flip with p = 0.5 escapes ``RANDOM_TRANSFORM_CHECKS`` items with probability 0.5 ** 8 = 0.4%).
+
+    Raises:
+        DatasetError: an item read twice gives two different images (the message names the fix).
+    """
+    n = len(positions)
+    for k in sorted({round(i * (n - 1) / max(1, RANDOM_TRANSFORM_CHECKS - 1)) for i in range(RANDOM_TRANSFORM_CHECKS)}):
+        if not 0 <= k < n:
+            continue
+        again = _numpy_image(data[positions[k]][0], what)
+        if again.shape != images[k].shape or not np.array_equal(again, images[k], equal_nan=True):
+            raise DatasetError(
+                f"{what}: item {positions[k]} read twice gave two different images: the dataset's transform is "
+                "random (an augmentation such as a random crop or flip), and reading the data into memory would "
+                "freeze one random draw per image. Pass this data with its deterministic (test-time) transform; to "
+                "augment while training, use a recipe's augment (Recipe(augment='crop4+flip')) or augment inside "
+                "your training function (oblivio.training.register_recipe)"
+            )
 
 
 def _class_names(data: Any) -> tuple[str, ...] | None:

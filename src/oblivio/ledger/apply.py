@@ -443,6 +443,7 @@ class ApplyMixin:
             metrics["gold_seconds"] = cost["gold_train_seconds"]
             metrics["cost_ratio"] = cost["rte"]
             metrics["alignment_reference"] = "gold"
+            metrics.update(self._recipe_check())
         metrics.update(twin)
         if trained_gold is None:
             metrics["alignment_reference"] = "twin" if twin else "none"
@@ -454,6 +455,26 @@ class ApplyMixin:
             )
         metrics.update(per_example)
         return metrics
+
+    def _recipe_check(self) -> dict[str, Any]:
+        """Which recipe trained version 1 (the experiment's original, or weights imported with ``init --model-file``)
+        and the gold model, and the warning when they differ (:func:`oblivio.training.recipe_mismatch`)."""
+        from ..training.functions import RecipeSource, TrainFunction, recipe_mismatch
+
+        recipe = self.experiment.config.recipe
+        first = next((v for v in self.ledger.versions() if v.parent_id is None), None)
+        if first is None or first.metrics.get("role") != "imported":
+            original = RecipeSource.of(recipe)
+        elif isinstance(recipe, TrainFunction):
+            original = RecipeSource.of(recipe, assumed=True)
+        else:
+            original = RecipeSource.stated(None)
+        gold = RecipeSource.of(recipe)
+        return {
+            "original_recipe": original.to_dict(),
+            "gold_recipe": gold.to_dict(),
+            "recipe_warning": recipe_mismatch(original, gold),
+        }
 
 
 def _twin_estimate_extra(ctx) -> dict:

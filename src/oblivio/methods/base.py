@@ -55,6 +55,9 @@ class UnlearningMethod:
         name: registry name.
         source: where the defaults come from (paper, table, or "tuned on ...").
         needs_holdout: the method requires ``holdout`` data.
+        holdout_covers: which set's classes a given ``holdout`` must all hold (``"forget"``: TMU's twin set is
+            drawn from the holdout images of the forget classes; ``"retain"``: two-stage's saving point is chosen
+            on the holdout); checked before any training. ``None``: not checked.
         needs_features: the method reads penultimate activations, so the model must have ``features(x) -> [B, D]``
             or be adaptable by :func:`oblivio.models.adapters.as_classifier` (checked before any training).
 
@@ -64,6 +67,8 @@ class UnlearningMethod:
     name: ClassVar[str] = "base"
     source: ClassVar[str] = ""
     needs_holdout: ClassVar[bool] = False
+    holdout_covers: ClassVar[str | None] = None
+    holdout_use: ClassVar[str] = ""  # what the holdout is for, in the coverage message
     needs_features: ClassVar[bool] = False  # reads penultimate activations (checked, adapted by as_classifier)
     variant_of: ClassVar[str | None] = None  # set on named variants (register_variant)
     variant_reason: ClassVar[str] = ""
@@ -139,6 +144,14 @@ class UnlearningMethod:
         for ds in (forget, retain) + ((holdout,) if holdout is not None else ()):
             if check is not None:
                 check(ds.image_shape, ds.num_classes)
+        _check_sizes(forget, retain, holdout)
+        if holdout is not None and len(holdout) and self.holdout_covers:
+            reference = forget if self.holdout_covers == "forget" else retain
+            msg = holdout_coverage_error(
+                self.name, reference, holdout, role=f"{self.holdout_covers} set", use=self.holdout_use
+            )
+            if msg:
+                raise UnlearningError(msg)
         overlap = np.intersect1d(forget.ids.numpy(), retain.ids.numpy())  # type: ignore[union-attr]
         if overlap.size:
             raise UnlearningError(
@@ -154,6 +167,51 @@ class UnlearningMethod:
             )
         except ContractError as exc:
             raise UnlearningError(str(exc)) from exc
+
+
+def _check_sizes(forget: ImageDataset, retain: ImageDataset, holdout: ImageDataset | None) -> None:
+    """One image size for every set a method sees (a 32x32 holdout beside 28x28 training images is refused)."""
+    for role, ds in (("retain", retain), ("holdout", holdout)):
+        if ds is not None and len(ds) and ds.image_shape != forget.image_shape:
+            c, h, w = ds.image_shape
+            fc, fh, fw = forget.image_shape
+            raise UnlearningError(
+                f"the {role} images are {c}x{h}x{w} (channels x height x width) but the forget images are "
+                f"{fc}x{fh}x{fw}: every set must hold images of the training size; resize the {role} data to "
+                f"{fh}x{fw} with {fc} channel(s) in its transform (the same one the training data uses)"
+            )
+
+
+HOLDOUT_FIX = (
+    "take a class-stratified holdout instead of a slice of a class-sorted dataset, e.g. hold, rest = "
+    "sklearn.model_selection.train_test_split(range(len(test)), train_size=250, stratify=[int(y) for _, y in test], "
+    "random_state=0); holdout, test = Subset(test, hold), Subset(test, rest)"
+)
+
+
+def holdout_coverage_error(
+    method: str, reference: ImageDataset, holdout: ImageDataset, *, role: str, use: str
+) -> str | None:
+    """The refusal when ``holdout`` holds no image of a class that ``reference`` has (None when it covers them).
+
+    Example:
+        >>> import torch
+        >>> f = ImageDataset(torch.zeros(3, 1, 4, 4), torch.tensor([0, 2, 2]), ("a", "b", "c"))
+        >>> h = ImageDataset(torch.zeros(4, 1, 4, 4), torch.tensor([0, 0, 1, 1]), ("a", "b", "c"))
+        >>> holdout_coverage_error("tmu", f, h, role="forget set", use="builds its twin set from").split(";")[0]
+        "tmu: the holdout has no image of class 'c', of which the forget set has 2"
+    """
+    have = holdout.class_counts()
+    need = reference.class_counts()
+    missing = [c for c in range(len(need)) if need[c] > 0 and (c >= len(have) or have[c] == 0)]
+    if not missing:
+        return None
+    names = ", ".join(repr(reference.classes[c]) for c in missing[:5]) + (" ..." if len(missing) > 5 else "")
+    counts = ", ".join(str(int(need[c])) for c in missing[:5])
+    return (
+        f"{method}: the holdout has no image of class {names}, of which the {role} has {counts}; {method} {use} "
+        f"the holdout (a class-sorted slice such as Subset(test, range(250)) does this). Fix: {HOLDOUT_FIX}"
+    )
 
 
 def register_method(name: str):

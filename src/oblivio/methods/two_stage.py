@@ -332,6 +332,9 @@ class TwoStage(UnlearningMethod):
         "epochs, 10% of D_r for validation without holdout"
     )
 
+    holdout_covers: ClassVar[str | None] = "retain"
+    holdout_use: ClassVar[str] = "chooses its saving point (the best retraining epoch) by the accuracy on"
+
     recipe: str | Recipe = "cpu"
     mislabel: MislabelMode = "min"
     accumulate: AccumulateMode = "logits"
@@ -353,7 +356,11 @@ class TwoStage(UnlearningMethod):
     grad_clip: float | None = 5.0
 
     def __post_init__(self) -> None:
-        get_recipe(self.recipe)
+        if not isinstance(get_recipe(self.recipe), Recipe):
+            raise ValueError(
+                f"two-stage retrains with an oblivio Recipe (its epochs, batch size, augmentation), and "
+                f"{self.recipe!r} is a training function; pass recipe='cpu' or a Recipe(...)"
+            )
         integer = (lambda v: int(v) == v and v >= 0, "an integer >= 0")
         unit = (lambda v: 0 < v <= 1, "in (0, 1]")
         check_hparams(

@@ -1,6 +1,17 @@
-"""The one training loop (:func:`fit`), its callbacks, and documented recipes."""
+"""The one training loop (:func:`fit`), its callbacks, documented recipes, and your training function as a recipe
+(:func:`register_recipe`)."""
 
 from .evaluate import accuracy, predict_features, predict_logits
+from .functions import (
+    RecipeSource,
+    TrainData,
+    TrainFunction,
+    function_fingerprint,
+    recipe_mismatch,
+    register_recipe,
+    resolve_recipe,
+    unregister_recipe,
+)
 from .loop import (
     Callback,
     DivergenceError,
@@ -28,13 +39,21 @@ __all__ = [
     "KeepBest",
     "LambdaCallback",
     "Recipe",
+    "RecipeSource",
     "StopWhen",
+    "TrainData",
+    "TrainFunction",
     "TrainState",
     "accuracy",
     "cross_entropy_loss",
     "fit",
+    "function_fingerprint",
     "get_recipe",
     "predict_features",
     "predict_logits",
+    "recipe_mismatch",
+    "register_recipe",
+    "resolve_recipe",
     "train_model",
+    "unregister_recipe",
 ]

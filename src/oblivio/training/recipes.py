@@ -124,7 +124,9 @@ RECIPES.register("tiny")(lambda: TINY)
 
 
 def get_recipe(recipe: str | Recipe) -> Recipe:
-    """A :class:`Recipe` from a preset name (``paper``, ``cpu``, ``tiny``) or a Recipe itself."""
-    if isinstance(recipe, Recipe):
+    """A :class:`Recipe` from a preset name (``paper``, ``cpu``, ``tiny``) or a Recipe itself; a name registered
+    with :func:`~oblivio.training.register_recipe`, or a ``TrainFunction``, gives that
+    :class:`~oblivio.training.TrainFunction` (your training function as a recipe)."""
+    if isinstance(recipe, Recipe) or getattr(recipe, "kind", None) == "function":
         return recipe
     return RECIPES.create(recipe)

@@ -10,6 +10,7 @@ from torch import nn
 from ..data.base import ImageDataset
 from ..data.loader import TensorLoader
 from ..utils import model_device
+from .functions import TrainFunction, run_train_function
 from .loop import Callback, FitResult, fit
 from .recipes import Recipe, get_recipe
 
@@ -31,7 +32,8 @@ def train_model(
     Args:
         model: a freshly initialised (or resumed) model; batches go to its device.
         dataset: training data.
-        recipe: a :class:`Recipe` or preset name.
+        recipe: a :class:`Recipe`, a preset name, or your training function's recipe (:func:`register_recipe`;
+            trained by calling it, without ``callbacks``, ``checkpoint`` or ``fraction``).
         seed: data-order / augmentation seed (weight init is the caller's, through the global seed).
         callbacks: extra :class:`Callback` hooks.
         checkpoint: resumable training-state file (see :func:`fit`).
@@ -45,6 +47,10 @@ def train_model(
     check = getattr(model, "check_input", None)
     if check is not None:
         check(dataset.image_shape, dataset.num_classes)
+    if isinstance(recipe, TrainFunction):  # your training function: callbacks / checkpoint / fraction do not apply
+        if callbacks or fraction != 1.0:
+            raise ValueError(f"recipe {recipe.name!r} is a training function: it takes no callbacks or fraction")
+        return run_train_function(recipe, model, dataset, seed=seed, progress=progress)
     loader = TensorLoader(
         dataset,
         batch_size=recipe.batch_size,

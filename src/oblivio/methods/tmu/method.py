@@ -40,7 +40,14 @@ from .entry import rebind_reference, restore_entry, storable
 from .features import FEATURE_NAMES, AFForm, nf_reference
 from .predictor import BALANCES, Balance
 from .predictor_work import forget_features, reference_features, twin_predictor_work
-from .twin import build_twin_sets, generalisation_labels, real_twin_capacity, train_twin_model, twin_size
+from .twin import (
+    build_twin_sets,
+    generalisation_labels,
+    real_twin_capacity,
+    train_twin_model,
+    twin_shortfall,
+    twin_size,
+)
 
 __all__ = ["TMU", "noise_soft_targets"]
 
@@ -65,6 +72,8 @@ class TMU(UnlearningMethod):
     Args:
         twin_size: ``|D_tw|`` (None: Eq. 3, ``|D_f| (|D_r| + |D_f|) / |D_r|``).
         n_twins: number of twin problems on disjoint ``D_tw`` samples; their labelled examples are pooled (ours).
+            Fewer when the holdout cannot fill that many twin sets with real images of every forget class: then
+            ``info["n_twins"]`` is the number run, ``info["n_twins_note"]`` says why, and a warning is logged.
             Capped at the number of disjoint twin sets the holdout fills with real images (at least 1).
             Default 4: on the CPU preset one twin set estimates gold's easy rate with about 3.5 points of
             sampling noise; four halve that (docs/benchmarks.md, TMU Table 1, ``tmu[1 twin]`` column).
@@ -139,6 +148,8 @@ class TMU(UnlearningMethod):
 
     source = "Ji et al., Towards Aligned Data Removal via Twin Machine Unlearning (TMU), §4-5; ours where noted"
     needs_holdout = True
+    holdout_covers = "forget"
+    holdout_use = "builds its twin set (unseen images of the forget classes) from"
     needs_features = True  # NF reads penultimate activations (any model, through models.adapters.as_classifier)
 
     twin_size: int | None = None
@@ -425,6 +436,10 @@ class TMU(UnlearningMethod):
                 entry = self._twin_work(model, forget, retain, holdout, seed, progress)
             entry["cold_stages"] = dict(info["stages"])
         info.update(entry["info"], features=list(self.features) if self.uses_predictor else [])
+        if info.get("n_twins", self.n_twins) < self.n_twins:  # said, not silent (issue 24)
+            note = twin_shortfall(forget, holdout, size=info["twin_size"], wanted=self.n_twins)
+            info.update(n_twins_requested=self.n_twins, n_twins_note=note)
+            log.warning("tmu: %s", note)
         x_tw = x_f = predictor = None
         if self.uses_predictor:  # in a forked RNG too (restoring the curriculum model initialises a fresh copy)
             with forked_rng(model):

@@ -114,6 +114,29 @@ def real_twin_capacity(forget: ImageDataset, holdout: ImageDataset, *, size: int
     return max(1, min(caps)) if caps else 1
 
 
+def twin_shortfall(forget: ImageDataset, holdout: ImageDataset, *, size: int, wanted: int) -> str:
+    """Why fewer than ``wanted`` twins fit (:func:`real_twin_capacity`), and what to do: the class that limits it.
+
+    Example:
+        >>> import torch
+        >>> f = ImageDataset(torch.zeros(10, 1, 4, 4), torch.zeros(10, dtype=torch.long), ("a", "b"))
+        >>> h = ImageDataset(torch.zeros(25, 1, 4, 4), torch.tensor([0] * 15 + [1] * 10), ("a", "b"))
+        >>> twin_shortfall(f, h, size=10, wanted=4).split(":")[0]
+        'n_twins=4 became 1'
+    """
+    quota = _quotas(forget.class_counts().numpy(), size)
+    hold = holdout.class_counts().numpy()
+    caps = {int(c): int(hold[c] // quota[c]) for c in np.flatnonzero(quota)}
+    c = min(caps, key=lambda k: caps[k])
+    got = max(1, caps[c])
+    return (
+        f"n_twins={wanted} became {got}: each twin set needs {quota[c]} real holdout images of class "
+        f"{holdout.classes[c]!r} (twin sets are disjoint; augmented copies would make them harder than D_f) and the "
+        f"holdout has {int(hold[c])}; for {wanted} twins give a holdout with at least {wanted * int(quota[c])} images "
+        f"of that class, or set n_twins={got} to ask for what this holdout holds"
+    )
+
+
 def build_twin_sets(
     forget: ImageDataset,
     holdout: ImageDataset,
@@ -154,6 +177,12 @@ def build_twin_sets(
     parts: dict[int, list[np.ndarray]] = {}
     for c in np.flatnonzero(quota):
         cand = np.flatnonzero(hold_labels == c)
+        if cand.size == 0:
+            raise UnlearningError(
+                f"holdout has 0 images of class {holdout.classes[c]!r}, which the forget set has: the twin set needs "
+                "unseen images of every forget class; take a class-stratified holdout (not a slice of a "
+                "class-sorted dataset)"
+            )
         if cand.size < n_twins:
             raise UnlearningError(
                 f"holdout has {cand.size} image(s) of class {holdout.classes[c]!r} but the twin set needs at least "
