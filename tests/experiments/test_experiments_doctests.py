@@ -8,7 +8,9 @@ import pytest
 from oblivio.experiments import analyses, bench, cell, grid, labels, report, runner, table
 
 
-@pytest.mark.parametrize("module", [runner, grid, cell, report, table, analyses, bench, labels], ids=lambda m: m.__name__)
+@pytest.mark.parametrize(
+    "module", [runner, grid, cell, report, table, analyses, bench, labels], ids=lambda m: m.__name__
+)
 def test_doctests(module):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0

@@ -152,10 +152,14 @@ def test_percent_everywhere_with_units_and_labels():
     version, run = _version_and_run(GOLD_METRICS)
     page = render_html(build_report(version, run, []))
     assert "96.15" in page and "0.9615" not in page and "0.45" not in page.replace("0.4500", "")
-    assert re.search(r"<td>Accuracy on the forgotten samples \(D_f\) <code>acc_forget</code></td><td class=unit>%", page)
+    assert re.search(
+        r"<td>Accuracy on the forgotten samples \(D_f\) <code>acc_forget</code></td><td class=unit>%", page
+    )
     assert "<th class=num>this model</th>" in page and "<th>unit</th>" in page
     # internal names get labels (one mapping), the name stays beside them
-    assert "Decision rule&#x27;s agreement with the twin set&#x27;s gold labels <code>twin_rule_agreement</code>" in page
+    assert (
+        "Decision rule&#x27;s agreement with the twin set&#x27;s gold labels <code>twin_rule_agreement</code>" in page
+    )
     assert re.search(r"twin_rule_agreement</code></td><td class=unit>%</td><td class=num>90\.00", page)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from .common import add_experiment_args, describe_line, experiment_from_args, print_table
+from .common import ROW_HEADERS, add_experiment_args, describe_line, experiment_from_args, print_table
 
 DEMO_METHODS = ("finetune", "finetune.cpu", "neggrad", "random-label", "bad-teacher", "tmu")
 """Baselines at their reference defaults, fine-tune also at our CPU tuning (``finetune.cpu``), and TMU."""
@@ -127,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
             "seconds",
             "cost_vs_retrain",
         ],
+        headers=ROW_HEADERS,
     )
     print()
     print(
