@@ -15,6 +15,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--out", help="folder for report.md and report.html (default: beside the results file)")
     p.add_argument("--title", default=None, help="report title")
     p.add_argument("--no-plots", action="store_true", help="no figures in the HTML report")
+    p.add_argument("--pdf", action="store_true", help="also print the HTML report to report.pdf (needs Chromium)")
     add_import_arg(p)
     p.set_defaults(func=run)
 
@@ -34,8 +35,12 @@ def run(args: argparse.Namespace) -> int:
         title=args.title or f"oblivio report: {path.name}",
         tables=tables,
         plots=not args.no_plots,
+        pdf=args.pdf,
     )
     for t in files.tables:
         print(t.to_text() + "\n")
-    print(f"report: {files.markdown}\n        {files.html}")
+    print(
+        f"report: {files.markdown}\n        {files.html}"
+        + (f"\n        {files.html.with_suffix('.pdf')}" if args.pdf else "")
+    )
     return 0

@@ -41,6 +41,7 @@ from ..training import train_model
 from ..training.evaluate import predict_logits
 from ..utils import atomic_write_text, git_commit, json_safe, state_dict_hash
 from .config import ExperimentConfig, get_preset
+from .publish import write_report_file
 from .report import Table, to_html, to_markdown
 
 log = logging.getLogger("oblivio.bench")
@@ -300,8 +301,8 @@ def run_tmu_cost(
         atomic_write_text(json_path, text)
     tables = _tables(result)
     intro = [f"Reproduce: {command}"] if command else []
-    atomic_write_text(out / "report.md", to_markdown(tables, title="oblivio benchmark: tmu-cost", intro=intro))
-    atomic_write_text(out / "report.html", to_html(tables, title="oblivio benchmark: tmu-cost", intro=intro))
+    write_report_file(out / "report.md", to_markdown(tables, title="oblivio benchmark: tmu-cost", intro=intro))
+    write_report_file(out / "report.html", to_html(tables, title="oblivio benchmark: tmu-cost", intro=intro))
     result["tables"] = tables
     return result
 

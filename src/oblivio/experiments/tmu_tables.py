@@ -86,6 +86,7 @@ def tmu_table1(rows: Sequence[dict]) -> Table:
             "the best non-gold method in bold. 'gold' is a second gold model "
             "(another training seed): its δ is the floor.",
         ],
+        group=2,
     )
 
 

@@ -26,8 +26,8 @@ color:#1d232a;line-height:1.45;padding:0 1em}
 h1{font-size:1.45em;margin:.2em 0}h2{font-size:1.15em;margin-top:1.8em;border-bottom:1px solid #d0d7de}
 h3{font-size:1.02em;margin:1.3em 0 .3em}
 table{border-collapse:collapse;margin:.6em 0;width:100%}th,td{border:1px solid #d0d7de;padding:.3em .6em;
-text-align:left;vertical-align:top}td{overflow-wrap:anywhere}th{background:#f3f5f7}
-td.num,th.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}td.unit{white-space:nowrap}
+text-align:left;vertical-align:top}td.wrap{overflow-wrap:anywhere}th{background:#f3f5f7}
+td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}td.num,td.unit{white-space:nowrap}
 .note{color:#57606a;font-size:.92em}.warn{border:2px solid #cf222e;background:#fff5f5;padding:.5em 1em}
 code{background:#f3f5f7;padding:0 .2em;font-size:.88em}.meta{color:#57606a;font-size:.9em;margin:.1em 0 .8em}
 .verdict{border:2px solid #9a6700;background:#fff8e6;border-radius:6px;padding:.7em 1.1em;margin:.8em 0}
@@ -61,7 +61,7 @@ def _kv(pairs: list[tuple[str, Any]]) -> tuple[str, bool]:
     for name, value in pairs:
         text = "n/a" if value is None else str(value)
         missing |= text == "n/a"
-        rows.append(f"<tr><th>{name}</th><td>{_e(text)}</td></tr>")
+        rows.append(f"<tr><th>{name}</th><td class=wrap>{_e(text)}</td></tr>")
     return f"<table>{''.join(rows)}</table>", missing
 
 
@@ -88,6 +88,12 @@ def _metric_table(rows: list[dict], *, gold_col: bool) -> tuple[str, bool]:
 
 def _verdict(report: dict) -> str:
     v, forgotten, m = report["verdict"], report["forgotten"], report["metrics"]
+    if report["run"] is None:  # version 1: nothing to judge
+        return (
+            '<section id="verdict" class="verdict nm"><p class=answer>The original model: nothing has been forgotten '
+            "yet</p><p>Requests are served by <code>oblivio request apply</code>; each apply writes a new version "
+            "with its own verdict.</p></section>"
+        )
     css = {"yes": "yes", "no": "no"}.get(v["answer"], "nm")
     answer = {
         "yes": "Behaves like a retrained model on the forgotten samples: yes, within the noise floor",
@@ -97,15 +103,12 @@ def _verdict(report: dict) -> str:
         answer += " (estimated, no retrained model)"
     reqs = forgotten["requests"]
     served = [r for r in reqs if r["this_run"]]
-    if report["run"] is None:
-        what = "Nothing yet: this is the original model."
-    else:
-        what = (
-            f"{forgotten['samples']} training samples from {len(reqs)} request{'s' if len(reqs) != 1 else ''} "
-            f"({', '.join('#' + str(r['id']) for r in reqs)}); this run served "
-            f"{', '.join('#' + str(r['id']) for r in served) or 'no request'} "
-            f"({forgotten['this_run_samples']} samples)."
-        )
+    what = (
+        f"{forgotten['samples']} training samples from {len(reqs)} request{'s' if len(reqs) != 1 else ''} "
+        f"({', '.join('#' + str(r['id']) for r in reqs)}); this run served "
+        f"{', '.join('#' + str(r['id']) for r in served) or 'no request'} "
+        f"({forgotten['this_run_samples']} samples)."
+    )
     facts = [
         ("What was forgotten", _e(what)),
         ("Compared with a retrained model", _e(v.get("detail") or v["sentence"])),

@@ -105,7 +105,7 @@ def noise_floor_verdict(metrics: dict[str, Any], *, alpha: float = ALPHA) -> dic
         out["reference"] = "none" if ref not in ("gold", "twin") else ref
         out["sentence"] = (
             "Not measured: no retrained (gold) model and no estimate of one was recorded for this version. "
-            "Run `oblivio request apply --gold` to measure it."
+            "Run oblivio request apply --gold to measure it."
         )
         return out
     k = round(acc * n)
