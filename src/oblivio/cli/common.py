@@ -6,6 +6,7 @@ import argparse
 import importlib
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -188,6 +189,23 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
 
 def experiment_from_args(args: argparse.Namespace) -> Experiment:
     return Experiment(config_from_args(args), store=args.store, device=args.device, progress=not args.no_progress)
+
+
+def help_text(doc: str | None) -> str:
+    r"""A module docstring (reST) as plain ``-h`` text: ``code`` and :role:`name` lose their markup, a paragraph
+    ending ``::`` ends ``:``; the example lines stay as they are (use it with ``RawDescriptionHelpFormatter``).
+
+    Example:
+        >>> print(help_text("``oblivio bench NAME``: see :func:`~a.b.run`.\n\nExample::\n\n    oblivio bench x"))
+        oblivio bench NAME: see run.
+        <BLANKLINE>
+        Example:
+        <BLANKLINE>
+            oblivio bench x
+    """
+    text = re.sub(r":[a-z]+:`~?([^`]*)`", lambda m: m.group(1).rsplit(".", 1)[-1], doc or "")
+    text = text.replace("``", "")
+    return re.sub(r"::[ \t]*$", ":", text, flags=re.M).strip()
 
 
 MAX_WIDTH = 120  # stdout tables fit this many columns; wider ones are split into blocks (the first column repeats)

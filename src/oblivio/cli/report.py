@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import add_import_arg
+from .common import add_import_arg, help_text
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("report", help="tables and an HTML report from a results JSONL file", description=__doc__)
+    p = subparsers.add_parser(
+        "report", help="tables and an HTML report from a results JSONL file", description=help_text(__doc__)
+    )
     p.add_argument("results", help="results JSONL file written by 'oblivio bench' or the Runner")
     p.add_argument("--tables", help="comma-separated table keys (default: every table with data)")
     p.add_argument("--out", help="folder for report.md and report.html (default: beside the results file)")
