@@ -145,7 +145,7 @@ max-width:80rem}h1{font-size:1.5rem}h2{font-size:1.15rem;margin-top:2rem}
 table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0}
 .table-wrap{overflow-x:auto;max-width:100%}
 th,td{border:1px solid #ccc;padding:.25rem .5rem;text-align:right}td{white-space:nowrap}
-th{background:#f3f3f3;vertical-align:bottom}td:first-child,th:first-child{text-align:left}
+th{background:#f3f3f3;vertical-align:bottom}td.t,th.t{text-align:left}
 tbody tr:nth-child(even){background:#fafafa}.cont{font-size:.8rem;color:#555;margin:.8rem 0 0}
 .note{font-size:.8rem;color:#555;margin:.2rem 0}.meta{font-size:.8rem;color:#555}
 figure{margin:1rem 0}figcaption{font-size:.85rem;color:#444}img{max-width:100%;height:auto}

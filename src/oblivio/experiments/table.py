@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -61,6 +62,7 @@ HTML_WIDTH_PX = 1150
 """Width budget of one HTML table block: the report's content column at a 1280 px window (80rem less margins)."""
 
 _CHAR_PX, _HEAD_CHAR_PX, _CELL_PAD_PX = 7.6, 8.2, 18
+_NUMERIC = re.compile(r"^\s*([+\-−]?\d|[+\-−]?\.\d|n/a$|\[)")
 
 
 def _html_col_px(header: str, cells: Sequence[str]) -> float:
@@ -155,13 +157,17 @@ class Table:
         that no column is cut off in a screenshot or on paper."""
         e = html.escape
         blocks = self.column_blocks(max_width_px=max_width_px)
+        # text columns (no cell starts like a number) align left, number columns right
+        text_col = [j == 0 or not any(_NUMERIC.match(str(r[j])) for r in self.rows) for j in range(len(self.columns))]
         parts = []
         for b, idx in enumerate(blocks):
-            head = "".join(f"<th>{e(str(self.columns[j]))}</th>" for j in idx)
+            head = "".join(f"<th{' class=t' if text_col[j] else ''}>{e(str(self.columns[j]))}</th>" for j in idx)
             body = []
             for i, r in enumerate(self.rows):
                 tds = "".join(
-                    f"<td><strong>{e(str(r[j]))}</strong></td>" if (i, j) in self.bold else f"<td>{e(str(r[j]))}</td>"
+                    f"<td{' class=t' if text_col[j] else ''}>"
+                    + (f"<strong>{e(str(r[j]))}</strong>" if (i, j) in self.bold else e(str(r[j])))
+                    + "</td>"
                     for j in idx
                 )
                 body.append(f"<tr>{tds}</tr>")

@@ -168,6 +168,8 @@ def _sentence(v: dict[str, Any]) -> tuple[str, str]:
         )
         if small is not None:
             text += f" With {d} disagreements a gap of {small:.1f} points or more would have counted as outside."
+        elif d:
+            text += f" With {d} disagreement{'s' if d != 1 else ''} no gap can count as outside: read the numbers."
     else:
         text += f", p = {v['p_value']:.2g} (exact binomial test)."
         text += (
