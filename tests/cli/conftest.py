@@ -17,9 +17,9 @@ def pytest_terminal_summary(terminalreporter):
         return
     from oblivio.experiments.publish import find_chromium
 
-    browser = find_chromium() or "no Chromium installed"
+    browser = find_chromium() or "not installed"
     ran = counts["passed"] + counts["failed"] + counts["error"]
     terminalreporter.write_line(
-        f"browser tests: {ran} ran in headless Chromium ({browser}): {counts['passed']} passed, "
-        f"{counts['failed'] + counts['error']} failed; {counts['skipped']} skipped"
+        f"browser tests (headless Chromium: {browser}): ran {ran}, passed {counts['passed']}, "
+        f"failed {counts['failed'] + counts['error']}, skipped {counts['skipped']}"
     )
