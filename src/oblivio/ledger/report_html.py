@@ -34,9 +34,10 @@ code{background:#f3f5f7;padding:0 .2em;font-size:.88em}.meta{color:#57606a;font-
 .verdict.yes{border-color:#1a7f37;background:#f0fff4}.verdict.no{border-color:#cf222e;background:#fff5f5}
 .answer{font-size:1.3em;font-weight:650;margin:.1em 0 .5em}
 dl.facts{display:grid;grid-template-columns:12em 1fr;gap:.35em 1em;margin:0}dl.facts dt{font-weight:600}
-dl.facts dd{margin:0}tr.changed td{background:#fff8c5}.mark{font-weight:700;color:#9a6700}
+dl.facts dd{margin:0}tr.changed td{background:#fff8c5}summary{cursor:pointer;margin:.4em 0}
+.mark{font-weight:700;color:#9a6700}
 @page{size:A4;margin:14mm}
-@media print{body{margin:0;max-width:none;padding:0;font-size:10pt;color:#000}
+@media print{body{margin:0;max-width:none;padding:0;font-size:10pt;color:#000}summary{font-weight:600}
 .verdict,figure,tr{break-inside:avoid}h2,h3{break-after:avoid}thead{display:table-header-group}
 code{background:none}th{background:#eee}}
 """
@@ -179,14 +180,26 @@ def _hparams(report: dict) -> str:
     if not rows:
         return ""
     method = report["run"]["method"]
-    body = ""
+
+    def show(key: str, value: Any) -> str:
+        return "None" if value is None else fmt_value(key, value)  # None is a setting here (e.g. "automatic")
+
+    described: dict[str, str] = {}
+    lines: list[tuple[bool, str]] = []
     for r in rows:
         mark = "<span class=mark title='differs from the default'>&#9679;</span> " if r["changed"] else ""
-        default = "unknown" if r["changed"] is None else fmt_value(r["key"], r["default"])
-        body += (
-            f"<tr{' class=changed' if r['changed'] else ''}><td>{mark}{_name(r['key'])}</td>"
-            f"<td>{_e(fmt_value(r['key'], r['value']))}</td><td>{_e(default)}</td>"
-            f"<td class=note>{_e(r['description'])}</td></tr>"
+        default = "unknown" if r["changed"] is None else show(r["key"], r["default"])
+        text = r["description"]
+        if text and text in described:  # one docstring entry describing several knobs: once
+            text = f"see {described[text]}"
+        elif text:
+            described[text] = r["key"]
+        lines.append(
+            (
+                bool(r["changed"]) or r["changed"] is None,
+                f"<tr{' class=changed' if r['changed'] else ''}><td>{mark}{_name(r['key'])}</td>"
+                f"<td>{_e(show(r['key'], r['value']))}</td><td>{_e(default)}</td><td class=note>{_e(text)}</td></tr>",
+            )
         )
     n_changed = sum(1 for r in rows if r["changed"])
     if report.get("hparams_defaults_known"):
@@ -196,10 +209,16 @@ def _hparams(report: dict) -> str:
         )
     else:
         note = f"The method {_e(repr(method))} is not registered in this process: its defaults are unknown."
-    return (
-        "<h3>Hyper-parameters</h3><table><thead><tr><th>hyper-parameter</th><th>value</th><th>default</th>"
-        f"<th>what it does</th></tr></thead><tbody>{body}</tbody></table><p class=note>{note}</p>"
-    )
+    head = "<tr><th>hyper-parameter</th><th>value</th><th>default</th><th>what it does</th></tr>"
+    shown = "".join(line for keep, line in lines if keep)
+    rest = [line for keep, line in lines if not keep]
+    table = f"<table><thead>{head}</thead><tbody>{shown}</tbody></table>" if shown else ""
+    if rest:  # the values at their defaults: one click away (all of them are in the JSON report too)
+        table += (
+            f"<details><summary>{len(rest)} hyper-parameter{'s' if len(rest) != 1 else ''} at the default</summary>"
+            f"<table><thead>{head}</thead><tbody>{''.join(rest)}</tbody></table></details>"
+        )
+    return f"<h3>Hyper-parameters</h3><p class=note>{note}</p>{table}"
 
 
 def _labelled(items: list[tuple[str, Any]]) -> tuple[str, bool]:
@@ -208,7 +227,8 @@ def _labelled(items: list[tuple[str, Any]]) -> tuple[str, bool]:
     for key, value in items:
         text = fmt_value(key, value)
         missing |= text == "n/a"
-        body += f"<tr><td>{_name(key)}</td><td class=unit>{_e(unit_of(key))}</td><td class=num>{_e(text)}</td></tr>"
+        cls = "num" if isinstance(value, (int, float)) or value is None else "wrap"
+        body += f"<tr><td>{_name(key)}</td><td class=unit>{_e(unit_of(key))}</td><td class={cls}>{_e(text)}</td></tr>"
     head = "<tr><th>measure</th><th>unit</th><th class=num>value</th></tr>"
     return f"<table><thead>{head}</thead><tbody>{body}</tbody></table>", missing
 
