@@ -193,3 +193,12 @@ def test_reports_are_written_0644(tmp_path):
     paths = write_report(build_report(version, run, []), tmp_path / "out")
     for path in paths:
         assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
+
+
+def test_many_requests_keep_the_verdict_short():
+    version, run = _version_and_run(GOLD_METRICS)
+    many = [_request(i, 1, version=3) for i in range(1, 41)]
+    page = render_html(build_report(version, run, many[-3:], forgotten_requests=many))
+    verdict = page[page.index('id="verdict"') : page.index('id="requests"')]
+    assert "(#1, #2, #3, #4, #5, #6, #7, #8 and 32 more); this run served #38, #39, #40 (3 samples)" in verdict
+    assert page.count("<td>#") == 40  # the request table lists every one

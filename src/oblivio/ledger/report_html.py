@@ -104,11 +104,14 @@ def _verdict(report: dict) -> str:
         answer += " (estimated, no retrained model)"
     reqs = forgotten["requests"]
     served = [r for r in reqs if r["this_run"]]
+
+    def ids(rs: list[dict], most: int = 8) -> str:  # a long list stays one line: the table below has them all
+        head = ", ".join("#" + str(r["id"]) for r in rs[:most])
+        return head + (f" and {len(rs) - most} more" if len(rs) > most else "")
+
     what = (
         f"{forgotten['samples']} training samples from {len(reqs)} request{'s' if len(reqs) != 1 else ''} "
-        f"({', '.join('#' + str(r['id']) for r in reqs)}); this run served "
-        f"{', '.join('#' + str(r['id']) for r in served) or 'no request'} "
-        f"({forgotten['this_run_samples']} samples)."
+        f"({ids(reqs)}); this run served {ids(served) or 'no request'} ({forgotten['this_run_samples']} samples)."
     )
     facts = [
         ("What was forgotten", _e(what)),
