@@ -30,7 +30,7 @@ def test_bench_says_the_cost_first_and_gives_an_eta(tmp_path, capsys, caplog):
     # 2 cells (2 methods x class 0); models: the original and class 0's gold model, none stored yet
     assert first[0] == "tmu-table1: 2 cells to run (0 finished already); 2 models needed: 0 in the store, 2 to train."
     assert re.match(r"estimate: about \d+ s one at a time \(2 models × 1 s \+ 2 cells × 4 s\)\.", first[1]), first
-    assert first[2].startswith("from: models: preset tiny") and "cells: preset tiny" in first[2]
+    assert first[2] == "from: models: preset tiny's reference (PRESET_COSTS); cells: preset tiny's reference."
     lines = [r.getMessage() for r in caplog.records if r.name == "oblivio.runner" and r.getMessage().startswith("[")]
     assert len(lines) == 2 and "[1/2]" in lines[0] and re.search(r"; ETA \d+ s \(\d+ s per cell so far\)$", lines[0])
     assert "[2/2]" in lines[1] and re.search(r"; done in \d+ s$", lines[1])

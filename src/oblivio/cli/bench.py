@@ -14,8 +14,9 @@ import argparse
 import json
 import shlex
 import sys
+import textwrap
 
-from .common import add_config_arg, add_experiment_args, config_from_args, help_text
+from .common import MAX_WIDTH, add_config_arg, add_experiment_args, config_from_args, help_text
 
 
 def _int_list(text: str) -> list[int]:
@@ -126,7 +127,11 @@ def _say_cost(args: argparse.Namespace, config, settings, out: str) -> None:
     data = Experiment(config, store=args.store, progress=False).data
     cells, _ = benchmark_cells(args.name, config, settings=settings, data=data)
     estimate = estimate_cost(config, cells, results=Path(out) / "results.jsonl", store=args.store, data=data)
-    print(f"{args.name}: {estimate.describe(workers=args.workers)}", flush=True)
+    text = f"{args.name}: {estimate.describe(workers=args.workers)}"
+    print(
+        "\n".join(textwrap.fill(line, width=MAX_WIDTH, subsequent_indent="    ") for line in text.splitlines()),
+        flush=True,
+    )
 
 
 def _command(args: argparse.Namespace, out: str) -> str:

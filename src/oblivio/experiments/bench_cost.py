@@ -170,7 +170,7 @@ def estimate_cost(
         model_seconds, model_source = statistics.median(model_s), f"median of {len(model_s)} stored models"
     elif preset:
         model_seconds = PRESET_COSTS[preset]["model_seconds"]
-        model_source = f"preset {preset}: {PRESET_COSTS[preset]['source']}"
+        model_source = f"preset {preset}'s reference (PRESET_COSTS)"
     else:
         model_seconds, model_source = None, "unknown"
     walls = [
@@ -181,7 +181,7 @@ def estimate_cost(
     if walls:
         cell_seconds, cell_source = statistics.median(walls), f"median of {len(walls)} finished cells of this run"
     elif preset:
-        cell_seconds, cell_source = PRESET_COSTS[preset]["cell_seconds"], f"preset {preset}"
+        cell_seconds, cell_source = PRESET_COSTS[preset]["cell_seconds"], f"preset {preset}'s reference"
     else:
         cell_seconds, cell_source = None, "unknown"
     return CostEstimate(
