@@ -69,10 +69,10 @@ def test_two_gold_notions_have_distinct_names_everywhere():
         assert not any(re.match(r"(?i)gold(?! reference| \(2nd seed\))", str(c)) for c in t.columns), t.columns
         assert any(GOLD_SEED in str(n) for n in names)
     t1, summary = tables
-    assert t1.columns[1:3] == [f"{GOLD_REFERENCE} ACC_test", f"{GOLD_REFERENCE} ACC_Df"]
-    assert f"{GOLD_SEED} ACC_Df" in t1.columns
+    assert t1.columns[1:3] == [f"{GOLD_REFERENCE} ACC_test (%)", f"{GOLD_REFERENCE} ACC_Df (%)"]
+    assert f"{GOLD_SEED} ACC_Df (%)" in t1.columns
     assert [r[0] for r in summary.rows] == ["finetune", GOLD_SEED]
-    assert f"{GOLD_REFERENCE} MIA loss-LR acc" in summary.columns
+    assert f"{GOLD_REFERENCE} MIA loss-LR acc (%)" in summary.columns
 
 
 def test_one_unit_convention_percent():
@@ -86,7 +86,7 @@ def test_one_unit_convention_percent():
     }
     rows = {r["metric"]: r for r in metric_rows(metrics)}
     assert rows["acc_forget (%)"]["model"] == "81.25" and rows["acc_forget (%)"]["gold reference"] == "75.00"
-    assert rows["delta_forget (%)"]["model"] == "6.25" and rows["sample_agreement (%)"]["model"] == "90.00"
+    assert rows["delta_forget (points)"]["model"] == "6.25" and rows["sample_agreement (%)"]["model"] == "90.00"
     assert rows["mia_loss_lr_auc"]["model"] == "0.6123" and rows["activation_distance_l2"]["model"] == "0.1235"
     assert is_percent_metric("gold_acc_test") and not is_percent_metric("js_divergence")
 

@@ -131,7 +131,7 @@ def test_bench_and_report_cli(store, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert (
         "TMU Table 1" in printed
-        and "gold reference ACC_Df" in printed
+        and "gold reference ACC_Df (%)" in printed
         and "reproduce: oblivio bench tmu-table1" in printed
     )
     assert (out / "results.jsonl").is_file() and (out / "report.md").is_file() and (out / "report.html").is_file()

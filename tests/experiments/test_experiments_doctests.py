@@ -5,10 +5,14 @@ import doctest
 
 import pytest
 
-from oblivio.experiments import analyses, bench, cell, grid, report, runner, table
+from oblivio.experiments import analyses, backends, bench, bench_cost, cell, grid, labels, report, runner, table
 
 
-@pytest.mark.parametrize("module", [runner, grid, cell, report, table, analyses, bench], ids=lambda m: m.__name__)
+@pytest.mark.parametrize(
+    "module",
+    [runner, grid, cell, report, table, analyses, bench, labels, backends, bench_cost],
+    ids=lambda m: m.__name__,
+)
 def test_doctests(module):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0

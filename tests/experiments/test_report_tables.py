@@ -116,12 +116,12 @@ def test_tmu_table1_values(jsonl):
     t = tmu_table1(rows)
     assert t.columns == [
         "Forget class",
-        "gold reference ACC_test",
-        "gold reference ACC_Df",
-        "ft ACC_test",
-        "ft ACC_Df",
-        "tmu ACC_test",
-        "tmu ACC_Df",
+        "gold reference ACC_test (%)",
+        "gold reference ACC_Df (%)",
+        "ft ACC_test (%)",
+        "ft ACC_Df (%)",
+        "tmu ACC_test (%)",
+        "tmu ACC_Df (%)",
     ]
     row0 = t.rows[0]
     assert row0[0] == "0 (zero)"
@@ -135,7 +135,7 @@ def test_tmu_table1_values(jsonl):
     assert mean_row[4] == _ms(per_class)
     # δ row: |ACC_Df(M_u) − ACC_Df(M_g)| per run, averaged per class, then mean ± std across classes
     delta_row = t.rows[3]
-    assert delta_row[0] == "δ"
+    assert delta_row[0] == "δ (points)"
     d = {m: [np.mean(np.abs(np.subtract(ACC[(k, m)][1], GOLD[k][1]))) for k in (0, 1)] for m in ("ft", "tmu")}
     assert delta_row[4] == _ms(d["ft"]) and delta_row[6] == _ms(d["tmu"])
     assert (3, 6) in t.bold  # tmu has the smaller δ
@@ -153,9 +153,9 @@ def test_activation_distance_and_summary(jsonl):
     ft = s.rows[0]
     assert ft[0] == "ft" and ft[1] == "6"
     all_ft_forget = ACC[(0, "ft")][1] + ACC[(1, "ft")][1]
-    assert ft[s.columns.index("ACC_Df")] == _ms(all_ft_forget)
-    assert ft[s.columns.index("RTE")] == _ms([0.1, 0.15, 0.2] * 2, scale=1, digits=3)
-    assert "gold reference MIA loss-LR acc" in s.columns  # MIA variants named, gold beside
+    assert ft[s.columns.index("ACC_Df (%)")] == _ms(all_ft_forget)
+    assert ft[s.columns.index("RTE (×)")] == _ms([0.1, 0.15, 0.2] * 2, scale=1, digits=3)
+    assert "gold reference MIA loss-LR acc (%)" in s.columns  # MIA variants named, gold beside
 
 
 def test_label_accuracy_tables(jsonl):
@@ -166,7 +166,7 @@ def test_label_accuracy_tables(jsonl):
     assert by_fs["NF (refit)"][1] == _ms([0.5, 0.55, 0.6] * 2)
     assert by_fs["NF+AF+CF (refit)"][1] == "70.0 ± 0.0"
     size = label_accuracy_by_size_table(rows)  # one row per (|D_f|, method)
-    assert size.columns == ["|D_f|", "Method", "Label accuracy", "δ", "Runs"]
+    assert size.columns == ["|D_f|", "Method", "Label accuracy (%)", "δ (points)", "Runs"]
     by_m = {r[1]: r for r in size.rows}
     assert by_m["tmu"][0] == "100" and by_m["tmu"][2] == _ms([0.6, 0.7, 0.8] * 2) and by_m["tmu"][4] == "6"
     assert by_m["ft"][2] == "" and by_m["ft"][3]  # no label accuracy: δ only
@@ -217,7 +217,7 @@ def test_two_stage_tables():
     assert modes["two-stage[min]"][2] == "min" and modes["two-stage[max]"][3] == "30.0 ± 0.0"
     assert modes["gold reference"][4] == "60.0 ± 0.0" and "Chance = 10.0%." in t4.notes
     t5 = neutralisation_table(rows)
-    assert t5.rows[0][1] == f"{100 * 10 / 960:.1f}%" and t5.rows[0][3] == _ms([1, 2], scale=1)
+    assert t5.rows[0][1] == f"{100 * 10 / 960:.1f}" and t5.rows[0][3] == _ms([1, 2], scale=1)
     assert [t.key for t in build_tables(rows)] == [
         "two-stage-table2",
         "two-stage-table3",

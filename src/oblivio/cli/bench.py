@@ -14,8 +14,9 @@ import argparse
 import json
 import shlex
 import sys
+import textwrap
 
-from .common import add_config_arg, add_experiment_args, config_from_args
+from .common import MAX_WIDTH, add_config_arg, add_experiment_args, config_from_args, help_text
 
 
 def _int_list(text: str) -> list[int]:
@@ -26,10 +27,15 @@ def _int_list(text: str) -> list[int]:
 
 
 def add_parser(subparsers) -> None:
+    from ..experiments.bench import list_benchmarks
+
     p = subparsers.add_parser(
         "bench",
         help="run a named benchmark that reproduces a paper's table",
-        description=__doc__,
+        description=help_text(__doc__),
+        epilog="benchmarks: " + ", ".join(list_benchmarks()) + " (--list describes them). Before a run starts, bench "
+        "prints what it will cost: cells, models to train against models already in the store, a time estimate; "
+        "each finished cell prints its progress with an ETA.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("name", nargs="?", help="benchmark name (see --list)")
@@ -78,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
         scenario=args.scenario,
     )
     command = _command(args, out)
+    _say_cost(args, config_from_args(args), settings, out)
     result = run_benchmark(
         args.name,
         config_from_args(args),
@@ -105,6 +112,26 @@ def run(args: argparse.Namespace) -> int:
         print(f"{len(result.errors)} cells failed (see {result.results}); a rerun retries them", file=sys.stderr)
         return 1
     return 0
+
+
+def _say_cost(args: argparse.Namespace, config, settings, out: str) -> None:
+    """Before the run: cells, models to train vs stored, and a time estimate (:mod:`oblivio.experiments.bench_cost`)."""
+    from pathlib import Path
+
+    from ..experiments import Experiment
+    from ..experiments.bench import benchmark_cells, get_benchmark
+    from ..experiments.bench_cost import estimate_cost
+
+    if get_benchmark(args.name).run is not None:  # not a grid of cells (tmu-cost)
+        return
+    data = Experiment(config, store=args.store, progress=False).data
+    cells, _ = benchmark_cells(args.name, config, settings=settings, data=data)
+    estimate = estimate_cost(config, cells, results=Path(out) / "results.jsonl", store=args.store, data=data)
+    text = f"{args.name}: {estimate.describe(workers=args.workers)}"
+    print(
+        "\n".join(textwrap.fill(line, width=MAX_WIDTH, subsequent_indent="    ") for line in text.splitlines()),
+        flush=True,
+    )
 
 
 def _command(args: argparse.Namespace, out: str) -> str:

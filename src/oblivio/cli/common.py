@@ -6,11 +6,13 @@ import argparse
 import importlib
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
 from ..experiments import Experiment, ExperimentConfig, get_preset
+from ..experiments.labels import PERCENT_KEYS, is_percent, unit_of, with_unit
 from ..training.functions import RecipeSource, TrainFunction, recipe_mismatch
 from ..training.recipes import get_recipe
 
@@ -196,12 +198,36 @@ def experiment_from_args(args: argparse.Namespace) -> Experiment:
     return Experiment(config_from_args(args), store=args.store, device=args.device, progress=not args.no_progress)
 
 
+def help_text(doc: str | None) -> str:
+    r"""A module docstring (reST) as plain ``-h`` text: ``code`` and :role:`name` lose their markup, a paragraph
+    ending ``::`` ends ``:``; the example lines stay as they are (use it with ``RawDescriptionHelpFormatter``).
+
+    Example:
+        >>> print(help_text("``oblivio bench NAME``: see :func:`~a.b.run`.\n\nExample::\n\n    oblivio bench x"))
+        oblivio bench NAME: see run.
+        <BLANKLINE>
+        Example:
+        <BLANKLINE>
+            oblivio bench x
+    """
+    text = re.sub(r":[a-z]+:`~?([^`]*)`", lambda m: m.group(1).rsplit(".", 1)[-1], doc or "")
+    text = text.replace("``", "")
+    return re.sub(r"::[ \t]*$", ":", text, flags=re.M).strip()
+
+
 MAX_WIDTH = 120  # stdout tables fit this many columns; wider ones are split into blocks (the first column repeats)
 
 
-def format_table(rows: list[dict], columns: list[str], *, floatfmt: str = "{:.2f}", width: int = MAX_WIDTH) -> str:
+def format_table(
+    rows: list[dict],
+    columns: list[str],
+    *,
+    floatfmt: str = "{:.2f}",
+    width: int = MAX_WIDTH,
+    headers: dict[str, str] | None = None,
+) -> str:
     """A plain aligned text table no wider than ``width``: columns that do not fit go to further blocks, each
-    repeating the first (key) column."""
+    repeating the first (key) column. ``headers`` maps a column key to the header shown (with its unit)."""
 
     def fmt(v):
         if isinstance(v, float):
@@ -209,7 +235,8 @@ def format_table(rows: list[dict], columns: list[str], *, floatfmt: str = "{:.2f
         return "" if v is None else str(v)
 
     cells = [[fmt(r.get(c, "")) for c in columns] for r in rows]
-    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
+    shown = [(headers or {}).get(c, c) for c in columns]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(shown)]
     blocks: list[list[int]] = []
     current = [0]
     used = widths[0]
@@ -224,7 +251,7 @@ def format_table(rows: list[dict], columns: list[str], *, floatfmt: str = "{:.2f
     for b, idx in enumerate(blocks):
         if b:
             out.append("")
-        out.append("  ".join(columns[i].ljust(widths[i]) for i in idx).rstrip())
+        out.append("  ".join(shown[i].ljust(widths[i]) for i in idx).rstrip())
         out.append("  ".join("-" * widths[i] for i in idx))
         out.extend("  ".join(row[i].ljust(widths[i]) for i in idx).rstrip() for row in cells)
     return "\n".join(out)
@@ -241,26 +268,19 @@ def describe_line(label: str, described: Any, *, width: int = MAX_WIDTH) -> str:
     return textwrap.fill(f"{label}: {described}", width=width, subsequent_indent="    ", break_on_hyphens=False)
 
 
-PERCENT_METRICS = (
-    "acc_",
-    "delta_forget",
-    "sample_agreement",
-    "mia_loss_lr_acc",
-    "mia_loss_lr_tpr_at_1pct_fpr",
-    "mia_salun_efficacy",
-)
-"""Metric keys (and key prefixes) that are fractions, shown in percent by every command (one unit convention)."""
+PERCENT_METRICS = PERCENT_KEYS
+"""Metric keys (and key prefixes) that are fractions, shown in percent by every command and report (one unit
+convention: :mod:`oblivio.experiments.labels`)."""
 
 
 def is_percent_metric(key: str) -> bool:
-    key = key[len("gold_") :] if key.startswith("gold_") else key
-    return any(key == p or (p.endswith("_") and key.startswith(p)) for p in PERCENT_METRICS)
+    return is_percent(key)
 
 
 def metric_rows(metrics: dict[str, Any]) -> list[dict[str, str]]:
     """``evaluate_unlearning``'s flat dict as table rows: ``metric``, ``model``, ``gold reference`` (the model's
-    ``gold_*`` twin), accuracies and other fractions in percent (2 decimals, label ending ``(%)``), the rest with 4
-    significant digits."""
+    ``gold_*`` twin), accuracies and other fractions in percent (2 decimals; the label ends with its unit, ``(%)``
+    or ``(points)`` for δ), the rest with 4 significant digits."""
 
     def show(key: str, value: Any) -> str:
         if not isinstance(value, (int, float)) or isinstance(value, bool):
@@ -271,16 +291,34 @@ def metric_rows(metrics: dict[str, Any]) -> list[dict[str, str]]:
     for key, value in metrics.items():
         if key.startswith("gold_"):
             continue
-        row = {"metric": key + (" (%)" if is_percent_metric(key) else ""), "model": show(key, value)}
+        row = {"metric": with_unit(key, unit_of(key)), "model": show(key, value)}
         if f"gold_{key}" in metrics:
             row["gold reference"] = show(key, metrics[f"gold_{key}"])
         rows.append(row)
     return rows
 
 
-def print_table(rows: list[dict], columns: list[str], *, floatfmt: str = "{:.2f}") -> None:
+ROW_HEADERS: dict[str, str] = {
+    "ACC_test": "ACC_test (%)",
+    "ACC_Df": "ACC_Df (%)",
+    "ACC_Dr": "ACC_Dr (%)",
+    "delta": "δ (points)",
+    "agree": "agree (%)",
+    "actdist_L2": "act. dist. L2",
+    "act_dist_L2": "act. dist. L2",
+    "MIA_lossLR_acc": "MIA loss-LR acc (%)",
+    "MIA_SalUn_eff": "MIA SalUn eff. (%)",
+    "seconds": "time (s)",
+    "cost_vs_retrain": "cost vs retrain (×)",
+}
+"""Terminal headers with their units for the row keys of ``forget`` and ``demo`` (values already in percent)."""
+
+
+def print_table(
+    rows: list[dict], columns: list[str], *, floatfmt: str = "{:.2f}", headers: dict[str, str] | None = None
+) -> None:
     """Print :func:`format_table` (at most 120 columns wide)."""
-    print(format_table(rows, columns, floatfmt=floatfmt))
+    print(format_table(rows, columns, floatfmt=floatfmt, headers=headers))
 
 
 # ---------------------------------------------------------------------------------------------- your model files

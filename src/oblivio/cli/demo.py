@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from .common import add_experiment_args, describe_line, experiment_from_args, print_table
+from .common import ROW_HEADERS, add_experiment_args, describe_line, experiment_from_args, help_text, print_table
 
 DEMO_METHODS = ("finetune", "finetune.cpu", "neggrad", "random-label", "bad-teacher", "tmu")
 """Baselines at their reference defaults, fine-tune also at our CPU tuning (``finetune.cpu``), and TMU."""
@@ -17,7 +17,9 @@ DEMO_METHODS = ("finetune", "finetune.cpu", "neggrad", "random-label", "bad-teac
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "demo", help="train original + gold on Fashion-MNIST, forget 100 images, compare methods", description=__doc__
+        "demo",
+        help="train original + gold on Fashion-MNIST, forget 100 images, compare methods",
+        description=help_text(__doc__),
     )
     add_experiment_args(p)
     p.add_argument(
@@ -127,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
             "seconds",
             "cost_vs_retrain",
         ],
+        headers=ROW_HEADERS,
     )
     print()
     print(

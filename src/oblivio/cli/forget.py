@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from .common import (
+    ROW_HEADERS,
     add_config_arg,
     add_experiment_args,
     add_model_file_args,
@@ -89,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
         retain=splits.retain,
         test=splits.test,
         gold=gold.model if gold is not None else None,
-        extras=["cost"],
+        extras=["original", "cost"],  # the original model beside the method: before / after
+        original=original,
         info=method.info,
         cost=RunCost.from_mapping(method.info),
         reference_cost=gold.cost if gold is not None else None,
@@ -98,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     metrics["seconds"] = method.info.get("seconds")
     rows = [
         {
-            "model": args.method,
+            "model": f"{args.method} (after)",
             "ACC_test": metrics["acc_test"] * 100,
             "ACC_Df": metrics["acc_forget"] * 100,
             "ACC_Dr": metrics["acc_retain"] * 100,
@@ -120,7 +122,8 @@ def run(args: argparse.Namespace) -> int:
         rows[1]["act_dist_L2"] = metrics["activation_distance_l2"]
         if cost["rte"] is not None:
             rows[1]["cost_vs_retrain"] = cost["rte"]
-    print_table(rows, list(dict.fromkeys(k for r in rows for k in r)))
+    rows.insert(len(rows) - 1, _original_row(metrics, gold=gold is not None))
+    print_table(rows, list(dict.fromkeys(k for r in rows for k in r)), headers=ROW_HEADERS)
     print("\n".join(recipe_lines(original_recipe, gold_recipe)))
     if args.out:
         atomic_torch_save(unlearned.state_dict(), args.out)
@@ -135,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
                         "hparams": method.hparams(),
                         "info": method.info,
                         "metrics": dict(metrics),
+                        "original": _original_metrics(metrics),
                         "cost": cost,
                         "forget": splits.split.to_dict(),
                         "recipes": recipes_json(original_recipe, gold_recipe),
@@ -144,3 +148,27 @@ def run(args: argparse.Namespace) -> int:
             ),
         )
     return 0
+
+
+def _original_metrics(metrics: dict) -> dict:
+    """The original model's (before unlearning) measures, fractions as evaluate_unlearning gives them."""
+    out = {k[len("original_") :]: v for k, v in metrics.items() if k.startswith("original_")}
+    if "acc_forget" in out and metrics.get("gold_acc_forget") is not None:
+        out["delta_forget"] = abs(out["acc_forget"] - metrics["gold_acc_forget"])
+    return out
+
+
+def _original_row(metrics: dict, *, gold: bool) -> dict:
+    """The "original (before)" row of the terminal table, in the units of the method's row."""
+    o = _original_metrics(metrics)
+    row = {
+        "model": "original (before)",
+        "ACC_test": 100 * o["acc_test"],
+        "ACC_Df": 100 * o["acc_forget"],
+        "ACC_Dr": 100 * o["acc_retain"],
+        "seconds": None,
+    }
+    if gold:
+        row["delta"] = 100 * o["delta_forget"]
+        row["act_dist_L2"] = o.get("activation_distance_l2")
+    return row

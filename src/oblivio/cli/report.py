@@ -5,16 +5,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import add_import_arg
+from .common import add_import_arg, help_text
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("report", help="tables and an HTML report from a results JSONL file", description=__doc__)
+    p = subparsers.add_parser(
+        "report", help="tables and an HTML report from a results JSONL file", description=help_text(__doc__)
+    )
     p.add_argument("results", help="results JSONL file written by 'oblivio bench' or the Runner")
     p.add_argument("--tables", help="comma-separated table keys (default: every table with data)")
     p.add_argument("--out", help="folder for report.md and report.html (default: beside the results file)")
     p.add_argument("--title", default=None, help="report title")
     p.add_argument("--no-plots", action="store_true", help="no figures in the HTML report")
+    p.add_argument("--pdf", action="store_true", help="also print the HTML report to report.pdf (needs Chromium)")
     add_import_arg(p)
     p.set_defaults(func=run)
 
@@ -34,8 +37,12 @@ def run(args: argparse.Namespace) -> int:
         title=args.title or f"oblivio report: {path.name}",
         tables=tables,
         plots=not args.no_plots,
+        pdf=args.pdf,
     )
     for t in files.tables:
         print(t.to_text() + "\n")
-    print(f"report: {files.markdown}\n        {files.html}")
+    print(
+        f"report: {files.markdown}\n        {files.html}"
+        + (f"\n        {files.html.with_suffix('.pdf')}" if args.pdf else "")
+    )
     return 0

@@ -104,6 +104,7 @@ def add_parser(subparsers) -> None:
         help="model version id or hash prefix (default: the current version)",
     )
     rep.add_argument("--out", required=True, help="output folder")
+    rep.add_argument("--pdf", action="store_true", help="also print the HTML report to PDF (needs Chromium)")
     _common(rep)
     rep.set_defaults(func=cmd_report)
 
@@ -287,8 +288,10 @@ def cmd_apply(args: argparse.Namespace) -> int:
 @_ledger_errors
 def cmd_report(args: argparse.Namespace) -> int:
     with _service(args) as svc:
-        json_path, html_path = svc.write_report(args.out, version=args.model_version)
-    print(f"wrote {json_path} and {html_path}")
+        json_path, html_path = svc.write_report(args.out, version=args.model_version, pdf=args.pdf)
+        verdict = svc.report(args.model_version)["verdict"]
+    print(f"verdict: {verdict['sentence']}")
+    print(f"wrote {json_path} and {html_path}" + (f" and {html_path.with_suffix('.pdf')}" if args.pdf else ""))
     return 0
 
 

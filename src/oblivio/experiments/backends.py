@@ -234,14 +234,16 @@ class Runner:
                     pass
                 log.info("original and gold models ready (%d) in %.1fs", len(prepare), time.perf_counter() - t0)
             payloads = [self._payload(cell=c) for c in cells]
+            started = time.perf_counter()
             for n, (i, row) in enumerate(run_map("_cell", payloads), 1):
                 row.setdefault("provenance", {})["backend"] = self.backend
                 append_row(self.results, row)
+                eta = eta_text(time.perf_counter() - started, n, len(cells))
                 if row.get("status") == "ok":
                     self.new_rows.append(row)
                     m = row.get("metrics", {})
                     log.info(
-                        "[%d/%d] %s: acc_forget %.3f (gold %.3f), acc_test %.3f, %.1fs",
+                        "[%d/%d] %s: acc_forget %.3f (gold %.3f), acc_test %.3f, %.1fs; %s",
                         n,
                         len(cells),
                         cells[i].describe(),
@@ -249,10 +251,42 @@ class Runner:
                         _num(m.get("gold_acc_forget")),
                         _num(m.get("acc_test")),
                         _num(row["provenance"].get("wall_seconds")),
+                        eta,
                     )
                 else:
                     self.errors.append(row)
-                    log.error("[%d/%d] %s failed: %s", n, len(cells), cells[i].describe(), row.get("error"))
+                    log.error("[%d/%d] %s failed: %s; %s", n, len(cells), cells[i].describe(), row.get("error"), eta)
+
+
+def fmt_duration(seconds: float) -> str:
+    """``45 s``, ``3 min 20 s``, ``2 h 05 min``.
+
+    Example:
+        >>> fmt_duration(45.2), fmt_duration(200), fmt_duration(7500)
+        ('45 s', '3 min 20 s', '2 h 05 min')
+    """
+    s = max(0, round(seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
+
+
+def eta_text(elapsed: float, done: int, total: int) -> str:
+    """The estimated time left after ``done`` of ``total`` cells in ``elapsed`` seconds: the finished cells' mean
+    duration (wall time since the first started, so parallel workers count) times the cells left.
+
+    Example:
+        >>> eta_text(120.0, 4, 10)
+        'ETA 3 min 00 s (30 s per cell so far)'
+        >>> eta_text(50.0, 10, 10)
+        'done in 50 s'
+    """
+    if done >= total:
+        return f"done in {fmt_duration(elapsed)}"
+    per = elapsed / max(done, 1)
+    return f"ETA {fmt_duration(per * (total - done))} ({fmt_duration(per)} per cell so far)"
 
 
 def _num(v: Any) -> float:
@@ -266,4 +300,4 @@ def run_grid(
     return Runner(config, results=results, **runner_kwargs).run(grid)
 
 
-__all__ = ["Runner", "run_grid"]
+__all__ = ["Runner", "eta_text", "fmt_duration", "run_grid"]

@@ -28,11 +28,16 @@ def require_matplotlib():
     return plt
 
 
+FIG_WIDTH_IN = 11.0
+"""Widest figure, in inches: at :data:`DPI` 1210 px, the content width of a report at a 1280 px window, so every
+figure is shown at its own size (never scaled down: axes, ticks and legends stay legible)."""
+DPI = 110
+
+
 def _png(fig) -> bytes:
     plt = require_matplotlib()
     buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png", dpi=110)
+    fig.savefig(buf, format="png", dpi=DPI)
     plt.close(fig)
     return buf.getvalue()
 
@@ -52,13 +57,20 @@ def grouped_bars(
     title: str = "",
     xlabel: str = "",
 ) -> bytes:
-    """Grouped bar chart with error bars: one group per category, one bar per series ``{label: (means, stds)}``."""
+    """Grouped bar chart with error bars: one group per category, one bar per series ``{label: (means, stds)}``.
+
+    One panel for one measure, at most :data:`FIG_WIDTH_IN` wide (bars get thinner, the figure no wider), the
+    legend under the axes in up to five columns (a legend beside the axes took a third of the width)."""
     plt = require_matplotlib()
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(categories) * max(1, len(series)) / 2), 3.6))
-    width = 0.8 / max(1, len(series))
+    n_series = max(1, len(series))
+    ncol = min(n_series, 5)
+    legend_rows = -(-n_series // ncol)
+    width = min(FIG_WIDTH_IN, max(6.0, 0.22 * len(categories) * n_series + 2.0))
+    fig, ax = plt.subplots(figsize=(width, 3.8 + 0.28 * legend_rows), layout="constrained")
+    bar = 0.8 / n_series
     x = np.arange(len(categories))
     for i, (label, (means, stds)) in enumerate(series.items()):
-        ax.bar(x + (i - (len(series) - 1) / 2) * width, means, width, yerr=stds, label=label, capsize=2)
+        ax.bar(x + (i - (n_series - 1) / 2) * bar, means, bar, yerr=stds, label=label, capsize=2 if bar > 0.05 else 0)
     ax.set_xticks(x)
     ax.set_xticklabels(
         categories, rotation=30 if len(categories) > 6 else 0, ha="right" if len(categories) > 6 else "center"
@@ -68,7 +80,7 @@ def grouped_bars(
         ax.set_xlabel(xlabel)
     if title:
         ax.set_title(title)
-    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    fig.legend(loc="outside lower center", ncol=ncol, frameon=False, fontsize="small")
     ax.grid(axis="y", alpha=0.3)
     return _png(fig)
 
@@ -100,7 +112,7 @@ def label_accuracy_vs_size(entries: Sequence[tuple[str, float, dict]]) -> bytes:
     groups: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     for fs, acc, row in entries:
         groups[fs][int(row.get("n_forget") or 0)].append(acc)
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+    fig, ax = plt.subplots(figsize=(6, 3.6), layout="constrained")
     for fs, by_n in groups.items():
         ns = sorted(by_n)
         stats = [_mean_std(by_n[n]) for n in ns]
@@ -124,7 +136,7 @@ def neutralisation_vs_ratio(rows: Sequence[dict]) -> bytes:
         if v is None or not nf or nr is None:
             continue
         groups[r["method"]][round(100 * nf / (nf + nr), 2)].append(v)
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+    fig, ax = plt.subplots(figsize=(6, 3.6), layout="constrained")
     for m, by_ratio in groups.items():
         xs = sorted(by_ratio)
         stats = [_mean_std(by_ratio[x]) for x in xs]
@@ -137,6 +149,8 @@ def neutralisation_vs_ratio(rows: Sequence[dict]) -> bytes:
 
 
 __all__ = [
+    "DPI",
+    "FIG_WIDTH_IN",
     "delta_by_class",
     "grouped_bars",
     "label_accuracy_vs_size",

@@ -42,6 +42,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .publish import export_pdf, write_report_file
 from .summary_tables import (
     SUMMARY_METRICS,
     alignment_ci_table,
@@ -107,8 +108,13 @@ def build_tables(rows: Sequence[dict], *, keys: Sequence[str] | None = None) -> 
             raise KeyError(f"unknown table {k!r}; valid: {', '.join(TABLES)}")
         t = TABLES[k](rows)
         if t:
+            if any(c == "n/a" for r in t.rows for c in r) and NA_NOTE not in t.notes:
+                t.notes.append(NA_NOTE)  # only under tables that show n/a
             out.append(_name_golds(t))
     return out
+
+
+NA_NOTE = "n/a: not computable from these rows (the runs did not record this measure)."
 
 
 def _name_golds(table: Table) -> Table:
@@ -134,15 +140,21 @@ def to_markdown(tables: Sequence[Table], *, title: str, intro: Sequence[str] = (
     return "\n".join(parts)
 
 
-_CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2rem;color:#222;max-width:80rem}
-h1{font-size:1.5rem}h2{font-size:1.15rem;margin-top:2rem}
+_CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2rem;color:#222;
+max-width:80rem}h1{font-size:1.5rem}h2{font-size:1.15rem;margin-top:2rem}
 table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0}
 .table-wrap{overflow-x:auto;max-width:100%}
-th,td{border:1px solid #ccc;padding:.25rem .5rem;text-align:right;white-space:nowrap}
-th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
-tbody tr:nth-child(even){background:#fafafa}
+th,td{border:1px solid #ccc;padding:.25rem .5rem;text-align:right}td{white-space:nowrap}
+th{background:#f3f3f3;vertical-align:bottom}td.t,th.t{text-align:left}
+tbody tr:nth-child(even){background:#fafafa}.cont{font-size:.8rem;color:#555;margin:.8rem 0 0}
 .note{font-size:.8rem;color:#555;margin:.2rem 0}.meta{font-size:.8rem;color:#555}
-figure{margin:1rem 0}figcaption{font-size:.85rem;color:#444}img{max-width:100%}"""
+figure{margin:1rem 0}figcaption{font-size:.85rem;color:#444}img{max-width:100%;height:auto}
+@page{size:A4 landscape;margin:12mm}
+@media print{body{margin:0;max-width:none;font-size:9pt}table{font-size:7.5pt}.table-wrap{overflow:visible}
+h2{break-after:avoid}tr,figure,.note{break-inside:avoid}thead{display:table-header-group}
+section{break-inside:auto}th{background:#eee}}"""
+"""Screen: tables in column blocks that fit a 1280 px window (Table.to_html), headers wrapping, cells on one line.
+Print: A4 landscape at a smaller table font, so the same blocks fit the page; rows and figures are not split."""
 
 
 def to_html(
@@ -219,7 +231,7 @@ def build_figures(rows: Sequence[dict], *, keys: Sequence[str] | None = None) ->
             )
         )
     size_entries = [e for e in _label_accuracy_entries(rows) if not e[0].endswith("(refit)")]
-    if "tmu-figure3" in keys and size_entries:
+    if "tmu-figure3" in keys and len({int(e[2].get("n_forget") or 0) for e in size_entries}) > 1:  # a line
         figs.append(("Label accuracy vs |D_f|", plots.label_accuracy_vs_size(size_entries)))
     if "two-stage-table5" in keys and any(two_stage_info(r).get("neutralisation_epochs") is not None for r in rows):
         figs.append(("Neutralisation epochs vs forget ratio", plots.neutralisation_vs_ratio(rows)))
@@ -244,8 +256,10 @@ def write_report(
     intro: Sequence[str] = (),
     plots: bool = True,
     stem: str = "report",
+    pdf: bool = False,
 ) -> ReportFiles:
-    """Write ``<stem>.md`` and ``<stem>.html`` (self-contained) into ``out_dir``.
+    """Write ``<stem>.md`` and ``<stem>.html`` (self-contained) into ``out_dir``, mode 0644 (reports are meant to
+    be shared), and with ``pdf`` also ``<stem>.pdf`` (headless Chromium, :mod:`oblivio.experiments.publish`).
 
     Args:
         rows: result rows (error rows are ignored).
@@ -255,6 +269,7 @@ def write_report(
         intro: lines under the title (e.g. the command that reproduces the results).
         plots: embed matplotlib figures in the HTML; skipped with a warning when matplotlib is missing.
         stem: file name stem.
+        pdf: also print the HTML to ``<stem>.pdf`` (needs Chromium).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -267,10 +282,10 @@ def write_report(
             figures = build_figures(ok_rows, keys=tables)
         except ImportError as exc:
             log.warning("%s; the HTML report has no figures", exc)
-    md = out / f"{stem}.md"
-    md.write_text(to_markdown(built, title=title, intro=intro), encoding="utf-8")
-    page = out / f"{stem}.html"
-    page.write_text(to_html(built, title=title, intro=intro, figures=figures), encoding="utf-8")
+    md = write_report_file(out / f"{stem}.md", to_markdown(built, title=title, intro=intro))
+    page = write_report_file(out / f"{stem}.html", to_html(built, title=title, intro=intro, figures=figures))
+    if pdf:
+        export_pdf(page)
     return ReportFiles(md, page, built)
 
 

@@ -12,24 +12,24 @@ from .forget_quality_rows import forget_quality_from_rows
 from .table import CI_NOTE, GOLD_REFERENCE, GOLD_SEED, STD_NOTE, Table, _m, _methods, fmt_mean_std
 
 SUMMARY_METRICS: tuple[tuple[str, str, float, int], ...] = (
-    ("ACC_Dr", "acc_retain", 100.0, 1),
-    ("ACC_Df", "acc_forget", 100.0, 1),
-    ("ACC_test", "acc_test", 100.0, 1),
-    ("δ", "delta_forget", 100.0, 1),
-    ("Sample agreement", "sample_agreement", 100.0, 1),
+    ("ACC_Dr (%)", "acc_retain", 100.0, 1),
+    ("ACC_Df (%)", "acc_forget", 100.0, 1),
+    ("ACC_test (%)", "acc_test", 100.0, 1),
+    ("δ (points)", "delta_forget", 100.0, 1),
+    ("Sample agreement (%)", "sample_agreement", 100.0, 1),
     ("Act. dist. L2", "activation_distance_l2", 1.0, 3),
     ("JS", "js_divergence", 1.0, 4),
-    ("MIA loss-LR acc", "mia_loss_lr_acc", 100.0, 1),
-    (f"{GOLD_REFERENCE} MIA loss-LR acc", "gold_mia_loss_lr_acc", 100.0, 1),
-    ("SalUn MIA-efficacy", "mia_salun_efficacy", 100.0, 1),
-    (f"{GOLD_REFERENCE} SalUn MIA-efficacy", "gold_mia_salun_efficacy", 100.0, 1),
+    ("MIA loss-LR acc (%)", "mia_loss_lr_acc", 100.0, 1),
+    (f"{GOLD_REFERENCE} MIA loss-LR acc (%)", "gold_mia_loss_lr_acc", 100.0, 1),
+    ("SalUn MIA-efficacy (%)", "mia_salun_efficacy", 100.0, 1),
+    (f"{GOLD_REFERENCE} SalUn MIA-efficacy (%)", "gold_mia_salun_efficacy", 100.0, 1),
 )
 
 
 def summary_table(rows: Sequence[dict]) -> Table:
     """One row per method over every scenario and seed: accuracies, gaps to gold, named MIA variants, cost."""
     body = []
-    cols = ["Method", "Runs"] + [c[0] for c in SUMMARY_METRICS] + ["Seconds", "RTE"]
+    cols = ["Method", "Runs"] + [c[0] for c in SUMMARY_METRICS] + ["Method time (s)", "RTE (×)"]
     for m in _methods(rows):
         mr = [r for r in rows if r["method"] == m]
         line = [m, str(len(mr))]
@@ -71,7 +71,7 @@ def forget_quality_table(rows: Sequence[dict]) -> Table:
     return Table(
         "forget-quality",
         "NeurIPS 2023 forget quality (N unlearned vs N retrained models)",
-        ["Scenario", "Method", "N", "F", "Final score", "RA_u / RA_r", "TA_u / TA_r", "median ε"],
+        ["Scenario", "Method", "N", "F", "Final score", "RA_u / RA_r (%)", "TA_u / TA_r (%)", "median ε"],
         body,
         notes=[
             "F is the mean per-example score 2^-floor(ε/0.5) (SPEC §8); even a perfect unlearner scores "
@@ -92,7 +92,7 @@ def alignment_ci_table(rows: Sequence[dict]) -> Table:
     from .stats import ALIGNMENT_MEASURES, ORIGINAL_METHOD, mean_ci, original_rows
 
     measures = list(ALIGNMENT_MEASURES)
-    cols = ["Method", "Runs"] + [ms.label for ms in measures] + ["ACC_test", "ACC_Dr"]
+    cols = ["Method", "Runs"] + [ms.label for ms in measures] + ["ACC_test (%)", "ACC_Dr (%)"]
     body: list[list[str]] = []
     if not any(_m(r, "sample_agreement") is not None for r in rows):  # rows written before sample agreement
         return Table("alignment-ci", "Alignment with gold per method: mean [95% bootstrap CI]", cols, body)

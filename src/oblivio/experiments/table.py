@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -57,6 +58,21 @@ def fmt_mean_std(values: Iterable[Any], *, scale: float = 100.0, digits: int = 1
 TEXT_WIDTH = 120  # terminal tables fit this many columns (Table.to_text); the markdown / HTML reports hold it all
 
 
+HTML_WIDTH_PX = 1150
+"""Width budget of one HTML table block: the report's content column at a 1280 px window (80rem less margins)."""
+
+_CHAR_PX, _HEAD_CHAR_PX, _CELL_PAD_PX = 7.6, 8.2, 18
+_NUMERIC = re.compile(r"^\s*([+\-−]?\d|[+\-−]?\.\d|n/a$|\[)")
+
+
+def _html_col_px(header: str, cells: Sequence[str]) -> float:
+    """Estimated pixel width of a column at the report's table font (.85rem): the longest cell on one line, or the
+    longest word of the header (headers wrap), plus padding."""
+    widest_cell = max((len(str(c)) for c in cells), default=0) * _CHAR_PX
+    widest_word = max((len(w) for w in str(header).split()), default=0) * _HEAD_CHAR_PX
+    return max(widest_cell, widest_word) + _CELL_PAD_PX
+
+
 @dataclass
 class Table:
     """A rendered table: string cells, optional bold cells, notes under it.
@@ -68,6 +84,8 @@ class Table:
         rows: body cells (strings).
         bold: ``(row, column)`` positions shown in bold (e.g. the best method of a row).
         notes: sentences printed under the table.
+        group: the columns after the first come in groups of this size (a method's ``ACC_test`` and ``ACC_Df``),
+            kept together when a wide table is split into blocks.
     """
 
     key: str
@@ -76,6 +94,7 @@ class Table:
     rows: list[list[str]]
     bold: set[tuple[int, int]] = field(default_factory=set)
     notes: list[str] = field(default_factory=list)
+    group: int = 1
 
     def __bool__(self) -> bool:
         return bool(self.rows)
@@ -114,22 +133,57 @@ class Table:
             out += ["  ".join(str(r[j]).ljust(widths[j]) for j in idx).rstrip() for r in self.rows]
         return "\n".join(out)
 
-    def to_html(self) -> str:
+    def column_blocks(self, *, max_width_px: int = HTML_WIDTH_PX) -> list[list[int]]:
+        """Column indices split into blocks that fit ``max_width_px`` at the report's font (each block repeats the
+        first, key column), by the same rule as :meth:`to_text`: estimated pixel widths, headers wrapping at
+        spaces, cells on one line."""
+        px = [_html_col_px(self.columns[j], [r[j] for r in self.rows]) for j in range(len(self.columns))]
+        g = max(1, self.group)
+        units = [list(range(j, min(j + g, len(self.columns)))) for j in range(1, len(self.columns), g)]
+        blocks: list[list[int]] = [[0]]
+        used = px[0] if px else 0
+        for unit in units:
+            need = sum(px[j] for j in unit)
+            if used + need > max_width_px and len(blocks[-1]) > 1:
+                blocks.append([0])
+                used = px[0]
+            blocks[-1].extend(unit)
+            used += need
+        return blocks
+
+    def to_html(self, *, max_width_px: int = HTML_WIDTH_PX) -> str:
+        """The table as HTML, split into column blocks that fit ``max_width_px`` (a laptop window at 1280 px; the
+        print stylesheet fits the same blocks on an A4 landscape page), each block repeating the key column, so
+        that no column is cut off in a screenshot or on paper."""
         e = html.escape
-        head = "".join(f"<th>{e(str(c))}</th>" for c in self.columns)
-        body = []
-        for i, r in enumerate(self.rows):
-            tds = "".join(
-                f"<td><strong>{e(str(c))}</strong></td>" if (i, j) in self.bold else f"<td>{e(str(c))}</td>"
-                for j, c in enumerate(r)
+        blocks = self.column_blocks(max_width_px=max_width_px)
+        # text columns (no cell starts like a number) align left, number columns right
+        text_col = [j == 0 or not any(_NUMERIC.match(str(r[j])) for r in self.rows) for j in range(len(self.columns))]
+        parts = []
+        for b, idx in enumerate(blocks):
+            head = "".join(f"<th{' class=t' if text_col[j] else ''}>{e(str(self.columns[j]))}</th>" for j in idx)
+            body = []
+            for i, r in enumerate(self.rows):
+                tds = "".join(
+                    f"<td{' class=t' if text_col[j] else ''}>"
+                    + (f"<strong>{e(str(r[j]))}</strong>" if (i, j) in self.bold else e(str(r[j])))
+                    + "</td>"
+                    for j in idx
+                )
+                body.append(f"<tr>{tds}</tr>")
+            cont = (
+                f'<p class="cont">{e(self.title)}, continued (columns {idx[1] + 1}-{idx[-1] + 1} of '
+                f"{len(self.columns)})</p>"
+                if b
+                else ""
             )
-            body.append(f"<tr>{tds}</tr>")
+            # The wrapper still scrolls a table sideways inside the page should a block be wider than estimated.
+            parts.append(
+                f'{cont}<div class="table-wrap"><table><thead><tr>{head}</tr></thead>'
+                f"<tbody>{''.join(body)}</tbody></table></div>"
+            )
         notes = "".join(f'<p class="note">{e(n)}</p>' for n in self.notes)
-        # The wrapper scrolls a wide table sideways inside the page instead of running off it.
-        return (
-            f'<section id="{e(self.key)}"><h2>{e(self.title)}</h2><div class="table-wrap"><table><thead>'
-            f"<tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>{notes}</section>"
-        )
+        return f'<section id="{e(self.key)}"><h2>{e(self.title)}</h2>{"".join(parts)}{notes}</section>'
 
 
 GOLD_REFERENCE = "gold reference"
@@ -200,4 +254,14 @@ def _forget_ratio(row: dict) -> float | None:
     return nf / (nf + nr) if nf and nr is not None else None
 
 
-__all__ = ["CI_NOTE", "GOLD_REFERENCE", "GOLD_SEED", "STD_NOTE", "TEXT_WIDTH", "Table", "fmt_mean_std", "mean_std"]
+__all__ = [
+    "CI_NOTE",
+    "GOLD_REFERENCE",
+    "GOLD_SEED",
+    "HTML_WIDTH_PX",
+    "STD_NOTE",
+    "TEXT_WIDTH",
+    "Table",
+    "fmt_mean_std",
+    "mean_std",
+]

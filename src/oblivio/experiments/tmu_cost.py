@@ -41,6 +41,7 @@ from ..training import train_model
 from ..training.evaluate import predict_logits
 from ..utils import atomic_write_text, git_commit, json_safe, state_dict_hash
 from .config import ExperimentConfig, get_preset
+from .publish import write_report_file
 from .report import Table, to_html, to_markdown
 
 log = logging.getLogger("oblivio.bench")
@@ -300,8 +301,8 @@ def run_tmu_cost(
         atomic_write_text(json_path, text)
     tables = _tables(result)
     intro = [f"Reproduce: {command}"] if command else []
-    atomic_write_text(out / "report.md", to_markdown(tables, title="oblivio benchmark: tmu-cost", intro=intro))
-    atomic_write_text(out / "report.html", to_html(tables, title="oblivio benchmark: tmu-cost", intro=intro))
+    write_report_file(out / "report.md", to_markdown(tables, title="oblivio benchmark: tmu-cost", intro=intro))
+    write_report_file(out / "report.html", to_html(tables, title="oblivio benchmark: tmu-cost", intro=intro))
     result["tables"] = tables
     return result
 
@@ -420,11 +421,16 @@ def _f(v: Any, digits: int = 2) -> str:
     return "n/a" if v is None else f"{v:.{digits}f}"
 
 
+def _pct(v: Any) -> str:
+    """A fraction in percent (or points, for a difference of fractions), one decimal."""
+    return "n/a" if v is None else f"{100 * v:.1f}"
+
+
 def _tables(r: dict) -> list[Table]:
     cost = Table(
         "tmu-cost",
         "TMU cost per request vs retraining (CPU seconds, all threads)",
-        ["", "CPU s", "wall s", "RTE (CPU)", "RTE (wall)", "sample-pass ratio"],
+        ["", "CPU time (s)", "wall time (s)", "RTE, CPU (×)", "RTE, wall (×)", "sample-pass ratio (×)"],
         [
             ["retrain (gold)", _f(r["retrain_cpu_seconds"], 1), _f(r["retrain_wall_seconds"], 1), "1", "1", "1"],
             [
@@ -455,7 +461,7 @@ def _tables(r: dict) -> list[Table]:
     stages = Table(
         "tmu-cost-stages",
         "Cold request: CPU seconds and sample-passes per stage (mean over classes)",
-        ["stage", "CPU s", "forward samples", "backward samples"],
+        ["stage", "CPU time (s)", "forward sample-passes", "backward sample-passes"],
         [
             [
                 s,
@@ -471,28 +477,28 @@ def _tables(r: dict) -> list[Table]:
         "Alignment on D_f (cold request) beside gold-vs-gold and before",
         [
             "class",
-            "δ",
-            "sample agreement",
-            "gold-vs-gold δ",
-            "gold-vs-gold agreement",
-            "before δ",
-            "before agreement",
-            "before vs after agreement",
-            "warm vs fresh |ΔACC_Df|",
-            "warm vs fresh agreement",
+            "δ (points)",
+            "sample agreement (%)",
+            "gold-vs-gold δ (points)",
+            "gold-vs-gold agreement (%)",
+            "before δ (points)",
+            "before agreement (%)",
+            "before vs after agreement (%)",
+            "warm vs fresh |ΔACC_Df| (points)",
+            "warm vs fresh agreement (%)",
         ],
         [
             [
                 str(p["class"]),
-                _f(p["delta"]),
-                _f(p["sample_agreement"]),
-                _f(p["gold_vs_gold"]["delta"]),
-                _f(p["gold_vs_gold"]["sample_agreement"]),
-                _f(p.get("before", {}).get("delta")),
-                _f(p.get("before", {}).get("sample_agreement")),
-                _f(p.get("before", {}).get("agreement_with_after")),
-                _f(p["warm_vs_fresh"]["abs_diff"]),
-                _f(p["warm_vs_fresh"]["sample_agreement"]),
+                _pct(p["delta"]),
+                _pct(p["sample_agreement"]),
+                _pct(p["gold_vs_gold"]["delta"]),
+                _pct(p["gold_vs_gold"]["sample_agreement"]),
+                _pct(p.get("before", {}).get("delta")),
+                _pct(p.get("before", {}).get("sample_agreement")),
+                _pct(p.get("before", {}).get("agreement_with_after")),
+                _pct(p["warm_vs_fresh"]["abs_diff"]),
+                _pct(p["warm_vs_fresh"]["sample_agreement"]),
             ]
             for p in r["per_class"]
         ],
@@ -503,15 +509,22 @@ def _tables(r: dict) -> list[Table]:
             Table(
                 "tmu-cost-versions",
                 "Child versions: root model's twins (reuse) vs a fresh twin",
-                ["version", "ACC_Df reuse", "ACC_Df fresh", "|Δ|", "sample agreement", "predicted-label agreement"],
+                [
+                    "version",
+                    "ACC_Df reuse (%)",
+                    "ACC_Df fresh (%)",
+                    "|Δ| (points)",
+                    "sample agreement (%)",
+                    "predicted-label agreement (%)",
+                ],
                 [
                     [
                         str(c["version"]),
-                        _f(c["acc_forget_reuse"]),
-                        _f(c["acc_forget_fresh"]),
-                        _f(c["abs_diff"]),
-                        _f(c["sample_agreement"]),
-                        _f(c["predicted_agreement"]),
+                        _pct(c["acc_forget_reuse"]),
+                        _pct(c["acc_forget_fresh"]),
+                        _pct(c["abs_diff"]),
+                        _pct(c["sample_agreement"]),
+                        _pct(c["predicted_agreement"]),
                     ]
                     for c in r["child_versions"]
                 ],

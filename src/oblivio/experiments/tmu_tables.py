@@ -38,9 +38,9 @@ def tmu_table1(rows: Sequence[dict]) -> Table:
     """
     groups = _by_class(rows)
     methods = _methods(rows)
-    cols = ["Forget class", f"{GOLD_REFERENCE} ACC_test", f"{GOLD_REFERENCE} ACC_Df"]
+    cols = ["Forget class", f"{GOLD_REFERENCE} ACC_test (%)", f"{GOLD_REFERENCE} ACC_Df (%)"]
     for m in methods:
-        cols += [f"{m} ACC_test", f"{m} ACC_Df"]
+        cols += [f"{m} ACC_test (%)", f"{m} ACC_Df (%)"]
     body: list[list[str]] = []
     class_means: list[list[float]] = []
     deltas: dict[str, list[float]] = defaultdict(list)
@@ -64,7 +64,7 @@ def tmu_table1(rows: Sequence[dict]) -> Table:
         arr = list(zip(*class_means))
         body.append(["mean"] + [fmt_mean_std(col) for col in arr])
     if methods and body:
-        delta_line = ["δ", "", ""]
+        delta_line = ["δ (points)", "", ""]
         for m in methods:
             delta_line += ["", fmt_mean_std(deltas.get(m, []))]
         body.append(delta_line)
@@ -86,6 +86,7 @@ def tmu_table1(rows: Sequence[dict]) -> Table:
             "the best non-gold method in bold. 'gold' is a second gold model "
             "(another training seed): its δ is the floor.",
         ],
+        group=2,
     )
 
 
@@ -176,7 +177,7 @@ def label_accuracy_table(rows: Sequence[dict]) -> Table:
     return Table(
         "tmu-table4",
         "TMU Table 4: generalization-label accuracy of the predictor, per feature set",
-        ["Feature set", "Label accuracy", "Runs"],
+        ["Feature set", "Label accuracy (%)", "Runs"],
         body,
         bold,
         [
@@ -212,7 +213,7 @@ def label_accuracy_by_size_table(rows: Sequence[dict]) -> Table:
     return Table(
         "tmu-figure3",
         "TMU Figure 3: label accuracy as |D_f| grows",
-        ["|D_f|", "Method", "Label accuracy", "δ", "Runs"],
+        ["|D_f|", "Method", "Label accuracy (%)", "δ (points)", "Runs"],
         body,
         notes=[STD_NOTE],
     )

@@ -45,7 +45,16 @@ def two_stage_accuracy_table(rows: Sequence[dict]) -> Table:
     return Table(
         "two-stage-table2",
         "Two-stage Table 2: accuracy of the retrained model vs a model trained from scratch",
-        ["Scenario", "Method", "ACC_test", "ACC_Dr", "ACC_Df", "Scratch ACC_test", "Scratch ACC_Dr", "Scratch ACC_Df"],
+        [
+            "Scenario",
+            "Method",
+            "ACC_test (%)",
+            "ACC_Dr (%)",
+            "ACC_Df (%)",
+            "Scratch ACC_test (%)",
+            "Scratch ACC_Dr (%)",
+            "Scratch ACC_Df (%)",
+        ],
         body,
         notes=[STD_NOTE, "Scratch = the gold model (same recipe on D_r only)."],
     )
@@ -75,7 +84,7 @@ def saving_point_table(rows: Sequence[dict]) -> Table:
     return Table(
         "two-stage-table3",
         "Two-stage Table 3: epochs to the saving point",
-        ["Scenario", "Method", "Epochs to saving point", "Scratch epochs (recipe)", "RTE (time / retrain)"],
+        ["Scenario", "Method", "Epochs to saving point", "Scratch epochs (recipe)", "RTE (× retraining time)"],
         body,
         notes=[
             STD_NOTE,
@@ -106,7 +115,7 @@ def tta_mislabel_table(rows: Sequence[dict]) -> Table:
     return Table(
         "two-stage-table4",
         "Two-stage Table 4: ACC_Df under test-time augmentation (min vs max mislabel)",
-        ["Scenario", "Method", "Mislabel", "ACC_Df", "h-flip", "v-flip", "centre crop 90%"],
+        ["Scenario", "Method", "Mislabel", "ACC_Df (%)", "h-flip (%)", "v-flip (%)", "centre crop 90% (%)"],
         body,
         notes=notes,
     )
@@ -126,7 +135,7 @@ def neutralisation_table(rows: Sequence[dict]) -> Table:
             body.append(
                 [
                     sc,
-                    f"{100 * ratio:.1f}%" if ratio is not None else "n/a",
+                    f"{100 * ratio:.1f}" if ratio is not None else "n/a",
                     m,
                     fmt_mean_std(ne, scale=1),
                     fmt_mean_std(two_stage_info(r).get("forget_acc_neutralised") for r in mr),
@@ -136,7 +145,14 @@ def neutralisation_table(rows: Sequence[dict]) -> Table:
     return Table(
         "two-stage-table5",
         "Two-stage Table 5: neutralisation epochs vs forget ratio",
-        ["Scenario", "Forget ratio", "Method", "Neutralisation epochs", "ACC_Df neutralised", "ACC_Df final"],
+        [
+            "Scenario",
+            "Forget ratio (%)",
+            "Method",
+            "Neutralisation epochs",
+            "ACC_Df neutralised (%)",
+            "ACC_Df final (%)",
+        ],
         body,
         notes=[STD_NOTE, "Read from the method's info key neutralisation_epochs."],
     )

@@ -1,43 +1,42 @@
-"""The verification report of a model version: a JSON-able dict and a self-contained HTML page.
+"""The verification report of a model version: a JSON-able dict (:func:`build_report`) and a self-contained HTML
+page (:func:`render_html`, laid out in :mod:`oblivio.ledger.report_html`), written with mode 0644.
 
-Sections:
+Sections, in the order a reader needs them:
 
-* what was served: the version (hash, parent), the run (method, hyper-parameters, seed, times), the requests;
+* the verdict (:mod:`oblivio.ledger.verdict`): what was forgotten (requests, samples), whether the model behaves on
+  those samples like a model retrained without them, within the noise floor (yes / no / not measured, with the
+  numbers), and what it cost;
+* the requests this version has forgotten (this run's and earlier runs');
 * alignment: against the gold model when the run measured one (``--gold``); else against TMU's twin estimate (the
   share of forget samples its predictor calls "easy" estimates the gold model's forget accuracy); else the
   unlearned model's own accuracies only, said plainly;
 * membership inference, each variant named, with the gold model's value beside the model's (aligned means equal,
-  not lower);
-* cost: seconds of the run, and the ratio to retraining when the gold model's training time is known.
-
-The HTML has inline CSS and no external assets, and every value is HTML-escaped.
+  not lower), and the per-example check of small requests;
+* the run (method, hyper-parameters beside their defaults, seed, times), cost, the model version, the experiment.
 """
 
 from __future__ import annotations
 
-import html
 import json
 import math
 import os
 from pathlib import Path
 from typing import Any
 
-from ..utils import atomic_write_text
+from ..experiments.labels import hparam_rows, label
+from ..experiments.publish import export_pdf, write_report_file
 from .db import RequestRecord, RunRecord, VersionRecord
+from .report_html import render_html
 from .schema import utcnow
+from .verdict import cost_summary, noise_floor_verdict
 
-# (key, label) of the membership-inference metrics evaluate_unlearning reports.
-MIA_ROWS = (
-    ("mia_loss_lr_acc", "Loss-based logistic regression, forget vs test (NeurIPS starting kit): accuracy"),
-    ("mia_loss_lr_auc", "Loss-based logistic regression, forget vs test: AUC"),
-    ("mia_loss_lr_tpr_at_1pct_fpr", "Loss-based logistic regression, forget vs test: TPR at 1% FPR"),
-    ("mia_salun_efficacy", "SalUn MIA-efficacy (SVC on true-class confidence, retain vs test, applied to forget)"),
+# (key, label) of the membership-inference and accuracy metrics evaluate_unlearning reports (labels: one mapping,
+# oblivio.experiments.labels).
+MIA_ROWS = tuple(
+    (key, label(key))
+    for key in ("mia_loss_lr_acc", "mia_loss_lr_auc", "mia_loss_lr_tpr_at_1pct_fpr", "mia_salun_efficacy")
 )
-ACC_ROWS = (
-    ("acc_forget", "Accuracy on the forget set D_f"),
-    ("acc_retain", "Accuracy on the retain set D_r"),
-    ("acc_test", "Accuracy on the test set D_test"),
-)
+ACC_ROWS = tuple((key, label(key)) for key in ("acc_forget", "acc_retain", "acc_test"))
 
 
 def _num(v: Any) -> float | None:
@@ -53,8 +52,19 @@ def build_report(
     *,
     experiment: dict | None = None,
     oblivio_version: str = "",
+    forgotten_requests: list[RequestRecord] | None = None,
 ) -> dict:
-    """Assemble the report dict of ``version`` (see the module docstring for its sections)."""
+    """Assemble the report dict of ``version`` (see the module docstring for its sections).
+
+    Args:
+        version: the model version.
+        run: the run that produced it (None for version 1).
+        requests: the requests that run served.
+        experiment: the ledger's experiment config.
+        oblivio_version: written into the report.
+        forgotten_requests: every request whose samples this version has forgotten (this run's and earlier
+            runs'); default: ``requests``.
+    """
     m = dict(version.metrics or {})
     reference = m.get("alignment_reference", "none" if run is not None else "original")
     accuracy = [
@@ -65,6 +75,7 @@ def build_report(
     if reference == "gold":
         alignment.update(
             delta_forget=_num(m.get("delta_forget")),
+            sample_agreement=_num(m.get("sample_agreement")),
             activation_distance_l2=_num(m.get("activation_distance_l2")),
             js_divergence=_num(m.get("js_divergence")),
             note="Aligned means the model behaves like the gold model retrained without the forgotten "
@@ -113,16 +124,40 @@ def build_report(
         "gold_seconds": _num(m.get("gold_seconds")),
         "cost_ratio_to_retraining": _num(m.get("cost_ratio")),
     }
+    forgotten = forgotten_requests if forgotten_requests is not None else requests
+    served = {r.id for r in requests}
+    if run is None:
+        verdict = {
+            "answer": "not measured",
+            "reference": "original",
+            "estimated": False,
+            "sentence": "This is the original model: nothing has been forgotten yet.",
+        }
+    else:
+        verdict = noise_floor_verdict({**m, "n_forget": m.get("n_forget", run.n_forget)})
+    hparams, defaults_known = hparam_rows(run.method, run.hparams) if run is not None else ([], False)
     return {
         "title": f"oblivio verification report: model version {version.id}"
         + (" (no-op: model unchanged)" if m.get("unchanged") else ""),
         "headline": headline,
+        "verdict": verdict,
+        "forgotten": {
+            "samples": len(version.forgotten_ids),
+            "requests": [
+                {**{k: v for k, v in r.to_dict().items() if k != "sample_ids"}, "this_run": r.id in served}
+                for r in forgotten
+            ],
+            "this_run_samples": sum(len(r.sample_ids) for r in requests),
+        },
+        "cost_summary": cost_summary(m, method_info=m.get("method_info")) if run is not None else None,
         "per_example": m.get("per_example"),
         "generated_at": utcnow().isoformat(timespec="seconds") + "Z",
         "oblivio_version": oblivio_version,
         "experiment": experiment,
         "version": version.to_dict(),
         "run": run.to_dict() if run is not None else None,
+        "hparams": hparams,
+        "hparams_defaults_known": defaults_known,
         "requests": [{k: v for k, v in r.to_dict().items() if k != "sample_ids"} for r in requests],
         "n_forgotten_total": len(version.forgotten_ids),
         "accuracy": accuracy,
@@ -134,158 +169,15 @@ def build_report(
     }
 
 
-_CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:980px;
-color:#1d232a;line-height:1.45;padding:0 1em}
-h1{font-size:1.5em;margin-bottom:.2em}h2{font-size:1.15em;margin-top:1.8em;border-bottom:1px solid #d0d7de}
-table{border-collapse:collapse;margin:.6em 0;width:100%}th,td{border:1px solid #d0d7de;padding:.3em .6em;
-text-align:left;vertical-align:top}th{background:#f3f5f7}td.num{text-align:right;font-variant-numeric:tabular-nums}
-.note{color:#57606a;font-size:.92em}.warn{border:2px solid #cf222e;background:#fff5f5;padding:.5em 1em}.ok{color:#1a7f37}.bad{color:#cf222e}code{background:#f3f5f7;padding:0 .2em}
-"""
-
-
-def _e(v: Any) -> str:
-    return html.escape("" if v is None else str(v), quote=True)
-
-
-def _fmt(v: Any) -> str:
-    if v is None:
-        return "n/a"
-    if isinstance(v, float):
-        return f"{v:.4f}"
-    return str(v)
-
-
-def _kv_table(pairs: list[tuple[str, Any]]) -> str:
-    rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(_fmt(v))}</td></tr>" for k, v in pairs)
-    return f"<table>{rows}</table>"
-
-
-def _metric_table(rows: list[dict], *, gold_col: bool) -> str:
-    head = "<tr><th>metric</th><th>model</th>" + ("<th>gold</th>" if gold_col else "") + "</tr>"
-    body = ""
-    for r in rows:
-        body += (
-            f"<tr><td>{_e(r['label'])} <code>{_e(r['metric'])}</code></td>"
-            f"<td class=num>{_e(_fmt(r['model']))}</td>"
-            + (f"<td class=num>{_e(_fmt(r['gold']))}</td>" if gold_col else "")
-            + "</tr>"
-        )
-    return f"<table>{head}{body}</table>"
-
-
-def render_html(report: dict) -> str:
-    """The report as one self-contained HTML page (inline CSS, no scripts, no external assets, all escaped)."""
-    v, run, align, cost = report["version"], report["run"], report["alignment"], report["cost"]
-    has_gold = align.get("reference") == "gold"
-    parts = [
-        f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>{_e(report['title'])}</title>"
-        f"<style>{_CSS}</style></head><body>",
-        f"<h1>{_e(report['title'])}</h1>",
-        f"<p class=note>generated {_e(report['generated_at'])} by oblivio {_e(report['oblivio_version'])}</p>",
-        *[f"<p class=warn>{_e(line)}</p>" for line in report.get("headline", [])],
-        "<h2>Model version</h2>",
-        _kv_table(
-            [
-                ("version", v["id"]),
-                ("state_dict SHA-256", v["hash"]),
-                ("file", v["path"]),
-                ("parent version", v["parent"]),
-                ("created (UTC)", v["created_at"]),
-                ("current", v["is_current"]),
-                ("samples forgotten in total", report["n_forgotten_total"]),
-            ]
-        ),
-    ]
-    if report.get("experiment"):
-        parts += [
-            "<h2>Experiment</h2>",
-            _kv_table(
-                [
-                    (k, json.dumps(val, sort_keys=True) if isinstance(val, (dict, list)) else val)
-                    for k, val in sorted(report["experiment"].items())
-                ]
-            ),
-        ]
-    if run is not None:
-        parts += [
-            "<h2>Run</h2>",
-            _kv_table(
-                [
-                    ("run", run["id"]),
-                    ("method", run["method"]),
-                    ("hyper-parameters", json.dumps(run["hparams"], sort_keys=True)),
-                    ("seed", run["seed"]),
-                    ("started (UTC)", run["started_at"]),
-                    ("ended (UTC)", run["ended_at"]),
-                    ("status", run["status"]),
-                    ("samples in the forget set", run["n_forget"]),
-                ]
-            ),
-        ]
-        head = "<tr><th>request</th><th>requester</th><th>created (UTC)</th><th>samples</th><th>reason</th></tr>"
-        body = "".join(
-            f"<tr><td>#{_e(r['id'])}</td><td>{_e(r['requester'])}</td><td>{_e(r['created_at'])}</td>"
-            f"<td class=num>{_e(r['n_samples'])}</td><td>{_e(r['reason'])}</td></tr>"
-            for r in report["requests"]
-        )
-        parts += ["<h2>Requests served</h2>", f"<table>{head}{body}</table>"]
-    parts += ["<h2>Accuracy</h2>", _metric_table(report["accuracy"], gold_col=has_gold)]
-    parts += ["<h2>Alignment</h2>", f"<p>reference: <b>{_e(align.get('reference'))}</b></p>"]
-    pairs = [(k, val) for k, val in align.items() if k not in ("reference", "note")]
-    if pairs:
-        parts.append(_kv_table(pairs))
-    if align.get("note"):
-        parts.append(f"<p class=note>{_e(align['note'])}</p>")
-    if report["membership_inference"]:
-        parts += [
-            "<h2>Membership inference</h2>",
-            _metric_table(report["membership_inference"], gold_col=has_gold),
-            "<p class=note>Aligned means the model's value equals the gold model's, not that it is lower. "
-            "n/a: not computable here (the loss attack's 10-split cross-validation needs at least 10 "
-            "forget samples).</p>",
-        ]
-    if report.get("per_example"):
-        alpha = float(report["metrics"].get("per_example_alpha", 0.05))
-        head = (
-            "<tr><th>sample id</th><th>loss</th><th>quantile among unseen test losses</th>"
-            "<th>quantile before (parent)</th><th>looks like a member</th></tr>"
-        )
-        body = "".join(
-            f"<tr><td>{_e(r['id'])}</td><td class=num>{_e(_fmt(r['loss']))}</td>"
-            f"<td class=num>{_e(_fmt(r['quantile']))}</td><td class=num>{_e(_fmt(r['quantile_parent']))}</td>"
-            f"<td>{'yes' if r['flagged'] else 'no'}</td></tr>"
-            for r in report["per_example"]
-        )
-        parts += [
-            "<h2>Per-example membership check</h2>",
-            f"<table>{head}{body}</table>",
-            f"<p class=note>For each forget sample: the share of unseen test samples whose loss is at most its "
-            f"loss. For a sample the model never saw this is about uniform on [0, 1]; below {alpha:g} the "
-            "sample still looks like a training member. Works for requests of any size.</p>",
-        ]
-    if run is not None:
-        parts += [
-            "<h2>Cost</h2>",
-            _kv_table(
-                [
-                    ("seconds of the run", cost["seconds"]),
-                    ("seconds to retrain (gold)", cost["gold_seconds"]),
-                    ("ratio run / retraining", cost["cost_ratio_to_retraining"]),
-                ]
-            ),
-        ]
-    if report.get("method_info"):
-        parts += ["<h2>Method report</h2>", _kv_table(sorted(report["method_info"].items()))]
-    parts.append("</body></html>")
-    return "\n".join(parts)
-
-
-def write_report(report: dict, out_dir: str | os.PathLike) -> tuple[Path, Path]:
-    """Write ``report-v<ID>.json`` and ``report-v<ID>.html`` atomically; returns their paths."""
+def write_report(report: dict, out_dir: str | os.PathLike, *, pdf: bool = False) -> tuple[Path, Path]:
+    """Write ``report-v<ID>.json`` and ``report-v<ID>.html`` atomically, mode 0644 (reports are meant to be
+    shared; the ledger database and model files stay private), and with ``pdf`` also ``report-v<ID>.pdf``
+    (headless Chromium, :func:`oblivio.experiments.publish.export_pdf`); returns the JSON and HTML paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     stem = f"report-v{report['version']['id']}"
-    json_path = atomic_write_text(out / f"{stem}.json", json.dumps(report, indent=2, sort_keys=True, allow_nan=False))
-    html_path = atomic_write_text(out / f"{stem}.html", render_html(report))
+    json_path = write_report_file(out / f"{stem}.json", json.dumps(report, indent=2, sort_keys=True, allow_nan=False))
+    html_path = write_report_file(out / f"{stem}.html", render_html(report))
+    if pdf:
+        export_pdf(html_path)
     return json_path, html_path

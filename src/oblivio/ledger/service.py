@@ -283,16 +283,28 @@ class DeletionService(IntakeMixin, LeaseMixin, ApplyMixin):
 
         v = self.resolve_version(version)
         run = self.ledger.run(v.run_id) if v.run_id is not None else None
-        requests = [r for r in self.ledger.requests() if run is not None and r.id in run.request_ids]
+        all_requests = self.ledger.requests()
+        requests = [r for r in all_requests if run is not None and r.id in run.request_ids]
+        lineage, by_id = set(), {x.id: x for x in self.ledger.versions()}  # this version and its ancestors
+        cur: VersionRecord | None = v
+        while cur is not None and cur.id not in lineage:
+            lineage.add(cur.id)
+            cur = by_id.get(cur.parent_id) if cur.parent_id is not None else None
+        forgotten = [r for r in all_requests if r.status == "applied" and r.applied_version_id in lineage]
         with self.ledger.Session() as s:
             experiment = s.get(LedgerState, 1).experiment
-        return build_report(v, run, requests, experiment=experiment, oblivio_version=__version__)
+        return build_report(
+            v, run, requests, experiment=experiment, oblivio_version=__version__, forgotten_requests=forgotten
+        )
 
-    def write_report(self, out_dir: str | os.PathLike, *, version: int | str | None = None) -> tuple[Path, Path]:
-        """Write ``report-v<ID>.json`` and ``report-v<ID>.html`` (self-contained) into ``out_dir``."""
+    def write_report(
+        self, out_dir: str | os.PathLike, *, version: int | str | None = None, pdf: bool = False
+    ) -> tuple[Path, Path]:
+        """Write ``report-v<ID>.json`` and ``report-v<ID>.html`` (self-contained; with ``pdf`` also
+        ``report-v<ID>.pdf``) into ``out_dir``, mode 0644."""
         from .report import write_report
 
-        return write_report(self.report(version), out_dir)
+        return write_report(self.report(version), out_dir, pdf=pdf)
 
 
 __all__ = [
