@@ -134,7 +134,8 @@ def to_markdown(tables: Sequence[Table], *, title: str, intro: Sequence[str] = (
     return "\n".join(parts)
 
 
-_CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2rem;color:#222;max-width:80rem}
+_CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2rem;color:#222;
+max-width:80rem}
 h1{font-size:1.5rem}h2{font-size:1.15rem;margin-top:2rem}
 table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0}
 .table-wrap{overflow-x:auto;max-width:100%}

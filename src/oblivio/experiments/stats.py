@@ -185,7 +185,9 @@ def paired_difference(
     """
     if len(a) != len(b):
         raise ValueError(f"paired samples must have the same length; got {len(a)} and {len(b)}")
-    pairs = [(float(x), float(y)) for x, y in zip(a, b) if _finite_array([x]).size and _finite_array([y]).size]
+    pairs = [
+        (float(x), float(y)) for x, y in zip(a, b, strict=True) if _finite_array([x]).size and _finite_array([y]).size
+    ]
     if not pairs:
         return PairedComparison(0, math.nan, math.nan, math.nan, math.nan, alpha)
     d = np.asarray([x - y for x, y in pairs], dtype=np.float64)

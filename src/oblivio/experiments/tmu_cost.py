@@ -329,7 +329,7 @@ def _layout_speedup(model, data, batch_size: int, *, steps: int = 20) -> dict:
         m.to(memory_format=torch.channels_last if layout == "channels_last" else torch.contiguous_format)
         opt = torch.optim.SGD(m.parameters(), lr=1e-4)
 
-        def train():
+        def train(m=m, opt=opt):  # bound now (ruff B023), though each is called within its own iteration
             m.train()
             for i in range(steps):
                 j = (i * batch_size) % max(1, x.shape[0] - batch_size)
@@ -338,7 +338,7 @@ def _layout_speedup(model, data, batch_size: int, *, steps: int = 20) -> dict:
                 loss.backward()
                 opt.step()
 
-        def infer():
+        def infer(m=m):
             m.eval()
             with torch.no_grad():
                 m(x)
@@ -365,7 +365,11 @@ def _child_versions(exp, original, cold, k: int, count: int, versions: int, cach
     train = exp.data.train
     rows = []
     for v in range(1, versions + 1):
-        cand = [int(i) for i, y in zip(train.ids.tolist(), train.labels.tolist()) if y == k and int(i) not in forgotten]
+        cand = [
+            int(i)
+            for i, y in zip(train.ids.tolist(), train.labels.tolist(), strict=True)
+            if y == k and int(i) not in forgotten
+        ]
         new = sorted(rng.choice(cand, size=count, replace=False).tolist())
         # the child's request: only the new images (its training set already lacks the earlier ones)
         all_ids = sorted(forgotten | set(new))

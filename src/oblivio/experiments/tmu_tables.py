@@ -61,7 +61,7 @@ def tmu_table1(rows: Sequence[dict]) -> Table:
         body.append(line)
         class_means.append(means)
     if len(body) > 1:
-        arr = list(zip(*class_means))
+        arr = list(zip(*class_means, strict=True))
         body.append(["mean"] + [fmt_mean_std(col) for col in arr])
     if methods and body:
         delta_line = ["δ", "", ""]

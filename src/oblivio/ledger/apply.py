@@ -553,12 +553,12 @@ def per_example_membership(
     rows = [
         {
             "id": int(i),
-            "loss": float(l),
+            "loss": float(loss),
             "quantile": float(q),
             "quantile_parent": None if qp is None else float(qp),
             "flagged": bool(q < alpha),
         }
-        for i, l, q, qp in zip(ids, own, quantile, parent_q)
+        for i, loss, q, qp in zip(ids, own, quantile, parent_q, strict=True)
     ]
     return {
         "per_example": rows,

@@ -33,7 +33,6 @@ from .schema import (
     LEASE_NAME,
     SCHEMA_VERSION,
     ApplyLease,
-    Artefact,
     Base,
     DeletionRequest,
     LedgerState,
@@ -218,10 +217,8 @@ class Ledger:
                 s.add(LedgerState(id=1, schema_version=SCHEMA_VERSION))
                 s.add(ApplyLease(name=LEASE_NAME))
             engine.dispose()
-            try:
+            with contextlib.suppress(FileExistsError):  # created by another process meanwhile: use theirs
                 os.link(tmp, path)  # atomic "create if absent"
-            except FileExistsError:  # created by another process meanwhile: use theirs
-                pass
         finally:
             engine.dispose()
             with contextlib.suppress(FileNotFoundError):
@@ -231,7 +228,7 @@ class Ledger:
                     os.unlink(tmp + suffix)
 
     def _open(self, path: Path | None) -> None:
-        from sqlalchemy import inspect, text
+        from sqlalchemy import inspect
         from sqlalchemy.exc import SQLAlchemyError
 
         where = _safe_url(self.url)

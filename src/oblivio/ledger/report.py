@@ -140,7 +140,8 @@ color:#1d232a;line-height:1.45;padding:0 1em}
 h1{font-size:1.5em;margin-bottom:.2em}h2{font-size:1.15em;margin-top:1.8em;border-bottom:1px solid #d0d7de}
 table{border-collapse:collapse;margin:.6em 0;width:100%}th,td{border:1px solid #d0d7de;padding:.3em .6em;
 text-align:left;vertical-align:top}th{background:#f3f5f7}td.num{text-align:right;font-variant-numeric:tabular-nums}
-.note{color:#57606a;font-size:.92em}.warn{border:2px solid #cf222e;background:#fff5f5;padding:.5em 1em}.ok{color:#1a7f37}.bad{color:#cf222e}code{background:#f3f5f7;padding:0 .2em}
+.note{color:#57606a;font-size:.92em}.warn{border:2px solid #cf222e;background:#fff5f5;padding:.5em 1em}
+.ok{color:#1a7f37}.bad{color:#cf222e}code{background:#f3f5f7;padding:0 .2em}
 """
 
 

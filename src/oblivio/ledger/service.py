@@ -149,7 +149,8 @@ class DeletionService(IntakeMixin, LeaseMixin, ApplyMixin):
                 state.experiment_key, state.experiment = key, key_dict
             elif state.experiment_key != key:
                 raise LedgerError(
-                    f"the ledger at {_safe_url(self.db_url)} serves another experiment ({json.dumps(state.experiment)}); "
+                    f"the ledger at {_safe_url(self.db_url)} serves another experiment "
+                    f"({json.dumps(state.experiment)}); "
                     "pass the same --preset / --dataset / --model / --recipe / --seed options, or use another --workdir"
                 )
 

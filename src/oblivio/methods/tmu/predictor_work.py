@@ -73,7 +73,7 @@ def twin_predictor_work(
                 _feature_columns(
                     tmu, m_t, tw.data, lambda m_t=m_t: (predict_features(m_t, ref), ref.labels), curriculum, seed
                 )
-                for m_t, tw in zip(twin_models, twins)
+                for m_t, tw in zip(twin_models, twins, strict=True)
             ]
         )
         scaler = RobustScaler.fit(raw_tw)
