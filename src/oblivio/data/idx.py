@@ -23,7 +23,7 @@ from .base import DatasetError, DatasetSplits, ImageDataset
 
 log = logging.getLogger("oblivio.data")
 
-_IDX_TYPES = {
+_IDX_TYPES: dict[int, np.dtype] = {
     0x08: np.dtype(">u1"),
     0x09: np.dtype(">i1"),
     0x0B: np.dtype(">i2"),
@@ -56,7 +56,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
         head = fh.read(2)
     opener = gzip.open if head == b"\x1f\x8b" else open
     try:
-        with opener(path, "rb") as fh:  # type: ignore[operator]
+        with opener(path, "rb") as fh:
             data = fh.read()
     except (OSError, EOFError) as exc:
         raise DatasetError(f"{path}: cannot read ({exc})") from exc

@@ -183,7 +183,7 @@ def provenance_lines(rows: Sequence[dict]) -> list[str]:
         vals = sorted({str(p.get(key)) for p in prov if p.get(key) is not None})
         return ", ".join(vals[:5]) + (f" (+{len(vals) - 5} more)" if len(vals) > 5 else "") if vals else "unknown"
 
-    dates = sorted(p.get("finished_at") for p in prov if p.get("finished_at"))
+    dates = sorted(p["finished_at"] for p in prov if p.get("finished_at"))
     configs = {p.get("config_hash"): p.get("config") for p in prov if p.get("config_hash")}
     lines = [
         f"{len(rows)} runs; oblivio {uniq('oblivio_version')}; git commit {uniq('git_commit')}; "

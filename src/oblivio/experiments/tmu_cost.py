@@ -63,8 +63,11 @@ def _correct(model, dataset) -> torch.Tensor:
 
 def _tmu(exp, model, splits, *, seed: int, cache=None, cache_model: str | None = None, hparams: dict | None = None):
     from ..methods import create_method
+    from ..methods.tmu import TMU
 
     method = create_method("tmu", **(hparams or {}))
+    if not isinstance(method, TMU):  # "tmu" is registered by oblivio itself; this narrows the type
+        raise TypeError(f"the method registered as 'tmu' is {type(method).__name__}, not oblivio's TMU")
     method.twin_cache = cache
     method.twin_cache_model = cache_model
     out = method(model, forget=splits.forget, retain=splits.retain, holdout=splits.holdout, seed=seed, progress=False)
@@ -323,7 +326,7 @@ def _layout_speedup(model, data, batch_size: int, *, steps: int = 20) -> dict:
             best = min(best, time.process_time() - c)
         return best
 
-    out = {}
+    out: dict[str, Any] = {}
     for layout in ("contiguous", "channels_last"):
         m = copy.deepcopy(model).cpu()
         m.to(memory_format=torch.channels_last if layout == "channels_last" else torch.contiguous_format)

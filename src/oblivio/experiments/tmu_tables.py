@@ -93,7 +93,9 @@ def activation_distance_table(rows: Sequence[dict]) -> Table:
     """TMU Table 3: L2 activation distance to the gold model on ``D_f``, per forget class and method."""
     groups = _by_class(rows)
     methods = _methods(rows)
-    body, bold, means = [], set(), defaultdict(list)
+    body: list[list[str]] = []
+    bold: set[tuple[int, int]] = set()
+    means: dict[str, list[float]] = defaultdict(list)
     for k, grp in groups.items():
         line, vals = [_class_label(rows, k)], []
         for m in methods:
@@ -193,7 +195,7 @@ def label_accuracy_by_size_table(rows: Sequence[dict]) -> Table:
     """TMU Figure 3 as a table: per method, decision-label accuracy (and δ) as ``|D_f|`` grows (one row per
     ``(|D_f|, method)``; methods without label accuracy, e.g. the gold pseudo-method, show δ only)."""
     entries = [e for e in _label_accuracy_entries(rows) if not e[0].endswith("(refit)")]
-    groups: dict[tuple[int, str], dict[str, list]] = defaultdict(lambda: {"acc": [], "delta": [], "keys": set()})
+    groups: dict[tuple[int, str], dict[str, Any]] = defaultdict(lambda: {"acc": [], "delta": [], "keys": set()})
     for _, v, r in entries:
         groups[(int(r.get("n_forget") or 0), r["method"])]["acc"].append(v)
     sizes = {n for n, _ in groups}  # only sizes where some method reports label accuracy (a TMU benchmark)
@@ -227,7 +229,8 @@ def predictor_null_table(rows: Sequence[dict]) -> Table:
     """
     from .stats import mean_ci, paired_difference
 
-    body, bold = [], set()
+    body: list[list[str]] = []
+    bold: set[tuple[int, int]] = set()
     for m in _methods(rows):
         mr = [
             r

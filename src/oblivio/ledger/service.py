@@ -58,7 +58,6 @@ from .apply import (
 from .db import ApplyInProgressError, Ledger, LedgerError, RunRecord, VersionRecord, _safe_url
 from .intake import MAX_IDS_FILE_BYTES, MAX_REASON_CHARS, MAX_REQUESTER_CHARS, IntakeMixin
 from .lease import LeaseMixin
-from .schema import LedgerState
 
 log = logging.getLogger("oblivio.ledger")
 
@@ -144,7 +143,7 @@ class DeletionService(IntakeMixin, LeaseMixin, ApplyMixin):
         key_dict = to_jsonable(self.experiment.config.model_key())
         key = config_hash(key_dict)
         with self.ledger.transaction() as s:
-            state = s.get(LedgerState, 1, with_for_update=True)
+            state = self.ledger.state(s, for_update=True)
             if state.experiment_key is None:
                 state.experiment_key, state.experiment = key, key_dict
             elif state.experiment_key != key:
@@ -286,7 +285,7 @@ class DeletionService(IntakeMixin, LeaseMixin, ApplyMixin):
         run = self.ledger.run(v.run_id) if v.run_id is not None else None
         requests = [r for r in self.ledger.requests() if run is not None and r.id in run.request_ids]
         with self.ledger.Session() as s:
-            experiment = s.get(LedgerState, 1).experiment
+            experiment = self.ledger.state(s).experiment
         return build_report(v, run, requests, experiment=experiment, oblivio_version=__version__)
 
     def write_report(self, out_dir: str | os.PathLike, *, version: int | str | None = None) -> tuple[Path, Path]:

@@ -259,12 +259,12 @@ def _fit_epochs(
                 iterable = batches(epoch)
             else:
                 if hasattr(batches, "set_epoch"):
-                    batches.set_epoch(epoch)  # type: ignore[union-attr]
+                    batches.set_epoch(epoch)
                 iterable = batches
             total = steps_per_epoch
             if total is None:
                 try:
-                    total = len(iterable)  # type: ignore[arg-type]
+                    total = len(iterable)
                 except TypeError:
                     total = None
             sums: dict[str, float] = {}
