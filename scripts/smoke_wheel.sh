@@ -17,11 +17,18 @@ trap 'rm -rf "$WORK"' EXIT
 case "$WORK" in "$ROOT"/*) echo "smoke_wheel: the temporary folder $WORK is inside the source tree" >&2; exit 1 ;; esac
 
 declare -a TIMES=()
-# CPU milliseconds (user + system) of the finished child processes so far, from bash's `times`
-cpu_ms() { times | tail -1 | awk '{ split($1, u, /[ms]/); split($2, s, /[ms]/); printf "%d", (u[1] * 60 + u[2] + s[1] * 60 + s[2]) * 1000 }'; }
-step() { STEP_NAME="$1"; STEP_T0=$(date +%s%N); STEP_C0=$(cpu_ms); echo "== wheel smoke: $1"; }
+# CPU milliseconds (user + system) of the finished child processes so far, from bash's `times` (run in this shell,
+# not in a $(...) subshell, whose children are not these)
+cpu_now() {
+    times >"$WORK/.times"
+    CPU_MS=$(tail -1 "$WORK/.times" | awk '{ split($1, u, /[ms]/); split($2, s, /[ms]/);
+        printf "%d", (u[1] * 60 + u[2] + s[1] * 60 + s[2]) * 1000 }')
+}
+step() { STEP_NAME="$1"; STEP_T0=$(date +%s%N); cpu_now; STEP_C0=$CPU_MS; echo "== wheel smoke: $1"; }
 done_step() {
-    local ms=$((($(date +%s%N) - STEP_T0) / 1000000)) cpu=$(($(cpu_ms) - STEP_C0))
+    local ms=$((($(date +%s%N) - STEP_T0) / 1000000)) cpu
+    cpu_now
+    cpu=$((CPU_MS - STEP_C0))
     TIMES+=("$(printf '%-32s wall %4d.%01d s  CPU %4d.%01d s' "$STEP_NAME" $((ms / 1000)) $((ms % 1000 / 100)) \
         $((cpu / 1000)) $((cpu % 1000 / 100)))")
 }
@@ -77,8 +84,8 @@ step "fresh venv + install the wheel"
 "$PY" -m venv "$WORK/venv"
 VPY="$WORK/venv/bin/python"
 # The CPU build of PyTorch first, as the Makefile does (an unpinned torch would pull several GB of CUDA packages).
-"$VPY" -m pip install -q --no-compile torch==2.13.0
-"$VPY" -m pip install -q --no-compile "$WHEEL"
+"$VPY" -m pip install -q torch==2.13.0
+"$VPY" -m pip install -q "$WHEEL"
 done_step
 
 step "smoke test outside the tree"
