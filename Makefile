@@ -7,7 +7,9 @@ FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 EXTRAS ?= dev,plot,ray
 
-.PHONY: install data demo test test-fast bench clean html-check
+.PHONY: install data demo test test-fast lint wheel-smoke bench clean html-check
+
+LINT_PATHS := src tests benchmarks scripts
 
 install: $(VENV)/.installed data
 
@@ -30,11 +32,23 @@ $(FASHION_MNIST):
 demo: install
 	$(VENV)/bin/oblivio demo
 
-test: install
+# CI runs this: the lint and the type check first (seconds), then the built wheel in a fresh venv, then the suite.
+test: install lint wheel-smoke
 	$(PY) -m pytest -q -p no:cacheprovider
 
 test-fast: install
 	$(PY) -m pytest -q -p no:cacheprovider -m "not slow and not ray"
+
+# ruff (lint + format check) and mypy (scripts/check_types.py: no error outside scripts/mypy_pending.txt).
+lint: install
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
+	$(PY) scripts/check_types.py
+
+# Build the sdist and the wheel (setuptools deprecations are errors), install the wheel into a fresh venv outside the
+# tree and smoke-test it there.
+wheel-smoke: install
+	bash scripts/smoke_wheel.sh $(PY)
 
 # Headless Chromium (Debian's package) for the browser tests of the HTML reports, installed when missing, like the
 # dataset. `make test` needs it: with OBLIVIO_REQUIRE_BROWSER=1 a missing browser fails those tests instead of
@@ -56,4 +70,4 @@ html-check: install browser
 	$(PY) scripts/check_html_reports.py --demo --keep screenshots
 
 clean:
-	rm -rf $(VENV) .pytest_cache build dist src/*.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist src/*.egg-info

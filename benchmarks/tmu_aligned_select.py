@@ -161,8 +161,6 @@ def run(
 def summary(path: Path) -> str:
     """A markdown summary of the selection rows: per method mean [95% bootstrap CI] over the (seed, class) cells
     that every method finished, and paired differences (Wilcoxon signed-rank p) to fine-tune and to the original."""
-    import numpy as np
-
     from oblivio.experiments.stats import mean_ci, paired_difference
 
     rows = _rows(path)

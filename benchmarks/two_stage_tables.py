@@ -1,4 +1,5 @@
-"""Two-stage retraining, Tables 2-5: retrained vs scratch accuracy, saving point, TTA min/max mislabel, neutralisation epochs.
+"""Two-stage retraining, Tables 2-5: retrained vs scratch accuracy, saving point, TTA min/max mislabel,
+neutralisation epochs.
 
 A thin wrapper around ``oblivio bench two-stage`` with the CPU preset. Extra arguments are passed through, e.g.::
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"  # the package version (pyproject.toml reads it); CHANGELOG.md names it
 
 _LAZY = {
     "unlearn": "oblivio.api",

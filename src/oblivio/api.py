@@ -110,7 +110,9 @@ def _text_table(rows: list[list[Any]], header: list[str], *, digits: int = 2) ->
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(header)]
 
     def line(vals):
-        return "  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(vals, widths))).rstrip()
+        return "  ".join(
+            v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(vals, widths, strict=True))
+        ).rstrip()
 
     return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in cells])
 
@@ -295,10 +297,11 @@ def _intake(
     if len(positional) > 1 or (positional and len(converted) > 1):
         # Positions 0..N-1 of different datasets are not identities: number those datasets one after another,
         # above every explicit id, so that forget and retain never share an id by accident.
+        # (ImageDataset.ids is typed Optional but always set by __post_init__)
         start = max(
             [
-                int(ds.ids.max()) + 1
-                for r, ds in converted.items()  # type: ignore[union-attr]
+                int(ds.ids.max()) + 1  # type: ignore[union-attr]
+                for r, ds in converted.items()
                 if r not in positional and len(ds)
             ]
             + [0]
@@ -320,6 +323,7 @@ def _scores(model: nn.Module, sets: dict[str, ImageDataset], *, gold: nn.Module 
     from .metrics.report import evaluate_unlearning as _evaluate
     from .training.evaluate import accuracy
 
+    out: dict[str, Any]
     if "test" in sets:
         out = _evaluate(model, forget=sets["forget"], retain=sets["retain"], test=sets["test"], gold=gold, seed=seed)
     else:

@@ -107,7 +107,7 @@ def test_same_seed_same_model_and_dataloader_arrays_inputs(world):
     )
     b, _ = oblivio.unlearn(_net(), forget=(x[:9], y[:9]), retain=(x[9:60].numpy(), y[9:60].numpy()), **kw)
     # the same images in the same order: the same model, whatever the container
-    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
+    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
         assert ka == kb and torch.equal(va, vb)
 
 

@@ -10,7 +10,6 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 from ledger_oracle import check_invariant, snapshot_files
 
 

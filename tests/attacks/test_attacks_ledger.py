@@ -167,7 +167,7 @@ def test_small_requests_say_the_mia_was_skipped_and_get_a_per_example_check(
         test_loss, forget_loss = loss(splits.test), loss(splits.forget)
     rows = v.metrics["per_example"]
     assert [r["id"] for r in rows] == [13, 14, 15]
-    for r, fl in zip(rows, forget_loss):
+    for r, fl in zip(rows, forget_loss, strict=True):
         expected = sum(1 for t in test_loss if t <= fl) / len(test_loss)
         assert r["loss"] == pytest.approx(fl, rel=1e-4, abs=1e-6)
         assert r["quantile"] == pytest.approx(expected, abs=1.5 / len(test_loss))

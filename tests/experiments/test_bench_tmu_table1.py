@@ -41,7 +41,7 @@ def test_rows_carry_sample_agreement_and_the_fair_null(bench):
             assert 0.0 <= m["label_accuracy_null"] <= 1.0 and "label_kappa" in m
     ctrl = [r for r in res.rows if r["method"] == "tmu.random-control"]
     tmu = [r for r in res.rows if r["method"] == "tmu"]
-    for c, t in zip(ctrl, tmu):  # same seeds: the control keeps TMU's count of hard samples
+    for c, t in zip(ctrl, tmu, strict=True):  # same seeds: the control keeps TMU's count of hard samples
         assert c["seeds"] == t["seeds"] and c["info"]["predicted_hard"] == t["info"]["predicted_hard"]
 
 

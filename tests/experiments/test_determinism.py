@@ -89,7 +89,7 @@ def test_in_process_twice_is_bit_identical_and_records_threads(reference):
     root = reference["root"]
     _fresh_caches()
     again = Runner("tiny", results=root / "second.jsonl", store=root / "store", threads_per_worker=1).run(GRID)
-    for a, b in zip(reference["rows"], again):
+    for a, b in zip(reference["rows"], again, strict=True):
         _assert_identical(a, b)
     for row in reference["rows"] + again:
         prov = row["provenance"]
@@ -103,7 +103,7 @@ def test_models_trained_in_another_store_give_the_same_numbers(reference, tmp_pa
     """Original and gold models retrained from scratch (not loaded) give the same rows as the reference."""
     _fresh_caches()
     rows = Runner("tiny", results=tmp_path / "r.jsonl", store=tmp_path / "store", threads_per_worker=1).run(GRID)
-    for a, b in zip(reference["rows"], rows):
+    for a, b in zip(reference["rows"], rows, strict=True):
         _assert_identical(a, b)
 
 
@@ -113,7 +113,7 @@ def test_process_pool_is_bit_identical_to_in_process(reference):
     rows = runner.run(GRID)
     assert runner.errors == []
     assert {r["provenance"]["backend"] for r in rows} == {"pool"}
-    for a, b in zip(reference["rows"], rows):
+    for a, b in zip(reference["rows"], rows, strict=True):
         _assert_identical(a, b)
         assert b["provenance"]["torch_threads"] == 1
 
@@ -132,6 +132,6 @@ def test_ray_is_bit_identical_to_in_process(reference):
         ray.shutdown()
     assert runner.errors == []
     assert {r["provenance"]["backend"] for r in rows} == {"ray"}
-    for a, b in zip(reference["rows"], rows):
+    for a, b in zip(reference["rows"], rows, strict=True):
         _assert_identical(a, b)
         assert b["provenance"]["torch_threads"] == 1

@@ -99,10 +99,10 @@ def test_pooled_table_pairs_units_across_files(tmp_path):
     assert [len(u) for u in groups.values()] == [3, 3]
     text = pooled.table(groups)
     line = next(ln for ln in text.splitlines() if ln.startswith("| all 6 pooled | tmu − finetune | δ"))
-    diffs = [100 * (a - b) for a, b in zip(tmu, ft)]
+    diffs = [100 * (a - b) for a, b in zip(tmu, ft, strict=True)]
     assert f"| 6 | {sum(diffs) / 6:+.1f} [" in line
     assert f"| {wilcoxon(diffs).pvalue:.3g} |" in line
     # the original's δ is |original forget accuracy − gold's|: 10 points in the bench file, 5 in the selection file
     orig = next(ln for ln in text.splitlines() if ln.startswith("| all 6 pooled | tmu − original | δ"))
-    expect = sum(100 * t - o for t, o in zip(tmu, [10, 10, 10, 5, 5, 5])) / 6
+    expect = sum(100 * t - o for t, o in zip(tmu, [10, 10, 10, 5, 5, 5], strict=True)) / 6
     assert f"| 6 | {expect:+.1f} [" in orig

@@ -56,7 +56,8 @@ def _rows() -> list[dict]:
                     "hparams": {},
                     "seeds": {"train": s, "gold": s, "request": s, "unlearn": 10_000 + s},
                     "info": {},
-                    # as experiments/cell.py writes them: the label ablation beside the metrics, the label accuracy in them
+                    # as experiments/cell.py writes them: the label ablation beside the metrics, the label
+                    # accuracy in them
                     "label_ablation": {"nf": 0.5 + 0.05 * s, "nf+af+cf": 0.7} if m == "tmu" else None,
                     "metrics": {
                         **({"label_accuracy": 0.6 + 0.1 * s} if m == "tmu" else {}),

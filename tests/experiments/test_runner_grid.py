@@ -209,7 +209,7 @@ def test_process_pool_matches_in_process(shared):
 
 def _assert_same_rows(rows, reference):
     assert [r["key"] for r in rows] == [r["key"] for r in reference]
-    for a, b in zip(rows, reference):
+    for a, b in zip(rows, reference, strict=True):
         assert a["seeds"] == b["seeds"] and a["hparams"] == b["hparams"]
         assert set(a["metrics"]) == set(b["metrics"])
         for k, v in b["metrics"].items():

@@ -30,7 +30,7 @@ def _exact_wilcoxon_two_sided(d):
     centre = ranks.sum() / 2
     count = total = 0
     for signs in itertools.product((0, 1), repeat=len(d)):
-        w = sum(r for r, s in zip(ranks, signs) if s)
+        w = sum(r for r, s in zip(ranks, signs, strict=True) if s)
         total += 1
         count += abs(w - centre) >= abs(observed - centre) - 1e-12
     return count / total
@@ -161,7 +161,7 @@ def test_pairing_uses_the_same_request_and_seeds():
     rows = [r for r in rows if not (r["method"] == "finetune" and r["forget_class"] == 0)]
     units, a, b = paired_values(rows, "tmu", "finetune", ALIGNMENT_MEASURES[0].value)
     assert len(units) == 8 and all(u[0] != "class-subset:0:100" for u in units)
-    assert all(x == pytest.approx(y - 0.02) for x, y in zip(a, b))
+    assert all(x == pytest.approx(y - 0.02) for x, y in zip(a, b, strict=True))
 
 
 def test_report_tables_say_where_tmu_wins_ties_and_loses():

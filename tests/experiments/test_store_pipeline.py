@@ -51,7 +51,7 @@ def test_interrupted_training_resumes_to_the_same_model(tmp_path, monkeypatch):
 
     monkeypatch.setattr(pipeline, "train_model", real)
     straight = Experiment("tiny", store=tmp_path / "b", progress=False, device="cpu").original()
-    for a, b in zip(resumed.parameters(), straight.parameters()):
+    for a, b in zip(resumed.parameters(), straight.parameters(), strict=True):
         torch.testing.assert_close(a, b)
 
 
@@ -117,10 +117,12 @@ def test_gold_meta_gives_the_cost_of_retraining(tmp_path):
     assert not hasattr(trained.model, "oblivio_meta")  # the record travels beside the module, not on it
     again = exp.gold_with_meta(split, seed=3)  # loaded, same meta
     assert again.train_seconds == trained.train_seconds
-    for a, b in zip(trained.model.parameters(), exp.gold(split, seed=3).parameters()):  # gold() is the bare module
+    for a, b in zip(
+        trained.model.parameters(), exp.gold(split, seed=3).parameters(), strict=True
+    ):  # gold() is the bare module
         assert torch.equal(a, b)
     other = exp.gold(split, seed=4)  # another seed = another gold model
-    assert any(not torch.equal(a, b) for a, b in zip(trained.model.parameters(), other.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(trained.model.parameters(), other.parameters(), strict=True))
     original = exp.original_with_meta()
     assert original.meta["kind"] == "original" and original.meta["n_train"] == len(exp.data.train)
 
@@ -140,7 +142,7 @@ def test_original_trained_once_then_loaded(exp):
     mtime = files[0].stat().st_mtime_ns
     m2 = exp.original()
     assert files[0].stat().st_mtime_ns == mtime
-    for a, b in zip(m1.parameters(), m2.parameters()):
+    for a, b in zip(m1.parameters(), m2.parameters(), strict=True):
         assert torch.equal(a, b)
     meta = json.loads((files[0].parent / "meta.json").read_text())
     assert meta["kind"] == "original" and meta["n_train"] == len(exp.data.train) and meta["train_seconds"] > 0
@@ -154,7 +156,7 @@ def test_gold_keyed_by_forget_set(exp):
     exp.gold(s2)
     assert len(list(exp.store.root.glob("gold/*/model.pt"))) == 2
     assert exp.gold_with_meta(s1).meta["n_train"] == len(exp.data.train) - 20
-    for a, b in zip(g1.parameters(), exp.gold(s1).parameters()):
+    for a, b in zip(g1.parameters(), exp.gold(s1).parameters(), strict=True):
         assert torch.equal(a, b)
 
 

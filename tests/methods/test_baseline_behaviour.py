@@ -88,7 +88,7 @@ def test_retrain_ignores_the_original_weights(original, mu_world):
     a = method(original, forget=s.forget, retain=s.retain, seed=3, progress=False)
     scrambled = reinitialise(copy.deepcopy(original))
     b = method(scrambled, forget=s.forget, retain=s.retain, seed=3, progress=False)
-    for p, q in zip(a.parameters(), b.parameters()):
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
         assert torch.equal(p, q)
     assert accuracy(a, s.forget) <= 0.1  # no class-3 sample left to learn from
 
@@ -116,7 +116,7 @@ def test_salun_mask_is_enforced_with_weight_decay_and_momentum(original, mu_worl
     total = sum(m.numel() for m in masks.values())
     assert method.info["n_salient"] == round(0.3 * total)
     moved = 0
-    for (name, p), q in zip(out.named_parameters(), original.parameters()):
+    for (name, p), q in zip(out.named_parameters(), original.parameters(), strict=True):
         frozen = ~masks[name]
         assert torch.equal(p[frozen], q[frozen]), f"{name}: weights outside the mask moved"
         moved += int((p[masks[name]] != q[masks[name]]).sum())
@@ -126,7 +126,7 @@ def test_salun_mask_is_enforced_with_weight_decay_and_momentum(original, mu_worl
 def test_salun_with_empty_mask_changes_nothing(original, mu_world):
     """Degenerate case: sparsity 0 freezes every weight, so the model must come back bit-identical."""
     _, out = _apply("salun", original, mu_world.subset, sparsity=0.0, epochs=1)
-    for p, q in zip(out.parameters(), original.parameters()):
+    for p, q in zip(out.parameters(), original.parameters(), strict=True):
         assert torch.equal(p, q)
 
 
@@ -169,8 +169,8 @@ def test_reinitialise_draws_fresh_weights(original):
     a = reinitialise(copy.deepcopy(original))
     torch.manual_seed(5)
     b = reinitialise(copy.deepcopy(original))
-    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
-    assert all(not torch.equal(p, q) for p, q in zip(a.parameters(), original.parameters()))
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+    assert all(not torch.equal(p, q) for p, q in zip(a.parameters(), original.parameters(), strict=True))
     assert torch.equal(a.normalize.mean, original.normalize.mean)  # data statistics are kept
 
 

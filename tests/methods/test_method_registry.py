@@ -6,14 +6,13 @@ import pytest
 import torch
 
 from oblivio.methods import UnlearningError, create_method, list_methods, unlearn
+from oblivio.methods.base import METHODS
 
 
 def library_methods() -> list[str]:
     """The registered methods, minus the ones other test modules register for themselves ("test-" prefix)."""
     return [name for name in list_methods(variants=False) if not name.startswith("test-")]
 
-
-from oblivio.methods.base import METHODS
 
 # Settings that keep each run to a fraction of a second; methods not listed run with their defaults.
 FAST_HPARAMS: dict[str, dict] = {
@@ -79,7 +78,7 @@ def test_method_contract(name, runs, mu_world):
     assert all(torch.isfinite(p).all() for p in out.parameters())
     assert not out.training and not any(m.training for m in out.modules())
     # deterministic for a seed
-    for (k, v), w in zip(out.state_dict().items(), again.state_dict().values()):
+    for (k, v), w in zip(out.state_dict().items(), again.state_dict().values(), strict=True):
         assert torch.equal(v, w), f"{name}: two runs with seed 0 differ in {k}"
     assert method.info["seconds"] > 0
 
@@ -88,7 +87,7 @@ def test_method_contract(name, runs, mu_world):
 def test_baseline_changes_the_weights(name, runs, mu_world):
     # (Not part of the general contract: a method may legitimately find nothing to change.)
     _, out, _, _ = runs[name]
-    assert any(not torch.equal(p, q) for p, q in zip(out.parameters(), mu_world.original.parameters()))
+    assert any(not torch.equal(p, q) for p, q in zip(out.parameters(), mu_world.original.parameters(), strict=True))
 
 
 @pytest.mark.parametrize("name", library_methods())

@@ -77,6 +77,6 @@ def test_reference_run_keeps_the_original_unchanged_and_clears_its_anchor(origin
     before = [p.detach().clone() for p in original.parameters()]
     method = create_method("neggrad+", epochs=1)
     out = method(original, forget=s.forget, retain=s.retain, progress=False)
-    assert all(torch.equal(a, b) for a, b in zip(before, original.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(before, original.parameters(), strict=True))
     assert method._anchor is None and out is not original
     assert all(torch.isfinite(p).all() for p in out.parameters())

@@ -77,7 +77,7 @@ def oracle_epsilon(u, r, *, batch_left_ends: bool = True) -> float:
         else:
             tps = np.array([int(((pos_a >= left) & (pos_a <= right)).sum()) for left in lefts])
             fps = np.array([int(((neg_a >= left) & (neg_a <= right)).sum()) for left in lefts])
-        for tp, fp in zip(tps.tolist(), fps.tolist()):
+        for tp, fp in zip(tps.tolist(), fps.tolist(), strict=True):
             e = _eps_of_rates(fp / len(neg), (len(pos) - tp) / len(pos))
             if e is not None:
                 best = max(best, e)

@@ -28,7 +28,7 @@ def logits_pair():
 def test_accuracy_from_logits_matches_a_loop_and_accepts_tensors():
     rng = np.random.default_rng(1)
     z, y = rng.normal(size=(40, 5)), rng.integers(0, 5, 40)
-    expected = sum(int(np.argmax(row) == label) for row, label in zip(z, y)) / 40
+    expected = sum(int(np.argmax(row) == label) for row, label in zip(z, y, strict=True)) / 40
     assert accuracy_from_logits(z, y) == expected
     assert accuracy_from_logits(torch.tensor(z, dtype=torch.float32), torch.tensor(y)) == expected
     assert math.isnan(accuracy_from_logits(np.zeros((0, 3)), np.zeros(0)))
@@ -46,9 +46,9 @@ def test_delta_is_the_absolute_gap_in_the_given_units():
 def test_activation_distance_matches_a_literal_loop(logits_pair, norm, order):
     a, b = logits_pair
     per_row = []
-    for za, zb in zip(a.tolist(), b.tolist()):
+    for za, zb in zip(a.tolist(), b.tolist(), strict=True):
         pa, pb = _softmax_row(za), _softmax_row(zb)
-        diffs = [abs(x - y) for x, y in zip(pa, pb)]
+        diffs = [abs(x - y) for x, y in zip(pa, pb, strict=True)]
         per_row.append(math.sqrt(sum(d * d for d in diffs)) if order == 2 else sum(diffs))
     assert activation_distance(a, b, norm=norm) == pytest.approx(sum(per_row) / len(per_row), abs=1e-12)
     assert activation_distance(torch.tensor(a), torch.tensor(b), norm=norm) == pytest.approx(
@@ -65,7 +65,9 @@ def test_activation_distance_rejects_an_unknown_norm_naming_the_valid_ones(logit
 
 def test_js_divergence_matches_scipy_squared_distance(logits_pair):
     a, b = logits_pair
-    expected = np.mean([jensenshannon(_softmax_row(x), _softmax_row(y)) ** 2 for x, y in zip(a.tolist(), b.tolist())])
+    expected = np.mean(
+        [jensenshannon(_softmax_row(x), _softmax_row(y)) ** 2 for x, y in zip(a.tolist(), b.tolist(), strict=True)]
+    )
     assert js_divergence(a, b) == pytest.approx(expected, abs=1e-12)
     assert js_divergence(a, b) == pytest.approx(js_divergence(b, a), abs=1e-15)  # symmetric
 

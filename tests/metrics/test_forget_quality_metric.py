@@ -27,7 +27,7 @@ from oblivio.metrics.forget_quality import EPSILON_CAP
 def test_logit_scaled_confidence_matches_a_per_row_formula():
     rng = np.random.default_rng(0)
     z, y = rng.normal(scale=4, size=(30, 10)), rng.integers(0, 10, 30)
-    expected = [row[t] - logsumexp(np.delete(row, t)) for row, t in zip(z, y)]
+    expected = [row[t] - logsumexp(np.delete(row, t)) for row, t in zip(z, y, strict=True)]
     np.testing.assert_allclose(logit_scaled_confidence(z, y), expected, rtol=0, atol=1e-10)
 
 

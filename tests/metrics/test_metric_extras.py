@@ -24,11 +24,14 @@ def _net(seed: int) -> nn.Module:
 @pytest.fixture()
 def sets():
     g = torch.Generator().manual_seed(0)
-    make = lambda n: ImageDataset(
-        torch.rand(n, 1, 4, 4, generator=g),
-        torch.randint(0, 3, (n,), generator=g),  # noqa: E731
-        ("a", "b", "c"),
-    )
+
+    def make(n):
+        return ImageDataset(
+            torch.rand(n, 1, 4, 4, generator=g),
+            torch.randint(0, 3, (n,), generator=g),
+            ("a", "b", "c"),
+        )
+
     return {"forget": make(30), "retain": make(60), "test": make(40)}
 
 

@@ -32,12 +32,15 @@ def _net(seed: int) -> nn.Module:
 @pytest.fixture()
 def splits():
     g = torch.Generator().manual_seed(0)
-    make = lambda n, name: ImageDataset(
-        torch.rand(n, 1, 4, 4, generator=g),
-        torch.randint(0, 3, (n,), generator=g),  # noqa: E731
-        ("a", "b", "c"),
-        name=name,
-    )
+
+    def make(n, name):
+        return ImageDataset(
+            torch.rand(n, 1, 4, 4, generator=g),
+            torch.randint(0, 3, (n,), generator=g),
+            ("a", "b", "c"),
+            name=name,
+        )
+
     return make(40, "forget"), make(120, "retain"), make(60, "test")
 
 

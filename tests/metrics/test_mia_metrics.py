@@ -69,7 +69,7 @@ def test_modified_entropy_matches_song_and_mittal_per_row():
     probs = np.vstack([probs, [[1.0, 0, 0, 0, 0], [0, 1.0, 0, 0, 0]]])  # confident right, confident wrong
     labels = np.r_[rng.integers(0, 5, 25), 0, 0]
     got = modified_entropy(probs, labels)
-    for row, y, value in zip(probs, labels, got):
+    for row, y, value in zip(probs, labels, got, strict=True):
         safe = lambda a: math.log(max(a, 1e-30))  # noqa: E731
         expected = -(1 - row[y]) * safe(row[y])
         for i, p in enumerate(row):

@@ -16,7 +16,7 @@ from oblivio.metrics.alignment import cohen_kappa, random_subset_agreement, samp
 def _literal_agreement(lu, lg, y):
     """Per row: 1 when both models are right or both are wrong (written from SPEC §6 alone)."""
     total = 0
-    for zu, zg, t in zip(lu, lg, y):
+    for zu, zg, t in zip(lu, lg, y, strict=True):
         right_u = max(range(len(zu)), key=lambda k: zu[k]) == t
         right_g = max(range(len(zg)), key=lambda k: zg[k]) == t
         total += int(right_u == right_g)
@@ -75,7 +75,7 @@ def _exhaustive_null(predicted, truth):
     accs = []
     for chosen in itertools.combinations(range(n), e):
         labels = [1 if i in chosen else 0 for i in range(n)]
-        accs.append(sum(int(p == t) for p, t in zip(labels, truth)) / n)
+        accs.append(sum(int(p == t) for p, t in zip(labels, truth, strict=True)) / n)
     return sum(accs) / len(accs)
 
 

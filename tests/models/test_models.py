@@ -146,13 +146,13 @@ def test_state_dict_round_trip(name):
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_same_seed_same_model(name):
     a, b = build(name, (1, 8, 8), seed=7), build(name, (1, 8, 8), seed=7)
-    for (na, pa), (nb, pb) in zip(a.state_dict().items(), b.state_dict().items()):
+    for (na, pa), (nb, pb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
         assert na == nb and torch.equal(pa, pb), f"{name}: {na} differs between two seeded builds"
     x = images((1, 8, 8))
     with torch.no_grad():
         assert torch.equal(a.eval()(x), b.eval()(x))
     c = build(name, (1, 8, 8), seed=8)
-    assert any(not torch.equal(pa, pc) for pa, pc in zip(a.parameters(), c.parameters()))
+    assert any(not torch.equal(pa, pc) for pa, pc in zip(a.parameters(), c.parameters(), strict=True))
 
 
 @pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])

@@ -43,7 +43,7 @@ def test_training_is_deterministic(digits):
     train_model(a, digits.train, recipe=r, seed=5, progress=False)
     torch.manual_seed(1)
     train_model(b, digits.train, recipe=r, seed=5, progress=False)
-    for pa, pb in zip(a.parameters(), b.parameters()):
+    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
         assert torch.equal(pa, pb)
 
 
@@ -78,7 +78,7 @@ def test_resume_after_interruption_matches_uninterrupted(digits, tmp_path):
     m2 = _model()
     res = train_model(m2, digits.train, recipe=r, seed=1, checkpoint=ckpt, progress=False)
     assert res.resumed_from == 1
-    for pa, pb in zip(ref.parameters(), m2.parameters()):
+    for pa, pb in zip(ref.parameters(), m2.parameters(), strict=True):
         assert torch.allclose(pa, pb, atol=1e-6)
 
 

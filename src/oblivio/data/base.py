@@ -144,8 +144,8 @@ class ImageDataset:
             self.classes,
             name or self.name,
             groups,
-            torch.cat([self.ids, other.ids]),
-        )  # type: ignore[list-item]
+            torch.cat([self.ids, other.ids]),  # type: ignore[list-item]
+        )
 
     def float_images(self, indices: torch.Tensor | None = None) -> torch.Tensor:
         """Images as float32 in [0, 1] (all, or rows ``indices``)."""

@@ -190,7 +190,7 @@ def load_image_folder(
     arrays: dict[str, np.ndarray] = {}
     for split in ("train", "test"):
         batch = []
-        for path, img in zip(files[split], decoded[split]):
+        for path, img in zip(files[split], decoded[split], strict=True):
             img = img.convert(target) if img.mode != target else img
             if image_size is not None and img.size != (image_size[1], image_size[0]):
                 from PIL.Image import Resampling
@@ -228,7 +228,7 @@ def load_image_folder(
         for split in ("train", "test"):
             listed = [p in table for p in rel[split]]
             if any(listed) and not all(listed):
-                missing = [p for p, ok in zip(rel[split], listed) if not ok]
+                missing = [p for p, ok in zip(rel[split], listed, strict=True) if not ok]
                 raise DatasetError(
                     f"{groups_path}: {len(missing)} {split} images have no group, e.g. {missing[:3]} "
                     "(list every image of a split, or none)"

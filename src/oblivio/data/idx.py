@@ -23,7 +23,7 @@ from .base import DatasetError, DatasetSplits, ImageDataset
 
 log = logging.getLogger("oblivio.data")
 
-_IDX_TYPES = {
+_IDX_TYPES: dict[int, np.dtype] = {
     0x08: np.dtype(">u1"),
     0x09: np.dtype(">i1"),
     0x0B: np.dtype(">i2"),
@@ -56,7 +56,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
         head = fh.read(2)
     opener = gzip.open if head == b"\x1f\x8b" else open
     try:
-        with opener(path, "rb") as fh:  # type: ignore[operator]
+        with opener(path, "rb") as fh:
             data = fh.read()
     except (OSError, EOFError) as exc:
         raise DatasetError(f"{path}: cannot read ({exc})") from exc
@@ -131,10 +131,9 @@ def _labels_int64(labels: np.ndarray, name: str) -> np.ndarray:
     negative labels are refused."""
     if labels.ndim != 1:
         raise DatasetError(f"{name}: idx labels must be [N], got shape {labels.shape}")
-    if labels.dtype.kind == "f":
-        if not np.all(np.isfinite(labels)) or not np.array_equal(labels, np.round(labels)):
-            bad = labels[~np.isfinite(labels) | (labels != np.round(labels))][:5].tolist()
-            raise DatasetError(f"{name}: float idx labels must be whole numbers (class indices), got e.g. {bad}")
+    if labels.dtype.kind == "f" and (not np.all(np.isfinite(labels)) or not np.array_equal(labels, np.round(labels))):
+        bad = labels[~np.isfinite(labels) | (labels != np.round(labels))][:5].tolist()
+        raise DatasetError(f"{name}: float idx labels must be whole numbers (class indices), got e.g. {bad}")
     out = labels.astype(np.int64)
     if out.size and out.min() < 0:
         raise DatasetError(f"{name}: idx labels must be class indices >= 0, got {int(out.min())}")

@@ -174,7 +174,7 @@ def _grid(
     methods: list[MethodSpec],
     config: ExperimentConfig,
     settings: BenchSettings,
-    options: EvalOptions = EvalOptions(),
+    options: EvalOptions = EvalOptions(),  # noqa: B008 -- a frozen dataclass: one shared default is safe
 ) -> list[Cell]:
     if settings.seeds < 1:
         raise ValueError(f"seeds must be at least 1, got {settings.seeds}")
@@ -354,8 +354,8 @@ def _run_tmu_cost(config, *, out, settings, command=None, **runner_kwargs):
 register_benchmark(
     Benchmark(
         "tmu-cost",
-        "TMU's per-request cost against retraining (issue 10): per-stage CPU seconds (all threads) and sample-passes of "
-        "a cold request (empty twin cache) and a warm one (same class profile and size), gold's retraining measured "
+        "TMU's per-request cost against retraining (issue 10): per-stage CPU seconds (all threads) and sample-passes "
+        "of a cold request (empty twin cache) and a warm one (same class profile and size), gold's retraining measured "
         "in the same run, TMU's δ and sample agreement beside the gold-vs-gold spread, and twin reuse across model "
         "versions. Writes tmu-cost.json.",
         ("tmu-cost", "tmu-cost-stages", "tmu-cost-alignment"),

@@ -71,7 +71,7 @@ def forget_quality_from_rows(rows: Sequence[dict]) -> list[ForgetQualityResult]:
     out = []
     for (scenario, method), grp in groups.items():
         grp = sorted(grp, key=lambda r: (r["seeds"]["unlearn"], r["seeds"]["gold"]))
-        golds = {}
+        golds: dict[Any, dict] = {}
         for r in grp:
             golds.setdefault(r["seeds"]["gold"], r)
         if len(grp) < 2 or len(golds) < 2:

@@ -89,7 +89,10 @@ def forget_quality_benchmark(
         **runner_kwargs: ``store``, ``workers``, ``ray_address``, ``imports``, ``tags``... (see :class:`Runner`).
     """
     single = isinstance(methods, (str, MethodSpec))
-    specs = [MethodSpec.parse(methods)] if single else [MethodSpec.parse(m) for m in methods]  # type: ignore[union-attr]
+    if isinstance(methods, (str, MethodSpec)):
+        specs = [MethodSpec.parse(methods)]
+    else:
+        specs = [MethodSpec.parse(m) for m in methods]
     cells = forget_quality_cells(
         specs,
         scenario=scenario,

@@ -89,7 +89,7 @@ def metric_by_class(rows: Sequence[dict], key: str, *, ylabel: str, scale: float
     """Mean ± std of ``metrics[key]`` per forget class (groups) and method (bars)."""
     classes = sorted({r["forget_class"] for r in rows if r.get("forget_class") is not None}, key=str)
     methods = list(dict.fromkeys(r["method"] for r in rows))
-    series = {}
+    series: dict[str, tuple[Sequence[float], Sequence[float]]] = {}
     for m in methods:
         stats = [
             _mean_std(

@@ -141,7 +141,8 @@ def to_markdown(tables: Sequence[Table], *, title: str, intro: Sequence[str] = (
 
 
 _CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2rem;color:#222;
-max-width:80rem}h1{font-size:1.5rem}h2{font-size:1.15rem;margin-top:2rem}
+max-width:80rem}
+h1{font-size:1.5rem}h2{font-size:1.15rem;margin-top:2rem}
 table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0}
 .table-wrap{overflow-x:auto;max-width:100%}
 th,td{border:1px solid #ccc;padding:.25rem .5rem;text-align:right}td{white-space:nowrap}
@@ -194,7 +195,7 @@ def provenance_lines(rows: Sequence[dict]) -> list[str]:
         vals = sorted({str(p.get(key)) for p in prov if p.get(key) is not None})
         return ", ".join(vals[:5]) + (f" (+{len(vals) - 5} more)" if len(vals) > 5 else "") if vals else "unknown"
 
-    dates = sorted(p.get("finished_at") for p in prov if p.get("finished_at"))
+    dates = sorted(p["finished_at"] for p in prov if p.get("finished_at"))
     configs = {p.get("config_hash"): p.get("config") for p in prov if p.get("config_hash")}
     lines = [
         f"{len(rows)} runs; oblivio {uniq('oblivio_version')}; git commit {uniq('git_commit')}; "

@@ -31,9 +31,20 @@ Example:
 """
 
 # The runner is split by job: grid types (grid.py), the results file (rows.py), one cell and the worker entry points
-# (cell.py), and the backends with the Runner (backends.py). This module re-exports them under their old names.
-from .backends import OnError, Runner, _map_in_process, _map_pool, _map_ray, _num, _require_ray, run_grid
-from .cell import (
+# (cell.py), and the backends with the Runner (backends.py). This module re-exports them under their old names: the
+# public ones are in __all__, the private ones stay importable from here for code written before the split (the
+# per-statement noqa below covers only those; every public name of these statements is in __all__).
+from .backends import (  # noqa: F401 -- re-exports the private helpers' old names
+    OnError,
+    Runner,
+    _map_in_process,
+    _map_pool,
+    _map_ray,
+    _num,
+    _require_ray,
+    run_grid,
+)
+from .cell import (  # noqa: F401 -- re-exports the private helpers' old names
     _EXPERIMENTS,
     _ORIGINALS,
     _WORKER_STATE,
@@ -66,17 +77,24 @@ from .grid import (
     MethodSpec,
     Seeds,
 )
-from .rows import _clean, _now, read_results
+from .rows import _clean, _now, read_results  # noqa: F401 -- re-exports the private helpers' old names
 
 __all__ = [
+    "BULKY_INFO_KEYS",
     "Cell",
+    "EVAL_SEED_OFFSET",
     "EvalOptions",
     "GOLD_METHOD",
     "Grid",
+    "LABEL_ABLATION_SETS",
     "MethodSpec",
+    "OnError",
+    "RESULT_SCHEMA",
     "Runner",
     "Seeds",
+    "UNLEARN_SEED_OFFSET",
     "read_results",
     "run_cell",
     "run_grid",
+    "thread_counts",
 ]

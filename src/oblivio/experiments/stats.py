@@ -185,7 +185,9 @@ def paired_difference(
     """
     if len(a) != len(b):
         raise ValueError(f"paired samples must have the same length; got {len(a)} and {len(b)}")
-    pairs = [(float(x), float(y)) for x, y in zip(a, b) if _finite_array([x]).size and _finite_array([y]).size]
+    pairs = [
+        (float(x), float(y)) for x, y in zip(a, b, strict=True) if _finite_array([x]).size and _finite_array([y]).size
+    ]
     if not pairs:
         return PairedComparison(0, math.nan, math.nan, math.nan, math.nan, alpha)
     d = np.asarray([x - y for x, y in pairs], dtype=np.float64)
@@ -265,7 +267,7 @@ def pairing_unit(row: dict) -> tuple:
 def paired_values(rows: Sequence[dict], a: str, b: str, value: Callable[[dict], Any]) -> tuple[list, list, list]:
     """Values of methods ``a`` and ``b`` on the units both ran (:func:`pairing_unit`), aligned:
     ``(units, values_a, values_b)``."""
-    by_method: dict[str, dict[tuple, Any]] = defaultdict(dict)
+    by_method: dict[Any, dict[tuple, Any]] = defaultdict(dict)
     for r in rows:
         if r.get("status", "ok") != "ok":
             continue
@@ -360,7 +362,7 @@ def compare(
         >>> c.other, round(c.result.mean_diff, 2), c.verdict
         ('ft', -0.04, 'better')
     """
-    names = list(dict.fromkeys(r.get("method") for r in rows if r.get("status", "ok") == "ok"))
+    names: list[Any] = list(dict.fromkeys(r.get("method") for r in rows if r.get("status", "ok") == "ok"))
     if method not in names:
         raise ValueError(f"no rows of method {method!r}; methods present: {', '.join(map(str, names))}")
     others = [o for o in (others if others is not None else names) if o != method]

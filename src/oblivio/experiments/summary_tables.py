@@ -141,7 +141,8 @@ def paired_comparison_table(rows: Sequence[dict], *, method: str = "tmu") -> Tab
         others=[m for m in _methods(rows) if m != method] + ([ORIGINAL_METHOD] if extra else []),
     )
     cols = ["vs", "Measure", "Pairs", f"Mean diff ({method} − other) [95% CI]", "Wilcoxon p", "Verdict"]
-    body, bold = [], set()
+    body: list[list[str]] = []
+    bold: set[tuple[int, int]] = set()
     for c in comps:
         r = c.result
         diff = (

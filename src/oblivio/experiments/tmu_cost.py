@@ -64,8 +64,11 @@ def _correct(model, dataset) -> torch.Tensor:
 
 def _tmu(exp, model, splits, *, seed: int, cache=None, cache_model: str | None = None, hparams: dict | None = None):
     from ..methods import create_method
+    from ..methods.tmu import TMU
 
     method = create_method("tmu", **(hparams or {}))
+    if not isinstance(method, TMU):  # "tmu" is registered by oblivio itself; this narrows the type
+        raise TypeError(f"the method registered as 'tmu' is {type(method).__name__}, not oblivio's TMU")
     method.twin_cache = cache
     method.twin_cache_model = cache_model
     out = method(model, forget=splits.forget, retain=splits.retain, holdout=splits.holdout, seed=seed, progress=False)
@@ -324,13 +327,13 @@ def _layout_speedup(model, data, batch_size: int, *, steps: int = 20) -> dict:
             best = min(best, time.process_time() - c)
         return best
 
-    out = {}
+    out: dict[str, Any] = {}
     for layout in ("contiguous", "channels_last"):
         m = copy.deepcopy(model).cpu()
         m.to(memory_format=torch.channels_last if layout == "channels_last" else torch.contiguous_format)
         opt = torch.optim.SGD(m.parameters(), lr=1e-4)
 
-        def train():
+        def train(m=m, opt=opt):  # bound now (ruff B023), though each is called within its own iteration
             m.train()
             for i in range(steps):
                 j = (i * batch_size) % max(1, x.shape[0] - batch_size)
@@ -339,7 +342,7 @@ def _layout_speedup(model, data, batch_size: int, *, steps: int = 20) -> dict:
                 loss.backward()
                 opt.step()
 
-        def infer():
+        def infer(m=m):
             m.eval()
             with torch.no_grad():
                 m(x)
@@ -366,7 +369,11 @@ def _child_versions(exp, original, cold, k: int, count: int, versions: int, cach
     train = exp.data.train
     rows = []
     for v in range(1, versions + 1):
-        cand = [int(i) for i, y in zip(train.ids.tolist(), train.labels.tolist()) if y == k and int(i) not in forgotten]
+        cand = [
+            int(i)
+            for i, y in zip(train.ids.tolist(), train.labels.tolist(), strict=True)
+            if y == k and int(i) not in forgotten
+        ]
         new = sorted(rng.choice(cand, size=count, replace=False).tolist())
         # the child's request: only the new images (its training set already lacks the earlier ones)
         all_ids = sorted(forgotten | set(new))

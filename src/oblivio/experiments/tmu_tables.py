@@ -61,7 +61,7 @@ def tmu_table1(rows: Sequence[dict]) -> Table:
         body.append(line)
         class_means.append(means)
     if len(body) > 1:
-        arr = list(zip(*class_means))
+        arr = list(zip(*class_means, strict=True))
         body.append(["mean"] + [fmt_mean_std(col) for col in arr])
     if methods and body:
         delta_line = ["δ (points)", "", ""]
@@ -94,7 +94,9 @@ def activation_distance_table(rows: Sequence[dict]) -> Table:
     """TMU Table 3: L2 activation distance to the gold model on ``D_f``, per forget class and method."""
     groups = _by_class(rows)
     methods = _methods(rows)
-    body, bold, means = [], set(), defaultdict(list)
+    body: list[list[str]] = []
+    bold: set[tuple[int, int]] = set()
+    means: dict[str, list[float]] = defaultdict(list)
     for k, grp in groups.items():
         line, vals = [_class_label(rows, k)], []
         for m in methods:
@@ -194,7 +196,7 @@ def label_accuracy_by_size_table(rows: Sequence[dict]) -> Table:
     """TMU Figure 3 as a table: per method, decision-label accuracy (and δ) as ``|D_f|`` grows (one row per
     ``(|D_f|, method)``; methods without label accuracy, e.g. the gold pseudo-method, show δ only)."""
     entries = [e for e in _label_accuracy_entries(rows) if not e[0].endswith("(refit)")]
-    groups: dict[tuple[int, str], dict[str, list]] = defaultdict(lambda: {"acc": [], "delta": [], "keys": set()})
+    groups: dict[tuple[int, str], dict[str, Any]] = defaultdict(lambda: {"acc": [], "delta": [], "keys": set()})
     for _, v, r in entries:
         groups[(int(r.get("n_forget") or 0), r["method"])]["acc"].append(v)
     sizes = {n for n, _ in groups}  # only sizes where some method reports label accuracy (a TMU benchmark)
@@ -228,7 +230,8 @@ def predictor_null_table(rows: Sequence[dict]) -> Table:
     """
     from .stats import mean_ci, paired_difference
 
-    body, bold = [], set()
+    body: list[list[str]] = []
+    bold: set[tuple[int, int]] = set()
     for m in _methods(rows):
         mr = [
             r

@@ -8,12 +8,13 @@ figures recorded with each version.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sqlalchemy import delete, update
@@ -22,8 +23,8 @@ from torch import nn
 from ..scenarios import Indices
 from ..training.loop import DivergenceError
 from ..utils import atomic_torch_save, file_sha256, json_safe, state_dict_hash
-from .db import Ledger, LedgerError, RequestRecord, RunRecord, VersionRecord
-from .schema import OPEN_STATUSES, Artefact, DeletionRequest, LedgerState, ModelVersion, UnlearningRun, utcnow
+from .db import Ledger, LedgerError, RequestRecord, RunRecord, VersionRecord, rowcount
+from .schema import OPEN_STATUSES, Artefact, DeletionRequest, ModelVersion, UnlearningRun, utcnow
 
 log = logging.getLogger("oblivio.ledger")
 
@@ -70,15 +71,37 @@ class ApplyMixin:
     lease_seconds: float
     progress: bool
 
+    if TYPE_CHECKING:  # the other parts of DeletionService (declared here for the type checker)
+
+        @property
+        def train_set(self) -> Any: ...
+        def _record_artefact(self, rel: str, *, run_id: int | None) -> int: ...
+        def _lease(self) -> contextlib.AbstractContextManager[str]: ...
+        def _recover(self) -> tuple[tuple[int, ...], tuple[str, ...]]: ...
+        def open_requests(self) -> list[RequestRecord]: ...
+        def current_version(self) -> VersionRecord | None: ...
+        def load_model(self, version: VersionRecord) -> nn.Module: ...
+        def _refresh_id_index(self) -> None: ...
+
     def _checkpoint(self, stage: str) -> None:  # pragma: no cover - the service overrides it
         raise NotImplementedError
+
+    def _run_record(self, run_id: int) -> RunRecord:
+        """The record of a run this apply created (missing only when the database was changed by hand)."""
+        record = self.ledger.run(run_id)
+        if record is None:
+            raise LedgerError(f"run {run_id} vanished from the ledger during the apply: it was changed by hand")
+        return record
 
     def _bootstrap(self, *, model: nn.Module | None = None, source: str | None = None) -> VersionRecord:
         """Register version 1 (called under the lease): the original model, or ``model`` imported from ``source``."""
         from ..training import accuracy
 
-        trained = self.experiment.original_with_meta() if model is None else None
-        original = model if model is not None else trained.model
+        if model is None:
+            trained = self.experiment.original_with_meta()
+            original = trained.model
+        else:
+            trained, original = None, model
         digest = state_dict_hash(original)
         role = "imported" if model is not None else "original"
         rel = f"models/{role}-{digest[:16]}.pt"
@@ -95,7 +118,7 @@ class ApplyMixin:
         if source is not None:
             metrics.update(source_file=source, source_sha256=file_sha256(source))
         with self.ledger.transaction() as s:
-            state = s.get(LedgerState, 1, with_for_update=True)
+            state = self.ledger.state(s, for_update=True)
             if state.current_version_id is not None:  # pragma: no cover - we hold the lease
                 raise LedgerError("the ledger got a current model version while registering the original")
             row = ModelVersion(
@@ -110,7 +133,7 @@ class ApplyMixin:
             s.add(row)
             s.flush()
             state.current_version_id = row.id
-            s.get(Artefact, artefact).status = "committed"
+            self.ledger.row(s, Artefact, artefact, what=f"artefact record {artefact}").status = "committed"
             record = VersionRecord.from_row(row, row.id)
         self._checkpoint("original-committed")
         log.info("registered the %s model as version %d (%s)", role, record.id, digest[:16])
@@ -223,7 +246,7 @@ class ApplyMixin:
             error = (
                 f"training diverged ({exc}); the current model is kept and the requests are retried by the next apply"
             )
-            return self._fail_run(run_id, error, request_ids) or self.ledger.run(run_id), None, error
+            return self._fail_run(run_id, error, request_ids) or self._run_record(run_id), None, error
         except BaseException as exc:
             self._fail_run(run_id, f"{type(exc).__name__}: {exc}", request_ids)
             raise
@@ -283,7 +306,7 @@ class ApplyMixin:
             version.id,
             digest[:16],
         )
-        return self.ledger.run(run_id), version, None
+        return self._run_record(run_id), version, None
 
     def _commit(
         self,
@@ -306,7 +329,7 @@ class ApplyMixin:
         with self.ledger.transaction() as s:
             if not self.ledger.renew(holder, self.lease_seconds, session=s):
                 raise LedgerError("the apply lease was lost (expired and taken over); this run is not committed")
-            state = s.get(LedgerState, 1, with_for_update=True)
+            state = self.ledger.state(s, for_update=True)
             if state.current_version_id != parent.id:
                 raise LedgerError(
                     f"the current version changed during the run ({parent.id} -> "
@@ -346,10 +369,10 @@ class ApplyMixin:
                     updated_at=now,
                 )
             )
-            if res.rowcount != len(ids):
+            if rowcount(res) != len(ids):
                 raise LedgerError(f"requests {ids} changed during the run (cancelled?); not committed")
             if artefact is not None:
-                s.get(Artefact, artefact).status = "committed"
+                self.ledger.row(s, Artefact, artefact, what=f"artefact record {artefact}").status = "committed"
             state.current_version_id = row.id
             s.flush()
             return VersionRecord.from_row(row, row.id)
@@ -365,7 +388,7 @@ class ApplyMixin:
         log.error("run %d failed: %s", run_id, error)
         try:
             with self.ledger.transaction() as s:
-                run = s.get(UnlearningRun, run_id)
+                run = self.ledger.row(s, UnlearningRun, run_id, what=f"run {run_id}")
                 if run.status != "running":  # committed meanwhile (the error came after the commit)
                     return RunRecord.from_row(run)
                 run.status, run.ended_at, run.error = "failed", utcnow(), error[:4000]
@@ -565,6 +588,7 @@ def per_example_membership(
     test_losses = np.sort(losses(model, test))
     own = losses(model, forget)
     quantile = np.searchsorted(test_losses, own, side="right") / max(len(test_losses), 1)
+    parent_q: np.ndarray | list[None]
     if parent is not None:
         parent_test = np.sort(losses(parent, test))
         parent_q = np.searchsorted(parent_test, losses(parent, forget), side="right") / max(len(parent_test), 1)
@@ -574,12 +598,12 @@ def per_example_membership(
     rows = [
         {
             "id": int(i),
-            "loss": float(l),
+            "loss": float(loss),
             "quantile": float(q),
             "quantile_parent": None if qp is None else float(qp),
             "flagged": bool(q < alpha),
         }
-        for i, l, q, qp in zip(ids, own, quantile, parent_q)
+        for i, loss, q, qp in zip(ids, own, quantile, parent_q, strict=True)
     ]
     return {
         "per_example": rows,

@@ -22,9 +22,10 @@ import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any, TypeVar
 
 from sqlalchemy import create_engine, event, or_, select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import CursorResult, Engine, Result
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -33,7 +34,6 @@ from .schema import (
     LEASE_NAME,
     SCHEMA_VERSION,
     ApplyLease,
-    Artefact,
     Base,
     DeletionRequest,
     LedgerState,
@@ -44,6 +44,8 @@ from .schema import (
 
 log = logging.getLogger("oblivio.ledger")
 
+_Row = TypeVar("_Row")
+
 
 class LedgerError(RuntimeError):
     """The ledger cannot do what was asked (wrong experiment, inconsistent state, lost lease...)."""
@@ -51,6 +53,14 @@ class LedgerError(RuntimeError):
 
 class ApplyInProgressError(LedgerError):
     """Another process holds the apply lease."""
+
+
+def rowcount(result: Result[Any]) -> int:
+    """The number of rows an ``UPDATE`` / ``DELETE`` matched. ``Session.execute`` is typed as returning the general
+    ``Result``; such a statement's result is a ``CursorResult``, which is checked here rather than assumed."""
+    if not isinstance(result, CursorResult):
+        raise TypeError(f"expected the CursorResult of an UPDATE or DELETE, got {type(result).__name__}")
+    return result.rowcount
 
 
 # ---------------------------------------------------------------------------------------------- holders
@@ -218,10 +228,8 @@ class Ledger:
                 s.add(LedgerState(id=1, schema_version=SCHEMA_VERSION))
                 s.add(ApplyLease(name=LEASE_NAME))
             engine.dispose()
-            try:
+            with contextlib.suppress(FileExistsError):  # created by another process meanwhile: use theirs
                 os.link(tmp, path)  # atomic "create if absent"
-            except FileExistsError:  # created by another process meanwhile: use theirs
-                pass
         finally:
             engine.dispose()
             with contextlib.suppress(FileNotFoundError):
@@ -231,7 +239,7 @@ class Ledger:
                     os.unlink(tmp + suffix)
 
     def _open(self, path: Path | None) -> None:
-        from sqlalchemy import inspect, text
+        from sqlalchemy import inspect
         from sqlalchemy.exc import SQLAlchemyError
 
         where = _safe_url(self.url)
@@ -295,7 +303,7 @@ class Ledger:
         if state.schema_version == 1:  # version 2 only added the artefacts table
             Base.metadata.create_all(self.engine)
             with self.transaction() as s:
-                s.get(LedgerState, 1).schema_version = SCHEMA_VERSION
+                self.state(s).schema_version = SCHEMA_VERSION
             log.info("upgraded the ledger %s from schema version 1 to %d", where, SCHEMA_VERSION)
         elif state.schema_version != SCHEMA_VERSION:
             raise LedgerError(
@@ -318,6 +326,25 @@ class Ledger:
                         s.add(row)
             except IntegrityError:  # created concurrently by another process: fine
                 pass
+
+    def row(self, session: Session, table: type[_Row], key: Any, *, what: str, for_update: bool = False) -> _Row:
+        """``session.get(table, key)``, or a :class:`LedgerError` naming the missing row (``what``).
+
+        For rows that exist in every sound ledger (the state row, a run or an artefact this service recorded): one
+        is missing only when the database was changed by hand, and the error says so instead of failing later on
+        ``None``.
+        """
+        row = session.get(table, key, with_for_update=for_update)
+        if row is None:
+            raise LedgerError(
+                f"the ledger {_safe_url(self.url)} has no {what}: it is damaged or was changed by hand; restore it "
+                "from a backup. Nothing was changed."
+            )
+        return row
+
+    def state(self, session: Session, *, for_update: bool = False) -> LedgerState:
+        """The ledger's one state row (current version, bound experiment, schema version)."""
+        return self.row(session, LedgerState, 1, what="state row", for_update=for_update)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Session]:
@@ -342,7 +369,7 @@ class Ledger:
                 .where(ApplyLease.name == LEASE_NAME, free)
                 .values(holder=holder, acquired_at=now, expires_at=now + timedelta(seconds=ttl_seconds))
             )
-            won = res.rowcount == 1
+            won = rowcount(res) == 1
         if won and current is not None and current != holder:
             log.warning("took over the apply lease from %s (expired or its process is gone)", current)
         return won
@@ -355,9 +382,9 @@ class Ledger:
             .values(expires_at=utcnow() + timedelta(seconds=ttl_seconds))
         )
         if session is not None:
-            return session.execute(stmt).rowcount == 1
+            return rowcount(session.execute(stmt)) == 1
         with self.transaction() as s:
-            return s.execute(stmt).rowcount == 1
+            return rowcount(s.execute(stmt)) == 1
 
     def release(self, holder: str) -> None:
         with self.transaction() as s:
@@ -375,7 +402,7 @@ class Ledger:
     # ------------------------------------------------------------------ reads
     def current_version_id(self) -> int | None:
         with self.Session() as s:
-            return s.get(LedgerState, 1).current_version_id
+            return self.state(s).current_version_id
 
     def requests(self, *, status: str | None = None) -> list[RequestRecord]:
         with self.Session() as s:
@@ -395,11 +422,11 @@ class Ledger:
 
     def versions(self) -> list[VersionRecord]:
         with self.Session() as s:
-            cur = s.get(LedgerState, 1).current_version_id
+            cur = self.state(s).current_version_id
             return [VersionRecord.from_row(v, cur) for v in s.scalars(select(ModelVersion).order_by(ModelVersion.id))]
 
     def version(self, version_id: int) -> VersionRecord | None:
         with self.Session() as s:
-            cur = s.get(LedgerState, 1).current_version_id
+            cur = self.state(s).current_version_id
             row = s.get(ModelVersion, version_id)
             return VersionRecord.from_row(row, cur) if row else None

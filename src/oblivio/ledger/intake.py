@@ -20,7 +20,7 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
 from sqlalchemy import select
@@ -28,7 +28,7 @@ from sqlalchemy import select
 from ..scenarios import ScenarioError, check_ids_known, read_indices_file
 from ..utils import atomic_write_bytes, config_hash, indices_hash, to_jsonable
 from .db import Ledger, LedgerError, RequestRecord
-from .schema import OPEN_STATUSES, DeletionRequest, LedgerState, ModelVersion, UnlearningRun, utcnow
+from .schema import OPEN_STATUSES, DeletionRequest, ModelVersion, UnlearningRun, utcnow
 
 log = logging.getLogger("oblivio.ledger")
 
@@ -46,6 +46,11 @@ class IntakeMixin:
     ledger: Ledger
     workdir: Path
     experiment: Any
+
+    if TYPE_CHECKING:  # the service's (declared here for the type checker)
+
+        @property
+        def train_set(self) -> Any: ...
 
     # ------------------------------------------------------------------ id index
     def _id_index_path(self) -> Path:
@@ -129,10 +134,13 @@ class IntakeMixin:
         uniq = check_ids_known(known, arr, name=self.experiment.config.dataset)
         id_list = [int(i) for i in uniq]
         with self.ledger.transaction() as s:
-            state = s.get(LedgerState, 1, with_for_update=True)  # serialises writers on PostgreSQL
+            state = self.ledger.state(s, for_update=True)  # serialises writers on PostgreSQL
             forgotten: set[int] = set()
             if state.current_version_id is not None:
-                forgotten = set(s.get(ModelVersion, state.current_version_id).forgotten_ids)
+                current = self.ledger.row(
+                    s, ModelVersion, state.current_version_id, what=f"model version {state.current_version_id}"
+                )
+                forgotten = set(current.forgotten_ids)
             again = sorted(forgotten.intersection(id_list))
             if again:
                 by = [
@@ -192,7 +200,7 @@ class IntakeMixin:
         info = self.ledger.lease_info()
         busy = info.holder is not None and info.expires_at is not None and info.expires_at > utcnow()
         with self.ledger.transaction() as s:
-            s.get(LedgerState, 1, with_for_update=True)
+            self.ledger.state(s, for_update=True)
             row = s.get(DeletionRequest, int(request_id))
             if row is None:
                 raise LedgerError(f"no request #{request_id}")
@@ -238,6 +246,10 @@ def _refs(ids: list[int]) -> str:
     return ", ".join(f"#{i}" for i in ids) or "(none)"
 
 
+@overload
+def _clean_text(value: Any, name: str, limit: int, *, required: Literal[True]) -> str: ...
+@overload
+def _clean_text(value: Any, name: str, limit: int, *, required: bool) -> str | None: ...
 def _clean_text(value: Any, name: str, limit: int, *, required: bool) -> str | None:
     if value is None and not required:
         return None

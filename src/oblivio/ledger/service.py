@@ -58,7 +58,6 @@ from .apply import (
 from .db import ApplyInProgressError, Ledger, LedgerError, RunRecord, VersionRecord, _safe_url
 from .intake import MAX_IDS_FILE_BYTES, MAX_REASON_CHARS, MAX_REQUESTER_CHARS, IntakeMixin
 from .lease import LeaseMixin
-from .schema import LedgerState
 
 log = logging.getLogger("oblivio.ledger")
 
@@ -144,12 +143,13 @@ class DeletionService(IntakeMixin, LeaseMixin, ApplyMixin):
         key_dict = to_jsonable(self.experiment.config.model_key())
         key = config_hash(key_dict)
         with self.ledger.transaction() as s:
-            state = s.get(LedgerState, 1, with_for_update=True)
+            state = self.ledger.state(s, for_update=True)
             if state.experiment_key is None:
                 state.experiment_key, state.experiment = key, key_dict
             elif state.experiment_key != key:
                 raise LedgerError(
-                    f"the ledger at {_safe_url(self.db_url)} serves another experiment ({json.dumps(state.experiment)}); "
+                    f"the ledger at {_safe_url(self.db_url)} serves another experiment "
+                    f"({json.dumps(state.experiment)}); "
                     "pass the same --preset / --dataset / --model / --recipe / --seed options, or use another --workdir"
                 )
 
@@ -292,7 +292,7 @@ class DeletionService(IntakeMixin, LeaseMixin, ApplyMixin):
             cur = by_id.get(cur.parent_id) if cur.parent_id is not None else None
         forgotten = [r for r in all_requests if r.status == "applied" and r.applied_version_id in lineage]
         with self.ledger.Session() as s:
-            experiment = s.get(LedgerState, 1).experiment
+            experiment = self.ledger.state(s).experiment
         return build_report(
             v, run, requests, experiment=experiment, oblivio_version=__version__, forgotten_requests=forgotten
         )

@@ -191,7 +191,7 @@ def cost_summary(metrics: dict[str, Any], *, method_info: dict[str, Any] | None 
     gold = _num(metrics.get("gold_seconds"))
     ratio = _num(metrics.get("cost_ratio"))
     cpu = _num((method_info or {}).get("cpu_seconds"))
-    out = {"seconds": seconds, "cpu_seconds": cpu, "gold_seconds": gold, "ratio": ratio}
+    out: dict[str, Any] = {"seconds": seconds, "cpu_seconds": cpu, "gold_seconds": gold, "ratio": ratio}
     if seconds is None:
         out["sentence"] = "Cost not recorded."
         return out

@@ -15,6 +15,7 @@ evaluation test data or the gold model.
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
@@ -250,13 +251,15 @@ def register_variant(name: str, base: str, *, reason: str, **defaults: Any) -> t
     for key, value in defaults.items():
         # Mutable values (lists, dicts) become per-instance copies, as dataclasses require.
         namespace[key] = (
-            field(default_factory=lambda v=value: copy.deepcopy(v)) if isinstance(value, (list, dict, set)) else value
+            field(default_factory=functools.partial(copy.deepcopy, value))
+            if isinstance(value, (list, dict, set))
+            else value
         )
     cls_name = (
         "".join(part.capitalize() for part in name.replace("+", " plus ").replace(".", " ").replace("-", " ").split())
         or "Variant"
     )
-    cls = dataclass(kw_only=True)(type(cls_name, (base_cls,), namespace))
+    cls: type[UnlearningMethod] = dataclass(kw_only=True)(type(cls_name, (base_cls,), namespace))
     cls.__doc__ = f"Variant {name!r} of {base!r}: {reason}"
     cls.variant_of = METHODS.get(base).name
     cls.variant_reason = reason

@@ -90,7 +90,7 @@ class NegGradPlus(UnlearningMethod, OptimizerSettings):
         ce_r = F.cross_entropy(model(r.x), r.y)
         retain_term = ce_r
         if self.l2_to_original > 0 and self._anchor is not None:
-            drift = sum(((p - p0) ** 2).sum() for p, p0 in zip(model.parameters(), self._anchor))
+            drift = sum(((p - p0) ** 2).sum() for p, p0 in zip(model.parameters(), self._anchor, strict=True))
             retain_term = ce_r + 0.5 * self.l2_to_original * drift
         logits_f = model(f.x)
         per_sample = F.cross_entropy(logits_f, f.y, reduction="none")

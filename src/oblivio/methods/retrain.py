@@ -74,8 +74,9 @@ def fresh_model(model: nn.Module, *, init_fn: Callable[[], nn.Module] | None = N
             raise TypeError(f"init_fn returned a {type(fresh).__name__}, not a model")
         return fresh.to(model_device(model))
     fresh = reinitialise(copy.deepcopy(model))
-    if type(fresh).__module__.startswith("torch.nn") and callable(getattr(fresh, "reset_parameters", None)):
-        fresh.reset_parameters()  # the whole model is one torch layer (reinitialise resets sub-modules only)
+    reset = getattr(fresh, "reset_parameters", None)
+    if type(fresh).__module__.startswith("torch.nn") and callable(reset):
+        reset()  # the whole model is one torch layer (reinitialise resets sub-modules only)
     # parameters that no reset_parameters() owns and that kept their trained values (a cls token, a custom scale)
     covered = {
         f"{m_name}.{p_name}" if m_name else p_name

@@ -44,7 +44,7 @@ def saliency_masks(
         for batch in make_loader(forget, model, batch_size=batch_size, seed=0, shuffle=False):
             loss = F.cross_entropy(model(batch.x), batch.y, reduction="sum")
             batch_grads = torch.autograd.grad(loss, [p for _, p in params], allow_unused=True)
-            for (n, _), g in zip(params, batch_grads):
+            for (n, _), g in zip(params, batch_grads, strict=True):
                 if g is not None:
                     grads[n] += g.detach()
     flat = torch.cat([g.abs().flatten() for g in grads.values()])

@@ -493,7 +493,7 @@ class TwoStage(UnlearningMethod):
             desc="two-stage retrain",
         )
         steps = [len(counter)] * result.epochs_run
-        clipped = sum(round(h.get("clipped", 0.0) * n) for h, n in zip(result.history, steps))
+        clipped = sum(round(h.get("clipped", 0.0) * n) for h, n in zip(result.history, steps, strict=True))
         self.info.update(
             TwoStageInfo(
                 saving_point=keep.best_epoch,

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Union
 
 import numpy as np
 import torch
 
-ArrayLike = Union[np.ndarray, torch.Tensor, Sequence[float], float]
+ArrayLike = np.ndarray | torch.Tensor | Sequence[float] | float
 
 
 def to_numpy(x: ArrayLike, dtype: np.dtype | type | None = None) -> np.ndarray:

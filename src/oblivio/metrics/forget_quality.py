@@ -273,7 +273,8 @@ def forget_quality(u_scores: ArrayLike, r_scores: ArrayLike, *, delta: float = D
         r = r[:, None]
     if u.ndim != 2 or r.ndim != 2 or u.shape != r.shape:
         raise ValueError(
-            f"u_scores and r_scores must both be [N_models, n_examples] with the same shape; got {u.shape} and {r.shape}"
+            "u_scores and r_scores must both be [N_models, n_examples] with the same shape; "
+            f"got {u.shape} and {r.shape}"
         )
     n_models = u.shape[0]
     bins = n_bins(n_models)

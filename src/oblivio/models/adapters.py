@@ -98,7 +98,7 @@ class ClassifierAdapter(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Penultimate activations ``[B, D]`` of the wrapped model."""
-        m = self.model
+        m: Any = self.model  # duck-typed: timm's forward_features / forward_head, torchvision's features...
         if self.style == "timm":
             return _flatten(m.forward_head(m.forward_features(x), pre_logits=True))
         if self.style == "torchvision-trunk":

@@ -16,6 +16,9 @@ from torch import nn
 class Normalize(nn.Module):
     """``(x - mean) / std`` per channel, as the model's first layer (so attacks work in [0, 1] pixel units)."""
 
+    mean: torch.Tensor  # buffers (registered in __init__)
+    std: torch.Tensor
+
     def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
         super().__init__()
         self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1))

@@ -203,7 +203,7 @@ class ViT(Classifier):
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be a probability in [0, 1), got {dropout}")
         self.patch_size = int(patch_size)
-        self.body = ViTBody(
+        self.body: ViTBody = ViTBody(
             in_channels=in_channels,
             image_size=self.image_size,
             patch_size=self.patch_size,
@@ -233,7 +233,8 @@ class ViT(Classifier):
         # The patch embedding is a linear map of flattened patches: initialise it like one (fan-in scaled).
         patch = self.body.patch_embed
         nn.init.trunc_normal_(patch.weight, std=math.sqrt(1.0 / (patch.in_channels * self.patch_size**2)))
-        nn.init.zeros_(patch.bias)
+        if patch.bias is not None:
+            nn.init.zeros_(patch.bias)
 
 
 def _build(

@@ -66,7 +66,7 @@ def read_indices_file(path: str | os.PathLike) -> np.ndarray:
                 raise ScenarioError(f"{path}: sample ids out of range (they must fit in 64 bits)") from None
         else:
             csv = path.suffix.lower() == ".csv"
-            tokens = []
+            tokens: list[str] = []
             for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
                 line = line.split("#", 1)[0].strip()
                 if not line:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Union
 
 from ..utils import indices_hash
 
@@ -72,7 +71,7 @@ class Indices:
     kind: str = field(default="ids", init=False)
 
 
-ScenarioSpec = Union[ClassSubset, WholeClass, RandomSamples, Groups, IndicesFile, Indices]
+ScenarioSpec = ClassSubset | WholeClass | RandomSamples | Groups | IndicesFile | Indices
 
 
 def parse_scenario(text: str) -> ScenarioSpec:

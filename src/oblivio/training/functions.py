@@ -407,7 +407,7 @@ def register_recipe(name: str, *, version: str = "", overwrite: bool = False) ->
         user = existing is not None and isinstance(existing(), TrainFunction)
         if existing is not None and not user and not overwrite:
             raise KeyError(f"recipe {name!r} is one of oblivio's presets; choose another name (or overwrite=True)")
-        if user and existing() != recipe:
+        if user and existing is not None and existing() != recipe:
             log.info("recipe %s re-registered (%s)", name, recipe.describe())
         RECIPES.register(name, overwrite=True)(lambda: recipe)
         return fn

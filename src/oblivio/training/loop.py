@@ -259,12 +259,12 @@ def _fit_epochs(
                 iterable = batches(epoch)
             else:
                 if hasattr(batches, "set_epoch"):
-                    batches.set_epoch(epoch)  # type: ignore[union-attr]
+                    batches.set_epoch(epoch)
                 iterable = batches
             total = steps_per_epoch
             if total is None:
                 try:
-                    total = len(iterable)  # type: ignore[arg-type]
+                    total = len(iterable)
                 except TypeError:
                     total = None
             sums: dict[str, float] = {}
@@ -388,10 +388,13 @@ class StopWhen(Callback):
         self.name, self.metric, self.condition, self.every_steps = name, metric, condition, every_steps
 
     def after_step(self, model, optimizer, state):  # noqa: D102
-        if self.every_steps is not None and state.step % self.every_steps == 0:
-            if self.condition(float(self.metric(model))):
-                state.stop = True
-                state.info.setdefault("stopped_at_step", state.step)
+        if (
+            self.every_steps is not None
+            and state.step % self.every_steps == 0
+            and self.condition(float(self.metric(model)))
+        ):
+            state.stop = True
+            state.info.setdefault("stopped_at_step", state.step)
 
     def on_epoch_end(self, model, state, logs):  # noqa: D102
         value = float(self.metric(model))

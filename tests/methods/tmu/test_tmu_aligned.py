@@ -20,7 +20,7 @@ from oblivio.methods.tmu.aligned import decide_hard, hard_count_for
 
 def _margin_oracle(logits: list[list[float]], labels: list[int]) -> list[float]:
     out = []
-    for row, y in zip(logits, labels):
+    for row, y in zip(logits, labels, strict=True):
         best_other = max(v for j, v in enumerate(row) if j != y)
         out.append(row[y] - best_other)
     return out
@@ -147,8 +147,8 @@ def test_margin_rule_flips_the_lowest_margins_at_the_twin_rate(margin_run, tmu_o
     assert int((predicted == 0).sum()) == k == info["predicted_hard"]
     margins = _margin_oracle(predict_logits(tmu_original, forget).double().tolist(), forget.labels.tolist())
     if 0 < k < len(forget):  # every hard sample's margin is at most every easy sample's
-        hard_m = [m for m, p in zip(margins, predicted.tolist()) if p == 0]
-        easy_m = [m for m, p in zip(margins, predicted.tolist()) if p == 1]
+        hard_m = [m for m, p in zip(margins, predicted.tolist(), strict=True) if p == 0]
+        easy_m = [m for m, p in zip(margins, predicted.tolist(), strict=True) if p == 1]
         assert max(hard_m) <= min(easy_m)
     if k:  # runner-up targets: the hard samples now sit on their runner-up class, not on a random one
         logits0 = predict_logits(tmu_original, forget)
@@ -187,7 +187,7 @@ def test_decide_hard_agreement_rule_matches_brute_force(tmu_original, tmu_splits
 
     forget = tmu_splits.forget
     gen = torch.Generator().manual_seed(5)
-    for trial in range(6):
+    for _ in range(6):
         n_tw = 40
         twin_margins = (torch.randn(n_tw, generator=gen) * 2).round()  # ties on purpose
         labels_tw = (twin_margins + torch.randn(n_tw, generator=gen) > -1).long()
@@ -261,7 +261,10 @@ def test_retain_kd_changes_the_step_and_is_deterministic(tmu_original, tmu_split
             copy.deepcopy(tmu_original), forget=forget, retain=tmu_splits.retain, predicted=predicted, seed=3
         )
         assert method.info["unlearn_epochs"] >= 1
-    same = lambda a, b: all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+    def same(a, b):
+        return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+
     assert same(outs[(0.5, 0)], outs[(0.5, 1)])  # same seed, same weights
     assert not same(outs[(0.5, 0)], outs[(0.0, 0)])  # the KD term is in the loss
     assert not same(outs[(0.5, 0)], tmu_original)

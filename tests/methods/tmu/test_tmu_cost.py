@@ -125,7 +125,7 @@ def _run(original, splits, cache, seed=0, **hparams):
 
 
 def _weights_equal(a, b):
-    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
 
 
 def test_cache_hit_reuses_the_twin_work_and_other_profiles_miss(tmu_exp, tmu_original, tmu_splits, tmp_path, caplog):

@@ -70,7 +70,7 @@ def test_pgd_stays_in_the_budget_and_the_image_range(tmu_original, tmu_splits):
         )
         assert (adv - x).abs().max() <= eps + 1e-6
         assert adv.min() >= 0 and adv.max() <= 1
-    for before, p in zip(grads, tmu_original.parameters()):  # the attack leaves parameter gradients alone
+    for before, p in zip(grads, tmu_original.parameters(), strict=True):  # the attack leaves parameter gradients alone
         assert (before is None and p.grad is None) or torch.equal(before, p.grad)
     assert not tmu_original.training
 
@@ -104,9 +104,9 @@ def test_attack_divergence_literal_formulas():
 def test_curriculum_model_is_fresh_and_gives_per_sample_losses(tmu_original, tmu_splits):
     fresh = fresh_copy(tmu_original, seed=0)
     assert type(fresh) is type(tmu_original)
-    assert any(not torch.equal(a, b) for a, b in zip(fresh.parameters(), tmu_original.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(fresh.parameters(), tmu_original.parameters(), strict=True))
     again = fresh_copy(tmu_original, seed=0)
-    assert all(torch.equal(a, b) for a, b in zip(fresh.parameters(), again.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(fresh.parameters(), again.parameters(), strict=True))
     before = copy.deepcopy(tmu_original.state_dict())
     m_r = train_curriculum_model(
         tmu_original, tmu_splits.retain.subset(range(200)).concat(tmu_splits.forget), epochs=1, seed=0

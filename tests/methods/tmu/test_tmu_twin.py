@@ -88,7 +88,9 @@ def test_twin_labels_are_original_model_correctness(tmu_original, tmu_splits):
     labels = generalisation_labels(tmu_original, twin.data)
     expected = [
         int(p == y)
-        for p, y in zip(predict_logits(tmu_original, twin.data).argmax(1).tolist(), twin.data.labels.tolist())
+        for p, y in zip(
+            predict_logits(tmu_original, twin.data).argmax(1).tolist(), twin.data.labels.tolist(), strict=True
+        )
     ]
     assert labels.tolist() == expected
 

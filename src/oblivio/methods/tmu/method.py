@@ -292,11 +292,11 @@ class TMU(UnlearningMethod):
         return self.hard_score == "predictor" or self.paper_rule_check
 
     def _model_hash(self, model: nn.Module) -> str:
-        cached = getattr(self, "_hash_memo", None)
+        cached: tuple[nn.Module, str] | None = getattr(self, "_hash_memo", None)
         if cached is not None and cached[0] is model:
             return cached[1]
         h = state_dict_hash(model)
-        self._hash_memo = (model, h)
+        self._hash_memo: tuple[nn.Module, str] | None = (model, h)
         return h
 
     # ------------------------------------------------------------------ the method
@@ -389,12 +389,14 @@ class TMU(UnlearningMethod):
         info["stages"] = {}
         self._hash_memo = None  # (model, state_dict_hash) of this call only
         if self.channels_last and model_device(model).type == "cpu":
-            model.to(memory_format=torch.channels_last)  # in place; copies (twins, curriculum) inherit it
+            # in place; copies (twins, curriculum) inherit it. Module.to(memory_format=...) is documented by torch,
+            # but its type stubs lack the keyword, hence the ignores
+            model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
             try:
                 out = self._unlearn_stages(model, forget, retain, holdout, seed=seed, progress=progress)
             finally:
-                model.to(memory_format=torch.contiguous_format)
-            return unwrap(out.to(memory_format=torch.contiguous_format))
+                model.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
+            return unwrap(out.to(memory_format=torch.contiguous_format))  # type: ignore[call-overload]
         return unwrap(self._unlearn_stages(model, forget, retain, holdout, seed=seed, progress=progress))
 
     def _unlearn_stages(
@@ -417,8 +419,8 @@ class TMU(UnlearningMethod):
                     num_classes=forget.num_classes,
                     hparams=self._twin_hparams(),
                     seed=seed,
-                    holdout_hash=indices_hash(sorted(holdout.ids.tolist())),
-                )  # type: ignore[union-attr]
+                    holdout_hash=indices_hash(sorted(holdout.ids.tolist())),  # type: ignore[union-attr]
+                )
                 entry = cache.get(key)
             if entry is not None:
                 entry = rebind_reference(entry, retain, forget)

@@ -67,6 +67,8 @@ class GeneralisationPredictor:
         """Predicted probability of "easy", ``[N]``."""
         x = torch.as_tensor(features, dtype=torch.float32)
         if self.mlp is None:
+            if self.constant is None:
+                raise ValueError("a predictor without a network needs its constant label (a damaged twin cache?)")
             return torch.full((x.shape[0],), float(self.constant))
         self.mlp.eval()
         return torch.sigmoid(self.mlp(x).squeeze(1))

@@ -11,6 +11,7 @@ meter), as :func:`oblivio.methods.tmu.aligned.run_aligned_step` does.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -70,10 +71,8 @@ def twin_predictor_work(
         # twin problem: model M_t, forget set D_tw, remain set ref ⊂ D_r ∪ D_f
         raw_tw = torch.cat(
             [
-                _feature_columns(
-                    tmu, m_t, tw.data, lambda m_t=m_t: (predict_features(m_t, ref), ref.labels), curriculum, seed
-                )
-                for m_t, tw in zip(twin_models, twins)
+                _feature_columns(tmu, m_t, tw.data, functools.partial(_features_and_labels, m_t, ref), curriculum, seed)
+                for m_t, tw in zip(twin_models, twins, strict=True)
             ]
         )
         scaler = RobustScaler.fit(raw_tw)
@@ -126,6 +125,11 @@ def reference_features(tmu: TMU, model: nn.Module, entry: dict) -> None:
         with tmu._stage("original_reference_features"):
             entry["original_features"] = predict_features(model, entry["nf_reference"]["dataset"])
             entry["original_features_model"] = model_hash
+
+
+def _features_and_labels(model: nn.Module, data: ImageDataset) -> tuple[torch.Tensor, torch.Tensor]:
+    """``model``'s features of ``data`` and ``data``'s labels (the twin problem's NF remain set, when NF asks)."""
+    return predict_features(model, data), data.labels
 
 
 def _feature_columns(

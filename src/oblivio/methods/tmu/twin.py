@@ -175,7 +175,7 @@ def build_twin_sets(
     quota = _quotas(counts, size)
     hold_labels = holdout.labels.numpy()
     parts: dict[int, list[np.ndarray]] = {}
-    for c in np.flatnonzero(quota):
+    for c in np.flatnonzero(quota).tolist():
         cand = np.flatnonzero(hold_labels == c)
         if cand.size == 0:
             raise UnlearningError(
@@ -204,7 +204,8 @@ def build_twin_sets(
                 images.append(holdout.float_images(torch.as_tensor(pick)))
                 images.append(augment_images(holdout.float_images(torch.as_tensor(extra)), augment, gen))
             labels.append(torch.full((pick.size + extra.size,), c, dtype=torch.long))
-            ids.append(holdout.ids[torch.as_tensor(np.concatenate([pick, extra]).astype(np.int64))])
+            # ImageDataset.ids is typed Optional but always set by __post_init__ (ignored below and in the TMU)
+            ids.append(holdout.ids[torch.as_tensor(np.concatenate([pick, extra]).astype(np.int64))])  # type: ignore[index]
             aug.append(torch.cat([torch.zeros(pick.size, dtype=torch.bool), torch.ones(extra.size, dtype=torch.bool)]))
         data = ImageDataset(torch.cat(images), torch.cat(labels), holdout.classes, name=f"twin{t}", ids=torch.cat(ids))
         twins.append(TwinSet(data=data, augmented=torch.cat(aug)))
