@@ -93,6 +93,7 @@ def test_disk_full_while_writing_a_model(make_service, tmp_path, monkeypatch, wh
     check_invariant(workdir, mine, settled=True)
 
 
+@pytest.mark.sqlite_only("holds SQLite's write lock (busy_timeout is SQLite's; PostgreSQL locks rows, not the file)")
 @pytest.mark.parametrize("stage", [s for s in _stages_for(True) if s != "original-committed"])
 def test_database_locked_at_each_stage(make_service, tmp_path, monkeypatch, stage):
     """Another process holds the SQLite write lock from ``stage`` on: the apply fails cleanly, loses nothing."""
