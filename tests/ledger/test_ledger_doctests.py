@@ -15,6 +15,7 @@ import pytest
         "oblivio.ledger.service",
         "oblivio.ledger.intake",
         "oblivio.ledger.apply",
+        "oblivio.ledger.paths",
         "oblivio.cli.request",
     ],
 )

@@ -234,6 +234,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
         result = svc.apply(batch=not args.one_by_one, seed=args.run_seed, gold=args.gold)
     if result.abandoned_runs:
         print(f"found stale run(s) {list(result.abandoned_runs)} from an interrupted apply: marked abandoned")
+    for message in result.tampered:  # a row naming a file the service never writes: reported, left alone
+        print(f"WARNING: {message}")
     if result.removed_files:
         print(
             f"removed {len(result.removed_files)} uncommitted file(s) that interrupted apply wrote: "

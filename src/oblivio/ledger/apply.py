@@ -23,6 +23,7 @@ from ..scenarios import Indices
 from ..training.loop import DivergenceError
 from ..utils import atomic_torch_save, file_sha256, json_safe, state_dict_hash
 from .db import Ledger, LedgerError, RequestRecord, RunRecord, VersionRecord
+from .paths import TamperedPathError, model_file, temp_siblings
 from .schema import OPEN_STATUSES, Artefact, DeletionRequest, LedgerState, ModelVersion, UnlearningRun, utcnow
 
 log = logging.getLogger("oblivio.ledger")
@@ -44,6 +45,8 @@ class ApplyResult:
         error: why a run failed.
         abandoned_runs: ids of stale ``running`` runs found (a killed earlier apply) and marked ``abandoned``.
         removed_files: files an interrupted apply had recorded and written but not committed, deleted now.
+        tampered: one message per ``artefacts`` row whose path failed the confinement check
+            (:mod:`oblivio.ledger.paths`): reported and left alone, nothing deleted.
     """
 
     status: str
@@ -52,6 +55,7 @@ class ApplyResult:
     error: str | None = None
     abandoned_runs: tuple[int, ...] = field(default=())
     removed_files: tuple[str, ...] = field(default=())
+    tampered: tuple[str, ...] = field(default=())
 
 
 class ApplyMixin:
@@ -151,11 +155,12 @@ class ApplyMixin:
         create_method(method_name, **hp)  # fail fast on an unknown method or hyper-parameter
         with self._lease() as holder:
             self._checkpoint("lease-taken")
-            abandoned, removed = self._recover()
+            abandoned, removed, tampered = self._recover()
             self._checkpoint("recovered")
+            found = {"abandoned_runs": abandoned, "removed_files": removed, "tampered": tampered}
             pending = self.open_requests()
             if not pending:
-                return ApplyResult("nothing-to-do", abandoned_runs=abandoned, removed_files=removed)
+                return ApplyResult("nothing-to-do", **found)
             groups = [pending] if batch else [[r] for r in pending]
             runs: list[RunRecord] = []
             version = None
@@ -167,12 +172,12 @@ class ApplyMixin:
                 run, new_version, error = self._apply_group(group, holder, method_name, hp, seed, gold)
                 runs.append(run)
                 if error is not None:
-                    return ApplyResult("failed", tuple(runs), version, error, abandoned, removed)
+                    return ApplyResult("failed", tuple(runs), version, error, **found)
                 version = new_version
             if not runs:
-                return ApplyResult("nothing-to-do", abandoned_runs=abandoned, removed_files=removed)
+                return ApplyResult("nothing-to-do", **found)
             status = "no-op" if all(r.status == "no-op" for r in runs) else "succeeded"
-            return ApplyResult(status, tuple(runs), version, None, abandoned, removed)
+            return ApplyResult(status, tuple(runs), version, None, **found)
 
     def _apply_group(
         self, group: list[RequestRecord], holder: str, method_name: str, hp: dict, seed: int, gold: bool
@@ -212,7 +217,6 @@ class ApplyMixin:
             current.id,
         )
         self._checkpoint("run-started")
-        path: Path | None = None
         t0 = time.perf_counter()
         try:
             holdout = splits.holdout if getattr(unlearner, "needs_holdout", False) else None
@@ -250,7 +254,7 @@ class ApplyMixin:
                 rel = f"models/run{run_id:05d}-{digest[:16]}.pt"
                 artefact = self._record_artefact(rel, run_id=run_id)
                 self._checkpoint("artefact-recorded")
-                path = atomic_torch_save(unlearned.state_dict(), self.workdir / rel)
+                atomic_torch_save(unlearned.state_dict(), self.workdir / rel)
             self._checkpoint("model-written")
             version = self._commit(
                 run_id,
@@ -266,13 +270,7 @@ class ApplyMixin:
                 unchanged=unchanged,
             )
         except BaseException as exc:
-            self._fail_run(
-                run_id,
-                f"{type(exc).__name__}: {exc}",
-                request_ids,
-                artefact=artefact,
-                path=path or (self.workdir / rel if artefact is not None else None),
-            )
+            self._fail_run(run_id, f"{type(exc).__name__}: {exc}", request_ids, artefact=artefact)
             raise
         self._checkpoint("committed")
         log.info(
@@ -302,6 +300,7 @@ class ApplyMixin:
     ) -> VersionRecord:
         """One transaction: new version current, run succeeded (or no-op), requests applied, artefact committed
         (or nothing at all)."""
+        model_file(self.workdir, rel, row="the new model version")  # the confinement rule, on write
         now = utcnow()
         with self.ledger.transaction() as s:
             if not self.ledger.renew(holder, self.lease_seconds, session=s):
@@ -355,10 +354,12 @@ class ApplyMixin:
             return VersionRecord.from_row(row, row.id)
 
     def _fail_run(
-        self, run_id: int, error: str, request_ids: list[int], *, artefact: int | None = None, path: Path | None = None
+        self, run_id: int, error: str, request_ids: list[int], *, artefact: int | None = None
     ) -> RunRecord | None:
         """Mark the run failed and its requests ``failed`` (retried by the next apply); delete its uncommitted file.
 
+        The file deleted is the one the ``artefacts`` row records, and only when that path passes the confinement
+        check (:func:`~oblivio.ledger.paths.model_file`); a row that fails it is reported and left alone.
         Best effort: when the database or the disk is what failed, whatever is left is cleaned up by the next
         apply's recovery (the run is still ``running``, the file still a ``pending`` artefact).
         """
@@ -380,11 +381,20 @@ class ApplyMixin:
                     )
                 )
             if artefact is not None:
-                if path is not None:
-                    for p in [path, *path.parent.glob(f".{path.name}.*.tmp")]:
-                        p.unlink(missing_ok=True)
-                with self.ledger.transaction() as s:
-                    s.execute(delete(Artefact).where(Artefact.id == artefact, Artefact.status == "pending"))
+                with self.ledger.Session() as s:
+                    row = s.get(Artefact, artefact)
+                    rel = row.path if row is not None and row.status == "pending" else None
+                if rel is not None:
+                    try:
+                        target = model_file(self.workdir, rel, row=f"artefacts row {artefact}")
+                    except TamperedPathError as exc:
+                        log.error("%s", exc)
+                        return self.ledger.run(run_id)
+                    for p in [target, *temp_siblings(target)]:
+                        if p.is_file() and not p.is_symlink():
+                            p.unlink(missing_ok=True)
+                    with self.ledger.transaction() as s:
+                        s.execute(delete(Artefact).where(Artefact.id == artefact, Artefact.status == "pending"))
             return self.ledger.run(run_id)
         except Exception as exc:  # the database or the disk failed too: recovery finishes the job
             log.error("could not record the failure of run %d (%s); the next apply recovers it", run_id, exc)
