@@ -80,8 +80,9 @@ def pytest_terminal_summary(terminalreporter):
     if not _PG_OUTCOMES:
         return
     counts = {k: sum(v == k for v in _PG_OUTCOMES.values()) for k in ("passed", "failed", "skipped")}
-    where = _pg_server() or "no server (OBLIVIO_TEST_PG_URL is not set)"
+    server = _pg_server()
+    where = f"PostgreSQL at {server}" if server else "PostgreSQL (no server: OBLIVIO_TEST_PG_URL is not set)"
     terminalreporter.write_line(
-        f"PostgreSQL at {where}: {len(_PG_OUTCOMES)} ledger tests, {counts['passed']} passed, "
-        f"{counts['failed']} failed, {counts['skipped']} skipped"
+        f"{where}: {len(_PG_OUTCOMES)} ledger tests, {counts['passed']} passed, {counts['failed']} failed, "
+        f"{counts['skipped']} skipped"
     )

@@ -185,7 +185,17 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
     return config.replace(**changes)
 
 
+def check_store_arg(args: argparse.Namespace) -> None:
+    """``--store`` names a folder (or nothing yet): never a file, device or FIFO, refused before any work."""
+    from ..utils import file_kind
+
+    kind = file_kind(args.store) if getattr(args, "store", None) else None
+    if kind not in (None, "directory"):
+        raise ValueError(f"--store {args.store} is a {kind}, not a folder; give a folder for the checkpoint store")
+
+
 def experiment_from_args(args: argparse.Namespace) -> Experiment:
+    check_store_arg(args)
     return Experiment(config_from_args(args), store=args.store, device=args.device, progress=not args.no_progress)
 
 

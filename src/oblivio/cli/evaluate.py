@@ -26,8 +26,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..metrics.report import evaluate_unlearning
-    from ..utils import CheckpointError, atomic_write_text, safe_torch_load, to_jsonable
+    from ..utils import CheckpointError, atomic_write_text, check_output_file, safe_torch_load, to_jsonable
 
+    if args.json is not None:
+        check_output_file(args.json, option="--json")  # before the evaluation, not after it
     exp = experiment_from_args(args)
     splits = exp.unlearning_splits(args.forget, seed=args.request_seed)
     model = exp.build_model()

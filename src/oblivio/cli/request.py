@@ -286,8 +286,14 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 @_ledger_errors
 def cmd_report(args: argparse.Namespace) -> int:
+    from ..utils import check_output_dir
+
+    check_output_dir(args.out, option="--out")
     with _service(args) as svc:
-        json_path, html_path = svc.write_report(args.out, version=args.model_version)
+        version = svc.resolve_version(args.model_version)
+        stem = f"report-v{version.id}"
+        check_output_dir(args.out, option="--out", files=(f"{stem}.json", f"{stem}.html"))
+        json_path, html_path = svc.write_report(args.out, version=version.id)
     print(f"wrote {json_path} and {html_path}")
     return 0
 
