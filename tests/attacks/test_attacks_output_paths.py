@@ -269,3 +269,12 @@ def test_a_full_disk_in_torch_save_is_an_os_error(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.stdout.strip() == "OSError True", proc.stderr[-2000:]
     assert not (tmp_path / "m.pt").exists() and not list(tmp_path.iterdir())
+
+
+def test_the_docstring_examples_run():
+    import doctest
+
+    import oblivio.utils
+
+    result = doctest.testmod(oblivio.utils, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted >= 3 and result.failed == 0
