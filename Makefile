@@ -5,7 +5,11 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-EXTRAS ?= dev,plot,ray
+EXTRAS ?= dev,plot,ray,postgres
+# The ledger tests run on PostgreSQL as well as SQLite: scripts/with_postgres.sh installs Debian's server when it is
+# missing, starts a throwaway cluster (127.0.0.1, a free port), sets OBLIVIO_TEST_PG_URL for the command and stops the
+# server at the end, even on failure. `make test WITH_POSTGRES=` runs without it (those tests then skip, saying why).
+WITH_POSTGRES ?= scripts/with_postgres.sh
 
 .PHONY: install data demo test test-fast lint wheel-smoke bench clean html-check
 
@@ -34,7 +38,7 @@ demo: install
 
 # CI runs this: the lint and the type check first (seconds), then the built wheel in a fresh venv, then the suite.
 test: install lint wheel-smoke
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(WITH_POSTGRES) $(PY) -m pytest -q -p no:cacheprovider
 
 test-fast: install
 	$(PY) -m pytest -q -p no:cacheprovider -m "not slow and not ray"

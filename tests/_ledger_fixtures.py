@@ -1,15 +1,24 @@
-"""What tests/ledger and tests/attacks share: the tiny digits experiment, a service factory, the CLI, test methods.
+"""What tests/ledger and tests/attacks share: the tiny digits experiment, a service factory, the CLI, test methods,
+and the two ledger backends.
 
 Each directory's conftest imports the fixtures from here, so each still has its own session store and experiment
 (the original trained once per directory, ~5 s), and names the method its services apply by default in a
 ``service_method`` fixture. Importing this module registers the test-only methods (named "test-...", which the
 registry-driven suites skip); ``_ledger_worker.py`` imports it too, to apply in a separate process.
+
+Backends: every test that uses a ledger (through ``make_service``, ``run_cli``, ``ledger_url`` or ``ledger_backend``)
+runs twice, on SQLite (``[sqlite]``) and on PostgreSQL (``[postgresql]``, a fresh database per test on the server
+that ``OBLIVIO_TEST_PG_URL`` names; skipped, with the reason, when it is not set). The PostgreSQL run puts its
+database in ``$OBLIVIO_LEDGER_URL``, so services, the CLI and worker processes of the test all use it. A test marked
+``sqlite_only`` (it damages or locks the SQLite file itself) runs on SQLite alone and says why in its marker.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 
 import pytest
@@ -122,6 +131,75 @@ class AttackDiverges(_Diverges):
 
 # -- fixtures (imported by tests/ledger/conftest.py and tests/attacks/conftest.py) -----------------------------------
 
+PG_URL = os.environ.get("OBLIVIO_TEST_PG_URL")
+PG_SKIP = (
+    "PostgreSQL ledger tests skipped: set OBLIVIO_TEST_PG_URL to a server (make test and scripts/with_postgres.sh "
+    "start a throwaway one)"
+)
+
+
+def pytest_generate_tests(metafunc):
+    """Run every test that uses a ledger on both backends (``sqlite_only`` tests on SQLite alone)."""
+    if "ledger_backend" not in metafunc.fixturenames:
+        return
+    params = [pytest.param("sqlite", id="sqlite")]
+    if metafunc.definition.get_closest_marker("sqlite_only") is None:
+        marks = [pytest.mark.postgres] + ([] if PG_URL else [pytest.mark.skip(reason=PG_SKIP)])
+        params.append(pytest.param("postgresql", id="postgresql", marks=marks))
+    metafunc.parametrize("ledger_backend", params, indirect=True)
+
+
+@dataclass(frozen=True)
+class LedgerBackend:
+    """The ledger database of one test: ``name`` is ``"sqlite"`` or ``"postgresql"``; ``url`` the PostgreSQL
+    database made for the test (None on SQLite: each service uses ``<workdir>/ledger.db``)."""
+
+    name: str
+    url: str | None
+
+
+@pytest.fixture()
+def ledger_backend(request):
+    """The backend this test runs on (parametrised by :func:`pytest_generate_tests`); on PostgreSQL a fresh
+    database, named in ``$OBLIVIO_LEDGER_URL`` for the test's services, CLI calls and worker processes, dropped
+    after the test. (The variable is set and restored here, not with ``monkeypatch``, whose ``undo()`` in a test
+    would drop it half-way.)"""
+    name = getattr(request, "param", "sqlite")
+    saved = os.environ.pop("OBLIVIO_LEDGER_URL", None)
+    try:
+        if name == "sqlite":
+            yield LedgerBackend("sqlite", None)
+        else:
+            yield from _postgres_database()
+    finally:
+        os.environ.pop("OBLIVIO_LEDGER_URL", None)
+        if saved is not None:
+            os.environ["OBLIVIO_LEDGER_URL"] = saved
+
+
+def _postgres_database():
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    db = f"oblivio_test_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{db}"'))
+    url = make_url(PG_URL).set(database=db).render_as_string(hide_password=False)
+    os.environ["OBLIVIO_LEDGER_URL"] = url
+    try:
+        yield LedgerBackend("postgresql", url)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture()
+def ledger_url(ledger_backend, tmp_path):
+    """A SQLAlchemy URL of an empty ledger database on this test's backend (for tests that open a Ledger)."""
+    return ledger_backend.url or f"sqlite:///{tmp_path / 'ledger-url.db'}"
+
 
 @pytest.fixture(scope="session")
 def ledger_store(tmp_path_factory):
@@ -138,9 +216,9 @@ def tiny_experiment(ledger_store):
 
 
 @pytest.fixture()
-def make_service(tiny_experiment, tmp_path, service_method):
+def make_service(tiny_experiment, tmp_path, service_method, ledger_backend):
     """``make(workdir=None, **kwargs)``: a DeletionService on the tiny experiment (in ``tmp_path / "ledger"`` and
-    applying ``service_method`` unless told otherwise), closed after the test."""
+    applying ``service_method`` unless told otherwise) on this test's backend, closed after the test."""
     from oblivio.ledger import DeletionService
 
     made = []

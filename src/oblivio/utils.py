@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import hashlib
 import json
 import logging
 import math
 import os
 import random
+import stat
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -85,10 +87,54 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
         model.train(was_training)
 
 
+def file_kind(path: str | os.PathLike) -> str | None:
+    """What is at ``path`` (symbolic links followed): ``"regular file"``, ``"directory"``, ``"FIFO"``, ``"socket"``,
+    ``"character device"``, ``"block device"``, ``"broken symbolic link"``, or None when nothing is there.
+
+    Example:
+        >>> file_kind("/dev/null"), file_kind("/"), file_kind("/no/such/path")
+        ('character device', 'directory', None)
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "broken symbolic link" if os.path.islink(path) else None
+    except NotADirectoryError:  # a path "inside" a regular file: nothing can be there
+        return None
+    for test, kind in (
+        (stat.S_ISREG, "regular file"),
+        (stat.S_ISDIR, "directory"),
+        (stat.S_ISFIFO, "FIFO"),
+        (stat.S_ISSOCK, "socket"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+    ):
+        if test(mode):
+            return kind
+    return "special file"  # pragma: no cover - no other kind on POSIX
+
+
+def _refuse_non_regular(path: Path) -> None:
+    """Raise ``FileExistsError`` when something other than a regular file is at ``path`` (a device, a FIFO, a
+    socket, a directory): an atomic write would replace it with a regular file."""
+    kind = file_kind(path)
+    if kind not in (None, "regular file"):
+        raise FileExistsError(
+            errno.EEXIST,
+            f"this is a {kind}, not a regular file: refusing to replace it, write to another path",
+            str(path),
+        )
+
+
 @contextlib.contextmanager
 def _atomic_target(path: str | os.PathLike) -> Iterator[str]:
-    """Yield a temp file name beside ``path``; on success fsync it and rename it onto ``path``, else delete it."""
+    """Yield a temp file name beside ``path``; on success fsync it and rename it onto ``path``, else delete it.
+
+    Refuses (``FileExistsError``, before anything is written) when ``path`` exists and is not a regular file: a
+    rename would replace a device, a FIFO or a socket with a regular file.
+    """
     path = Path(path)
+    _refuse_non_regular(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -96,6 +142,7 @@ def _atomic_target(path: str | os.PathLike) -> Iterator[str]:
         yield tmp
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
+        _refuse_non_regular(path)  # something may have appeared there meanwhile
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -115,10 +162,121 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save`` through a temp file + rename, so a crash never leaves a half-written checkpoint."""
-    with _atomic_target(path) as tmp:
-        torch.save(obj, tmp)
+    """``torch.save`` through a temp file + rename, so a crash never leaves a half-written checkpoint.
+
+    A full disk or a file-size limit is an ``OSError`` (``ENOSPC``, ``EFBIG``) as for any write, not the
+    ``RuntimeError`` torch's zip writer turns it into.
+    """
+    with _atomic_target(path) as tmp, open(tmp, "wb") as fh:
+        try:
+            torch.save(obj, fh)
+        except RuntimeError as exc:
+            cause = _os_error_in(exc)
+            if cause is None:
+                raise
+            raise cause from exc
     return Path(path)
+
+
+def _os_error_in(exc: BaseException) -> OSError | None:
+    """The ``OSError`` that ``exc`` was raised while handling (its ``__context__`` chain), if any."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError):
+            return current
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def check_output_file(path: str | os.PathLike, *, option: str = "output") -> Path:
+    """Check, before any work, that a file can be written at ``path``: nothing is there or a regular file (never a
+    device, a FIFO, a socket or a directory), and its folder exists and is writable.
+
+    Every command-line option that names an output file calls it before the run, so that a bad path fails at once
+    instead of after the training (the atomic writers refuse a non-regular target again when they write).
+
+    Args:
+        path: the output file.
+        option: how the user gave it, for the message (``"--out"``).
+
+    Returns:
+        ``path`` as a ``Path``.
+
+    Raises:
+        ValueError: one line naming the problem and the fix.
+
+    Example:
+        >>> check_output_file("/dev/full", option="--out")
+        Traceback (most recent call last):
+        ...
+        ValueError: --out /dev/full is a character device, not a regular file: refusing to replace it; give a ...
+    """
+    path = Path(path).expanduser()
+    kind = file_kind(path)
+    if kind not in (None, "regular file"):
+        raise ValueError(
+            f"{option} {path} is a {kind}, not a regular file: refusing to replace it; give a file path "
+            "(a new name, or a regular file to overwrite)"
+        )
+    _check_writable_folder(path.parent, option=option, path=path, create=False)
+    return path
+
+
+def check_output_dir(path: str | os.PathLike, *, option: str = "output folder", files: tuple[str, ...] = ()) -> Path:
+    """Check, before any work, that ``path`` can be used as an output folder: a directory, or missing with a
+    writable folder above it (it is created when written), never a regular file, device, FIFO or socket; and that
+    each of ``files`` inside it (the names the command will write) is missing or a regular file.
+
+    Raises:
+        ValueError: one line naming the problem and the fix.
+
+    Example:
+        >>> check_output_dir("/dev/null", option="--out")
+        Traceback (most recent call last):
+        ...
+        ValueError: --out /dev/null is a character device, not a folder; give a folder path (a new or an existing ...
+    """
+    path = Path(path).expanduser()
+    kind = file_kind(path)
+    if kind not in (None, "directory"):
+        raise ValueError(f"{option} {path} is a {kind}, not a folder; give a folder path (a new or an existing folder)")
+    if kind is None:
+        _check_writable_folder(path, option=option, path=path, create=True)
+        return path
+    _check_writable_folder(path, option=option, path=path, create=False)
+    for name in files:
+        inner = file_kind(path / name)
+        if inner not in (None, "regular file"):
+            raise ValueError(
+                f"{option} {path}: {name} there is a {inner}, not a regular file: refusing to replace it; "
+                "move it away or give another folder"
+            )
+    return path
+
+
+def _check_writable_folder(folder: Path, *, option: str, path: Path, create: bool) -> None:
+    """``folder`` exists (or, with ``create``, its nearest existing ancestor does), is a directory, and a file can
+    be created in it: probed by creating and removing an empty temp file, which also catches read-only mounts and
+    folders where ``os.access`` says yes to root but the file system says no."""
+    target = folder
+    if create:
+        while file_kind(target) is None and target != target.parent:
+            target = target.parent
+    kind = file_kind(target)
+    if kind is None:
+        raise ValueError(f"{option} {path}: the folder {folder} does not exist; create it first or give another path")
+    if kind != "directory":
+        raise ValueError(f"{option} {path}: {target} is a {kind}, not a folder; give a path inside a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".oblivio-write-check.", suffix=".tmp", dir=target)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ValueError(
+            f"{option} {path}: cannot write in {target} ({exc.strerror or exc}); give a writable folder"
+        ) from None
 
 
 def safe_torch_load(path: str | os.PathLike, *, map_location: Any = "cpu") -> Any:

@@ -1,10 +1,12 @@
-"""An independent reading of a ledger: the SQLite file through the standard library's sqlite3 (no oblivio code),
-and the invariant every fault-injection test checks after recovery."""
+"""An independent reading of a ledger (no oblivio code): the SQLite file through the standard library's sqlite3, or,
+in the PostgreSQL runs (``$OBLIVIO_LEDGER_URL`` set by the ``ledger_backend`` fixture), the database through
+psycopg; and the invariant every fault-injection test checks after recovery."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 from pathlib import Path
 
@@ -20,21 +22,50 @@ def snapshot_files(folder: Path) -> dict[str, tuple[str, int]]:
     }
 
 
+def connect(db: Path):
+    """A DB-API connection to the ledger the test's services use: ``$OBLIVIO_LEDGER_URL`` (PostgreSQL) when set,
+    else the SQLite file ``db``."""
+    url = os.environ.get("OBLIVIO_LEDGER_URL")
+    if url:
+        import psycopg
+
+        return psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://", 1), autocommit=True)
+    return sqlite3.connect(db)  # read-write: SQLite must be able to roll back a hot journal a crash left
+
+
+def _json(value):
+    return value if not isinstance(value, str) else json.loads(value)  # PostgreSQL's driver decodes JSON itself
+
+
+def execute(db: Path, sql: str, params: tuple = ()) -> list[tuple]:
+    """Run one statement on the ledger (``?`` placeholders on both backends); its rows (empty for a write)."""
+    con = connect(db)
+    try:
+        if not isinstance(con, sqlite3.Connection):
+            sql = sql.replace("?", "%s")
+        cur = con.execute(sql, params)
+        rows = cur.fetchall() if cur.description else []
+        con.commit()
+        return rows
+    finally:
+        con.close()
+
+
 def read_ledger(db: Path) -> dict:
-    con = sqlite3.connect(db)  # read-write: SQLite must be able to roll back a hot journal a crash left
+    con = connect(db)
     try:
         requests = [
-            dict(id=r[0], status=r[1], applied_run=r[2], applied_version=r[3], ids=json.loads(r[4]))
+            dict(id=r[0], status=r[1], applied_run=r[2], applied_version=r[3], ids=_json(r[4]))
             for r in con.execute(
                 "SELECT id, status, applied_run_id, applied_version_id, sample_ids FROM deletion_requests ORDER BY id"
             )
         ]
         runs = [
-            dict(id=r[0], status=r[1], request_ids=json.loads(r[2]), result_version=r[3])
+            dict(id=r[0], status=r[1], request_ids=_json(r[2]), result_version=r[3])
             for r in con.execute("SELECT id, status, request_ids, result_version_id FROM unlearning_runs ORDER BY id")
         ]
         versions = [
-            dict(id=r[0], path=r[1], forgotten=json.loads(r[2]))
+            dict(id=r[0], path=r[1], forgotten=_json(r[2]))
             for r in con.execute("SELECT id, path, forgotten_ids FROM model_versions ORDER BY id")
         ]
         current = con.execute("SELECT current_version_id FROM ledger_state WHERE id = 1").fetchone()[0]

@@ -70,7 +70,7 @@ def test_report_out_that_cannot_be_written(make_service, cli, tmp_path, where):
     else:
         target.mkdir(mode=0o500)
     code, _, err = cli("request", "report", "--out", str(target), "--workdir", str(workdir))
-    _one_line_error(code, err, match="exists|Not a directory|Permission")
+    _one_line_error(code, err, match="not a folder|exists|Not a directory|Permission|cannot write")
     if where != "unwritable":
         assert (tmp_path / "out").read_text() == "mine"
 
@@ -84,7 +84,7 @@ def test_forget_out_that_cannot_be_written(cli, tmp_path, where):
         target.write_text("mine")
         target = target / "m.pt"
     code, _, err = cli("forget", "--method", "test-attack-sgd", "--forget", "class-subset:3:5", "--out", str(target))
-    _one_line_error(code, err, match="directory|Not a directory|exists")
+    _one_line_error(code, err, match="directory|not a folder|exists")
 
 
 @pytest.mark.parametrize("content", [b"", b"garbage" * 50])

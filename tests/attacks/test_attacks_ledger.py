@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from ledger_oracle import check_invariant, read_ledger, snapshot_files
+from ledger_oracle import check_invariant, execute, read_ledger, snapshot_files
 
 from oblivio.ledger import LedgerError
 from oblivio.scenarios import Indices
@@ -28,6 +28,7 @@ def _history(make_service, workdir):
     return snapshot_files(workdir / "models")
 
 
+@pytest.mark.sqlite_only("damages the SQLite file itself (PostgreSQL has no file to damage)")
 @pytest.mark.parametrize("damage", ["zero-bytes", "garbage", "truncated", "foreign", "damaged-page", "no-state"])
 def test_a_database_that_is_not_a_readable_ledger_is_an_error(make_service, tmp_path, damage):
     workdir = tmp_path / "wd"
@@ -273,16 +274,12 @@ def test_a_stale_id_index_is_rewritten_by_apply(make_service, tmp_path, tiny_exp
 def test_a_version_1_ledger_is_upgraded_in_place(make_service, tmp_path):
     workdir = tmp_path / "wd"
     models = _history(make_service, workdir)
-    con = sqlite3.connect(workdir / "ledger.db")
-    con.execute("DROP TABLE artefacts")  # what a ledger written by schema version 1 looks like
-    con.execute("UPDATE ledger_state SET schema_version = 1")
-    con.commit()
-    con.close()
+    db = workdir / "ledger.db"
+    execute(db, "DROP TABLE artefacts")  # what a ledger written by schema version 1 looks like
+    execute(db, "UPDATE ledger_state SET schema_version = 1")
     svc = make_service(workdir)
-    con = sqlite3.connect(workdir / "ledger.db")
-    assert con.execute("SELECT schema_version FROM ledger_state").fetchone() == (2,)
-    assert con.execute("SELECT count(*) FROM artefacts").fetchone() == (0,)
-    con.close()
+    assert execute(db, "SELECT schema_version FROM ledger_state") == [(2,)]
+    assert execute(db, "SELECT count(*) FROM artefacts") == [(0,)]
     svc.add_request([40], requester="bob")
     assert svc.apply().status == "succeeded"
     check_invariant(workdir, {f"models/{k}": v for k, v in models.items()}, settled=True)

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from _ledger_fixtures import cli, ledger_store, make_service, tiny_experiment  # noqa: F401  (fixtures)
+from _ledger_fixtures import (  # noqa: F401  (fixtures, and the hook that runs ledger tests on both backends)
+    cli,
+    ledger_backend,
+    ledger_store,
+    ledger_url,
+    make_service,
+    pytest_generate_tests,
+    tiny_experiment,
+)
 
 
 @pytest.fixture()

@@ -10,7 +10,7 @@ from oblivio.ledger import Ledger
 
 
 @pytest.fixture()
-def run_cli(cli, tmp_path):
+def run_cli(cli, tmp_path, ledger_backend):
     """``run_cli(action, *options)``: ``oblivio request ACTION`` on one ledger in ``tmp_path / "wd"``."""
     workdir = tmp_path / "wd"
 
@@ -50,11 +50,11 @@ def test_cli_end_to_end(run_cli, tmp_path):
     assert code == 2 and "no single model version" in err
 
 
-def test_cli_apply_failure_and_busy(run_cli):
+def test_cli_apply_failure_and_busy(run_cli, ledger_backend):
     assert run_cli("add", "--ids", "8", "--requester", "alice")[0] == 0
     code, _, err = run_cli("apply", "--method", "test-ledger-nan")
     assert code == 1 and "diverged" in err
-    ledger = Ledger(f"sqlite:///{(run_cli.workdir / 'ledger.db').resolve()}")
+    ledger = Ledger(ledger_backend.url or f"sqlite:///{(run_cli.workdir / 'ledger.db').resolve()}")
     assert ledger.try_acquire("elsewhere|1|x", 600)  # a live apply on another host
     code, _, err = run_cli("apply", "--method", "test-ledger-sgd")
     assert code == 3 and "another apply is running" in err

@@ -14,8 +14,9 @@ import pytest
         "oblivio.ledger.db",
         "oblivio.ledger.service",
         "oblivio.ledger.intake",
-        "oblivio.ledger.apply",
         "oblivio.ledger.verdict",
+        "oblivio.ledger.paths",
+        "oblivio.ledger.verification",
         "oblivio.cli.request",
     ],
 )

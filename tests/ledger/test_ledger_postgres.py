@@ -11,7 +11,10 @@ import pytest
 from oblivio.ledger import ApplyInProgressError
 
 PG_URL = os.environ.get("OBLIVIO_TEST_PG_URL")
-pytestmark = pytest.mark.skipif(not PG_URL, reason="set OBLIVIO_TEST_PG_URL to test on PostgreSQL")
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.skipif(not PG_URL, reason="set OBLIVIO_TEST_PG_URL to test on PostgreSQL"),
+]
 
 
 @pytest.fixture()

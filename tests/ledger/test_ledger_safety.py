@@ -148,12 +148,12 @@ def test_sigkill_between_write_and_commit_then_resume(make_service, tmp_path, le
 
 
 # ---------------------------------------------------------------------------------------------- concurrency
-def test_lease_race_has_exactly_one_winner(tmp_path, lease_race):
-    assert sorted(lease_race(f"sqlite:///{tmp_path / 'race.db'}", 6)) == [False] * 5 + [True]
+def test_lease_race_has_exactly_one_winner(ledger_url, lease_race):
+    assert sorted(lease_race(ledger_url, 6)) == [False] * 5 + [True]
 
 
-def test_lease_expires_and_is_renewed(tmp_path):
-    ledger = Ledger(f"sqlite:///{tmp_path / 'lease.db'}")
+def test_lease_expires_and_is_renewed(ledger_url):
+    ledger = Ledger(ledger_url)
     other = "another-host|123|abc"  # not on this host: only expiry frees it
     assert ledger.try_acquire(other, 0.3)
     assert not ledger.try_acquire("me|1|x", 60)

@@ -16,7 +16,10 @@ import shlex
 import sys
 import textwrap
 
-from .common import MAX_WIDTH, add_config_arg, add_experiment_args, config_from_args, help_text
+from .common import MAX_WIDTH, add_config_arg, add_experiment_args, check_store_arg, config_from_args, help_text
+
+BENCH_FILES = ("results.jsonl", "report.md", "report.html")
+"""The files ``bench`` writes into its ``--out`` folder (checked before the run: missing or regular files)."""
 
 
 def _int_list(text: str) -> list[int]:
@@ -73,8 +76,12 @@ def run(args: argparse.Namespace) -> int:
         for name in list_benchmarks():
             print(f"{name:16s} {get_benchmark(name).description}")
         return 0 if args.list else 2
+    from ..utils import check_output_dir
+
     get_benchmark(args.name)  # fail early on an unknown name
     out = args.out or f"results/{args.name}"
+    check_output_dir(out, option="--out", files=BENCH_FILES)  # before the run, not after it
+    check_store_arg(args)
     settings = BenchSettings(
         classes=args.classes,
         seeds=args.seeds,

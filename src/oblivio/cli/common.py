@@ -89,19 +89,57 @@ def add_config_arg(p: argparse.ArgumentParser) -> None:
     p.set_defaults(_config_parser=p)
 
 
+MAX_CONFIG_BYTES = 1 << 20
+"""A config file is a page of option values; anything larger than 1 MiB is refused before it is parsed."""
+
+
+def _config_loader():
+    """PyYAML's ``SafeLoader`` (no code runs) that refuses anchors and aliases (``&name`` / ``*name``, and so ``<<``
+    merge keys) while composing, before any node is built twice: a 300-byte file of nested aliases (a "billion
+    laughs") otherwise grows to gigabytes when its values are expanded."""
+    import yaml
+
+    class NoAliasLoader(yaml.SafeLoader):
+        def compose_node(self, parent, index):
+            event = self.peek_event()
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+                raise _AliasInConfig(event.start_mark.line + 1)
+            return super().compose_node(parent, index)
+
+    return NoAliasLoader
+
+
+class _AliasInConfig(Exception):
+    def __init__(self, line: int) -> None:
+        super().__init__(line)
+        self.line = line
+
+
 def load_config(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a YAML (or JSON) config file into a dict (PyYAML ``safe_load``: no code runs).
+    """Read a YAML (or JSON) config file into a dict (PyYAML's safe loader: no code runs).
+
+    Anchors and aliases (``&name`` / ``*name``, ``<<`` merges) are refused, and so is a file over
+    :data:`MAX_CONFIG_BYTES`: a few hundred bytes of nested aliases would otherwise expand to gigabytes.
 
     Raises:
-        ValueError: the file is missing, not YAML, or not a mapping of option names to values.
+        ValueError: the file is missing, too large, not YAML, uses anchors or aliases, or is not a mapping of
+            option names to values.
     """
     import yaml
 
     path = Path(path).expanduser()
     if not path.is_file():
         raise ValueError(f"config file {path} does not exist")
+    size = path.stat().st_size
+    if size > MAX_CONFIG_BYTES:
+        raise ValueError(f"config file {path} is {size} bytes; a config file is at most {MAX_CONFIG_BYTES} bytes")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_config_loader())  # noqa: S506 - a SafeLoader
+    except _AliasInConfig as exc:
+        raise ValueError(
+            f"config file {path}, line {exc.line}: YAML anchors and aliases (&name, *name, <<) are not allowed in "
+            "config files; write each value out"
+        ) from None
     except yaml.YAMLError as exc:
         raise ValueError(f"config file {path} is not valid YAML: {exc}") from exc
     if data is None:
@@ -194,7 +232,17 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
     return config.replace(**changes)
 
 
+def check_store_arg(args: argparse.Namespace) -> None:
+    """``--store`` names a folder (or nothing yet): never a file, device or FIFO, refused before any work."""
+    from ..utils import file_kind
+
+    kind = file_kind(args.store) if getattr(args, "store", None) else None
+    if kind not in (None, "directory"):
+        raise ValueError(f"--store {args.store} is a {kind}, not a folder; give a folder for the checkpoint store")
+
+
 def experiment_from_args(args: argparse.Namespace) -> Experiment:
+    check_store_arg(args)
     return Experiment(config_from_args(args), store=args.store, device=args.device, progress=not args.no_progress)
 
 

@@ -38,8 +38,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..metrics.report import evaluate_unlearning
-    from ..utils import atomic_write_text, to_jsonable
+    from ..utils import atomic_write_text, check_output_file, to_jsonable
 
+    if args.json is not None:
+        check_output_file(args.json, option="--json")  # before the evaluation, not after it
     exp = experiment_from_args(args)
     splits = exp.unlearning_splits(args.forget, seed=args.request_seed)
     model = load_model_file(exp, args.model_file)

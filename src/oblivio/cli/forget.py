@@ -62,10 +62,13 @@ def run(args: argparse.Namespace) -> int:
     from ..metrics.cost_ratio import RunCost
     from ..metrics.report import evaluate_unlearning
     from ..training.functions import RecipeSource
-    from ..utils import atomic_torch_save, atomic_write_text, to_jsonable
+    from ..utils import atomic_torch_save, atomic_write_text, check_output_file, to_jsonable
 
     if not args.method:
         raise ValueError("--method is required (on the command line or in the --config file)")
+    for option, path in (("--out", args.out), ("--json", args.json)):  # before the run, not after it
+        if path is not None:
+            check_output_file(path, option=option)
     method = create_method(args.method, **args.hparams)  # fails fast on a bad name or hyper-parameter
     exp = experiment_from_args(args)
     splits = exp.unlearning_splits(args.forget, seed=args.request_seed)

@@ -25,10 +25,12 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..experiments.report import write_report
     from ..experiments.runner import read_results
+    from ..utils import check_output_dir
 
     path = Path(args.results)
     if not path.is_file():
         raise ValueError(f"results file {path} does not exist")
+    check_output_dir(args.out or path.parent, option="--out", files=("report.md", "report.html"))
     rows = read_results(path)
     tables = [t.strip() for t in args.tables.split(",") if t.strip()] if args.tables else None
     files = write_report(

@@ -235,6 +235,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
         result = svc.apply(batch=not args.one_by_one, seed=args.run_seed, gold=args.gold)
     if result.abandoned_runs:
         print(f"found stale run(s) {list(result.abandoned_runs)} from an interrupted apply: marked abandoned")
+    for message in result.tampered:  # a row naming a file the service never writes: reported, left alone
+        print(f"WARNING: {message}")
     if result.removed_files:
         print(
             f"removed {len(result.removed_files)} uncommitted file(s) that interrupted apply wrote: "
@@ -287,9 +289,16 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 @_ledger_errors
 def cmd_report(args: argparse.Namespace) -> int:
+    from ..utils import check_output_dir
+
+    check_output_dir(args.out, option="--out")
     with _service(args) as svc:
-        json_path, html_path = svc.write_report(args.out, version=args.model_version, pdf=args.pdf)
-        verdict = svc.report(args.model_version)["verdict"]
+        version = svc.resolve_version(args.model_version)
+        stem = f"report-v{version.id}"
+        files = (f"{stem}.json", f"{stem}.html", *((f"{stem}.pdf",) if args.pdf else ()))
+        check_output_dir(args.out, option="--out", files=files)
+        json_path, html_path = svc.write_report(args.out, version=version.id, pdf=args.pdf)
+        verdict = svc.report(version.id)["verdict"]
     print(f"verdict: {verdict['sentence']}")
     print(f"wrote {json_path} and {html_path}" + (f" and {html_path.with_suffix('.pdf')}" if args.pdf else ""))
     return 0

@@ -47,7 +47,7 @@ LABELS: dict[str, str] = {
     "mia_loss_lr_tpr_at_1pct_fpr": "Membership inference, loss-based logistic regression: TPR at 1% FPR",
     "mia_salun_efficacy": "SalUn MIA-efficacy (SVC on true-class confidence, retain vs test, applied to forget)",
     "zrf_score": "ZRF score (1 - JS to a random model)",
-    # the twin estimate of the ledger (ledger.apply.twin_estimate)
+    # the twin estimate of the ledger (ledger.verification.twin_estimate)
     "twin_est_gold_acc_forget": "Estimated accuracy of a retrained model on D_f (twin estimate)",
     "twin_est_delta_forget": "Estimated δ (twin estimate)",
     "twin_est_source": "Source of the estimate",

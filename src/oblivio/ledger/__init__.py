@@ -15,6 +15,7 @@ from .db import (
     holder_is_dead,
     new_holder,
 )
+from .paths import TamperedPathError
 from .report import build_report, render_html, write_report
 from .service import ApplyResult, DeletionService, twin_estimate
 
@@ -26,6 +27,7 @@ __all__ = [
     "LedgerError",
     "RequestRecord",
     "RunRecord",
+    "TamperedPathError",
     "VersionRecord",
     "build_report",
     "holder_is_dead",

@@ -2,8 +2,9 @@
 
 :class:`ApplyMixin` is one part of :class:`~oblivio.ledger.service.DeletionService`. Between two writes it calls
 the service's ``_checkpoint(stage)`` (see :data:`~oblivio.ledger.service.APPLY_STAGES`), which tests use to
-simulate a crash at a precise point. :func:`twin_estimate` and :func:`per_example_membership` are the verification
-figures recorded with each version.
+simulate a crash at a precise point. :func:`~oblivio.ledger.verification.twin_estimate` and
+:func:`~oblivio.ledger.verification.per_example_membership` (in :mod:`.verification`) are the verification figures
+recorded with each version.
 """
 
 from __future__ import annotations
@@ -11,12 +12,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from sqlalchemy import delete, update
 from torch import nn
 
@@ -24,12 +23,19 @@ from ..scenarios import Indices
 from ..training.loop import DivergenceError
 from ..utils import atomic_torch_save, file_sha256, json_safe, state_dict_hash
 from .db import Ledger, LedgerError, RequestRecord, RunRecord, VersionRecord, rowcount
+from .paths import TamperedPathError, model_file, temp_siblings
 from .schema import OPEN_STATUSES, Artefact, DeletionRequest, ModelVersion, UnlearningRun, utcnow
+from .verification import (  # noqa: F401 -- twin_estimate and the membership figures: their old import path
+    MIA_MIN_FORGET,
+    PER_EXAMPLE_ALPHA,
+    PER_EXAMPLE_MAX,
+    _per_example_extra,
+    _twin_estimate_extra,
+    per_example_membership,
+    twin_estimate,
+)
 
 log = logging.getLogger("oblivio.ledger")
-
-PER_EXAMPLE_MAX = 50
-"""Forget sets up to this size get the per-example membership check (the loss MIA needs at least 10 samples)."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,8 @@ class ApplyResult:
         error: why a run failed.
         abandoned_runs: ids of stale ``running`` runs found (a killed earlier apply) and marked ``abandoned``.
         removed_files: files an interrupted apply had recorded and written but not committed, deleted now.
+        tampered: one message per ``artefacts`` row whose path failed the confinement check
+            (:mod:`oblivio.ledger.paths`): reported and left alone, nothing deleted.
     """
 
     status: str
@@ -53,6 +61,7 @@ class ApplyResult:
     error: str | None = None
     abandoned_runs: tuple[int, ...] = field(default=())
     removed_files: tuple[str, ...] = field(default=())
+    tampered: tuple[str, ...] = field(default=())
 
 
 class ApplyMixin:
@@ -77,7 +86,7 @@ class ApplyMixin:
         def train_set(self) -> Any: ...
         def _record_artefact(self, rel: str, *, run_id: int | None) -> int: ...
         def _lease(self) -> contextlib.AbstractContextManager[str]: ...
-        def _recover(self) -> tuple[tuple[int, ...], tuple[str, ...]]: ...
+        def _recover(self) -> tuple[tuple[int, ...], tuple[str, ...], tuple[str, ...]]: ...
         def open_requests(self) -> list[RequestRecord]: ...
         def current_version(self) -> VersionRecord | None: ...
         def load_model(self, version: VersionRecord) -> nn.Module: ...
@@ -174,11 +183,12 @@ class ApplyMixin:
         create_method(method_name, **hp)  # fail fast on an unknown method or hyper-parameter
         with self._lease() as holder:
             self._checkpoint("lease-taken")
-            abandoned, removed = self._recover()
+            abandoned, removed, tampered = self._recover()
             self._checkpoint("recovered")
+            found: dict[str, Any] = {"abandoned_runs": abandoned, "removed_files": removed, "tampered": tampered}
             pending = self.open_requests()
             if not pending:
-                return ApplyResult("nothing-to-do", abandoned_runs=abandoned, removed_files=removed)
+                return ApplyResult("nothing-to-do", **found)
             groups = [pending] if batch else [[r] for r in pending]
             runs: list[RunRecord] = []
             version = None
@@ -190,12 +200,12 @@ class ApplyMixin:
                 run, new_version, error = self._apply_group(group, holder, method_name, hp, seed, gold)
                 runs.append(run)
                 if error is not None:
-                    return ApplyResult("failed", tuple(runs), version, error, abandoned, removed)
+                    return ApplyResult("failed", tuple(runs), version, error, **found)
                 version = new_version
             if not runs:
-                return ApplyResult("nothing-to-do", abandoned_runs=abandoned, removed_files=removed)
+                return ApplyResult("nothing-to-do", **found)
             status = "no-op" if all(r.status == "no-op" for r in runs) else "succeeded"
-            return ApplyResult(status, tuple(runs), version, None, abandoned, removed)
+            return ApplyResult(status, tuple(runs), version, None, **found)
 
     def _apply_group(
         self, group: list[RequestRecord], holder: str, method_name: str, hp: dict, seed: int, gold: bool
@@ -235,7 +245,6 @@ class ApplyMixin:
             current.id,
         )
         self._checkpoint("run-started")
-        path: Path | None = None
         t0 = time.perf_counter()
         try:
             holdout = splits.holdout if getattr(unlearner, "needs_holdout", False) else None
@@ -273,7 +282,7 @@ class ApplyMixin:
                 rel = f"models/run{run_id:05d}-{digest[:16]}.pt"
                 artefact = self._record_artefact(rel, run_id=run_id)
                 self._checkpoint("artefact-recorded")
-                path = atomic_torch_save(unlearned.state_dict(), self.workdir / rel)
+                atomic_torch_save(unlearned.state_dict(), self.workdir / rel)
             self._checkpoint("model-written")
             version = self._commit(
                 run_id,
@@ -289,13 +298,7 @@ class ApplyMixin:
                 unchanged=unchanged,
             )
         except BaseException as exc:
-            self._fail_run(
-                run_id,
-                f"{type(exc).__name__}: {exc}",
-                request_ids,
-                artefact=artefact,
-                path=path or (self.workdir / rel if artefact is not None else None),
-            )
+            self._fail_run(run_id, f"{type(exc).__name__}: {exc}", request_ids, artefact=artefact)
             raise
         self._checkpoint("committed")
         log.info(
@@ -325,6 +328,7 @@ class ApplyMixin:
     ) -> VersionRecord:
         """One transaction: new version current, run succeeded (or no-op), requests applied, artefact committed
         (or nothing at all)."""
+        model_file(self.workdir, rel, row="the new model version")  # the confinement rule, on write
         now = utcnow()
         with self.ledger.transaction() as s:
             if not self.ledger.renew(holder, self.lease_seconds, session=s):
@@ -378,10 +382,12 @@ class ApplyMixin:
             return VersionRecord.from_row(row, row.id)
 
     def _fail_run(
-        self, run_id: int, error: str, request_ids: list[int], *, artefact: int | None = None, path: Path | None = None
+        self, run_id: int, error: str, request_ids: list[int], *, artefact: int | None = None
     ) -> RunRecord | None:
         """Mark the run failed and its requests ``failed`` (retried by the next apply); delete its uncommitted file.
 
+        The file deleted is the one the ``artefacts`` row records, and only when that path passes the confinement
+        check (:func:`~oblivio.ledger.paths.model_file`); a row that fails it is reported and left alone.
         Best effort: when the database or the disk is what failed, whatever is left is cleaned up by the next
         apply's recovery (the run is still ``running``, the file still a ``pending`` artefact).
         """
@@ -403,11 +409,20 @@ class ApplyMixin:
                     )
                 )
             if artefact is not None:
-                if path is not None:
-                    for p in [path, *path.parent.glob(f".{path.name}.*.tmp")]:
-                        p.unlink(missing_ok=True)
-                with self.ledger.transaction() as s:
-                    s.execute(delete(Artefact).where(Artefact.id == artefact, Artefact.status == "pending"))
+                with self.ledger.Session() as s:
+                    row = s.get(Artefact, artefact)
+                    rel = row.path if row is not None and row.status == "pending" else None
+                if rel is not None:
+                    try:
+                        target = model_file(self.workdir, rel, row=f"artefacts row {artefact}")
+                    except TamperedPathError as exc:
+                        log.error("%s", exc)
+                        return self.ledger.run(run_id)
+                    for p in [target, *temp_siblings(target)]:
+                        if p.is_file() and not p.is_symlink():
+                            p.unlink(missing_ok=True)
+                    with self.ledger.transaction() as s:
+                        s.execute(delete(Artefact).where(Artefact.id == artefact, Artefact.status == "pending"))
             return self.ledger.run(run_id)
         except Exception as exc:  # the database or the disk failed too: recovery finishes the job
             log.error("could not record the failure of run %d (%s); the next apply recovers it", run_id, exc)
@@ -498,116 +513,3 @@ class ApplyMixin:
             "gold_recipe": gold.to_dict(),
             "recipe_warning": recipe_mismatch(original, gold),
         }
-
-
-def _twin_estimate_extra(ctx) -> dict:
-    return twin_estimate(ctx.info, ctx.metrics["acc_forget"])
-
-
-def _per_example_extra(ctx) -> dict:
-    return per_example_membership(ctx.model, ctx.forget, ctx.splits["test"], parent=ctx.original)
-
-
-def twin_estimate(info: Mapping[str, Any], acc_forget: float) -> dict:
-    """An estimate of the gold model's forget accuracy from TMU's twin problem (or a method's easy / hard counts).
-
-    The twin problem's easy rate (``info["twin_easy_rate"]``: the share of twin samples its gold model, ``M_o``, gets
-    right) estimates gold's accuracy on ``D_f`` directly. Without it, the share of forget samples the method
-    labelled easy is the estimate (the forget accuracy it aims for). Measured on the 30 units of the committed TMU
-    Table 1 (docs/results/tmu-table1.jsonl), the twin easy rate is the closer one: mean error 4.3 points against
-    5.8 for the decided share under the default rule (which leans toward fewer flips), 6.6 against 12.6 under the
-    paper's (``tmu.paper``). Reads the declared :class:`~oblivio.methods.tmu.info.TMUInfo` keys ``twin_easy_rate``
-    (a number in [0, 1]), ``predicted_easy`` and ``predicted_hard`` (integers); returns ``{}`` when ``info`` has no
-    such counts. ``twin_est_source`` says which estimate was used.
-
-    Example:
-        >>> twin_estimate({"predicted_easy": 3, "predicted_hard": 1}, 0.5)["twin_est_gold_acc_forget"]
-        0.75
-        >>> twin_estimate({"predicted_easy": 3, "predicted_hard": 1, "twin_easy_rate": 0.8}, 0.5)["twin_est_source"]
-        'twin_easy_rate'
-        >>> twin_estimate({"n_easy": 3, "n_hard": 1}, 0.5)
-        {}
-    """
-    from ..methods.tmu.info import PREDICTED_EASY, PREDICTED_HARD, TWIN_EASY_RATE
-
-    def count(key: str) -> int | None:
-        value = info.get(key)
-        if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-            return int(value)
-        return None
-
-    easy, hard = count(PREDICTED_EASY), count(PREDICTED_HARD)
-    if easy is None or hard is None or easy < 0 or hard < 0 or easy + hard == 0:
-        return {}
-    est, source = easy / (easy + hard), "decided_easy_share"
-    rate = info.get(TWIN_EASY_RATE)
-    if isinstance(rate, (float, int, np.floating)) and not isinstance(rate, bool) and 0 <= float(rate) <= 1:
-        est, source = float(rate), "twin_easy_rate"
-    return {
-        "twin_predicted_easy": easy,
-        "twin_predicted_hard": hard,
-        "twin_est_gold_acc_forget": est,
-        "twin_est_delta_forget": abs(acc_forget - est),
-        "twin_est_source": source,
-    }
-
-
-MIA_MIN_FORGET = 10
-PER_EXAMPLE_ALPHA = 0.05
-
-
-def per_example_membership(
-    model: nn.Module, forget, test, *, parent: nn.Module | None = None, alpha: float = PER_EXAMPLE_ALPHA
-) -> dict:
-    """A membership check of each forget sample that works for any request size (even one sample).
-
-    For each forget sample, its loss under ``model`` is ranked among the losses of the unseen test samples:
-    ``quantile`` is the share of test samples whose loss is at most the sample's. For a sample the model never
-    saw this is roughly uniform on [0, 1]; a quantile below ``alpha`` (a loss lower than 95% of unseen samples')
-    flags the sample as still looking like a training member. With ``parent``, the quantile under the parent
-    model is given beside it (what unlearning changed).
-
-    Returns:
-        ``per_example`` (a list of ``{"id", "loss", "quantile", "quantile_parent", "flagged"}``),
-        ``per_example_alpha``, ``per_example_n_flagged``, ``per_example_n``.
-
-    Example:
-        >>> import torch
-        >>> from oblivio.data import ImageDataset
-        >>> ds = ImageDataset(torch.zeros(4, 1, 2, 2, dtype=torch.uint8), torch.tensor([0, 1, 0, 1]), ("a", "b"))
-        >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))
-        >>> per_example_membership(net, ds, ds)["per_example_n"]
-        4
-    """
-    from ..metrics.mia import per_example_cross_entropy
-    from ..training.evaluate import predict_logits
-
-    def losses(net: nn.Module, ds) -> np.ndarray:
-        return per_example_cross_entropy(predict_logits(net, ds).cpu().numpy(), ds.labels.numpy())
-
-    test_losses = np.sort(losses(model, test))
-    own = losses(model, forget)
-    quantile = np.searchsorted(test_losses, own, side="right") / max(len(test_losses), 1)
-    parent_q: np.ndarray | list[None]
-    if parent is not None:
-        parent_test = np.sort(losses(parent, test))
-        parent_q = np.searchsorted(parent_test, losses(parent, forget), side="right") / max(len(parent_test), 1)
-    else:
-        parent_q = [None] * len(own)
-    ids = forget.ids.numpy() if forget.ids is not None else np.arange(len(own))
-    rows = [
-        {
-            "id": int(i),
-            "loss": float(loss),
-            "quantile": float(q),
-            "quantile_parent": None if qp is None else float(qp),
-            "flagged": bool(q < alpha),
-        }
-        for i, loss, q, qp in zip(ids, own, quantile, parent_q, strict=True)
-    ]
-    return {
-        "per_example": rows,
-        "per_example_alpha": alpha,
-        "per_example_n": len(rows),
-        "per_example_n_flagged": sum(r["flagged"] for r in rows),
-    }

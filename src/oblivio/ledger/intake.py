@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 import numpy as np
 from sqlalchemy import select
 
-from ..scenarios import ScenarioError, check_ids_known, read_indices_file
+from ..scenarios import ScenarioError, check_ids_known, read_indices_file, read_npy_ids
 from ..utils import atomic_write_bytes, config_hash, indices_hash, to_jsonable
 from .db import Ledger, LedgerError, RequestRecord
 from .schema import OPEN_STATUSES, DeletionRequest, ModelVersion, UnlearningRun, utcnow
@@ -68,7 +68,7 @@ class IntakeMixin:
         path = self._id_index_path()
         if path.is_file():
             try:
-                ids = np.load(path, allow_pickle=False)
+                ids = read_npy_ids(path)  # the header checked first: a forged one allocates nothing
                 if ids.ndim == 1 and ids.dtype.kind in "iu" and ids.size and bool(np.all(ids[1:] > ids[:-1])):
                     return ids.astype(np.int64)
             except (OSError, ValueError, EOFError) as exc:
@@ -93,7 +93,7 @@ class IntakeMixin:
         path = self._id_index_path()
         current = np.sort(self.train_set.ids.numpy().astype(np.int64))
         try:
-            cached = np.load(path, allow_pickle=False) if path.is_file() else None
+            cached = read_npy_ids(path) if path.is_file() else None
         except (OSError, ValueError, EOFError):
             cached = None
         if cached is None or not np.array_equal(cached, current):

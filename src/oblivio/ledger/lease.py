@@ -4,7 +4,8 @@
 row in the ledger, renewed by a heartbeat thread while it works; a killed holder's lease is taken over, see
 :meth:`~oblivio.ledger.db.Ledger.try_acquire`). Before writing a file the service records it as a ``pending``
 artefact; after a crash :meth:`LeaseMixin._recover` marks stale ``running`` runs abandoned and deletes only those
-recorded, uncommitted files (never anything else in the folder).
+recorded, uncommitted files (never anything else in the folder), and only when their recorded path passes the
+confinement check of :mod:`.paths` (a row that fails is reported as tampering and left alone).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from sqlalchemy import delete, select, update
 
 from .db import ApplyInProgressError, Ledger, LedgerError, new_holder
+from .paths import TamperedPathError, model_file, temp_siblings
 from .schema import Artefact, DeletionRequest, ModelVersion, UnlearningRun, utcnow
 
 log = logging.getLogger("oblivio.ledger")
@@ -34,8 +36,12 @@ class LeaseMixin:
     lease_seconds: float
 
     def _record_artefact(self, rel: str, *, run_id: int | None) -> int:
-        """Record (``pending``) a file about to be written; refuse to overwrite a file the ledger did not record."""
-        target = self.workdir / rel
+        """Record (``pending``) a file about to be written; refuse to overwrite a file the ledger did not record.
+
+        ``rel`` must be one of the service's own names inside ``models/`` (:func:`~oblivio.ledger.paths.model_file`,
+        the same check recovery and loading apply when they read it back).
+        """
+        target = model_file(self.workdir, rel, row=f"the new artefact {rel!r}")
         with self.ledger.transaction() as s:
             known = s.scalars(select(Artefact).where(Artefact.path == rel)).first()
             if target.exists() and known is None:
@@ -81,12 +87,19 @@ class LeaseMixin:
             except Exception as exc:  # a transient database error: try again at the next beat
                 log.warning("could not renew the apply lease: %s", exc)
 
-    def _recover(self) -> tuple[tuple[int, ...], tuple[str, ...]]:
+    def _recover(self) -> tuple[tuple[int, ...], tuple[str, ...], tuple[str, ...]]:
         """Under the lease: mark stale ``running`` runs abandoned and their requests failed; delete the files that
         an interrupted apply recorded (``artefacts`` rows still ``pending``) and no version references.
 
-        Only recorded files (and their temporary siblings from an interrupted atomic write) are ever deleted.
+        Only recorded files (and their temporary siblings from an interrupted atomic write) are ever deleted, and
+        only when the recorded path passes :func:`~oblivio.ledger.paths.model_file` (one of the service's names,
+        inside ``models/``, not a symbolic link). A row that fails is reported (logged, and returned) as tampering
+        and left alone: its status is not changed and no file is touched.
+
+        Returns:
+            ``(abandoned run ids, removed files, tampering messages)``.
         """
+        tampered: list[str] = []
         with self.ledger.transaction() as s:
             stale = list(s.scalars(select(UnlearningRun).where(UnlearningRun.status == "running")))
             now = utcnow()
@@ -107,16 +120,23 @@ class LeaseMixin:
                     )
                 )
             referenced = set(s.scalars(select(ModelVersion.path)))
-            pending = list(s.scalars(select(Artefact).where(Artefact.status == "pending")))
-            for row in pending:
+            orphans: list[tuple[int, Path]] = []
+            for row in s.scalars(select(Artefact).where(Artefact.status == "pending")):
+                try:
+                    target = model_file(self.workdir, row.path, row=f"artefacts row {row.id}")
+                except TamperedPathError as exc:
+                    tampered.append(str(exc))
+                    continue
                 if row.path in referenced:
                     row.status = "committed"
-            orphans = [(row.id, row.path) for row in pending if row.path not in referenced]
+                else:
+                    orphans.append((row.id, target))
+        for message in tampered:
+            log.error("%s", message)
         removed: list[str] = []
-        for row_id, rel in orphans:
-            target = self.workdir / rel
-            for path in [target, *target.parent.glob(f".{target.name}.*.tmp")]:
-                if path.is_file():
+        for row_id, target in orphans:
+            for path in [target, *temp_siblings(target)]:
+                if path.is_file() and not path.is_symlink():
                     log.warning("removing %s, written by an interrupted apply and never committed", path)
                     path.unlink(missing_ok=True)
                     removed.append(str(path.relative_to(self.workdir)))
@@ -124,4 +144,4 @@ class LeaseMixin:
                 s.execute(delete(Artefact).where(Artefact.id == row_id))
         if stale:
             log.warning("marked %d stale running run(s) abandoned: %s", len(stale), [r.id for r in stale])
-        return tuple(r.id for r in stale), tuple(removed)
+        return tuple(r.id for r in stale), tuple(removed), tuple(tampered)

@@ -46,18 +46,12 @@ from torch import nn
 from .. import __version__
 from ..experiments import Experiment, ExperimentConfig
 from ..utils import CheckpointError, config_hash, safe_torch_load, state_dict_hash, to_jsonable
-from .apply import (
-    MIA_MIN_FORGET,
-    PER_EXAMPLE_ALPHA,
-    PER_EXAMPLE_MAX,
-    ApplyMixin,
-    ApplyResult,
-    per_example_membership,
-    twin_estimate,
-)
+from .apply import ApplyMixin, ApplyResult
 from .db import ApplyInProgressError, Ledger, LedgerError, RunRecord, VersionRecord, _safe_url
 from .intake import MAX_IDS_FILE_BYTES, MAX_REASON_CHARS, MAX_REQUESTER_CHARS, IntakeMixin
 from .lease import LeaseMixin
+from .paths import TamperedPathError, model_file
+from .verification import MIA_MIN_FORGET, PER_EXAMPLE_ALPHA, PER_EXAMPLE_MAX, per_example_membership, twin_estimate
 
 log = logging.getLogger("oblivio.ledger")
 
@@ -183,17 +177,19 @@ class DeletionService(IntakeMixin, LeaseMixin, ApplyMixin):
         return self.ledger.version(vid) if vid is not None else None
 
     # ------------------------------------------------------------------ models
-    def _resolve_path(self, path: str) -> Path:
-        p = Path(path)
-        return p if p.is_absolute() else self.workdir / p
+    def _resolve_path(self, version: VersionRecord) -> Path:
+        """The version's model file, after the confinement check (:func:`~oblivio.ledger.paths.model_file`)."""
+        return model_file(self.workdir, version.path, row=f"model_versions row {version.id}")
 
     def load_model(self, version: VersionRecord) -> nn.Module:
         """The model of ``version``, checked against its recorded hash.
 
         Raises:
             CheckpointError: the file is missing, unreadable, of another architecture, or its weights changed.
+            TamperedPathError: the version's row names a path the service never writes (outside ``models/``, not
+                its naming pattern, a symbolic link); nothing is loaded.
         """
-        path = self._resolve_path(version.path)
+        path = self._resolve_path(version)
         model = self.experiment.build_model()
         state = safe_torch_load(path, map_location=next(model.parameters()).device)
         if not isinstance(state, dict):
@@ -319,6 +315,7 @@ __all__ = [
     "MIA_MIN_FORGET",
     "PER_EXAMPLE_ALPHA",
     "PER_EXAMPLE_MAX",
+    "TamperedPathError",
     "per_example_membership",
     "twin_estimate",
 ]

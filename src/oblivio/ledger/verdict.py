@@ -37,7 +37,7 @@ ALPHA = 0.05
 
 TWIN_MEAN_ERROR_POINTS = 4.3
 """Mean absolute error of the twin estimate of gold's forget accuracy on the 30 units of the committed TMU Table 1
-(docs/results/tmu-table1.jsonl; see :func:`oblivio.ledger.apply.twin_estimate`)."""
+(docs/results/tmu-table1.jsonl; see :func:`oblivio.ledger.verification.twin_estimate`)."""
 
 
 def _num(v: Any) -> float | None:

@@ -22,7 +22,7 @@ The package is split by job: :mod:`.specs` (the request dataclasses, their strin
 every name is importable from ``oblivio.scenarios``.
 """
 
-from .ids import check_ids_known, read_indices_file, validate_ids
+from .ids import check_ids_known, read_indices_file, read_npy_ids, validate_ids
 from .specs import (
     ClassSubset,
     Groups,
@@ -54,6 +54,7 @@ __all__ = [
     "make_unlearning_splits",
     "parse_scenario",
     "read_indices_file",
+    "read_npy_ids",
     "resolve_class",
     "spec_to_dict",
     "spec_to_string",

@@ -36,17 +36,7 @@ def read_indices_file(path: str | os.PathLike) -> np.ndarray:
         raise ScenarioError(f"indices file {path} does not exist")
     try:
         if path.suffix == ".npy":
-            arr = np.load(path, allow_pickle=False)
-            if not isinstance(arr, np.ndarray):  # an .npz archive behind a .npy name
-                arr.close()
-                raise ValueError("expected a single .npy array, found an .npz archive")
-            if arr.dtype.kind not in "iu":
-                raise ScenarioError(
-                    f"{path}: sample ids must be integers (an integer array), got dtype {arr.dtype} "
-                    "(save them with an integer dtype, e.g. np.save(path, ids.astype(np.int64)))"
-                )
-            if arr.ndim != 1:
-                raise ScenarioError(f"{path}: sample ids must be a one-dimensional array, got shape {arr.shape}")
+            arr = read_npy_ids(path)
         elif path.suffix == ".json":
             data = json.loads(path.read_text(encoding="utf-8"))
             if isinstance(data, dict):
@@ -88,6 +78,60 @@ def read_indices_file(path: str | os.PathLike) -> np.ndarray:
     except (ValueError, UnicodeDecodeError, json.JSONDecodeError, OSError, EOFError, zipfile.BadZipFile) as exc:
         raise ScenarioError(f"cannot read sample ids from {path}: {exc}") from exc
     return np.asarray(arr).astype(np.int64).reshape(-1)
+
+
+def read_npy_ids(path: str | os.PathLike) -> np.ndarray:
+    """A one-dimensional integer array from a ``.npy`` file, its header checked before anything is allocated.
+
+    The header (``numpy.lib.format.read_magic`` / ``read_array_header_1_0`` / ``_2_0``) must announce an integer
+    dtype (never an object dtype: no pickle is ever read), one dimension, and exactly as many bytes as the file
+    holds after it: a 200-byte file whose header claims 1e13 ids is refused at once instead of allocating 73 TiB.
+
+    Raises:
+        ScenarioError: not a ``.npy`` file (an ``.npz`` archive, a pickle...), an unsupported format version, a
+            non-integer or object dtype, not one-dimensional, or a size that does not match the header.
+
+    Example:
+        >>> import io, tempfile, pathlib
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> np.save(folder / "ids.npy", np.array([3, 1, 2], dtype=np.int32))
+        >>> read_npy_ids(folder / "ids.npy").tolist()
+        [3, 1, 2]
+    """
+    from numpy.lib import format as npy_format
+
+    path = Path(path)
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        try:
+            version = npy_format.read_magic(fh)
+        except ValueError:
+            raise ScenarioError(
+                f"cannot read sample ids from {path}: not a .npy file (no .npy magic string: an .npz archive, a "
+                "pickle or another format); save the ids with np.save(path, ids)"
+            ) from None
+        readers = {(1, 0): npy_format.read_array_header_1_0, (2, 0): npy_format.read_array_header_2_0}
+        if version not in readers:
+            raise ScenarioError(
+                f"cannot read sample ids from {path}: .npy format version {version[0]}.{version[1]} is not "
+                "supported (1.0 and 2.0 are: np.save writes them for integer arrays)"
+            )
+        shape, _fortran, dtype = readers[version](fh)
+        if dtype.hasobject or dtype.kind not in "iu":
+            raise ScenarioError(
+                f"{path}: sample ids must be integers (an integer array), got dtype {dtype} "
+                "(save them with an integer dtype, e.g. np.save(path, ids.astype(np.int64)))"
+            )
+        if len(shape) != 1:
+            raise ScenarioError(f"{path}: sample ids must be a one-dimensional array, got shape {shape}")
+        expected = int(shape[0]) * dtype.itemsize
+        remaining = size - fh.tell()
+        if expected != remaining:
+            raise ScenarioError(
+                f"cannot read sample ids from {path}: its header announces {shape[0]} ids ({expected} bytes) but "
+                f"{remaining} bytes follow it; the file is truncated or forged: save the ids again with np.save"
+            )
+        return np.frombuffer(fh.read(expected), dtype=dtype).copy()
 
 
 def _is_header(token: str) -> bool:
@@ -132,4 +176,4 @@ def validate_ids(dataset: ImageDataset, ids: Sequence[int] | np.ndarray) -> np.n
     return check_ids_known(dataset.ids.numpy(), ids, name=dataset.name)  # type: ignore[union-attr]
 
 
-__all__ = ["check_ids_known", "read_indices_file", "validate_ids"]
+__all__ = ["check_ids_known", "read_indices_file", "read_npy_ids", "validate_ids"]
