@@ -202,3 +202,12 @@ def test_many_requests_keep_the_verdict_short():
     verdict = page[page.index('id="verdict"') : page.index('id="requests"')]
     assert "(#1, #2, #3, #4, #5, #6, #7, #8 and 32 more); this run served #38, #39, #40 (3 samples)" in verdict
     assert page.count("<td>#") == 40  # the request table lists every one
+
+
+def test_the_sqlite_ledger_file_is_private(tmp_path):
+    """Reports are shared (0644); the ledger database names requesters and their ids: 0600, like the model files."""
+    from oblivio.ledger.db import Ledger
+
+    db = tmp_path / "ledger.db"
+    Ledger(f"sqlite:///{db}").dispose()
+    assert stat.S_IMODE(db.stat().st_mode) == 0o600

@@ -228,6 +228,9 @@ class Ledger:
                 s.add(LedgerState(id=1, schema_version=SCHEMA_VERSION))
                 s.add(ApplyLease(name=LEASE_NAME))
             engine.dispose()
+            # private like the model files (0600): the ledger names requesters and the ids of their data; SQLite
+            # gives its journal files the database file's mode
+            os.chmod(tmp, 0o600)
             with contextlib.suppress(FileExistsError):  # created by another process meanwhile: use theirs
                 os.link(tmp, path)  # atomic "create if absent"
         finally:
