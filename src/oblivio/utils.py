@@ -26,6 +26,30 @@ class CheckpointError(RuntimeError):
     """A checkpoint file is missing, truncated, corrupt, or does not match the model."""
 
 
+MAX_SEED = 2**32 - 1
+"""The largest seed oblivio takes: NumPy's legacy seeding stops here, and the data loader's per-epoch generator seed
+(``seed * 1_000_003 + epoch``) stays far below torch's 64-bit limit."""
+
+
+def check_seed(seed: Any, *, what: str = "seed") -> int:
+    """``seed`` as an int in ``0..MAX_SEED``.
+
+    Raises:
+        ValueError: not an integer (``True`` and ``1.0`` included) or out of range, naming the range.
+
+    Example:
+        >>> check_seed(7)
+        7
+        >>> check_seed(2**70)
+        Traceback (most recent call last):
+        ...
+        ValueError: seed must be an integer in 0..4294967295, got 1180591620717411303424
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) <= MAX_SEED:
+        raise ValueError(f"{what} must be an integer in 0..{MAX_SEED}, got {seed!r}")
+    return int(seed)
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and PyTorch (all devices)."""
     random.seed(seed)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -14,17 +15,75 @@ from ..experiments import Experiment, ExperimentConfig, get_preset
 from ..training.recipes import get_recipe
 
 
+# ---------------------------------------------------------------------------------------------- option types
+# argparse's ``type=int`` is Python's int(), which also reads '１２', '٣٤', '1_0', '+11' and '-0'; every whole number
+# on the command line goes through the one rule for ids instead (ASCII digits only), with its range checked here.
+def whole_number(what: str, *, low: int = 0, high: int | None = None):
+    """An argparse ``type``: a whole number written with ASCII digits, in ``low..high``."""
+    from ..scenarios import ScenarioError, parse_id_text
+
+    def parse(text: str) -> int:
+        try:
+            value = parse_id_text(text, what=what)
+        except ScenarioError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        if value < low or (high is not None and value > high):
+            span = f"{low}..{high}" if high is not None else f">= {low}"
+            raise argparse.ArgumentTypeError(f"{what} must be {span}, got {text.strip()}")
+        return value
+
+    parse.__name__ = what
+    return parse
+
+
+def seed_arg(what: str = "seed"):
+    """An argparse ``type`` for a seed: ``0..MAX_SEED``."""
+    from ..utils import MAX_SEED
+
+    return whole_number(what, high=MAX_SEED)
+
+
+def positive_seconds(text: str) -> float:
+    """An argparse ``type``: a finite number of seconds > 0 (not nan, not inf)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"seconds must be a finite number > 0, got {text!r}")
+    return value
+
+
+def json_object(text: str) -> dict:
+    """An argparse ``type``: a JSON object (``{"epochs": 2}``); a string, list or number is refused."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({exc}): {text[:60]!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(
+            f"expected a JSON object of names to values, e.g. '{{\"epochs\": 2}}', got {type(value).__name__} "
+            f"{text[:60]!r}"
+        )
+    return value
+
+
+json_object.__name__ = "JSON object"
+
+
 def add_experiment_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("experiment")
     g.add_argument("--preset", default="cpu", help="cpu (default), paper, paper-fmnist, tiny")
     g.add_argument("--dataset", help="override the preset's dataset (oblivio.data.list_datasets())")
     g.add_argument("--data-root", help="folder (or file) of the dataset, for loaders that take one")
-    g.add_argument("--train-size", type=int, help="class-stratified subsample of the training set")
+    g.add_argument(
+        "--train-size", type=whole_number("train size", low=1), help="class-stratified subsample of the training set"
+    )
     g.add_argument("--model", help="override the preset's model (oblivio.models.list_models())")
-    g.add_argument("--model-options", type=json.loads, help="JSON dict, e.g. '{\"width\": 16}'")
+    g.add_argument("--model-options", type=json_object, help="JSON dict, e.g. '{\"width\": 16}'")
     g.add_argument("--recipe", help="override the recipe: paper, cpu, tiny")
-    g.add_argument("--epochs", type=int, help="override the recipe's epochs")
-    g.add_argument("--seed", type=int, default=None, help="training seed (original and gold models)")
+    g.add_argument("--epochs", type=whole_number("epoch count", low=1), help="override the recipe's epochs (>= 1)")
+    g.add_argument("--seed", type=seed_arg(), default=None, help="training seed (original and gold models)")
     g.add_argument("--store", help="checkpoint store folder (default $OBLIVIO_STORE or ~/.cache/oblivio/store)")
     g.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     g.add_argument("--no-progress", action="store_true", help="hide progress bars and progress log lines")
@@ -114,7 +173,7 @@ def _config_value(action: argparse.Action, value: Any, key: str, path: Any) -> A
         return value
     if isinstance(action, argparse._AppendAction):
         return [str(v) for v in (value if isinstance(value, list) else [value])]
-    if action.type is json.loads or action.type is None and isinstance(value, (list, dict)):
+    if action.type in (json.loads, json_object) or action.type is None and isinstance(value, (list, dict)):
         return value if isinstance(value, str) else json.dumps(value)
     if isinstance(value, list):
         return ",".join(str(v) for v in value)

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .common import add_experiment_args, experiment_from_args, metric_rows, print_table
+from .common import add_experiment_args, experiment_from_args, metric_rows, print_table, seed_arg
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -18,7 +18,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_experiment_args(p)
     p.add_argument("--model-file", type=Path, required=True, help="state dict (.pt) of the model to score")
     p.add_argument("--forget", metavar="SPEC", required=True, help="the forget request the model served")
-    p.add_argument("--request-seed", type=int, default=0)
+    p.add_argument("--request-seed", type=seed_arg("request seed"), default=0)
     p.add_argument("--gold", action="store_true", help="compare with the gold model (trains it once if needed)")
     p.add_argument("--json", type=Path, help="write the metrics as JSON here (accuracies as fractions in [0, 1])")
     p.set_defaults(func=run)

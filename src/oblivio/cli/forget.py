@@ -6,7 +6,15 @@ import argparse
 import json
 from pathlib import Path
 
-from .common import add_config_arg, add_experiment_args, describe_line, experiment_from_args, print_table
+from .common import (
+    add_config_arg,
+    add_experiment_args,
+    describe_line,
+    experiment_from_args,
+    json_object,
+    print_table,
+    seed_arg,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -26,10 +34,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default="class-subset:6:100",
         help="class-subset:K:N, class:K, random:P, group:IDS, indices:FILE (default class-subset:6:100)",
     )
-    p.add_argument("--request-seed", type=int, default=0, help="seed that draws the forget set")
-    p.add_argument("--unlearn-seed", type=int, default=0, help="seed of the unlearning run")
+    p.add_argument("--request-seed", type=seed_arg("request seed"), default=0, help="seed that draws the forget set")
+    p.add_argument("--unlearn-seed", type=seed_arg("unlearning seed"), default=0, help="seed of the unlearning run")
     p.add_argument(
-        "--hparams", type=json.loads, default={}, help="method hyper-parameters as JSON, e.g. '{\"epochs\": 3}'"
+        "--hparams", type=json_object, default={}, help="method hyper-parameters as JSON, e.g. '{\"epochs\": 3}'"
     )
     p.add_argument("--gold", action="store_true", help="train (or load) the gold model and report alignment to it")
     p.add_argument("--out", type=Path, help="save the unlearned model's state dict here (atomic write)")

@@ -265,8 +265,10 @@ class DeletionService(IntakeMixin, LeaseMixin, ApplyMixin):
             raise LedgerError("the ledger has no model version yet: run `apply` first")
         if version is None or version == "current":
             return next(v for v in versions if v.is_current)
+        from ..scenarios import is_id_text
+
         text = str(version).strip()
-        if text.isdigit():
+        if is_id_text(text):  # ASCII digits only (str.isdigit would read '١' as version 1)
             match = [v for v in versions if v.id == int(text)]
         elif len(text) >= 6:
             match = [v for v in versions if v.hash.startswith(text.lower())]
