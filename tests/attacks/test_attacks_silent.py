@@ -103,3 +103,83 @@ def test_whole_number_options_take_ascii_digits_only(cli, capsys, option, value)
     with pytest.raises(SystemExit) as exc:
         cli("train", option, value)
     assert exc.value.code == 2 and "ASCII digits" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------- ledgers that forget
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite:///:memory:",
+        "sqlite://",
+        "sqlite+pysqlite:///:memory:",
+        "sqlite:///file::memory:?uri=true",
+        "sqlite:///file:ledger?mode=memory&uri=true",
+        "sqlite:///file:ledger?mode=memory&cache=shared&uri=true",
+    ],
+)
+def test_an_in_memory_ledger_is_refused(cli, tmp_path, monkeypatch, url):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli("request", "add", "--ids", "5", "--requester", "a", "--db-url", url)
+    _one_line_error(code, err, match="in memory")
+    assert "recorded" not in out
+    assert list(tmp_path.iterdir()) == []  # not even the default workdir was made
+
+
+def test_an_in_memory_ledger_is_refused_from_python(tiny_experiment, tmp_path, monkeypatch):
+    from oblivio.ledger import DeletionService, LedgerError
+
+    with pytest.raises(LedgerError, match="in memory"):
+        DeletionService(tmp_path / "wd", experiment=tiny_experiment, db_url="sqlite://")
+    monkeypatch.setenv("OBLIVIO_LEDGER_URL", "sqlite:///:memory:")
+    with pytest.raises(LedgerError, match="in memory"):
+        DeletionService(tmp_path / "wd", experiment=tiny_experiment)
+    assert not (tmp_path / "wd").exists()
+
+
+@pytest.mark.parametrize("workdir", ["", "  "])
+def test_an_empty_workdir_is_refused(cli, tmp_path, monkeypatch, workdir):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli("request", "add", "--ids", "5", "--requester", "a", "--workdir", workdir)
+    _one_line_error(code, err, match="--workdir is empty")
+    assert list(tmp_path.iterdir()) == []  # no ledger.db, models/ or id index in the current folder
+
+
+# ---------------------------------------------------------------------------------------------- epochs, amounts
+@pytest.mark.parametrize("epochs, match", [("0", "epoch count must be >= 1"), ("-1", "ASCII digits")])
+def test_non_positive_epochs_are_refused_on_the_command_line(cli, capsys, epochs, match):
+    with pytest.raises(SystemExit) as exc:
+        cli("train", f"--epochs={epochs}")
+    assert exc.value.code == 2
+    assert match in capsys.readouterr().err
+
+
+def test_non_positive_epochs_are_refused_in_a_config_file(cli, tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("epochs: 0\n")
+    code, _, err = cli("train", "--config", str(config))
+    _one_line_error(code, err, match="does not fit its option")
+    assert "epoch count must be >= 1" in err
+
+
+@pytest.mark.parametrize("epochs", [0, -1, 1.5, True])
+def test_a_recipe_that_trains_nothing_is_refused(epochs):
+    from oblivio.training.recipes import CPU, Recipe
+
+    with pytest.raises(ValueError, match="epochs must be an integer >= 1"):
+        Recipe(epochs=epochs)
+    with pytest.raises(ValueError, match="epochs must be an integer >= 1"):
+        CPU.replace(epochs=epochs)
+
+
+@pytest.mark.parametrize("spec", ["random:1.5", "random:2.25", "random:10.5"])
+def test_a_fractional_random_count_is_refused_before_training(cli, monkeypatch, spec):
+    from oblivio.methods import base
+
+    monkeypatch.setattr(base.UnlearningMethod, "__call__", lambda *a, **k: pytest.fail("trained"))
+    code, _, err = cli("forget", "--method", "test-attack-sgd", "--forget", spec)
+    _one_line_error(code, err, match="neither a fraction in (0, 1) nor a whole count")
+
+
+@pytest.mark.parametrize("spec, n", [("random:1", 1), ("random:2.0", 2), ("random:0.01", 13)])
+def test_whole_random_counts_and_fractions_still_work(tiny_experiment, spec, n):
+    assert len(tiny_experiment.forget_split(spec).forget_ids) == n

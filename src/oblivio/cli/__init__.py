@@ -75,9 +75,14 @@ def _one_line(exc: BaseException) -> str:
         orig = getattr(exc, "orig", None)
         text = str(orig) if orig is not None else str(exc)
         first = (text.strip().splitlines() or [type(exc).__name__])[0]
+        low = first.lower()
         hint = (
             " (is the disk full, or a file-size limit such as ulimit -f reached?)"
-            if "disk i/o error" in first.lower() or "disk is full" in first.lower()
+            if "disk i/o error" in low or "disk is full" in low
+            else " (the ledger file or its folder is read-only: make both writable, or give another --workdir)"
+            if "readonly database" in low or "read-only" in low
+            else " (the ledger's folder or file cannot be opened: check that --workdir exists and is writable)"
+            if "unable to open database file" in low
             else ""
         )
         return f"database error: {first}{hint}"

@@ -155,7 +155,7 @@ def _parse_id_list(text: str) -> list[int]:
     bad = [t.strip() for t in tokens if not is_id_text(t)]
     if bad:
         raise ScenarioError(
-            f"--ids must be comma-separated sample ids, got {text[:80]!r}: {bad[0][:40]!r} is not one "
+            f"--ids must be comma-separated integers (sample ids), got {text[:80]!r}: {bad[0][:40]!r} is not one "
             f"({len(bad)} such item(s)); write each id with the ASCII digits 0-9 only (no sign, no '_', no other "
             "scripts' digits)"
         )

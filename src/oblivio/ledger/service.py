@@ -55,7 +55,17 @@ from .apply import (
     per_example_membership,
     twin_estimate,
 )
-from .db import ApplyInProgressError, Ledger, LedgerError, RunRecord, VersionRecord, _safe_url
+from .db import (
+    ApplyInProgressError,
+    Ledger,
+    LedgerError,
+    RunRecord,
+    VersionRecord,
+    _safe_url,
+    check_lease_seconds,
+    check_persistent_url,
+    open_workdir,
+)
 from .intake import MAX_IDS_FILE_BYTES, MAX_REASON_CHARS, MAX_REQUESTER_CHARS, IntakeMixin
 from .lease import LeaseMixin
 from .schema import LedgerState
@@ -118,14 +128,11 @@ class DeletionService(IntakeMixin, LeaseMixin, ApplyMixin):
         progress: bool = False,
         busy_timeout: float = 60.0,
     ) -> None:
-        if lease_seconds <= 0:
-            raise ValueError(f"lease_seconds must be positive, got {lease_seconds}")
-        self.workdir = Path(workdir)
-        if self.workdir.exists() and not self.workdir.is_dir():
-            raise LedgerError(f"--workdir {self.workdir} is a file, not a folder")
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        lease_seconds = check_lease_seconds(lease_seconds)
+        if db_url or os.environ.get("OBLIVIO_LEDGER_URL"):  # before any folder is made
+            check_persistent_url(db_url or os.environ["OBLIVIO_LEDGER_URL"])
+        self.workdir = open_workdir(workdir)  # refuses '', a symbolic-link loop, a file, an uncreatable folder
         self.models_dir = self.workdir / "models"
-        self.models_dir.mkdir(exist_ok=True)
         self.experiment = (
             experiment if isinstance(experiment, Experiment) else Experiment(experiment, store=store, progress=progress)
         )

@@ -30,7 +30,7 @@ class Recipe:
 
     Args:
         name: preset name (for reports).
-        epochs: training epochs.
+        epochs: training epochs (an integer >= 1: a recipe that trains nothing is refused, not run as one epoch).
         lr: initial learning rate.
         momentum: SGD momentum.
         weight_decay: L2 weight decay.
@@ -55,8 +55,8 @@ class Recipe:
     nesterov: bool = False
 
     def __post_init__(self) -> None:
-        if self.epochs < 0:
-            raise ValueError(f"epochs must be >= 0, got {self.epochs}")
+        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
+            raise ValueError(f"epochs must be an integer >= 1, got {self.epochs!r}")
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if self.batch_size <= 0:

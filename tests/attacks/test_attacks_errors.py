@@ -1,0 +1,158 @@
+"""Tracebacks become one-line errors naming the problem and the fix (issue 21, item 4).
+
+Each input here ended in a Python traceback (or in a one-line message that named neither the problem nor the fix).
+Now each gives exactly one ``oblivio: error: ...`` line, exit code 2, and nothing is recorded, trained or written.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+
+import pytest
+
+
+def _one_line_error(code, err, *, match):
+    assert code == 2, err
+    assert "Traceback" not in err, err
+    lines = [ln for ln in err.splitlines() if ln.startswith("oblivio: error:")]
+    assert len(lines) == 1, err
+    assert any(m in lines[0] for m in match.split("|")), lines[0]
+
+
+def _argparse_error(cli, capsys, *argv, match):
+    """An option refused by its argparse type: exit code 2, argparse's usage line and the reason, no traceback."""
+    with pytest.raises(SystemExit) as exc:
+        cli(*argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "Traceback" not in err, err
+    assert match in err, err
+    return err
+
+
+# ---------------------------------------------------------------------------------------------- seeds, leases
+@pytest.mark.parametrize(
+    "seed, match", [(str(2**70), "0..4294967295"), ("4294967296", "0..4294967295"), ("-1", "ASCII")]
+)
+def test_a_run_seed_out_of_range(cli, capsys, tmp_path, seed, match):
+    _argparse_error(cli, capsys, "request", "apply", "--run-seed", seed, "--workdir", str(tmp_path / "wd"), match=match)
+    assert not (tmp_path / "wd").exists()
+
+
+def test_a_run_seed_out_of_range_from_python(make_service):
+    svc = make_service()
+    svc.add_request([30], requester="alice")
+    with pytest.raises(ValueError, match=r"run seed .* 0\.\.4294967295"):
+        svc.apply(seed=2**70)
+    assert [r.status for r in svc.list_requests()] == ["pending"] and svc.list_runs() == []
+
+
+@pytest.mark.parametrize("command", ["train", "forget"])
+def test_a_training_seed_out_of_range(cli, capsys, command):
+    _argparse_error(cli, capsys, command, "--seed", str(2**70), match="0..4294967295")
+
+
+def test_a_training_seed_out_of_range_from_python():
+    from oblivio.experiments import get_preset
+
+    with pytest.raises(ValueError, match=r"training seed .* 0\.\.4294967295"):
+        get_preset("tiny").replace(seed=2**70)
+    with pytest.raises(ValueError, match="training seed"):
+        get_preset("tiny").replace(seed=-1)
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "0", "-5", "abc"])
+def test_lease_seconds_must_be_finite_and_positive(cli, capsys, tmp_path, value):
+    _argparse_error(
+        cli, capsys, "request", "apply", "--lease-seconds", value, "--workdir", str(tmp_path / "wd"), match="seconds"
+    )
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 0.0])
+def test_lease_seconds_must_be_finite_and_positive_from_python(make_service, value):
+    with pytest.raises(ValueError, match="lease_seconds must be a finite number of seconds > 0"):
+        make_service(lease_seconds=value)
+
+
+# ---------------------------------------------------------------------------------------------- the workdir
+def test_a_symlink_loop_workdir(cli, tmp_path):
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    code, _, err = cli("request", "list", "--workdir", str(tmp_path / "a"))
+    _one_line_error(code, err, match="symbolic link loop")
+
+
+def test_a_workdir_that_cannot_be_created(cli, tmp_path, monkeypatch):
+    from pathlib import Path
+
+    real_mkdir = Path.mkdir
+
+    def mkdir(self, *args, **kwargs):  # what a read-only parent folder does for a user who is not root
+        if str(self).startswith(str(tmp_path / "ro")):
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", mkdir)
+    code, _, err = cli("request", "list", "--workdir", str(tmp_path / "ro" / "ledger"))
+    _one_line_error(code, err, match="permission denied; give a --workdir you can write to")
+
+
+def test_a_read_only_ledger_says_so(cli, make_service, tmp_path):
+    workdir = tmp_path / "wd"
+    make_service(workdir).close()
+    # SQLite opened read-only: the same refusal a read-only folder or file gives (and it holds even for root)
+    url = f"sqlite:///file:{workdir / 'ledger.db'}?mode=ro&uri=true"
+    code, out, err = cli("request", "add", "--ids", "5", "--requester", "a", "--workdir", str(workdir), "--db-url", url)
+    _one_line_error(code, err, match="read-only: make both writable, or give another --workdir")
+    assert "recorded" not in out
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_workdir_for_a_real_user(cli, make_service, tmp_path):
+    workdir = tmp_path / "wd"
+    make_service(workdir).close()
+    os.chmod(workdir, 0o500)
+    try:
+        code, _, err = cli("request", "add", "--ids", "5", "--requester", "a", "--workdir", str(workdir))
+        _one_line_error(code, err, match="read-only|cannot be opened|permission")
+    finally:
+        os.chmod(workdir, 0o700)
+
+
+# ---------------------------------------------------------------------------------------------- damaged ledger rows
+@pytest.mark.parametrize("value", ["not json", "null", '{"a": 1}', "[1.5]", '["x"]', "[true]", "[30, 2.0]"])
+def test_corrupt_forgotten_ids_name_the_row(make_service, cli, tmp_path, value):
+    from oblivio.ledger import LedgerError
+
+    workdir = tmp_path / "wd"
+    svc = make_service(workdir)
+    svc.add_request([30], requester="alice")
+    svc.apply()
+    svc.add_request([31], requester="bob")
+    with sqlite3.connect(workdir / "ledger.db") as con:
+        con.execute("UPDATE model_versions SET forgotten_ids = ? WHERE id = 2", (value,))
+    con.close()
+    for action in (svc.list_versions, svc.report, lambda: svc.add_request([32], requester="carol"), svc.apply):
+        with pytest.raises(LedgerError, match="model_versions row 2, column forgotten_ids"):
+            action()
+    assert [r.status for r in svc.list_requests()] == ["applied", "pending"]  # nothing applied, nothing added
+    for argv in (("list",), ("report", "--out", str(tmp_path / "rep"))):
+        code, _, err = cli("request", *argv, "--workdir", str(workdir))
+        _one_line_error(code, err, match="restore the database from a backup")
+
+
+@pytest.mark.parametrize(
+    "table, column, value", [("deletion_requests", "sample_ids", "[31.5]"), ("unlearning_runs", "hparams", "[1]")]
+)
+def test_other_corrupt_json_columns_name_the_row(make_service, tmp_path, table, column, value):
+    from oblivio.ledger import LedgerError
+
+    workdir = tmp_path / "wd"
+    svc = make_service(workdir)
+    svc.add_request([30], requester="alice")
+    svc.apply()
+    with sqlite3.connect(workdir / "ledger.db") as con:
+        con.execute(f"UPDATE {table} SET {column} = ? WHERE id = 1", (value,))
+    con.close()
+    with pytest.raises(LedgerError, match=f"{table} row 1, column {column}"):
+        svc.list_requests() if table == "deletion_requests" else svc.list_runs()
