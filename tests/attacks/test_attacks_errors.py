@@ -156,3 +156,140 @@ def test_other_corrupt_json_columns_name_the_row(make_service, tmp_path, table, 
     con.close()
     with pytest.raises(LedgerError, match=f"{table} row 1, column {column}"):
         svc.list_requests() if table == "deletion_requests" else svc.list_runs()
+
+
+# ---------------------------------------------------------------------------------------------- datasets, models
+@pytest.mark.parametrize("dataset", ["cifar10", "cifar100", "svhn", "npz", "image-folder", "mnist-idx"])
+def test_a_file_dataset_without_data_root(cli, dataset):
+    code, _, err = cli("train", "--dataset", dataset)
+    _one_line_error(code, err, match="--data-root PATH")
+
+
+def test_the_arrays_dataset_on_the_command_line(cli):
+    code, _, err = cli("train", "--dataset", "arrays")
+    _one_line_error(code, err, match="--dataset npz --data-root FILE.npz")
+
+
+def test_an_unknown_dataset_option_from_python():
+    from oblivio.data import DatasetError, load_dataset
+
+    with pytest.raises(DatasetError, match="dataset 'digits' has no option"):
+        load_dataset("digits", rooot="/data")
+
+
+@pytest.mark.parametrize(
+    "options, match",
+    [
+        ('{"width": -1}', "negative dimension"),
+        ('{"width": 0}', "empty layers"),
+        ('{"width": "8"}', "cannot be built"),
+        ('{"wdith": 4}', "has no option(s) wdith"),
+    ],
+)
+def test_bad_model_options(cli, options, match):
+    code, _, err = cli("train", "--model-options", options)
+    _one_line_error(code, err, match=match)
+    assert "its options: width, hidden" in err
+
+
+@pytest.mark.parametrize("options", ["[1]", '"abc"', "5", "{bad json"])
+def test_model_options_must_be_a_json_object(cli, capsys, options):
+    _argparse_error(cli, capsys, "train", "--model-options", options, match="--model-options")
+
+
+@pytest.mark.parametrize(
+    "device, match",
+    [("quantum", "unknown device 'quantum'"), ("meta", "holds no data"), ("lazy", "not supported by oblivio")],
+)
+def test_bad_devices(cli, tmp_path, device, match):
+    code, _, err = cli("train", "--preset", "tiny", "--store", str(tmp_path), "--device", device, experiment=False)
+    _one_line_error(code, err, match=match)
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has CUDA")
+@pytest.mark.parametrize("device", ["cuda", "cuda:1"])
+def test_cuda_without_cuda(cli, tmp_path, device):
+    code, _, err = cli("train", "--preset", "tiny", "--store", str(tmp_path), "--device", device, experiment=False)
+    _one_line_error(code, err, match="is_available() is False")
+
+
+# ---------------------------------------------------------------------------------------------- hparams, --import
+@pytest.mark.parametrize("hparams", ['"abc"', "[1]", "3", "null"])
+@pytest.mark.parametrize("command", [("forget", "--method", "test-attack-sgd"), ("request", "apply")])
+def test_hparams_must_be_a_json_object(cli, capsys, tmp_path, command, hparams):
+    extra = ("--workdir", str(tmp_path / "wd")) if command[0] == "request" else ()
+    _argparse_error(cli, capsys, *command, "--hparams", hparams, *extra, match="expected a JSON object")
+
+
+def test_hparams_list_in_a_config_file(cli, tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("method: test-attack-sgd\nhparams: [1, 2]\n")
+    code, _, err = cli("forget", "--config", str(config))
+    _one_line_error(code, err, match="a value does not fit its option")
+    assert "expected a JSON object" in err
+
+
+@pytest.mark.parametrize(
+    "source, match",
+    [
+        (
+            "raise RuntimeError('boom')\n",
+            "importing it raised RuntimeError: boom (",
+        ),
+        ("def f(:\n", "syntax error in "),
+        ("x = 1 / 0\n", "ZeroDivisionError"),
+        ("import oblivio_no_such_package_xyz\n", "failed to import 'oblivio_no_such_package_xyz'"),
+    ],
+)
+def test_an_import_module_that_fails(cli, tmp_path, monkeypatch, source, match):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    name = f"usermod_{abs(hash(source)) % 10**8}"
+    (tmp_path / f"{name}.py").write_text(source)
+    code, _, err = cli("train", "--import", name)
+    _one_line_error(code, err, match=match)
+    assert f"--import {name}" in err
+
+
+# ---------------------------------------------------------------------------------------------- model files
+def _tiny_state(tiny_experiment, how):
+    import torch
+
+    state = {k: v.clone() for k, v in tiny_experiment.original().state_dict().items()}
+    if how == "nan":
+        state["head.weight"][0, 0] = float("nan")
+    elif how == "inf":
+        state["body.0.bias"][0] = float("inf")
+    elif how == "zero-std":
+        state["normalize.std"].zero_()
+    return state, torch
+
+
+@pytest.mark.parametrize(
+    "how, match", [("nan", "non-finite weights"), ("inf", "non-finite weights"), ("zero-std", "normalisation std")]
+)
+def test_evaluate_a_model_file_with_unusable_weights(cli, tiny_experiment, tmp_path, how, match):
+    state, torch = _tiny_state(tiny_experiment, how)
+    path = tmp_path / "m.pt"
+    torch.save(state, path)
+    code, _, err = cli("evaluate", "--model-file", str(path), "--forget", "class-subset:3:5")
+    _one_line_error(code, err, match=match)
+    assert "SVC" not in err
+
+
+# ---------------------------------------------------------------------------------------------- id files
+@pytest.mark.parametrize("kind, match", [("fifo", "named pipe"), ("device", "is a device"), ("folder", "is a folder")])
+def test_an_id_file_that_is_not_a_regular_file(cli, make_service, tmp_path, kind, match):
+    if kind == "fifo":
+        path = tmp_path / "ids.txt"
+        os.mkfifo(path)
+    elif kind == "device":
+        path = "/dev/zero"
+    else:
+        path = tmp_path / "ids.txt"
+        path.mkdir()
+    workdir = tmp_path / "wd"
+    code, out, err = cli("request", "add", "--file", str(path), "--requester", "a", "--workdir", str(workdir))
+    _one_line_error(code, err, match=match)
+    assert "does not exist" not in err
+    assert [r.id for r in make_service(workdir).list_requests()] == []

@@ -7,6 +7,7 @@ each is refused with one line naming the problem and the fix, before anything is
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from oblivio.scenarios import ScenarioError, parse_scenario, read_indices_file
@@ -183,3 +184,95 @@ def test_a_fractional_random_count_is_refused_before_training(cli, monkeypatch, 
 @pytest.mark.parametrize("spec, n", [("random:1", 1), ("random:2.0", 2), ("random:0.01", 13)])
 def test_whole_random_counts_and_fractions_still_work(tiny_experiment, spec, n):
     assert len(tiny_experiment.forget_split(spec).forget_ids) == n
+
+
+# ---------------------------------------------------------------------------------------------- data files
+def _cifar10_folder(tmp_path, train_labels):
+    """A CIFAR-10 python-format folder written here from the format's definition (pickled dicts)."""
+    import pickle
+
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+
+    def batch(labels):
+        return {b"data": rng.integers(0, 256, (len(labels), 3072), dtype=np.uint8), b"labels": labels}
+
+    names = [f"c{i}".encode() for i in range(10)]
+    (folder / "batches.meta").write_bytes(pickle.dumps({b"label_names": names}))
+    for i in range(1, 6):
+        (folder / f"data_batch_{i}").write_bytes(pickle.dumps(batch(train_labels)))
+    (folder / "test_batch").write_bytes(pickle.dumps(batch([0, 1, 2])))
+    return tmp_path
+
+
+@pytest.mark.parametrize("labels", [[0.5, 1.0, 2.9], [0, 1, 2.5], ["0", "1", "2"], [True, False, True]])
+def test_cifar_labels_that_are_not_integers_are_refused(tmp_path, labels):
+    from oblivio.data import DatasetError, load_cifar10
+
+    with pytest.raises(DatasetError, match="must hold integer class indices"):
+        load_cifar10(_cifar10_folder(tmp_path, labels))
+
+
+def test_cifar_integer_labels_still_load(tmp_path):
+    from oblivio.data import load_cifar10
+
+    splits = load_cifar10(_cifar10_folder(tmp_path, [0, 1, 2]))
+    assert splits.train.labels.tolist() == [0, 1, 2] * 5
+    splits = load_cifar10(_cifar10_folder(tmp_path / "b", [0.0, 1.0, 2.0]))  # whole numbers, as idx allows
+    assert splits.train.labels.tolist() == [0, 1, 2] * 5
+
+
+@pytest.mark.parametrize("which", ["train", "t10k"])
+def test_an_idx_file_with_zero_images_is_refused(tmp_path, which):
+    from oblivio.data import DatasetError, load_idx_dataset, write_idx
+
+    root = tmp_path / "idx"
+    root.mkdir()
+    images = {"train": np.zeros((4, 4, 4), np.uint8), "t10k": np.zeros((3, 4, 4), np.uint8)}
+    labels = {"train": np.array([0, 1, 0, 1], np.uint8), "t10k": np.array([0, 1, 1], np.uint8)}
+    images[which], labels[which] = np.zeros((0, 4, 4), np.uint8), np.zeros(0, np.uint8)
+    for split in ("train", "t10k"):
+        write_idx(root / f"{split}-images-idx3-ubyte.gz", images[split])
+        write_idx(root / f"{split}-labels-idx1-ubyte.gz", labels[split])
+    with pytest.raises(DatasetError, match=f"{which}-images-idx3-ubyte.gz holds 0 images"):
+        load_idx_dataset(root)
+
+
+def test_an_empty_training_split_is_refused_whatever_the_loader():
+    import torch
+
+    from oblivio.data import DatasetError, DatasetSplits, ImageDataset
+
+    empty = ImageDataset(torch.zeros(0, 1, 4, 4, dtype=torch.uint8), torch.zeros(0, dtype=torch.long), ("a", "b"))
+    test = ImageDataset(torch.zeros(2, 1, 4, 4, dtype=torch.uint8), torch.tensor([0, 1]), ("a", "b"))
+    with pytest.raises(DatasetError, match="training split holds 0 images"):
+        DatasetSplits(empty, test)
+
+
+# ---------------------------------------------------------------------------------------------- init --model-file
+@pytest.mark.parametrize(
+    "how, match", [("nan", "non-finite weights"), ("inf", "non-finite weights"), ("zero-std", "normalisation std")]
+)
+def test_init_refuses_a_model_file_with_unusable_weights(cli, make_service, tiny_experiment, tmp_path, how, match):
+    import torch
+
+    state = {k: v.clone() for k, v in tiny_experiment.original().state_dict().items()}
+    if how == "nan":
+        state["head.weight"][0, 0] = float("nan")
+    elif how == "inf":
+        state["body.0.bias"][0] = float("-inf")
+    else:
+        state["normalize.std"].zero_()
+    path = tmp_path / "m.pt"
+    torch.save(state, path)
+    workdir = tmp_path / "wd"
+    code, out, err = cli("request", "init", "--model-file", str(path), "--workdir", str(workdir))
+    _one_line_error(code, err, match=match)
+    assert "registered" not in out
+    svc = make_service(workdir)
+    assert svc.list_versions() == []  # no version 1: a later apply does not inherit a model that cannot work
+    from oblivio.utils import CheckpointError
+
+    with pytest.raises(CheckpointError, match=match):
+        svc.init(model_file=path)

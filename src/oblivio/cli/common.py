@@ -36,7 +36,7 @@ def whole_number(what: str, *, low: int = 0, high: int | None = None):
     return parse
 
 
-def seed_arg(what: str = "seed"):
+def seed_arg(what: str):
     """An argparse ``type`` for a seed: ``0..MAX_SEED``."""
     from ..utils import MAX_SEED
 
@@ -62,7 +62,7 @@ def json_object(text: str) -> dict:
         raise argparse.ArgumentTypeError(f"not valid JSON ({exc}): {text[:60]!r}") from None
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError(
-            f"expected a JSON object of names to values, e.g. '{{\"epochs\": 2}}', got {type(value).__name__} "
+            f"expected a JSON object of names to values, e.g. '{{\"name\": 2}}', got {type(value).__name__} "
             f"{text[:60]!r}"
         )
     return value
@@ -83,7 +83,7 @@ def add_experiment_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--model-options", type=json_object, help="JSON dict, e.g. '{\"width\": 16}'")
     g.add_argument("--recipe", help="override the recipe: paper, cpu, tiny")
     g.add_argument("--epochs", type=whole_number("epoch count", low=1), help="override the recipe's epochs (>= 1)")
-    g.add_argument("--seed", type=seed_arg(), default=None, help="training seed (original and gold models)")
+    g.add_argument("--seed", type=seed_arg("seed"), default=None, help="training seed (original and gold models)")
     g.add_argument("--store", help="checkpoint store folder (default $OBLIVIO_STORE or ~/.cache/oblivio/store)")
     g.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     g.add_argument("--no-progress", action="store_true", help="hide progress bars and progress log lines")
@@ -107,7 +107,9 @@ def import_modules(names: list[str]) -> None:
     """Import the ``--import`` modules, with the current folder on ``sys.path`` as ``python -m`` has it.
 
     Raises:
-        ValueError: a module cannot be imported (the message names it and the folder searched).
+        ValueError: a module cannot be found (the message names it and the folder searched), raises while it is
+            imported, has a syntax error, or calls ``sys.exit`` (which would end the command having done nothing,
+            with exit code 0): one line naming the module and what happened.
     """
     if not names:
         return
@@ -122,11 +124,39 @@ def import_modules(names: list[str]) -> None:
             )
         try:
             importlib.import_module(name)
-        except ImportError as exc:
+        except ModuleNotFoundError as exc:
+            if exc.name != name and not name.startswith(f"{exc.name}."):
+                raise ValueError(
+                    f"--import {name}: the module itself failed to import {exc.name!r} ({exc}); install it or fix "
+                    "the module"
+                ) from exc
             raise ValueError(
                 f"--import {name}: cannot import it ({exc}); the current folder {cwd} and the "
                 "installed packages were searched"
             ) from exc
+        except SyntaxError as exc:
+            where = f"{exc.filename}, line {exc.lineno}" if exc.filename else name
+            raise ValueError(f"--import {name}: syntax error in {where}: {exc.msg}; fix the module") from exc
+        except SystemExit as exc:
+            # A script's sys.exit() at import time would end oblivio with its code (0: "success", nothing done).
+            raise ValueError(
+                f"--import {name}: the module called sys.exit({exc.code!r}) while being imported; a module given "
+                "to --import should only register datasets, models or methods: put its script part under "
+                "if __name__ == '__main__':"
+            ) from None
+        except Exception as exc:
+            raise ValueError(
+                f"--import {name}: importing it raised {type(exc).__name__}: "
+                f"{' '.join(str(exc).split()) or '(no message)'}{_where(exc)}; fix the module (-v shows the traceback)"
+            ) from exc
+
+
+def _where(exc: BaseException) -> str:
+    """`` (file.py, line N)`` of the innermost frame of ``exc`` (the user's module, usually)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return f" ({tb.tb_frame.f_code.co_filename}, line {tb.tb_lineno})" if tb is not None else ""
 
 
 # ---------------------------------------------------------------------------------------------- config files

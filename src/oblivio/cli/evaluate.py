@@ -38,6 +38,9 @@ def run(args: argparse.Namespace) -> int:
         raise CheckpointError(
             f"{args.model_file} does not fit model {exp.config.model!r} with options {exp.config.model_options}: {exc}"
         ) from exc
+    from ..models.base import check_usable_weights
+
+    check_usable_weights(model, source=str(args.model_file))  # before any metric (a NaN model broke sklearn's SVC)
     gold = exp.gold(splits.split) if args.gold else None
     metrics = evaluate_unlearning(model, forget=splits.forget, retain=splits.retain, test=splits.test, gold=gold)
     rows = metric_rows(metrics)

@@ -30,6 +30,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from .errors import ApplyInProgressError, LedgerError  # noqa: F401  (re-exported: their documented home)
 from .records import LeaseInfo, RequestRecord, RunRecord, VersionRecord, lenient_json_loads
 from .schema import (
     LEASE_NAME,
@@ -45,14 +46,6 @@ from .schema import (
 )
 
 log = logging.getLogger("oblivio.ledger")
-
-
-class LedgerError(RuntimeError):
-    """The ledger cannot do what was asked (wrong experiment, inconsistent state, lost lease...)."""
-
-
-class ApplyInProgressError(LedgerError):
-    """Another process holds the apply lease."""
 
 
 # ---------------------------------------------------------------------------------------------- holders

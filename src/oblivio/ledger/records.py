@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from .errors import LedgerError
 from .schema import DeletionRequest, ModelVersion, UnlearningRun
 
 
@@ -28,8 +29,6 @@ def lenient_json_loads(text: str) -> Any:
 
 
 def _corrupt(table: str, row_id: Any, column: str, value: Any, expected: str) -> Exception:
-    from .db import LedgerError  # db imports this module
-
     shown = str(value) if isinstance(value, CorruptJSON) else json.dumps(value, default=repr)
     return LedgerError(
         f"the ledger database is damaged or was edited by hand: {table} row {row_id}, column {column} holds "

@@ -261,6 +261,9 @@ class DeletionService(IntakeMixin, LeaseMixin, ApplyMixin):
                 f"{path} does not fit the experiment's model ({self.experiment.config.model}): "
                 f"{str(exc).splitlines()[0]}"
             ) from exc
+        from ..models.base import check_usable_weights
+
+        check_usable_weights(model, source=str(path))  # NaN / inf / zero std: every later apply would fail
         model.eval()
         return model
 
