@@ -7,6 +7,8 @@ each is refused with one line naming the problem and the fix, before anything is
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -276,3 +278,17 @@ def test_init_refuses_a_model_file_with_unusable_weights(cli, make_service, tiny
 
     with pytest.raises(CheckpointError, match=match):
         svc.init(model_file=path)
+
+
+# ---------------------------------------------------------------------------------------------- "no change"
+@pytest.mark.parametrize("method, unchanged", [("test-attack-noop", True), ("test-attack-sgd", False)])
+def test_forget_says_no_change_and_records_it(cli, tmp_path, method, unchanged):
+    out_json = tmp_path / "m.json"
+    code, out, err = cli("forget", "--method", method, "--forget", "class-subset:3:5", "--json", str(out_json))
+    assert code == 0, err
+    said = [ln for ln in out.splitlines() if ln.startswith("WARNING: no change")]
+    assert json.loads(out_json.read_text())["unchanged"] is unchanged
+    if unchanged:
+        assert len(said) == 1 and "same weights as the original (5 of 5 forget samples predicted easy)" in said[0]
+    else:
+        assert said == []

@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from ..methods import create_method
     from ..metrics.cost_ratio import RunCost
     from ..metrics.report import evaluate_unlearning
-    from ..utils import atomic_torch_save, atomic_write_text, to_jsonable
+    from ..utils import atomic_torch_save, atomic_write_text, state_dict_hash, to_jsonable
 
     if not args.method:
         raise ValueError("--method is required (on the command line or in the --config file)")
@@ -82,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
     )
     cost = metrics.pop_group("cost")
     metrics["seconds"] = method.info.get("seconds")
+    # Same weights as the original: say so, as `request apply` does for a no-op run (and record it in --json).
+    unchanged = state_dict_hash(unlearned) == state_dict_hash(original)
     rows = [
         {
             "model": args.method,
@@ -107,6 +109,13 @@ def run(args: argparse.Namespace) -> int:
         if cost["rte"] is not None:
             rows[1]["cost_vs_retrain"] = cost["rte"]
     print_table(rows, list(dict.fromkeys(k for r in rows for k in r)))
+    if unchanged:
+        from ..api import _why_unchanged
+
+        print(
+            f"WARNING: no change: {args.method} returned the model with the same weights as the original"
+            f"{_why_unchanged(method.info, len(splits.forget))}: nothing was unlearned"
+        )
     if args.out:
         atomic_torch_save(unlearned.state_dict(), args.out)
         print(f"saved {args.out}")
@@ -122,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
                         "metrics": dict(metrics),
                         "cost": cost,
                         "forget": splits.split.to_dict(),
+                        "unchanged": unchanged,
                     }
                 ),
                 indent=2,
