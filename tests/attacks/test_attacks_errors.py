@@ -293,3 +293,81 @@ def test_an_id_file_that_is_not_a_regular_file(cli, make_service, tmp_path, kind
     _one_line_error(code, err, match=match)
     assert "does not exist" not in err
     assert [r.id for r in make_service(workdir).list_requests()] == []
+
+
+# ---------------------------------------------------------------------------------------------- Ctrl-C
+def _register_interrupting_method():
+    from dataclasses import dataclass
+
+    from oblivio.methods import METHODS, UnlearningMethod, register_method
+
+    if "test-attack-interrupt" not in METHODS:
+
+        @register_method("test-attack-interrupt")
+        @dataclass(kw_only=True)
+        class Interrupted(UnlearningMethod):
+            """Ctrl-C in the middle of an unlearning run."""
+
+            def _unlearn(self, model, data, *, seed, progress):
+                raise KeyboardInterrupt
+
+
+def test_ctrl_c_in_apply_says_what_apply_does_and_it_is_true(cli, make_service, tmp_path):
+    _register_interrupting_method()
+    workdir = tmp_path / "wd"
+    svc = make_service(workdir)
+    svc.add_request([30], requester="alice")
+    svc.apply()  # version 2, committed before the interrupted apply
+    svc.add_request([31, 32], requester="bob")
+    code, _, err = cli("request", "apply", "--method", "test-attack-interrupt", "--workdir", str(workdir))
+    assert code == 130 and "Traceback" not in err
+    line = [ln for ln in err.splitlines() if ln.startswith("oblivio: interrupted")]
+    assert len(line) == 1 and "finished epochs are saved" not in line[0]
+    assert "recorded as failed" in line[0] and "its requests stay open" in line[0]
+    assert "serves them again from the start" in line[0] and "Runs that committed before are kept" in line[0]
+    # ... and each clause holds: the run failed, no version and no file were made, the request is open ...
+    runs = svc.list_runs()
+    assert [r.status for r in runs] == ["succeeded", "failed"] and "KeyboardInterrupt" in runs[-1].error
+    assert [v.id for v in svc.list_versions()] == [1, 2] and svc.current_version().id == 2
+    on_disk = {p.name for p in (workdir / "models").iterdir()}
+    assert on_disk == {os.path.basename(v.path) for v in svc.list_versions()}  # no partial model kept
+    assert [r.status for r in svc.list_requests()] == ["applied", "failed"]
+    assert svc.ledger.lease_info().holder is None  # the lease was released
+    # ... and the next apply serves it again, from the start
+    result = svc.apply()
+    assert result.status == "succeeded" and result.runs[0].request_ids == (2,)
+    assert [r.status for r in svc.list_requests()] == ["applied", "applied"]
+
+
+def test_ctrl_c_in_forget_does_not_promise_a_resume(cli):
+    _register_interrupting_method()
+    code, _, err = cli("forget", "--method", "test-attack-interrupt", "--forget", "class-subset:3:5")
+    assert code == 130 and "Traceback" not in err
+    assert "an unlearning run or an evaluation that was cut off is not resumed" in err
+
+
+def test_ctrl_c_in_training_resumes_from_the_last_finished_epoch(cli, tmp_path, monkeypatch):
+    """The sentence train prints after Ctrl-C, checked: the rerun resumes after the last finished epoch."""
+    import torch
+
+    from oblivio.experiments import Experiment
+
+    steps = {"n": 0}
+    real_step = torch.optim.SGD.step
+
+    def step(self, *args, **kwargs):  # Ctrl-C in the middle of the second epoch (22 steps per epoch here)
+        steps["n"] += 1
+        if steps["n"] == 30:
+            raise KeyboardInterrupt
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.SGD, "step", step)
+    store = tmp_path / "store"
+    argv = ("train", "--preset", "tiny", "--store", str(store), "--device", "cpu", "--no-progress")
+    code, _, err = cli(*argv, experiment=False)
+    assert code == 130 and "resumes from its last finished epoch when you rerun the command" in err
+    monkeypatch.setattr(torch.optim.SGD, "step", real_step)
+    code, _, err = cli(*argv, experiment=False)
+    assert code == 0, err
+    meta = Experiment("tiny", store=store, device="cpu", progress=False).original_with_meta().meta
+    assert meta["resumed_from"] == 1 and meta["epochs"] == 3
