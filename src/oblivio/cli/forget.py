@@ -113,8 +113,11 @@ def run(args: argparse.Namespace) -> int:
         from ..api import _why_unchanged
 
         print(
-            f"WARNING: no change: {args.method} returned the model with the same weights as the original"
-            f"{_why_unchanged(method.info, len(splits.forget))}: nothing was unlearned"
+            describe_line(
+                "WARNING: no change",
+                f"{args.method} returned the model with the same weights as the original"
+                f"{_why_unchanged(method.info, len(splits.forget))}: nothing was unlearned",
+            )
         )
     if args.out:
         atomic_torch_save(unlearned.state_dict(), args.out)
