@@ -294,3 +294,12 @@ def test_forget_says_no_change_and_records_it(cli, tmp_path, method, unchanged):
     else:
         assert said == []
     assert max(len(line) for line in out.splitlines()) <= 120
+
+
+@pytest.mark.parametrize(
+    "argv", [("bench", "tmu-table1", "--classes", "0,１"), ("demo", "--count", "1_0"), ("demo", "--request-seed", "+1")]
+)
+def test_bench_and_demo_whole_numbers_take_ascii_digits_only(cli, capsys, argv):
+    with pytest.raises(SystemExit) as exc:
+        cli(*argv)
+    assert exc.value.code == 2 and "ASCII digits" in capsys.readouterr().err

@@ -117,8 +117,8 @@ class UnlearningMethod:
                 f"{self.name}: the unlearned model's outputs are not finite (its weights overflow); "
                 "lower the learning rate"
             )
-        if not plain and isinstance(out, ClassifierAdapter) and out is adapted:
-            out = out.model  # the user's own module back, not our adapter
+        if not plain and isinstance(out, ClassifierAdapter):
+            out = out.model  # the user's own module back, not our adapter (a plain model never gets one)
         return out
 
     @staticmethod

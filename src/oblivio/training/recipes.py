@@ -13,6 +13,7 @@ Fashion-MNIST with ``small-cnn``; see docs/recipes.md for the measured accuracie
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
@@ -55,8 +56,9 @@ class Recipe:
     nesterov: bool = False
 
     def __post_init__(self) -> None:
-        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
+        if isinstance(self.epochs, bool) or not isinstance(self.epochs, numbers.Integral) or self.epochs < 1:
             raise ValueError(f"epochs must be an integer >= 1, got {self.epochs!r}")
+        object.__setattr__(self, "epochs", int(self.epochs))  # a NumPy integer becomes an int (cache keys)
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if self.batch_size <= 0:
