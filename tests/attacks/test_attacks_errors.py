@@ -177,6 +177,7 @@ def test_an_unknown_dataset_option_from_python():
         load_dataset("digits", rooot="/data")
 
 
+@pytest.mark.filterwarnings("ignore:Initializing zero-element tensors")
 @pytest.mark.parametrize(
     "options, match",
     [
