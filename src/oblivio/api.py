@@ -44,6 +44,7 @@ __all__ = [
     "EvaluationResult",
     "UnlearningReport",
     "UnlearningResult",
+    "check_disjoint",
     "enable_logging",
     "evaluate_unlearning",
     "unlearn",
@@ -180,6 +181,8 @@ class UnlearningReport:
             each ``name`` / ``kind`` / ``detail`` as :class:`oblivio.training.RecipeSource`; gold None without one).
         warnings: what the reader must know to trust the numbers (e.g. gold retrained with another recipe than
             the original's); also logged, and printed under the table.
+        unchanged: the method returned the model with the same weights (a no-op: nothing was unlearned), as
+            ``request apply`` reports a ``no-op`` run; also logged as a warning and shown in the table's title.
     """
 
     method: str
@@ -192,6 +195,7 @@ class UnlearningReport:
     info: dict = field(default_factory=dict, repr=False)
     recipes: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    unchanged: bool = False
 
     def table(self, *, digits: int = 2) -> str:
         """The report as a text table (fits 80 columns)."""
@@ -207,6 +211,8 @@ class UnlearningReport:
                 rows.append([label, None, _show(self.after[key], kind)] + ([None] if gold else []))
         sizes = ", ".join(f"{k} {v}" for k, v in self.sizes.items())
         title = f"oblivio.unlearn: {self.method} (seed {self.seed}) in {self.seconds:.1f} s; {sizes} samples"
+        if self.unchanged:
+            title += "\nNO CHANGE: the method returned the model with the same weights; nothing was unlearned"
         notes = []
         if self.recipes.get("gold"):  # which recipes trained the two models compared (with a gold model only)
             notes = [
@@ -234,6 +240,7 @@ class UnlearningReport:
             "info": dict(self.info),
             "recipes": {k: dict(v) if v else None for k, v in self.recipes.items()},
             "warnings": list(self.warnings),
+            "unchanged": self.unchanged,
         }
 
 
@@ -245,23 +252,43 @@ class UnlearningResult(NamedTuple):
 
 
 # ---------------------------------------------------------------------------------------------- data intake
-def _output_width(model: nn.Module, x: torch.Tensor) -> int | None:
-    was_training = model.training
-    model.eval()
+def _probe(model: nn.Module, data: ImageDataset) -> int:
+    """The one-batch model check, before anything else touches the model: the logits width.
+
+    Raises:
+        UnlearningError: meta-device weights, a forward that fails or returns no logits (see
+            :func:`oblivio.models.adapters.logits_of`), a wrong output shape.
+    """
+    from .methods.base import UnlearningError
+    from .models.adapters import ContractError, check_classifier, check_materialised
+
     try:
-        with torch.no_grad():
-            out = model(x.to(model_device(model)))
-    except Exception:  # noqa: BLE001 - the method's contract check reports it with advice
-        return None
-    finally:
-        model.train(was_training)
-    return int(out.shape[-1]) if isinstance(out, torch.Tensor) and out.dim() == 2 else None
+        check_materialised(model, who="oblivio")
+        x = data.float_images(torch.arange(min(2, len(data)))).to(model_device(model))
+        return check_classifier(model, x, num_classes=None, who="oblivio").width
+    except ContractError as exc:
+        raise UnlearningError(str(exc)) from exc
 
 
 def _intake(
-    model: nn.Module, data: Mapping[str, Any], *, classes: Sequence[str] | None, ids: Mapping[str, Any]
-) -> dict[str, ImageDataset]:
-    """Every role as an ImageDataset with one class list and ids that do not collide by accident."""
+    model: nn.Module,
+    data: Mapping[str, Any],
+    *,
+    classes: Sequence[str] | None,
+    ids: Mapping[str, Any],
+    required: Sequence[str] = ("forget", "retain"),
+) -> tuple[dict[str, ImageDataset], set[str]]:
+    """Every role as an ImageDataset with one class list and ids that do not collide by accident; the roles whose
+    ids are mere positions (no ``Subset`` indices or ``ids=``). The model is checked on one batch of ``forget``
+    before anything else runs it; more classes in the data than the model has outputs is refused."""
+    from .methods.base import UnlearningError
+
+    missing = [r for r in required if data.get(r) is None]
+    if missing:
+        raise UnlearningError(
+            f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} None: pass the samples "
+            "(an ImageDataset, a torch Dataset of (image, label), a DataLoader over one, or (images, labels) arrays)"
+        )
     converted: dict[str, ImageDataset] = {}
     positional: list[str] = []
     for role, value in data.items():
@@ -271,10 +298,16 @@ def _intake(
         converted[role] = ds
         if pos:
             positional.append(role)
+    first = converted["forget"] if len(converted.get("forget", ())) else next(iter(converted.values()))
+    width = _probe(model, first)
+    k = max(ds.num_classes for ds in converted.values())
+    if width < k:
+        raise UnlearningError(
+            f"oblivio: the model has {width} outputs but the data has {k} classes"
+            f"{' (classes=)' if classes is not None else ''}; give a model with one output per class"
+        )
     if classes is None:
-        first = converted["forget"]
-        width = _output_width(model, first.float_images(torch.arange(min(2, len(first)))))
-        k = max([len(ds.classes) for ds in converted.values()] + ([width] if width else []))
+        k = max(k, width)
         named = [
             ds.classes
             for ds in converted.values()
@@ -316,7 +349,30 @@ def _intake(
             "sample ids of %s are positions (no Subset indices or ids= given): numbered one after another",
             ", ".join(positional),
         )
-    return converted
+    return converted, set(positional)
+
+
+# ---------------------------------------------------------------------------------------------- disjoint roles
+def check_disjoint(sets: Mapping[str, ImageDataset], *, positional: set[str] | frozenset[str] = frozenset()) -> None:
+    """Refuse samples that are in two roles at once, with their count (see :func:`oblivio.data.overlap.shared`):
+    by sample id between ``forget`` and ``retain`` where both carry ids, by image content everywhere else.
+
+    Raises:
+        UnlearningError: naming the two roles, the count and the fix.
+    """
+    from .data.overlap import shared
+    from .methods.base import UnlearningError
+
+    for a, b, n, what in shared(sets, positional=positional):
+        fix = (
+            "remove them from retain, e.g. retain=Subset(train, [i for i in range(len(train)) if i not in "
+            "set(forget_ids)])"
+            if b == "retain"
+            else f"remove them from {b}"
+        )
+        raise UnlearningError(
+            f"{a} and {b} share {n} {what}: a sample belongs to one role only (forget, retain, holdout or test); {fix}"
+        )
 
 
 def _scores(model: nn.Module, sets: dict[str, ImageDataset], *, gold: nn.Module | None, seed: int) -> dict:
@@ -412,7 +468,9 @@ def unlearn(
     """
     from .methods import UnlearningMethod, create_method
     from .methods.retrain import retrain_gold
+    from .models.adapters import with_logits
     from .training.functions import recipe_sources, resolve_recipe
+    from .utils import state_dict_hash
 
     algo = method if isinstance(method, UnlearningMethod) else create_method(str(method), **hparams)
     if isinstance(method, UnlearningMethod) and hparams:
@@ -420,13 +478,16 @@ def unlearn(
     if gold is not None and train_fn is not None:
         raise TypeError("pass either gold= (your gold model) or train_fn= (oblivio retrains gold with it), not both")
     recipe = resolve_recipe(train_fn) if train_fn is not None else None
-    sets = _intake(
+    sets, positional = _intake(
         model, {"forget": forget, "retain": retain, "holdout": holdout, "test": test}, classes=classes, ids=ids or {}
     )
+    check_disjoint(sets, positional=positional)  # forget images inside retain (or test) would be trained on
+    algo._validate(model, sets["forget"], sets["retain"], sets.get("holdout"))  # every check before any run
     recipes, warnings = recipe_sources(recipe, original_recipe, gold_given=gold is not None)
     if recipe is not None:
         gold = retrain_gold(model, sets["retain"], recipe, init_fn=init_fn, seed=seed, progress=progress)
-    before = _scores(model, sets, gold=None, seed=seed)
+    parent_hash = state_dict_hash(model)  # before: inplace=True changes the model itself
+    before = _scores(with_logits(model), sets, gold=None, seed=seed)
     t0 = time.perf_counter()
     log.info(
         "unlearning %d samples with %s (retain %d%s)",
@@ -445,7 +506,15 @@ def unlearn(
         inplace=inplace,
     )
     seconds = float(algo.info.get("seconds", time.perf_counter() - t0))
-    after = _scores(new, sets, gold=gold, seed=seed)
+    unchanged = state_dict_hash(new) == parent_hash
+    if unchanged:
+        log.warning(
+            "no change: %s returned the model with the same weights as before%s; nothing was unlearned "
+            "(the report records unchanged=True)",
+            algo.name,
+            _why_unchanged(algo.info, len(sets["forget"])),
+        )
+    after = _scores(with_logits(new), sets, gold=with_logits(gold) if gold is not None else None, seed=seed)
     report = UnlearningReport(
         method=algo.name,
         hparams=algo.hparams(),
@@ -457,6 +526,7 @@ def unlearn(
         info=dict(algo.info),
         recipes=recipes,
         warnings=warnings,
+        unchanged=unchanged,
     )
     for w in warnings:
         log.warning("%s", w)
@@ -467,6 +537,13 @@ def unlearn(
         100 * after["acc_forget"],
     )
     return UnlearningResult(new, report)
+
+
+def _why_unchanged(info: Mapping[str, Any], n_forget: int) -> str:
+    """`` (N of M forget samples predicted easy)`` when the method says so (TMU), as ``request apply`` prints."""
+    return (
+        f" ({info['predicted_easy']} of {n_forget} forget samples predicted easy)" if "predicted_easy" in info else ""
+    )
 
 
 def evaluate_unlearning(
@@ -500,8 +577,9 @@ def evaluate_unlearning(
         >>> import torch
         >>> from torch import nn
         >>> net = nn.Sequential(nn.Flatten(), nn.Linear(16, 2))
-        >>> xy = (torch.rand(20, 1, 4, 4), torch.arange(20) % 2)
-        >>> res = evaluate_unlearning(net, forget=xy, retain=xy, test=xy, gold=net, mia=False)
+        >>> x, y = torch.rand(60, 1, 4, 4), torch.arange(60) % 2
+        >>> f, r, t = (x[:20], y[:20]), (x[20:40], y[20:40]), (x[40:], y[40:])
+        >>> res = evaluate_unlearning(net, forget=f, retain=r, test=t, gold=net, mia=False)
         >>> res["delta_forget"]
         0.0
         >>> print(str(res).splitlines()[0].split())
@@ -514,6 +592,18 @@ def evaluate_unlearning(
             "evaluate_unlearning needs test data (unseen images) for the test accuracy and the "
             "membership-inference metrics"
         )
-    sets = _intake(model, {"forget": forget, "retain": retain, "test": test}, classes=classes, ids=ids or {})
-    evaluation = _evaluate(model, forget=sets["forget"], retain=sets["retain"], test=sets["test"], gold=gold, **kwargs)
+    from .models.adapters import with_logits
+
+    sets, positional = _intake(
+        model, {"forget": forget, "retain": retain, "test": test}, classes=classes, ids=ids or {}
+    )
+    check_disjoint(sets, positional=positional)
+    evaluation = _evaluate(
+        with_logits(model),
+        forget=sets["forget"],
+        retain=sets["retain"],
+        test=sets["test"],
+        gold=with_logits(gold) if gold is not None else None,
+        **kwargs,
+    )
     return EvaluationResult(evaluation, groups=evaluation.groups)

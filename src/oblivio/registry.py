@@ -59,6 +59,31 @@ class Registry(Generic[T]):
     def names(self) -> list[str]:
         return sorted(self._entries)
 
+    def option_problems(self, name: str, options: dict[str, Any]) -> tuple[list[str], list[str], list[str]]:
+        """``(missing, unknown, valid)`` keyword options for ``name``'s factory: the required ones not in
+        ``options``, the ones in ``options`` it does not take, and all it takes (empty lists when its signature
+        cannot be read or it takes ``**kwargs``).
+
+        Example:
+            >>> R = Registry("thing")
+            >>> _ = R.register("box")(lambda root, *, size=1: None)
+            >>> R.option_problems("box", {"sise": 2})
+            (['root'], ['sise'], ['root', 'size'])
+        """
+        import inspect
+
+        factory = self.get(name)
+        try:
+            params = list(inspect.signature(factory).parameters.values())  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return [], [], []
+        named = [p for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        valid = [p.name for p in named]
+        missing = [p.name for p in named if p.default is p.empty and p.name not in options]
+        takes_any = any(p.kind is p.VAR_KEYWORD for p in params)
+        unknown = [] if takes_any else sorted(k for k in options if k not in valid)
+        return missing, unknown, valid
+
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self._normalise(name) in self._entries
 

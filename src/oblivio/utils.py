@@ -28,6 +28,30 @@ class CheckpointError(RuntimeError):
     """A checkpoint file is missing, truncated, corrupt, or does not match the model."""
 
 
+MAX_SEED = 2**32 - 1
+"""The largest seed oblivio takes: NumPy's legacy seeding stops here, and the data loader's per-epoch generator seed
+(``seed * 1_000_003 + epoch``) stays far below torch's 64-bit limit."""
+
+
+def check_seed(seed: Any, *, what: str = "seed") -> int:
+    """``seed`` as an int in ``0..MAX_SEED``.
+
+    Raises:
+        ValueError: not an integer (``True`` and ``1.0`` included) or out of range, naming the range.
+
+    Example:
+        >>> check_seed(7)
+        7
+        >>> check_seed(2**70)
+        Traceback (most recent call last):
+        ...
+        ValueError: seed must be an integer in 0..4294967295, got 1180591620717411303424
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) <= MAX_SEED:
+        raise ValueError(f"{what} must be an integer in 0..{MAX_SEED}, got {seed!r}")
+    return int(seed)
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and PyTorch (all devices)."""
     random.seed(seed)
@@ -61,6 +85,53 @@ def forked_rng(model: nn.Module):
 def default_device() -> torch.device:
     """CUDA when present, else CPU. Only used when *creating* models; code that gets a model reads its device."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+_DEVICE_TYPES = {"cpu": None, "cuda": "NVIDIA or AMD GPU", "mps": "Apple GPU", "xpu": "Intel GPU"}
+
+
+def resolve_device(device: torch.device | str | None) -> torch.device:
+    """The device to create models on: ``device`` checked, or :func:`default_device` for None.
+
+    Raises:
+        ValueError: an unknown device (``quantum``), one that holds no data (``meta``), or one this machine does
+            not have (``cuda`` without CUDA, ``cuda:3`` on a one-GPU machine), naming what to use instead.
+
+    Example:
+        >>> resolve_device("cpu")
+        device(type='cpu')
+        >>> resolve_device("meta")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: device 'meta' holds no data (shapes only): ...
+    """
+    if device is None:
+        return default_device()
+    try:
+        dev = device if isinstance(device, torch.device) else torch.device(str(device).strip())
+    except (RuntimeError, ValueError, TypeError):
+        raise ValueError(f"unknown device {str(device)!r} (--device); use cpu, cuda, cuda:N, mps or xpu") from None
+    if dev.type == "meta":
+        raise ValueError(
+            "device 'meta' holds no data (shapes only): nothing can be trained or scored on it; use --device cpu "
+            "or cuda"
+        )
+    if dev.type not in _DEVICE_TYPES:
+        raise ValueError(f"device {str(device)!r} (--device) is not supported by oblivio; use cpu, cuda, mps or xpu")
+    if dev.type == "cpu":
+        return dev
+    backend = torch.backends.mps if dev.type == "mps" else getattr(torch, dev.type, None)
+    available = bool(backend is not None and backend.is_available())
+    if not available:
+        raise ValueError(
+            f"device {str(device)!r} (--device): no {_DEVICE_TYPES[dev.type]} is available here "
+            f"(torch.{dev.type if dev.type != 'mps' else 'backends.mps'}.is_available() is False: no such device, "
+            "or a PyTorch build without it); use --device cpu"
+        )
+    count = getattr(backend, "device_count", lambda: 1)()
+    if dev.index is not None and dev.index >= count:
+        raise ValueError(f"device {str(device)!r} (--device): this machine has {count} {dev.type} device(s)")
+    return dev
 
 
 def to_device(obj: Any, device: torch.device) -> Any:

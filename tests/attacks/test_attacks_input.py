@@ -51,10 +51,13 @@ def test_a_csv_header_is_skipped_only_in_a_csv(tmp_path, header):
         read_indices_file(txt)
 
 
-def test_plain_ids_file_with_comments_and_negatives(tmp_path):
+def test_plain_ids_file_with_comments_and_a_negative_id(tmp_path):
     path = tmp_path / "ids.txt"
-    path.write_text("4  # first\n\n  12\n-3\n")
-    assert read_indices_file(path).tolist() == [4, 12, -3]
+    path.write_text("4  # first\n\n  12\n")
+    assert read_indices_file(path).tolist() == [4, 12]
+    path.write_text("4  # first\n\n  12\n-3\n")  # issue 21: ids are ASCII digits only, no sign
+    with pytest.raises(ScenarioError, match=r"line 4: '-3' is not an integer sample id: .*ASCII digits"):
+        read_indices_file(path)
 
 
 # ---------------------------------------------------------------------------------------------- item 2: JSON / npy

@@ -109,14 +109,15 @@ def test_forget_your_adam_weights_with_oblivios_sgd_gold_warns(capsys, monkeypat
     assert not (store / "original").exists() and (store / "gold").is_dir()
     # stating that the weights were trained with gold's recipe silences it
     out = _run(capsys, monkeypatch, world, *argv, "--model-recipe", "tiny")
-    assert "WARNING" not in out and "recipe of the original: tiny (stated by you)" in out
+    assert "WARNING: recipes differ" not in out and "recipe of the original: tiny (stated by you)" in out
+    assert "WARNING: no change" in out  # test-keep returns the weights as they are: said, as issue 21 asks
 
 
 def test_forget_with_your_recipe_retrains_gold_your_way(capsys, monkeypatch, world, tmp_path):
     store = tmp_path / "store"
     argv = ("forget", *BASE, "--store", str(store), "--method", "test-keep", "--model-file", "user.pt", "--gold")
     out = _run(capsys, monkeypatch, world, *argv, "--recipe", "t-cli-adam", "--json", str(tmp_path / "f.json"))
-    assert "WARNING" not in out and "recipe of the gold model: t-cli-adam (your function" in out
+    assert "WARNING: recipes differ" not in out and "recipe of the gold model: t-cli-adam (your function" in out
     report = json.loads((tmp_path / "f.json").read_text())
     assert report["recipes"]["warning"] is None and report["recipes"]["gold"]["kind"] == "function"
     (gold_meta,) = [json.loads(p.read_text()) for p in (store / "gold").glob("*/meta.json")]
@@ -130,7 +131,7 @@ def test_your_gold_model_file_is_the_reference(capsys, monkeypatch, world, tmp_p
     store = tmp_path / "store"
     argv = ("forget", *BASE, "--store", str(store), "--method", "test-keep", "--model-file", "user.pt")
     out = _run(capsys, monkeypatch, world, *argv, "--gold-model-file", "gold.pt", "--json", str(tmp_path / "f.json"))
-    assert "gold reference (your file)" in out and "WARNING" not in out
+    assert "gold reference (your file)" in out and "WARNING: recipes differ" not in out
     report = json.loads((tmp_path / "f.json").read_text())
     splits = world["splits"]
     assert report["metrics"]["gold_acc_forget"] == pytest.approx(_acc(world["gold"], splits.forget))

@@ -75,14 +75,58 @@ def _one_line(exc: BaseException) -> str:
         orig = getattr(exc, "orig", None)
         text = str(orig) if orig is not None else str(exc)
         first = (text.strip().splitlines() or [type(exc).__name__])[0]
+        low = first.lower()
         hint = (
             " (is the disk full, or a file-size limit such as ulimit -f reached?)"
-            if "disk i/o error" in first.lower() or "disk is full" in first.lower()
+            if "disk i/o error" in low or "disk is full" in low
+            else " (the ledger file or its folder is read-only: make both writable, or give another --workdir)"
+            if "readonly database" in low or "read-only" in low
+            else " (the ledger's folder or file cannot be opened: check that --workdir exists and is writable)"
+            if "unable to open database file" in low
             else ""
         )
         return f"database error: {first}{hint}"
     text = str(exc).strip() or type(exc).__name__
     return " ".join(text.splitlines())
+
+
+_STORE_RESUMES = (
+    "an original or gold model being trained into the checkpoint store resumes from its last finished epoch"
+)
+INTERRUPTED: dict[str, str] = {
+    # What is true after Ctrl-C, per command (each sentence checked against what the command does: the store's
+    # trainings checkpoint every epoch (training/loop.py fit(checkpoint=)); unlearning runs and evaluations do not;
+    # the runner skips finished cells; an interrupted apply's run is marked failed by its own handler, or abandoned
+    # by the next apply's recovery, and its requests stay open (ledger/apply.py, ledger/lease.py)).
+    "request apply": (
+        "a run that had not committed is recorded as failed (or marked abandoned by the next apply), leaves no "
+        "model file and changes no model version; its requests stay open and the next `oblivio request apply` "
+        "serves them again from the start (an unlearning run is not resumed). Runs that committed before are kept "
+        f"(`oblivio request list` shows which); {_STORE_RESUMES}"
+    ),
+    "request": (
+        "each ledger change is committed in one transaction, so it is either recorded or not (`oblivio request "
+        "list` shows which); a model file left by an interrupted init is recorded and removed by the next apply; "
+        f"{_STORE_RESUMES}"
+    ),
+    "bench": (
+        "finished cells are kept in the results file and rerunning the same command skips them; a cell that was "
+        f"running starts over; {_STORE_RESUMES}"
+    ),
+    "report": "nothing was half-written (files are written atomically); rerun the command",
+}
+DEFAULT_INTERRUPTED = (
+    f"{_STORE_RESUMES} when you rerun the command; an unlearning run or an evaluation that was cut off is not "
+    "resumed (it starts over)"
+)
+
+
+def interrupted_message(args: argparse.Namespace) -> str:
+    """The one line printed after Ctrl-C: what the interrupted command leaves behind and what a rerun does."""
+    command = getattr(args, "command", None) or ""
+    action = getattr(args, "request_command", None)
+    text = INTERRUPTED.get(f"{command} {action}") or INTERRUPTED.get(command) or DEFAULT_INTERRUPTED
+    return f"oblivio: interrupted; {text}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         import_modules(getattr(args, "imports", None) or [])  # --import MODULE: the user's registrations
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
-        print("oblivio: interrupted; finished epochs are saved and a rerun resumes", file=sys.stderr)
+        print(interrupted_message(args), file=sys.stderr)
         return 130
     except Exception as exc:
         if not isinstance(exc, _user_errors()) and not _is_registry_miss(exc):

@@ -23,10 +23,12 @@ BENCH_FILES = ("results.jsonl", "report.md", "report.html")
 
 
 def _int_list(text: str) -> list[int]:
-    try:
-        return [int(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    from ..scenarios import ScenarioError, parse_id_text
+
+    try:  # the one rule for ids given as text: ASCII digits only (int() also reads '１', '1_0', '+1')
+        return [parse_id_text(t, what="class index") for t in text.split(",") if t.strip()]
+    except ScenarioError as exc:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}: {exc}") from None
 
 
 def add_parser(subparsers) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import math
 import os
 import re
 import sys
@@ -17,21 +18,79 @@ from ..training.functions import RecipeSource, TrainFunction, recipe_mismatch
 from ..training.recipes import get_recipe
 
 
+# ---------------------------------------------------------------------------------------------- option types
+# argparse's ``type=int`` is Python's int(), which also reads '１２', '٣٤', '1_0', '+11' and '-0'; every whole number
+# on the command line goes through the one rule for ids instead (ASCII digits only), with its range checked here.
+def whole_number(what: str, *, low: int = 0, high: int | None = None):
+    """An argparse ``type``: a whole number written with ASCII digits, in ``low..high``."""
+    from ..scenarios import ScenarioError, parse_id_text
+
+    def parse(text: str) -> int:
+        try:
+            value = parse_id_text(text, what=what)
+        except ScenarioError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        if value < low or (high is not None and value > high):
+            span = f"{low}..{high}" if high is not None else f">= {low}"
+            raise argparse.ArgumentTypeError(f"{what} must be {span}, got {text.strip()}")
+        return value
+
+    parse.__name__ = what
+    return parse
+
+
+def seed_arg(what: str):
+    """An argparse ``type`` for a seed: ``0..MAX_SEED``."""
+    from ..utils import MAX_SEED
+
+    return whole_number(what, high=MAX_SEED)
+
+
+def positive_seconds(text: str) -> float:
+    """An argparse ``type``: a finite number of seconds > 0 (not nan, not inf)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"seconds must be a finite number > 0, got {text!r}")
+    return value
+
+
+def json_object(text: str) -> dict:
+    """An argparse ``type``: a JSON object (``{"epochs": 2}``); a string, list or number is refused."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({exc}): {text[:60]!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(
+            f"expected a JSON object of names to values, e.g. '{{\"name\": 2}}', got {type(value).__name__} "
+            f"{text[:60]!r}"
+        )
+    return value
+
+
+json_object.__name__ = "JSON object"
+
+
 def add_experiment_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("experiment")
     g.add_argument("--preset", default="cpu", help="cpu (default), paper, paper-fmnist, tiny")
     g.add_argument("--dataset", help="override the preset's dataset (oblivio.data.list_datasets())")
     g.add_argument("--data-root", help="folder (or file) of the dataset, for loaders that take one")
-    g.add_argument("--train-size", type=int, help="class-stratified subsample of the training set")
+    g.add_argument(
+        "--train-size", type=whole_number("train size", low=1), help="class-stratified subsample of the training set"
+    )
     g.add_argument("--model", help="override the preset's model (oblivio.models.list_models())")
-    g.add_argument("--model-options", type=json.loads, help="JSON dict, e.g. '{\"width\": 16}'")
+    g.add_argument("--model-options", type=json_object, help="JSON dict, e.g. '{\"width\": 16}'")
     g.add_argument(
         "--recipe",
         help="override the recipe: paper, cpu, tiny, or your training function registered with "
         "oblivio.training.register_recipe in an --import module (original and gold models are trained with it)",
     )
-    g.add_argument("--epochs", type=int, help="override the recipe's epochs")
-    g.add_argument("--seed", type=int, default=None, help="training seed (original and gold models)")
+    g.add_argument("--epochs", type=whole_number("epoch count", low=1), help="override the recipe's epochs (>= 1)")
+    g.add_argument("--seed", type=seed_arg("seed"), default=None, help="training seed (original and gold models)")
     g.add_argument("--store", help="checkpoint store folder (default $OBLIVIO_STORE or ~/.cache/oblivio/store)")
     g.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     g.add_argument("--no-progress", action="store_true", help="hide progress bars and progress log lines")
@@ -55,7 +114,9 @@ def import_modules(names: list[str]) -> None:
     """Import the ``--import`` modules, with the current folder on ``sys.path`` as ``python -m`` has it.
 
     Raises:
-        ValueError: a module cannot be imported (the message names it and the folder searched).
+        ValueError: a module cannot be found (the message names it and the folder searched), raises while it is
+            imported, has a syntax error, or calls ``sys.exit`` (which would end the command having done nothing,
+            with exit code 0): one line naming the module and what happened.
     """
     if not names:
         return
@@ -70,11 +131,39 @@ def import_modules(names: list[str]) -> None:
             )
         try:
             importlib.import_module(name)
-        except ImportError as exc:
+        except ModuleNotFoundError as exc:
+            if exc.name != name and not name.startswith(f"{exc.name}."):
+                raise ValueError(
+                    f"--import {name}: the module itself failed to import {exc.name!r} ({exc}); install it or fix "
+                    "the module"
+                ) from exc
             raise ValueError(
                 f"--import {name}: cannot import it ({exc}); the current folder {cwd} and the "
                 "installed packages were searched"
             ) from exc
+        except SyntaxError as exc:
+            where = f"{exc.filename}, line {exc.lineno}" if exc.filename else name
+            raise ValueError(f"--import {name}: syntax error in {where}: {exc.msg}; fix the module") from exc
+        except SystemExit as exc:
+            # A script's sys.exit() at import time would end oblivio with its code (0: "success", nothing done).
+            raise ValueError(
+                f"--import {name}: the module called sys.exit({exc.code!r}) while being imported; a module given "
+                "to --import should only register datasets, models or methods: put its script part under "
+                "if __name__ == '__main__':"
+            ) from None
+        except Exception as exc:
+            raise ValueError(
+                f"--import {name}: importing it raised {type(exc).__name__}: "
+                f"{' '.join(str(exc).split()) or '(no message)'}{_where(exc)}; fix the module (-v shows the traceback)"
+            ) from exc
+
+
+def _where(exc: BaseException) -> str:
+    """`` (file.py, line N)`` of the innermost frame of ``exc`` (the user's module, usually)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return f" ({tb.tb_frame.f_code.co_filename}, line {tb.tb_lineno})" if tb is not None else ""
 
 
 # ---------------------------------------------------------------------------------------------- config files
@@ -159,7 +248,7 @@ def _config_value(action: argparse.Action, value: Any, key: str, path: Any) -> A
         return value
     if isinstance(action, argparse._AppendAction):
         return [str(v) for v in (value if isinstance(value, list) else [value])]
-    if action.type is json.loads or action.type is None and isinstance(value, (list, dict)):
+    if action.type in (json.loads, json_object) or action.type is None and isinstance(value, (list, dict)):
         return value if isinstance(value, str) else json.dumps(value)
     if isinstance(value, list):
         return ",".join(str(v) for v in value)
@@ -412,6 +501,9 @@ def load_model_file(exp: Experiment, path: Path, *, what: str = "--model-file"):
             f"{what} {path} does not fit model {exp.config.model!r} with options {exp.config.model_options}: "
             f"{str(exc).splitlines()[0]}"
         ) from exc
+    from ..models.base import check_usable_weights
+
+    check_usable_weights(model, source=str(path))  # NaN / inf weights: refused before any run or metric
     return model.eval()
 
 

@@ -9,7 +9,16 @@ from __future__ import annotations
 import argparse
 import time
 
-from .common import ROW_HEADERS, add_experiment_args, describe_line, experiment_from_args, help_text, print_table
+from .common import (
+    ROW_HEADERS,
+    add_experiment_args,
+    describe_line,
+    experiment_from_args,
+    help_text,
+    print_table,
+    seed_arg,
+    whole_number,
+)
 
 DEMO_METHODS = ("finetune", "finetune.cpu", "neggrad", "random-label", "bad-teacher", "tmu")
 """Baselines at their reference defaults, fine-tune also at our CPU tuning (``finetune.cpu``), and TMU."""
@@ -25,9 +34,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--forget-class", default="Shirt", help="class to forget 100 images of (name or index; default Shirt)"
     )
-    p.add_argument("--count", type=int, default=100, help="how many images of the class (default 100)")
+    p.add_argument(
+        "--count", type=whole_number("count", low=1), default=100, help="how many images of the class (default 100)"
+    )
     p.add_argument("--methods", default=",".join(DEMO_METHODS), help="comma-separated method names")
-    p.add_argument("--request-seed", type=int, default=0)
+    p.add_argument("--request-seed", type=seed_arg("request seed"), default=0)
     p.set_defaults(func=run)
 
 

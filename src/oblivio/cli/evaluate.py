@@ -17,6 +17,7 @@ from .common import (
     print_table,
     recipe_lines,
     recipes_json,
+    seed_arg,
 )
 
 
@@ -29,7 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_experiment_args(p)
     p.add_argument("--model-file", type=Path, required=True, help="state dict (.pt) of the model to score")
     p.add_argument("--forget", metavar="SPEC", required=True, help="the forget request the model served")
-    p.add_argument("--request-seed", type=int, default=0)
+    p.add_argument("--request-seed", type=seed_arg("request seed"), default=0)
     p.add_argument("--gold", action="store_true", help="compare with the gold model (trains it once if needed)")
     add_model_file_args(p, model_help=None)
     p.add_argument("--json", type=Path, help="write the metrics as JSON here (accuracies as fractions in [0, 1])")

@@ -14,11 +14,13 @@ from .common import (
     describe_line,
     experiment_from_args,
     gold_reference,
+    json_object,
     load_model_file,
     model_recipe_source,
     print_table,
     recipe_lines,
     recipes_json,
+    seed_arg,
 )
 
 
@@ -40,10 +42,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default="class-subset:6:100",
         help="class-subset:K:N, class:K, random:P, group:IDS, indices:FILE (default class-subset:6:100)",
     )
-    p.add_argument("--request-seed", type=int, default=0, help="seed that draws the forget set")
-    p.add_argument("--unlearn-seed", type=int, default=0, help="seed of the unlearning run")
+    p.add_argument("--request-seed", type=seed_arg("request seed"), default=0, help="seed that draws the forget set")
+    p.add_argument("--unlearn-seed", type=seed_arg("unlearning seed"), default=0, help="seed of the unlearning run")
     p.add_argument(
-        "--hparams", type=json.loads, default={}, help="method hyper-parameters as JSON, e.g. '{\"epochs\": 3}'"
+        "--hparams", type=json_object, default={}, help="method hyper-parameters as JSON, e.g. '{\"epochs\": 3}'"
     )
     p.add_argument("--gold", action="store_true", help="train (or load) the gold model and report alignment to it")
     add_model_file_args(
@@ -62,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     from ..metrics.cost_ratio import RunCost
     from ..metrics.report import evaluate_unlearning
     from ..training.functions import RecipeSource
-    from ..utils import atomic_torch_save, atomic_write_text, check_output_file, to_jsonable
+    from ..utils import atomic_torch_save, atomic_write_text, check_output_file, state_dict_hash, to_jsonable
 
     if not args.method:
         raise ValueError("--method is required (on the command line or in the --config file)")
@@ -101,6 +103,8 @@ def run(args: argparse.Namespace) -> int:
     )
     cost = metrics.pop_group("cost")
     metrics["seconds"] = method.info.get("seconds")
+    # Same weights as the original: say so, as `request apply` does for a no-op run (and record it in --json).
+    unchanged = state_dict_hash(unlearned) == state_dict_hash(original)
     rows = [
         {
             "model": f"{args.method} (after)",
@@ -128,6 +132,16 @@ def run(args: argparse.Namespace) -> int:
     rows.insert(len(rows) - 1, _original_row(metrics, gold=gold is not None))
     print_table(rows, list(dict.fromkeys(k for r in rows for k in r)), headers=ROW_HEADERS)
     print("\n".join(recipe_lines(original_recipe, gold_recipe)))
+    if unchanged:
+        from ..api import _why_unchanged
+
+        print(
+            describe_line(
+                "WARNING: no change",
+                f"{args.method} returned the model with the same weights as the original"
+                f"{_why_unchanged(method.info, len(splits.forget))}: nothing was unlearned",
+            )
+        )
     if args.out:
         atomic_torch_save(unlearned.state_dict(), args.out)
         print(f"saved {args.out}")
@@ -145,6 +159,7 @@ def run(args: argparse.Namespace) -> int:
                         "cost": cost,
                         "forget": splits.split.to_dict(),
                         "recipes": recipes_json(original_recipe, gold_recipe),
+                        "unchanged": unchanged,
                     }
                 ),
                 indent=2,

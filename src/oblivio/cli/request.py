@@ -10,7 +10,15 @@ import json
 import sys
 import unicodedata
 
-from .common import add_experiment_args, experiment_from_args, print_table
+from .common import (
+    add_experiment_args,
+    experiment_from_args,
+    json_object,
+    positive_seconds,
+    print_table,
+    seed_arg,
+    whole_number,
+)
 
 EXIT_FAILED_RUN = 1
 EXIT_BUSY = 3
@@ -72,7 +80,9 @@ def add_parser(subparsers) -> None:
     lst.set_defaults(func=cmd_list)
 
     can = sub.add_parser("cancel", help="withdraw a pending or failed request (it is never applied)")
-    can.add_argument("request_id", type=int, help="the request's id (see `oblivio request list`)")
+    can.add_argument(
+        "request_id", type=whole_number("request id", low=1), help="the request's id (see `oblivio request list`)"
+    )
     can.add_argument("--by", required=True, help="who cancels (name or e-mail)")
     can.add_argument("--reason", help="why")
     _common(can)
@@ -81,9 +91,9 @@ def add_parser(subparsers) -> None:
     app = sub.add_parser("apply", help="serve the pending requests (one batched run)")
     app.add_argument("--method", default="tmu", help="registered unlearning method (default tmu)")
     app.add_argument(
-        "--hparams", type=json.loads, default=None, help="method hyper-parameters, JSON, e.g. '{\"epochs\": 2}'"
+        "--hparams", type=json_object, default=None, help="method hyper-parameters, JSON, e.g. '{\"epochs\": 2}'"
     )
-    app.add_argument("--run-seed", type=int, default=0, help="seed of the unlearning run (default 0)")
+    app.add_argument("--run-seed", type=seed_arg("run seed"), default=0, help="seed of the unlearning run (default 0)")
     app.add_argument(
         "--gold",
         action="store_true",
@@ -91,7 +101,10 @@ def add_parser(subparsers) -> None:
     )
     app.add_argument("--one-by-one", action="store_true", help="one run per request instead of one batched run")
     app.add_argument(
-        "--lease-seconds", type=float, default=300.0, help="apply-lock lease, renewed while running (default 300)"
+        "--lease-seconds",
+        type=positive_seconds,
+        default=300.0,
+        help="apply-lock lease, renewed while running (default 300)",
     )
     _common(app)
     app.set_defaults(func=cmd_apply)
@@ -137,13 +150,17 @@ def _ledger_errors(func):
 
 
 def _parse_id_list(text: str) -> list[int]:
-    from ..scenarios import ScenarioError
+    from ..scenarios import ScenarioError, is_id_text, parse_id_text
 
-    tokens = [t.strip() for t in text.replace(";", ",").split(",") if t.strip()]
-    try:
-        return [int(t) for t in tokens]
-    except ValueError:
-        raise ScenarioError(f"--ids must be comma-separated integers, got {text!r}") from None
+    tokens = [t for t in text.replace(";", ",").split(",") if t.strip()]
+    bad = [t.strip() for t in tokens if not is_id_text(t)]
+    if bad:
+        raise ScenarioError(
+            f"--ids must be comma-separated integers (sample ids), got {text[:80]!r}: {bad[0][:40]!r} is not one "
+            f"({len(bad)} such item(s)); write each id with the ASCII digits 0-9 only (no sign, no '_', no other "
+            "scripts' digits)"
+        )
+    return [parse_id_text(t) for t in tokens]
 
 
 @_ledger_errors

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_config_arg, add_experiment_args, describe_line, experiment_from_args, print_table
+from .common import (
+    add_config_arg,
+    add_experiment_args,
+    describe_line,
+    experiment_from_args,
+    print_table,
+    seed_arg,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -18,7 +25,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--forget", metavar="SPEC", help="also train the gold model for this request, e.g. class-subset:6:100"
     )
-    p.add_argument("--request-seed", type=int, default=0, help="seed that draws the forget set (default 0)")
+    p.add_argument(
+        "--request-seed", type=seed_arg("request seed"), default=0, help="seed that draws the forget set (default 0)"
+    )
     add_config_arg(p)
     p.set_defaults(func=run)
 

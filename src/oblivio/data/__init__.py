@@ -57,8 +57,37 @@ def register_dataset(name: str, *, overwrite: bool = False):
     return DATASETS.register(name, overwrite=overwrite)
 
 
+FILE_OPTIONS = ("root", "path")
+"""The loader options the command line's ``--data-root`` sets (``path`` for ``npz``, ``root`` for the others)."""
+
+
 def load_dataset(name: str, /, **kwargs: Any) -> DatasetSplits:
-    """Load a registered dataset by name (``list_datasets()`` shows them)."""
+    """Load a registered dataset by name (``list_datasets()`` shows them).
+
+    Raises:
+        DatasetError: a required option is missing (``cifar10`` without its folder: ``--data-root``) or an option
+            is unknown, before the loader runs; or the loader's own checks fail.
+    """
+    missing, unknown, valid = DATASETS.option_problems(name, kwargs)
+    if missing:
+        if set(missing) <= set(FILE_OPTIONS):
+            raise DatasetError(
+                f"dataset {name!r} is read from files: give their folder (or file) with --data-root PATH "
+                f"(Python: dataset_options={{{missing[0]!r}: PATH}}); oblivio never downloads data"
+            )
+        raise DatasetError(
+            f"dataset {name!r} needs the option(s) {', '.join(missing)}, which the command line cannot give"
+            + (
+                " (in-memory arrays): use oblivio.data.from_arrays in Python, or save the arrays with numpy.savez "
+                "and use --dataset npz --data-root FILE.npz"
+                if name.strip().lower() == "arrays"
+                else f"; set them in ExperimentConfig(dataset_options={{...}}) (options: {', '.join(valid)})"
+            )
+        )
+    if unknown:
+        raise DatasetError(
+            f"dataset {name!r} has no option(s) {', '.join(unknown)}; its options: {', '.join(valid) or '(none)'}"
+        )
     return DATASETS.create(name, **kwargs)
 
 

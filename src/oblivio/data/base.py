@@ -195,6 +195,8 @@ class DatasetSplits:
     info: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if len(self.train) == 0:
+            raise DatasetError(f"{self.name}: the training split holds 0 images; nothing can be trained or forgotten")
         if self.train.classes != self.test.classes:
             raise DatasetError(f"{self.name}: train and test class lists differ")
         if self.train.image_shape != self.test.image_shape:

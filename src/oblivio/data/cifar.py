@@ -123,9 +123,19 @@ def _images_labels(batch: dict, path: Path, label_key: str) -> tuple[np.ndarray,
     if data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
         raise DatasetError(f"{path}: 'data' must be [N, 3072] (three 32x32 planes per row), got {data.shape}")
     try:
-        labels = np.asarray(_get(batch, label_key, path), dtype=np.int64).reshape(-1)
+        raw = np.asarray(_get(batch, label_key, path)).reshape(-1)
     except (TypeError, ValueError) as exc:
         raise DatasetError(f"{path}: {label_key!r} is not a list of integers ({exc})") from exc
+    # Class indices only: a cast to int64 would truncate 0.5 -> 0 and 2.9 -> 2 without a word.
+    if raw.dtype.kind == "f" and raw.size and np.all(np.isfinite(raw)) and np.array_equal(raw, np.round(raw)):
+        raw = raw.astype(np.int64)  # whole numbers stored as floats (1.0): the same class indices, as idx allows
+    if raw.dtype.kind not in "iu" and raw.size:
+        bad = raw[:5].tolist()
+        raise DatasetError(
+            f"{path}: {label_key!r} must hold integer class indices, got {raw.dtype} values (e.g. {bad}); "
+            "re-extract the archive, or convert the labels to integers yourself"
+        )
+    labels = raw.astype(np.int64)
     if labels.shape[0] != data.shape[0]:
         raise DatasetError(f"{path}: {data.shape[0]} images but {labels.shape[0]} {label_key!r}")
     return data.reshape(-1, 3, 32, 32), labels

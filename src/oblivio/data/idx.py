@@ -164,6 +164,12 @@ def load_idx_dataset(
     tr_y = read_idx(_find(root, "train-labels-idx1-ubyte"))
     te_x = read_idx(_find(root, "t10k-images-idx3-ubyte"))
     te_y = read_idx(_find(root, "t10k-labels-idx1-ubyte"))
+    for array, stem in ((tr_x, "train-images-idx3-ubyte"), (te_x, "t10k-images-idx3-ubyte")):
+        if array.ndim and array.shape[0] == 0:
+            raise DatasetError(
+                f"{name}: {_find(root, stem)} holds 0 images (its header says shape {array.shape}); "
+                "the file is empty or truncated: replace it with the full file"
+            )
     if classes is None:
         n = (
             int(

@@ -38,9 +38,20 @@ class ExperimentConfig:
     holdout_fraction: float = 0.5
 
     def __post_init__(self) -> None:
+        from ..utils import check_seed
+
         object.__setattr__(self, "recipe", get_recipe(self.recipe))
         if self.train_size is not None and self.train_size <= 0:
             raise ValueError(f"train_size must be positive, got {self.train_size}")
+        check_seed(self.seed, what="the training seed (--seed)")
+        for name in ("dataset_options", "model_options"):
+            value = getattr(self, name)
+            if not isinstance(value, dict):
+                option = "--model-options" if name == "model_options" else "the dataset options"
+                raise ValueError(
+                    f'{name} must be a mapping of option names to values, e.g. {{"width": 16}}, got '
+                    f"{type(value).__name__} {value!r} ({option})"
+                )
 
     def replace(self, **changes: Any) -> ExperimentConfig:
         return dataclasses.replace(self, **changes)

@@ -30,7 +30,7 @@ from ..metrics.cost_ratio import RunCost
 from ..models import Classifier, create_model
 from ..scenarios import ForgetSplit, ScenarioSpec, UnlearningSplits, make_forget_split, make_unlearning_splits
 from ..training import accuracy, train_model
-from ..utils import default_device, git_commit
+from ..utils import git_commit, resolve_device
 from .config import ExperimentConfig, get_preset
 from .store import CheckpointStore
 
@@ -86,7 +86,7 @@ class Experiment:
     ) -> None:
         self.config = get_preset(config)
         self.store = store if isinstance(store, CheckpointStore) else CheckpointStore(store)
-        self.device = torch.device(device) if device is not None else default_device()
+        self.device = resolve_device(device)  # unknown / meta / absent devices refused here, before any data
         self.progress = progress
 
     # ------------------------------------------------------------------ data

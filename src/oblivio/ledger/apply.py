@@ -177,7 +177,9 @@ class ApplyMixin:
             CheckpointError: the current version's file is corrupt or was modified (nothing was changed).
         """
         from ..methods import create_method
+        from ..utils import check_seed
 
+        seed = check_seed(seed, what="the run seed (--run-seed)")  # the ledger's INTEGER column, torch and numpy
         method_name = method or self.method
         hp = dict(hparams if hparams is not None else (self.hparams if method_name == self.method else {}))
         create_method(method_name, **hp)  # fail fast on an unknown method or hyper-parameter

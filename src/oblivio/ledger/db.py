@@ -15,7 +15,9 @@ process no longer exists is recognised at once.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
+import math
 import os
 import socket
 import uuid
@@ -29,7 +31,8 @@ from sqlalchemy.engine import CursorResult, Engine, Result
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from .records import LeaseInfo, RequestRecord, RunRecord, VersionRecord
+from .errors import ApplyInProgressError, LedgerError  # noqa: F401  (re-exported: their documented home)
+from .records import LeaseInfo, RequestRecord, RunRecord, VersionRecord, lenient_json_loads
 from .schema import (
     LEASE_NAME,
     SCHEMA_VERSION,
@@ -45,14 +48,6 @@ from .schema import (
 log = logging.getLogger("oblivio.ledger")
 
 _Row = TypeVar("_Row")
-
-
-class LedgerError(RuntimeError):
-    """The ledger cannot do what was asked (wrong experiment, inconsistent state, lost lease...)."""
-
-
-class ApplyInProgressError(LedgerError):
-    """Another process holds the apply lease."""
 
 
 def rowcount(result: Result[Any]) -> int:
@@ -106,6 +101,96 @@ def _safe_url(url: str) -> str:
         return "(database URL)"
 
 
+def check_persistent_url(url: str) -> None:
+    """Refuse a ledger URL whose database cannot outlive the process: in-memory SQLite (``sqlite://``,
+    ``sqlite:///:memory:``, ``file::memory:``, any ``mode=memory``).
+
+    A ledger there would record a request, report it ``pending``, and lose it when the command ends.
+
+    Raises:
+        LedgerError: the URL names an in-memory database.
+
+    Example:
+        >>> check_persistent_url("sqlite:///:memory:")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        oblivio.ledger.db.LedgerError: the ledger database sqlite:///:memory: is in memory...
+    """
+    from sqlalchemy.engine import make_url
+
+    try:
+        u = make_url(url)
+    except Exception:  # malformed: make_engine says so
+        return
+    if not u.drivername.startswith("sqlite"):
+        return
+    database = u.database or ""
+    mode = u.query.get("mode")
+    modes = mode if isinstance(mode, tuple) else (mode,)
+    if (
+        database in ("", ":memory:")
+        or database.startswith("file::memory:")
+        or "mode=memory" in database
+        or "memory" in modes
+    ):
+        shown = url if u.password is None else _safe_url(url)
+        raise LedgerError(
+            f"the ledger database {shown} is in memory: it vanishes when this command ends, and every "
+            "request recorded in it with it; keep the ledger in a file (leave --db-url out for "
+            "sqlite:///WORKDIR/ledger.db) or on a database server (postgresql+psycopg://user@host/db)"
+        )
+
+
+def open_workdir(workdir: str | os.PathLike) -> Path:
+    """The ledger's folder, created if missing; a clear error for an empty name, a symbolic-link loop, a file in
+    its place, or a folder that cannot be created.
+
+    Raises:
+        LedgerError: see above (nothing is created).
+    """
+    if not str(workdir).strip():
+        raise LedgerError(
+            "--workdir is empty: name the ledger's folder (default ./oblivio-ledger); an empty name would put the "
+            "ledger in the current folder"
+        )
+    path = Path(workdir)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise LedgerError(
+                f"--workdir {path} is a symbolic link loop (a link that leads back to itself); remove the link or "
+                "give another folder"
+            ) from None
+        raise LedgerError(f"--workdir {path} cannot be opened: {exc.strerror or exc}") from None
+    if st is not None and not path.is_dir():
+        raise LedgerError(f"--workdir {path} is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "models").mkdir(exist_ok=True)
+    except PermissionError as exc:
+        raise LedgerError(
+            f"cannot create the ledger folder {exc.filename or path}: permission denied; give a --workdir you can "
+            "write to, or make it writable"
+        ) from None
+    except FileNotFoundError as exc:  # a dangling symbolic link on the way
+        raise LedgerError(f"cannot create the ledger folder {path}: {exc.strerror} ({exc.filename})") from None
+    return path
+
+
+def check_lease_seconds(lease_seconds: float) -> float:
+    """``lease_seconds`` as a finite float > 0 (``nan`` and ``inf`` refused)."""
+    try:
+        value = float(lease_seconds)
+    except (TypeError, ValueError):
+        raise ValueError(f"lease_seconds must be a number of seconds, got {lease_seconds!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"lease_seconds must be a finite number of seconds > 0, got {lease_seconds!r}")
+    return value
+
+
 SQLITE_MAGIC = b"SQLite format 3\x00"
 LEDGER_TABLES = ("deletion_requests", "unlearning_runs", "model_versions", "ledger_state", "apply_lease")
 
@@ -119,10 +204,12 @@ def make_engine(url: str, *, busy_timeout: float = 60.0) -> Engine:
     from sqlalchemy.exc import ArgumentError
 
     try:
+        # A JSON column that does not parse reaches the records as CorruptJSON, which name the row (not a bare
+        # "Expecting value: line 1 column 1").
         if url.startswith("sqlite"):
-            engine = create_engine(url, connect_args={"timeout": busy_timeout})
+            engine = create_engine(url, connect_args={"timeout": busy_timeout}, json_deserializer=lenient_json_loads)
         else:
-            engine = create_engine(url, pool_pre_ping=True)
+            engine = create_engine(url, pool_pre_ping=True, json_deserializer=lenient_json_loads)
     except ArgumentError as exc:  # NoSuchModuleError (unknown dialect) is an ArgumentError
         raise LedgerError(
             f"bad ledger database URL {_safe_url(url)}: {exc}; expected e.g. sqlite:///path/ledger.db or "
@@ -199,6 +286,7 @@ class Ledger:
     """
 
     def __init__(self, url: str, *, busy_timeout: float = 60.0) -> None:
+        check_persistent_url(url)
         self.url = url
         self.busy_timeout = float(busy_timeout)
         path = sqlite_path(url)

@@ -28,6 +28,7 @@ from sqlalchemy import select
 from ..scenarios import ScenarioError, check_ids_known, read_indices_file, read_npy_ids
 from ..utils import atomic_write_bytes, config_hash, indices_hash, to_jsonable
 from .db import Ledger, LedgerError, RequestRecord
+from .records import strict_ids
 from .schema import OPEN_STATUSES, DeletionRequest, ModelVersion, UnlearningRun, utcnow
 
 log = logging.getLogger("oblivio.ledger")
@@ -140,20 +141,22 @@ class IntakeMixin:
                 current = self.ledger.row(
                     s, ModelVersion, state.current_version_id, what=f"model version {state.current_version_id}"
                 )
-                forgotten = set(current.forgotten_ids)
+                forgotten = set(strict_ids(current.forgotten_ids, "model_versions", current.id, "forgotten_ids"))
             again = sorted(forgotten.intersection(id_list))
             if again:
                 by = [
                     r.id
                     for r in s.scalars(select(DeletionRequest).where(DeletionRequest.status == "applied"))
-                    if set(r.sample_ids) & set(again)
+                    if set(strict_ids(r.sample_ids, "deletion_requests", r.id, "sample_ids")) & set(again)
                 ]
                 raise ScenarioError(
                     f"sample ids already forgotten by applied request(s) {_refs(by)}: "
                     f"{again[:10]}{' ...' if len(again) > 10 else ''}; leave them out of the request"
                 )
             pending = list(s.scalars(select(DeletionRequest).where(DeletionRequest.status.in_(OPEN_STATUSES))))
-            pending_ids = set().union(*(set(r.sample_ids) for r in pending)) if pending else set()
+            pending_ids = set().union(
+                *(set(strict_ids(r.sample_ids, "deletion_requests", r.id, "sample_ids")) for r in pending)
+            )
             total = len(forgotten | pending_ids | set(id_list))
             if total >= n_train:
                 raise ScenarioError(

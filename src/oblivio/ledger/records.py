@@ -6,10 +6,52 @@ Each record is read from its ORM row (``from_row``) inside a session and stays u
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
+from .errors import LedgerError
 from .schema import DeletionRequest, ModelVersion, UnlearningRun
+
+
+class CorruptJSON(str):
+    """The text of a JSON column that does not parse (the ledger engine's ``json_deserializer`` returns it instead
+    of raising, so that the record that holds it can name its table, row and column)."""
+
+
+def lenient_json_loads(text: str) -> Any:
+    """``json.loads``, or :class:`CorruptJSON` for text that is not JSON (the engine's ``json_deserializer``)."""
+    try:
+        return json.loads(text)
+    except (ValueError, TypeError, RecursionError):
+        return CorruptJSON(text)
+
+
+def _corrupt(table: str, row_id: Any, column: str, value: Any, expected: str) -> Exception:
+    shown = str(value) if isinstance(value, CorruptJSON) else json.dumps(value, default=repr)
+    return LedgerError(
+        f"the ledger database is damaged or was edited by hand: {table} row {row_id}, column {column} holds "
+        f"{shown[:80]} ({'not JSON' if isinstance(value, CorruptJSON) else 'not ' + expected}); restore the "
+        "database from a backup. Nothing was changed."
+    )
+
+
+def strict_ids(value: Any, table: str, row_id: Any, column: str) -> tuple[int, ...]:
+    """A stored id list as a tuple of ints; anything else (not JSON, not a list, ``1.5``, ``"x"``, ``true``) is a
+    :class:`~oblivio.ledger.LedgerError` naming the row: a damaged ledger must never forget the wrong samples."""
+    if not isinstance(value, list) or any(isinstance(i, bool) or not isinstance(i, int) for i in value):
+        raise _corrupt(table, row_id, column, value, "a list of integer ids")
+    return tuple(value)
+
+
+def strict_mapping(value: Any, table: str, row_id: Any, column: str) -> dict:
+    """A stored JSON object as a dict (``None`` is an empty one); anything else names the row."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _corrupt(table, row_id, column, value, "a JSON object")
+    return dict(value)
 
 
 @dataclass(frozen=True)
@@ -33,7 +75,7 @@ class RequestRecord:
             r.id,
             r.requester,
             r.created_at,
-            tuple(int(i) for i in r.sample_ids),
+            strict_ids(r.sample_ids, "deletion_requests", r.id, "sample_ids"),
             r.reason,
             r.status,
             r.status_detail,
@@ -80,9 +122,9 @@ class RunRecord:
     def from_row(cls, r: UnlearningRun) -> RunRecord:
         return cls(
             r.id,
-            tuple(r.request_ids),
+            strict_ids(r.request_ids, "unlearning_runs", r.id, "request_ids"),
             r.method,
-            dict(r.hparams or {}),
+            strict_mapping(r.hparams, "unlearning_runs", r.id, "hparams"),
             r.seed,
             r.parent_version_id,
             r.result_version_id,
@@ -135,8 +177,8 @@ class VersionRecord:
             r.parent_id,
             r.run_id,
             r.created_at,
-            tuple(int(i) for i in r.forgotten_ids),
-            dict(r.metrics or {}),
+            strict_ids(r.forgotten_ids, "model_versions", r.id, "forgotten_ids"),
+            strict_mapping(r.metrics, "model_versions", r.id, "metrics"),
             r.id == current_id,
         )
 
@@ -163,4 +205,13 @@ class LeaseInfo:
     expires_at: datetime | None
 
 
-__all__ = ["LeaseInfo", "RequestRecord", "RunRecord", "VersionRecord"]
+__all__ = [
+    "CorruptJSON",
+    "LeaseInfo",
+    "RequestRecord",
+    "RunRecord",
+    "VersionRecord",
+    "lenient_json_loads",
+    "strict_ids",
+    "strict_mapping",
+]

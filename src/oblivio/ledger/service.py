@@ -47,7 +47,17 @@ from .. import __version__
 from ..experiments import Experiment, ExperimentConfig
 from ..utils import CheckpointError, config_hash, safe_torch_load, state_dict_hash, to_jsonable
 from .apply import ApplyMixin, ApplyResult
-from .db import ApplyInProgressError, Ledger, LedgerError, RunRecord, VersionRecord, _safe_url
+from .db import (
+    ApplyInProgressError,
+    Ledger,
+    LedgerError,
+    RunRecord,
+    VersionRecord,
+    _safe_url,
+    check_lease_seconds,
+    check_persistent_url,
+    open_workdir,
+)
 from .intake import MAX_IDS_FILE_BYTES, MAX_REASON_CHARS, MAX_REQUESTER_CHARS, IntakeMixin
 from .lease import LeaseMixin
 from .paths import TamperedPathError, model_file
@@ -111,14 +121,11 @@ class DeletionService(IntakeMixin, LeaseMixin, ApplyMixin):
         progress: bool = False,
         busy_timeout: float = 60.0,
     ) -> None:
-        if lease_seconds <= 0:
-            raise ValueError(f"lease_seconds must be positive, got {lease_seconds}")
-        self.workdir = Path(workdir)
-        if self.workdir.exists() and not self.workdir.is_dir():
-            raise LedgerError(f"--workdir {self.workdir} is a file, not a folder")
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        lease_seconds = check_lease_seconds(lease_seconds)
+        if db_url or os.environ.get("OBLIVIO_LEDGER_URL"):  # before any folder is made
+            check_persistent_url(db_url or os.environ["OBLIVIO_LEDGER_URL"])
+        self.workdir = open_workdir(workdir)  # refuses '', a symbolic-link loop, a file, an uncreatable folder
         self.models_dir = self.workdir / "models"
-        self.models_dir.mkdir(exist_ok=True)
         self.experiment = (
             experiment if isinstance(experiment, Experiment) else Experiment(experiment, store=store, progress=progress)
         )
@@ -250,6 +257,9 @@ class DeletionService(IntakeMixin, LeaseMixin, ApplyMixin):
                 f"{path} does not fit the experiment's model ({self.experiment.config.model}): "
                 f"{str(exc).splitlines()[0]}"
             ) from exc
+        from ..models.base import check_usable_weights
+
+        check_usable_weights(model, source=str(path))  # NaN / inf / zero std: every later apply would fail
         model.eval()
         return model
 
@@ -261,8 +271,10 @@ class DeletionService(IntakeMixin, LeaseMixin, ApplyMixin):
             raise LedgerError("the ledger has no model version yet: run `apply` first")
         if version is None or version == "current":
             return next(v for v in versions if v.is_current)
+        from ..scenarios import is_id_text
+
         text = str(version).strip()
-        if text.isdigit():
+        if is_id_text(text):  # ASCII digits only (str.isdigit would read '١' as version 1)
             match = [v for v in versions if v.id == int(text)]
         elif len(text) >= 6:
             match = [v for v in versions if v.hash.startswith(text.lower())]

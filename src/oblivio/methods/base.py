@@ -26,6 +26,7 @@ from torch import nn
 
 from ..data.base import ImageDataset
 from ..metrics.cost import CostMeter
+from ..models.adapters import ClassifierAdapter, logits_of, with_logits
 from ..registry import Registry
 from ..utils import eval_mode, forked_rng, model_device
 
@@ -91,14 +92,19 @@ class UnlearningMethod:
         progress: bool = True,
         inplace: bool = False,
     ) -> nn.Module:
-        """Unlearn ``forget`` from ``model``; returns the unlearned model (a copy unless ``inplace``)."""
-        self._validate(model, forget, retain, holdout)
+        """Unlearn ``forget`` from ``model``; returns the unlearned model (a copy unless ``inplace``).
+
+        A model whose forward returns a tuple, a dict or an output object with ``logits`` (Hugging Face style) is
+        trained through :func:`oblivio.models.adapters.with_logits` and handed back as itself (same type).
+        """
+        plain = self._validate(model, forget, retain, holdout)
         work = model if inplace else copy.deepcopy(model)
         was_training = model.training
         self.info = {}
+        adapted = work if plain else with_logits(work)  # the one adapter: every loss and metric sees logits
         with CostMeter() as cost, forked_rng(model):
             torch.manual_seed(seed)
-            out = self._unlearn(work, UnlearningData(forget, retain, holdout), seed=seed, progress=progress)
+            out = self._unlearn(adapted, UnlearningData(forget, retain, holdout), seed=seed, progress=progress)
         # wall seconds, CPU seconds of all threads (time.process_time: robust to a busy machine) and sample-passes
         self.info.setdefault("seconds", cost.wall_seconds)
         self.info.setdefault("cpu_seconds", cost.cpu_seconds)
@@ -117,6 +123,8 @@ class UnlearningMethod:
                 f"{self.name}: the unlearned model's outputs are not finite (its weights overflow); "
                 "lower the learning rate"
             )
+        if not plain and isinstance(out, ClassifierAdapter):
+            out = out.model  # the user's own module back, not our adapter (a plain model never gets one)
         return out
 
     @staticmethod
@@ -125,14 +133,21 @@ class UnlearningMethod:
         """Whether ``model`` gives finite logits (eval mode) on the first few samples of ``data``."""
         x = data.float_images(torch.arange(min(4, len(data)))).to(model_device(model))
         with eval_mode(model):
-            return bool(torch.isfinite(model(x)).all())
+            return bool(torch.isfinite(logits_of(model(x))).all())
 
     def _unlearn(self, model: nn.Module, data: UnlearningData, *, seed: int, progress: bool) -> nn.Module:
         raise NotImplementedError
 
     def _validate(
         self, model: nn.Module, forget: ImageDataset, retain: ImageDataset, holdout: ImageDataset | None
-    ) -> None:
+    ) -> bool:
+        """Check the data and the model (on one batch) before any training; returns whether the model's forward
+        returns a plain logits tensor.
+
+        Raises:
+            UnlearningError: empty sets, missing holdout, forget and retain sharing ids, or a model that does not
+                fit (meta device, no logits, another number of outputs than classes...).
+        """
         if len(forget) == 0:
             raise UnlearningError("the forget set is empty: nothing to unlearn")
         if len(retain) == 0:
@@ -159,13 +174,14 @@ class UnlearningMethod:
                 f"forget and retain sets share {overlap.size} sample ids (e.g. {overlap[:5].tolist()})"
             )
         # The model contract, on one small batch, before any training (a late AttributeError wastes the twins).
-        from ..models.adapters import ContractError, check_classifier
+        from ..models.adapters import ContractError, check_classifier, check_materialised
 
-        x = forget.float_images(torch.arange(min(4, len(forget)))).to(model_device(model))
         try:
-            check_classifier(
+            check_materialised(model, who=self.name)  # before moving a batch to its device
+            x = forget.float_images(torch.arange(min(4, len(forget)))).to(model_device(model))
+            return check_classifier(
                 model, x, num_classes=forget.num_classes, needs_features=self.needs_features, who=self.name
-            )
+            ).plain
         except ContractError as exc:
             raise UnlearningError(str(exc)) from exc
 

@@ -24,6 +24,7 @@ from torch import nn
 
 from ..data.base import ImageDataset
 from ..data.transforms import center_crop_resize, hflip, vflip
+from ..models.adapters import logits_of
 from ..utils import eval_mode, model_device
 
 TTA_VIEWS: tuple[str, ...] = ("identity", "hflip", "vflip", "center_crop")
@@ -73,7 +74,7 @@ def tta_accuracy(
             x = dataset.float_images(idx).to(device)
             y = dataset.labels[idx].to(device)
             for name, transform in transforms.items():
-                correct[name] += int((model(transform(x)).argmax(1) == y).sum())
+                correct[name] += int((logits_of(model(transform(x))).argmax(1) == y).sum())
     return {name: correct[name] / len(dataset) for name in transforms}
 
 

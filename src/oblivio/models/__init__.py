@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..registry import Registry
-from .base import Classifier, Normalize
+from .base import Classifier, ModelError, Normalize
 from .cnn import SmallCNN
 
 MODELS: Registry = Registry("model")
@@ -41,16 +41,43 @@ def create_model(
     std: Sequence[float] | None = None,
     **kwargs: Any,
 ) -> Classifier:
-    """Build a registered model for images of the given shape."""
-    return MODELS.create(
-        name,
-        num_classes=num_classes,
-        in_channels=in_channels,
-        image_size=tuple(image_size),
-        mean=mean,
-        std=std,
-        **kwargs,
+    """Build a registered model for images of the given shape.
+
+    Raises:
+        ModelError: an unknown option (``wdith``), or options the model cannot be built with (``width: -1``,
+            ``width: 0``, a string where a number goes), named with the model's valid options.
+    """
+    given = dict(kwargs)
+    missing, unknown, valid = MODELS.option_problems(
+        name, {**given, "num_classes": 0, "in_channels": 0, "image_size": 0, "mean": 0, "std": 0}
     )
+    options = ", ".join(v for v in valid if v not in ("num_classes", "in_channels", "image_size", "mean", "std"))
+    if unknown or missing:
+        what = f"has no option(s) {', '.join(unknown)}" if unknown else f"needs the option(s) {', '.join(missing)}"
+        raise ModelError(f"model {name!r} {what} (--model-options); its options: {options or '(none)'}")
+    try:
+        model = MODELS.create(
+            name,
+            num_classes=num_classes,
+            in_channels=in_channels,
+            image_size=tuple(image_size),
+            mean=mean,
+            std=std,
+            **given,
+        )
+    except (RuntimeError, ValueError, TypeError, ZeroDivisionError) as exc:
+        # torch's own words ("negative dimension -1") with what the user set; -v shows the traceback
+        raise ModelError(
+            f"model {name!r} cannot be built with --model-options {given}: {type(exc).__name__}: "
+            f"{(str(exc).splitlines() or [repr(exc)])[0]}; its options: {options or '(none)'}"
+        ) from exc
+    empty = [n for n, p in model.named_parameters() if p.numel() == 0]
+    if empty:
+        raise ModelError(
+            f"model {name!r} with --model-options {given} has empty layers ({', '.join(empty[:3])}): widths and "
+            f"sizes must be >= 1; its options: {options or '(none)'}"
+        )
+    return model
 
 
 def list_models() -> list[str]:
@@ -71,4 +98,13 @@ def _register_optional() -> None:
 
 _register_optional()
 
-__all__ = ["MODELS", "Classifier", "Normalize", "SmallCNN", "create_model", "list_models", "register_model"]
+__all__ = [
+    "MODELS",
+    "Classifier",
+    "ModelError",
+    "Normalize",
+    "SmallCNN",
+    "create_model",
+    "list_models",
+    "register_model",
+]

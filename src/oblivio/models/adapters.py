@@ -14,9 +14,12 @@ weights, recognising the common layouts:
 * **explicit**: ``as_classifier(model, features=..., head=...)`` names a sub-module or method, or passes a function
   ``features(model, x)``.
 
-The adapter holds the model as ``adapter.model``; ``adapter(x)`` is ``model(x)`` and ``adapter.state_dict()`` keys
-carry a ``model.`` prefix. :func:`unwrap` gives the model back. Hooks are registered for one call and removed at
-once, so the adapter survives ``copy.deepcopy`` (methods copy models freely).
+The adapter holds the model as ``adapter.model``; ``adapter(x)`` is the logits of ``model(x)`` (:func:`logits_of`:
+a tensor as it is, the ``logits`` of a dict / Hugging Face ``ModelOutput`` / object, the first element of a tuple)
+and ``adapter.state_dict()`` keys carry a ``model.`` prefix. :func:`with_logits` is the one adapter every method,
+metric and :func:`oblivio.unlearn` use for a model whose forward returns more than a logits tensor. :func:`unwrap`
+gives the model back. Hooks are registered for one call and removed at once, so the adapter survives
+``copy.deepcopy`` (methods copy models freely).
 
 Example:
     >>> import torch
@@ -31,9 +34,10 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 import logging
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -53,15 +57,87 @@ __all__ = [
     "ClassifierAdapter",
     "ContractError",
     "HOW_TO_ADAPT",
+    "OutputCheck",
     "as_classifier",
     "check_classifier",
+    "check_materialised",
     "has_features",
+    "logits_of",
     "unwrap",
+    "with_logits",
 ]
 
 
 class ContractError(ValueError):
     """A model does not follow the contract a method needs (logits ``[B, K]``, or ``features -> [B, D]``)."""
+
+
+def logits_of(output: Any) -> torch.Tensor:
+    """The logits in what a model's forward returned.
+
+    Accepted, in this order: a tensor (as it is); a mapping with a ``"logits"`` tensor (a dict, a Hugging Face
+    ``ModelOutput``); an object with a ``.logits`` tensor (a named tuple or dataclass of outputs); the first element
+    of a tuple or list, when it is a tensor (``(logits, aux)``, ``(logits, features)``).
+
+    Raises:
+        ContractError: none of these: the message names what was returned and how to adapt.
+
+    Example:
+        >>> t = torch.zeros(2, 3)
+        >>> all(logits_of(o) is t for o in (t, {"logits": t, "loss": None}, (t, "aux"), [t]))
+        True
+    """
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, Mapping):
+        logits = output.get("logits")
+        if isinstance(logits, torch.Tensor):
+            return logits
+        keys = ", ".join(repr(k) for k in itertools.islice(output, 8))
+        raise ContractError(
+            f"the model returned a {type(output).__name__} without a 'logits' tensor (keys: {keys}); return the "
+            "logits, or a dict with a 'logits' entry"
+        )
+    logits = getattr(output, "logits", None)
+    if isinstance(logits, torch.Tensor):
+        return logits
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+        return output[0]
+    raise ContractError(
+        f"the model returned a {type(output).__name__}, not logits: return a [B, K] tensor, a dict with 'logits', "
+        "or a tuple whose first element is the logits"
+    )
+
+
+def with_logits(model: nn.Module) -> nn.Module:
+    """``model`` as a module whose forward returns the logits tensor (:func:`logits_of` of its output).
+
+    Returns an oblivio Classifier or an adapter unchanged, else :func:`as_classifier`'s adapter, which also gives
+    ``features``. Weights are shared, not copied; :func:`unwrap` gives the model back.
+    """
+    from .base import Classifier
+
+    if isinstance(model, ClassifierAdapter):
+        return model
+    adapted = as_classifier(model)
+    if adapted is model and isinstance(model, Classifier):  # its own forward may still return a tuple
+        return ClassifierAdapter(model, style="module", features="features", head="head")
+    return adapted
+
+
+def check_materialised(model: nn.Module, *, who: str = "oblivio") -> None:
+    """Refuse a model whose weights are on the ``meta`` device (shapes only: nothing to compute with).
+
+    Raises:
+        ContractError: naming how to materialise the weights.
+    """
+    meta = next((n for n, t in itertools.chain(model.named_parameters(), model.named_buffers()) if t.is_meta), None)
+    if meta is not None:
+        raise ContractError(
+            f"{who}: the model's weights are on the meta device ({meta} has a shape but no data), so it cannot be "
+            "run or trained; materialise it first, e.g. model.to_empty(device='cpu') then "
+            "model.load_state_dict(weights)"
+        )
 
 
 def _is_2d_features(model: nn.Module) -> bool:
@@ -94,7 +170,7 @@ class ClassifierAdapter(nn.Module):
 
     # ------------------------------------------------------------------ the contract
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
+        return logits_of(self.model(x))  # the wrapped model may return a tuple or a dict (Hugging Face style)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Penultimate activations ``[B, D]`` of the wrapped model."""
@@ -195,7 +271,7 @@ def find_last_linear(model: nn.Module, x: torch.Tensor) -> str:
     ]
     try:
         with torch.no_grad():
-            logits = model(x)
+            logits = logits_of(model(x))
     finally:
         for h in handles:
             h.remove()
@@ -302,42 +378,80 @@ def unwrap(model: nn.Module) -> nn.Module:
     return model
 
 
+class OutputCheck(NamedTuple):
+    """What :func:`check_classifier` saw: the logits width, and whether forward returned a plain tensor (False: a
+    tuple, a dict or an output object, which :func:`with_logits` adapts)."""
+
+    width: int
+    plain: bool
+
+
 def check_classifier(
-    model: nn.Module, x: torch.Tensor, *, num_classes: int, needs_features: bool = False, who: str = "this method"
-) -> None:
-    """Check the contract on one batch ``x`` (eval mode, no gradients, modes restored).
+    model: nn.Module,
+    x: torch.Tensor,
+    *,
+    num_classes: int | None,
+    needs_features: bool = False,
+    who: str = "this method",
+) -> OutputCheck:
+    """Check the contract on one batch ``x`` (eval mode, no gradients, modes restored), before anything else
+    touches the model.
 
     Args:
         model: the model a method is about to train.
         x: a small batch of images ``[B, C, H, W]`` in [0, 1], on the model's device.
-        num_classes: classes of the data (the logits must have this many columns).
+        num_classes: classes of the data (the logits must have this many columns); None skips that check.
         needs_features: also check ``as_classifier(model).features(x)`` gives ``[B, D]``.
         who: the method's name, for the message.
 
+    Returns:
+        :class:`OutputCheck`: the logits width and whether forward returns a plain tensor.
+
     Raises:
-        ContractError: the model fails on the batch or returns the wrong shape; the message says how to adapt.
+        ContractError: the weights are on the meta device, the model fails on the batch, returns no logits
+            (:func:`logits_of`) or the wrong shape, or has another number of outputs than the data has classes;
+            the message says how to adapt.
+
+    Example:
+        >>> net = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+        >>> check_classifier(net, torch.rand(2, 1, 4, 4), num_classes=3)
+        OutputCheck(width=3, plain=True)
+        >>> check_classifier(net, torch.rand(2, 1, 4, 4), num_classes=10)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        oblivio.models.adapters.ContractError: this method: the model has 3 outputs but the data has 10 classes...
     """
+    check_materialised(model, who=who)
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
             try:
-                logits = model(x)
+                raw = model(x)
             except Exception as exc:  # noqa: BLE001 - any failure is reported with the batch shape
                 raise ContractError(
                     f"{who}: the model fails on a batch of shape {tuple(x.shape)} (float images in [0, 1]): "
                     f"{type(exc).__name__}: {exc}. oblivio models take [B, C, H, W] images in [0, 1] and normalise "
                     "inside (prepend oblivio.models.Normalize(mean, std) to a model trained on normalised images)"
                 ) from exc
-            if not isinstance(logits, torch.Tensor) or logits.dim() != 2 or logits.shape[0] != x.shape[0]:
-                shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+            try:
+                logits = logits_of(raw)
+            except ContractError as exc:
+                raise ContractError(f"{who}: {exc}") from None
+            if logits.dim() != 2 or logits.shape[0] != x.shape[0]:
                 raise ContractError(
-                    f"{who}: the model must return logits [B, K], got {shape} for a batch of "
+                    f"{who}: the model must return logits [B, K], got {tuple(logits.shape)} for a batch of "
                     f"{x.shape[0]}; wrap it so that forward returns one logits tensor"
                 )
-            if logits.shape[1] != num_classes:
+            if num_classes is not None and logits.shape[1] != num_classes:
+                fewer = logits.shape[1] < num_classes
                 raise ContractError(
-                    f"{who}: the model has {logits.shape[1]} outputs but the data has {num_classes} classes"
+                    f"{who}: the model has {logits.shape[1]} outputs but the data has {num_classes} classes; "
+                    + (
+                        f"give a model with one output per class (a last layer of {num_classes} units)"
+                        if fewer
+                        else "pass classes= naming all of the model's classes, or a model with one output per class"
+                    )
                 )
             if needs_features:
                 try:
@@ -355,3 +469,4 @@ def check_classifier(
                     )
     finally:
         model.train(was_training)
+    return OutputCheck(int(logits.shape[1]), isinstance(raw, torch.Tensor))

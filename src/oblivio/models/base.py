@@ -13,6 +13,45 @@ import torch
 from torch import nn
 
 
+class ModelError(ValueError):
+    """A model cannot be built or used as asked (unknown or impossible options, unusable weights)."""
+
+
+def check_usable_weights(model: nn.Module, *, source: str) -> None:
+    """Refuse a loaded model that cannot give a meaningful answer: NaN or inf in any weight or buffer (a diverged
+    training), or a normalisation std with a zero entry (every output inf or NaN).
+
+    Args:
+        model: the model, its weights loaded.
+        source: where they came from (a file name), for the message.
+
+    Raises:
+        CheckpointError: naming the tensors and what to give instead.
+
+    Example:
+        >>> m = nn.Sequential(Normalize([0.5], [0.0]), nn.Flatten(), nn.Linear(4, 2))
+        >>> check_usable_weights(m, source="m.pt")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        oblivio.utils.CheckpointError: m.pt: the normalisation std (0.std) has zero entries...
+    """
+    from ..utils import CheckpointError
+
+    bad = [n for n, t in model.state_dict().items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise CheckpointError(
+            f"{source} holds non-finite weights (NaN or inf in {len(bad)} tensor(s), e.g. {', '.join(bad[:3])}): "
+            "the checkpoint of a diverged training cannot be served or scored; give one of a model that trained "
+            "normally"
+        )
+    for name, module in model.named_modules():
+        if isinstance(module, Normalize) and bool((module.std == 0).any()):
+            raise CheckpointError(
+                f"{source}: the normalisation std ({name}.std) has zero entries, so every output would be inf or "
+                "NaN; save the model with the per-channel std of its training images (all > 0)"
+            )
+
+
 class Normalize(nn.Module):
     """``(x - mean) / std`` per channel, as the model's first layer (so attacks work in [0, 1] pixel units)."""
 

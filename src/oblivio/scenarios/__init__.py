@@ -24,6 +24,7 @@ every name is importable from ``oblivio.scenarios``.
 
 from .ids import check_ids_known, read_indices_file, read_npy_ids, validate_ids
 from .specs import (
+    ID_RULE,
     ClassSubset,
     Groups,
     Indices,
@@ -32,6 +33,8 @@ from .specs import (
     ScenarioError,
     ScenarioSpec,
     WholeClass,
+    is_id_text,
+    parse_id_text,
     parse_scenario,
     spec_to_dict,
     spec_to_string,
@@ -39,6 +42,7 @@ from .specs import (
 from .splits import ForgetSplit, UnlearningSplits, make_forget_split, make_unlearning_splits, resolve_class, split_test
 
 __all__ = [
+    "ID_RULE",
     "ClassSubset",
     "ForgetSplit",
     "Groups",
@@ -50,8 +54,10 @@ __all__ = [
     "UnlearningSplits",
     "WholeClass",
     "check_ids_known",
+    "is_id_text",
     "make_forget_split",
     "make_unlearning_splits",
+    "parse_id_text",
     "parse_scenario",
     "read_indices_file",
     "read_npy_ids",

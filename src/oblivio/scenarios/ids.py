@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,42 +14,78 @@ from pathlib import Path
 import numpy as np
 
 from ..data.base import ImageDataset
-from .specs import ScenarioError
+from .specs import ID_RULE, ScenarioError, is_id_text
 
-_INT_TOKEN = re.compile(r"-?[0-9]+")
+_ASCII_SPACE = " \t\r\n\v\f"
+
+
+class _NotAnId(str):
+    """A JSON number that is not an id as the rule says (``-0``, ``-3``): kept as its text for the message."""
+
+
+def _json_id(text: str) -> int | _NotAnId:
+    return int(text) if is_id_text(text) else _NotAnId(text)
+
+
+def _not_a_regular_file(path: Path) -> str | None:
+    """Why ``path`` cannot be read as a file of ids (None when it is a regular file)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return f"indices file {path} does not exist"
+    except OSError as exc:  # a symlink loop (ELOOP), a permission problem on a parent folder...
+        return f"indices file {path} cannot be opened: {exc.strerror or exc}"
+    if stat.S_ISREG(mode):
+        return None
+    kind = (
+        "a folder"
+        if stat.S_ISDIR(mode)
+        else "a named pipe (FIFO)"
+        if stat.S_ISFIFO(mode)
+        else "a device"
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+        else "a socket"
+        if stat.S_ISSOCK(mode)
+        else "not a regular file"
+    )
+    return f"indices file {path} is {kind}, not a file of ids; give a .txt, .csv, .json or .npy file"
 
 
 def read_indices_file(path: str | os.PathLike) -> np.ndarray:
     """Read sample ids from a ``.txt`` / ``.json`` / ``.npy`` / ``.csv`` file; only integers are ids.
 
-    * ``.txt`` (and any other suffix): one id per line; ``#`` starts a comment; every other line must be an
-      integer (``12``, ``-3``), else the error names the line.
+    * ``.txt`` (and any other suffix): one id per line; ``#`` starts a comment; every other line must be an id
+      written with the ASCII digits 0-9 (``12``; not ``-3``, ``+1``, ``1_0`` or other scripts' digits), else the
+      error names the line.
     * ``.csv``: the first column; the first line is a header only when its first cell is not a number at all
       (``id``, ``sample_id``); a first cell that looks like a mistyped number (``5.0``, ``1O``, ``+18``) is an error.
-    * ``.json``: a list of JSON integers (or ``{"ids": [...]}``); ``true``, ``8.0`` or ``"8"`` are errors.
+    * ``.json``: a list of JSON integers (or ``{"ids": [...]}``); ``true``, ``8.0``, ``"8"`` or ``-0`` are errors.
     * ``.npy``: a one-dimensional array of an integer dtype.
 
     Raises:
-        ScenarioError: the file is missing, unreadable or holds anything that is not an integer id.
+        ScenarioError: the file is missing, not a regular file (a folder, a FIFO, a device), unreadable, or holds
+            anything that is not an integer id.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ScenarioError(f"indices file {path} does not exist")
+    problem = _not_a_regular_file(path)
+    if problem is not None:
+        raise ScenarioError(problem)
     try:
         if path.suffix == ".npy":
             arr = read_npy_ids(path)
         elif path.suffix == ".json":
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(path.read_text(encoding="utf-8"), parse_int=_json_id)
             if isinstance(data, dict):
                 data = data.get("ids", data.get("indices"))
             if not isinstance(data, list):
                 raise ValueError('expected a JSON list of ids (or {"ids": [...]})')
-            bad = [(i, v) for i, v in enumerate(data) if isinstance(v, bool) or not isinstance(v, int)]
+            bad = [(i, v) for i, v in enumerate(data) if isinstance(v, (bool, _NotAnId)) or not isinstance(v, int)]
             if bad:
                 i, v = bad[0]
+                shown = str(v) if isinstance(v, _NotAnId) else json.dumps(v)
                 raise ScenarioError(
-                    f"{path}: item {i} of the list is {json.dumps(v)}, not an integer id "
-                    f"({len(bad)} such item(s)); only JSON integers are ids"
+                    f"{path}: item {i} of the list is {shown}, not an integer id "
+                    f"({len(bad)} such item(s)); only JSON integers are ids ({ID_RULE})"
                 )
             try:
                 arr = np.asarray([int(v) for v in data], dtype=np.int64)
@@ -58,15 +95,15 @@ def read_indices_file(path: str | os.PathLike) -> np.ndarray:
             csv = path.suffix.lower() == ".csv"
             tokens: list[str] = []
             for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-                line = line.split("#", 1)[0].strip()
+                line = line.split("#", 1)[0].strip(_ASCII_SPACE)  # ASCII spaces only, as is_id_text
                 if not line:
                     continue
-                tok = line.split(",")[0].strip() if csv else line
-                if not _INT_TOKEN.fullmatch(tok):
+                tok = line.split(",")[0].strip(_ASCII_SPACE) if csv else line
+                if not is_id_text(tok):
                     if csv and not tokens and _is_header(tok):
                         continue  # a CSV header line (a name, not a number)
                     raise ScenarioError(
-                        f"{path}, line {line_no}: {tok[:40]!r} is not an integer sample id"
+                        f"{path}, line {line_no}: {tok[:40]!r} is not an integer sample id: {ID_RULE}"
                         + (" (a .csv header must be a name such as 'id')" if csv and not tokens else "")
                     )
                 tokens.append(tok)

@@ -4,6 +4,7 @@ invalid request raises. See :mod:`oblivio.scenarios` for the table of forms."""
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass, field
 
 from ..utils import indices_hash
@@ -13,6 +14,45 @@ class ScenarioError(ValueError):
     """A forget request cannot be served as asked."""
 
     __module__ = "oblivio.scenarios"  # its public home: tracebacks and doctests name oblivio.scenarios.ScenarioError
+
+
+_ID_TEXT = re.compile(r"[0-9]+")  # re's [0-9] is the ten ASCII digits (unlike \d or str.isdigit, any script's)
+_ASCII_SPACE = " \t\r\n\v\f"
+ID_RULE = "write it with the ASCII digits 0-9 only (no sign, no '_', no other scripts' digits)"
+"""The one rule for ids (and counts, seeds) given as text, everywhere: ``--ids``, id files, ``group:``, request ids."""
+
+
+def is_id_text(text: str) -> bool:
+    """Whether ``text`` is an id written as the rule says: ASCII digits, optionally surrounded by ASCII spaces.
+
+    Example:
+        >>> [is_id_text(t) for t in ["12", " 7 ", "１２", "٣٤", "1_0", "+11", "-0", "3.0"]]
+        [True, True, False, False, False, False, False, False]
+    """
+    return bool(_ID_TEXT.fullmatch(text.strip(_ASCII_SPACE)))
+
+
+def parse_id_text(text: str, *, what: str = "sample id") -> int:
+    """An id (or a count) from text: ASCII digits only, optionally surrounded by ASCII spaces.
+
+    Python's ``int()`` also reads full-width digits (``１２``), other scripts' digits (``٣٤``), ``1_0``,
+    ``+11`` and ``-0``; a deletion request must not be guessed at, so every id given as text goes through this rule.
+
+    Raises:
+        ScenarioError: anything else, naming the text and the rule.
+
+    Example:
+        >>> parse_id_text(" 12 ")
+        12
+        >>> parse_id_text("1_0")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        oblivio.scenarios.ScenarioError: '1_0' is not a sample id: write it with the ASCII digits 0-9 only (...)
+    """
+    if not isinstance(text, str) or not is_id_text(text):
+        shown = text.strip(_ASCII_SPACE)[:40] if isinstance(text, str) else text
+        raise ScenarioError(f"{shown!r} is not a {what}: {ID_RULE}")
+    return int(text.strip(_ASCII_SPACE))
 
 
 @dataclass(frozen=True)
@@ -84,7 +124,8 @@ def parse_scenario(text: str) -> ScenarioSpec:
         if kind == "class-subset":
             if not 1 <= len(parts) <= 2:
                 raise ValueError
-            return ClassSubset(_class_token(parts[0]), int(parts[1]) if len(parts) == 2 else 100)
+            count = parse_id_text(parts[1], what="count") if len(parts) == 2 else 100
+            return ClassSubset(_class_token(parts[0]), count)
         if kind == "class":
             if len(parts) != 1:
                 raise ValueError
@@ -97,7 +138,7 @@ def parse_scenario(text: str) -> ScenarioSpec:
                 raise ScenarioError(f"random forget amount must be a finite fraction or count, got {parts[0]!r}")
             return RandomSamples(amount)
         if kind == "group":
-            return Groups(groups=tuple(int(g) for g in parts[0].split(",") if g.strip()))
+            return Groups(groups=tuple(parse_id_text(g, what="group id") for g in parts[0].split(",") if g.strip()))
         if kind == "group-frac":
             fraction = float(parts[0])
             if not math.isfinite(fraction):
@@ -119,8 +160,9 @@ _FORMS = (
 
 
 def _class_token(tok: str) -> int | str:
+    """A class index (ASCII digits) or a class name (anything else, e.g. ``Shirt``)."""
     tok = tok.strip()
-    return int(tok) if tok.lstrip("-").isdigit() else tok
+    return int(tok) if is_id_text(tok) else tok
 
 
 def spec_to_string(spec: ScenarioSpec) -> str:
@@ -149,6 +191,7 @@ def spec_to_dict(spec: ScenarioSpec) -> dict:
 
 
 __all__ = [
+    "ID_RULE",
     "ClassSubset",
     "Groups",
     "Indices",
@@ -157,6 +200,8 @@ __all__ = [
     "ScenarioError",
     "ScenarioSpec",
     "WholeClass",
+    "is_id_text",
+    "parse_id_text",
     "parse_scenario",
     "spec_to_dict",
     "spec_to_string",

@@ -130,6 +130,11 @@ def make_forget_split(dataset: ImageDataset, spec: ScenarioSpec | str, *, seed: 
         n = len(dataset)
         if not math.isfinite(spec.amount):
             raise ScenarioError(f"random forget amount must be a finite fraction or count, got {spec.amount}")
+        if spec.amount > 1 and spec.amount != int(spec.amount):
+            raise ScenarioError(
+                f"random forget amount {spec.amount:g} is neither a fraction in (0, 1) nor a whole count of samples; "
+                f"write random:0.1 for 10% of the training set or random:{int(spec.amount)} for a count"
+            )
         count = int(round(spec.amount * n)) if 0 < spec.amount < 1 else int(spec.amount)
         if spec.amount <= 0 or count <= 0:
             raise ScenarioError(

@@ -7,6 +7,7 @@ from torch import nn
 
 from ..data.base import ImageDataset
 from ..data.loader import TensorLoader
+from ..models.adapters import logits_of
 from ..utils import eval_mode, model_device
 
 
@@ -17,7 +18,7 @@ def predict_logits(model: nn.Module, dataset: ImageDataset, *, batch_size: int =
     outs = []
     with eval_mode(model):
         for batch in TensorLoader(dataset, batch_size=batch_size, device=device):
-            outs.append(model(batch.x).float().cpu())
+            outs.append(logits_of(model(batch.x)).float().cpu())  # a tuple / dict output: its logits
     if not outs:
         return torch.zeros(0, getattr(model, "num_classes", dataset.num_classes))
     return torch.cat(outs)

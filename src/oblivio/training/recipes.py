@@ -13,6 +13,7 @@ Fashion-MNIST with ``small-cnn``; see docs/recipes.md for the measured accuracie
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
@@ -30,7 +31,7 @@ class Recipe:
 
     Args:
         name: preset name (for reports).
-        epochs: training epochs.
+        epochs: training epochs (an integer >= 1: a recipe that trains nothing is refused, not run as one epoch).
         lr: initial learning rate.
         momentum: SGD momentum.
         weight_decay: L2 weight decay.
@@ -55,8 +56,9 @@ class Recipe:
     nesterov: bool = False
 
     def __post_init__(self) -> None:
-        if self.epochs < 0:
-            raise ValueError(f"epochs must be >= 0, got {self.epochs}")
+        if isinstance(self.epochs, bool) or not isinstance(self.epochs, numbers.Integral) or self.epochs < 1:
+            raise ValueError(f"epochs must be an integer >= 1, got {self.epochs!r}")
+        object.__setattr__(self, "epochs", int(self.epochs))  # a NumPy integer becomes an int (cache keys)
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if self.batch_size <= 0:
