@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from .data.base import DatasetError, ImageDataset
+from .data.stream_intake import StreamDecision, _stream_convert, decide_streaming
 from .data.torch_data import _convert
 from .utils import model_device
 
@@ -173,6 +174,8 @@ class UnlearningReport:
         before: metrics of the original model (``acc_forget``, ``acc_retain``, ...; with ``test``, MIA too).
         after: the same metrics of the unlearned model, plus alignment to ``gold`` when one was given.
         info: what the method reports about its run (``method.info``).
+        data: how the data was read: ``streamed`` (bool), ``estimated_bytes`` (the torch data as tensors),
+            ``memory_budget``, ``requested`` (``stream=``); see :func:`oblivio.data.decide_streaming`.
     """
 
     method: str
@@ -183,6 +186,7 @@ class UnlearningReport:
     before: dict[str, float]
     after: dict[str, float]
     info: dict = field(default_factory=dict, repr=False)
+    data: dict = field(default_factory=dict, repr=False)
 
     def table(self, *, digits: int = 2) -> str:
         """The report as a text table (fits 80 columns)."""
@@ -214,6 +218,7 @@ class UnlearningReport:
             "before": dict(self.before),
             "after": dict(self.after),
             "info": dict(self.info),
+            "data": dict(self.data),
         }
 
 
@@ -238,16 +243,44 @@ def _output_width(model: nn.Module, x: torch.Tensor) -> int | None:
     return int(out.shape[-1]) if isinstance(out, torch.Tensor) and out.dim() == 2 else None
 
 
+def _renamed(ds: Any, *, classes: Sequence[str] | None = None, ids: torch.Tensor | None = None) -> Any:
+    """``ds`` (in memory or streamed) with other class names or sample ids."""
+    if getattr(ds, "is_streaming", False):
+        return ds.replace(classes=classes, ids=ids)
+    return ImageDataset(
+        ds.images,
+        ds.labels,
+        ds.classes if classes is None else classes,
+        ds.name,
+        ds.groups,
+        ds.ids if ids is None else ids,
+    )
+
+
 def _intake(
-    model: nn.Module, data: Mapping[str, Any], *, classes: Sequence[str] | None, ids: Mapping[str, Any]
-) -> dict[str, ImageDataset]:
-    """Every role as an ImageDataset with one class list and ids that do not collide by accident."""
-    converted: dict[str, ImageDataset] = {}
+    model: nn.Module,
+    data: Mapping[str, Any],
+    *,
+    classes: Sequence[str] | None,
+    ids: Mapping[str, Any],
+    stream: bool | str = "auto",
+    memory_budget: int | str | None = None,
+    num_workers: int | None = None,
+) -> tuple[dict[str, Any], StreamDecision]:
+    """Every role as an ImageDataset (or, when streamed, a StreamingDataset) with one class list and ids that do not
+    collide by accident, and the streaming decision (:func:`oblivio.data.decide_streaming`)."""
+    decision = decide_streaming(data, stream=stream, memory_budget=memory_budget)
+    converted: dict[str, Any] = {}
     positional: list[str] = []
     for role, value in data.items():
         if value is None:
             continue
-        ds, pos = _convert(value, classes=classes, ids=ids.get(role), name=role, layout="auto")
+        if decision.stream:
+            ds, pos = _stream_convert(
+                value, classes=classes, ids=ids.get(role), name=role, layout="auto", num_workers=num_workers
+            )
+        else:
+            ds, pos = _convert(value, classes=classes, ids=ids.get(role), name=role, layout="auto")
         converted[role] = ds
         if pos:
             positional.append(role)
@@ -261,10 +294,7 @@ def _intake(
             if len(ds.classes) == k and ds.classes != tuple(str(i) for i in range(k))
         ]
         names = named[0] if named else tuple(str(i) for i in range(k))
-        converted = {
-            r: ds if ds.classes == names else ImageDataset(ds.images, ds.labels, names, ds.name, ds.groups, ds.ids)
-            for r, ds in converted.items()
-        }
+        converted = {r: ds if ds.classes == names else _renamed(ds, classes=names) for r, ds in converted.items()}
     if len(positional) > 1 or (positional and len(converted) > 1):
         # Positions 0..N-1 of different datasets are not identities: number those datasets one after another,
         # above every explicit id, so that forget and retain never share an id by accident.
@@ -278,15 +308,14 @@ def _intake(
         )
         for role in positional:
             ds = converted[role]
-            converted[role] = ImageDataset(
-                ds.images, ds.labels, ds.classes, ds.name, ds.groups, torch.arange(start, start + len(ds))
-            )
+            converted[role] = _renamed(ds, ids=torch.arange(start, start + len(ds)))
             start += len(ds)
         log.info(
             "sample ids of %s are positions (no Subset indices or ids= given): numbered one after another",
             ", ".join(positional),
         )
-    return converted
+    (log.info if decision.stream else log.debug)("data: %s", decision.describe())
+    return converted, decision
 
 
 def _scores(model: nn.Module, sets: dict[str, ImageDataset], *, gold: nn.Module | None, seed: int) -> dict:
@@ -325,6 +354,9 @@ def unlearn(
     classes: Sequence[str] | None = None,
     ids: Mapping[str, Any] | None = None,
     inplace: bool = False,
+    stream: bool | str = "auto",
+    memory_budget: int | str | None = None,
+    num_workers: int | None = None,
     **hparams: Any,
 ) -> UnlearningResult:
     """Unlearn ``forget`` from your ``model``; returns ``(new_model, report)``.
@@ -348,6 +380,14 @@ def unlearn(
         ids: optional sample ids per role, e.g. ``{"forget": f_ids, "retain": lambda i: 1000 + i}`` (see
             :func:`oblivio.data.as_image_dataset`). ``Subset`` indices are used as ids by default.
         inplace: modify ``model`` itself instead of a copy.
+        stream: read the data lazily, batch by batch (``True``), into memory once (``False``), or ``"auto"``:
+            streamed when the torch data, materialised as tensors, would exceed ``memory_budget``. Streamed data
+            runs your ``Dataset``'s transform on every read (random augmentations are drawn anew each epoch) in
+            ``num_workers`` loader processes; every method and metric works on it (docs/own-model-and-data.md).
+        memory_budget: bytes (or ``"4GB"``) for ``"auto"``; default ``$OBLIVIO_MEMORY_BUDGET``, else a quarter of
+            the machine's memory.
+        num_workers: loader processes for streamed data (default: a ``DataLoader``'s own ``num_workers``, else 0).
+            Results do not depend on it.
         **hparams: the method's hyper-parameters (unknown ones fail at once, naming the valid ones).
 
     ``forget`` / ``retain`` / ``holdout`` / ``test`` each accept an ``ImageDataset``, a map-style torch ``Dataset``
@@ -368,8 +408,14 @@ def unlearn(
     algo = method if isinstance(method, UnlearningMethod) else create_method(str(method), **hparams)
     if isinstance(method, UnlearningMethod) and hparams:
         raise TypeError("pass hyper-parameters either to the method instance or to unlearn(), not both")
-    sets = _intake(
-        model, {"forget": forget, "retain": retain, "holdout": holdout, "test": test}, classes=classes, ids=ids or {}
+    sets, decision = _intake(
+        model,
+        {"forget": forget, "retain": retain, "holdout": holdout, "test": test},
+        classes=classes,
+        ids=ids or {},
+        stream=stream,
+        memory_budget=memory_budget,
+        num_workers=num_workers,
     )
     before = _scores(model, sets, gold=None, seed=seed)
     t0 = time.perf_counter()
@@ -400,6 +446,7 @@ def unlearn(
         before=before,
         after=after,
         info=dict(algo.info),
+        data=decision.as_dict(),
     )
     log.info(
         "done in %.1f s: forget accuracy %.2f%% -> %.2f%%",
@@ -419,6 +466,9 @@ def evaluate_unlearning(
     gold: nn.Module | None = None,
     classes: Sequence[str] | None = None,
     ids: Mapping[str, Any] | None = None,
+    stream: bool | str = "auto",
+    memory_budget: int | str | None = None,
+    num_workers: int | None = None,
     **kwargs: Any,
 ) -> EvaluationResult:
     """Score a model on forget / retain / test (and against ``gold``), with the same data intake as :func:`unlearn`.
@@ -432,6 +482,7 @@ def evaluate_unlearning(
         gold: optional gold model.
         classes: class names (default as in :func:`unlearn`).
         ids: optional sample ids per role.
+        stream, memory_budget, num_workers: how the data is read, as in :func:`unlearn` (every metric streams).
         **kwargs: ``random_model``, ``mia``, ``seed``, ``batch_size`` of the metrics function, and its keyed
             metric groups: ``extras=[...]`` (e.g. ``"original"`` with ``original=``, ``"tta"``, ``"cost"`` with
             ``cost=`` / ``reference_cost=``; see :mod:`oblivio.metrics.extras`), the same single assembly point the
@@ -455,6 +506,14 @@ def evaluate_unlearning(
             "evaluate_unlearning needs test data (unseen images) for the test accuracy and the "
             "membership-inference metrics"
         )
-    sets = _intake(model, {"forget": forget, "retain": retain, "test": test}, classes=classes, ids=ids or {})
+    sets, _ = _intake(
+        model,
+        {"forget": forget, "retain": retain, "test": test},
+        classes=classes,
+        ids=ids or {},
+        stream=stream,
+        memory_budget=memory_budget,
+        num_workers=num_workers,
+    )
     evaluation = _evaluate(model, forget=sets["forget"], retain=sets["retain"], test=sets["test"], gold=gold, **kwargs)
     return EvaluationResult(evaluation, groups=evaluation.groups)

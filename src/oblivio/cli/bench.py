@@ -68,6 +68,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"{name:16s} {get_benchmark(name).description}")
         return 0 if args.list else 2
     get_benchmark(args.name)  # fail early on an unknown name
+    if args.stream != "auto" or args.memory_budget is not None or args.num_workers is not None:
+        raise ValueError(
+            "bench reads its data the default way (--stream auto, the default memory budget, no loader workers); "
+            "--stream, --memory-budget and --num-workers apply to train, forget, evaluate and request"
+        )
     out = args.out or f"results/{args.name}"
     settings = BenchSettings(
         classes=args.classes,

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..data import load_dataset, stratified_sample
+from ..data import DATASETS, StreamingDataset, TorchSplits, stratified_sample
 from ..data.base import DatasetSplits
 from ..metrics.cost_ratio import RunCost
 from ..models import Classifier, create_model
@@ -74,6 +74,12 @@ class Experiment:
         store: a :class:`CheckpointStore`, a folder, or None for the default store.
         device: where models live (default: CUDA when present, else CPU).
         progress: show progress bars.
+        stream: how the data is read: ``"auto"`` (a dataset registered as torch ``Dataset`` s, :class:`TorchSplits`,
+            is streamed when larger than ``memory_budget``), ``True`` (every dataset is read batch by batch through
+            the streaming path, in-memory ones by index) or ``False`` (read into memory). Not part of any store
+            key: the same data gives the same models either way (docs/own-model-and-data.md).
+        memory_budget: bytes (or ``"4GB"``) for ``"auto"`` (default: :func:`oblivio.data.default_memory_budget`).
+        num_workers: loader processes reading streamed batches (default: the ``TorchSplits``' own, else 0).
     """
 
     def __init__(
@@ -83,8 +89,12 @@ class Experiment:
         store: CheckpointStore | str | os.PathLike | None = None,
         device: torch.device | str | None = None,
         progress: bool = True,
+        stream: bool | str = "auto",
+        memory_budget: int | str | None = None,
+        num_workers: int | None = None,
     ) -> None:
         self.config = get_preset(config)
+        self.stream, self.memory_budget, self.num_workers = stream, memory_budget, num_workers
         self.store = store if isinstance(store, CheckpointStore) else CheckpointStore(store)
         self.device = torch.device(device) if device is not None else default_device()
         self.progress = progress
@@ -92,8 +102,20 @@ class Experiment:
     # ------------------------------------------------------------------ data
     @functools.cached_property
     def data(self) -> DatasetSplits:
-        """The dataset splits (``train`` is ``D``, subsampled when ``config.train_size`` is set)."""
-        splits = load_dataset(self.config.dataset, **self.config.dataset_options)
+        """The dataset splits (``train`` is ``D``, subsampled when ``config.train_size`` is set), in memory or
+        streamed (see ``stream``)."""
+        splits = DATASETS.create(self.config.dataset, **self.config.dataset_options)
+        if isinstance(splits, TorchSplits):
+            splits = splits.resolve(stream=self.stream, memory_budget=self.memory_budget, num_workers=self.num_workers)
+        elif self.stream is True or str(self.stream).lower() in ("on", "true", "yes", "1"):
+            splits = DatasetSplits(
+                *(
+                    StreamingDataset.from_memory(ds, num_workers=self.num_workers or 0)
+                    for ds in (splits.train, splits.test)
+                ),
+                name=splits.name,
+                info=splits.info,
+            )
         if self.config.train_size is not None and self.config.train_size < len(splits.train):
             pos = stratified_sample(splits.train, self.config.train_size, seed=0)
             splits = DatasetSplits(
