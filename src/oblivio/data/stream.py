@@ -154,7 +154,13 @@ class _BatchReader(torch.utils.data.Dataset):
     def __getitem__(self, key: tuple[int, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         seed, rows = key
         with _seeded(seed):
-            return self.dataset._read(rows)
+            x, labels = self.dataset._read(rows)
+        if torch.utils.data.get_worker_info() is not None:
+            # In a loader worker, convert to float here: the batch then reaches the main process as shared memory,
+            # and the main process allocates no batch-sized buffer of its own (with glibc, one per batch between the
+            # model's allocations fragments the heap: measured, the RSS grew with every batch kept).
+            x = _as_float(x)
+        return x, labels
 
 
 def _identity(batch: Any) -> Any:

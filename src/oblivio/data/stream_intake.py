@@ -39,13 +39,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, IterableDataset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset, TensorDataset
 
 from .arrays import Layout
 from .base import DatasetError, DatasetSplits, ImageDataset
 from .stream import StreamingDataset, _seeded, _TorchSource, batch_seed
 from .torch_data import (
-    _base_and_indices,
     _class_names,
     _loader_dataset,
     _numpy_image,
@@ -113,8 +112,20 @@ def _is_torch_data(data: Any) -> bool:
     return hasattr(data, "__getitem__") and hasattr(data, "__len__") and not isinstance(data, (str, bytes, dict))
 
 
-def _rows_of(data: Any, name: str) -> tuple[Any, Any, list[int], list[int] | None, bool]:
-    """``(dataset read, innermost base, positions read, ids from Subset / sampler or None, is a DataLoader)``."""
+def _subset_chain(data: Any) -> tuple[Any, np.ndarray | None]:
+    """As :func:`oblivio.data.torch_data._base_and_indices`, with the indices as one int64 array (no Python lists:
+    a million-sample ``Subset`` would otherwise cost tens of MB of Python ints)."""
+    indices: np.ndarray | None = None
+    while isinstance(data, Subset):
+        idx = np.asarray(data.indices, dtype=np.int64).reshape(-1)
+        indices = idx if indices is None else idx[indices]
+        data = data.dataset
+    return data, indices
+
+
+def _rows_of(data: Any, name: str) -> tuple[Any, Any, np.ndarray, np.ndarray | None, np.ndarray | None, bool]:
+    """``(dataset read, innermost base, positions read in it, their indices in the base or None, ids from a Subset /
+    sampler or None, is a DataLoader)``."""
     if isinstance(data, IterableDataset) or (
         isinstance(data, DataLoader) and isinstance(data.dataset, IterableDataset)
     ):
@@ -124,12 +135,14 @@ def _rows_of(data: Any, name: str) -> tuple[Any, Any, list[int], list[int] | Non
         )
     if isinstance(data, DataLoader):
         ds, sampled = _loader_dataset(data, name)
-        base, sub = _base_and_indices(ds)
-        positions = list(sampled) if sampled is not None else list(range(len(ds)))
-        ids = [sub[p] for p in positions] if sub is not None else (positions if sampled is not None else None)
-        return ds, base, positions, ids, True
-    base, sub = _base_and_indices(data)
-    return data, base, list(range(len(data))), sub, False
+        base, sub = _subset_chain(ds)
+        positions = np.asarray(sampled, dtype=np.int64) if sampled is not None else np.arange(len(ds), dtype=np.int64)
+        in_base = sub[positions] if sub is not None else positions
+        ids = in_base if (sub is not None or sampled is not None) else None
+        return ds, base, positions, in_base, ids, True
+    base, sub = _subset_chain(data)
+    positions = np.arange(len(data), dtype=np.int64)
+    return data, base, positions, (sub if sub is not None else positions), sub, False
 
 
 def _declared_labels(base: Any) -> np.ndarray | None:
@@ -181,12 +194,12 @@ def _stream_convert(
         mem = as_image_dataset(data, classes=classes, ids=ids, name=name, layout=layout)
         positional = ids is None and not isinstance(data, ImageDataset)
         return StreamingDataset.from_memory(mem, num_workers=num_workers or 0), positional
-    ds, base, positions, subset_ids, is_loader = _rows_of(data, name)
-    if not positions:
+    ds, base, positions, in_base, subset_ids, is_loader = _rows_of(data, name)
+    if not positions.size:
         raise DatasetError(f"{name}: the dataset is empty")
     if num_workers is None:
         num_workers = int(getattr(data, "num_workers", 0)) if is_loader else 0
-    first = _first_image(ds, positions[0], name, layout)
+    first = _first_image(ds, int(positions[0]), name, layout)
     source = _TorchSource(ds, layout=layout, name=name)
     if labels is not None:
         label_t = torch.as_tensor(np.asarray(labels), dtype=torch.long).reshape(-1)
@@ -195,9 +208,7 @@ def _stream_convert(
     else:
         declared = _declared_labels(base)
         if declared is not None:
-            _, sub = _base_and_indices(ds)
-            rows = [sub[p] for p in positions] if sub is not None else positions
-            label_t = torch.from_numpy(declared[np.asarray(rows, dtype=np.int64)])
+            label_t = torch.from_numpy(declared[in_base])
         else:
             label_t = _read_labels(source, positions, first, name, num_workers, read_batch_size)
     if classes is None:
@@ -205,15 +216,15 @@ def _stream_convert(
         top = int(label_t.max()) + 1 if label_t.numel() else 1
         classes = found or tuple(str(i) for i in range(top))
     if ids is not None:
-        id_t = _resolve_ids(ids, positions, name)
+        id_t = _resolve_ids(ids, positions.tolist(), name)
     elif subset_ids is not None:
-        id_t = torch.as_tensor(subset_ids, dtype=torch.long)
+        id_t = torch.from_numpy(subset_ids)
     else:
         id_t = None
     out = StreamingDataset(
         [source],
         torch.zeros(len(positions), dtype=torch.int32),
-        torch.as_tensor(positions, dtype=torch.long),
+        torch.from_numpy(positions),
         label_t,
         tuple(classes),
         image_shape=tuple(first.shape),  # type: ignore[arg-type]
@@ -228,7 +239,7 @@ def _stream_convert(
 
 
 def _read_labels(
-    source: _TorchSource, positions: list[int], first: torch.Tensor, name: str, num_workers: int, batch_size: int
+    source: _TorchSource, positions: np.ndarray, first: torch.Tensor, name: str, num_workers: int, batch_size: int
 ) -> torch.Tensor:
     """Every item's label, in one pass over the data (with the loader workers)."""
     log.info(
@@ -239,7 +250,7 @@ def _read_labels(
     probe = StreamingDataset(
         [source],
         torch.zeros(len(positions), dtype=torch.int32),
-        torch.as_tensor(positions, dtype=torch.long),
+        torch.from_numpy(positions),
         torch.zeros(len(positions), dtype=torch.long),
         ("?",),
         image_shape=tuple(first.shape),  # type: ignore[arg-type]
@@ -301,11 +312,11 @@ def estimate_bytes(data: Any) -> int | None:
         return data.estimated_bytes
     if not _is_torch_data(data):
         return None
-    ds, _, positions, _, _ = _rows_of(data, "data")
-    if not positions:
+    ds, _, positions, _, _, _ = _rows_of(data, "data")
+    if not positions.size:
         return 0
     with _seeded(batch_seed(0, 0, 0)):
-        item = ds[positions[0]]
+        item = ds[int(positions[0])]
     img = item[0] if isinstance(item, (tuple, list)) else item
     if isinstance(img, torch.Tensor):
         return len(positions) * img.numel() * (4 if img.is_floating_point() else 1)
