@@ -92,6 +92,9 @@ def test_auto_follows_the_memory_budget(plugin, tmp_path):
     assert isinstance(small.data.train, StreamingDataset) and small.data.train.num_workers == 2
     assert not isinstance(large.data.train, StreamingDataset)
     assert small.data.info["data"]["streamed"] and small.data.info["data"]["estimated_bytes"] == 4 * 36 * 210
+    # store keys: unchanged for data read into memory; streamed models (a random transform is drawn per read) apart
+    assert large.store_key(seed=0) == {**cfg.model_key(), "seed": 0}
+    assert small.store_key(seed=0) == {**cfg.model_key(), "seed": 0, "data": "streamed"}
 
 
 def test_bench_and_bad_values_are_refused(plugin, tmp_path, capsys):

@@ -334,7 +334,13 @@ class StreamDecision:
     requested: bool | str
 
     def describe(self) -> str:
-        size = f"{self.estimated_bytes / 2**30:.2f} GiB as tensors, budget {self.memory_budget / 2**30:.2f} GiB"
+        """E.g. ``streamed (auto: 12.3 GB as tensors, budget 5.9 GB)``.
+
+        Example:
+            >>> StreamDecision(True, 12_582_912_000, 6 * 2**30, "auto").describe()
+            'streamed (auto: 11.7 GB as tensors, budget 6 GB)'
+        """
+        size = f"{_size(self.estimated_bytes)} as tensors, budget {_size(self.memory_budget)}"
         if self.requested == "auto":
             return f"{'streamed' if self.stream else 'in memory'} (auto: {size})"
         return f"{'streamed' if self.stream else 'in memory'} (asked for; {size})"
@@ -346,6 +352,14 @@ class StreamDecision:
             "memory_budget": self.memory_budget,
             "requested": self.requested,
         }
+
+
+def _size(n: int) -> str:
+    """Bytes in binary units, three significant figures (``"450 KB"``, ``"11.7 GB"``)."""
+    for unit, scale in (("GB", 2**30), ("MB", 2**20), ("KB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n} bytes"
 
 
 def _requested(stream: bool | str) -> bool | str:
@@ -367,9 +381,8 @@ def decide_streaming(
     """Whether data ``{role: data}`` is streamed: asked for, or (``"auto"``) its torch data exceeds the budget."""
     requested = _requested(stream)
     budget = parse_bytes(memory_budget) if memory_budget is not None else default_memory_budget()
-    total = 0
-    if requested == "auto":  # the estimate reads one item per role: skip it when the answer is fixed
-        total = sum(b for b in (estimate_bytes(v) for v in data.values() if v is not None) if b is not None)
+    # the estimate reads one item per role given as torch data (recorded also when the answer is fixed)
+    total = sum(b for b in (estimate_bytes(v) for v in data.values() if v is not None) if b is not None)
     decision = requested if isinstance(requested, bool) else total > budget
     return StreamDecision(stream=bool(decision), estimated_bytes=int(total), memory_budget=budget, requested=requested)
 

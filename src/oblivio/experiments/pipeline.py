@@ -191,6 +191,16 @@ class Experiment:
             log.info("trained %s model in %.1fs", kind, stored.meta.get("train_seconds", 0.0))
         return TrainedModel(stored.model, dict(stored.meta))
 
+    def store_key(self, **extra: Any) -> dict:
+        """The checkpoint-store key of a model: the config's ``model_key()`` and ``extra`` (seed, forget ids), plus
+        ``"data": "streamed"`` when the training data is streamed. Streamed data runs its transform on every read,
+        so a random augmentation makes the model differ from one trained on the data read into memory once (on
+        deterministic data the two agree within float tolerance). Keys of data read into memory are unchanged."""
+        key = {**self.config.model_key(), **extra}
+        if getattr(self.data.train, "is_streaming", False):
+            key["data"] = "streamed"
+        return key
+
     def original(self, *, seed: int | None = None) -> nn.Module:
         """The original model ``M_o`` trained on ``D`` (trained once, then loaded from the store)."""
         return self.original_with_meta(seed=seed).model
@@ -198,7 +208,7 @@ class Experiment:
     def original_with_meta(self, *, seed: int | None = None) -> TrainedModel:
         """:meth:`original` with its stored training record (:class:`TrainedModel`)."""
         seed = self.config.seed if seed is None else seed
-        key = {**self.config.model_key(), "seed": seed}
+        key = self.store_key(seed=seed)
         return self._train("original", key, self.data.train, seed)
 
     def gold(
@@ -215,7 +225,7 @@ class Experiment:
         seed = self.config.seed if seed is None else seed
         if not isinstance(split, ForgetSplit):
             split = self.forget_split(split, seed=request_seed)
-        key = {**self.config.model_key(), "seed": seed, "forget": split.key}
+        key = self.store_key(seed=seed, forget=split.key)
         retain = self.data.train.subset(split.retain_pos, name=f"{self.data.name}:retain")
         return self._train("gold", key, retain, seed)
 
