@@ -84,9 +84,10 @@ def test_auto_streams_when_the_data_exceed_the_memory_budget(world):
 def test_evaluation_metrics_stream_too(world):
     gold = world["net"]
     kw = {"forget": world["forget"], "retain": world["retain"], "test": world["test"], "gold": gold}
+    kw.update(extras=["original", "tta"], original=world["net"])
     mem = oblivio.evaluate_unlearning(world["net"], stream=False, **kw)
     lazy = oblivio.evaluate_unlearning(world["net"], stream=True, **kw)
-    assert set(mem) == set(lazy) and "mia_loss_lr_acc" in mem
+    assert set(mem) == set(lazy) and "mia_loss_lr_acc" in mem and lazy.groups["tta"]
     for key, value in mem.items():
         if isinstance(value, float) and not np.isnan(value):
             assert lazy[key] == pytest.approx(value, abs=1e-9), key

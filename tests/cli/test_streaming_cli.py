@@ -78,6 +78,13 @@ def test_streamed_and_in_memory_runs_print_the_same_numbers(plugin, tmp_path, ca
     assert metrics["on"] == pytest.approx(metrics["off"], rel=1e-5, abs=1e-6) and forward["on"] == forward["off"]
 
 
+def test_the_ledger_serves_requests_on_streamed_data(plugin, tmp_path, capsys):
+    ledger = [*_common(plugin, tmp_path / "store"), "--no-progress", "--stream", "on", "--workdir", str(tmp_path / "l")]
+    assert main(["request", "add", "--ids", "3,4,5", "--requester", "ann", *ledger]) == 0
+    assert main(["request", "apply", "--method", "finetune.1ep", *ledger]) == 0
+    assert "is current" in capsys.readouterr().out
+
+
 def test_auto_follows_the_memory_budget(plugin, tmp_path):
     from dataclasses import replace
 
