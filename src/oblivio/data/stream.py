@@ -151,7 +151,7 @@ class _BatchReader(torch.utils.data.Dataset):
     def __len__(self) -> int:  # never used for sampling (the sampler is an explicit list of keys)
         return len(self.dataset)
 
-    def __getitem__(self, key: tuple[int, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, key: tuple[int, np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
         seed, rows = key
         with _seeded(seed):
             x, labels = self.dataset._read(rows)
@@ -448,12 +448,13 @@ class StreamingDataset:
         self, batches: Sequence[torch.Tensor], *, seed: int, epoch: int
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """``(rows, images, labels the items carry)`` per batch (see :meth:`iter_batches`), unchecked."""
-        keys = [(batch_seed(seed, epoch, b), torch.as_tensor(rows, dtype=torch.long)) for b, rows in enumerate(batches)]
+        # rows as NumPy arrays: they reach a worker pickled by value (a tensor would be moved to shared memory)
+        keys = [(batch_seed(seed, epoch, b), np.asarray(rows, dtype=np.int64)) for b, rows in enumerate(batches)]
         workers = self.num_workers if len(keys) >= 2 * self.num_workers else 0
         if workers == 0:
             reader = _BatchReader(self)
             for key in keys:
-                yield (key[1], *reader[key])
+                yield (torch.from_numpy(key[1]), *reader[key])
             return
         loader = torch.utils.data.DataLoader(
             _BatchReader(self),
@@ -466,7 +467,7 @@ class StreamingDataset:
         it = iter(loader)
         try:
             for key, (x, read) in zip(keys, it, strict=True):
-                yield key[1], x, read
+                yield torch.from_numpy(key[1]), x, read
         finally:  # an epoch left early (a stop rule, a cycled stream) must not leave worker processes behind
             shutdown = getattr(it, "_shutdown_workers", None)
             if shutdown is not None:
