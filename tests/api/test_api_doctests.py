@@ -1,4 +1,4 @@
-"""The docstring examples of the facade, adapters, torch-data intake (in memory and streamed) and progress lines run as written."""
+"""The docstring examples of the facade, adapters, torch-data intake (in memory, streamed) and progress lines run."""
 
 import doctest
 import importlib
