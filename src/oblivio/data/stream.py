@@ -400,8 +400,8 @@ class StreamingDataset:
             for k, img, lab in zip(where.tolist(), imgs, labs, strict=True):
                 if tuple(img.shape) != self.image_shape:
                     raise DatasetError(
-                        f"{self.name}: sample {int(rows[k])} has image shape {tuple(img.shape)} but the dataset's is "
-                        f"{self.image_shape}; resize the images to one size in the dataset's transform"
+                        f"{self.name}: sample {int(self.ids[rows[k]])} has image shape {tuple(img.shape)} but the "
+                        f"dataset's is {self.image_shape}; resize the images to one size in the dataset's transform"
                     )
                 images[k] = img
                 labels[k] = lab
