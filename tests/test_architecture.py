@@ -201,6 +201,7 @@ POSITIONAL_DATA_ARGUMENTS = {
     # Not knobs: an optional *data* argument (what the function works on, not how), positional as data is.
     "cli/__init__.py:main",  # argv, as every console entry point takes it
     "data/base.py:ImageDataset.float_images",  # indices: which rows (default: all)
+    "data/stream.py:StreamingDataset.float_images",  # indices: as ImageDataset.float_images, whose interface it has
     "data/idx.py:load_fashion_mnist",  # root: the dataset folder
     "experiments/bench.py:run_benchmark",  # config: the experiment to run the benchmark on (a preset name)
     "experiments/tmu_cost.py:run_tmu_cost",  # config: as run_benchmark

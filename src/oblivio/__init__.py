@@ -6,6 +6,7 @@ The one-call entry points (imported on first use, so ``import oblivio`` stays li
 * :func:`oblivio.evaluate_unlearning` -- score any model on forget / retain / test (and against a gold model);
 * :func:`oblivio.as_classifier` -- give a timm-, torchvision- or plain model the ``features`` contract;
 * :func:`oblivio.as_image_dataset` -- a torch ``Dataset`` / ``DataLoader`` / arrays as an in-memory dataset;
+* :func:`oblivio.stream_dataset` -- the same, read lazily batch by batch (data larger than memory);
 * :func:`oblivio.enable_logging` -- show progress lines (epochs, loss, ETA) from the Python API.
 """
 
@@ -24,6 +25,7 @@ _LAZY = {
     "UnlearningResult": "oblivio.api",
     "as_classifier": "oblivio.models.adapters",
     "as_image_dataset": "oblivio.data.torch_data",
+    "stream_dataset": "oblivio.data.stream_intake",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -1,4 +1,4 @@
-"""The docstring examples of the facade, adapters, torch-data intake and progress lines run as written."""
+"""The docstring examples of the facade, adapters, torch-data intake (in memory, streamed) and progress lines run."""
 
 import doctest
 import importlib
@@ -9,6 +9,8 @@ MODULES = [
     "oblivio.api",
     "oblivio.models.adapters",
     "oblivio.data.torch_data",
+    "oblivio.data.stream",
+    "oblivio.data.stream_intake",
     "oblivio.data",
     "oblivio.data.overlap",
     "oblivio.models.base",

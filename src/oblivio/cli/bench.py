@@ -81,6 +81,11 @@ def run(args: argparse.Namespace) -> int:
     from ..utils import check_output_dir
 
     get_benchmark(args.name)  # fail early on an unknown name
+    if args.stream != "auto" or args.memory_budget is not None or args.num_workers is not None:
+        raise ValueError(
+            "bench reads its data the default way (--stream auto, the default memory budget, no loader workers); "
+            "--stream, --memory-budget and --num-workers apply to train, forget, evaluate and request"
+        )
     out = args.out or f"results/{args.name}"
     check_output_dir(out, option="--out", files=BENCH_FILES)  # before the run, not after it
     check_store_arg(args)

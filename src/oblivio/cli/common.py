@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..data import parse_bytes
 from ..experiments import Experiment, ExperimentConfig, get_preset
 from ..experiments.labels import PERCENT_KEYS, is_percent, unit_of, with_unit
 from ..training.functions import RecipeSource, TrainFunction, recipe_mismatch
@@ -94,6 +95,15 @@ def add_experiment_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--store", help="checkpoint store folder (default $OBLIVIO_STORE or ~/.cache/oblivio/store)")
     g.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     g.add_argument("--no-progress", action="store_true", help="hide progress bars and progress log lines")
+    g.add_argument(
+        "--stream",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="read the data batch by batch (on), into memory (off), or streamed when a dataset registered as torch "
+        "Datasets exceeds --memory-budget (auto, default)",
+    )
+    g.add_argument("--memory-budget", help="size for --stream auto, e.g. 4GB (default: a quarter of the memory)")
+    g.add_argument("--num-workers", type=int, help="loader processes reading streamed batches (default 0)")
     add_import_arg(p)
 
 
@@ -332,7 +342,19 @@ def check_store_arg(args: argparse.Namespace) -> None:
 
 def experiment_from_args(args: argparse.Namespace) -> Experiment:
     check_store_arg(args)
-    return Experiment(config_from_args(args), store=args.store, device=args.device, progress=not args.no_progress)
+    if args.num_workers is not None and args.num_workers < 0:
+        raise ValueError(f"--num-workers must be >= 0, got {args.num_workers}")
+    if args.memory_budget is not None:
+        parse_bytes(args.memory_budget)  # a bad size fails here, with its message
+    return Experiment(
+        config_from_args(args),
+        store=args.store,
+        device=args.device,
+        progress=not args.no_progress,
+        stream={"on": True, "off": False}.get(args.stream, "auto"),
+        memory_budget=args.memory_budget,
+        num_workers=args.num_workers,
+    )
 
 
 def help_text(doc: str | None) -> str:

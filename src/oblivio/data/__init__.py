@@ -1,4 +1,4 @@
-"""Datasets: loaders into memory, and the batched in-memory loader.
+"""Datasets: loaders into memory, streamed datasets for data larger than memory, and the batched loader.
 
 Every loader returns :class:`DatasetSplits` (train = ``D``, test = ``D_test``) of :class:`ImageDataset`.
 
@@ -21,6 +21,16 @@ from .digits import load_digits_dataset
 from .folder import load_image_folder
 from .idx import load_fashion_mnist, load_idx_dataset, read_idx, write_idx
 from .loader import Batch, TensorLoader, ZipLoader, stratified_sample
+from .stream import StreamingDataset
+from .stream_intake import (
+    StreamDecision,
+    TorchSplits,
+    decide_streaming,
+    default_memory_budget,
+    estimate_bytes,
+    parse_bytes,
+    stream_dataset,
+)
 from .svhn import load_svhn
 from .torch_data import as_image_dataset
 from .transforms import Augment
@@ -64,11 +74,26 @@ FILE_OPTIONS = ("root", "path")
 def load_dataset(name: str, /, **kwargs: Any) -> DatasetSplits:
     """Load a registered dataset by name (``list_datasets()`` shows them).
 
+    A loader that returns :class:`TorchSplits` (torch ``Dataset`` s) is resolved here with the defaults: streamed
+    when larger than the memory budget (:func:`decide_streaming`), else read into memory. ``Experiment`` resolves
+    it with its own ``stream`` / ``memory_budget`` / ``num_workers``.
+
     Raises:
         DatasetError: a required option is missing (``cifar10`` without its folder: ``--data-root``) or an option
             is unknown, before the loader runs; or the loader's own checks fail.
     """
-    missing, unknown, valid = DATASETS.option_problems(name, kwargs)
+    check_dataset_options(name, kwargs)
+    splits = DATASETS.create(name, **kwargs)
+    return splits.resolve() if isinstance(splits, TorchSplits) else splits
+
+
+def check_dataset_options(name: str, options: dict[str, Any]) -> None:
+    """Refuse a missing or unknown loader option before the loader runs (``cifar10`` without ``--data-root``).
+
+    Raises:
+        DatasetError: naming the option and how to give it.
+    """
+    missing, unknown, valid = DATASETS.option_problems(name, options)
     if missing:
         if set(missing) <= set(FILE_OPTIONS):
             raise DatasetError(
@@ -88,7 +113,6 @@ def load_dataset(name: str, /, **kwargs: Any) -> DatasetSplits:
         raise DatasetError(
             f"dataset {name!r} has no option(s) {', '.join(unknown)}; its options: {', '.join(valid) or '(none)'}"
         )
-    return DATASETS.create(name, **kwargs)
 
 
 def list_datasets() -> list[str]:
@@ -97,6 +121,15 @@ def list_datasets() -> list[str]:
 
 __all__ = [
     "DATASETS",
+    "check_dataset_options",
+    "StreamDecision",
+    "StreamingDataset",
+    "TorchSplits",
+    "decide_streaming",
+    "default_memory_budget",
+    "estimate_bytes",
+    "parse_bytes",
+    "stream_dataset",
     "Augment",
     "as_image_dataset",
     "register_dataset",

@@ -127,7 +127,9 @@ class ImageDataset:
         return ImageDataset(self.images, labels, self.classes, name or self.name, self.groups, self.ids)
 
     def concat(self, other: ImageDataset, *, name: str | None = None) -> ImageDataset:
-        """This dataset followed by ``other`` (same classes and image shape)."""
+        """This dataset followed by ``other`` (same classes and image shape); a lazy view when ``other`` is streamed."""
+        if getattr(other, "is_streaming", False):  # a StreamingDataset (oblivio.data.stream): nothing is copied
+            return other.concat_after(self, name=name)  # type: ignore[attr-defined]
         if other.classes != self.classes or other.image_shape != self.image_shape:
             raise DatasetError(f"cannot concatenate {self.name} and {other.name}: classes or image shapes differ")
         images = (

@@ -1,4 +1,5 @@
-"""The in-memory batched loader: slices tensors, augments whole batches, seeds every epoch."""
+"""The batched loader: slices in-memory tensors (or reads a streamed dataset's batches), augments whole batches,
+seeds every epoch."""
 
 from __future__ import annotations
 
@@ -22,13 +23,18 @@ class Batch(NamedTuple):
 
 
 class TensorLoader:
-    """Iterate over an :class:`ImageDataset` in batches.
+    """Iterate over an :class:`ImageDataset` (or a :class:`~oblivio.data.StreamingDataset`) in batches.
 
     The order of epoch ``e`` depends only on ``(seed, e)``, so a run that resumes at epoch ``e`` sees the same
     batches as one that never stopped.
 
+    A streamed dataset goes through the same code: the same order, batch composition, label override and batch
+    augmentation; only the images of each batch are read from the dataset's sources (your ``Dataset``'s
+    ``__getitem__`` and its transform, in the dataset's ``num_workers`` loader processes) instead of sliced from a
+    tensor. So every method and metric gives the same numbers on the same data streamed or in memory.
+
     Args:
-        dataset: the data.
+        dataset: the data (in memory, or streamed).
         batch_size: samples per batch.
         shuffle: shuffle each epoch.
         augment: batch augmentation (``Augment`` or a spec such as ``"crop+flip"``).
@@ -75,9 +81,11 @@ class TensorLoader:
         self._labels = dataset.labels if labels is None else torch.as_tensor(labels).long()
         if self._labels.shape[0] != len(dataset):
             raise DatasetError(f"{dataset.name}: {len(dataset)} samples but {self._labels.shape[0]} override labels")
-        self._images = dataset.images
+        self._streamed = bool(getattr(dataset, "is_streaming", False))
+        self._images = None if self._streamed else dataset.images
         if self.device.type != "cpu":
-            self._images = self._images.to(self.device)
+            if self._images is not None:
+                self._images = self._images.to(self.device)
             self._labels = self._labels.to(self.device)
 
     def set_epoch(self, epoch: int) -> None:
@@ -100,16 +108,20 @@ class TensorLoader:
             order = torch.arange(n_total)
         n = order.numel()
         stop = (n // self.batch_size) * self.batch_size if self.drop_last else n
-        for start in range(0, stop, self.batch_size):
-            idx = order[start : start + self.batch_size]
-            dev_idx = idx.to(self._images.device)
-            x = self._images[dev_idx]
-            x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
-            x = x.to(self.device, non_blocking=True)
-            if self.augment.active:
-                x = self.augment(x, gen)
-            y = self._labels[dev_idx].to(self.device, non_blocking=True)
-            yield Batch(x, y, idx)
+        batches = [order[start : start + self.batch_size] for start in range(0, stop, self.batch_size)]
+        reader = self.dataset.iter_batches(batches, seed=self.seed, epoch=self.epoch) if self._streamed else None
+        try:
+            for idx in batches:
+                x = self._images[idx.to(self._images.device)] if reader is None else next(reader)  # type: ignore[index]
+                x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+                x = x.to(self.device, non_blocking=True)
+                if self.augment.active:
+                    x = self.augment(x, gen)
+                y = self._labels[idx.to(self._labels.device)].to(self.device, non_blocking=True)
+                yield Batch(x, y, idx)
+        finally:
+            if reader is not None:
+                reader.close()  # stops its loader workers when the epoch is left early
         self.epoch += 1
 
 

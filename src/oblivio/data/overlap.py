@@ -61,6 +61,8 @@ def content_hashes(dataset: Any) -> np.ndarray | None:
     own = getattr(dataset, "content_hashes", None)
     if callable(own):
         return np.asarray(own())
+    if getattr(dataset, "is_streaming", False):  # streamed: reading every image here would cost a whole pass
+        return None
     images = getattr(dataset, "images", None)
     if not isinstance(images, torch.Tensor):
         return None

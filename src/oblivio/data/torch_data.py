@@ -151,9 +151,10 @@ def _check_deterministic(data: Any, positions: Sequence[int], images: list[np.nd
             raise DatasetError(
                 f"{what}: item {positions[k]} read twice gave two different images: the dataset's transform is "
                 "random (an augmentation such as a random crop or flip), and reading the data into memory would "
-                "freeze one random draw per image. Pass this data with its deterministic (test-time) transform; to "
-                "augment while training, use a recipe's augment (Recipe(augment='crop4+flip')) or augment inside "
-                "your training function (oblivio.training.register_recipe)"
+                "freeze one random draw per image. Stream it instead (stream=True, --stream on: the transform runs "
+                "on every read), or pass this data with its deterministic (test-time) transform and augment while "
+                "training with a recipe's augment (Recipe(augment='crop4+flip')) or inside your training function "
+                "(oblivio.training.register_recipe)"
             )
 
 

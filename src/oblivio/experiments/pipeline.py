@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..data import load_dataset, stratified_sample
+from ..data import DATASETS, StreamingDataset, TorchSplits, check_dataset_options, stratified_sample
 from ..data.base import DatasetSplits
 from ..metrics.cost_ratio import RunCost
 from ..models import Classifier, create_model
@@ -74,6 +74,12 @@ class Experiment:
         store: a :class:`CheckpointStore`, a folder, or None for the default store.
         device: where models live (default: CUDA when present, else CPU).
         progress: show progress bars.
+        stream: how the data is read: ``"auto"`` (a dataset registered as torch ``Dataset`` s, :class:`TorchSplits`,
+            is streamed when larger than ``memory_budget``), ``True`` (every dataset is read batch by batch through
+            the streaming path, in-memory ones by index) or ``False`` (read into memory). Not part of any store
+            key: the same data gives the same models either way (docs/own-model-and-data.md).
+        memory_budget: bytes (or ``"4GB"``) for ``"auto"`` (default: :func:`oblivio.data.default_memory_budget`).
+        num_workers: loader processes reading streamed batches (default: the ``TorchSplits``' own, else 0).
     """
 
     def __init__(
@@ -83,8 +89,12 @@ class Experiment:
         store: CheckpointStore | str | os.PathLike | None = None,
         device: torch.device | str | None = None,
         progress: bool = True,
+        stream: bool | str = "auto",
+        memory_budget: int | str | None = None,
+        num_workers: int | None = None,
     ) -> None:
         self.config = get_preset(config)
+        self.stream, self.memory_budget, self.num_workers = stream, memory_budget, num_workers
         self.store = store if isinstance(store, CheckpointStore) else CheckpointStore(store)
         self.device = resolve_device(device)  # unknown / meta / absent devices refused here, before any data
         self.progress = progress
@@ -92,8 +102,21 @@ class Experiment:
     # ------------------------------------------------------------------ data
     @functools.cached_property
     def data(self) -> DatasetSplits:
-        """The dataset splits (``train`` is ``D``, subsampled when ``config.train_size`` is set)."""
-        splits = load_dataset(self.config.dataset, **self.config.dataset_options)
+        """The dataset splits (``train`` is ``D``, subsampled when ``config.train_size`` is set), in memory or
+        streamed (see ``stream``)."""
+        check_dataset_options(self.config.dataset, self.config.dataset_options)  # before the loader runs
+        splits = DATASETS.create(self.config.dataset, **self.config.dataset_options)
+        if isinstance(splits, TorchSplits):
+            splits = splits.resolve(stream=self.stream, memory_budget=self.memory_budget, num_workers=self.num_workers)
+        elif self.stream is True or str(self.stream).lower() in ("on", "true", "yes", "1"):
+            splits = DatasetSplits(
+                *(
+                    StreamingDataset.from_memory(ds, num_workers=self.num_workers or 0)
+                    for ds in (splits.train, splits.test)
+                ),
+                name=splits.name,
+                info=splits.info,
+            )
         if self.config.train_size is not None and self.config.train_size < len(splits.train):
             pos = stratified_sample(splits.train, self.config.train_size, seed=0)
             splits = DatasetSplits(
@@ -169,6 +192,16 @@ class Experiment:
             log.info("trained %s model in %.1fs", kind, stored.meta.get("train_seconds", 0.0))
         return TrainedModel(stored.model, dict(stored.meta))
 
+    def store_key(self, **extra: Any) -> dict:
+        """The checkpoint-store key of a model: the config's ``model_key()`` and ``extra`` (seed, forget ids), plus
+        ``"data": "streamed"`` when the training data is streamed. Streamed data runs its transform on every read,
+        so a random augmentation makes the model differ from one trained on the data read into memory once (on
+        deterministic data the two agree within float tolerance). Keys of data read into memory are unchanged."""
+        key = {**self.config.model_key(), **extra}
+        if getattr(self.data.train, "is_streaming", False):
+            key["data"] = "streamed"
+        return key
+
     def original(self, *, seed: int | None = None) -> nn.Module:
         """The original model ``M_o`` trained on ``D`` (trained once, then loaded from the store)."""
         return self.original_with_meta(seed=seed).model
@@ -176,7 +209,7 @@ class Experiment:
     def original_with_meta(self, *, seed: int | None = None) -> TrainedModel:
         """:meth:`original` with its stored training record (:class:`TrainedModel`)."""
         seed = self.config.seed if seed is None else seed
-        key = {**self.config.model_key(), "seed": seed}
+        key = self.store_key(seed=seed)
         return self._train("original", key, self.data.train, seed)
 
     def gold(
@@ -193,7 +226,7 @@ class Experiment:
         seed = self.config.seed if seed is None else seed
         if not isinstance(split, ForgetSplit):
             split = self.forget_split(split, seed=request_seed)
-        key = {**self.config.model_key(), "seed": seed, "forget": split.key}
+        key = self.store_key(seed=seed, forget=split.key)
         retain = self.data.train.subset(split.retain_pos, name=f"{self.data.name}:retain")
         return self._train("gold", key, retain, seed)
 

@@ -356,7 +356,7 @@ def _layout_speedup(model, data, batch_size: int, *, steps: int = 20) -> dict:
 
 
 def _gold_stored(exp, split, seed: int) -> bool:
-    key = {**exp.config.model_key(), "seed": seed, "forget": split.key}  # the key Experiment.gold stores under
+    key = exp.store_key(seed=seed, forget=split.key)  # the key Experiment.gold stores under
     return exp.store.exists("gold", key)
 
 

@@ -23,20 +23,16 @@ Example:
 from __future__ import annotations
 
 import logging
-import math
 import sys
-import textwrap
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
-import torch
 from torch import nn
 
-from .data.base import DatasetError, ImageDataset
-from .data.torch_data import _convert
-from .utils import model_device
+from ..data.base import DatasetError, ImageDataset
+from .intake import _intake, check_disjoint
+from .results import EvaluationResult, UnlearningReport, UnlearningResult
 
 log = logging.getLogger("oblivio")
 
@@ -97,287 +93,9 @@ def enable_logging(
     return logger
 
 
-# ---------------------------------------------------------------------------------------------- tables
-def _fmt(value: Any, digits: int) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return "nan" if math.isnan(value) else f"{value:.{digits}f}"
-    return str(value)
-
-
-def _text_table(rows: list[list[Any]], header: list[str], *, digits: int = 2) -> str:
-    cells = [[_fmt(v, digits) for v in row] for row in rows]
-    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(header)]
-
-    def line(vals):
-        return "  ".join(
-            v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(vals, widths, strict=True))
-        ).rstrip()
-
-    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in cells])
-
-
-# Rows of the report: key, label, kind ("pct" = fraction shown in percent, "pp" = percentage points, "num")
-_ROWS: tuple[tuple[str, str, str], ...] = (
-    ("acc_forget", "accuracy on forget (%)", "pct"),
-    ("acc_retain", "accuracy on retain (%)", "pct"),
-    ("acc_holdout", "accuracy on holdout (%)", "pct"),
-    ("acc_test", "accuracy on test (%)", "pct"),
-    ("mia_loss_lr_acc", "MIA loss-LR accuracy (%)", "pct"),
-    ("mia_salun_efficacy", "MIA SalUn efficacy (%)", "pct"),
-)
-_GOLD_ROWS: tuple[tuple[str, str, str], ...] = (
-    ("delta_forget", "|forget acc - gold| (pp)", "pp"),
-    ("sample_agreement", "agreement with gold on forget (%)", "pct"),
-    ("activation_distance_l2", "activation distance L2", "num"),
-    ("js_divergence", "JS divergence to gold", "num"),
-)
-
-
-def _show(value: Any, kind: str) -> Any:
-    if not isinstance(value, (int, float)) or value is None:
-        return value
-    return 100.0 * float(value) if kind in ("pct", "pp") else float(value)
-
-
-class EvaluationResult(dict):
-    """The flat metrics dict of :func:`evaluate_unlearning` (accuracies as fractions in [0, 1]); ``str()`` is a
-    rounded table in percent; ``groups`` maps each metric group to the keys it added (as
-    :class:`oblivio.metrics.report.Evaluation`)."""
-
-    def __init__(self, *args: Any, groups: Mapping[str, Sequence[str]] | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.groups: dict[str, tuple[str, ...]] = {k: tuple(v) for k, v in (groups or {}).items()}
-
-    def __str__(self) -> str:
-        rows = []
-        for key, label, kind in _ROWS:
-            if key in self:
-                rows.append([label, _show(self[key], kind), _show(self.get("gold_" + key), kind)])
-        for key, label, kind in _GOLD_ROWS:
-            if key in self:
-                rows.append([label, _show(self[key], kind), None])
-        header = ["metric", "model"] + (["gold reference"] if any(k.startswith("gold_") for k in self) else [])
-        return _text_table([r[: len(header)] for r in rows], header)
-
-
-@dataclass
-class UnlearningReport:
-    """What :func:`unlearn` measured: accuracies before and after (fractions), the method's own report, the cost.
-
-    ``str(report)`` is a rounded table (accuracies in percent); :meth:`to_dict` gives everything as plain data.
-
-    Attributes:
-        method: registered method name.
-        hparams: the method's hyper-parameters, as run.
-        seed: the unlearning seed.
-        seconds: wall time of the method (not of the evaluation).
-        sizes: samples per data role.
-        before: metrics of the original model (``acc_forget``, ``acc_retain``, ...; with ``test``, MIA too).
-        after: the same metrics of the unlearned model, plus alignment to ``gold`` when one was given.
-        info: what the method reports about its run (``method.info``).
-        recipes: which recipe trained the original and the gold model (``{"original": {...}, "gold": {...}}``,
-            each ``name`` / ``kind`` / ``detail`` as :class:`oblivio.training.RecipeSource`; gold None without one).
-        warnings: what the reader must know to trust the numbers (e.g. gold retrained with another recipe than
-            the original's); also logged, and printed under the table.
-        unchanged: the method returned the model with the same weights (a no-op: nothing was unlearned), as
-            ``request apply`` reports a ``no-op`` run; also logged as a warning and shown in the table's title.
-    """
-
-    method: str
-    hparams: dict
-    seed: int
-    seconds: float
-    sizes: dict[str, int]
-    before: dict[str, float]
-    after: dict[str, float]
-    info: dict = field(default_factory=dict, repr=False)
-    recipes: dict = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
-    unchanged: bool = False
-
-    def table(self, *, digits: int = 2) -> str:
-        """The report as a text table (fits 80 columns)."""
-        gold = any(k.startswith("gold_") for k in self.after)
-        header = ["metric", "before", "after"] + (["gold reference"] if gold else [])
-        rows = []
-        for key, label, kind in _ROWS:
-            if key in self.after:
-                row = [label, _show(self.before.get(key), kind), _show(self.after[key], kind)]
-                rows.append(row + ([_show(self.after.get("gold_" + key), kind)] if gold else []))
-        for key, label, kind in _GOLD_ROWS:
-            if key in self.after:
-                rows.append([label, None, _show(self.after[key], kind)] + ([None] if gold else []))
-        sizes = ", ".join(f"{k} {v}" for k, v in self.sizes.items())
-        title = f"oblivio.unlearn: {self.method} (seed {self.seed}) in {self.seconds:.1f} s; {sizes} samples"
-        if self.unchanged:
-            title += "\nNO CHANGE: the method returned the model with the same weights; nothing was unlearned"
-        notes = []
-        if self.recipes.get("gold"):  # which recipes trained the two models compared (with a gold model only)
-            notes = [
-                f"recipe of the {role} model: {r['name']}" + (f" ({r['detail']})" if r.get("detail") else "")
-                for role, r in self.recipes.items()
-                if r
-            ]
-        notes += [f"WARNING: {w}" for w in self.warnings]
-        notes = [textwrap.fill(n, width=80, subsequent_indent="    ", break_on_hyphens=False) for n in notes]
-        return "\n".join([title, _text_table(rows, header, digits=digits), *notes])
-
-    def __str__(self) -> str:
-        return self.table()
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data (JSON-ready with :func:`oblivio.utils.to_jsonable`)."""
-        return {
-            "method": self.method,
-            "hparams": dict(self.hparams),
-            "seed": self.seed,
-            "seconds": self.seconds,
-            "sizes": dict(self.sizes),
-            "before": dict(self.before),
-            "after": dict(self.after),
-            "info": dict(self.info),
-            "recipes": {k: dict(v) if v else None for k, v in self.recipes.items()},
-            "warnings": list(self.warnings),
-            "unchanged": self.unchanged,
-        }
-
-
-class UnlearningResult(NamedTuple):
-    """``model, report = oblivio.unlearn(...)``."""
-
-    model: nn.Module
-    report: UnlearningReport
-
-
-# ---------------------------------------------------------------------------------------------- data intake
-def _probe(model: nn.Module, data: ImageDataset) -> int:
-    """The one-batch model check, before anything else touches the model: the logits width.
-
-    Raises:
-        UnlearningError: meta-device weights, a forward that fails or returns no logits (see
-            :func:`oblivio.models.adapters.logits_of`), a wrong output shape.
-    """
-    from .methods.base import UnlearningError
-    from .models.adapters import ContractError, check_classifier, check_materialised
-
-    try:
-        check_materialised(model, who="oblivio")
-        x = data.float_images(torch.arange(min(2, len(data)))).to(model_device(model))
-        return check_classifier(model, x, num_classes=None, who="oblivio").width
-    except ContractError as exc:
-        raise UnlearningError(str(exc)) from exc
-
-
-def _intake(
-    model: nn.Module,
-    data: Mapping[str, Any],
-    *,
-    classes: Sequence[str] | None,
-    ids: Mapping[str, Any],
-    required: Sequence[str] = ("forget", "retain"),
-) -> tuple[dict[str, ImageDataset], set[str]]:
-    """Every role as an ImageDataset with one class list and ids that do not collide by accident; the roles whose
-    ids are mere positions (no ``Subset`` indices or ``ids=``). The model is checked on one batch of ``forget``
-    before anything else runs it; more classes in the data than the model has outputs is refused."""
-    from .methods.base import UnlearningError
-
-    missing = [r for r in required if data.get(r) is None]
-    if missing:
-        raise UnlearningError(
-            f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} None: pass the samples "
-            "(an ImageDataset, a torch Dataset of (image, label), a DataLoader over one, or (images, labels) arrays)"
-        )
-    converted: dict[str, ImageDataset] = {}
-    positional: list[str] = []
-    for role, value in data.items():
-        if value is None:
-            continue
-        ds, pos = _convert(value, classes=classes, ids=ids.get(role), name=role, layout="auto")
-        converted[role] = ds
-        if pos:
-            positional.append(role)
-    first = converted["forget"] if len(converted.get("forget", ())) else next(iter(converted.values()))
-    width = _probe(model, first)
-    k = max(ds.num_classes for ds in converted.values())
-    if width < k:
-        raise UnlearningError(
-            f"oblivio: the model has {width} outputs but the data has {k} classes"
-            f"{' (classes=)' if classes is not None else ''}; give a model with one output per class"
-        )
-    if classes is None:
-        k = max(k, width)
-        named = [
-            ds.classes
-            for ds in converted.values()
-            if len(ds.classes) == k and ds.classes != tuple(str(i) for i in range(k))
-        ]
-        names = named[0] if named else tuple(str(i) for i in range(k))
-        converted = {
-            r: ds if ds.classes == names else ImageDataset(ds.images, ds.labels, names, ds.name, ds.groups, ds.ids)
-            for r, ds in converted.items()
-        }
-    first = converted["forget"]
-    for role, ds in converted.items():  # one image size: a 32x32 holdout beside 28x28 training images is refused
-        if len(ds) and len(first) and ds.image_shape != first.image_shape:
-            size = "x".join(map(str, ds.image_shape))
-            want = "x".join(map(str, first.image_shape))
-            raise DatasetError(
-                f"{role} images are {size} (channels x height x width) but the forget images are {want}: every set "
-                f"must hold images of the training size; resize the {role} data to {want} in its transform"
-            )
-    if len(positional) > 1 or (positional and len(converted) > 1):
-        # Positions 0..N-1 of different datasets are not identities: number those datasets one after another,
-        # above every explicit id, so that forget and retain never share an id by accident.
-        # (ImageDataset.ids is typed Optional but always set by __post_init__)
-        start = max(
-            [
-                int(ds.ids.max()) + 1  # type: ignore[union-attr]
-                for r, ds in converted.items()
-                if r not in positional and len(ds)
-            ]
-            + [0]
-        )
-        for role in positional:
-            ds = converted[role]
-            converted[role] = ImageDataset(
-                ds.images, ds.labels, ds.classes, ds.name, ds.groups, torch.arange(start, start + len(ds))
-            )
-            start += len(ds)
-        log.info(
-            "sample ids of %s are positions (no Subset indices or ids= given): numbered one after another",
-            ", ".join(positional),
-        )
-    return converted, set(positional)
-
-
-# ---------------------------------------------------------------------------------------------- disjoint roles
-def check_disjoint(sets: Mapping[str, ImageDataset], *, positional: set[str] | frozenset[str] = frozenset()) -> None:
-    """Refuse samples that are in two roles at once, with their count (see :func:`oblivio.data.overlap.shared`):
-    by sample id between ``forget`` and ``retain`` where both carry ids, by image content everywhere else.
-
-    Raises:
-        UnlearningError: naming the two roles, the count and the fix.
-    """
-    from .data.overlap import shared
-    from .methods.base import UnlearningError
-
-    for a, b, n, what in shared(sets, positional=positional):
-        fix = (
-            "remove them from retain, e.g. retain=Subset(train, [i for i in range(len(train)) if i not in "
-            "set(forget_ids)])"
-            if b == "retain"
-            else f"remove them from {b}"
-        )
-        raise UnlearningError(
-            f"{a} and {b} share {n} {what}: a sample belongs to one role only (forget, retain, holdout or test); {fix}"
-        )
-
-
 def _scores(model: nn.Module, sets: dict[str, ImageDataset], *, gold: nn.Module | None, seed: int) -> dict:
-    from .metrics.report import evaluate_unlearning as _evaluate
-    from .training.evaluate import accuracy
+    from ..metrics.report import evaluate_unlearning as _evaluate
+    from ..training.evaluate import accuracy
 
     out: dict[str, Any]
     if "test" in sets:
@@ -385,7 +103,7 @@ def _scores(model: nn.Module, sets: dict[str, ImageDataset], *, gold: nn.Module 
     else:
         out = {"acc_forget": accuracy(model, sets["forget"]), "acc_retain": accuracy(model, sets["retain"])}
         if gold is not None:
-            from .metrics.alignment import delta
+            from ..metrics.alignment import delta
 
             out["gold_acc_forget"] = accuracy(gold, sets["forget"])
             out["gold_acc_retain"] = accuracy(gold, sets["retain"])
@@ -415,6 +133,9 @@ def unlearn(
     train_fn: Any = None,
     init_fn: Callable[[], nn.Module] | None = None,
     original_recipe: Any = None,
+    stream: bool | str = "auto",
+    memory_budget: int | str | None = None,
+    num_workers: int | None = None,
     **hparams: Any,
 ) -> UnlearningResult:
     """Unlearn ``forget`` from your ``model``; returns ``(new_model, report)``.
@@ -448,6 +169,14 @@ def unlearn(
         ids: optional sample ids per role, e.g. ``{"forget": f_ids, "retain": lambda i: 1000 + i}`` (see
             :func:`oblivio.data.as_image_dataset`). ``Subset`` indices are used as ids by default.
         inplace: modify ``model`` itself instead of a copy.
+        stream: read the data lazily, batch by batch (``True``), into memory once (``False``), or ``"auto"``:
+            streamed when the torch data, materialised as tensors, would exceed ``memory_budget``. Streamed data
+            runs your ``Dataset``'s transform on every read (random augmentations are drawn anew each epoch) in
+            ``num_workers`` loader processes; every method and metric works on it (docs/own-model-and-data.md).
+        memory_budget: bytes (or ``"4GB"``) for ``"auto"``; default ``$OBLIVIO_MEMORY_BUDGET``, else a quarter of
+            the machine's memory.
+        num_workers: loader processes for streamed data (default: a ``DataLoader``'s own ``num_workers``, else 0).
+            Results do not depend on it.
         **hparams: the method's hyper-parameters (unknown ones fail at once, naming the valid ones).
 
     ``forget`` / ``retain`` / ``holdout`` / ``test`` each accept an ``ImageDataset``, a map-style torch ``Dataset``
@@ -466,11 +195,11 @@ def unlearn(
             (it would be frozen into memory), or the sets' image sizes differ.
         TypeError / KeyError: unknown hyper-parameter, method or recipe name; ``gold`` and ``train_fn`` both given.
     """
-    from .methods import UnlearningMethod, create_method
-    from .methods.retrain import retrain_gold
-    from .models.adapters import with_logits
-    from .training.functions import recipe_sources, resolve_recipe
-    from .utils import state_dict_hash
+    from ..methods import UnlearningMethod, create_method
+    from ..methods.retrain import retrain_gold
+    from ..models.adapters import with_logits
+    from ..training.functions import recipe_sources, resolve_recipe
+    from ..utils import state_dict_hash
 
     algo = method if isinstance(method, UnlearningMethod) else create_method(str(method), **hparams)
     if isinstance(method, UnlearningMethod) and hparams:
@@ -478,8 +207,14 @@ def unlearn(
     if gold is not None and train_fn is not None:
         raise TypeError("pass either gold= (your gold model) or train_fn= (oblivio retrains gold with it), not both")
     recipe = resolve_recipe(train_fn) if train_fn is not None else None
-    sets, positional = _intake(
-        model, {"forget": forget, "retain": retain, "holdout": holdout, "test": test}, classes=classes, ids=ids or {}
+    sets, positional, decision = _intake(
+        model,
+        {"forget": forget, "retain": retain, "holdout": holdout, "test": test},
+        classes=classes,
+        ids=ids or {},
+        stream=stream,
+        memory_budget=memory_budget,
+        num_workers=num_workers,
     )
     check_disjoint(sets, positional=positional)  # forget images inside retain (or test) would be trained on
     algo._validate(model, sets["forget"], sets["retain"], sets.get("holdout"))  # every check before any run
@@ -527,6 +262,7 @@ def unlearn(
         recipes=recipes,
         warnings=warnings,
         unchanged=unchanged,
+        data=decision.as_dict(),
     )
     for w in warnings:
         log.warning("%s", w)
@@ -555,6 +291,9 @@ def evaluate_unlearning(
     gold: nn.Module | None = None,
     classes: Sequence[str] | None = None,
     ids: Mapping[str, Any] | None = None,
+    stream: bool | str = "auto",
+    memory_budget: int | str | None = None,
+    num_workers: int | None = None,
     **kwargs: Any,
 ) -> EvaluationResult:
     """Score a model on forget / retain / test (and against ``gold``), with the same data intake as :func:`unlearn`.
@@ -568,6 +307,7 @@ def evaluate_unlearning(
         gold: optional gold model.
         classes: class names (default as in :func:`unlearn`).
         ids: optional sample ids per role.
+        stream, memory_budget, num_workers: how the data is read, as in :func:`unlearn` (every metric streams).
         **kwargs: ``random_model``, ``mia``, ``seed``, ``batch_size`` of the metrics function, and its keyed
             metric groups: ``extras=[...]`` (e.g. ``"original"`` with ``original=``, ``"tta"``, ``"cost"`` with
             ``cost=`` / ``reference_cost=``; see :mod:`oblivio.metrics.extras`), the same single assembly point the
@@ -585,17 +325,23 @@ def evaluate_unlearning(
         >>> print(str(res).splitlines()[0].split())
         ['metric', 'model', 'gold', 'reference']
     """
-    from .metrics.report import evaluate_unlearning as _evaluate
+    from ..metrics.report import evaluate_unlearning as _evaluate
 
     if test is None:
         raise DatasetError(
             "evaluate_unlearning needs test data (unseen images) for the test accuracy and the "
             "membership-inference metrics"
         )
-    from .models.adapters import with_logits
+    from ..models.adapters import with_logits
 
-    sets, positional = _intake(
-        model, {"forget": forget, "retain": retain, "test": test}, classes=classes, ids=ids or {}
+    sets, positional, _ = _intake(
+        model,
+        {"forget": forget, "retain": retain, "test": test},
+        classes=classes,
+        ids=ids or {},
+        stream=stream,
+        memory_budget=memory_budget,
+        num_workers=num_workers,
     )
     check_disjoint(sets, positional=positional)
     evaluation = _evaluate(
