@@ -285,7 +285,7 @@ def run_cell(
             "note": "second gold model (retrained from scratch on D_r) with the unlearning seed",
         }
     else:
-        method = create_method(cell.method.name, **dict(cell.method.hparams))
+        method = create_method(cell.method.name, **_with_recipe_class_weights(config, cell.method))
         hparams = method.hparams()
         unlearned = method(
             original.model,
@@ -368,12 +368,30 @@ def run_cell(
     return _clean(row)
 
 
+def _with_recipe_class_weights(config: ExperimentConfig, spec) -> dict:
+    """The method's hyper-parameters, plus the recipe's ``class_weights`` for a method that takes them (SPEC §9:
+    methods that fine-tune on ``D_r`` use the recipe's class weights) when the recipe has any and the spec does not
+    set its own."""
+    from dataclasses import fields as dc_fields
+
+    from ..methods.base import METHODS
+
+    hparams = dict(spec.hparams)
+    weights = config.recipe.class_weights
+    if weights == "none" or "class_weights" in hparams:
+        return hparams
+    if any(f.name == "class_weights" and f.init for f in dc_fields(METHODS.get(spec.name))):
+        hparams["class_weights"] = weights
+    return hparams
+
+
 def _provenance(config: ExperimentConfig, exp) -> dict:
     if "git_commit" not in _WORKER_STATE:
         _WORKER_STATE["git_commit"] = git_commit(os.path.dirname(__file__))
     return {
         "config": to_jsonable(config),
         "config_hash": config_hash(to_jsonable(config)),
+        "class_weights": to_jsonable(config.recipe.class_weights),  # the recipe's (left out of config while "none")
         "oblivio_version": __version__,
         "git_commit": _WORKER_STATE["git_commit"],
         "host": socket.gethostname(),
