@@ -109,7 +109,9 @@ class Experiment:
         return splits
 
     def forget_split(self, spec: ScenarioSpec | str, *, seed: int = 0) -> ForgetSplit:
-        return make_forget_split(self.data.train, spec, seed=seed)
+        return make_forget_split(
+            self.data.train, spec, seed=seed, group_attributes=self.data.info.get("group_attributes")
+        )
 
     def unlearning_splits(self, spec: ScenarioSpec | str | ForgetSplit, *, seed: int = 0) -> UnlearningSplits:
         """forget / retain / holdout / test for a request (see :func:`oblivio.scenarios.make_unlearning_splits`)."""
