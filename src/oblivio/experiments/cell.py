@@ -25,7 +25,7 @@ import torch
 from .. import __version__
 from ..utils import config_hash, git_commit, git_source_state, to_jsonable
 from .config import ExperimentConfig
-from .grid import GOLD_METHOD, RESULT_SCHEMA, Cell
+from .grid import GOLD_METHOD, ORIGINAL_METHOD, PSEUDO_METHODS, RESULT_SCHEMA, Cell
 from .rows import _clean, _now
 
 log = logging.getLogger("oblivio.runner")
@@ -263,11 +263,24 @@ def run_cell(
     gold = exp.gold_with_meta(split, seed=seeds.gold)
     gold_meta = gold.meta
 
-    if cell.method.name == GOLD_METHOD:
-        if cell.method.hparams:
-            raise ValueError(
-                f"the {GOLD_METHOD!r} pseudo-method takes no hyper-parameters, got {dict(cell.method.hparams)}"
-            )
+    if cell.method.name in PSEUDO_METHODS and cell.method.hparams:
+        raise ValueError(
+            f"the {cell.method.name!r} pseudo-method takes no hyper-parameters, got {dict(cell.method.hparams)}"
+        )
+    if cell.method.name == ORIGINAL_METHOD:
+        other = exp.original_with_meta(seed=seeds.unlearn)
+        unlearned, ref = other.model, other.cost
+        hparams = {}
+        info = {
+            "seconds": 0.0,
+            "cpu_seconds": 0.0,
+            "forward_samples": 0,
+            "backward_samples": 0,
+            "epochs": other.meta.get("epochs"),
+            "train_cpu_seconds": ref.cpu_seconds,
+            "note": "an original model (trained on all of D, D_f included) with the unlearning seed: forgets nothing",
+        }
+    elif cell.method.name == GOLD_METHOD:
         if seeds.unlearn == seeds.gold:
             raise ValueError(
                 f"the {GOLD_METHOD!r} pseudo-method needs Seeds.unlearn != Seeds.gold "
