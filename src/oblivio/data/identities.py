@@ -11,8 +11,8 @@ this module builds a dataset with the same *structure*, deterministically from `
   ``m_c`` is a per-class mean (classes spread over [0.1, 0.9] in a seeded order: the attribute correlates with the
   label), ``q`` is the base image's quantile within its class by mean brightness, reversed (1 = the faintest item:
   it correlates with appearance) and ``u ~ U(0, 1)`` noise. The attribute also changes how the views look:
-  contrast is scaled by ``1 - 0.35·a`` ("older" identities are fainter). So a request weighted toward one end of the attribute is
-  shifted in both labels and appearance, as a deletion request biased toward young people is.
+  contrast is scaled by ``1 - 0.35·a`` ("older" identities are fainter). So a request weighted toward one end of
+  the attribute is shifted in both labels and appearance, as a deletion request biased toward young people is.
 - **Imbalanced classes.** Identities per class fall geometrically from the most to the least frequent class at
   the stated ``imbalance`` ratio (max / min, after rounding), in a seeded class order; images per class follow
   (every identity has ``views`` images).
@@ -36,6 +36,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 
@@ -135,6 +136,14 @@ def _build_side(
     return x, y, groups, attr, base_idx_a
 
 
+@functools.lru_cache(maxsize=2)
+def _fashion_mnist(root: str | None) -> DatasetSplits:
+    """Fashion-MNIST, read once per process (several proxies of one run share it; it is only read from)."""
+    from .idx import load_fashion_mnist
+
+    return load_fashion_mnist(root)
+
+
 def load_fmnist_identities(
     *,
     root: str | os.PathLike | None = None,
@@ -159,8 +168,6 @@ def load_fmnist_identities(
     Raises:
         DatasetError: sizes that do not fit (too few identities or base images, ``views < 2``...).
     """
-    from .idx import load_fashion_mnist
-
     if views < 2:
         raise DatasetError(f"an identity needs at least 2 views, got {views}")
     if train_identities < 20 or test_identities < 10:
@@ -169,7 +176,7 @@ def load_fmnist_identities(
         )
     if not 4 <= image_size <= 28:
         raise DatasetError(f"image_size must be in [4, 28], got {image_size}")
-    fm = load_fashion_mnist(root)
+    fm = _fashion_mnist(str(root) if root is not None else None)
     num_classes = fm.num_classes
     rng = np.random.default_rng(seed)
     freq_order = rng.permutation(num_classes)
