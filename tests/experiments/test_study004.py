@@ -51,7 +51,7 @@ def test_requests_and_cells():
     assert len(cells) == 2 * 3 * 2 * 4
     assert {c.seeds.train for c in cells} == {0, 1} and {c.seeds.request for c in cells} == {0, 1}
     with pytest.raises(ValueError, match="unknown study-004 request"):
-        study_requests(data.train, ["young"])
+        study_requests(data.train, names=["young"])
 
 
 def test_data_without_groups_fails_before_training(tmp_path):

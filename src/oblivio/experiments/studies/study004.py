@@ -96,7 +96,7 @@ PRESETS.register("tiny-004")(lambda: TINY_004)
 PRESETS.register("cpu-004")(lambda: CPU_004)
 
 
-def study_requests(train, names: Sequence[str] = REQUESTS) -> dict[str, str]:
+def study_requests(train, *, names: Sequence[str] = REQUESTS) -> dict[str, str]:
     """``{request name: scenario string}`` on the training set ``train`` (which must have groups).
 
     Raises:
@@ -146,7 +146,7 @@ def run_study(config: ExperimentConfig, *, out, settings, command: str | None = 
 
     out = Path(out)
     exp = Experiment(config, store=runner_kwargs.get("store") or os.devnull, progress=False)
-    requests = study_requests(exp.data.train, _settings_requests(settings))
+    requests = study_requests(exp.data.train, names=_settings_requests(settings))
     # two-stage retrains with the experiment's own recipe (its epochs and class weights), as in the two-stage bench
     methods = [
         MethodSpec("two-stage", {"recipe": config.recipe}) if MethodSpec.parse(m).name == "two-stage" else m
