@@ -179,3 +179,22 @@ def test_method_weighted_differs_and_bad_length_fails_first(name):
     assert (pa - pb).abs().max() > 1e-6
     with pytest.raises(ValueError, match="has 2 entries"):
         create_method(name, class_weights=[1, 2], **kw)(model, forget=forget, retain=retain, progress=False)
+
+
+def test_tmu_takes_the_weights_in_its_twin_and_cache_key():
+    from oblivio.methods import create_method
+    from oblivio.methods.tmu.twin import train_twin_model
+
+    plain, weighted = create_method("tmu"), create_method("tmu", class_weights="balanced")
+    assert "class_weights" not in plain.hparams() and "class_weights" not in plain._twin_hparams()
+    assert weighted._twin_hparams()["class_weights"] == "balanced"
+    ds = _toy(n_per_class=(30, 6, 12))
+    model = _model(ds)
+    retain, forget, twin = ds.subset(torch.arange(8, 48)), ds.subset(torch.arange(0, 4)), ds.subset(torch.arange(4, 8))
+    kw = {"epochs": 1, "target_accuracy": 1.01, "seed": 0}
+    a, _ = train_twin_model(model, retain=retain, forget=forget, twin=twin, **kw)
+    b, _ = train_twin_model(
+        model, retain=retain, forget=forget, twin=twin, class_weights=torch.tensor([0.2, 5.0, 1.0]), **kw
+    )
+    diff = max(float((p - q).abs().max()) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+    assert diff > 1e-6
