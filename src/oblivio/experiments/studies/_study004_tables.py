@@ -79,6 +79,11 @@ def summary_rows(rows: Sequence[dict], requests: dict[str, str]) -> list[dict]:
                     ),
                     "cell_wall_seconds": float(np.mean([r["provenance"].get("wall_seconds") or 0.0 for r in sub])),
                     "median_epsilon": float(np.median(res.epsilons)),
+                    # what the attacks see, per forget example: the spread of the K runs' logit-scaled confidences
+                    # (std over runs, averaged over examples) against the K gold models', and the mean shift
+                    "spread_u": float(u.std(axis=0).mean()),
+                    "spread_r": float(g.std(axis=0).mean()),
+                    "mean_shift": float(np.abs(u.mean(axis=0) - g.mean(axis=0)).mean()),
                     "n_forget": int(u.shape[1]),
                     "H": [float(h) for h in res.scores],
                     "cells_commits": sorted({str(r["provenance"].get("git_commit")) for r in sub}),
@@ -221,7 +226,8 @@ def study_tables(summary: Sequence[dict], shifts: Sequence[dict]) -> list[Table]
                     ],
                 )
             )
-    tables += _ranking_tables(rows) + _paired_tables(rows) + [_shift_table(shifts), _cost_table(rows)]
+    tables += _ranking_tables(rows) + _paired_tables(rows) + _spread_tables(rows)
+    tables += [_shift_table(shifts), _cost_table(rows)]
     return [t for t in tables if t]
 
 
@@ -306,6 +312,43 @@ def _paired_tables(rows) -> list[Table]:
                 )
             )
     return tables
+
+
+def _spread_tables(rows) -> list[Table]:
+    """Why F ranks as it does: per entry, the spread of its K runs' confidences on each forget example against the
+    K gold models' spread, and the mean shift (both in logit-scaled confidence units, averaged over examples)."""
+    out = []
+    for request in ("non-iid", "iid-identities", "iid-images"):
+        sel = [s for s in rows if s["request"] == request and s["K"] == min(x["K"] for x in rows) and "spread_u" in s]
+        if not sel:
+            continue
+        by_m: dict[str, list[dict]] = defaultdict(list)
+        for s in sel:
+            by_m[s["method"]].append(s)
+        body = [
+            [
+                m,
+                f"{np.mean([s['spread_u'] for s in by_m[m]]):.2f}",
+                f"{np.mean([s['spread_r'] for s in by_m[m]]):.2f}",
+                f"{np.mean([s['mean_shift'] for s in by_m[m]]):.2f}",
+                f"{np.mean([s['F'] for s in by_m[m]]):.3f}",
+            ]
+            for m in _order(set(by_m))
+        ]
+        out.append(
+            Table(
+                f"study-004-spread-{request}",
+                f"{request}: spread of an entry's K runs on each forget example against gold's, and the mean shift "
+                "(logit-scaled confidence; mean over examples and replicates)",
+                ["entry", "spread of its runs (std)", "spread of the gold models (std)", "|mean shift|", "F"],
+                body,
+                notes=[
+                    "The attacks of SPEC §8 separate two sets of K values per example: an entry scores F only when "
+                    "its runs are spread like the gold models' and centred like them."
+                ],
+            )
+        )
+    return out
 
 
 def _shift_table(shifts) -> Table:
