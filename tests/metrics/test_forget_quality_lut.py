@@ -41,3 +41,10 @@ def test_per_example_epsilon_still_equals_the_oracle_on_ties():
     rng = np.random.default_rng(7)
     for u, r in _cases(rng, 24):
         assert fq.per_example_epsilon(u, r) == pytest.approx(oracle_epsilon(u, r), abs=0)
+
+
+def test_sorted_median_is_numpys_median():
+    rng = np.random.default_rng(3)
+    for n in (1, 2, 3, 4, 511, 512):
+        for x in (rng.normal(size=n), np.round(rng.normal(size=n)), rng.normal(size=n) * 1e-9 + 1e9):
+            assert fq._sorted_median(np.sort(x)) == float(np.median(x))

@@ -141,6 +141,13 @@ def _interval_grids(pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return rights, lefts
 
 
+def _sorted_median(x_sorted: np.ndarray) -> float:
+    """``np.median`` of a sorted array: the middle value, or the mean ``(a + b) / 2`` of the two middle ones."""
+    n = x_sorted.size
+    mid = n // 2
+    return float(x_sorted[mid]) if n % 2 else float((x_sorted[mid - 1] + x_sorted[mid]) / 2.0)
+
+
 def _single_threshold_sets(u: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(positive, negative) for single thresholds: the set with the larger median is positive (ties: ``u``)."""
     return (u, r) if np.median(u) >= np.median(r) else (r, u)
@@ -157,7 +164,8 @@ def _interval_sets(u: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray
 def per_example_epsilon(u: ArrayLike, r: ArrayLike, *, delta: float = DEFAULT_DELTA) -> float:
     """ε of one forget example from its scores under the unlearned (``u``) and retrained (``r``) models.
 
-    Fast path: each set is sorted once and every attack's counts come from :func:`numpy.searchsorted`.
+    Fast path: each set is sorted once; single thresholds are counted by :func:`numpy.searchsorted`, intervals
+    through a lookup table (:func:`_interval_epsilon`).
 
     Args:
         u: ``[N_u]`` logit-scaled confidences of the example under the unlearned models.
@@ -182,10 +190,13 @@ def per_example_epsilon(u: ArrayLike, r: ArrayLike, *, delta: float = DEFAULT_DE
     if _is_deterministic(u, r):
         return EPSILON_CAP
     best = 0.0
+    # Each set sorted once; medians and ranges read from the sorted arrays (the same values np.median and
+    # max - min give), so the positive / negative splits below are those of _single_threshold_sets and
+    # _interval_sets.
+    u_s, r_s = np.sort(u), np.sort(r)
 
     # Single thresholds "positive if c >= t".
-    pos, neg = _single_threshold_sets(u, r)
-    pos_s, neg_s = np.sort(pos), np.sort(neg)
+    pos_s, neg_s = (u_s, r_s) if _sorted_median(u_s) >= _sorted_median(r_s) else (r_s, u_s)
     lo, hi = min(pos_s[0], neg_s[0]), max(pos_s[-1], neg_s[-1])
     t = np.linspace(lo, hi, _n_grid_points(hi - lo))
     tp = pos_s.size - np.searchsorted(pos_s, t, side="left")
@@ -193,8 +204,8 @@ def per_example_epsilon(u: ArrayLike, r: ArrayLike, *, delta: float = DEFAULT_DE
     best = max(best, float(_epsilon_table(pos_s.size, neg_s.size, delta)[tp, fp].max()))
 
     # Intervals "positive if l <= c <= r" around the narrower set.
-    pos, neg = _interval_sets(u, r)
-    pos_s, neg_s = np.sort(pos), np.sort(neg)
+    if (pos_s[-1] - pos_s[0]) >= (neg_s[-1] - neg_s[0]):
+        pos_s, neg_s = neg_s, pos_s
     best = max(best, _interval_epsilon(pos_s, neg_s, delta))
     return float(min(best, EPSILON_CAP))
 
