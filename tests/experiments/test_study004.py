@@ -80,3 +80,23 @@ def test_end_to_end_scores_match_the_oracle(tmp_path):
     assert shift and all(0 <= s["tv_distance"] <= 1 for s in shift)
     assert {s["request"] for s in shift} == {"non-iid", "iid-identities", "iid-images"}
     assert (tmp_path / "o/report.md").read_text().count("non-iid request, K = 3") == 1
+
+
+@pytest.mark.ray
+def test_ray_spreads_the_same_cells(tmp_path):
+    """--ray-address local runs the study's cells on Ray and scores the same F as in-process."""
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'oblivio[ray]')")
+    settings = BenchSettings(seeds=1, methods=["gold"], n_models=3, scenario="non-iid")
+    local = run_benchmark("study-004", SMALL.replace(), out=tmp_path / "a", settings=settings, store=tmp_path / "s")
+    on_ray = run_benchmark(
+        "study-004",
+        SMALL.replace(),
+        out=tmp_path / "b",
+        settings=settings,
+        store=tmp_path / "s",
+        ray_address="local",
+        threads_per_worker=1,
+    )
+    assert not on_ray.errors and len(on_ray.rows) == len(local.rows) == 3
+    f = {d: json.loads((tmp_path / d / "study004-summary.jsonl").read_text().splitlines()[0])["F"] for d in ("a", "b")}
+    assert f["a"] == f["b"]
