@@ -18,7 +18,7 @@ from ..table import Table
 
 K_REPORTED = 64
 """Every group is scored at this K (or all its runs when fewer) so that methods compare at one K; groups with
-more runs are scored at their full K too."""
+more runs are scored at their full K too when that is a power of two (128, 256, 512...)."""
 
 
 def _stamp() -> dict:
@@ -43,7 +43,9 @@ def summary_rows(rows: Sequence[dict], requests: dict[str, str]) -> list[dict]:
     for (scenario, method, train, request), grp in sorted(groups.items()):
         grp = sorted(grp, key=lambda r: r["seeds"]["gold"])
         n = len(grp)
-        for k in sorted({min(n, K_REPORTED), n}):
+        # K = 64 for every group (fewer when fewer ran), and the full count when it is a larger power of two (a
+        # chunk still running leaves an odd count: not reported until it finishes)
+        for k in sorted({min(n, K_REPORTED)} | ({n} if n > K_REPORTED and n & (n - 1) == 0 else set())):
             if k < 3:
                 continue
             sub = grp[:k]
