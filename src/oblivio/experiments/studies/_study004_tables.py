@@ -40,12 +40,16 @@ def summary_rows(rows: Sequence[dict], requests: dict[str, str]) -> list[dict]:
             groups[(r["scenario"], r["method"], r["seeds"]["train"], r["seeds"]["request"])].append(r)
     stamp = _stamp()
     out = []
+    largest = max((len(g) for g in groups.values()), default=0)
     for (scenario, method, train, request), grp in sorted(groups.items()):
         grp = sorted(grp, key=lambda r: r["seeds"]["gold"])
         n = len(grp)
-        # K = 64 for every group (fewer when fewer ran), and the full count when it is a larger power of two (a
-        # chunk still running leaves an odd count: not reported until it finishes)
-        for k in sorted({min(n, K_REPORTED)} | ({n} if n > K_REPORTED and n & (n - 1) == 0 else set())):
+        # K = 64 for every group that has 64 runs, and the full count when it is a larger power of two; a study run
+        # with fewer than 64 per side is scored at its own K. A chunk still running leaves other counts: those
+        # groups are not reported until it finishes.
+        ks = {K_REPORTED} if n >= K_REPORTED else ({n} if n == largest else set())
+        ks |= {n} if n > K_REPORTED and n & (n - 1) == 0 else set()
+        for k in sorted(ks):
             if k < 3:
                 continue
             sub = grp[:k]
