@@ -54,4 +54,4 @@ def test_bench_help_is_plain_text(capsys):
     text = capsys.readouterr().out
     assert "``" not in text and "::" not in text and ":func:" not in text
     assert "oblivio bench NAME: run (or resume)" in text and "Example:\n" in text
-    assert "benchmarks: forget-quality, tmu-cost" in text
+    assert "benchmarks: forget-quality, study-004, tmu-cost" in text

@@ -67,7 +67,7 @@ import textwrap
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -176,6 +176,8 @@ class TrainFunction:
             changes training).
         options: keyword values passed on every call (``epochs`` from ``--epochs``...).
         kind: always ``"function"`` (tells a stored key from an oblivio :class:`Recipe`'s).
+        class_weights: always ``"none"``: your function computes its own loss (weigh the classes inside it); read
+            by the code that records an oblivio recipe's class weights (not a field: not part of the key).
     """
 
     name: str
@@ -183,6 +185,7 @@ class TrainFunction:
     version: str = ""
     options: dict = field(default_factory=dict)
     kind: str = "function"
+    class_weights: ClassVar[str] = "none"
 
     @classmethod
     def from_function(

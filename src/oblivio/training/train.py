@@ -10,6 +10,7 @@ from torch import nn
 from ..data.base import ImageDataset
 from ..data.loader import TensorLoader
 from ..utils import model_device
+from .class_weights import resolve_class_weights, weighted_cross_entropy
 from .functions import TrainFunction, run_train_function
 from .loop import Callback, FitResult, fit
 from .recipes import Recipe, get_recipe
@@ -28,6 +29,9 @@ def train_model(
     desc: str = "train",
 ) -> FitResult:
     """Train ``model`` in place on ``dataset`` following ``recipe``.
+
+    The loss is the cross-entropy, weighted by the recipe's ``class_weights`` resolved on ``dataset``'s labels
+    (``"balanced"``: ``n / (C · n_c)`` of this training set; see :mod:`oblivio.training.class_weights`).
 
     Args:
         model: a freshly initialised (or resumed) model; batches go to its device.
@@ -51,6 +55,7 @@ def train_model(
         if callbacks or fraction != 1.0:
             raise ValueError(f"recipe {recipe.name!r} is a training function: it takes no callbacks or fraction")
         return run_train_function(recipe, model, dataset, seed=seed, progress=progress)
+    weights = resolve_class_weights(recipe.class_weights, dataset.labels, dataset.num_classes)  # errors before work
     loader = TensorLoader(
         dataset,
         batch_size=recipe.batch_size,
@@ -68,6 +73,7 @@ def train_model(
         epochs=recipe.epochs,
         optimizer=optimizer,
         scheduler=scheduler,
+        loss_fn=weighted_cross_entropy(weights),
         callbacks=callbacks,
         checkpoint=checkpoint,
         progress=progress,

@@ -23,6 +23,7 @@ from ...models.adapters import as_classifier, unwrap
 from ...training.evaluate import predict_logits
 from ...utils import config_hash, forked_rng, indices_hash, model_device, state_dict_hash
 from ..base import UnlearningData, UnlearningMethod, register_method
+from ..common import ClassWeighted
 from .aligned import (
     HARD_COUNTS,
     HARD_SCORES,
@@ -61,7 +62,7 @@ HARD_SELECTIONS = ("predictor", "random")
 
 @register_method("tmu")
 @dataclass(kw_only=True)
-class TMU(UnlearningMethod):
+class TMU(UnlearningMethod, ClassWeighted):
     """Twin Machine Unlearning (Ji et al.): aligned unlearning through a twin problem with known gold labels.
 
     The twin set ``D_tw`` is drawn from ``holdout`` (unseen images disjoint from the evaluation test split),
@@ -236,6 +237,7 @@ class TMU(UnlearningMethod):
     ) + PREDICTOR_HPARAMS
 
     def __post_init__(self) -> None:
+        self._check_class_weights()
         self.features = tuple(str(f).lower() for f in self.features)
         bad = [f for f in self.features if f not in FEATURE_NAMES]
         if bad or not self.features or len(set(self.features)) != len(self.features):
@@ -283,7 +285,10 @@ class TMU(UnlearningMethod):
         # an entry made without the predictor's work cannot serve a run that needs it (and the reverse would waste
         # it); without that work, the predictor's own settings do not shape the entry and stay out of the key
         keys = [k for k in self.TWIN_HPARAMS if self.uses_predictor or k not in self.PREDICTOR_HPARAMS]
-        return {**{k: getattr(self, k) for k in keys}, "predictor_work": self.uses_predictor}
+        out = {**{k: getattr(self, k) for k in keys}, "predictor_work": self.uses_predictor}
+        if self.class_weights != "none":  # left out by default: entries cached before the field stay valid
+            out["class_weights"] = self.class_weights
+        return out
 
     @property
     def uses_predictor(self) -> bool:
@@ -338,6 +343,7 @@ class TMU(UnlearningMethod):
                     seed=seed + 101 * i,
                     check_every=self.twin_check_steps,
                     progress=progress,
+                    class_weights=self.resolved_class_weights(retain),
                 )
             twin_models.append(m_t)
             twin_infos.append(t_info)
