@@ -97,6 +97,7 @@ def test_a_workdir_that_cannot_be_created(cli, tmp_path, monkeypatch):
     _one_line_error(code, err, match="permission denied; give a --workdir you can write to")
 
 
+@pytest.mark.sqlite_only("opens the SQLite ledger file read-only (mode=ro); PostgreSQL has no file")
 def test_a_read_only_ledger_says_so(cli, make_service, tmp_path):
     workdir = tmp_path / "wd"
     make_service(workdir).close()
