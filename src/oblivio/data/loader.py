@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, cast
 
 import numpy as np
 import torch
 
 from .base import DatasetError, ImageDataset
 from .transforms import Augment
+
+if TYPE_CHECKING:
+    from .stream import StreamingDataset
 
 
 class Batch(NamedTuple):
@@ -109,10 +112,19 @@ class TensorLoader:
         n = order.numel()
         stop = (n // self.batch_size) * self.batch_size if self.drop_last else n
         batches = [order[start : start + self.batch_size] for start in range(0, stop, self.batch_size)]
-        reader = self.dataset.iter_batches(batches, seed=self.seed, epoch=self.epoch) if self._streamed else None
+        reader = (
+            cast("StreamingDataset", self.dataset).iter_batches(batches, seed=self.seed, epoch=self.epoch)
+            if self._streamed
+            else None
+        )
+        images = self._images
         try:
             for idx in batches:
-                x = self._images[idx.to(self._images.device)] if reader is None else next(reader)  # type: ignore[index]
+                if reader is not None:
+                    x = next(reader)
+                else:
+                    assert images is not None  # in memory: the images tensor is set in __init__
+                    x = images[idx.to(images.device)]
                 x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
                 x = x.to(self.device, non_blocking=True)
                 if self.augment.active:

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -191,7 +191,6 @@ class StreamingDataset:
     is_streaming: ClassVar[bool] = True
 
     # The same definitions as the in-memory dataset's (they read only labels, ids, name and len).
-    num_classes = ImageDataset.num_classes
     class_counts = ImageDataset.class_counts
     positions_of_ids = ImageDataset.positions_of_ids
 
@@ -216,7 +215,8 @@ class StreamingDataset:
         self.position = torch.as_tensor(position, dtype=torch.long).reshape(-1)
         self.labels = torch.as_tensor(labels, dtype=torch.long).reshape(-1)
         self.classes = tuple(str(c) for c in classes)
-        self.image_shape = tuple(int(s) for s in image_shape)
+        c, h, w = (int(s) for s in image_shape)
+        self.image_shape: tuple[int, int, int] = (c, h, w)
         self.name = name
         n = self.position.shape[0]
         self.ids = torch.arange(n, dtype=torch.long) if ids is None else torch.as_tensor(ids, dtype=torch.long)
@@ -278,6 +278,10 @@ class StreamingDataset:
         )
 
     @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
     def estimated_bytes(self) -> int:
         """Bytes its images would take in memory as one tensor (``uint8``: 1 byte a pixel, float: 4)."""
         c, h, w = self.image_shape
@@ -294,7 +298,7 @@ class StreamingDataset:
         def pick(t: torch.Tensor | None) -> torch.Tensor | None:
             return t if t is None or rows is None else t[rows]
 
-        fields = {
+        fields: dict[str, Any] = {
             "labels": pick(self.labels),
             "ids": pick(self.ids),
             "groups": pick(self.groups),
@@ -388,7 +392,7 @@ class StreamingDataset:
         return StreamingDataset.from_memory(first, num_workers=self.num_workers).concat(self, name=name or first.name)
 
     # ------------------------------------------------------------------ reading
-    def _read(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _read(self, rows: torch.Tensor | np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """Images (``uint8`` when every item is, else ``float32`` in [0, 1]) and declared item labels of ``rows``."""
         rows = torch.as_tensor(rows, dtype=torch.long).reshape(-1)
         src, pos = self.source_of[rows], self.position[rows]
@@ -432,7 +436,9 @@ class StreamingDataset:
         self._check_labels(rows, read)
         return _as_float(x)
 
-    def iter_batches(self, batches: Sequence[torch.Tensor], *, seed: int = 0, epoch: int = 0) -> Iterator[torch.Tensor]:
+    def iter_batches(
+        self, batches: Sequence[torch.Tensor], *, seed: int = 0, epoch: int = 0
+    ) -> Generator[torch.Tensor, None, None]:
         """The images of each batch of rows in ``batches``, in order (``uint8`` or ``float32``, on the CPU).
 
         Batch ``b`` is read under :func:`batch_seed` ``(seed, epoch, b)``, in ``num_workers`` loader processes when

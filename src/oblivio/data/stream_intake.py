@@ -33,9 +33,9 @@ import logging
 import math
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Sized
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -136,7 +136,8 @@ def _rows_of(data: Any, name: str) -> tuple[Any, Any, np.ndarray, np.ndarray | N
     if isinstance(data, DataLoader):
         ds, sampled = _loader_dataset(data, name)
         base, sub = _subset_chain(ds)
-        positions = np.asarray(sampled, dtype=np.int64) if sampled is not None else np.arange(len(ds), dtype=np.int64)
+        n_ds = len(cast(Sized, ds))  # a map-style Dataset (an IterableDataset was refused above)
+        positions = np.asarray(sampled, dtype=np.int64) if sampled is not None else np.arange(n_ds, dtype=np.int64)
         in_base = sub[positions] if sub is not None else positions
         ids = in_base if (sub is not None or sampled is not None) else None
         return ds, base, positions, in_base, ids, True

@@ -18,14 +18,14 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
 
 from .. import __version__
 from ..data import DATASETS, StreamingDataset, TorchSplits, check_dataset_options, stratified_sample
-from ..data.base import DatasetSplits
+from ..data.base import DatasetSplits, ImageDataset
 from ..metrics.cost_ratio import RunCost
 from ..models import Classifier, create_model
 from ..scenarios import ForgetSplit, ScenarioSpec, UnlearningSplits, make_forget_split, make_unlearning_splits
@@ -113,14 +113,12 @@ class Experiment:
         if isinstance(splits, TorchSplits):
             splits = splits.resolve(stream=self.stream, memory_budget=self.memory_budget, num_workers=self.num_workers)
         elif self.stream is True or str(self.stream).lower() in ("on", "true", "yes", "1"):
-            splits = DatasetSplits(
-                *(
-                    StreamingDataset.from_memory(ds, num_workers=self.num_workers or 0)
-                    for ds in (splits.train, splits.test)
-                ),
-                name=splits.name,
-                info=splits.info,
+            # A StreamingDataset stands in for an ImageDataset (the same reading interface; see data/stream.py).
+            train_s, test_s = (
+                cast(ImageDataset, StreamingDataset.from_memory(ds, num_workers=self.num_workers or 0))
+                for ds in (splits.train, splits.test)
             )
+            splits = DatasetSplits(train_s, test_s, name=splits.name, info=splits.info)
         if self.config.train_size is not None and self.config.train_size < len(splits.train):
             pos = stratified_sample(splits.train, self.config.train_size, seed=0)
             splits = DatasetSplits(
