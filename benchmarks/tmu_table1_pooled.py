@@ -145,11 +145,12 @@ def table(
                 need = (2.8 * sd / abs(pc.mean_diff)) ** 2 if pc.mean_diff else math.inf
                 need_s = f"{math.ceil(need)}" if need <= 10_000 else "> 10,000"
                 good = (pc.mean_diff < 0) == (direction == "lower") and pc.mean_diff != 0
+                way = "toward gold" if good else "none (mean 0)" if pc.mean_diff == 0 else "away from gold"
                 f = f"{{:+.{digits}f}}"
                 lines.append(
                     f"| {label} | {a} − {b} | {name} | {len(d)} | {f.format(pc.mean_diff)} "
                     f"[{f.format(pc.low)}, {f.format(pc.high)}] | {pc.p_value:.3g} | {sd:.{digits + 1}f} | "
-                    f"{mdd:.{digits + 1}f} | {need_s} | {'toward gold' if good else 'away from gold'} |"
+                    f"{mdd:.{digits + 1}f} | {need_s} | {way} |"
                 )
     return "\n".join(lines) + "\n"
 
