@@ -61,6 +61,7 @@ from .table import (
     fmt_mean_std,
     mean_std,
 )
+from .gold_tables import gold_distribution_table
 from .tmu_tables import (
     _label_accuracy_entries,
     activation_distance_table,
@@ -94,6 +95,7 @@ TABLES: dict[str, Callable[[Sequence[dict]], Table]] = {
     "alignment-ci": alignment_ci_table,
     "paired": paired_comparison_table,
     "predictor-null": predictor_null_table,
+    "gold-distribution": gold_distribution_table,
 }
 """Every table builder by key."""
 

@@ -62,7 +62,7 @@ def _now() -> str:
 __all__ = ["append_row", "provenance", "read_results"]
 
 
-def provenance(cwd: str | os.PathLike | None = None) -> dict[str, Any]:
+def provenance(*, cwd: str | os.PathLike | None = None) -> dict[str, Any]:
     """What every committed result row carries (RULES: commit, dirty flag and time): the git commit of the package,
     whether its tracked files differed from it (and a hash of that difference), the time, host and versions.
 

@@ -267,8 +267,10 @@ class Measure:
         direction: ``"lower"`` or ``"higher"`` is more like gold.
         scale: display multiplier (100 for fractions shown in percent or points).
         digits: display decimals.
-        grid: the value is a count of forget images over ``|D_f|`` (δ, sample agreement): paired differences are
-            taken on that grid (:func:`paired_difference` with ``grid``), the denominator read by :func:`row_n`.
+        grid: the value is a count over a known denominator, so paired differences are taken on that grid
+            (:func:`paired_difference` with ``grid``): ``True`` for a count of forget images over ``|D_f|`` (δ,
+            sample agreement; :func:`row_n`), or a function ``row -> denominator`` (``|D_f| · G`` for the
+            gold-distribution measures, :func:`gold_grid_n`).
     """
 
     key: str
@@ -277,7 +279,13 @@ class Measure:
     direction: Direction
     scale: float = 1.0
     digits: int = 1
-    grid: bool = False
+    grid: bool | Callable[[dict], Any] = False
+
+    def grid_n(self, row: dict) -> int | None:
+        """The denominator of this measure's grid in ``row`` (None: not a grid measure, or unknown)."""
+        if self.grid is True:
+            return row_n(row)
+        return self.grid(row) if callable(self.grid) else None
 
 
 def row_n(row: dict) -> int | None:
@@ -298,6 +306,18 @@ def _metric(key: str) -> Callable[[dict], Any]:
     return lambda row: (row.get("metrics") or {}).get(key)
 
 
+def gold_grid_n(row: dict) -> int | None:
+    """``|D_f| · G``: the grid of expected agreement and of δ to the mean gold accuracy with G gold models (each image
+    contributes a multiple of 1 / G).
+
+    Example:
+        >>> gold_grid_n({"n_forget": 100, "metrics": {"gold_models": 4}})
+        400
+    """
+    n, g = row_n(row), _finite_array([(row.get("metrics") or {}).get("gold_models")])
+    return n * int(g[0]) if n is not None and g.size and g[0] > 0 else None
+
+
 def _gap_to_gold(key: str) -> Callable[[dict], Any]:
     def value(row: dict) -> Any:
         m = row.get("metrics") or {}
@@ -316,9 +336,31 @@ ALIGNMENT_MEASURES: tuple[Measure, ...] = (
     Measure(
         "mia_salun_gap", "|SalUn MIA-efficacy − gold| (points)", _gap_to_gold("mia_salun_efficacy"), "lower", 100.0, 1
     ),
+    Measure(
+        "expected_agreement",
+        "expected agreement E with G golds (%)",
+        _metric("expected_agreement"),
+        "higher",
+        100.0,
+        1,
+        grid=gold_grid_n,
+    ),
+    Measure(
+        "delta_mean_gold", "δ to mean gold (points)", _metric("delta_mean_gold"), "lower", 100.0, 1, grid=gold_grid_n
+    ),
+    Measure(
+        "activation_distance_mean_gold",
+        "act. distance to mean gold L2",
+        _metric("activation_distance_mean_gold_l2"),
+        "lower",
+        1.0,
+        3,
+    ),
 )
 """The measures of the paired comparisons (issue 11): δ, sample agreement, κ, activation distance, both MIAs; δ and
-sample agreement compared on the count grid (issue 23)."""
+sample agreement compared on the count grid; with G gold models (issue 23) expected agreement E and δ to the mean gold
+accuracy (on the ``|D_f| · G`` grid) and the activation distance to the gold models' mean output. A measure no row
+has is left out of the tables."""
 
 
 def pairing_unit(row: dict) -> tuple:
@@ -337,10 +379,17 @@ def pairing_unit(row: dict) -> tuple:
 
 
 def paired_values(
-    rows: Sequence[dict], a: str, b: str, value: Callable[[dict], Any], *, with_n: bool = False
+    rows: Sequence[dict],
+    a: str,
+    b: str,
+    value: Callable[[dict], Any],
+    *,
+    with_n: bool | Callable[[dict], Any] = False,
 ) -> tuple[list, ...]:
     """Values of methods ``a`` and ``b`` on the units both ran (:func:`pairing_unit`), aligned:
-    ``(units, values_a, values_b)``, and with ``with_n`` a fourth list: each unit's ``|D_f|`` (:func:`row_n`)."""
+    ``(units, values_a, values_b)``, and with ``with_n`` a fourth list: each unit's grid denominator
+    (``True``: ``|D_f|``, :func:`row_n`; a function: its value on the unit's first row that has one)."""
+    n_fn = row_n if with_n is True else with_n if callable(with_n) else None
     by_method: dict[str, dict[tuple, Any]] = defaultdict(dict)
     n_of: dict[tuple, Any] = {}
     for r in rows:
@@ -348,11 +397,11 @@ def paired_values(
             continue
         u = pairing_unit(r)
         by_method[r.get("method")][u] = value(r)
-        if n_of.get(u) is None:
-            n_of[u] = row_n(r)
+        if n_fn is not None and n_of.get(u) is None:
+            n_of[u] = n_fn(r)
     units = [u for u in by_method.get(a, {}) if u in by_method.get(b, {})]
     out = (units, [by_method[a][u] for u in units], [by_method[b][u] for u in units])
-    return (*out, [n_of.get(u) for u in units]) if with_n else out
+    return (*out, [n_of.get(u) for u in units]) if n_fn is not None else out
 
 
 ORIGINAL_METHOD = "original (no unlearning)"
@@ -394,6 +443,12 @@ def original_rows(rows: Sequence[dict]) -> list[dict]:
                     "activation_distance_l2": None,
                     "acc_test": m.get("original_acc_test"),
                     "acc_retain": m.get("original_acc_retain"),
+                    # issue 23: with G gold models (rows with options.gold_models)
+                    "gold_models": m.get("gold_models"),
+                    "expected_agreement": m.get("original_expected_agreement"),
+                    "expected_agreement_best": m.get("expected_agreement_best"),
+                    "delta_mean_gold": m.get("original_delta_mean_gold"),
+                    "activation_distance_mean_gold_l2": m.get("original_activation_distance_mean_gold_l2"),
                 },
             },
         )
@@ -449,8 +504,8 @@ def compare(
     out = []
     for o in others:
         for ms in measures:
-            _, va, vb, ns = paired_values(rows, method, o, ms.value, with_n=True)
-            # on the count grid when every unit knows its |D_f| (rows before issue 9 may not: floats then)
+            _, va, vb, ns = paired_values(rows, method, o, ms.value, with_n=ms.grid_n)
+            # on the count grid when every unit knows its denominator (rows before issue 9 may not: floats then)
             grid = ns if ms.grid and va and all(n is not None for n in ns) else None
             res = paired_difference(va, vb, grid=grid, seed=seed, alpha=alpha, n_resamples=n_resamples)
             if res.n:
@@ -482,6 +537,7 @@ __all__ = [
     "compare",
     "ZERO_METHOD",
     "finite_values",
+    "gold_grid_n",
     "mean_ci",
     "on_grid",
     "original_rows",
