@@ -1,9 +1,9 @@
 """The gold-distribution table (issue 23): each method against G gold models instead of one gold draw.
 
-Reads what the runner writes with ``EvalOptions(gold_models=G)``: ``expected_agreement`` (E), ``expected_agreement_best``
-(E*), ``delta_mean_gold`` and ``activation_distance_mean_gold_l2`` per row, and the original's ``original_*`` copies
-(:func:`oblivio.experiments.stats.original_rows`). The ``gold`` pseudo-method's second gold model is outside the G, so
-its row is the held-out gold: the floor a retrained model reaches.
+Reads what the runner writes with ``EvalOptions(gold_models=G)``: ``expected_agreement`` (E),
+``expected_agreement_best`` (E*), ``delta_mean_gold`` and ``activation_distance_mean_gold_l2`` per row, and the
+original's ``original_*`` copies (:func:`oblivio.experiments.stats.original_rows`). The ``gold`` pseudo-method's
+second gold model is outside the G, so its row is the held-out gold: the floor a retrained model reaches.
 """
 
 from __future__ import annotations
