@@ -1,5 +1,6 @@
 """The one training loop (:func:`fit`), its callbacks, and documented recipes."""
 
+from .dynamics import DynamicsSummary, TrainingDynamics
 from .evaluate import accuracy, predict_features, predict_logits
 from .loop import (
     Callback,
@@ -23,6 +24,7 @@ __all__ = [
     "TINY",
     "Callback",
     "DivergenceError",
+    "DynamicsSummary",
     "EvaluateEach",
     "FitResult",
     "KeepBest",
@@ -30,6 +32,7 @@ __all__ = [
     "Recipe",
     "StopWhen",
     "TrainState",
+    "TrainingDynamics",
     "accuracy",
     "cross_entropy_loss",
     "fit",
