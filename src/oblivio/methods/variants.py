@@ -239,4 +239,49 @@ register_variant(
     retain_kd=0.5,
 )
 
+# --- TMU decided from held-out evidence (issue 23; docs/tmu.md "Decisions from held-out evidence") ---------------
+register_variant(
+    "tmu.kfold",
+    "tmu",
+    reason=(
+        "issue 23: the hard set is the forget images that the K-fold model which never trained on them misclassifies "
+        "(K models trained once per original, reused by every request): no twin problem; targets as the default"
+    ),
+    hard_score="kfold",
+    hard_count="evidence",
+)
+register_variant(
+    "tmu.kfold-soft",
+    "tmu",
+    reason=(
+        "issue 23: tmu.kfold's decision, and every forget image trained toward the K-fold held-out model's output for "
+        "it (hard: its wrong-class distribution; kept: its full softmax) instead of M_o's runner-up and the label: "
+        "the aligned-step remedy against dragging similar images along"
+    ),
+    hard_score="kfold",
+    hard_count="evidence",
+    hard_targets="kfold-soft",
+    easy_targets="kfold-soft",
+)
+register_variant(
+    "tmu.aum",
+    "tmu",
+    reason=(
+        "issue 23: rank D_f by the area under the margin of M_o's own training (recorded at no training cost), call "
+        "the twin problem's gold error rate hard"
+    ),
+    hard_score="aum",
+    hard_count="rate",
+)
+register_variant(
+    "tmu.kfold+aum",
+    "tmu",
+    reason=(
+        "issue 23: rank D_f by the mean rank of the K-fold held-out margin and the area under the margin, as many hard "
+        "as the K-fold models misclassify"
+    ),
+    hard_score="kfold+aum",
+    hard_count="evidence",
+)
+
 __all__: list[str] = []
