@@ -57,3 +57,24 @@ def test_kfold_assignment_is_stratified_and_seeded():
         assert per_fold.max() - per_fold.min() <= 1
     with pytest.raises(ValueError, match="folds"):
         Experiment("tiny").kfold_models(folds=1)
+
+
+def test_a_runner_cell_provides_the_evidence_and_amortises_its_cost(tmp_path):
+    from oblivio.experiments.runner import Cell, EvalOptions, MethodSpec, Seeds, run_cell
+
+    cell = Cell(
+        "class-subset:3:20", MethodSpec("tmu.kfold", {"evidence_folds": 3}), Seeds(), EvalOptions(mia=False, zrf=False)
+    )
+    row = run_cell("tiny", cell, store=tmp_path / "store")
+    ev = row["info"]["evidence_cost"]
+    exp = Experiment("tiny", store=tmp_path / "store", progress=False)
+    metas = [exp.store_meta("kfold", {**exp.config.model_key(), "seed": 0, "kfold": 3, "fold": k}) for k in range(3)]
+    assert ev["kfold_models"] == 3
+    assert ev["cpu_seconds"] == pytest.approx(sum(m["train_cpu_seconds"] for m in metas))
+    c = row["cost"]
+    gold_cpu = c["gold_train_cpu_seconds"]
+    own = row["info"]["cpu_seconds"]
+    for r in (1, 10, 100):
+        assert c[f"rte_cpu_amortised_{r}"] == pytest.approx((own + ev["cpu_seconds"] / r) / gold_cpu)
+    assert c["rte_cpu_amortised_100"] < c["rte_cpu_amortised_1"]
+    assert "evidence_wrong" in row["info"] and "twin_size" not in row["info"]

@@ -209,6 +209,50 @@ def _label_accuracy_extra():
     return Extra("label-accuracy", _label_accuracy, needs=("gold",))
 
 
+AMORTISED_REQUESTS: tuple[int, ...] = (1, 10, 100)
+"""Requests over which a method's one-off evidence cost (K-fold training) is spread in ``rte_cpu_amortised_<R>``."""
+
+
+def _provide_evidence(exp, method, train_seed: int) -> dict | None:
+    """Fill a TMU variant's ``evidence`` (issue 23) from the store: the K-fold held-out outputs and / or the original's
+    training dynamics (both computed once per original). Returns the one-off cost of that evidence (the K-fold models'
+    training, CPU seconds and wall seconds; the dynamics cost nothing) or None when the method reads none."""
+    need = method.needed_evidence() if hasattr(method, "needed_evidence") else ()
+    if not need:
+        return None
+    from ..methods.tmu.evidence import HeldOutEvidence
+
+    ev = HeldOutEvidence()
+    cost = {"cpu_seconds": 0.0, "seconds": 0.0, "kfold_models": 0}
+    if "kfold" in need:
+        folds = int(method.evidence_folds)
+        held = exp.kfold_evidence(seed=train_seed, folds=folds)
+        ev.ids, ev.kfold_logits, ev.folds = held["ids"], held["logits"], folds
+        for k in range(folds):
+            meta = exp.store_meta("kfold", {**exp.config.model_key(), "seed": train_seed, "kfold": folds, "fold": k})
+            cost["cpu_seconds"] += float(meta.get("train_cpu_seconds") or 0.0)
+            cost["seconds"] += float(meta.get("train_seconds") or 0.0)
+        cost["kfold_models"] = folds
+    if "dynamics" in need:
+        ev.dynamics = exp.original_dynamics(seed=train_seed, recompute=True)
+    method.evidence = ev
+    return cost
+
+
+def amortised_cost(info: dict, evidence_cost: dict, reference) -> dict:
+    """The method's CPU cost per request with its one-off evidence spread over R requests, against the gold
+    training's: ``rte_cpu_amortised_<R>`` = (method CPU s + evidence CPU s / R) / gold CPU s, R in
+    :data:`AMORTISED_REQUESTS`."""
+    ref = getattr(reference, "cpu_seconds", None)
+    own = info.get("cpu_seconds")
+    if not ref or own is None:
+        return {}
+    out = {"evidence_cpu_seconds": evidence_cost["cpu_seconds"]}
+    for r in AMORTISED_REQUESTS:
+        out[f"rte_cpu_amortised_{r}"] = (float(own) + evidence_cost["cpu_seconds"] / r) / float(ref)
+    return out
+
+
 PER_IMAGE_PREFIX = "per_image_"
 """Keys of the ``gold-distribution`` extra that hold one value per forget image; the runner moves them from the
 row's ``metrics`` into ``row["per_image"]``."""
@@ -325,6 +369,7 @@ def run_cell(
     else:
         method = create_method(cell.method.name, **dict(cell.method.hparams))
         hparams = method.hparams()
+        evidence_cost = _provide_evidence(exp, method, seeds.train)
         unlearned = method(
             original.model,
             forget=splits.forget,
@@ -334,6 +379,8 @@ def run_cell(
             progress=False,
         )
         info = {k: v for k, v in method.info.items() if k not in BULKY_INFO_KEYS}
+        if evidence_cost is not None:
+            info["evidence_cost"] = evidence_cost
 
     random_model = exp.build_model(seed=seeds.eval) if cell.options.zrf else None
     # one assembly point: the original model as the "do nothing" reference (issue 11), TTA, TMU's label accuracy
@@ -364,6 +411,8 @@ def run_cell(
         "original_train_seconds": original.train_seconds,
         "gold_epochs": gold_meta.get("epochs"),
     }
+    if info.get("evidence_cost"):
+        cost.update(amortised_cost(info, info["evidence_cost"], gold.cost))
     label_ablation = (
         _label_ablation(info, gold.model, splits.forget, seed=seeds.eval) if cell.options.ablation else None
     )

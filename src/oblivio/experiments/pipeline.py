@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import time
@@ -329,6 +330,11 @@ class Experiment:
             k: meta.get(k)
             for k in ("train_seconds", "train_cpu_seconds", "train_forward_samples", "train_backward_samples")
         }
+
+    def store_meta(self, kind: str, key: dict) -> dict[str, Any]:
+        """The stored ``meta.json`` of a model (``{}`` when it has none)."""
+        path = self.store.folder(kind, key) / "meta.json"
+        return json.loads(path.read_text()) if path.is_file() else {}
 
     def twin_cache(self):
         """TMU's twin cache in this experiment's checkpoint store (``<store>/tmu-twins``): set it as a TMU

@@ -124,6 +124,7 @@ class TMU(UnlearningMethod):
         easy_targets: what the kept forget samples are trained toward: their ``"label"`` (default) or, issue 23,
             ``"kfold-soft"``: the K-fold held-out model's output for them (needs ``evidence``).
         soft_temperature: temperature of the K-fold held-out outputs used as targets (issue 23).
+        evidence_folds: K of the K-fold evidence the caller should provide (the experiments layer reads it; issue 23).
         paper_rule_check: under the margin score, also compute the NF / AF / CF features and the predictor (which
             that rule does not read) and record the paper rule's decision as ``info["paper_rule_labels"]``. Off by
             default: they are about half of a cold request's CPU time (issue 15, docs/tmu.md). Always on, in effect,
@@ -198,6 +199,7 @@ class TMU(UnlearningMethod):
     retain_kd: float = 0.0
     easy_targets: EasyTargets = "label"
     soft_temperature: float = 1.0
+    evidence_folds: int = 5
     paper_rule_check: bool = False
     nf_reference_size: int | None = 4000
     stop_check_steps: int | None = 1
@@ -208,7 +210,7 @@ class TMU(UnlearningMethod):
     twin_cache_model: str | None = field(default=None, init=False, repr=False, compare=False)
     evidence: HeldOutEvidence | None = field(default=None, init=False, repr=False, compare=False)
 
-    LATE_HPARAMS = {"easy_targets": "label", "soft_temperature": 1.0}
+    LATE_HPARAMS = {"easy_targets": "label", "soft_temperature": 1.0, "evidence_folds": 5}
     """Hyper-parameters added after result rows and cell keys existed (issue 23): :meth:`hparams` lists them only when
     they differ from these defaults, so that every earlier configuration keeps its key."""
 
