@@ -40,6 +40,7 @@ from .cache import TwinCache, twin_cache_key
 from .entry import rebind_reference, restore_entry, storable
 from .evidence import EVIDENCE_SCORES, EvidenceError, HeldOutEvidence
 from .features import FEATURE_NAMES, AFForm
+from .guard import GUARD_MODES, GuardMode, guarded_run, shape_reasons, twin_reasons
 from .predictor import BALANCES, Balance
 from .predictor_work import forget_features, reference_features
 from .twin_work import twin_work
@@ -125,6 +126,12 @@ class TMU(UnlearningMethod):
             ``"kfold-soft"``: the K-fold held-out model's output for them (needs ``evidence``).
         soft_temperature: temperature of the K-fold held-out outputs used as targets (issue 23).
         evidence_folds: K of the K-fold evidence the caller should provide (the experiments layer reads it; issue 23).
+        guard: request shapes where the twin estimate does not transfer (:mod:`.guard`: a request removing more than
+            ``guard_class_share`` of a class, a twin model that never reached its target, twin sets whose error
+            rates spread by more than ``guard_twin_spread``): ``"fallback"`` (default) runs ``guard_fallback``
+            instead and records why (``info["guard_reason"]``); ``"refuse"`` raises an error naming that method;
+            ``"off"`` runs TMU anyway (issue 23).
+        guard_class_share, guard_twin_spread, guard_fallback: the guard's thresholds and its fallback method.
         paper_rule_check: under the margin score, also compute the NF / AF / CF features and the predictor (which
             that rule does not read) and record the paper rule's decision as ``info["paper_rule_labels"]``. Off by
             default: they are about half of a cold request's CPU time (issue 15, docs/tmu.md). Always on, in effect,
@@ -200,6 +207,10 @@ class TMU(UnlearningMethod):
     easy_targets: EasyTargets = "label"
     soft_temperature: float = 1.0
     evidence_folds: int = 5
+    guard: GuardMode = "fallback"
+    guard_class_share: float = 0.5
+    guard_twin_spread: float = 0.3
+    guard_fallback: str = "finetune"
     paper_rule_check: bool = False
     nf_reference_size: int | None = 4000
     stop_check_steps: int | None = 1
@@ -210,7 +221,15 @@ class TMU(UnlearningMethod):
     twin_cache_model: str | None = field(default=None, init=False, repr=False, compare=False)
     evidence: HeldOutEvidence | None = field(default=None, init=False, repr=False, compare=False)
 
-    LATE_HPARAMS = {"easy_targets": "label", "soft_temperature": 1.0, "evidence_folds": 5}
+    LATE_HPARAMS = {
+        "easy_targets": "label",
+        "soft_temperature": 1.0,
+        "evidence_folds": 5,
+        "guard": "fallback",
+        "guard_class_share": 0.5,
+        "guard_twin_spread": 0.3,
+        "guard_fallback": "finetune",
+    }
     """Hyper-parameters added after result rows and cell keys existed (issue 23): :meth:`hparams` lists them only when
     they differ from these defaults, so that every earlier configuration keeps its key."""
 
@@ -254,6 +273,7 @@ class TMU(UnlearningMethod):
             raise ValueError(f"features must be a non-empty set of {FEATURE_NAMES}, got {self.features}")
         for name, allowed in (
             ("easy_targets", EASY_TARGETS),
+            ("guard", GUARD_MODES),
             ("hard_selection", HARD_SELECTIONS),
             ("hard_score", HARD_SCORES),
             ("hard_count", HARD_COUNTS),
@@ -273,6 +293,10 @@ class TMU(UnlearningMethod):
             )
         if self.hard_count == "evidence" and self.hard_score not in EVIDENCE_SCORES:
             raise ValueError("hard_count='evidence' needs an evidence score (hard_score 'kfold', 'aum', ...)")
+        if not 0 < self.guard_class_share <= 1 or not 0 <= self.guard_twin_spread <= 1:
+            raise ValueError("guard_class_share must be in (0, 1] and guard_twin_spread in [0, 1]")
+        if self.guard_fallback.split(".")[0] == "tmu":
+            raise ValueError(f"guard_fallback must be another method than TMU, got {self.guard_fallback!r}")
         if self.soft_temperature <= 0:
             raise ValueError(f"soft_temperature must be positive, got {self.soft_temperature}")
         if not 0 <= self.retain_kd <= 1:
@@ -349,9 +373,14 @@ class TMU(UnlearningMethod):
     def _unlearn(self, model: nn.Module, data: UnlearningData, *, seed: int, progress: bool) -> nn.Module:
         forget, retain, holdout = data.forget, data.retain, data.holdout
         assert holdout is not None  # checked by needs_holdout
-        model = as_classifier(model)  # timm / torchvision / plain models: features(x) -> [B, D]; same weights
         info = self.info
         info["stages"] = {}
+        if self.guard != "off":  # issue 23: shapes the twin estimate is known not to cover, before any work
+            reasons = shape_reasons(forget, retain, max_class_share=self.guard_class_share)
+            if reasons:
+                return self._guarded(model, data, reasons, seed=seed, progress=progress)
+            info["guard_triggered"] = False
+        model = as_classifier(model)  # timm / torchvision / plain models: features(x) -> [B, D]; same weights
         self._hash_memo = None  # (model, state_dict_hash) of this call only
         if self.channels_last and model_device(model).type == "cpu":
             model.to(memory_format=torch.channels_last)  # in place; copies (twins, curriculum) inherit it
@@ -447,7 +476,19 @@ class TMU(UnlearningMethod):
         if hit:
             info["twin_cache"]["cold_stages"] = entry.get("cold_stages", {})
 
+        if self.guard != "off":  # the twin estimate itself: reached, and not too uncertain
+            reasons = twin_reasons(
+                entry["info"]["twin_reached"],
+                entry["twin_labels"],
+                entry["info"]["n_twins"],
+                max_twin_spread=self.guard_twin_spread,
+            )
+            if reasons:
+                return self._guarded(model, UnlearningData(forget, retain, None), reasons, seed=seed, progress=progress)
         return self._decide_and_unlearn(model, forget, retain, entry, predictor, x_tw, x_f, seed, progress)
+
+    def _guarded(self, model: nn.Module, data: UnlearningData, reasons: list[str], *, seed: int, progress: bool):
+        return guarded_run(self, model, data, reasons, seed=seed, progress=progress)
 
     def _evidence_settings(self) -> str:
         return ", ".join(
