@@ -29,9 +29,11 @@ from pathlib import Path
 
 METHODS = (
     "tmu",
+    "tmu.guarded",
     "tmu.kfold",
     "tmu.kfold-soft",
     "tmu.aum",
+    "tmu.aum-kfold",
     "tmu.kfold+aum",
     "tmu.random-control",
     "finetune",

@@ -2,8 +2,9 @@
 request, each against G gold models, with the mean and the worst case per method.
 
 The shapes are where TMU's twin estimate is known not to transfer (a request that removes most of a class). The
-ledger's default method (``request apply``: ``tmu``, whose guard falls back to fine-tune on such shapes) must never be
-the worst method on any of them; ``tmu (no guard)`` shows what the guard prevents.
+ledger's default method (``request apply``: ``tmu.guarded``, TMU whose guard falls back to fine-tune on such shapes)
+must never be the worst method on any of them; ``tmu`` (no guard, the issue-15 default) shows what the guard
+prevents.
 
 Usage::
 
@@ -19,8 +20,8 @@ from collections import defaultdict
 from pathlib import Path
 
 METHODS = (
+    "tmu.guarded",
     "tmu",
-    {"name": "tmu", "hparams": {"guard": "off"}, "label": "tmu (no guard)"},
     "tmu.paper",
     "tmu.random-control",
     "finetune",
@@ -33,6 +34,8 @@ METHODS = (
     "salun",
     "gold",
 )
+DEFAULT = "tmu.guarded"
+"""The ledger's default method (oblivio.ledger.service.DEFAULT_METHOD)."""
 SHARES = (0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.75, 0.8)
 
 
@@ -93,8 +96,8 @@ def summary(rows: list[dict]) -> str:
         )
     lines += [
         "",
-        "| shape | worst method on δ to mean gold (mean over seeds) | its δ | ledger default (tmu) δ "
-        "| rank of tmu (1 = worst) |",
+        "| shape | worst method on δ to mean gold (mean over seeds) | its δ | ledger default (tmu.guarded) δ "
+        "| its rank (1 = worst) |",
         "|---|---|---|---|---|",
     ]
     shapes = list(dict.fromkeys(r["scenario"] for r in rows))
@@ -109,9 +112,9 @@ def summary(rows: list[dict]) -> str:
                 means[m] = 100 * sum(v) / len(v)
         order = sorted(means, key=lambda k: -means[k])
         worst = order[0]
-        rank = order.index("tmu") + 1 if "tmu" in order else math.nan
+        rank = order.index(DEFAULT) + 1 if DEFAULT in order else math.nan
         lines.append(
-            f"| {sc} | {worst} | {means[worst]:.1f} | {means.get('tmu', math.nan):.1f} | {rank} of {len(order)} |"
+            f"| {sc} | {worst} | {means[worst]:.1f} | {means.get(DEFAULT, math.nan):.1f} | {rank} of {len(order)} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -239,6 +239,20 @@ register_variant(
     retain_kd=0.5,
 )
 
+register_variant(
+    "tmu.guarded",
+    "tmu",
+    reason=(
+        "issue 23, the ledger's default: TMU with its guard on (a request removing more than half of a class, a twin "
+        "set mostly of augmented copies, a twin model that never reached its target or twin sets that disagree run "
+        "the reference fine-tune instead, recorded) and a count with its uncertainty (the twin share lowered by two "
+        "standard errors). Without it, on digits TMU was the worst method on 4 of 9 request shapes (δ to the mean "
+        "gold up to 88 points; benchmarks/tmu_shapes.py, docs/tmu.md 'No catastrophic answers')"
+    ),
+    guard="fallback",
+    hard_count_z=2.0,
+)
+
 # --- TMU decided from held-out evidence (issue 23; docs/tmu.md "Decisions from held-out evidence") ---------------
 register_variant(
     "tmu.kfold",
@@ -272,6 +286,16 @@ register_variant(
     ),
     hard_score="aum",
     hard_count="rate",
+)
+register_variant(
+    "tmu.aum-kfold",
+    "tmu",
+    reason=(
+        "issue 23: rank D_f by the area under the margin of M_o's training (free), call as many hard as the K-fold "
+        "held-out models misclassify (no twin problem)"
+    ),
+    hard_score="aum",
+    hard_count="evidence",
 )
 register_variant(
     "tmu.kfold+aum",

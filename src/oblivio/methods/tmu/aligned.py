@@ -113,8 +113,13 @@ def decide_hard(
     twin_margins: torch.Tensor,
     model: nn.Module,
     forget: ImageDataset,
+    count_z: float = 0.0,
 ) -> torch.Tensor:
     """Easy (1) / hard (0) per forget sample under ``hard_score`` and ``hard_count``.
+
+    With ``count_z > 0`` (issue 23) the hard share ``f`` of the rate or agreement count is lowered to
+    ``max(0, f − count_z · sqrt(f (1 − f) / |D_tw|))`` (``hard_fraction_se`` and ``hard_fraction_raw`` in ``info``):
+    fewer flips when a share estimated from few twin images is unsure.
 
     The paper's rule (predictor, rate) is ``predictor.predict`` at its rate-matching threshold. Any other rule
     writes ``hard_fraction`` (and, for the agreement count, ``twin_rule_agreement``: the rule's agreement with gold
@@ -135,6 +140,11 @@ def decide_hard(
         fraction = 1.0 - float(torch.as_tensor(labels_tw).double().mean())
     else:
         fraction, info["twin_rule_agreement"] = agreement_fraction(score_tw, labels_tw)
+    if count_z > 0 and hard_count != "threshold":
+        n_tw = int(torch.as_tensor(labels_tw).numel())
+        se = math.sqrt(max(fraction * (1 - fraction), 0.0) / max(1, n_tw))
+        info.update(hard_fraction_raw=fraction, hard_fraction_se=se)
+        fraction = max(0.0, fraction - count_z * se)
     if hard_count == "threshold":  # the twin set's cut in score units, not its share
         cut = score_threshold(score_tw, fraction)
         labels = (torch.as_tensor(score_f, dtype=torch.float64).reshape(-1) >= cut).long()

@@ -8,6 +8,9 @@ it went the other way (δ 34). Three checks, each a reason:
 
 * **class share**: the request removes more than ``max_class_share`` of some class's training images (the gold model
   loses that class's support, the twin model does not);
+* **twin problem made up**: most twin images are augmented copies (the holdout has too few real images of the class),
+  so the twin error rate is that of distorted images, not of unseen ones (on digits at 40% of a class it put the
+  error rate near 50% where gold's is under 10%);
 * **twin target not reached**: a twin model never memorised its twin set as ``M_o`` memorised ``D_f``, so the twin
   problem does not mimic the request;
 * **twin spread**: the disjoint twin sets disagree about the error rate by more than ``max_twin_spread`` (the estimate
@@ -36,7 +39,7 @@ from ...data.base import ImageDataset
 from ...models.adapters import unwrap
 from ..base import UnlearningData, UnlearningError, create_method
 
-__all__ = ["GUARD_MODES", "class_shares", "guarded_run", "shape_reasons", "twin_reasons"]
+__all__ = ["GUARD_MODES", "MAX_AUGMENTED_SHARE", "class_shares", "guarded_run", "shape_reasons", "twin_reasons"]
 
 log = logging.getLogger("oblivio.methods.tmu")
 
@@ -65,12 +68,28 @@ def shape_reasons(forget: ImageDataset, retain: ImageDataset, *, max_class_share
     return out
 
 
+MAX_AUGMENTED_SHARE = 0.5
+"""Above this share of augmented copies in the twin sets, the twin problem does not stand for unseen images."""
+
+
 def twin_reasons(
-    reached: Sequence[bool], twin_labels: torch.Tensor, n_twins: int, *, max_twin_spread: float
+    reached: Sequence[bool],
+    twin_labels: torch.Tensor,
+    n_twins: int,
+    *,
+    max_twin_spread: float,
+    augmented: Sequence[int] | None = None,
 ) -> list[str]:
-    """Why the twin estimate is not to be acted on (empty: it is): a twin target not reached, or the disjoint twin
-    sets' gold error rates spread by more than ``max_twin_spread``."""
+    """Why the twin estimate is not to be acted on (empty: it is): twin sets mostly augmented (``augmented``: copies
+    per twin set), a twin target not reached, or the disjoint twin sets' gold error rates spread by more than
+    ``max_twin_spread``."""
     out = []
+    n_tw = int(torch.as_tensor(twin_labels).numel())
+    if augmented is not None and n_tw and sum(augmented) / n_tw > MAX_AUGMENTED_SHARE:
+        out.append(
+            f"{sum(augmented)} of {n_tw} twin images are augmented copies (the holdout has too few real images of "
+            "the class): the twin problem does not stand for unseen images"
+        )
     if not all(reached):
         out.append(
             f"{sum(not r for r in reached)} of {len(reached)} twin model(s) never memorised their twin set as M_o "

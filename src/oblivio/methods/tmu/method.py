@@ -126,12 +126,12 @@ class TMU(UnlearningMethod):
             ``"kfold-soft"``: the K-fold held-out model's output for them (needs ``evidence``).
         soft_temperature: temperature of the K-fold held-out outputs used as targets (issue 23).
         evidence_folds: K of the K-fold evidence the caller should provide (the experiments layer reads it; issue 23).
-        guard: request shapes where the twin estimate does not transfer (:mod:`.guard`: a request removing more than
-            ``guard_class_share`` of a class, a twin model that never reached its target, twin sets whose error
-            rates spread by more than ``guard_twin_spread``): ``"fallback"`` (default) runs ``guard_fallback``
-            instead and records why (``info["guard_reason"]``); ``"refuse"`` raises an error naming that method;
-            ``"off"`` runs TMU anyway (issue 23).
+        guard: shapes the twin estimate does not cover (:mod:`.guard`): ``"fallback"`` runs ``guard_fallback``
+            and records why, ``"refuse"`` raises naming it, ``"off"`` (default: earlier configurations behave and
+            are keyed as before) runs TMU; on in ``tmu.guarded``, the ledger's default (issue 23).
         guard_class_share, guard_twin_spread, guard_fallback: the guard's thresholds and its fallback method.
+        hard_count_z: the twin share ``f`` lowered by ``z`` standard errors ``sqrt(f (1 − f) / |D_tw|)``: fewer flips
+            when the estimate is unsure (issue 23; 0 = off).
         paper_rule_check: under the margin score, also compute the NF / AF / CF features and the predictor (which
             that rule does not read) and record the paper rule's decision as ``info["paper_rule_labels"]``. Off by
             default: they are about half of a cold request's CPU time (issue 15, docs/tmu.md). Always on, in effect,
@@ -207,10 +207,11 @@ class TMU(UnlearningMethod):
     easy_targets: EasyTargets = "label"
     soft_temperature: float = 1.0
     evidence_folds: int = 5
-    guard: GuardMode = "fallback"
+    guard: GuardMode = "off"
     guard_class_share: float = 0.5
     guard_twin_spread: float = 0.3
     guard_fallback: str = "finetune"
+    hard_count_z: float = 0.0
     paper_rule_check: bool = False
     nf_reference_size: int | None = 4000
     stop_check_steps: int | None = 1
@@ -225,10 +226,11 @@ class TMU(UnlearningMethod):
         "easy_targets": "label",
         "soft_temperature": 1.0,
         "evidence_folds": 5,
-        "guard": "fallback",
+        "guard": "off",
         "guard_class_share": 0.5,
         "guard_twin_spread": 0.3,
         "guard_fallback": "finetune",
+        "hard_count_z": 0.0,
     }
     """Hyper-parameters added after result rows and cell keys existed (issue 23): :meth:`hparams` lists them only when
     they differ from these defaults, so that every earlier configuration keeps its key."""
@@ -297,6 +299,8 @@ class TMU(UnlearningMethod):
             raise ValueError("guard_class_share must be in (0, 1] and guard_twin_spread in [0, 1]")
         if self.guard_fallback.split(".")[0] == "tmu":
             raise ValueError(f"guard_fallback must be another method than TMU, got {self.guard_fallback!r}")
+        if self.hard_count_z < 0:
+            raise ValueError(f"hard_count_z must be >= 0, got {self.hard_count_z}")
         if self.soft_temperature <= 0:
             raise ValueError(f"soft_temperature must be positive, got {self.soft_temperature}")
         if not 0 <= self.retain_kd <= 1:
@@ -482,6 +486,7 @@ class TMU(UnlearningMethod):
                 entry["twin_labels"],
                 entry["info"]["n_twins"],
                 max_twin_spread=self.guard_twin_spread,
+                augmented=entry["info"].get("twin_augmented"),
             )
             if reasons:
                 return self._guarded(model, UnlearningData(forget, retain, None), reasons, seed=seed, progress=progress)
@@ -526,6 +531,7 @@ class TMU(UnlearningMethod):
                 info,
                 hard_score=self.hard_score,
                 hard_count=self.hard_count,
+                count_z=self.hard_count_z,
                 predictor=predictor,
                 x_tw=x_tw,
                 x_f=x_f,
