@@ -34,7 +34,9 @@ METHODS = (
     "tmu.kfold-soft",
     "tmu.aum",
     "tmu.aum-kfold",
+    "tmu.aum-kfold-soft",
     "tmu.kfold+aum",
+    "tmu.kfold+aum-soft",
     "tmu.random-control",
     "finetune",
     "finetune.1ep",
@@ -177,8 +179,8 @@ def cmd_drag(a) -> None:
 
     from oblivio.experiments.rows import append_row, provenance, read_results
     from oblivio.methods import create_method
-    from oblivio.methods.tmu.aligned import true_class_margin
-    from oblivio.methods.tmu.evidence import HeldOutEvidence, evidence_scores
+    from oblivio.methods.tmu.aligned import decide_from_evidence, true_class_margin
+    from oblivio.methods.tmu.evidence import HeldOutEvidence
     from oblivio.metrics.gold_distribution import expected_agreement, mean_gold_output_distance
     from oblivio.training.evaluate import predict_features, predict_logits
 
@@ -188,11 +190,14 @@ def cmd_drag(a) -> None:
     gold_logits = [predict_logits(g, forget).double().numpy() for g in golds]
     held = exp.kfold_evidence(seed=seeds.train, folds=a.folds)
     ev = HeldOutEvidence(ids=held["ids"], kfold_logits=held["logits"], folds=a.folds)
+    ev.dynamics = exp.original_dynamics(seed=seeds.train, recompute=True)
     original = exp.original(seed=seeds.train)
-    decisions = {
-        "kfold": (evidence_scores(ev, "kfold", ids=forget.ids, labels=forget.labels) >= 0).long(),
-        "bayes (oracle)": torch.as_tensor(p >= 0.5).long(),
-    }
+    decisions = {"bayes (oracle)": torch.as_tensor(p >= 0.5).long()}
+    for score in ("kfold", "aum", "kfold+aum"):  # each ranking at the K-fold count (tmu.kfold, .aum-kfold, .kfold+aum)
+        info: dict = {}
+        decisions[score] = decide_from_evidence(
+            info, hard_score=score, hard_count="evidence", evidence=ev, labels_tw=None, forget=forget
+        )
     m0 = true_class_margin(predict_logits(original, forget), forget.labels).numpy()
     feats = torch.nn.functional.normalize(predict_features(original, forget).double(), dim=1)
     done = {r["key"] for r in read_results(a.out, only_ok=False)}
@@ -203,7 +208,7 @@ def cmd_drag(a) -> None:
             continue
         sim = (feats @ feats[hard].T).max(1).values.numpy()  # max cosine similarity to an image chosen to flip
         for rname, hp in REMEDIES.items():
-            key = f"drag:{a.preset}:{a.seed}:{a.request}:{dname}:{rname}:{a.folds}:{a.gold_models}"
+            key = f"drag2:{a.preset}:{a.seed}:{a.request}:{dname}:{rname}:{a.folds}:{a.gold_models}"
             if key in done:
                 continue
             method = create_method("tmu", **hp)
@@ -219,6 +224,13 @@ def cmd_drag(a) -> None:
             m1 = true_class_margin(z, forget.labels).numpy()
             kept = ~hard.numpy()
             collateral = kept & (m0 > 0) & ~right  # kept images the step flipped
+            # which chosen images pull: those gold mostly gets right (wrongly chosen) or mostly wrong (rightly chosen)
+            false_hard = hard.numpy() & (p >= 0.5)
+            near_false = (
+                (feats @ feats[torch.as_tensor(false_hard)].T).max(1).values.numpy() if false_hard.any() else None
+            )
+            true_hard = hard.numpy() & (p < 0.5)
+            near_true = (feats @ feats[torch.as_tensor(true_hard)].T).max(1).values.numpy() if true_hard.any() else None
             terciles = np.quantile(sim[kept], [1 / 3, 2 / 3]) if kept.sum() >= 3 else [np.inf, np.inf]
             bins = np.digitize(sim[kept], terciles)
             row = {
@@ -243,6 +255,18 @@ def cmd_drag(a) -> None:
                 if kept.sum() > 2
                 else None,
                 "mean_dmargin_kept": float((m1[kept] - m0[kept]).mean()),
+                "n_false_hard": int(false_hard.sum()),
+                "collateral_nearer_false_hard": int((collateral & (near_false > near_true)).sum())
+                if near_false is not None and near_true is not None
+                else None,
+                "kept_nearer_false_hard": int((kept & (near_false > near_true)).sum())
+                if near_false is not None and near_true is not None
+                else None,
+                "spearman_dmargin_vs_similarity_to_false_hard": float(
+                    spearmanr(m1[kept] - m0[kept], near_false[kept]).statistic
+                )
+                if near_false is not None and kept.sum() > 2
+                else None,
                 "unlearn_steps": method.info.get("unlearn_steps"),
                 "cpu_seconds": cpu,
                 "acc_test": float(_right(model, splits.test).mean()),

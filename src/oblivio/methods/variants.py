@@ -268,14 +268,13 @@ register_variant(
     "tmu.kfold-soft",
     "tmu",
     reason=(
-        "issue 23: tmu.kfold's decision, and every forget image trained toward the K-fold held-out model's output for "
-        "it (hard: its wrong-class distribution; kept: its full softmax) instead of M_o's runner-up and the label: "
-        "the aligned-step remedy against dragging similar images along"
+        "issue 23: tmu.kfold's decision, the images to unlearn trained toward the K-fold held-out model's output for "
+        "them (its wrong-class distribution where it is right) instead of M_o's confident runner-up: the remedy for "
+        "dragging similar kept images along (measured: benchmarks/tmu_headroom_explore.py drag, docs/tmu.md)"
     ),
     hard_score="kfold",
     hard_count="evidence",
     hard_targets="kfold-soft",
-    easy_targets="kfold-soft",
 )
 register_variant(
     "tmu.aum",
@@ -296,6 +295,28 @@ register_variant(
     ),
     hard_score="aum",
     hard_count="evidence",
+)
+register_variant(
+    "tmu.aum-kfold-soft",
+    "tmu",
+    reason=(
+        "issue 23: tmu.aum-kfold's decision (area-under-the-margin ranking, K-fold count) with the held-out soft "
+        "targets for the images to unlearn (no confident runner-up pulling similar kept images along)"
+    ),
+    hard_score="aum",
+    hard_count="evidence",
+    hard_targets="kfold-soft",
+)
+register_variant(
+    "tmu.kfold+aum-soft",
+    "tmu",
+    reason=(
+        "issue 23: tmu.kfold+aum's decision (mean rank of the K-fold held-out margin and the area under the margin, "
+        "K-fold count) with the held-out soft targets for the images to unlearn"
+    ),
+    hard_score="kfold+aum",
+    hard_count="evidence",
+    hard_targets="kfold-soft",
 )
 register_variant(
     "tmu.kfold+aum",

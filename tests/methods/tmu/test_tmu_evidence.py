@@ -93,7 +93,8 @@ def test_earlier_configurations_keep_their_hyper_parameter_lists():
     for name in ("tmu", "tmu.paper", "tmu.random-control", "tmu.kfold"):
         hp = create_method(name).hparams()
         assert "easy_targets" not in hp and "soft_temperature" not in hp
-    assert create_method("tmu.kfold-soft").hparams()["easy_targets"] == "kfold-soft"
+    assert create_method("tmu.kfold-soft").hparams()["hard_targets"] == "kfold-soft"
+    assert create_method("tmu", easy_targets="kfold-soft").hparams()["easy_targets"] == "kfold-soft"
     assert create_method("tmu.kfold").needed_evidence() == ("kfold",)
     assert create_method("tmu.aum").needed_evidence() == ("dynamics",)
     assert create_method("tmu").needed_evidence() == ()
