@@ -9,6 +9,7 @@ Subcommands (each appends rows with provenance to ``--out``; a rerun skips finis
   predictor of the gold distribution: AUC against ``p_i`` (each image a positive of weight ``p_i`` and a negative of
   weight ``1 − p_i``: the probability that a random easy draw outranks a random hard one) and against the majority
   label (``p_i ≥ 1/2``), and the label agreement of its decision with the Bayes decision;
+* ``stability``: the methods on one fixed request with several unlearning seeds (each method's own spread);
 * ``drag``: TMU's aligned step after a fixed decision: per kept forget image, the change of its margin and whether it
   flipped, against its cosine similarity (``M_o``'s penultimate features) to the images chosen to flip; and E after
   the step for each remedy (targets, distillation on ``D_r``) with that same decision.
@@ -111,6 +112,27 @@ def cmd_run(a) -> None:
             f"{(r.get('info') or {}).get('cpu_seconds', float('nan')):.1f}",
             flush=True,
         )
+
+
+def cmd_stability(a) -> None:
+    """The methods on one fixed request with ``--unlearn-seeds`` unlearning seeds (everything else fixed): each
+    method's spread over its own seeds (item 6)."""
+    from oblivio.experiments.grid import EvalOptions, Grid, Seeds
+    from oblivio.experiments.runner import Runner
+
+    base = Seeds.for_replicate(0, base=a.seed)
+    seeds = [
+        Seeds(train=base.train, gold=base.gold, unlearn=int(u), eval=base.eval, request=base.request)
+        for u in a.unlearn_seeds.split(",")
+    ]
+    grid = Grid(
+        scenarios=[a.request],
+        methods=[m for m in a.methods.split(",") if m != "gold"],
+        seeds=seeds,
+        options=EvalOptions(mia=False, zrf=False, gold_models=a.gold_models),
+    )
+    runner = Runner(a.preset, results=a.out, store=a.store, tags={"benchmark": "tmu-headroom-stability"})
+    runner.run(grid)
 
 
 def cmd_auc(a) -> None:
@@ -283,13 +305,14 @@ def cmd_drag(a) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("command", choices=("run", "auc", "drag"))
+    p.add_argument("command", choices=("run", "auc", "drag", "stability"))
     p.add_argument("--preset", default="cpu")
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--request", required=True)
     p.add_argument("--gold-models", type=int, default=4)
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument("--unlearn-seeds", default="10050,10051,10052,10053,10054", help="for stability")
     p.add_argument("--store", default=None)
     p.add_argument("--out", type=Path, required=True)
     a = p.parse_args(argv)
@@ -297,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(1)
     a.out.parent.mkdir(parents=True, exist_ok=True)
-    {"run": cmd_run, "auc": cmd_auc, "drag": cmd_drag}[a.command](a)
+    {"run": cmd_run, "auc": cmd_auc, "drag": cmd_drag, "stability": cmd_stability}[a.command](a)
     return 0
 
 
