@@ -137,7 +137,14 @@ def safe_torch_load(path: str | os.PathLike, *, map_location: Any = "cpu") -> An
 
 def _jsonable(obj: Any) -> Any:
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: _jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        # Fields named in ``_JSON_OMIT_DEFAULTS`` are left out while they hold their default, so that adding a
+        # field to a config dataclass does not change the hash (the cache key) of configs that do not use it.
+        omit = getattr(obj, "_JSON_OMIT_DEFAULTS", ())
+        return {
+            f.name: _jsonable(getattr(obj, f.name))
+            for f in dataclasses.fields(obj)
+            if not (f.name in omit and getattr(obj, f.name) == f.default)
+        }
     if isinstance(obj, Mapping):
         return {str(k): _jsonable(v) for k, v in sorted(obj.items(), key=lambda kv: str(kv[0]))}
     if isinstance(obj, (list, tuple)):

@@ -65,7 +65,9 @@ def test_a_runner_cell_provides_the_evidence_and_amortises_its_cost(tmp_path):
     cell = Cell(
         "class-subset:3:20", MethodSpec("tmu.kfold", {"evidence_folds": 3}), Seeds(), EvalOptions(mia=False, zrf=False)
     )
-    row = run_cell("tiny", cell, store=tmp_path / "store")
+    from oblivio.experiments.config import get_preset
+
+    row = run_cell(get_preset("tiny"), cell, store=tmp_path / "store")
     ev = row["info"]["evidence_cost"]
     exp = Experiment("tiny", store=tmp_path / "store", progress=False)
     metas = [exp.store_meta("kfold", {**exp.config.model_key(), "seed": 0, "kfold": 3, "fold": k}) for k in range(3)]

@@ -25,6 +25,9 @@ FAST_HPARAMS: dict[str, dict] = {
     "scrub": {"epochs": 2, "msteps": 1},
     "neggrad+": {"epochs": 1},
     "neggrad": {"epochs": 2},
+    "kl-uniform-contrastive": {"epochs": 1},
+    "noise-finetune": {"epochs": 1},
+    "prune-reinit": {"epochs": 1},
 }
 
 

@@ -47,8 +47,12 @@ def add_parser(subparsers) -> None:
         'names and {"name": ..., "hparams": {...}, "label": ...} objects',
     )
     p.add_argument("--count", type=int, default=100, help="images per class-subset request (default 100)")
-    p.add_argument("--n-models", type=int, default=16, help="forget-quality: models per side (default 16)")
-    p.add_argument("--scenario", help="forget-quality: the forget request (default random:0.1)")
+    p.add_argument("--n-models", type=int, default=16, help="forget-quality, study-004: models per side K (default 16)")
+    p.add_argument(
+        "--scenario",
+        help="forget-quality: the forget request (default random:0.1); study-004: which of its requests "
+        "(non-iid,iid-identities,iid-images; default all)",
+    )
     p.add_argument("--workers", type=int, default=1, help="cells at a time in a local process pool (default 1)")
     p.add_argument("--threads-per-worker", type=int, help="torch threads per worker (default cores // workers)")
     p.add_argument("--ray-address", help="run on Ray: 'local' starts a local instance, else a cluster address")
@@ -121,8 +125,10 @@ def _command(args: argparse.Namespace, out: str) -> str:
             parts += ["--" + flag.replace("_", "-"), str(getattr(args, flag))]
     if args.model_options is not None:
         parts += ["--model-options", json.dumps(args.model_options)]
-    if args.name == "forget-quality":
-        parts += ["--n-models", str(args.n_models)] + (["--scenario", args.scenario] if args.scenario else [])
+    if args.name == "forget-quality" or args.n_models != 16:
+        parts += ["--n-models", str(args.n_models)]
+    if args.scenario:
+        parts += ["--scenario", args.scenario]
     if args.seed is not None:
         parts += ["--seed", str(args.seed)]
     for module in args.imports:

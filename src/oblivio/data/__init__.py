@@ -19,6 +19,7 @@ from .base import DatasetError, DatasetSplits, ImageDataset
 from .cifar import load_cifar10, load_cifar100
 from .digits import load_digits_dataset
 from .folder import load_image_folder
+from .identities import load_fmnist_identities
 from .idx import load_fashion_mnist, load_idx_dataset, read_idx, write_idx
 from .loader import Batch, TensorLoader, ZipLoader, stratified_sample
 from .svhn import load_svhn
@@ -35,6 +36,7 @@ DATASETS.register("svhn")(load_svhn)
 DATASETS.register("image-folder")(load_image_folder)
 DATASETS.register("npz")(load_npz)
 DATASETS.register("arrays")(from_arrays)
+DATASETS.register("fmnist-identities")(load_fmnist_identities)
 
 
 def register_dataset(name: str, *, overwrite: bool = False):
@@ -89,6 +91,7 @@ __all__ = [
     "from_arrays",
     "load_cifar10",
     "load_cifar100",
+    "load_fmnist_identities",
     "load_image_folder",
     "load_npz",
     "load_svhn",

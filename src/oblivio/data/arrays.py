@@ -145,7 +145,9 @@ def from_arrays(
 
 
 def load_npz(path: str | os.PathLike, *, layout: Layout = "auto", name: str | None = None) -> DatasetSplits:
-    """Load a ``.npz`` with ``x_train, y_train, x_test, y_test`` (+ optional ``groups_*``, ``classes``).
+    """Load a ``.npz`` with ``x_train, y_train, x_test, y_test`` (+ optional ``groups_*``, ``classes``, and
+    ``group_attributes``: a ``[G, 2]`` array of (group id, attribute in [0, 1]) rows for attribute-weighted group
+    requests, kept in ``info["group_attributes"]``).
 
     The file is opened with ``allow_pickle=False``, so it cannot run code; store ``classes`` as a string array
     (``np.array(["cat", "dog"])``), not an object array.
@@ -213,8 +215,19 @@ def load_npz(path: str | os.PathLike, *, layout: Layout = "auto", name: str | No
         groups_test=arrays.get("groups_test"),
         layout=layout,
         name=name,
-        info={"path": str(path), "format": "npz"},
+        info={"path": str(path), "format": "npz", **_group_attributes(arrays.get("group_attributes"), path)},
     )
+
+
+def _group_attributes(table: Any, path: Path) -> dict:
+    """``{"group_attributes": {group id: attribute}}`` from an optional ``[G, 2]`` array of (group id, attribute)
+    rows (what attribute-weighted group requests read), else ``{}``."""
+    if table is None:
+        return {}
+    t = np.asarray(table, dtype=np.float64)
+    if t.ndim != 2 or t.shape[1] != 2 or not np.isfinite(t).all() or (t[:, 0] != np.round(t[:, 0])).any():
+        raise DatasetError(f"{path}: group_attributes must be a [G, 2] array of (integer group id, attribute) rows")
+    return {"group_attributes": {int(g): float(a) for g, a in t}}
 
 
 __all__: list[str] = ["from_arrays", "load_npz"]

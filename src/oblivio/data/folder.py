@@ -6,6 +6,7 @@ Layout::
       train/<class>/<image>.png|jpg|jpeg|bmp|gif
       test/<class>/<image>...
       groups.csv            optional: "path,group" rows, path relative to root (e.g. train/cat/001.png)
+      group_attributes.csv  optional: "group,attribute" rows (the 004 study's age, in [0, 1]); with groups.csv
 
 The class list is the sorted names of the sub-folders of ``train``; ``test`` may only use those classes.
 Inside a class, images are taken in sorted file-name order, classes in class order, so sample ids (positions in
@@ -99,6 +100,29 @@ def _read_groups(path: Path) -> dict[str, str]:
                 raise DatasetError(f"{path}:{line_no}: {key} is listed twice")
             table[key] = group
     return table
+
+
+def _read_group_attributes(path: Path, group_names: tuple[str, ...] | None) -> dict[int, float]:
+    """``{group id: attribute}`` from a ``group,attribute`` CSV (optional header); groups named as in groups.csv."""
+    index = {n: i for i, n in enumerate(group_names)} if group_names is not None else None
+    out: dict[int, float] = {}
+    with open(path, newline="", encoding="utf-8") as fh:
+        for line_no, row in enumerate(csv.reader(fh), start=1):
+            if not row or all(not cell.strip() for cell in row):
+                continue
+            if len(row) != 2:
+                raise DatasetError(f"{path}:{line_no}: expected 'group,attribute', got {len(row)} columns: {row}")
+            group, value = row[0].strip(), row[1].strip()
+            if line_no == 1 and (group.lower(), value.lower()) == ("group", "attribute"):
+                continue
+            try:
+                gid = index[group] if index is not None else int(group)
+                out[gid] = float(value)
+            except (KeyError, ValueError):
+                raise DatasetError(
+                    f"{path}:{line_no}: unknown group {group!r} or non-numeric attribute {value!r}"
+                ) from None
+    return out
 
 
 def _group_ids(table: dict[str, str]) -> tuple[dict[str, int], tuple[str, ...] | None]:
@@ -238,6 +262,9 @@ def load_image_folder(
         info["groups_file"] = str(groups_path)
         if group_names is not None:
             info["group_names"] = group_names
+        attr_path = root / "group_attributes.csv"
+        if attr_path.is_file():
+            info["group_attributes"] = _read_group_attributes(attr_path, group_names)
 
     train, test = (
         ImageDataset(

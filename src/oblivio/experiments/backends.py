@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from .cell import _cell_task, _init_worker, _prepare, _ray_entry, _threads_in_process
 from .config import ExperimentConfig, get_preset
-from .grid import GOLD_METHOD, Cell, Grid
+from .grid import GOLD_METHOD, ORIGINAL_METHOD, Cell, Grid
 from .rows import append_row, read_results
 
 log = logging.getLogger("oblivio.runner")
@@ -183,6 +183,8 @@ class Runner:
                     ("gold", c.scenario, s.request, s.unlearn),
                     self._payload(kind="gold", scenario=c.scenario, request=s.request, seed=s.unlearn),
                 )
+            if c.method.name == ORIGINAL_METHOD:
+                jobs.setdefault(("original", s.unlearn), self._payload(kind="original", seed=s.unlearn))
         return list(jobs.values())
 
     @contextlib.contextmanager

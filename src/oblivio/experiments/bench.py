@@ -15,13 +15,15 @@ name               what it runs
                    (:mod:`oblivio.experiments.tmu_cost`; not a grid of cells).
 =================  ==========================================================================================
 
+Studies (:mod:`oblivio.experiments.studies`) register further names; each owns its protocol and its tables.
+
 Methods that are not registered (``oblivio.methods.list_methods()``) are skipped with a warning, written into
 the report. Results go to ``out/results.jsonl`` (resumable), ``out/report.md`` and ``out/report.html``.
 
 Example:
     >>> from oblivio.experiments.bench import list_benchmarks
     >>> list_benchmarks()
-    ['forget-quality', 'tmu-cost', 'tmu-figure3', 'tmu-table1', 'tmu-table4', 'two-stage']
+    ['forget-quality', 'study-004', 'tmu-cost', 'tmu-figure3', 'tmu-table1', 'tmu-table4', 'two-stage']
 """
 
 from __future__ import annotations
@@ -116,11 +118,20 @@ def register_benchmark(bench: Benchmark) -> Benchmark:
 
 
 def list_benchmarks() -> list[str]:
+    _load_studies()
     return BENCHMARKS.names()
 
 
 def get_benchmark(name: str) -> Benchmark:
+    _load_studies()
     return BENCHMARKS.get(name)
+
+
+def _load_studies() -> None:
+    """Import the study plug-ins (:mod:`oblivio.experiments.studies`): each registers its own benchmark."""
+    from .studies import load_studies
+
+    load_studies()
 
 
 # ---------------------------------------------------------------------------------------------- helpers

@@ -24,7 +24,7 @@ import torch
 from .. import __version__
 from ..utils import config_hash, git_commit, git_source_state, to_jsonable
 from .config import ExperimentConfig
-from .grid import GOLD_METHOD, RESULT_SCHEMA, Cell, gold_distribution_seeds
+from .grid import GOLD_METHOD, ORIGINAL_METHOD, PSEUDO_METHODS, RESULT_SCHEMA, Cell, gold_distribution_seeds
 from .rows import _clean, _now
 
 log = logging.getLogger("oblivio.runner")
@@ -345,11 +345,24 @@ def run_cell(
     gold = exp.gold_with_meta(split, seed=seeds.gold)
     gold_meta = gold.meta
 
-    if cell.method.name == GOLD_METHOD:
-        if cell.method.hparams:
-            raise ValueError(
-                f"the {GOLD_METHOD!r} pseudo-method takes no hyper-parameters, got {dict(cell.method.hparams)}"
-            )
+    if cell.method.name in PSEUDO_METHODS and cell.method.hparams:
+        raise ValueError(
+            f"the {cell.method.name!r} pseudo-method takes no hyper-parameters, got {dict(cell.method.hparams)}"
+        )
+    if cell.method.name == ORIGINAL_METHOD:
+        other = exp.original_with_meta(seed=seeds.unlearn)
+        unlearned, ref = other.model, other.cost
+        hparams = {}
+        info = {
+            "seconds": 0.0,
+            "cpu_seconds": 0.0,
+            "forward_samples": 0,
+            "backward_samples": 0,
+            "epochs": other.meta.get("epochs"),
+            "train_cpu_seconds": ref.cpu_seconds,
+            "note": "an original model (trained on all of D, D_f included) with the unlearning seed: forgets nothing",
+        }
+    elif cell.method.name == GOLD_METHOD:
         if seeds.unlearn == seeds.gold:
             raise ValueError(
                 f"the {GOLD_METHOD!r} pseudo-method needs Seeds.unlearn != Seeds.gold "
@@ -367,7 +380,7 @@ def run_cell(
             "note": "second gold model (retrained from scratch on D_r) with the unlearning seed",
         }
     else:
-        method = create_method(cell.method.name, **dict(cell.method.hparams))
+        method = create_method(cell.method.name, **_with_recipe_class_weights(config, cell.method))
         hparams = method.hparams()
         evidence_cost = _provide_evidence(exp, method, seeds.train)
         unlearned = method(
@@ -461,12 +474,30 @@ def run_cell(
     return _clean(row)
 
 
+def _with_recipe_class_weights(config: ExperimentConfig, spec) -> dict:
+    """The method's hyper-parameters, plus the recipe's ``class_weights`` for a method that takes them (SPEC §9:
+    methods that fine-tune on ``D_r`` use the recipe's class weights) when the recipe has any and the spec does not
+    set its own."""
+    from dataclasses import fields as dc_fields
+
+    from ..methods.base import METHODS
+
+    hparams = dict(spec.hparams)
+    weights = config.recipe.class_weights
+    if weights == "none" or "class_weights" in hparams:
+        return hparams
+    if any(f.name == "class_weights" and f.init for f in dc_fields(METHODS.get(spec.name))):
+        hparams["class_weights"] = weights
+    return hparams
+
+
 def _provenance(config: ExperimentConfig, exp) -> dict:
     if "git_commit" not in _WORKER_STATE:
         _WORKER_STATE["git_commit"] = git_commit(os.path.dirname(__file__))
     return {
         "config": to_jsonable(config),
         "config_hash": config_hash(to_jsonable(config)),
+        "class_weights": to_jsonable(config.recipe.class_weights),  # the recipe's (left out of config while "none")
         "oblivio_version": __version__,
         "git_commit": _WORKER_STATE["git_commit"],
         "host": socket.gethostname(),

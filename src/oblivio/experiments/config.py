@@ -62,6 +62,10 @@ def get_preset(name: str | ExperimentConfig) -> ExperimentConfig:
     """An :class:`ExperimentConfig` from a preset name (``cpu``, ``paper``, ``tiny``...)."""
     if isinstance(name, ExperimentConfig):
         return name
+    if name not in PRESETS:  # a study plug-in may register its own presets (oblivio.experiments.studies)
+        from .studies import load_studies
+
+        load_studies()
     return PRESETS.create(name)
 
 

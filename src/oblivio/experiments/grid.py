@@ -16,6 +16,10 @@ from .config import ExperimentConfig
 
 GOLD_METHOD = "gold"
 """Pseudo-method name: the "unlearned" model is a second gold model (seed ``Seeds.unlearn``)."""
+ORIGINAL_METHOD = "original"
+"""Pseudo-method name: the "unlearned" model is an original model trained on all of ``D`` with seed
+``Seeds.unlearn`` (a model that forgot nothing; over many seeds, the distribution of models that saw ``D_f``)."""
+PSEUDO_METHODS = (GOLD_METHOD, ORIGINAL_METHOD)
 UNLEARN_SEED_OFFSET = 10_000
 """``Seeds.for_replicate(i)`` uses ``unlearn = 10_000 + i`` so that unlearning never reuses a training seed."""
 EVAL_SEED_OFFSET = 20_000
@@ -117,7 +121,7 @@ class MethodSpec:
 
         # an unknown name (a plugin not imported in this process: the Runner imports its plugins before computing
         # keys) or invalid hyper-parameters fail when the cell runs, where on_error can record them
-        if self.name != GOLD_METHOD and self.name in list_methods():
+        if self.name not in PSEUDO_METHODS and self.name in list_methods():
             try:
                 out["resolved"] = json_safe(create_method(self.name, **dict(self.hparams)).hparams(), fallback=repr)
             except (TypeError, ValueError) as exc:
@@ -245,6 +249,8 @@ __all__ = [
     "GOLD_DISTRIBUTION_STRIDE",
     "GOLD_METHOD",
     "Grid",
+    "ORIGINAL_METHOD",
+    "PSEUDO_METHODS",
     "MethodSpec",
     "RESULT_SCHEMA",
     "Seeds",

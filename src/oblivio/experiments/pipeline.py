@@ -94,6 +94,10 @@ class TrainedModel:
         return RunCost.from_mapping(self.meta, prefix="train_")
 
 
+def _jsonable_weights(spec):
+    return list(spec) if isinstance(spec, tuple) else spec
+
+
 class Experiment:
     """One dataset + model + recipe, with its original model and any number of gold models, cached.
 
@@ -133,7 +137,9 @@ class Experiment:
         return splits
 
     def forget_split(self, spec: ScenarioSpec | str, *, seed: int = 0) -> ForgetSplit:
-        return make_forget_split(self.data.train, spec, seed=seed)
+        return make_forget_split(
+            self.data.train, spec, seed=seed, group_attributes=self.data.info.get("group_attributes")
+        )
 
     def unlearning_splits(self, spec: ScenarioSpec | str | ForgetSplit, *, seed: int = 0) -> UnlearningSplits:
         """forget / retain / holdout / test for a request (see :func:`oblivio.scenarios.make_unlearning_splits`)."""
@@ -196,6 +202,7 @@ class Experiment:
                 "epochs": result.epochs_run,
                 "history": result.history,
                 "n_train": len(train_set),
+                "class_weights": _jsonable_weights(self.config.recipe.class_weights),
                 "oblivio_version": __version__,
                 "git_commit": git_commit(os.path.dirname(__file__)),
                 "torch_threads": torch.get_num_threads(),
@@ -361,4 +368,5 @@ class Experiment:
             "recipe": c.recipe.name,
             "epochs": c.recipe.epochs,
             "seed": c.seed,
+            **({"class_weights": c.recipe.class_weights} if c.recipe.class_weights != "none" else {}),
         }

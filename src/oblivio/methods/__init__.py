@@ -28,6 +28,7 @@ _METHOD_MODULES: list[str] = [
     "scrub",
     "salun",
     "two_stage",
+    "challenge_recipes",
     "tmu",
     "variants",
 ]

@@ -71,8 +71,16 @@ class UnlearningMethod:
     info: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def hparams(self) -> dict[str, Any]:
-        """The hyper-parameters as a plain dict (for provenance)."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.init}
+        """The hyper-parameters as a plain dict (for provenance).
+
+        A field named in ``_HPARAMS_OMIT_DEFAULTS`` (``class_weights``) is left out while it holds its default, so
+        that adding it did not change the cache keys of the runs that do not use it."""
+        omit = getattr(self, "_HPARAMS_OMIT_DEFAULTS", ())
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if f.init and not (f.name in omit and getattr(self, f.name) == f.default)
+        }
 
     def __call__(
         self,

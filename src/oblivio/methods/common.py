@@ -11,7 +11,7 @@ import inspect
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +19,7 @@ from torch import nn
 
 from ..data.base import ImageDataset
 from ..data.loader import Batch, TensorLoader
+from ..training.class_weights import ClassWeightsSpec, normalise_class_weights, resolve_class_weights
 from ..training.evaluate import accuracy
 from ..training.loop import Callback, StopWhen
 from ..utils import model_device
@@ -130,6 +131,29 @@ class OptimizerSettings:
         return make_optimizer(
             params, optimizer=self.optimizer, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay
         )
+
+
+@dataclass(kw_only=True)
+class ClassWeighted:
+    """Mixin of the methods whose cross-entropy on the data they train on takes class weights (SPEC §9).
+
+    ``class_weights`` is a spec (``"none"``, ``"balanced"`` or one weight per class, see
+    :mod:`oblivio.training.class_weights`), resolved on the labels of the set the method trains with
+    cross-entropy (``D_r`` for fine-tuning), as the recipe resolves it for the gold model. The default ``"none"`` is
+    left out of :meth:`~oblivio.methods.base.UnlearningMethod.hparams` (and so of cache keys). The benchmark runner
+    sets it to the experiment recipe's ``class_weights`` when that is not ``"none"`` and the method was not given
+    its own (``oblivio.experiments.cell``).
+    """
+
+    _HPARAMS_OMIT_DEFAULTS: ClassVar[tuple[str, ...]] = ("class_weights",)
+    class_weights: ClassWeightsSpec = "none"
+
+    def _check_class_weights(self) -> None:
+        object.__setattr__(self, "class_weights", normalise_class_weights(self.class_weights))
+
+    def resolved_class_weights(self, data: ImageDataset) -> torch.Tensor | None:
+        """The weight tensor on ``data`` (None for ``"none"``); errors name the wrong length or an empty class."""
+        return resolve_class_weights(self.class_weights, data.labels, data.num_classes)
 
 
 def make_loader(
@@ -317,6 +341,7 @@ class RestoreOutsideMask(Callback):
 
 
 __all__ = [
+    "ClassWeighted",
     "EpochCounter",
     "OptimizerSettings",
     "Phases",

@@ -9,14 +9,15 @@ from typing import ClassVar
 from torch import nn
 
 from ..data.base import ImageDataset
+from ..training.class_weights import weighted_cross_entropy
 from ..training.loop import Callback, fit
 from .base import UnlearningData, UnlearningMethod, register_method
-from .common import OptimizerName, OptimizerSettings, check_hparams, make_loader
+from .common import ClassWeighted, OptimizerName, OptimizerSettings, check_hparams, make_loader
 
 
 @register_method("finetune")
 @dataclass(kw_only=True)
-class Finetune(UnlearningMethod, OptimizerSettings):
+class Finetune(UnlearningMethod, OptimizerSettings, ClassWeighted):
     """Continue training on the retain set with plain cross-entropy.
 
     The defaults are the reference implementation's: the FT baseline of the Sparse-Unlearn repository (Jia et al.
@@ -28,7 +29,8 @@ class Finetune(UnlearningMethod, OptimizerSettings):
     Our CPU tuning is the named variant ``finetune.cpu`` (:mod:`oblivio.methods.variants`).
 
     Hyper-parameters: the optimiser settings of :class:`~oblivio.methods.common.OptimizerSettings` (``epochs`` are
-    passes over ``D_r``).
+    passes over ``D_r``) and ``class_weights`` (:class:`~oblivio.methods.common.ClassWeighted`: the cross-entropy's
+    class weights, resolved on the set it fine-tunes on; ``"none"`` by default).
 
     Example:
         >>> from oblivio.methods import create_method
@@ -53,13 +55,23 @@ class Finetune(UnlearningMethod, OptimizerSettings):
 
     def __post_init__(self) -> None:
         check_hparams(self)
+        self._check_class_weights()
 
     def _unlearn(self, model: nn.Module, data: UnlearningData, *, seed: int, progress: bool) -> nn.Module:
+        train_set = self._training_set(data, seed)
+        loss_fn = weighted_cross_entropy(self.resolved_class_weights(train_set))
         callbacks = self._prepare(model, data)
-        loader = make_loader(self._training_set(data, seed), model, batch_size=self.batch_size, seed=seed)
+        loader = make_loader(train_set, model, batch_size=self.batch_size, seed=seed)
         opt = self.build_optimizer([p for p in model.parameters() if p.requires_grad])
         result = fit(
-            model, loader, epochs=self.epochs, optimizer=opt, callbacks=callbacks, progress=progress, desc=self.name
+            model,
+            loader,
+            epochs=self.epochs,
+            optimizer=opt,
+            loss_fn=loss_fn,
+            callbacks=callbacks,
+            progress=progress,
+            desc=self.name,
         )
         self.info.update(epochs=result.epochs_run, history=result.history)
         return model

@@ -11,14 +11,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.loader import ZipLoader
+from ..training.class_weights import ce
 from ..training.loop import fit
 from .base import UnlearningData, UnlearningMethod, register_method
-from .common import OptimizerName, OptimizerSettings, check_hparams, make_loader
+from .common import ClassWeighted, OptimizerName, OptimizerSettings, check_hparams, make_loader
 
 
 @register_method("neggrad+")
 @dataclass(kw_only=True)
-class NegGradPlus(UnlearningMethod, OptimizerSettings):
+class NegGradPlus(UnlearningMethod, OptimizerSettings, ClassWeighted):
     """Each step: ``alpha · (CE(D_r batch) + L2) − (1 − alpha) · CE(D_f batch)``.
 
     The defaults are the reference implementation's (the SCRUB repository, ``small_scale_unlearning.ipynb``,
@@ -79,6 +80,8 @@ class NegGradPlus(UnlearningMethod, OptimizerSettings):
             forget_batch_size=(lambda v: int(v) == v and v >= 1, "an integer >= 1"),
         )
         self._anchor: list[torch.Tensor] | None = None
+        self._check_class_weights()
+        self._weights: torch.Tensor | None = None
 
     def loss(self, model: nn.Module, batch: dict) -> tuple:
         """``alpha · (CE_r + L2) − (1 − alpha) · CE_f`` on a ``{"retain", "forget"}`` batch pair.
@@ -87,7 +90,7 @@ class NegGradPlus(UnlearningMethod, OptimizerSettings):
         call) it is left out.
         """
         r, f = batch["retain"], batch["forget"]
-        ce_r = F.cross_entropy(model(r.x), r.y)
+        ce_r = ce(model(r.x), r.y, self._weights)  # class-weighted when class_weights is set (on D_r)
         retain_term = ce_r
         if self.l2_to_original > 0 and self._anchor is not None:
             drift = sum(((p - p0) ** 2).sum() for p, p0 in zip(model.parameters(), self._anchor))
@@ -109,6 +112,7 @@ class NegGradPlus(UnlearningMethod, OptimizerSettings):
             primary="retain",
         )
         self._anchor = [p.detach().clone() for p in model.parameters()]  # θ_o for the L2 penalty
+        self._weights = self.resolved_class_weights(data.retain)
         opt = self.build_optimizer(model.parameters())
         try:
             result = fit(

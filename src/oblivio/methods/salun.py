@@ -99,6 +99,7 @@ class SalUn(RandomLabel):
 
     def __post_init__(self) -> None:
         check_hparams(self, sparsity=(lambda v: 0 <= v <= 1, "in [0, 1]"))
+        self._check_class_weights()
 
     def _prepare(self, model: nn.Module, data: UnlearningData) -> list[Callback]:
         """Compute the saliency mask on ``D_f`` and return the callback that enforces it after every step."""

@@ -11,17 +11,26 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from ..training.class_weights import ce as weighted_ce
 from ..training.loop import fit
 from .base import UnlearningData, UnlearningMethod, register_method
-from .common import OptimizerName, OptimizerSettings, Phases, check_hparams, frozen_copy, kd_loss, make_loader
+from .common import (
+    ClassWeighted,
+    OptimizerName,
+    OptimizerSettings,
+    Phases,
+    check_hparams,
+    frozen_copy,
+    kd_loss,
+    make_loader,
+)
 
 
 @register_method("scrub")
 @dataclass(kw_only=True)
-class Scrub(UnlearningMethod, OptimizerSettings):
+class Scrub(UnlearningMethod, OptimizerSettings, ClassWeighted):
     """Alternate max-steps on ``D_f`` and min-steps on ``D_r`` with one optimiser.
 
     Which reference: the SCRUB repository (meghdadk/SCRUB) has no script with defaults (its ``scrub.py`` on another
@@ -89,9 +98,11 @@ class Scrub(UnlearningMethod, OptimizerSettings):
             gamma=nonneg,
             forget_batch_size=(lambda v: int(v) == v and v >= 1, "an integer >= 1"),
         )
+        self._check_class_weights()
 
     def _unlearn(self, model: nn.Module, data: UnlearningData, *, seed: int, progress: bool) -> nn.Module:
         teacher = frozen_copy(model)
+        weights = self.resolved_class_weights(data.retain)
         phases = Phases(
             [
                 (
@@ -111,7 +122,7 @@ class Scrub(UnlearningMethod, OptimizerSettings):
             kl = kd_loss(logits, target, temperature=self.temperature)
             if tag == "max":
                 return -kl, {"forget_kl": float(kl.detach())}
-            ce = F.cross_entropy(logits, b.y)
+            ce = weighted_ce(logits, b.y, weights)  # class-weighted when class_weights is set (on D_r)
             return self.gamma * ce + self.alpha * kl, {"retain_ce": float(ce.detach())}
 
         result = fit(

@@ -21,11 +21,12 @@ from typing import Any, ClassVar, Literal, TypedDict
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..data.base import ImageDataset
 from ..data.loader import stratified_sample
+from ..training.class_weights import ce as weighted_ce
+from ..training.class_weights import resolve_class_weights
 from ..training.evaluate import accuracy, predict_logits
 from ..training.loop import KeepBest, fit
 from ..training.recipes import Recipe, get_recipe
@@ -217,6 +218,7 @@ def two_stage_loss(
     ce_weight: float = 1.1,
     kd_weight: float = 0.9,
     kd_epochs: int = 10,
+    class_weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The retraining loss at 0-based ``epoch``.
 
@@ -232,11 +234,13 @@ def two_stage_loss(
         ce_weight: weight of CE while KD is on (1.1).
         kd_weight: weight of KD (0.9).
         kd_epochs: number of epochs with KD (10).
+        class_weights: class weights of the CE (the pre-training recipe's ``class_weights`` resolved on the
+            retraining set; None: unweighted).
 
     Returns:
         ``(loss, logs)`` with the CE and KD values in ``logs``.
     """
-    ce = F.cross_entropy(student_logits, targets)
+    ce = weighted_ce(student_logits, targets, class_weights)
     if epoch >= kd_epochs:
         return ce, {"ce": float(ce.detach()), "kd": 0.0}
     if teacher_logits is None:
@@ -444,6 +448,7 @@ class TwoStage(UnlearningMethod):
             data.retain, data.holdout, fraction=self.val_fraction, seed=seed
         )
         recipe = self.retraining_recipe()
+        weights = resolve_class_weights(recipe.class_weights, train_set.labels, train_set.num_classes)
         counter = EpochCounter(
             make_loader(
                 train_set,
@@ -469,6 +474,7 @@ class TwoStage(UnlearningMethod):
                 ce_weight=self.ce_weight,
                 kd_weight=self.kd_weight,
                 kd_epochs=self.kd_epochs,
+                class_weights=weights,
             )
 
         keep = KeepBest(lambda m: accuracy(m, val_set), name="val_acc")

@@ -61,7 +61,7 @@ def _register_optional() -> None:
     # Architectures in their own modules register themselves on import.
     import importlib
 
-    for module in ("resnet", "allcnn", "vit"):
+    for module in ("resnet", "allcnn", "vit", "mlp"):
         try:
             importlib.import_module(f"{__name__}.{module}")
         except ModuleNotFoundError as exc:  # module not written yet

@@ -11,6 +11,7 @@ string              dataclass                                    forgets
 ``random:0.1``      ``RandomSamples(amount=0.1)``                10% of the training set (or a count)
 ``group:4,7``       ``Groups(groups=(4, 7))``                    every sample of groups 4 and 7
 ``group-frac:0.02`` ``Groups(fraction=0.02)``                    2% of the groups, drawn at random
+``group-frac:0.02:low`` ``Groups(fraction=0.02, toward="low")``  2% of the groups, weighted toward a low attribute
 ``indices:FILE``    ``IndicesFile(path=FILE)``                   the sample ids listed in FILE
 ==================  ===========================================  =====================================
 
@@ -36,9 +37,18 @@ from .specs import (
     spec_to_dict,
     spec_to_string,
 )
-from .splits import ForgetSplit, UnlearningSplits, make_forget_split, make_unlearning_splits, resolve_class, split_test
+from .splits import (
+    ForgetSplit,
+    UnlearningSplits,
+    attribute_weights,
+    make_forget_split,
+    make_unlearning_splits,
+    resolve_class,
+    split_test,
+)
 
 __all__ = [
+    "attribute_weights",
     "ClassSubset",
     "ForgetSplit",
     "Groups",

@@ -9,6 +9,11 @@ from typing import Union
 
 from ..utils import indices_hash
 
+ATTRIBUTE_POWER = 4.0
+"""Default exponent of the attribute-weighted group request: ``w = (1 - a)^4`` toward the low end."""
+ATTRIBUTE_RULE = "power"
+"""Name of the rule that turns a group attribute into draw weights (recorded with the request's ids)."""
+
 
 class ScenarioError(ValueError):
     """A forget request cannot be served as asked."""
@@ -48,12 +53,23 @@ class Groups:
     ``weights`` (optional, with ``fraction``): one non-negative weight per group, in the order of the sorted group
     ids; groups are drawn with probability proportional to it, which makes the request non-IID (as in the 004
     study's deletion biased toward young identities).
+
+    ``toward`` (optional, with ``fraction``, instead of ``weights``): ``"low"`` or ``"high"``: weights from the
+    dataset's group attribute ``a`` in [0, 1] (``info["group_attributes"]``, the 004 study's age), by the rule
+    ``"power"``: ``w = (1 - a)^power`` toward the low end, ``w = a^power`` toward the high end. CLI:
+    ``group-frac:0.02:low`` or ``group-frac:0.02:low:4``.
+
+    Groups are drawn without replacement by successive weighted draws (each draw proportional to the weights of the
+    groups not yet drawn: numpy ``Generator.choice(replace=False, p=...)``); every sample of a drawn group is
+    forgotten, so a group is never split between ``D_f`` and ``D_r``.
     """
 
     groups: tuple[int, ...] = ()
     fraction: float | None = None
     weights: tuple[float, ...] | None = None
     kind: str = field(default="group", init=False)
+    toward: str | None = None
+    power: float = ATTRIBUTE_POWER
 
 
 @dataclass(frozen=True)
@@ -100,10 +116,23 @@ def parse_scenario(text: str) -> ScenarioSpec:
         if kind == "group":
             return Groups(groups=tuple(int(g) for g in parts[0].split(",") if g.strip()))
         if kind == "group-frac":
+            if not 1 <= len(parts) <= 3:
+                raise ValueError
             fraction = float(parts[0])
             if not math.isfinite(fraction):
                 raise ScenarioError(f"group fraction must be a finite number in (0, 1), got {parts[0]!r}")
-            return Groups(fraction=fraction)
+            if len(parts) == 1:
+                return Groups(fraction=fraction)
+            toward = parts[1].strip().lower()
+            if toward not in ("low", "high"):
+                raise ScenarioError(
+                    f"group-frac weighting must be 'low' or 'high' (toward that end of the group attribute), "
+                    f"got {parts[1]!r}; e.g. group-frac:0.02:low"
+                )
+            power = float(parts[2]) if len(parts) == 3 else ATTRIBUTE_POWER
+            if not (math.isfinite(power) and power > 0):
+                raise ScenarioError(f"group-frac weighting power must be a positive number, got {parts[2]!r}")
+            return Groups(fraction=fraction, toward=toward, power=power)
         if kind == "indices":
             return IndicesFile(rest)
     except ScenarioError:
@@ -115,7 +144,7 @@ def parse_scenario(text: str) -> ScenarioSpec:
 
 _FORMS = (
     "valid forms: class-subset:CLASS[:COUNT], class:CLASS, random:FRACTION_OR_COUNT, group:ID[,ID...], "
-    "group-frac:FRACTION, indices:FILE"
+    "group-frac:FRACTION[:low|high[:POWER]], indices:FILE"
 )
 
 
@@ -133,9 +162,11 @@ def spec_to_string(spec: ScenarioSpec) -> str:
     if isinstance(spec, RandomSamples):
         return f"random:{spec.amount:g}"
     if isinstance(spec, Groups):
-        return (
-            f"group-frac:{spec.fraction:g}" if spec.fraction is not None else "group:" + ",".join(map(str, spec.groups))
-        )
+        if spec.fraction is None:
+            return "group:" + ",".join(map(str, spec.groups))
+        if spec.toward is not None:
+            return f"group-frac:{spec.fraction:g}:{spec.toward}:{spec.power:g}"
+        return f"group-frac:{spec.fraction:g}"
     if isinstance(spec, IndicesFile):
         return f"indices:{spec.path}"
     if isinstance(spec, Indices):

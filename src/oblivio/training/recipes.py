@@ -15,11 +15,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 
 from ..registry import Registry
+from .class_weights import ClassWeightsSpec, normalise_class_weights
 
 RECIPES: Registry = Registry("recipe")
 
@@ -40,7 +41,13 @@ class Recipe:
         augment: augmentation spec for :class:`oblivio.data.Augment` (``"none"``, ``"crop4+flip"``...).
         optimizer: ``"sgd"`` or ``"adam"``.
         nesterov: Nesterov momentum (SGD only).
+        class_weights: class weights of the cross-entropy (:mod:`oblivio.training.class_weights`): ``"none"``
+            (default), ``"balanced"`` (``n / (C · n_c)`` on the set being trained on, as scikit-learn's
+            ``compute_class_weight("balanced")``) or one weight per class. Left out of the recipe's hash (cache
+            keys) while it is ``"none"``, so models stored before the field existed stay valid.
     """
+
+    _JSON_OMIT_DEFAULTS: ClassVar[tuple[str, ...]] = ("class_weights",)
 
     name: str = "custom"
     epochs: int = 12
@@ -53,6 +60,7 @@ class Recipe:
     augment: str = "none"
     optimizer: Literal["sgd", "adam"] = "sgd"
     nesterov: bool = False
+    class_weights: ClassWeightsSpec = "none"
 
     def __post_init__(self) -> None:
         if self.epochs < 0:
@@ -64,6 +72,7 @@ class Recipe:
         if self.optimizer not in ("sgd", "adam"):
             raise ValueError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
         object.__setattr__(self, "milestones", tuple(int(m) for m in self.milestones))
+        object.__setattr__(self, "class_weights", normalise_class_weights(self.class_weights))
 
     def make_optimizer(self, params: Iterable[torch.nn.Parameter], *, lr: float | None = None) -> torch.optim.Optimizer:
         lr = self.lr if lr is None else lr

@@ -10,6 +10,7 @@ from torch import nn
 from ..data.base import ImageDataset
 from ..data.loader import TensorLoader
 from ..utils import model_device
+from .class_weights import resolve_class_weights, weighted_cross_entropy
 from .loop import Callback, FitResult, fit
 from .recipes import Recipe, get_recipe
 
@@ -28,6 +29,9 @@ def train_model(
 ) -> FitResult:
     """Train ``model`` in place on ``dataset`` following ``recipe``.
 
+    The loss is the cross-entropy, weighted by the recipe's ``class_weights`` resolved on ``dataset``'s labels
+    (``"balanced"``: ``n / (C · n_c)`` of this training set; see :mod:`oblivio.training.class_weights`).
+
     Args:
         model: a freshly initialised (or resumed) model; batches go to its device.
         dataset: training data.
@@ -42,6 +46,7 @@ def train_model(
     recipe = get_recipe(recipe)
     if len(dataset) == 0:
         raise ValueError(f"cannot train on an empty dataset ({dataset.name})")
+    weights = resolve_class_weights(recipe.class_weights, dataset.labels, dataset.num_classes)  # errors before work
     check = getattr(model, "check_input", None)
     if check is not None:
         check(dataset.image_shape, dataset.num_classes)
@@ -62,6 +67,7 @@ def train_model(
         epochs=recipe.epochs,
         optimizer=optimizer,
         scheduler=scheduler,
+        loss_fn=weighted_cross_entropy(weights),
         callbacks=callbacks,
         checkpoint=checkpoint,
         progress=progress,

@@ -34,6 +34,7 @@ from torch import nn
 
 from ...data.base import ImageDataset
 from ...data.loader import TensorLoader, ZipLoader
+from ...training.class_weights import ce as weighted_ce
 from ...training.evaluate import accuracy, predict_logits
 from ...training.loop import StopWhen, fit
 from ...utils import eval_mode, model_device
@@ -393,6 +394,8 @@ def run_aligned_step(
     sign = -1.0 if ascent else 1.0
     hard_weight = method.hard_weight if method.hard_weight is not None else (5.0 if ascent else 1.0)
     kd = float(method.retain_kd)
+    # the recipe's class weights (TMU.class_weights, resolved on D_r) on the cross-entropy of the kept data
+    cw = method.resolved_class_weights(retain) if hasattr(method, "resolved_class_weights") else None
 
     def loss_fn(m: nn.Module, batch):
         rb, hb, eb = batch["retain"], batch["hard"], batch.get("easy")
@@ -401,15 +404,15 @@ def run_aligned_step(
         n_r, n_h = rb.x.shape[0], hb.x.shape[0]
         lr_, lh, le = logits[:n_r], logits[n_r : n_r + n_h], logits[n_r + n_h :]
         if teacher is None:
-            total = F.cross_entropy(lr_, rb.y, reduction="sum")
+            total = weighted_ce(lr_, rb.y, cw, reduction="sum")
         else:  # (1 − kd)·CE + kd·KL(M_o ‖ M_u) per retain sample: keeps what M_o knows about D_r
             with torch.no_grad():
                 t_logp = teacher(rb.x).log_softmax(1)
             kl = F.kl_div(lr_.log_softmax(1), t_logp, log_target=True, reduction="sum")
-            total = (1 - kd) * F.cross_entropy(lr_, rb.y, reduction="sum") + kd * kl
+            total = (1 - kd) * weighted_ce(lr_, rb.y, cw, reduction="sum") + kd * kl
         if eb is not None:
             if soft is None:
-                total = total + F.cross_entropy(le, eb.y, reduction="sum")
+                total = total + weighted_ce(le, eb.y, cw, reduction="sum")
             else:  # noise-perturbed variant: softened targets for the kept forget samples
                 total = total - (soft[eb.index.to(device)] * le.log_softmax(1)).sum()
         if hard_soft is not None:  # runner-up targets: cross-entropy to M_o's distribution over the other classes

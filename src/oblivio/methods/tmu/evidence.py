@@ -23,13 +23,20 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
 from ...training.dynamics import DynamicsSummary
 
-__all__ = ["EVIDENCE_SCORES", "EvidenceError", "HeldOutEvidence", "evidence_scores", "kfold_soft_targets"]
+__all__ = [
+    "EVIDENCE_SCORES",
+    "EvidenceError",
+    "HeldOutEvidence",
+    "evidence_scores",
+    "kfold_soft_targets",
+    "needed_evidence",
+]
 
 EvidenceScore = Literal["kfold", "aum", "learned", "forgetting", "kfold+aum"]
 EVIDENCE_SCORES: tuple[str, ...] = ("kfold", "aum", "learned", "forgetting", "kfold+aum")
@@ -128,3 +135,16 @@ def kfold_soft_targets(evidence: HeldOutEvidence, ids: torch.Tensor, *, temperat
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
     return (evidence.kfold_for(ids) / temperature).softmax(1).float()
+
+
+def needed_evidence(tmu: Any) -> tuple[str, ...]:
+    """Which held-out evidence a TMU configuration reads: ``"kfold"`` (K-fold scores, the K-fold count, held-out
+    targets) and / or ``"dynamics"`` (the training-dynamics scores)."""
+    need = set()
+    if tmu.hard_score in ("kfold", "kfold+aum") or tmu.hard_count == "evidence":
+        need.add("kfold")
+    if tmu.hard_targets == "kfold-soft" or getattr(tmu, "easy_targets", "label") == "kfold-soft":
+        need.add("kfold")
+    if tmu.hard_score in ("aum", "learned", "forgetting", "kfold+aum"):
+        need.add("dynamics")
+    return tuple(sorted(need))

@@ -22,6 +22,7 @@ from ...metrics.cost import CostMeter
 from ...models.adapters import as_classifier, unwrap
 from ...utils import config_hash, forked_rng, indices_hash, model_device, state_dict_hash
 from ..base import UnlearningData, UnlearningMethod, register_method
+from ..common import ClassWeighted
 from .aligned import (
     EASY_TARGETS,
     HARD_COUNTS,
@@ -38,7 +39,7 @@ from .aligned import (
 )
 from .cache import TwinCache, twin_cache_key
 from .entry import rebind_reference, restore_entry, storable
-from .evidence import EVIDENCE_SCORES, EvidenceError, HeldOutEvidence
+from .evidence import EVIDENCE_SCORES, EvidenceError, HeldOutEvidence, needed_evidence
 from .features import FEATURE_NAMES, AFForm
 from .guard import GUARD_MODES, GuardMode, guarded_run, shape_reasons, twin_reasons
 from .predictor import BALANCES, Balance
@@ -62,7 +63,7 @@ HARD_SELECTIONS = ("predictor", "random")
 
 @register_method("tmu")
 @dataclass(kw_only=True)
-class TMU(UnlearningMethod):
+class TMU(UnlearningMethod, ClassWeighted):
     """Twin Machine Unlearning (Ji et al.): aligned unlearning through a twin problem with known gold labels.
 
     The twin set ``D_tw`` is drawn from ``holdout`` (unseen images disjoint from the evaluation test split),
@@ -269,6 +270,7 @@ class TMU(UnlearningMethod):
     ) + PREDICTOR_HPARAMS
 
     def __post_init__(self) -> None:
+        self._check_class_weights()
         self.features = tuple(str(f).lower() for f in self.features)
         bad = [f for f in self.features if f not in FEATURE_NAMES]
         if bad or not self.features or len(set(self.features)) != len(self.features):
@@ -334,14 +336,7 @@ class TMU(UnlearningMethod):
 
     def needed_evidence(self) -> tuple[str, ...]:
         """Which held-out evidence this configuration reads: ``"kfold"`` and / or ``"dynamics"`` (issue 23)."""
-        need = set()
-        if self.hard_score in ("kfold", "kfold+aum") or self.hard_count == "evidence":
-            need.add("kfold")
-        if self.hard_targets == "kfold-soft" or self.easy_targets == "kfold-soft":
-            need.add("kfold")
-        if self.hard_score in ("aum", "learned", "forgetting", "kfold+aum"):
-            need.add("dynamics")
-        return tuple(sorted(need))
+        return needed_evidence(self)
 
     # ------------------------------------------------------------------ stages and cache
     @contextlib.contextmanager
@@ -357,7 +352,10 @@ class TMU(UnlearningMethod):
         # an entry made without the predictor's work cannot serve a run that needs it (and the reverse would waste
         # it); without that work, the predictor's own settings do not shape the entry and stay out of the key
         keys = [k for k in self.TWIN_HPARAMS if self.uses_predictor or k not in self.PREDICTOR_HPARAMS]
-        return {**{k: getattr(self, k) for k in keys}, "predictor_work": self.uses_predictor}
+        out = {**{k: getattr(self, k) for k in keys}, "predictor_work": self.uses_predictor}
+        if self.class_weights != "none":  # left out by default: entries cached before the field stay valid
+            out["class_weights"] = self.class_weights
+        return out
 
     @property
     def uses_predictor(self) -> bool:

@@ -20,6 +20,7 @@ from torch import nn
 from ...data.base import ImageDataset
 from ...data.loader import TensorLoader, ZipLoader
 from ...data.transforms import random_crop, random_hflip
+from ...training.class_weights import ce as weighted_ce
 from ...training.evaluate import accuracy, predict_logits
 from ...training.loop import StopWhen, fit
 from ...utils import model_device
@@ -210,6 +211,7 @@ def train_twin_model(
     seed: int = 0,
     check_every: int | None = None,
     progress: bool = False,
+    class_weights: torch.Tensor | None = None,
 ) -> tuple[nn.Module, dict]:
     """The twin model ``M_t``: ``M_o`` fine-tuned on ``D_r ∪ D_f ∪ D_tw`` until ``D_tw`` is memorised.
 
@@ -264,7 +266,7 @@ def train_twin_model(
     def loss_fn(m: nn.Module, batch) -> torch.Tensor:
         x = torch.cat([batch["replay"].x, batch["twin"].x])
         y = torch.cat([batch["replay"].y, batch["twin"].y])
-        return nn.functional.cross_entropy(m(x), y)
+        return weighted_ce(m(x), y, class_weights)  # the recipe's class weights, when set (TMU.class_weights)
 
     stop = StopWhen("twin_acc", lambda m: accuracy(m, twin), lambda v: v >= target, every_steps=check_every)
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)

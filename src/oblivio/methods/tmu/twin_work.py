@@ -58,6 +58,7 @@ def twin_work(
                 seed=seed + 101 * i,
                 check_every=self.twin_check_steps,
                 progress=progress,
+                class_weights=self.resolved_class_weights(retain),
             )
         twin_models.append(m_t)
         twin_infos.append(t_info)
