@@ -184,9 +184,18 @@ def summary(path: Path) -> str:
     def col(rs, f):
         return [f(rs[c]) for c in cells]
 
-    def paired(a, b, digits=1):
-        pc = paired_difference(a, b)
-        return f"{pc.mean_diff:+.{digits}f} [{pc.low:+.{digits}f}, {pc.high:+.{digits}f}] ({pc.p_value:.3f})"
+    ns = [ref[c].get("count") for c in cells]
+
+    def paired(a, b, digits=1, grid=True):
+        # δ and agreement (in points) on the count grid (issue 23): equal counts of images are ties, not float noise
+        g = ns if grid and all(ns) else None
+        if g is not None:
+            a, b = [x / 100 for x in a], [x / 100 for x in b]
+        pc = paired_difference(a, b, grid=g)
+        k = 100.0 if g is not None else 1.0
+        return (
+            f"{k * pc.mean_diff:+.{digits}f} [{k * pc.low:+.{digits}f}, {k * pc.high:+.{digits}f}] ({pc.p_value:.3f})"
+        )
 
     for name, rs in by.items():
         d = col(rs, lambda r: r["metrics"]["delta_forget"] * 100)
@@ -201,7 +210,7 @@ def summary(path: Path) -> str:
                 paired(a, col(ref, lambda r: r["metrics"]["sample_agreement"] * 100)),
                 paired(a, orig),
                 paired(d, col(ref, lambda r: r["metrics"]["delta_forget"] * 100)),
-                paired(act, col(ref, lambda r: r["metrics"]["activation_distance_l2"]), digits=3),
+                paired(act, col(ref, lambda r: r["metrics"]["activation_distance_l2"]), digits=3, grid=False),
             ]
         lines.append(
             f"| {name} | {mean_ci(d).format()} | {mean_ci(a).format()} | {mean_ci(act).format(digits=3)} | "

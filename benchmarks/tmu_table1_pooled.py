@@ -34,6 +34,8 @@ MEASURES = (
     ("sample agreement (points)", "sample_agreement", 100.0, 1, "higher"),
     ("activation distance L2", "activation_distance_l2", 1.0, 3, "lower"),
 )
+GRID_KEYS = ("delta_forget", "sample_agreement")
+"""Counts of D_f images over |D_f|: paired on that grid (issue 23), so equal counts are ties."""
 GROUPS = (
     ("seeds 0-2", "tmu-table1-full.jsonl"),
     ("seeds 100-101", "tmu-table1-full-replication.jsonl"),
@@ -50,26 +52,29 @@ def _jsonl(path: Path) -> list[dict]:
 def _bench_units(rows: list[dict]) -> dict[tuple, dict[str, dict]]:
     """``{(train seed, class): {method: metrics}}`` from ``oblivio bench`` rows, with the original's measures
     (``stats.original_rows``: the "do nothing" pseudo-rows the bench report pairs with)."""
-    from oblivio.experiments.stats import original_rows
+    from oblivio.experiments.stats import original_rows, row_n
 
     units: dict[tuple, dict[str, dict]] = defaultdict(dict)
     for r in [*rows, *({**o, "method": "original"} for o in original_rows(rows))]:
         if r.get("status", "ok") == "ok":
-            units[(r["seeds"]["train"], r["forget_class"])][r["method"]] = r["metrics"]
+            units[(r["seeds"]["train"], r["forget_class"])][r["method"]] = {**r["metrics"], "n_forget": row_n(r)}
     return units
 
 
 def _select_units(rows: list[dict], original_acc: dict[str, float]) -> dict[tuple, dict[str, dict]]:
     """The same from ``tmu_aligned_select.py`` rows (original measures at the row's top level)."""
+    from oblivio.experiments.stats import row_n
+
     units: dict[tuple, dict[str, dict]] = defaultdict(dict)
     for r in rows:
         u = (r["seed"], r["forget_class"])
-        m = r["metrics"]
+        m = {**r["metrics"], "n_forget": row_n(r)}
         units[u][r["method"]] = m
         units[u]["original"] = {
             "delta_forget": abs(original_acc[f"{u[0]}:{u[1]}"] - m["gold_acc_forget"]),
             "sample_agreement": r["original_sample_agreement"],
             "activation_distance_l2": r["original_activation_distance_l2"],
+            "n_forget": row_n(r),
         }
     return units
 
@@ -93,7 +98,7 @@ def load(results: Path) -> dict[str, dict[tuple, dict[str, dict]]]:
             u = (r["seeds"]["train"], r["forget_class"])
             for units in out.values():
                 if u in units:
-                    units[u][r["method"]] = r["metrics"]
+                    units[u][r["method"]] = {**r["metrics"], "n_forget": r.get("count")}
     return out
 
 
@@ -102,11 +107,19 @@ def _pooled(groups: dict[str, dict[tuple, dict[str, dict]]]) -> dict[tuple, dict
 
 
 def _paired(units: dict[tuple, dict[str, dict]], a: str, b: str, key: str, scale: float) -> list[float]:
-    return [
-        scale * (m[a][key] - m[b][key])
-        for m in units.values()
-        if a in m and b in m and m[a].get(key) is not None and m[b].get(key) is not None
-    ]
+    """``scale · (a − b)`` per unit; for δ and agreement from the counts of images (exactly 0 for equal counts)."""
+    from oblivio.experiments.stats import on_grid
+
+    out = []
+    for m in units.values():
+        if a not in m or b not in m or m[a].get(key) is None or m[b].get(key) is None:
+            continue
+        n = m[a].get("n_forget")
+        if key in GRID_KEYS and n:  # rows without |D_f| (hand-made test rows): floats
+            out.append(scale * (on_grid(m[a][key], n) - on_grid(m[b][key], n)) / n)
+        else:
+            out.append(scale * (m[a][key] - m[b][key]))
+    return out
 
 
 def table(
@@ -132,11 +145,12 @@ def table(
                 need = (2.8 * sd / abs(pc.mean_diff)) ** 2 if pc.mean_diff else math.inf
                 need_s = f"{math.ceil(need)}" if need <= 10_000 else "> 10,000"
                 good = (pc.mean_diff < 0) == (direction == "lower") and pc.mean_diff != 0
+                way = "toward gold" if good else "none (mean 0)" if pc.mean_diff == 0 else "away from gold"
                 f = f"{{:+.{digits}f}}"
                 lines.append(
                     f"| {label} | {a} − {b} | {name} | {len(d)} | {f.format(pc.mean_diff)} "
                     f"[{f.format(pc.low)}, {f.format(pc.high)}] | {pc.p_value:.3g} | {sd:.{digits + 1}f} | "
-                    f"{mdd:.{digits + 1}f} | {need_s} | {'toward gold' if good else 'away from gold'} |"
+                    f"{mdd:.{digits + 1}f} | {need_s} | {way} |"
                 )
     return "\n".join(lines) + "\n"
 
@@ -171,8 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"Built by `python benchmarks/tmu_table1_pooled.py --method {a.method} --others {a.others}` from the rows in "
         f"{a.results} ({', '.join(n for _, n in GROUPS)}, tmu-ceiling.jsonl where present). Differences are "
-        f"{a.method} minus the other; p is the Wilcoxon signed-rank test's; 'detectable' is 2.8 · sd / √n (80 % "
-        "power, two-sided 5 %).\n"
+        f"{a.method} minus the other; δ and agreement differences are computed from counts of D_f images (issue 23: "
+        "equal counts are ties); p is the Wilcoxon signed-rank test's (zero differences dropped, zero_method "
+        "'wilcox'); 'detectable' is 2.8 · sd / √n (80 % power, two-sided 5 %).\n"
     )
     print("## Paired differences, per seed group and pooled\n")
     print(table(groups, a.method, tuple(a.others.split(","))))

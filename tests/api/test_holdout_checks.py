@@ -52,7 +52,7 @@ def test_class_sorted_holdout_is_refused_before_training_with_a_fix_that_works(d
     holdout = Subset(d["sorted_rest"], range(150))  # the Subset(test, range(250)): the first classes only
     held = {int(d["y"][d["sorted_rest"].indices[i]]) for i in range(150)}
     assert 3 not in held  # the oracle: no image of the forget class
-    from oblivio.methods.tmu import method as tmu_method
+    from oblivio.methods.tmu import twin_work as tmu_method
 
     def trained(*a, **k):  # any twin training would be too late
         raise AssertionError("the check must come before any training")

@@ -245,7 +245,7 @@ def test_add_and_list_need_no_dataset_load(make_service, tmp_path, monkeypatch, 
     def no_load(*args, **kwargs):
         raise AssertionError("the dataset was loaded")
 
-    monkeypatch.setattr(pipeline, "load_dataset", no_load)
+    monkeypatch.setattr(pipeline.DATASETS, "create", no_load)
     fresh = DeletionService(
         workdir,
         method="test-attack-sgd",

@@ -106,3 +106,26 @@ def test_pooled_table_pairs_units_across_files(tmp_path):
     orig = next(ln for ln in text.splitlines() if ln.startswith("| all 6 pooled | tmu − original | δ"))
     expect = sum(100 * t - o for t, o in zip(tmu, [10, 10, 10, 5, 5, 5], strict=True)) / 6
     assert f"| 6 | {expect:+.1f} [" in orig
+
+
+def test_pooled_table_counts_equal_images_as_ties(tmp_path):
+    """Issue 23: δ differences are taken from counts of images, so a float32 original that got the same count as TMU
+    is a zero difference (dropped by the Wilcoxon test), not a ±1e-7 win; p matches scipy on the integer counts."""
+    import numpy as np
+
+    pooled = _script("tmu_table1_pooled")
+    tmu_right = [84, 90, 87, 80, 93, 85, 88, 91]
+    orig_right = [84, 99, 87, 97, 93, 98, 88, 95]  # ties with TMU on 4 units
+    gold_right = [86, 88, 87, 82, 92, 84, 89, 90]
+    rows = []
+    for i, (t, o, g) in enumerate(zip(tmu_right, orig_right, gold_right, strict=True)):
+        r = _bench_row(i, 0, "tmu", abs(t - g) / 100, 0.9, 0.1, orig=(0.0, 0.9, 0.1))
+        r["n_forget"] = 100
+        r["metrics"].update(gold_acc_forget=g / 100, original_acc_forget=float(np.float32(o / 100)))
+        rows.append(r)
+    (tmp_path / "tmu-table1-full.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    text = pooled.table(pooled.load(tmp_path), "tmu", ("original",))
+    line = next(ln for ln in text.splitlines() if ln.startswith("| all 8 pooled | tmu − original | δ"))
+    d = [abs(t - g) - abs(o - g) for t, o, g in zip(tmu_right, orig_right, gold_right, strict=True)]
+    assert sum(x == 0 for x in d) >= 2
+    assert f"| {wilcoxon(d, zero_method='wilcox').pvalue:.3g} |" in line

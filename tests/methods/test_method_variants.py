@@ -56,6 +56,7 @@ def test_every_registered_variant_differs_from_its_base_and_says_why(name):
     for key, value in cls.variant_overrides.items():
         assert getattr(var, key) == value
         assert getattr(base, key) != value, f"{name} overrides {key} with the base default"
-    # hparams() leaves out the fields named in _HPARAMS_OMIT_DEFAULTS while at their default (class_weights)
-    omitted = set(getattr(base, "_HPARAMS_OMIT_DEFAULTS", ()))
+    # hparams() leaves out the fields named in _HPARAMS_OMIT_DEFAULTS while at their default (class_weights) and,
+    # for TMU, the fields added by issue 23 (LATE_HPARAMS) while at the base's default: earlier keys stay the same
+    omitted = set(getattr(base, "_HPARAMS_OMIT_DEFAULTS", ())) | set(getattr(cls, "LATE_HPARAMS", {}))
     assert {f.name for f in dataclasses.fields(var) if f.init} == set(base.hparams()) | omitted

@@ -89,7 +89,12 @@ def add_parser(subparsers) -> None:
     can.set_defaults(func=cmd_cancel)
 
     app = sub.add_parser("apply", help="serve the pending requests (one batched run)")
-    app.add_argument("--method", default="tmu", help="registered unlearning method (default tmu)")
+    app.add_argument(
+        "--method",
+        default=None,
+        help="registered unlearning method (default: the ledger's, tmu.guarded: TMU with its guard for request shapes "
+        "its estimate does not cover)",
+    )
     app.add_argument(
         "--hparams", type=json_object, default=None, help="method hyper-parameters, JSON, e.g. '{\"epochs\": 2}'"
     )
@@ -248,7 +253,10 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 @_ledger_errors
 def cmd_apply(args: argparse.Namespace) -> int:
-    with _service(args, method=args.method, hparams=args.hparams or {}, lease_seconds=args.lease_seconds) as svc:
+    from ..ledger.service import DEFAULT_METHOD
+
+    method = args.method or DEFAULT_METHOD
+    with _service(args, method=method, hparams=args.hparams or {}, lease_seconds=args.lease_seconds) as svc:
         result = svc.apply(batch=not args.one_by_one, seed=args.run_seed, gold=args.gold)
     if result.abandoned_runs:
         print(f"found stale run(s) {list(result.abandoned_runs)} from an interrupted apply: marked abandoned")

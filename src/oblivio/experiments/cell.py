@@ -8,7 +8,6 @@ thread settings that make the same cell give bit-identical numbers on every back
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import importlib
 import logging
 import os
@@ -25,7 +24,7 @@ import torch
 from .. import __version__
 from ..utils import config_hash, git_commit, git_source_state, to_jsonable
 from .config import ExperimentConfig
-from .grid import GOLD_METHOD, ORIGINAL_METHOD, PSEUDO_METHODS, RESULT_SCHEMA, Cell
+from .grid import GOLD_METHOD, ORIGINAL_METHOD, PSEUDO_METHODS, RESULT_SCHEMA, Cell, gold_distribution_seeds
 from .rows import _clean, _now
 
 log = logging.getLogger("oblivio.runner")
@@ -210,6 +209,89 @@ def _label_accuracy_extra():
     return Extra("label-accuracy", _label_accuracy, needs=("gold",))
 
 
+AMORTISED_REQUESTS: tuple[int, ...] = (1, 10, 100)
+"""Requests over which a method's one-off evidence cost (K-fold training) is spread in ``rte_cpu_amortised_<R>``."""
+
+
+def _provide_evidence(exp, method, train_seed: int) -> dict | None:
+    """Fill a TMU variant's ``evidence`` (issue 23) from the store: the K-fold held-out outputs and / or the original's
+    training dynamics (both computed once per original). Returns the one-off cost of that evidence (the K-fold models'
+    training, CPU seconds and wall seconds; the dynamics cost nothing) or None when the method reads none."""
+    need = method.needed_evidence() if hasattr(method, "needed_evidence") else ()
+    if not need:
+        return None
+    from ..methods.tmu.evidence import HeldOutEvidence
+
+    ev = HeldOutEvidence()
+    cost = {"cpu_seconds": 0.0, "seconds": 0.0, "kfold_models": 0}
+    if "kfold" in need:
+        folds = int(method.evidence_folds)
+        held = exp.kfold_evidence(seed=train_seed, folds=folds)
+        ev.ids, ev.kfold_logits, ev.folds = held["ids"], held["logits"], folds
+        for k in range(folds):
+            meta = exp.store_meta("kfold", {**exp.config.model_key(), "seed": train_seed, "kfold": folds, "fold": k})
+            cost["cpu_seconds"] += float(meta.get("train_cpu_seconds") or 0.0)
+            cost["seconds"] += float(meta.get("train_seconds") or 0.0)
+        cost["kfold_models"] = folds
+    if "dynamics" in need:
+        ev.dynamics = exp.original_dynamics(seed=train_seed, recompute=True)
+    method.evidence = ev
+    return cost
+
+
+def amortised_cost(info: dict, evidence_cost: dict, reference) -> dict:
+    """The method's CPU cost per request with its one-off evidence spread over R requests, against the gold
+    training's: ``rte_cpu_amortised_<R>`` = (method CPU s + evidence CPU s / R) / gold CPU s, R in
+    :data:`AMORTISED_REQUESTS`."""
+    ref = getattr(reference, "cpu_seconds", None)
+    own = info.get("cpu_seconds")
+    if not ref or own is None:
+        return {}
+    out = {"evidence_cpu_seconds": evidence_cost["cpu_seconds"]}
+    for r in AMORTISED_REQUESTS:
+        out[f"rte_cpu_amortised_{r}"] = (float(own) + evidence_cost["cpu_seconds"] / r) / float(ref)
+    return out
+
+
+PER_IMAGE_PREFIX = "per_image_"
+"""Keys of the ``gold-distribution`` extra that hold one value per forget image; the runner moves them from the
+row's ``metrics`` into ``row["per_image"]``."""
+
+
+def _gold_distribution_extra(golds: list, seeds: list[int]):
+    """The ``gold-distribution`` extra (issue 23) over the given gold models (:mod:`oblivio.metrics.gold_distribution`):
+    for the model and, when given, the original: expected agreement E (and its integer on the n·G grid), δ to the mean
+    gold accuracy, activation distance to the gold models' mean output; E* and the mean gold accuracy; per image, the
+    number of gold models right and whether the model (and the original) is right, as strings of digits."""
+    from ..metrics.extras import Extra
+    from ..metrics.gold_distribution import best_expected_agreement, gold_distribution_metrics, gold_right_counts
+    from ..training.evaluate import predict_logits
+
+    def fn(ctx) -> dict:
+        y = ctx.forget.labels.numpy()
+        logits = [predict_logits(g, ctx.forget, batch_size=ctx.batch_size).double().numpy() for g in golds]
+        counts = gold_right_counts([z.argmax(1) == y for z in logits])
+        out: dict = {
+            "gold_models": len(golds),
+            "gold_mean_acc_forget": float(counts.sum()) / (len(golds) * len(y)),
+            "expected_agreement_best": best_expected_agreement(counts / len(golds)),
+            **gold_distribution_metrics(ctx.logits("model", "forget"), logits, y),
+            f"{PER_IMAGE_PREFIX}gold_seeds": list(seeds),
+            f"{PER_IMAGE_PREFIX}gold_right_counts": "".join(str(int(k)) for k in counts),
+            f"{PER_IMAGE_PREFIX}forget_correct": "".join(
+                "1" if c else "0" for c in ctx.logits("model", "forget").argmax(1) == y
+            ),
+        }
+        if ctx.original is not None:
+            out.update(gold_distribution_metrics(ctx.logits("original", "forget"), logits, y, prefix="original_"))
+            out[f"{PER_IMAGE_PREFIX}original_forget_correct"] = "".join(
+                "1" if c else "0" for c in ctx.logits("original", "forget").argmax(1) == y
+            )
+        return out
+
+    return Extra("gold-distribution", fn)
+
+
 def _prepare(payload: dict) -> dict:
     """Train (or load) the original and gold models one cell needs; run before the cells in parallel backends."""
     config, store, device = payload["config"], payload["store"], payload["device"]
@@ -300,6 +382,7 @@ def run_cell(
     else:
         method = create_method(cell.method.name, **_with_recipe_class_weights(config, cell.method))
         hparams = method.hparams()
+        evidence_cost = _provide_evidence(exp, method, seeds.train)
         unlearned = method(
             original.model,
             forget=splits.forget,
@@ -309,12 +392,17 @@ def run_cell(
             progress=False,
         )
         info = {k: v for k, v in method.info.items() if k not in BULKY_INFO_KEYS}
+        if evidence_cost is not None:
+            info["evidence_cost"] = evidence_cost
 
     random_model = exp.build_model(seed=seeds.eval) if cell.options.zrf else None
     # one assembly point: the original model as the "do nothing" reference (issue 11), TTA, TMU's label accuracy
     # and the cost against the gold training (RTE on wall and CPU seconds, sample-pass ratio; the gold's whole
     # training, resumed or not, and CPU seconds and sample-passes are robust to a busy machine)
     extras = ["original", *(["tta"] if cell.options.tta else []), _label_accuracy_extra(), "cost"]
+    if cell.options.gold_models:  # issue 23: the gold distribution (G gold models, trained once through the store)
+        g_seeds = gold_distribution_seeds(seeds.gold, cell.options.gold_models)
+        extras.append(_gold_distribution_extra([exp.gold(split, seed=g) for g in g_seeds], g_seeds))
     metrics = evaluate_unlearning(
         unlearned,
         forget=splits.forget,
@@ -330,11 +418,14 @@ def run_cell(
         cost=RunCost.from_mapping(info),
         reference_cost=gold.cost,
     )
+    per_image = {k[len(PER_IMAGE_PREFIX) :]: metrics.pop(k) for k in list(metrics) if k.startswith(PER_IMAGE_PREFIX)}
     cost = {
         **metrics.pop_group("cost"),
         "original_train_seconds": original.train_seconds,
         "gold_epochs": gold_meta.get("epochs"),
     }
+    if info.get("evidence_cost"):
+        cost.update(amortised_cost(info, info["evidence_cost"], gold.cost))
     label_ablation = (
         _label_ablation(info, gold.model, splits.forget, seed=seeds.eval) if cell.options.ablation else None
     )
@@ -359,7 +450,7 @@ def run_cell(
         "method_name": cell.method.name,
         "hparams": hparams,
         "seeds": seeds.as_dict(),
-        "options": dataclasses.asdict(cell.options),
+        "options": cell.options.key(),
         "info": info,
         "metrics": dict(metrics),
         "cost": cost,
@@ -374,6 +465,8 @@ def run_cell(
             "original_torch_threads": original.meta.get("torch_threads"),
         },
     }
+    if per_image:
+        row["per_image"] = per_image
     if scores is not None:
         row["scores"] = scores
     if label_ablation is not None:

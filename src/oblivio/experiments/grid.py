@@ -26,6 +26,22 @@ EVAL_SEED_OFFSET = 20_000
 """``Seeds.for_replicate(i)`` uses ``eval = 20_000 + i``."""
 RESULT_SCHEMA = 1
 """Version of the row layout written to the results file."""
+GOLD_DISTRIBUTION_STRIDE = 1_000
+"""The G gold models of ``EvalOptions.gold_models`` use gold seeds ``gold + 1000·j``, j = 0..G−1 (j = 0 is the cell's
+own gold model; the ``gold`` pseudo-method's second gold, seed ``unlearn``, stays out of the set: it is the held-out
+gold whose expected agreement is the floor)."""
+
+
+def gold_distribution_seeds(gold_seed: int, n_models: int) -> list[int]:
+    """The gold seeds of a unit's gold distribution (see :data:`GOLD_DISTRIBUTION_STRIDE`).
+
+    Example:
+        >>> gold_distribution_seeds(300, 4)
+        [300, 1300, 2300, 3300]
+    """
+    if n_models < 1:
+        raise ValueError(f"need at least one gold model, got {n_models}")
+    return [int(gold_seed) + GOLD_DISTRIBUTION_STRIDE * j for j in range(int(n_models))]
 
 
 # ---------------------------------------------------------------------------------------------- grid
@@ -125,6 +141,10 @@ class EvalOptions:
         ablation: for methods that report generalization-label predictions (TMU's ``info["predicted_labels"]``),
             also retrain the predictor on each feature subset and score it against the gold labels (TMU Table 4).
             The label accuracy of the run itself is always computed when the predictions are there.
+        gold_models: G > 0: also score against G gold models (seeds :func:`gold_distribution_seeds`, trained once
+            through the store): expected agreement E and its best value E*, δ to the mean gold accuracy, the
+            activation distance to the gold models' mean output, for the model and for the original (issue 23,
+            :mod:`oblivio.metrics.gold_distribution`). 0 (default): not computed, and left out of the cell key.
     """
 
     mia: bool = True
@@ -132,6 +152,21 @@ class EvalOptions:
     tta: bool = False
     scores: bool = False
     ablation: bool = False
+    gold_models: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 <= int(self.gold_models) <= 9:
+            raise ValueError(
+                f"gold_models must be 0 (off) to 9 (per-image counts are stored as one digit), got {self.gold_models}"
+            )
+
+    def key(self) -> dict:
+        """The options as they enter a cell key: fields added after the first rows (``gold_models``) only when they
+        differ from their default, so that earlier rows keep their keys (a resumed run skips them)."""
+        out = dataclasses.asdict(self)
+        if out["gold_models"] == 0:
+            del out["gold_models"]
+        return out
 
 
 @dataclass(frozen=True)
@@ -152,7 +187,7 @@ class Cell:
                 "scenario": self.scenario,
                 "method": self.method.key(),
                 "seeds": self.seeds.as_dict(),
-                "options": dataclasses.asdict(self.options),
+                "options": self.options.key(),
             }
         )
 
@@ -211,6 +246,7 @@ __all__ = [
     "Cell",
     "EvalOptions",
     "EVAL_SEED_OFFSET",
+    "GOLD_DISTRIBUTION_STRIDE",
     "GOLD_METHOD",
     "Grid",
     "ORIGINAL_METHOD",
@@ -219,4 +255,5 @@ __all__ = [
     "RESULT_SCHEMA",
     "Seeds",
     "UNLEARN_SEED_OFFSET",
+    "gold_distribution_seeds",
 ]

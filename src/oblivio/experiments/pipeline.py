@@ -14,12 +14,15 @@ Example:
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, cast
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -29,12 +32,37 @@ from ..data.base import DatasetSplits, ImageDataset
 from ..metrics.cost_ratio import RunCost
 from ..models import Classifier, create_model
 from ..scenarios import ForgetSplit, ScenarioSpec, UnlearningSplits, make_forget_split, make_unlearning_splits
-from ..training import accuracy, train_model
-from ..utils import git_commit, resolve_device
+from ..training import TrainFunction, accuracy, predict_logits, train_model
+from ..training.dynamics import DynamicsSummary, TrainingDynamics
+from ..utils import atomic_torch_save, git_commit, resolve_device, safe_torch_load
 from .config import ExperimentConfig, get_preset
 from .store import CheckpointStore
 
 log = logging.getLogger("oblivio.experiments")
+
+DYNAMICS_FILE = "dynamics.pt"
+"""The training-dynamics record kept beside an original's ``model.pt`` in the store (issue 23)."""
+KFOLD_SEED_OFFSET = 50_000
+"""K-fold model ``k`` of an original with seed ``s`` trains with seed ``s + 50_000 + k``."""
+
+
+def kfold_assignment(labels: torch.Tensor, *, folds: int, seed: int) -> np.ndarray:
+    """A class-stratified random partition of ``len(labels)`` positions into ``folds`` folds: ``fold_of[i]``.
+
+    Example:
+        >>> f = kfold_assignment(torch.tensor([0] * 6 + [1] * 4), folds=2, seed=0)
+        >>> sorted(np.bincount(f).tolist()), [int((f[:6] == k).sum()) for k in (0, 1)]
+        ([5, 5], [3, 3])
+    """
+    y = torch.as_tensor(labels).numpy()
+    rng = np.random.default_rng([int(seed), 23, int(folds)])
+    fold_of = np.empty(y.size, dtype=np.int64)
+    offset = 0
+    for c in np.unique(y):
+        pos = rng.permutation(np.flatnonzero(y == c))
+        fold_of[pos] = (np.arange(pos.size) + offset) % folds
+        offset += pos.size
+    return fold_of
 
 
 @dataclass(frozen=True)
@@ -160,9 +188,14 @@ class Experiment:
     def _norm_stats(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
         return self.data.train.stats()
 
-    def _train(self, kind: str, key: dict, train_set, seed: int) -> TrainedModel:
+    def _train(self, kind: str, key: dict, train_set, seed: int, *, dynamics: bool = False) -> TrainedModel:
         def train(model: nn.Module, resume_path) -> dict:
             t0 = time.perf_counter()
+            # issue 23: an original records its training dynamics from the steps' own logits (no extra pass, the
+            # same weights: tested), kept beside the model as dynamics.pt
+            # (not for a user's training function: it runs its own loop, without callbacks)
+            record = dynamics and not isinstance(self.config.recipe, TrainFunction)
+            recorder = TrainingDynamics(len(train_set), ids=train_set.ids) if record else None
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
                 result = train_model(
@@ -173,9 +206,16 @@ class Experiment:
                     checkpoint=resume_path,
                     progress=self.progress,
                     desc=kind,
+                    callbacks=[recorder] if recorder is not None else (),
                 )
+            extra: dict[str, Any] = {}
+            if recorder is not None:
+                summary = recorder.summary()
+                atomic_torch_save(summary.to_state(), Path(resume_path).parent / DYNAMICS_FILE)
+                extra["dynamics"] = {"file": DYNAMICS_FILE, "complete": summary.complete, "epochs": summary.epochs}
             cost = result.cost  # cumulative over a resumed training's earlier runs (kept in the resume checkpoint)
             return {
+                **extra,
                 "train_seconds": cost.get("wall_seconds", time.perf_counter() - t0),
                 "train_cpu_seconds": cost.get("cpu_seconds"),
                 "train_forward_samples": cost.get("forward_samples"),
@@ -215,7 +255,95 @@ class Experiment:
         """:meth:`original` with its stored training record (:class:`TrainedModel`)."""
         seed = self.config.seed if seed is None else seed
         key = self.store_key(seed=seed)
-        return self._train("original", key, self.data.train, seed)
+        return self._train("original", key, self.data.train, seed, dynamics=True)
+
+    def original_dynamics(self, *, seed: int | None = None, recompute: bool = False) -> DynamicsSummary | None:
+        """The training dynamics recorded while the original trained (issue 23; :mod:`oblivio.training.dynamics`).
+
+        Originals trained since issue 23 keep them in the store (``dynamics.pt`` beside ``model.pt``). For an older
+        original, ``recompute=True`` trains it once more with the recorder, checks that the weights equal the stored
+        ones bit for bit (the recipe is deterministic on one machine and thread count) and stores the record;
+        otherwise None.
+
+        Raises:
+            RuntimeError: the retrained weights differ from the stored model's (another machine or thread count
+                trained it): its dynamics cannot be recovered, and the error says so rather than store wrong ones.
+        """
+        seed = self.config.seed if seed is None else seed
+        key = self.store_key(seed=seed)
+        stored = self.original_with_meta(seed=seed)
+        path = self.store.folder("original", key) / DYNAMICS_FILE
+        if path.is_file():
+            return DynamicsSummary.from_state(safe_torch_load(path))
+        if not recompute:
+            return None
+        model = self.build_model(seed=seed)
+        recorder = TrainingDynamics(len(self.data.train), ids=self.data.train.ids)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            train_model(
+                model, self.data.train, recipe=self.config.recipe, seed=seed, progress=self.progress,
+                desc="original (dynamics)", callbacks=[recorder],
+            )  # fmt: skip
+        a, b = model.state_dict(), stored.model.state_dict()
+        if not all(torch.equal(a[k].to(b[k].device), b[k]) for k in a):
+            raise RuntimeError(
+                f"retraining original seed {seed} with the dynamics recorder gave other weights than the stored model "
+                f"(trained with {stored.meta.get('torch_threads')} threads, oblivio "
+                f"{stored.meta.get('oblivio_version')}); its dynamics cannot be recovered here: retrain the original "
+                "(delete its store folder) instead"
+            )
+        summary = recorder.summary()
+        atomic_torch_save(summary.to_state(), path)
+        return summary
+
+    def kfold_models(self, *, seed: int | None = None, folds: int = 5) -> list[tuple[nn.Module, torch.Tensor]]:
+        """K models, each trained once (through the store) with the original's recipe on ``D`` without one fold:
+        ``[(model_k, ids of fold k)]`` (issue 23: held-out evidence for TMU's decision).
+
+        The folds are a class-stratified random partition of ``D``'s ids seeded by ``seed``; model ``k`` trains
+        with seed ``seed + KFOLD_SEED_OFFSET + k``. Cost: ``K`` trainings on ``(K − 1)/K`` of ``D``, once per
+        original; every later request reads them.
+        """
+        seed = self.config.seed if seed is None else seed
+        if folds < 2:
+            raise ValueError(f"folds must be >= 2, got {folds}")
+        fold_of = kfold_assignment(self.data.train.labels, folds=folds, seed=seed)
+        train_ids = self.data.train.ids
+        assert train_ids is not None  # ImageDataset sets ids in __post_init__
+        out = []
+        for k in range(folds):
+            key = {**self.store_key(seed=seed), "kfold": folds, "fold": k}
+            train_pos = np.flatnonzero(fold_of != k)
+            train_set = self.data.train.subset(train_pos, name=f"{self.data.name}:kfold{k}")
+            trained = self._train("kfold", key, train_set, seed + KFOLD_SEED_OFFSET + k)
+            out.append((trained.model, train_ids[torch.as_tensor(np.flatnonzero(fold_of == k))]))
+        return out
+
+    def kfold_evidence(self, *, seed: int | None = None, folds: int = 5) -> dict[str, torch.Tensor]:
+        """Held-out logits for every image of ``D``: each from the K-fold model that did not train on it
+        (:meth:`kfold_models`). ``{"ids": [N], "logits": [N, C], "folds": K}``, cached in the store."""
+        seed = self.config.seed if seed is None else seed
+        key = {**self.store_key(seed=seed), "kfold": folds, "evidence": 1}
+        path = self.store.folder("kfold-evidence", key) / "evidence.pt"
+        if path.is_file():
+            return safe_torch_load(path)
+        train_ids = self.data.train.ids
+        assert train_ids is not None  # ImageDataset sets ids in __post_init__
+        ids: list[torch.Tensor] = []
+        logits: list[torch.Tensor] = []
+        for model, fold_ids in self.kfold_models(seed=seed, folds=folds):
+            pos = torch.as_tensor(np.flatnonzero(np.isin(train_ids.numpy(), fold_ids.numpy())))
+            part = self.data.train.subset(pos, name="kfold-held-out")
+            assert part.ids is not None
+            ids.append(part.ids)
+            logits.append(predict_logits(model, part).float())
+        ids_t, logits_t = torch.cat(ids), torch.cat(logits)
+        order = torch.argsort(ids_t)
+        out = {"ids": ids_t[order], "logits": logits_t[order], "folds": torch.tensor(folds)}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_torch_save(out, path)
+        return out
 
     def gold(
         self, split: ForgetSplit | ScenarioSpec | str, *, seed: int | None = None, request_seed: int = 0
@@ -248,6 +376,11 @@ class Experiment:
             k: meta.get(k)
             for k in ("train_seconds", "train_cpu_seconds", "train_forward_samples", "train_backward_samples")
         }
+
+    def store_meta(self, kind: str, key: dict) -> dict[str, Any]:
+        """The stored ``meta.json`` of a model (``{}`` when it has none)."""
+        path = self.store.folder(kind, key) / "meta.json"
+        return json.loads(path.read_text()) if path.is_file() else {}
 
     def twin_cache(self):
         """TMU's twin cache in this experiment's checkpoint store (``<store>/tmu-twins``): set it as a TMU

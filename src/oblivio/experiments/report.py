@@ -42,6 +42,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .gold_tables import gold_distribution_table
 from .publish import export_pdf, write_report_file
 from .summary_tables import (
     SUMMARY_METRICS,
@@ -95,6 +96,7 @@ TABLES: dict[str, Callable[[Sequence[dict]], Table]] = {
     "alignment-ci": alignment_ci_table,
     "paired": paired_comparison_table,
     "predictor-null": predictor_null_table,
+    "gold-distribution": gold_distribution_table,
 }
 """Every table builder by key."""
 

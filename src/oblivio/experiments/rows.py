@@ -59,4 +59,29 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-__all__ = ["append_row", "read_results"]
+__all__ = ["append_row", "provenance", "read_results"]
+
+
+def provenance(*, cwd: str | os.PathLike | None = None) -> dict[str, Any]:
+    """What every committed result row carries (RULES: commit, dirty flag and time): the git commit of the package,
+    whether its tracked files differed from it (and a hash of that difference), the time, host and versions.
+
+    Example:
+        >>> sorted(provenance())[:4]
+        ['git_commit', 'git_diff_hash', 'git_dirty', 'host']
+    """
+    import platform
+    import socket
+
+    from .. import __version__
+    from ..utils import git_commit, git_source_state
+
+    here = cwd or os.path.dirname(os.path.dirname(__file__))
+    return {
+        "git_commit": git_commit(here),
+        **git_source_state(here),
+        "host": socket.gethostname(),
+        "oblivio_version": __version__,
+        "python": platform.python_version(),
+        "recorded_at": _now(),
+    }

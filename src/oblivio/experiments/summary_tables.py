@@ -159,8 +159,9 @@ def paired_comparison_table(rows: Sequence[dict], *, method: str = "tmu") -> Tab
     notes = [
         "Pairs = runs of both methods on the same forget request with the same seeds. Direction: lower δ, "
         "activation distance and MIA gaps, higher sample agreement and κ are closer to gold. Verdicts need "
-        "p < 0.05 (two-sided Wilcoxon signed-rank, zero differences dropped); the CI is a 95% percentile "
-        "bootstrap of the mean difference."
+        "p < 0.05 (two-sided Wilcoxon signed-rank, zero differences dropped: zero_method 'wilcox'); δ and "
+        "sample agreement are compared on their grid (counts of D_f images, so equal counts are ties, not float "
+        "noise); the CI is a 95% percentile bootstrap of the mean difference."
     ]
     for key, word in (("better", "wins"), ("not significant", "ties (not significant)"), ("worse", "loses")):
         items = [GOLD_SEED + w[len("gold") :] if w.startswith("gold: ") else w for w in wtl[key]]

@@ -65,6 +65,10 @@ from .verification import MIA_MIN_FORGET, PER_EXAMPLE_ALPHA, PER_EXAMPLE_MAX, pe
 
 log = logging.getLogger("oblivio.ledger")
 
+DEFAULT_METHOD = "tmu.guarded"
+"""The method ``apply`` runs unless told otherwise (issue 23: TMU with its guard, never the worst method on the tested
+request shapes; docs/tmu.md "No catastrophic answers")."""
+
 APPLY_STAGES = (
     "lease-taken",
     "recovered",
@@ -113,7 +117,7 @@ class DeletionService(IntakeMixin, LeaseMixin, ApplyMixin):
         workdir: str | os.PathLike,
         *,
         experiment: Experiment | ExperimentConfig | str = "cpu",
-        method: str = "tmu",
+        method: str = DEFAULT_METHOD,
         hparams: dict[str, Any] | None = None,
         db_url: str | None = None,
         store: Any = None,

@@ -239,4 +239,94 @@ register_variant(
     retain_kd=0.5,
 )
 
+register_variant(
+    "tmu.guarded",
+    "tmu",
+    reason=(
+        "issue 23, the ledger's default: TMU with its guard on (a request removing more than half of a class, a twin "
+        "set mostly of augmented copies, a twin model that never reached its target or twin sets that disagree run "
+        "the reference fine-tune instead, recorded) and a count with its uncertainty (the twin share lowered by two "
+        "standard errors). Without it, on digits TMU was the worst method on 4 of 9 request shapes (δ to the mean "
+        "gold up to 88 points; benchmarks/tmu_shapes.py, docs/tmu.md 'No catastrophic answers')"
+    ),
+    guard="fallback",
+    hard_count_z=2.0,
+)
+
+# --- TMU decided from held-out evidence (issue 23; docs/tmu.md "Decisions from held-out evidence") ---------------
+register_variant(
+    "tmu.kfold",
+    "tmu",
+    reason=(
+        "issue 23: the hard set is the forget images that the K-fold model which never trained on them misclassifies "
+        "(K models trained once per original, reused by every request): no twin problem; targets as the default"
+    ),
+    hard_score="kfold",
+    hard_count="evidence",
+)
+register_variant(
+    "tmu.kfold-soft",
+    "tmu",
+    reason=(
+        "issue 23: tmu.kfold's decision, the images to unlearn trained toward the K-fold held-out model's output for "
+        "them (its wrong-class distribution where it is right) instead of M_o's confident runner-up: the remedy for "
+        "dragging similar kept images along (measured: benchmarks/tmu_headroom_explore.py drag, docs/tmu.md)"
+    ),
+    hard_score="kfold",
+    hard_count="evidence",
+    hard_targets="kfold-soft",
+)
+register_variant(
+    "tmu.aum",
+    "tmu",
+    reason=(
+        "issue 23: rank D_f by the area under the margin of M_o's own training (recorded at no training cost), call "
+        "the twin problem's gold error rate hard"
+    ),
+    hard_score="aum",
+    hard_count="rate",
+)
+register_variant(
+    "tmu.aum-kfold",
+    "tmu",
+    reason=(
+        "issue 23: rank D_f by the area under the margin of M_o's training (free), call as many hard as the K-fold "
+        "held-out models misclassify (no twin problem)"
+    ),
+    hard_score="aum",
+    hard_count="evidence",
+)
+register_variant(
+    "tmu.aum-kfold-soft",
+    "tmu",
+    reason=(
+        "issue 23: tmu.aum-kfold's decision (area-under-the-margin ranking, K-fold count) with the held-out soft "
+        "targets for the images to unlearn (no confident runner-up pulling similar kept images along)"
+    ),
+    hard_score="aum",
+    hard_count="evidence",
+    hard_targets="kfold-soft",
+)
+register_variant(
+    "tmu.kfold+aum-soft",
+    "tmu",
+    reason=(
+        "issue 23: tmu.kfold+aum's decision (mean rank of the K-fold held-out margin and the area under the margin, "
+        "K-fold count) with the held-out soft targets for the images to unlearn"
+    ),
+    hard_score="kfold+aum",
+    hard_count="evidence",
+    hard_targets="kfold-soft",
+)
+register_variant(
+    "tmu.kfold+aum",
+    "tmu",
+    reason=(
+        "issue 23: rank D_f by the mean rank of the K-fold held-out margin and the area under the margin, as many hard "
+        "as the K-fold models misclassify"
+    ),
+    hard_score="kfold+aum",
+    hard_count="evidence",
+)
+
 __all__: list[str] = []

@@ -1,6 +1,7 @@
 """The one training loop (:func:`fit`), its callbacks, documented recipes, and your training function as a recipe
 (:func:`register_recipe`)."""
 
+from .dynamics import DynamicsSummary, TrainingDynamics
 from .evaluate import accuracy, predict_features, predict_logits
 from .functions import (
     RecipeSource,
@@ -34,6 +35,7 @@ __all__ = [
     "TINY",
     "Callback",
     "DivergenceError",
+    "DynamicsSummary",
     "EvaluateEach",
     "FitResult",
     "KeepBest",
@@ -44,6 +46,7 @@ __all__ = [
     "TrainData",
     "TrainFunction",
     "TrainState",
+    "TrainingDynamics",
     "accuracy",
     "cross_entropy_loss",
     "fit",

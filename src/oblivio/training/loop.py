@@ -57,6 +57,10 @@ class Callback:
 
     def on_train_start(self, model: nn.Module, state: TrainState) -> None: ...
 
+    def on_batch(self, model: nn.Module, batch: Any, state: TrainState) -> None:
+        """Called with each batch (on the model's device) before the loss runs on it; e.g. to know which samples
+        the step's forward pass sees (:class:`~oblivio.training.dynamics.TrainingDynamics`)."""
+
     def after_step(self, model: nn.Module, optimizer: torch.optim.Optimizer, state: TrainState) -> None: ...
 
     def on_epoch_end(self, model: nn.Module, state: TrainState, logs: dict[str, float]) -> None: ...
@@ -276,6 +280,8 @@ def _fit_epochs(
                     if steps_per_epoch is not None and i >= steps_per_epoch:
                         break
                     batch = to_device(batch, device)
+                    for cb in callbacks:
+                        cb.on_batch(model, batch, state)
                     out = loss_fn(model, batch)
                     loss, logs = out if isinstance(out, tuple) else (out, {})
                     if not torch.isfinite(loss):

@@ -46,6 +46,7 @@ __all__ = [
     "HARD_TARGETS",
     "agreement_fraction",
     "choose_hard",
+    "decide_from_evidence",
     "decide_hard",
     "hard_count_for",
     "score_threshold",
@@ -55,12 +56,14 @@ __all__ = [
     "true_class_margin",
 ]
 
-HardScore = Literal["predictor", "margin"]
-HARD_SCORES = ("predictor", "margin")
-HardCount = Literal["rate", "agreement", "threshold"]
-HARD_COUNTS = ("rate", "agreement", "threshold")
-HardTargets = Literal["random-label", "runner-up"]
-HARD_TARGETS = ("random-label", "runner-up")
+HardScore = Literal["predictor", "margin", "kfold", "aum", "learned", "forgetting", "kfold+aum"]
+HARD_SCORES = ("predictor", "margin", "kfold", "aum", "learned", "forgetting", "kfold+aum")
+HardCount = Literal["rate", "agreement", "threshold", "evidence"]
+HARD_COUNTS = ("rate", "agreement", "threshold", "evidence")
+HardTargets = Literal["random-label", "runner-up", "kfold-soft"]
+HARD_TARGETS = ("random-label", "runner-up", "kfold-soft")
+EasyTargets = Literal["label", "kfold-soft"]
+EASY_TARGETS = ("label", "kfold-soft")
 
 
 def true_class_margin(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -111,8 +114,13 @@ def decide_hard(
     twin_margins: torch.Tensor,
     model: nn.Module,
     forget: ImageDataset,
+    count_z: float = 0.0,
 ) -> torch.Tensor:
     """Easy (1) / hard (0) per forget sample under ``hard_score`` and ``hard_count``.
+
+    With ``count_z > 0`` (issue 23) the hard share ``f`` of the rate or agreement count is lowered to
+    ``max(0, f − count_z · sqrt(f (1 − f) / |D_tw|))`` (``hard_fraction_se`` and ``hard_fraction_raw`` in ``info``):
+    fewer flips when a share estimated from few twin images is unsure.
 
     The paper's rule (predictor, rate) is ``predictor.predict`` at its rate-matching threshold. Any other rule
     writes ``hard_fraction`` (and, for the agreement count, ``twin_rule_agreement``: the rule's agreement with gold
@@ -133,6 +141,11 @@ def decide_hard(
         fraction = 1.0 - float(torch.as_tensor(labels_tw).double().mean())
     else:
         fraction, info["twin_rule_agreement"] = agreement_fraction(score_tw, labels_tw)
+    if count_z > 0 and hard_count != "threshold":
+        n_tw = int(torch.as_tensor(labels_tw).numel())
+        se = math.sqrt(max(fraction * (1 - fraction), 0.0) / max(1, n_tw))
+        info.update(hard_fraction_raw=fraction, hard_fraction_se=se)
+        fraction = max(0.0, fraction - count_z * se)
     if hard_count == "threshold":  # the twin set's cut in score units, not its share
         cut = score_threshold(score_tw, fraction)
         labels = (torch.as_tensor(score_f, dtype=torch.float64).reshape(-1) >= cut).long()
@@ -140,6 +153,43 @@ def decide_hard(
         return labels
     info["hard_fraction"] = fraction
     return choose_hard(score_f, fraction)
+
+
+def decide_from_evidence(
+    info: dict,
+    *,
+    hard_score: str,
+    hard_count: str,
+    evidence: Any,
+    labels_tw: torch.Tensor | None,
+    forget: ImageDataset,
+) -> torch.Tensor:
+    """Easy (1) / hard (0) per forget sample from held-out evidence (issue 23; :mod:`.evidence`).
+
+    The score ranks ``D_f`` (:func:`~.evidence.evidence_scores`: K-fold held-out margin, area under the margin,
+    learned epoch, forgetting events, or a rank mix); the count is either the number of forget images the K-fold
+    held-out models misclassify (``hard_count="evidence"``: no twin problem at all) or the twin problem's gold error
+    rate (``"rate"``). Writes ``hard_fraction`` and, when the K-fold outputs exist, ``evidence_wrong`` (their count of
+    misclassified forget images) to ``info``.
+    """
+    from .evidence import evidence_scores
+
+    ids, y = forget.ids, forget.labels
+    scores = evidence_scores(evidence, hard_score, ids=ids, labels=y)  # type: ignore[arg-type]
+    if hard_count == "evidence":
+        wrong = evidence_scores(evidence, "kfold", ids=ids, labels=y) < 0  # type: ignore[arg-type]
+        k = int(wrong.sum())
+        info["evidence_wrong"] = k
+    elif hard_count == "rate":
+        if labels_tw is None:
+            raise ValueError("hard_count='rate' needs the twin problem's labels")
+        k = hard_count_for(1.0 - float(torch.as_tensor(labels_tw).double().mean()), len(forget))
+    else:
+        raise ValueError(f"an evidence score takes hard_count 'evidence' or 'rate', got {hard_count!r}")
+    labels = torch.ones(len(forget), dtype=torch.long)
+    labels[torch.sort(scores.double(), stable=True).indices[:k]] = 0
+    info["hard_fraction"] = k / max(1, len(forget))
+    return labels
 
 
 def score_threshold(scores: torch.Tensor, fraction: float) -> float:
@@ -195,6 +245,21 @@ def runner_up_targets(model: nn.Module, dataset: ImageDataset) -> torch.Tensor:
     logits = predict_logits(model, dataset).double()
     masked = logits.scatter(1, dataset.labels[:, None].long(), float("-inf"))
     return masked.softmax(1).float()
+
+
+def heldout_hard_targets(evidence: Any, hard: ImageDataset, *, temperature: float = 1.0) -> torch.Tensor:
+    """Targets for images to unlearn from the K-fold held-out outputs (issue 23): the held-out model's softmax where
+    it misclassifies the image, else its distribution over the other classes (true class removed, renormalised), so
+    that every target's most likely class is a wrong one and the stop rule can be met."""
+    from .evidence import kfold_soft_targets
+
+    assert hard.ids is not None  # ImageDataset sets ids in __post_init__
+    full = kfold_soft_targets(evidence, hard.ids, temperature=temperature).double()
+    y = hard.labels.long()
+    others = full.scatter(1, y[:, None], 0.0)
+    others = others / others.sum(1, keepdim=True).clamp(min=1e-12)
+    right = full.argmax(1) == y
+    return torch.where(right[:, None], others, full).float()
 
 
 @torch.no_grad()
@@ -279,11 +344,20 @@ def run_aligned_step(
         soft = noise_soft_targets(
             model, easy, sigma=method.noise_sigma, copies=method.noise_copies, mix=method.noise_mix, seed=seed
         ).to(device)
+    easy_targets = getattr(method, "easy_targets", "label")
+    if easy_targets == "kfold-soft" and len(easy):  # issue 23: what a model that never saw each image predicts
+        from .evidence import kfold_soft_targets
+
+        assert easy.ids is not None  # ImageDataset sets ids in __post_init__
+        soft = kfold_soft_targets(method.evidence, easy.ids, temperature=method.soft_temperature).to(device)
     hard_soft = None
     if method.hard_targets == "runner-up":
         hard_soft = runner_up_targets(model, hard).to(device)
         hard_labels = hard_soft.argmax(1).cpu()  # loader labels only (the loss uses hard_soft; the stop rule and
         # the evaluation compare with the true labels)
+    elif method.hard_targets == "kfold-soft":
+        hard_soft = heldout_hard_targets(method.evidence, hard, temperature=method.soft_temperature).to(device)
+        hard_labels = hard_soft.argmax(1).cpu()
     elif method.hard_mode == "random-label":
         hard_labels = random_wrong_labels(hard.labels, hard.num_classes, generator=torch.Generator().manual_seed(seed))
     else:

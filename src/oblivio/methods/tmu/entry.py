@@ -2,7 +2,7 @@
 rebind its NF reference set to a request's own data.
 
 An entry holds the twin labels and features, the scaler, the predictor's weights, the curriculum model's weights,
-the twin models' margins on ``D_tw`` and the NF reference set (by id). See :meth:`TMU._twin_work` for how one is
+the twin models' margins on ``D_tw`` and the NF reference set (by id). See :func:`.twin_work.twin_work` for how one is
 made and docs/tmu.md ("Cost and reuse") for when reuse is sound.
 """
 

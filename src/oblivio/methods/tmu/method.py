@@ -20,39 +20,36 @@ from torch import nn
 from ...data.base import ImageDataset
 from ...metrics.cost import CostMeter
 from ...models.adapters import as_classifier, unwrap
-from ...training.evaluate import predict_logits
 from ...utils import config_hash, forked_rng, indices_hash, model_device, state_dict_hash
 from ..base import UnlearningData, UnlearningMethod, register_method
 from ..common import ClassWeighted
 from .aligned import (
+    EASY_TARGETS,
     HARD_COUNTS,
     HARD_SCORES,
     HARD_TARGETS,
+    EasyTargets,
     HardCount,
     HardScore,
     HardTargets,
+    decide_from_evidence,
     decide_hard,
     noise_soft_targets,
     run_aligned_step,
-    true_class_margin,
 )
 from .cache import TwinCache, twin_cache_key
 from .entry import rebind_reference, restore_entry, storable
-from .features import FEATURE_NAMES, AFForm, nf_reference
+from .evidence import EVIDENCE_SCORES, EvidenceError, HeldOutEvidence, needed_evidence
+from .features import FEATURE_NAMES, AFForm
+from .guard import GUARD_MODES, GuardMode, guarded_run, shape_reasons, twin_reasons
 from .predictor import BALANCES, Balance
-from .predictor_work import forget_features, reference_features, twin_predictor_work
-from .twin import (
-    build_twin_sets,
-    generalisation_labels,
-    real_twin_capacity,
-    train_twin_model,
-    twin_shortfall,
-    twin_size,
-)
+from .predictor_work import forget_features, reference_features
+from .twin_work import note_twin_shortfall, twin_work
 
 __all__ = ["TMU", "noise_soft_targets"]
 
 log = logging.getLogger("oblivio.methods.tmu")
+
 
 HardMode = Literal["random-label", "neggrad"]
 HARD_MODES = ("random-label", "neggrad")
@@ -124,6 +121,16 @@ class TMU(UnlearningMethod, ClassWeighted):
             share that maximised agreement with gold on the twin set (``"agreement"``); train hard samples toward a
             random wrong label (``"random-label"``, paper) or ``M_o``'s runner-up classes (``"runner-up"``); weight
             of a distillation term to ``M_o`` on ``D_r`` (0 = off, paper).
+        easy_targets: what the kept forget samples are trained toward: their ``"label"`` (default) or, issue 23,
+            ``"kfold-soft"``: the K-fold held-out model's output for them (needs ``evidence``).
+        soft_temperature: temperature of the K-fold held-out outputs used as targets (issue 23).
+        evidence_folds: K of the K-fold evidence the caller should provide (the experiments layer reads it; issue 23).
+        guard: shapes the twin estimate does not cover (:mod:`.guard`): ``"fallback"`` runs ``guard_fallback``
+            and records why, ``"refuse"`` raises naming it, ``"off"`` (default: earlier configurations behave and
+            are keyed as before) runs TMU; on in ``tmu.guarded``, the ledger's default (issue 23).
+        guard_class_share, guard_twin_spread, guard_fallback: the guard's thresholds and its fallback method.
+        hard_count_z: the twin share ``f`` lowered by ``z`` standard errors ``sqrt(f (1 − f) / |D_tw|)``: fewer flips
+            when the estimate is unsure (issue 23; 0 = off).
         paper_rule_check: under the margin score, also compute the NF / AF / CF features and the predictor (which
             that rule does not read) and record the paper rule's decision as ``info["paper_rule_labels"]``. Off by
             default: they are about half of a cold request's CPU time (issue 15, docs/tmu.md). Always on, in effect,
@@ -145,6 +152,10 @@ class TMU(UnlearningMethod, ClassWeighted):
             (``info["twin_cache"]`` records hit or miss; a hit is logged).
         twin_cache_model: look the twin work up under this model hash instead of the model's own (a child
             version reusing its parent's twins; see docs/tmu.md for when that is sound).
+        evidence: a :class:`~oblivio.methods.tmu.evidence.HeldOutEvidence` (K-fold held-out outputs, the original's
+            training dynamics) for the issue-23 decisions (``hard_score`` ``"kfold"``, ``"aum"``, ...; ``hard_count``
+            ``"evidence"``) and targets (``"kfold-soft"``); a variant that needs it fails without it, naming how to
+            provide it. With ``hard_count="evidence"`` no twin problem is built.
     """
 
     source = "Ji et al., Towards Aligned Data Removal via Twin Machine Unlearning (TMU), §4-5; ours where noted"
@@ -194,6 +205,14 @@ class TMU(UnlearningMethod, ClassWeighted):
     hard_count: HardCount = "agreement"
     hard_targets: HardTargets = "runner-up"
     retain_kd: float = 0.0
+    easy_targets: EasyTargets = "label"
+    soft_temperature: float = 1.0
+    evidence_folds: int = 5
+    guard: GuardMode = "off"
+    guard_class_share: float = 0.5
+    guard_twin_spread: float = 0.3
+    guard_fallback: str = "finetune"
+    hard_count_z: float = 0.0
     paper_rule_check: bool = False
     nf_reference_size: int | None = 4000
     stop_check_steps: int | None = 1
@@ -202,6 +221,20 @@ class TMU(UnlearningMethod, ClassWeighted):
     # Injected by the caller, not hyper-parameters (absent from hparams()): where the twin work is reused from.
     twin_cache: TwinCache | None = field(default=None, init=False, repr=False, compare=False)
     twin_cache_model: str | None = field(default=None, init=False, repr=False, compare=False)
+    evidence: HeldOutEvidence | None = field(default=None, init=False, repr=False, compare=False)
+
+    LATE_HPARAMS = {
+        "easy_targets": "label",
+        "soft_temperature": 1.0,
+        "evidence_folds": 5,
+        "guard": "off",
+        "guard_class_share": 0.5,
+        "guard_twin_spread": 0.3,
+        "guard_fallback": "finetune",
+        "hard_count_z": 0.0,
+    }
+    """Hyper-parameters added after result rows and cell keys existed (issue 23): :meth:`hparams` lists them only when
+    they differ from these defaults, so that every earlier configuration keeps its key."""
 
     # hyper-parameters that shape only the predictor's work (features, curriculum model, predictor)
     PREDICTOR_HPARAMS = (
@@ -243,6 +276,8 @@ class TMU(UnlearningMethod, ClassWeighted):
         if bad or not self.features or len(set(self.features)) != len(self.features):
             raise ValueError(f"features must be a non-empty set of {FEATURE_NAMES}, got {self.features}")
         for name, allowed in (
+            ("easy_targets", EASY_TARGETS),
+            ("guard", GUARD_MODES),
             ("hard_selection", HARD_SELECTIONS),
             ("hard_score", HARD_SCORES),
             ("hard_count", HARD_COUNTS),
@@ -255,6 +290,21 @@ class TMU(UnlearningMethod, ClassWeighted):
                 raise ValueError(f"unknown {name} {getattr(self, name)!r}; use one of {', '.join(allowed)}")
         if self.hard_mode == "neggrad" and self.hard_targets == "runner-up":
             raise ValueError("hard_mode='neggrad' needs hard_targets='random-label' (runner-up targets are descended)")
+        if self.hard_score in EVIDENCE_SCORES and self.hard_count not in ("evidence", "rate"):
+            raise ValueError(
+                f"hard_score={self.hard_score!r} ranks by held-out evidence, which the twin set lacks: use "
+                "hard_count='evidence' (the K-fold count) or 'rate' (the twin problem's error rate)"
+            )
+        if self.hard_count == "evidence" and self.hard_score not in EVIDENCE_SCORES:
+            raise ValueError("hard_count='evidence' needs an evidence score (hard_score 'kfold', 'aum', ...)")
+        if not 0 < self.guard_class_share <= 1 or not 0 <= self.guard_twin_spread <= 1:
+            raise ValueError("guard_class_share must be in (0, 1] and guard_twin_spread in [0, 1]")
+        if self.guard_fallback.split(".")[0] == "tmu":
+            raise ValueError(f"guard_fallback must be another method than TMU, got {self.guard_fallback!r}")
+        if self.hard_count_z < 0:
+            raise ValueError(f"hard_count_z must be >= 0, got {self.hard_count_z}")
+        if self.soft_temperature <= 0:
+            raise ValueError(f"soft_temperature must be positive, got {self.soft_temperature}")
         if not 0 <= self.retain_kd <= 1:
             raise ValueError(f"retain_kd must be in [0, 1], got {self.retain_kd}")
         if self.n_twins < 1:
@@ -270,6 +320,23 @@ class TMU(UnlearningMethod, ClassWeighted):
         for name in ("nf_reference_size", "twin_check_steps", "stop_check_steps"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1 (or None), got {getattr(self, name)}")
+
+    def hparams(self) -> dict[str, Any]:
+        """The hyper-parameters (for provenance and cell keys); :data:`LATE_HPARAMS` only where not at default."""
+        out = super().hparams()
+        for k, default in self.LATE_HPARAMS.items():
+            if out.get(k) == default:
+                del out[k]
+        return out
+
+    @property
+    def uses_twin(self) -> bool:
+        """Whether the run builds the twin problem (not when the count comes from the K-fold evidence)."""
+        return self.hard_count != "evidence"
+
+    def needed_evidence(self) -> tuple[str, ...]:
+        """Which held-out evidence this configuration reads: ``"kfold"`` and / or ``"dynamics"`` (issue 23)."""
+        return needed_evidence(self)
 
     # ------------------------------------------------------------------ stages and cache
     @contextlib.contextmanager
@@ -305,94 +372,17 @@ class TMU(UnlearningMethod, ClassWeighted):
         return h
 
     # ------------------------------------------------------------------ the method
-    def _twin_work(
-        self,
-        model: nn.Module,
-        forget: ImageDataset,
-        retain: ImageDataset,
-        holdout: ImageDataset,
-        seed: int,
-        progress: bool,
-    ) -> dict:
-        """Steps 1-3 without the forget samples' own features: everything a later request of the same class
-        profile and size can reuse (twin sets and models, their labels and features, scaler, predictor,
-        curriculum model, ``M_o``'s features of the NF reference set)."""
-        size = self.twin_size or twin_size(len(forget), len(retain))
-        replay = retain.concat(forget, name="train")
-        with self._stage("twin_sets"):
-            # Extra twins only where the holdout has real images for them: augmented twins are harder than D_f.
-            n_twins = 1 if self.n_twins == 1 else min(self.n_twins, real_twin_capacity(forget, holdout, size=size))
-            twins = build_twin_sets(forget, holdout, size=size, n_twins=n_twins, seed=seed, augment=self.twin_augment)
-            # NF neighbours: D's samples of the forget classes (a class-stratified sample above nf_reference_size)
-            ref = nf_reference(forget.labels, replay, max_size=self.nf_reference_size, seed=seed)
-
-        # 1. twin models and twin generalisation labels ([M_o(x) == y]: M_o is the twin problem's gold model)
-        twin_models, twin_labels, twin_infos, twin_margins = [], [], [], []
-        for i, tw in enumerate(twins):
-            with self._stage("twin_models"):
-                m_t, t_info = train_twin_model(
-                    model,
-                    retain=retain,
-                    forget=forget,
-                    twin=tw.data,
-                    epochs=self.twin_epochs,
-                    lr=self.twin_lr,
-                    batch_size=self.twin_batch_size,
-                    replay_fraction=self.twin_replay_fraction,
-                    target_accuracy=self.twin_target,
-                    seed=seed + 101 * i,
-                    check_every=self.twin_check_steps,
-                    progress=progress,
-                    class_weights=self.resolved_class_weights(retain),
-                )
-            twin_models.append(m_t)
-            twin_infos.append(t_info)
-            with self._stage("twin_labels"):  # and M_t's margin on its memorised D_tw: the twin of M_o's on D_f
-                twin_margins.append(true_class_margin(predict_logits(m_t, tw.data), tw.data.labels).float())
-                twin_labels.append(generalisation_labels(model, tw.data))
-        labels_tw = torch.cat(twin_labels)
-        twin_info = dict(
-            twin_size=size,
-            n_twins=n_twins,
-            twin_augmented=[t.n_augmented for t in twins],
-            twin_epochs=[t["epochs"] for t in twin_infos],
-            twin_steps=[t.get("steps") for t in twin_infos],
-            twin_accuracy=[t["twin_accuracy"] for t in twin_infos],
-            twin_target_accuracy=twin_infos[0]["target_accuracy"],
-            twin_reached=[t["reached"] for t in twin_infos],
-            twin_easy_rate=float(labels_tw.float().mean()),
-            nf_reference_size_used=len(ref),
-        )
-
-        # 2-3. features of the twin problems and the predictor (the margin rule reads neither)
-        parts = (
-            twin_predictor_work(
-                self, model, forget, replay, twins, twin_models, ref, labels_tw, seed=seed, progress=progress
-            )
-            if self.uses_predictor
-            else {}
-        )
-        del twin_models
-        return {
-            "info": twin_info,
-            "twin_labels": labels_tw,
-            "twin_margins": torch.cat(twin_margins),
-            "twin_features_raw": None,
-            "scaler": None,
-            "predictor": None,
-            "curriculum": None,
-            **parts,
-            "nf_reference": {"ids": ref.ids, "labels": ref.labels, "dataset": ref},
-            "source_forget_ids": indices_hash(sorted(forget.ids.tolist())),  # type: ignore[union-attr]
-            "cold_stages": {},
-        }
-
     def _unlearn(self, model: nn.Module, data: UnlearningData, *, seed: int, progress: bool) -> nn.Module:
         forget, retain, holdout = data.forget, data.retain, data.holdout
         assert holdout is not None  # checked by needs_holdout
-        model = as_classifier(model)  # timm / torchvision / plain models: features(x) -> [B, D]; same weights
         info = self.info
         info["stages"] = {}
+        if self.guard != "off":  # issue 23: shapes the twin estimate is known not to cover, before any work
+            reasons = shape_reasons(forget, retain, max_class_share=self.guard_class_share)
+            if reasons:
+                return guarded_run(self, model, data, reasons, seed=seed, progress=progress)
+            info["guard_triggered"] = False
+        model = as_classifier(model)  # timm / torchvision / plain models: features(x) -> [B, D]; same weights
         self._hash_memo = None  # (model, state_dict_hash) of this call only
         if self.channels_last and model_device(model).type == "cpu":
             # in place; copies (twins, curriculum) inherit it. Module.to(memory_format=...) is documented by torch,
@@ -416,6 +406,21 @@ class TMU(UnlearningMethod, ClassWeighted):
         progress: bool,
     ) -> nn.Module:
         info = self.info
+        need = self.needed_evidence()
+        if need:  # fail before any work when the evidence is missing (the error names how to provide it)
+            ev = self.evidence
+            if (
+                ev is None
+                or ("kfold" in need and ev.kfold_logits is None)
+                or ("dynamics" in need and ev.dynamics is None)
+            ):
+                raise EvidenceError(
+                    f"TMU with {self._evidence_settings()} reads held-out evidence ({' and '.join(need)}): set "
+                    "method.evidence = oblivio.methods.tmu.HeldOutEvidence(...) (the experiments layer fills it from "
+                    "the store: Experiment.kfold_evidence / original_dynamics)"
+                )
+        if not self.uses_twin:
+            return self._decide_and_unlearn(model, forget, retain, None, None, None, None, seed, progress)
         cache, key, entry = self.twin_cache, None, None
         if cache is not None:
             with self._stage("cache_lookup"):
@@ -441,13 +446,10 @@ class TMU(UnlearningMethod, ClassWeighted):
             # in a forked RNG: the aligned step then starts from the same global RNG state (dropout masks) whether
             # the twin work ran, came from the cache, or skipped the predictor's part
             with forked_rng(model):
-                entry = self._twin_work(model, forget, retain, holdout, seed, progress)
+                entry = twin_work(self, model, forget, retain, holdout, seed, progress)
             entry["cold_stages"] = dict(info["stages"])
         info.update(entry["info"], features=list(self.features) if self.uses_predictor else [])
-        if info.get("n_twins", self.n_twins) < self.n_twins:  # said, not silent (issue 24)
-            note = twin_shortfall(forget, holdout, size=info["twin_size"], wanted=self.n_twins)
-            info.update(n_twins_requested=self.n_twins, n_twins_note=note)
-            log.warning("tmu: %s", note)
+        note_twin_shortfall(info, forget, holdout, wanted=self.n_twins)  # said, not silent (issue 24)
         x_tw = x_f = predictor = None
         if self.uses_predictor:  # in a forked RNG too (restoring the curriculum model initialises a fresh copy)
             with forked_rng(model):
@@ -479,20 +481,65 @@ class TMU(UnlearningMethod, ClassWeighted):
         if hit:
             info["twin_cache"]["cold_stages"] = entry.get("cold_stages", {})
 
-        # 3. easy / hard decisions (the paper's predictor rule or issue 15's margin rule)
-        labels_tw = entry["twin_labels"]
-        predicted = decide_hard(
-            self.info,
-            hard_score=self.hard_score,
-            hard_count=self.hard_count,
-            predictor=predictor,
-            x_tw=x_tw,
-            x_f=x_f,
-            labels_tw=labels_tw,
-            twin_margins=entry["twin_margins"],
-            model=model,
-            forget=forget,
+        if self.guard != "off":  # the twin estimate itself: reached, and not too uncertain
+            reasons = twin_reasons(
+                entry["info"]["twin_reached"],
+                entry["twin_labels"],
+                entry["info"]["n_twins"],
+                max_twin_spread=self.guard_twin_spread,
+                augmented=entry["info"].get("twin_augmented"),
+            )
+            if reasons:
+                return guarded_run(
+                    self, model, UnlearningData(forget, retain, None), reasons, seed=seed, progress=progress
+                )
+        return self._decide_and_unlearn(model, forget, retain, entry, predictor, x_tw, x_f, seed, progress)
+
+    def _evidence_settings(self) -> str:
+        return ", ".join(
+            f"{k}={getattr(self, k)!r}" for k in ("hard_score", "hard_count", "hard_targets", "easy_targets")
         )
+
+    def _decide_and_unlearn(
+        self,
+        model: nn.Module,
+        forget: ImageDataset,
+        retain: ImageDataset,
+        entry: dict | None,
+        predictor: Any,
+        x_tw: torch.Tensor | None,
+        x_f: torch.Tensor | None,
+        seed: int,
+        progress: bool,
+    ) -> nn.Module:
+        info = self.info
+        # 3. easy / hard decisions (the paper's predictor rule, issue 15's margin rule, issue 23's held-out evidence)
+        labels_tw = entry["twin_labels"] if entry is not None else None
+        if self.hard_score in EVIDENCE_SCORES:
+            with self._stage("evidence_decision"):
+                predicted = decide_from_evidence(
+                    info,
+                    hard_score=self.hard_score,
+                    hard_count=self.hard_count,
+                    evidence=self.evidence,
+                    labels_tw=labels_tw,
+                    forget=forget,
+                )
+        else:
+            assert entry is not None
+            predicted = decide_hard(
+                info,
+                hard_score=self.hard_score,
+                hard_count=self.hard_count,
+                count_z=self.hard_count_z,
+                predictor=predictor,
+                x_tw=x_tw,
+                x_f=x_f,
+                labels_tw=entry["twin_labels"],
+                twin_margins=entry["twin_margins"],
+                model=model,
+                forget=forget,
+            )
         if self.hard_selection == "random":  # rate-matched control: the rule's count, random samples
             gen = torch.Generator().manual_seed(int(seed) + 7)
             info["predictor_labels"] = predicted.tolist()
@@ -502,17 +549,22 @@ class TMU(UnlearningMethod, ClassWeighted):
             predicted_hard=int((predicted == 0).sum()),
             predicted_labels=predicted.tolist(),
             forget_ids=forget.ids.tolist(),  # type: ignore[union-attr]
-            twin_labels=labels_tw.tolist(),
         )
+        if labels_tw is not None:
+            info["twin_labels"] = labels_tw.tolist()
         self.predictor = predictor  # kept for inspection (not a hyper-parameter; None when not trained)
-        log.info(
-            "tmu: twin size %d, twin epochs %s, predicted easy/hard %d/%d%s",
-            info["twin_size"],
-            info["twin_epochs"],
-            info["predicted_easy"],
-            info["predicted_hard"],
-            " [twin cache hit]" if hit else "",
-        )
+        if entry is None:
+            easy_hard = info["predicted_easy"], info["predicted_hard"]
+            log.info("tmu: no twin problem (held-out evidence), predicted easy/hard %d/%d", *easy_hard)
+        else:
+            log.info(
+                "tmu: twin size %d, twin epochs %s, predicted easy/hard %d/%d%s",
+                info["twin_size"],
+                info["twin_epochs"],
+                info["predicted_easy"],
+                info["predicted_hard"],
+                " [twin cache hit]" if info.get("twin_cache_hit") else "",
+            )
 
         with self._stage("aligned_unlearning"):  # 4-5. aligned unlearning
             return self.aligned_unlearn(
