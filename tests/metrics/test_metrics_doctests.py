@@ -7,7 +7,19 @@ import importlib
 
 import pytest
 
-MODULES = ["__init__", "alignment", "mia", "forget_quality", "ulira", "tta", "cost", "cost_ratio", "extras", "report"]
+MODULES = [
+    "__init__",
+    "_attack_search",
+    "alignment",
+    "mia",
+    "forget_quality",
+    "ulira",
+    "tta",
+    "cost",
+    "cost_ratio",
+    "extras",
+    "report",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -7,10 +7,12 @@ positive and false negative rates give a differential-privacy style ``ε``; the 
 one found. ``ε`` is bucketed into a score ``H = 2^-k`` and ``F`` is the mean ``H`` over the forget set.
 
 The exact rules (grids, tie-breaks, caps) are those of ``SPEC.md`` §8 and are written out in ``docs/metrics.md``.
-The fast path sorts each example's two sets once and counts with :func:`numpy.searchsorted`, so all thresholds
-of one example cost a few binary searches; ``ε`` is read from a table indexed by the integer counts.
-The tests compare it with a literal oracle written from SPEC §8 alone (every threshold compared with every model,
-no code shared with this module); ``benchmarks/forget_quality_speed.py`` times the two.
+An attack's ``ε`` is read from a table indexed by its integer counts ``(tp, fp)``. The fast path sorts each
+example's two sets once and searches the ~160,000 attacks of an example for the largest ``ε`` without counting most
+of them (:mod:`._attack_search`: a branch and bound whose bound is exact), so the ``ε`` is bit for bit that of
+counting every attack by binary search (:func:`_epsilon_reference`, the path before; tested). The tests also
+compare it with a literal oracle written from SPEC §8 alone (every threshold compared with every model, no code
+shared with this module); ``benchmarks/forget_quality_speed.py`` times them.
 
 Example:
     >>> import numpy as np
@@ -32,6 +34,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from ._attack_search import bound_table, count_below, left_ends_never_decrease, ragged_linspace, search_rows
 from ._utils import ArrayLike, to_numpy
 
 EPSILON_CAP = 50.0
@@ -164,8 +167,8 @@ def _interval_sets(u: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray
 def per_example_epsilon(u: ArrayLike, r: ArrayLike, *, delta: float = DEFAULT_DELTA) -> float:
     """ε of one forget example from its scores under the unlearned (``u``) and retrained (``r``) models.
 
-    Fast path: each set is sorted once; single thresholds are counted by :func:`numpy.searchsorted`, intervals
-    through a lookup table (:func:`_interval_epsilon`).
+    Fast path: the branch-and-bound search of :func:`forget_quality` (:func:`_epsilons_of_sorted`) when both sets
+    have the same size; with different sizes, :func:`_epsilon_reference` (every attack counted by binary search).
 
     Args:
         u: ``[N_u]`` logit-scaled confidences of the example under the unlearned models.
@@ -189,12 +192,22 @@ def per_example_epsilon(u: ArrayLike, r: ArrayLike, *, delta: float = DEFAULT_DE
         raise ValueError("scores must be finite (use logit_scaled_confidence, which never returns inf)")
     if _is_deterministic(u, r):
         return EPSILON_CAP
-    best = 0.0
-    # Each set sorted once; medians and ranges read from the sorted arrays (the same values np.median and
-    # max - min give), so the positive / negative splits below are those of _single_threshold_sets and
-    # _interval_sets.
     u_s, r_s = np.sort(u), np.sort(r)
+    if u_s.size != r_s.size:
+        return _epsilon_reference(u_s, r_s, delta)
+    return float(_epsilons_of_sorted(u_s[None, :], r_s[None, :], delta)[0])
 
+
+def _epsilon_reference(u_s: np.ndarray, r_s: np.ndarray, delta: float) -> float:
+    """ε of one example (sorted sets, not deterministic) with every attack counted by binary search.
+
+    The fast path before issue 22's speed-up, written attack by attack: kept as the reference the search of
+    :func:`_epsilons_of_sorted` is tested against bit for bit, for sets of different sizes, and for the inputs of
+    huge magnitude where that search's monotonicity guard fails. Medians and ranges are read from the sorted arrays
+    (the same values ``np.median`` and ``max - min`` give), so the splits are those of :func:`_single_threshold_sets`
+    and :func:`_interval_sets`.
+    """
+    best = 0.0
     # Single thresholds "positive if c >= t".
     pos_s, neg_s = (u_s, r_s) if _sorted_median(u_s) >= _sorted_median(r_s) else (r_s, u_s)
     lo, hi = min(pos_s[0], neg_s[0]), max(pos_s[-1], neg_s[-1])
@@ -202,16 +215,15 @@ def per_example_epsilon(u: ArrayLike, r: ArrayLike, *, delta: float = DEFAULT_DE
     tp = pos_s.size - np.searchsorted(pos_s, t, side="left")
     fp = neg_s.size - np.searchsorted(neg_s, t, side="left")
     best = max(best, float(_epsilon_table(pos_s.size, neg_s.size, delta)[tp, fp].max()))
-
     # Intervals "positive if l <= c <= r" around the narrower set.
     if (pos_s[-1] - pos_s[0]) >= (neg_s[-1] - neg_s[0]):
         pos_s, neg_s = neg_s, pos_s
-    best = max(best, _interval_epsilon(pos_s, neg_s, delta))
+    best = max(best, _interval_epsilon_searchsorted(pos_s, neg_s, delta))
     return float(min(best, EPSILON_CAP))
 
 
 def _interval_epsilon_searchsorted(pos_s: np.ndarray, neg_s: np.ndarray, delta: float) -> float:
-    """The best interval attack, every left end counted by binary search (the reference of the fast path)."""
+    """The best interval attack, every left end counted by binary search (part of :func:`_epsilon_reference`)."""
     rights, lefts = _interval_grids(pos_s)
     tp = np.searchsorted(pos_s, rights, side="right")[:, None] - np.searchsorted(pos_s, lefts, side="left")
     fp = np.searchsorted(neg_s, rights, side="right")[:, None] - np.searchsorted(neg_s, lefts, side="left")
@@ -220,82 +232,107 @@ def _interval_epsilon_searchsorted(pos_s: np.ndarray, neg_s: np.ndarray, delta: 
     return float(_epsilon_table(pos_s.size, neg_s.size, delta)[tp, fp].max())
 
 
-LUT_BUCKETS_PER_UNIT = 8192
-"""Resolution of the count lookup table of :func:`_interval_epsilon` (buckets per unit of confidence)."""
-_DIRTY_MARGIN = 1e-6
-"""A bucket within this many bucket widths of a score is "dirty": its entries are counted exactly."""
-_DIRTY = -(1 << 30)
+# ----------------------------------------------------------------------------------------------- fast ε: search
+# Issue 22's speed item: 1,000 examples at N = 512 in well under a second on one core (1.4 CPU s with the earlier
+# lookup table, 6.4 with a binary search per attack). Each example's rows of attacks (the single thresholds, then
+# one row per interval right end) go to _attack_search.search_rows, which returns the maximum ε of all of them.
+CHUNK_EXAMPLES = 64
+"""Examples searched together by :func:`forget_quality` (bounds the temporary arrays; the result does not depend
+on it)."""
 
 
 @lru_cache(maxsize=64)
-def _epsilon_table_flat(n_pos: int, n_neg: int, delta: float) -> np.ndarray:
-    """:func:`_epsilon_table` raveled, with one ``-inf`` appended (the slot out-of-range indices are clipped to)."""
-    flat = np.append(_epsilon_table(n_pos, n_neg, delta).ravel(), -np.inf)
+def _epsilon_bound_table_flat(n_pos: int, n_neg: int, delta: float) -> np.ndarray:
+    """:func:`._attack_search.bound_table` of :func:`_epsilon_table` (raveled, read-only)."""
+    flat = bound_table(_epsilon_table(n_pos, n_neg, delta))
     flat.setflags(write=False)
     return flat
 
 
-def _interval_epsilon(pos_s: np.ndarray, neg_s: np.ndarray, delta: float) -> float:
-    """The best interval attack (SPEC §8 step 3) without a binary search per left end.
+def _n_grid_points_array(span: np.ndarray) -> np.ndarray:
+    """:func:`_n_grid_points` of every span (the same float arithmetic: ``ceil(100 · span)``, at least 1)."""
+    return np.maximum(1, np.ceil(POINTS_PER_UNIT * span)).astype(np.intp)
 
-    There are about 400 right ends × 400 left ends per example; counting each left end by binary search costs
-    ~10 ms per example at N = 512. Here every left end is mapped to a bucket of a lookup table holding the counts
-    (an attack's ``(tp, fp)`` as one flat index ``tp · (n_neg + 1) + fp`` into the ε table), so each of the 160,000
-    attacks costs a few vectorised passes. The bucket of a left end is computed from an approximation of its value;
-    that is exact wherever no score lies within a millionth of a bucket of the bucket's edges. The other ("dirty")
-    buckets' left ends are recomputed exactly as :func:`numpy.linspace` computes them (``j · step + start``, the
-    last one ``stop``) and counted by binary search, so the ε is the reference's bit for bit (tested against it and
-    against the SPEC §8 oracle on tied and continuous scores). Hand-written because no library counts this grid.
+
+def _epsilons_of_sorted(
+    u_s: np.ndarray, r_s: np.ndarray, delta: float, *, prune: bool = True, stats: dict[str, int] | None = None
+) -> np.ndarray:
+    """ε of a batch of examples (SPEC §8 steps 2-3), bit for bit :func:`_epsilon_reference`'s.
+
+    Args:
+        u_s, r_s: ``[n_examples, N]`` sorted scores of each example (same N both sides), none deterministic.
+        delta: the δ of (ε, δ).
+        prune: ``False`` counts every attack once (no bound): for the tests.
+        stats: passed to :func:`search_rows`; also gets ``guarded`` (examples left to the reference).
+
+    Returns:
+        ``[n_examples]`` ε in ``[0, 50]``.
     """
-    n_pos, n_neg = pos_s.size, neg_s.size
-    lo_p, hi_p = float(pos_s[0]), float(pos_s[-1])
+    n_ex, n = u_s.shape
+    width = n + 1
+    table = _epsilon_table(n, n, delta).reshape(-1)
+    bound = _epsilon_bound_table_flat(n, n, delta) if prune else None
+    best = np.zeros(n_ex)
+    unsafe = np.zeros(n_ex, dtype=bool)
+
+    def search(pos, neg, owner, right, start, stop, num):
+        last = num - 1
+        step = (stop - start) / np.maximum(last, 1)
+        unsafe[owner[~left_ends_never_decrease(start, step, stop, last)]] = True
+        search_rows(
+            best, pos=pos, neg=neg, owner=owner, right=right, start=start, step=step, stop=stop, last=last,
+            table=table, bound=bound, stats=stats,
+        )  # fmt: skip
+
+    # Single thresholds "positive if c >= t": positive = the larger median (ties: u); t on the grid of all 2N values.
+    u_first = (_sorted_medians(u_s) >= _sorted_medians(r_s))[:, None]
+    pos, neg = np.where(u_first, u_s, r_s), np.where(u_first, r_s, u_s)
+    lo, hi = np.minimum(u_s[:, 0], r_s[:, 0]), np.maximum(u_s[:, -1], r_s[:, -1])
+    every = np.full(n_ex, n * width + n)  # the right end of a single threshold counts every model
+    search(pos, neg, np.arange(n_ex), every, lo, hi, _n_grid_points_array(hi - lo))
+
+    # Intervals "positive if l <= c <= r": swap when range(positive) >= range(negative) (_interval_sets).
+    swap = ((pos[:, -1] - pos[:, 0]) >= (neg[:, -1] - neg[:, 0]))[:, None]
+    pos, neg = np.where(swap, neg, pos), np.where(swap, pos, neg)
+    lo_p, hi_p = pos[:, 0], pos[:, -1]
     w = hi_p - lo_p
-    r_start, r_stop = lo_p + w - INTERVAL_MARGIN, hi_p + INTERVAL_MARGIN
-    rights = np.linspace(r_start, r_stop, _n_grid_points(r_stop - r_start))
-    start, stop = rights - w - INTERVAL_MARGIN, rights - w + INTERVAL_MARGIN  # as _interval_grids: exact
-    step = (stop - start) / (INTERVAL_LEFT_POINTS - 1)
-    x0 = float(start.min())
-    span = float(stop.max()) - x0
-    q = float(LUT_BUCKETS_PER_UNIT)
-    nb = int(math.ceil(span * q)) + 2
-    if not (math.isfinite(span) and nb < 50_000_000):
-        return _interval_epsilon_searchsorted(pos_s, neg_s, delta)
+    r_start, r_stop = lo_p + w - INTERVAL_MARGIN, hi_p + INTERVAL_MARGIN  # as _interval_grids
+    rights, owner = ragged_linspace(r_start, r_stop, _n_grid_points_array(r_stop - r_start))
+    right = count_below(pos, rights, owner, "right") * width + count_below(neg, rights, owner, "right")
+    centre = rights - w[owner]
+    num = np.full(rights.size, INTERVAL_LEFT_POINTS)
+    search(pos, neg, owner, right, centre - INTERVAL_MARGIN, centre + INTERVAL_MARGIN, num)
 
-    # counts before each bucket edge as one flat index (a score of the positive set weighs n_neg + 1, a negative
-    # one 1: the cumulative sum is tp · (n_neg + 1) + fp), and the dirty buckets (a score within the margin)
-    scores = np.concatenate([pos_s, neg_s])
-    t = (scores - x0) * q
-    idx = np.clip(np.floor(t) + 1, 0, nb + 1).astype(np.intp)
-    weight = np.where(np.arange(scores.size) < n_pos, float(n_neg + 1), 1.0)
-    lut = np.cumsum(np.bincount(idx, weights=weight, minlength=nb + 2)[: nb + 1]).astype(np.int32)
-    for shift in (-_DIRTY_MARGIN, 0.0, _DIRTY_MARGIN):
-        d = np.floor(t + shift)
-        lut[d[(d >= 0) & (d <= nb)].astype(np.intp)] = _DIRTY
+    eps = np.minimum(best, EPSILON_CAP)
+    if unsafe.any():
+        for e in np.flatnonzero(unsafe):
+            eps[e] = _epsilon_reference(u_s[e], r_s[e], delta)
+        if stats is not None:
+            stats["guarded"] = stats.get("guarded", 0) + int(unsafe.sum())
+    return eps
 
-    # every attack's bucket from its approximate left end: (start_i - x0)·q + j·(4/399)·q
-    n_left = INTERVAL_LEFT_POINTS
-    col = np.arange(n_left, dtype=np.float64) * (2 * INTERVAL_MARGIN / (n_left - 1) * q)
-    row = (start - x0) * q
-    b = np.empty((rights.size, n_left), dtype=np.int32)
-    # truncation = floor: row >= 0 (x0 is the smallest start) and row + col < span·q < nb, so no clipping
-    np.add(row[:, None], col[None, :], out=b, casting="unsafe")
-    left = lut.take(b)
-    tp_r, fp_r = np.searchsorted(pos_s, rights, side="right"), np.searchsorted(neg_s, rights, side="right")
-    flat = np.subtract((tp_r * (n_neg + 1) + fp_r).astype(np.int32)[:, None], left, out=left)
-    # l > r (an empty interval) gives a negative index: clipped to 0, the dropped attack (tp, fp) = (0, 0); a dirty
-    # left end gives an index past the table: clipped to the appended -inf, and counted exactly below
-    table = _epsilon_table_flat(n_pos, n_neg, delta)
-    best = float(table.take(flat, mode="clip").max())
-    where = np.flatnonzero(flat > table.size - 2)
-    if where.size:
-        rows_d, cols_d = np.divmod(where, n_left)
-        lefts = np.where(cols_d == n_left - 1, stop[rows_d], cols_d * step[rows_d] + start[rows_d])
-        tp = tp_r[rows_d] - np.searchsorted(pos_s, lefts, side="left")
-        fp = fp_r[rows_d] - np.searchsorted(neg_s, lefts, side="left")
-        np.maximum(tp, 0, out=tp)
-        np.maximum(fp, 0, out=fp)
-        best = max(best, float(_epsilon_table(n_pos, n_neg, delta)[tp, fp].max()))
-    return best
+
+def _sorted_medians(x_sorted: np.ndarray) -> np.ndarray:
+    """:func:`_sorted_median` of every row of ``[n_rows, n]`` sorted rows (the same arithmetic)."""
+    n = x_sorted.shape[1]
+    mid = n // 2
+    return x_sorted[:, mid] if n % 2 else (x_sorted[:, mid - 1] + x_sorted[:, mid]) / 2.0
+
+
+def _epsilons(u: np.ndarray, r: np.ndarray, delta: float) -> np.ndarray:
+    """Per-example ε of ``[N, n_examples]`` score matrices: deterministic columns 50, the others searched in chunks."""
+    u_s = np.sort(np.ascontiguousarray(u.T), axis=1)
+    r_s = np.sort(np.ascontiguousarray(r.T), axis=1)
+    range_u, range_r = u_s[:, -1] - u_s[:, 0], r_s[:, -1] - r_s[:, 0]
+    hi = np.maximum(range_u, range_r)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        deterministic = (hi == 0.0) | (np.minimum(range_u, range_r) / hi < DETERMINISTIC_RATIO)  # _is_deterministic
+    eps = np.full(u_s.shape[0], EPSILON_CAP)
+    todo = np.flatnonzero(~deterministic)
+    for i in range(0, todo.size, CHUNK_EXAMPLES):
+        idx = todo[i : i + CHUNK_EXAMPLES]
+        eps[idx] = _epsilons_of_sorted(u_s[idx], r_s[idx], delta)
+    return eps
 
 
 def n_bins(n_models: int) -> int:
@@ -370,9 +407,11 @@ def forget_quality(u_scores: ArrayLike, r_scores: ArrayLike, *, delta: float = D
             "u_scores and r_scores must both be [N_models, n_examples] with the same shape; "
             f"got {u.shape} and {r.shape}"
         )
+    if not (np.isfinite(u).all() and np.isfinite(r).all()):
+        raise ValueError("scores must be finite (use logit_scaled_confidence, which never returns inf)")
     n_models = u.shape[0]
     bins = n_bins(n_models)
-    eps = np.array([per_example_epsilon(u[:, j], r[:, j], delta=delta) for j in range(u.shape[1])], dtype=np.float64)
+    eps = _epsilons(u, r, delta)
     scores = epsilon_to_score(eps, n_models)
     fq = float(scores.mean()) if scores.size else float("nan")
     return ForgetQualityResult(forget_quality=fq, epsilons=eps, scores=scores, n_models=n_models, n_bins=bins)
