@@ -216,3 +216,38 @@ def test_the_service_refuses_to_record_a_name_it_does_not_generate(make_service,
         svc._record_artefact("notes.txt", run_id=None)
     assert (tmp_path / "wd" / "notes.txt").read_text() == "mine"
     assert execute(tmp_path / "wd" / "ledger.db", "SELECT count(*) FROM artefacts") == [(0,)]
+
+
+def test_a_linked_models_folder_is_refused_before_recovery_deletes_through_it(make_service, cli, tmp_path):
+    """``<workdir>/models`` replaced by a symbolic link to another folder, and a pending ``artefacts`` row with one
+    of the service's own names naming a file there: the name passes the pattern and the file resolves inside the
+    (linked) models folder, so recovery used to delete it. Now apply (Python and CLI) stops with one clear error
+    before anything is recovered: the file survives, the row stays pending, the request stays pending."""
+    workdir = tmp_path / "wd"
+    svc = make_service(workdir)
+    svc.add_request([3], requester="alice")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    victim = outside / Path(SERVICE_NAME).name
+    victim.write_bytes(b"someone else's data")
+    (workdir / "models").rmdir()
+    (workdir / "models").symlink_to(outside, target_is_directory=True)
+    db = workdir / "ledger.db"
+    execute(
+        db,
+        "INSERT INTO artefacts (path, run_id, status, created_at) VALUES (?, NULL, 'pending', ?)",
+        (SERVICE_NAME, datetime(2026, 1, 1)),
+    )
+    with pytest.raises(TamperedPathError, match="models folder .* is a symbolic link"):
+        svc.apply()
+    with pytest.raises(TamperedPathError, match="symbolic link"):
+        model_file(workdir, SERVICE_NAME, row="row 1")
+    assert victim.read_bytes() == b"someone else's data"
+    assert execute(db, "SELECT path, status FROM artefacts") == [(SERVICE_NAME, "pending")]
+    assert [r.status for r in svc.list_requests()] == ["pending"]
+    svc.close()
+    code, _, err = cli("request", "apply", "--workdir", str(workdir), "--method", "test-attack-sgd")
+    lines = [ln for ln in err.splitlines() if ln.startswith("oblivio: error:")]
+    assert code == 2 and len(lines) == 1 and "symbolic link" in lines[0] and "Traceback" not in err
+    assert victim.read_bytes() == b"someone else's data"
+    assert list(outside.iterdir()) == [victim]
