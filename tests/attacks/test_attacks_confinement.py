@@ -10,6 +10,7 @@ psycopg, no oblivio code); every test runs on SQLite and on PostgreSQL.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from datetime import datetime
 from pathlib import Path
@@ -251,3 +252,41 @@ def test_a_linked_models_folder_is_refused_before_recovery_deletes_through_it(ma
     assert code == 2 and len(lines) == 1 and "symbolic link" in lines[0] and "Traceback" not in err
     assert victim.read_bytes() == b"someone else's data"
     assert list(outside.iterdir()) == [victim]
+
+
+def test_list_and_report_warn_about_each_tampered_row(make_service, cli, tmp_path):
+    """``request list`` and ``request report`` act on no file, but used to show a tampered ``model_versions`` or
+    ``artefacts`` row as if it were fine: now one WARNING line per bad row, naming it (text and JSON)."""
+    workdir = tmp_path / "wd"
+    svc = make_service(workdir)
+    svc.add_request([5], requester="alice")
+    svc.apply()
+    svc.close()
+    db = workdir / "ledger.db"
+    execute(db, "UPDATE model_versions SET path = ? WHERE id = 1", ("../other/file.pt",))
+    execute(
+        db,
+        "INSERT INTO artefacts (path, status, created_at) VALUES (?, 'pending', ?)",
+        ("/etc/passwd", datetime(2026, 1, 1)),
+    )
+    artefact = execute(db, "SELECT max(id) FROM artefacts")[0][0]
+    code, out, err = cli("request", "list", "--workdir", str(workdir))
+    assert code == 0, err
+    warnings = [ln for ln in out.splitlines() if ln.startswith("WARNING:")]
+    assert len(warnings) == 2 and all("tampered? left alone" in w for w in warnings), out
+    assert "model_versions row 1 names '../other/file.pt'" in warnings[0]
+    assert f"artefacts row {artefact} names '/etc/passwd'" in warnings[1]
+    code, out, err = cli("request", "list", "--workdir", str(workdir), "--json")
+    assert code == 0, err
+    assert [m.split(" names")[0] for m in json.loads(out)["tampered"]] == [
+        "model_versions row 1",
+        f"artefacts row {artefact}",
+    ]
+    code, out, err = cli("request", "report", "--workdir", str(workdir), "--out", str(tmp_path / "rep"))
+    assert code == 0, err
+    assert sum("tampered? left alone" in ln for ln in out.splitlines() if ln.startswith("WARNING:")) == 2, out
+    assert Path("/etc/passwd").exists()
+    execute(db, "UPDATE model_versions SET path = ? WHERE id = 1", (SERVICE_NAME,))
+    execute(db, "DELETE FROM artefacts WHERE id = ?", (artefact,))
+    code, out, err = cli("request", "list", "--workdir", str(workdir))  # a well-formed ledger: no warning
+    assert code == 0 and "WARNING" not in out, out

@@ -223,6 +223,36 @@ def test_hparams_must_be_a_json_object(cli, capsys, tmp_path, command, hparams):
     _argparse_error(cli, capsys, *command, "--hparams", hparams, *extra, match="expected a JSON object")
 
 
+@pytest.mark.parametrize(
+    "method, hparams, match",
+    [
+        ("tmu", '{"epochs": 1e999}', "epochs must be an integer, got inf"),
+        ("tmu", '{"lr": 1e999}', "lr must be a finite number, got inf"),
+        ("tmu", '{"twin_size": "x"}', "twin_size must be an integer or null, got 'x'"),
+        ("tmu", '{"n_twins": null}', "n_twins must be an integer, got None"),
+        ("tmu", '{"epochs": true}', "epochs must be an integer, got True"),
+        ("tmu", '{"features": "nf"}', "features must be a list of a string, got 'nf'"),
+        ("retrain", '{"recipe": 1}', "recipe must be a string or a Recipe, got 1"),
+        ("finetune", '{"optimizer": 1}', "optimizer must be one of 'sgd', 'adam', got 1"),
+    ],
+)
+@pytest.mark.parametrize("command", ["forget", "request"])
+def test_hparams_of_the_wrong_type_are_one_line(cli, tmp_path, monkeypatch, command, method, hparams, match):
+    """A number too large for a float (``1e999``), a string where a count goes, ``null``, a bool, an int for a
+    recipe: a ``TypeError``/``AttributeError``/``OverflowError`` traceback from inside the method before; now one
+    line naming the hyper-parameter, the type it must have and the value, before any training."""
+    from oblivio.methods import base
+
+    monkeypatch.setattr(base.UnlearningMethod, "__call__", lambda *a, **k: pytest.fail("trained"))
+    if command == "forget":
+        code, _, err = cli("forget", "--method", method, "--hparams", hparams)
+    else:
+        code, _, err = cli(
+            "request", "apply", "--workdir", str(tmp_path / "wd"), "--method", method, "--hparams", hparams
+        )
+    _one_line_error(code, err, match=f"{method}: hyper-parameter {match}")
+
+
 def test_hparams_list_in_a_config_file(cli, tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text("method: test-attack-sgd\nhparams: [1, 2]\n")

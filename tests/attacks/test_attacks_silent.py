@@ -174,6 +174,51 @@ def test_a_recipe_that_trains_nothing_is_refused(epochs):
         CPU.replace(epochs=epochs)
 
 
+@pytest.mark.parametrize(
+    "method, hparams",
+    [
+        ("finetune", {"epochs": 0}),
+        ("finetune", {"epochs": -2}),
+        ("tmu", {"n_twins": 0}),
+        ("tmu", {"twin_size": 0}),
+        ("tmu", {"twin_epochs": 0}),
+        ("scrub", {"forget_batch_size": 0}),
+    ],
+)
+def test_a_method_count_of_zero_is_refused_before_anything_runs(cli, make_service, tmp_path, method, hparams):
+    """``request apply --hparams '{"epochs": 0}'`` ran a no-op and recorded the requests as applied; now it is one
+    line naming the hyper-parameter, nothing is recorded, and the request stays pending (CLI and Python)."""
+    import oblivio
+    from oblivio.methods import base
+
+    workdir = tmp_path / "wd"
+    svc = make_service(workdir)
+    svc.add_request([5], requester="alice")
+    svc.close()
+    key = next(iter(hparams))
+    code, out, err = cli(
+        "request", "apply", "--workdir", str(workdir), "--method", method, "--hparams", json.dumps(hparams)
+    )
+    _one_line_error(code, err, match=f"hyper-parameter {key} must be an integer >= 1")
+    assert "applied" not in out
+    svc = make_service(workdir)
+    with pytest.raises(ValueError, match=f"{key} must be an integer >= 1"):
+        svc.apply(method=method, hparams=hparams)
+    assert _requests(svc) == [(1, "pending", (5,))] and svc.list_runs() == []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(base.UnlearningMethod, "__call__", lambda *a, **k: pytest.fail("trained"))
+        with pytest.raises(ValueError, match=f"{key} must be an integer >= 1"):
+            oblivio.unlearn(None, forget=None, retain=None, method=method, **hparams)
+
+
+def test_a_stage_that_may_be_left_out_still_takes_zero():
+    from oblivio.methods import create_method
+
+    assert create_method("kl-uniform-contrastive", forget_epochs=0).forget_epochs == 0
+    with pytest.raises(ValueError, match="epochs must be an integer >= 1"):
+        create_method("kl-uniform-contrastive", epochs=0)
+
+
 @pytest.mark.parametrize("spec", ["random:1.5", "random:2.25", "random:10.5"])
 def test_a_fractional_random_count_is_refused_before_training(cli, monkeypatch, spec):
     from oblivio.methods import base
