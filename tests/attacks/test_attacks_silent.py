@@ -118,6 +118,15 @@ def test_whole_number_options_take_ascii_digits_only(cli, capsys, option, value)
         "sqlite:///file::memory:?uri=true",
         "sqlite:///file:ledger?mode=memory&uri=true",
         "sqlite:///file:ledger?mode=memory&cache=shared&uri=true",
+        # other spellings of the same (accepted before): another VFS, another case, an empty name, inside the URI
+        "sqlite:///file:ledger?vfs=memdb&uri=true",
+        "sqlite:///ledger.db?vfs=memdb",
+        "sqlite:///:MEMORY:",
+        "sqlite:///file:ledger?MODE=MEMORY&uri=true",
+        "sqlite:///file:ledger?mode=Memory&uri=true",
+        "sqlite:///file:?uri=true",
+        "sqlite:///file:%3AMemory%3A?uri=true",
+        "sqlite:///file:ledger%3Fvfs%3Dmemdb?uri=true",
     ],
 )
 def test_an_in_memory_ledger_is_refused(cli, tmp_path, monkeypatch, url):

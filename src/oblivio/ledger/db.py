@@ -101,9 +101,35 @@ def _safe_url(url: str) -> str:
         return "(database URL)"
 
 
+def _sqlite_in_memory(database: str, query: Any) -> bool:
+    """True when SQLite would keep ``database`` (a SQLAlchemy URL's database part) with the URL's ``query``
+    options in memory or in a temporary file: ``:memory:`` in any spelling, an empty name, and for a ``file:`` URI
+    (``uri=true``) ``mode=memory``, ``vfs=memdb`` (or any in-memory VFS) or an empty or ``:memory:`` path, the
+    options read from the URL's query and from the URI itself, case-insensitively and percent-decoded."""
+    from urllib.parse import parse_qsl, unquote
+
+    options: list[tuple[str, str]] = []
+    for key, value in dict(query).items():
+        options += [(key, v) for v in (value if isinstance(value, tuple) else (value,))]
+    name = database
+    if database.lower().startswith("file:"):
+        name, _, inner = database[5:].partition("?")
+        options += parse_qsl(inner, keep_blank_values=True)
+        name = unquote(name.split("#", 1)[0])
+        if name.startswith("//"):  # file://host/path: the authority part is empty or localhost
+            name = name[2:].partition("/")[2]
+    opts = [(k.strip().lower(), unquote(str(v)).strip().lower()) for k, v in options]
+    return (
+        name.strip().lower() in ("", ":memory:")
+        or any(k == "mode" and v == "memory" for k, v in opts)
+        or any(k == "vfs" and "mem" in v for k, v in opts)
+    )
+
+
 def check_persistent_url(url: str) -> None:
-    """Refuse a ledger URL whose database cannot outlive the process: in-memory SQLite (``sqlite://``,
-    ``sqlite:///:memory:``, ``file::memory:``, any ``mode=memory``).
+    """Refuse a ledger URL whose database cannot outlive the process: in-memory or temporary SQLite (``sqlite://``,
+    ``sqlite:///:memory:`` in any case, ``file::memory:``, an empty ``file:`` name, any ``mode=memory`` or
+    ``vfs=memdb``, in the URL's options or inside a ``file:`` URI).
 
     A ledger there would record a request, report it ``pending``, and lose it when the command ends.
 
@@ -115,6 +141,10 @@ def check_persistent_url(url: str) -> None:
         Traceback (most recent call last):
         ...
         oblivio.ledger.db.LedgerError: the ledger database sqlite:///:memory: is in memory...
+        >>> check_persistent_url("sqlite:///file:x?vfs=memdb&uri=true")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        oblivio.ledger.db.LedgerError: the ledger database sqlite:///file:x?vfs=memdb&uri=true is in memory...
     """
     from sqlalchemy.engine import make_url
 
@@ -124,15 +154,7 @@ def check_persistent_url(url: str) -> None:
         return
     if not u.drivername.startswith("sqlite"):
         return
-    database = u.database or ""
-    mode = u.query.get("mode")
-    modes = mode if isinstance(mode, tuple) else (mode,)
-    if (
-        database in ("", ":memory:")
-        or database.startswith("file::memory:")
-        or "mode=memory" in database
-        or "memory" in modes
-    ):
+    if _sqlite_in_memory(u.database or "", u.query):
         shown = url if u.password is None else _safe_url(url)
         raise LedgerError(
             f"the ledger database {shown} is in memory: it vanishes when this command ends, and every "
