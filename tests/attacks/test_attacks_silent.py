@@ -357,3 +357,28 @@ def test_bench_and_demo_whole_numbers_take_ascii_digits_only(cli, capsys, argv):
     with pytest.raises(SystemExit) as exc:
         cli(*argv)
     assert exc.value.code == 2 and "ASCII digits" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------- duplicate keys
+@pytest.mark.parametrize(
+    "text, line",
+    [
+        ("method: finetune\nmethod: tmu\n", 2),
+        ("method: finetune\nhparams:\n  epochs: 1\n  epochs: 5\n", 4),
+        ('{"method": "finetune", "method": "tmu"}', 1),
+    ],
+)
+def test_a_key_given_twice_in_a_config_file_is_refused(cli, tmp_path, text, line):
+    """The last value silently won before (``method: tmu`` ran TMU though the file also said finetune)."""
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    code, _, err = cli("forget", "--config", str(path))
+    _one_line_error(code, err, match=f"line {line}: the key")
+    assert "given twice" in err
+
+
+def test_a_key_given_twice_in_json_hparams_is_refused(cli, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli("forget", "--method", "finetune", "--hparams", '{"epochs": 1, "epochs": 5}')
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "'epochs' is given twice" in err
