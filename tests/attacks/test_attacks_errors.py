@@ -11,6 +11,8 @@ import sqlite3
 
 import pytest
 
+from oblivio.ledger import LedgerError
+
 
 def _one_line_error(code, err, *, match):
     assert code == 2, err
@@ -74,6 +76,31 @@ def test_lease_seconds_must_be_finite_and_positive_from_python(make_service, val
         make_service(lease_seconds=value)
 
 
+@pytest.mark.parametrize("value", ["1e300", "604801"])
+def test_a_lease_beyond_a_week_is_one_line(cli, make_service, tmp_path, value):
+    """``--lease-seconds 1e300`` passed the finite check and overflowed ``timedelta`` (an ``OverflowError``
+    traceback); now one line, and nothing is recorded."""
+    workdir = tmp_path / "wd"
+    code, _, err = cli("request", "apply", "--lease-seconds", value, "--workdir", str(workdir))
+    _one_line_error(code, err, match="lease_seconds must be at most 604800")
+    with pytest.raises(ValueError, match="at most 604800"):
+        make_service(tmp_path / "wd2", lease_seconds=float(value))
+
+
+@pytest.mark.parametrize("request_id", [str(2**31), str(2**63), "99999999999999999999999"])
+def test_cancel_an_id_beyond_the_databases_integers(cli, make_service, tmp_path, request_id):
+    """``request cancel 99999999999999999999999`` was an ``OverflowError`` traceback (SQLite) or a database error
+    (PostgreSQL's 32-bit ids); now "no request #..." like any other unknown id, and nothing changes."""
+    workdir = tmp_path / "wd"
+    svc = make_service(workdir)
+    svc.add_request([3], requester="alice")
+    code, _, err = cli("request", "cancel", request_id, "--by", "dpo", "--workdir", str(workdir))
+    _one_line_error(code, err, match=f"no request #{request_id}")
+    with pytest.raises(LedgerError, match=f"no request #{request_id}"):
+        svc.cancel_request(int(request_id), by="dpo")
+    assert [r.status for r in svc.list_requests()] == ["pending"]
+
+
 # ---------------------------------------------------------------------------------------------- the workdir
 def test_a_symlink_loop_workdir(cli, tmp_path):
     (tmp_path / "a").symlink_to(tmp_path / "b")
@@ -123,7 +150,6 @@ def test_a_read_only_workdir_for_a_real_user(cli, make_service, tmp_path):
 # ---------------------------------------------------------------------------------------------- damaged ledger rows
 @pytest.mark.parametrize("value", ["not json", "null", '{"a": 1}', "[1.5]", '["x"]', "[true]", "[30, 2.0]"])
 def test_corrupt_forgotten_ids_name_the_row(make_service, cli, tmp_path, value):
-    from oblivio.ledger import LedgerError
 
     workdir = tmp_path / "wd"
     svc = make_service(workdir)
@@ -146,7 +172,6 @@ def test_corrupt_forgotten_ids_name_the_row(make_service, cli, tmp_path, value):
     "table, column, value", [("deletion_requests", "sample_ids", "[31.5]"), ("unlearning_runs", "hparams", "[1]")]
 )
 def test_other_corrupt_json_columns_name_the_row(make_service, tmp_path, table, column, value):
-    from oblivio.ledger import LedgerError
 
     workdir = tmp_path / "wd"
     svc = make_service(workdir)

@@ -202,14 +202,24 @@ def open_workdir(workdir: str | os.PathLike) -> Path:
     return path
 
 
+MAX_LEASE_SECONDS = 7 * 24 * 3600.0
+"""The longest apply lease: a week. The lease is renewed every quarter of its length while the apply works, so a
+long one buys nothing; it only decides how long a killed apply blocks the next (and ``1e300`` overflowed)."""
+
+
 def check_lease_seconds(lease_seconds: float) -> float:
-    """``lease_seconds`` as a finite float > 0 (``nan`` and ``inf`` refused)."""
+    """``lease_seconds`` as a finite float in ``(0, MAX_LEASE_SECONDS]`` (``nan``, ``inf`` and ``1e300`` refused)."""
     try:
         value = float(lease_seconds)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ValueError(f"lease_seconds must be a number of seconds, got {lease_seconds!r}") from None
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"lease_seconds must be a finite number of seconds > 0, got {lease_seconds!r}")
+    if value > MAX_LEASE_SECONDS:
+        raise ValueError(
+            f"lease_seconds must be at most {MAX_LEASE_SECONDS:.0f} (a week), got {lease_seconds!r}: the lease is "
+            "renewed while the apply runs, its length only decides how long a killed apply blocks the next one"
+        )
     return value
 
 
@@ -513,6 +523,12 @@ class Ledger:
             return LeaseInfo(row.holder, row.acquired_at, row.expires_at) if row else LeaseInfo(None, None, None)
 
     # ------------------------------------------------------------------ reads
+    def id_in_range(self, row_id: int) -> bool:
+        """Whether ``row_id`` fits the ledger's id columns (``INTEGER``: 32 bits on PostgreSQL, 64 on SQLite); an id
+        beyond them names no row (asking the database would overflow)."""
+        high = 2**31 - 1 if self.engine.dialect.name == "postgresql" else 2**63 - 1
+        return 1 <= row_id <= high
+
     def current_version_id(self) -> int | None:
         with self.Session() as s:
             return self.state(s).current_version_id
