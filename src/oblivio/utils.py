@@ -354,7 +354,14 @@ def safe_torch_load(path: str | os.PathLike, *, map_location: Any = "cpu") -> An
     """Load a checkpoint with ``weights_only=True``; any failure becomes a :class:`CheckpointError`."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
+        try:
+            kind = file_kind(path)
+        except OSError as exc:  # a symbolic-link loop, a folder on the way that cannot be searched...
+            raise CheckpointError(f"checkpoint {path} cannot be opened: {exc.strerror or exc}") from None
+        if kind is None:
+            raise CheckpointError(f"checkpoint {path} does not exist")
+        # a FIFO would block the read, /dev/zero never ends: refused without opening it
+        raise CheckpointError(f"checkpoint {path} is not a regular file: it is a {kind}; give the path of a saved file")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # truncated zip, pickle error, unsafe global...

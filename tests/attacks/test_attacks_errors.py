@@ -334,6 +334,30 @@ def test_evaluate_a_model_file_with_unusable_weights(cli, tiny_experiment, tmp_p
     assert "SVC" not in err
 
 
+@pytest.mark.parametrize("kind", ["FIFO", "character device", "directory"])
+@pytest.mark.parametrize("command", ["evaluate", "init"])
+def test_a_model_file_that_is_not_a_regular_file(cli, make_service, tmp_path, kind, command):
+    """``--model-file`` naming a FIFO, ``/dev/zero`` or a folder said "does not exist"; now it says what it is,
+    without opening it (a FIFO would block), and nothing is registered."""
+    if kind == "FIFO":
+        path = tmp_path / "m.pt"
+        os.mkfifo(path)
+    elif kind == "character device":
+        path = "/dev/zero"
+    else:
+        path = tmp_path / "m.pt"
+        path.mkdir()
+    workdir = tmp_path / "wd"
+    if command == "evaluate":
+        code, _, err = cli("evaluate", "--model-file", str(path), "--forget", "class-subset:3:5")
+    else:
+        code, _, err = cli("request", "init", "--model-file", str(path), "--workdir", str(workdir))
+    _one_line_error(code, err, match=f"is not a regular file: it is a {kind}")
+    assert "does not exist" not in err
+    if command == "init":
+        assert make_service(workdir).list_versions() == []
+
+
 # ---------------------------------------------------------------------------------------------- id files
 @pytest.mark.parametrize("kind, match", [("fifo", "named pipe"), ("device", "is a device"), ("folder", "is a folder")])
 def test_an_id_file_that_is_not_a_regular_file(cli, make_service, tmp_path, kind, match):
