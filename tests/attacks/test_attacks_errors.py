@@ -319,7 +319,45 @@ def _tiny_state(tiny_experiment, how):
         state["body.0.bias"][0] = float("inf")
     elif how == "zero-std":
         state["normalize.std"].zero_()
+    elif how == "huge-mean":  # every weight finite, every output -inf: (x - 1e38) / std overflows float32
+        state["normalize.mean"].fill_(1e38)
     return state, torch
+
+
+@pytest.mark.parametrize("command", ["init", "evaluate", "forget", "unlearn"])
+def test_a_model_with_finite_weights_but_non_finite_outputs(cli, make_service, tiny_experiment, tmp_path, command):
+    """A normalisation mean of 1e38: the weights are finite, so the weight check passed, and ``request init``
+    registered it, ``evaluate`` scored it and ``forget`` unlearned it with nonsense. Now the outputs on one batch of
+    real images are checked first: one line, nothing registered, nothing trained."""
+    import oblivio
+    from oblivio.methods import base
+
+    state, torch = _tiny_state(tiny_experiment, "huge-mean")
+    path = tmp_path / "m.pt"
+    torch.save(state, path)
+    workdir = tmp_path / "wd"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(base.UnlearningMethod, "_unlearn", lambda *a, **k: pytest.fail("trained"))
+        if command == "unlearn":
+            model = tiny_experiment.build_model()
+            model.load_state_dict(state)
+            train = tiny_experiment.data.train
+            with pytest.raises(base.UnlearningError, match="outputs on a batch of .* not finite"):
+                oblivio.unlearn(
+                    model,
+                    forget=train.subset(torch.arange(5)),
+                    retain=train.subset(torch.arange(5, 50)),
+                    method="test-attack-sgd",
+                )
+            return
+        if command == "init":
+            code, _, err = cli("request", "init", "--model-file", str(path), "--workdir", str(workdir))
+        else:
+            extra = ("--method", "test-attack-sgd") if command == "forget" else ()
+            code, _, err = cli(command, "--model-file", str(path), "--forget", "class-subset:3:5", *extra)
+    _one_line_error(code, err, match="outputs on 4 real images are not finite")
+    if command == "init":
+        assert make_service(workdir).list_versions() == []
 
 
 @pytest.mark.parametrize(

@@ -454,9 +454,13 @@ def load_model_file(exp: Experiment, path: Path, *, what: str = "--model-file"):
             f"{what} {path} does not fit model {exp.config.model!r} with options {exp.config.model_options}: "
             f"{str(exc).splitlines()[0]}"
         ) from exc
-    from ..models.base import check_usable_weights
+    import torch
+
+    from ..models.base import check_finite_outputs, check_usable_weights
 
     check_usable_weights(model, source=str(path))  # NaN / inf weights: refused before any run or metric
+    test = exp.data.test  # finite weights can still give NaN / inf outputs: checked on real images
+    check_finite_outputs(model, test.float_images(torch.arange(min(4, len(test)))).to(exp.device), source=str(path))
     return model.eval()
 
 

@@ -258,9 +258,14 @@ class DeletionService(IntakeMixin, LeaseMixin, ApplyMixin):
                 f"{path} does not fit the experiment's model ({self.experiment.config.model}): "
                 f"{str(exc).splitlines()[0]}"
             ) from exc
-        from ..models.base import check_usable_weights
+        import torch
+
+        from ..models.base import check_finite_outputs, check_usable_weights
 
         check_usable_weights(model, source=str(path))  # NaN / inf / zero std: every later apply would fail
+        train = self.train_set  # finite weights can still give NaN / inf outputs: checked on real images
+        x = train.float_images(torch.arange(min(4, len(train)))).to(next(model.parameters()).device)
+        check_finite_outputs(model, x, source=str(path))
         model.eval()
         return model
 

@@ -409,8 +409,8 @@ def check_classifier(
 
     Raises:
         ContractError: the weights are on the meta device, the model fails on the batch, returns no logits
-            (:func:`logits_of`) or the wrong shape, or has another number of outputs than the data has classes;
-            the message says how to adapt.
+            (:func:`logits_of`), non-finite logits or the wrong shape, or has another number of outputs than the
+            data has classes; the message says how to adapt.
 
     Example:
         >>> net = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
@@ -442,6 +442,12 @@ def check_classifier(
                 raise ContractError(
                     f"{who}: the model must return logits [B, K], got {tuple(logits.shape)} for a batch of "
                     f"{x.shape[0]}; wrap it so that forward returns one logits tensor"
+                )
+            if not bool(torch.isfinite(logits).all()):  # finite weights, nonsense outputs (e.g. a mean of 1e38)
+                raise ContractError(
+                    f"{who}: the model's outputs on a batch of {x.shape[0]} real images are not finite (NaN or inf) "
+                    "although the run has not started; check the normalisation mean/std and the layers' scales, and "
+                    "give a model whose outputs are finite"
                 )
             if num_classes is not None and logits.shape[1] != num_classes:
                 fewer = logits.shape[1] < num_classes
