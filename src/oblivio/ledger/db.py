@@ -31,6 +31,7 @@ from sqlalchemy.engine import CursorResult, Engine, Result
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from ..utils import SQLITE_MAGIC
 from .errors import ApplyInProgressError, LedgerError  # noqa: F401  (re-exported: their documented home)
 from .records import LeaseInfo, RequestRecord, RunRecord, VersionRecord, lenient_json_loads
 from .schema import (
@@ -223,7 +224,6 @@ def check_lease_seconds(lease_seconds: float) -> float:
     return value
 
 
-SQLITE_MAGIC = b"SQLite format 3\x00"
 LEDGER_TABLES = ("deletion_requests", "unlearning_runs", "model_versions", "ledger_state", "apply_lease")
 
 
