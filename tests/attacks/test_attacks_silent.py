@@ -382,3 +382,16 @@ def test_a_key_given_twice_in_json_hparams_is_refused(cli, capsys):
         cli("forget", "--method", "finetune", "--hparams", '{"epochs": 1, "epochs": 5}')
     err = capsys.readouterr().err
     assert exc.value.code == 2 and "'epochs' is given twice" in err
+
+
+# ---------------------------------------------------------------------------------------------- amounts: ASCII
+@pytest.mark.parametrize("spec", ["random:１０", "random:1_0", "random:٣", "random:0.1_5", "group-frac:0.0２"])
+def test_amounts_take_ascii_digits_only(spec):
+    """``random:１０`` and ``random:1_0`` forgot 10 samples (Python's float reads them); ids refuse that text."""
+    with pytest.raises(ScenarioError, match="ASCII digits"):
+        parse_scenario(spec)
+
+
+@pytest.mark.parametrize("spec, amount", [("random:10", 10.0), ("random:0.1", 0.1), ("random:1e-2", 0.01)])
+def test_ascii_amounts_still_parse(spec, amount):
+    assert parse_scenario(spec).amount == amount
