@@ -456,7 +456,8 @@ def load_model_file(exp: Experiment, path: Path, *, what: str = "--model-file"):
         ) from exc
     import torch
 
-    from ..models.base import check_finite_outputs, check_usable_weights
+    from ..models.adapters import check_finite_outputs
+    from ..models.base import check_usable_weights
 
     check_usable_weights(model, source=str(path))  # NaN / inf weights: refused before any run or metric
     test = exp.data.test  # finite weights can still give NaN / inf outputs: checked on real images

@@ -16,8 +16,7 @@ A row that fails is :class:`TamperedPathError`: recovery reports it and leaves t
 loading a version whose row fails stops with that error before anything is recorded.
 
 Example:
-    >>> from collections.abc import Iterable
-from pathlib import Path
+    >>> from pathlib import Path
     >>> model_file(Path("/srv/ledger"), "models/run00012-0123456789abcdef.pt", row="model_versions row 3").name
     'run00012-0123456789abcdef.pt'
     >>> model_file(Path("/srv/ledger"), "../other/file.pt", row="artefacts row 2")

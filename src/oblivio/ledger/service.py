@@ -260,7 +260,8 @@ class DeletionService(IntakeMixin, LeaseMixin, ApplyMixin):
             ) from exc
         import torch
 
-        from ..models.base import check_finite_outputs, check_usable_weights
+        from ..models.adapters import check_finite_outputs
+        from ..models.base import check_usable_weights
 
         check_usable_weights(model, source=str(path))  # NaN / inf / zero std: every later apply would fail
         train = self.train_set  # finite weights can still give NaN / inf outputs: checked on real images

@@ -52,45 +52,6 @@ def check_usable_weights(model: nn.Module, *, source: str) -> None:
             )
 
 
-def check_finite_outputs(model: nn.Module, x: torch.Tensor, *, source: str) -> None:
-    """Refuse a model whose weights are finite but whose outputs on a batch of real images are not (a
-    normalisation mean of ``1e38``, an overflowing layer): it would be registered, scored and unlearned with
-    nonsense. Runs one forward pass in eval mode without gradients (the model's mode is restored).
-
-    Args:
-        model: the model, its weights loaded and checked (:func:`check_usable_weights`).
-        x: a small batch of real images ``[B, C, H, W]`` in [0, 1], on the model's device.
-        source: where the weights came from (a file name), for the message.
-
-    Raises:
-        CheckpointError: NaN or inf in the outputs.
-
-    Example:
-        >>> m = nn.Sequential(Normalize([1e38], [1e-38]), nn.Flatten(), nn.Linear(4, 2))
-        >>> check_finite_outputs(m, torch.rand(2, 1, 2, 2), source="m.pt")  # doctest: +ELLIPSIS
-        Traceback (most recent call last):
-        ...
-        oblivio.utils.CheckpointError: m.pt: the model's outputs on 2 real images are not finite...
-    """
-    from ..utils import CheckpointError
-    from .adapters import logits_of
-
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            out = logits_of(model(x))
-    finally:
-        model.train(was_training)
-    bad = int((~torch.isfinite(out)).sum())
-    if bad:
-        raise CheckpointError(
-            f"{source}: the model's outputs on {x.shape[0]} real images are not finite ({bad} of {out.numel()} "
-            "values NaN or inf) although its weights are: it cannot be served, scored or unlearned. Check the "
-            "normalisation mean/std and the layers' scales, and give a model whose outputs are finite"
-        )
-
-
 class Normalize(nn.Module):
     """``(x - mean) / std`` per channel, as the model's first layer (so attacks work in [0, 1] pixel units)."""
 
