@@ -148,9 +148,9 @@ def test_a_read_only_workdir_for_a_real_user(cli, make_service, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- damaged ledger rows
+@pytest.mark.sqlite_only("damages the SQLite file with sqlite3 (PostgreSQL's JSON columns refuse invalid JSON)")
 @pytest.mark.parametrize("value", ["not json", "null", '{"a": 1}', "[1.5]", '["x"]', "[true]", "[30, 2.0]"])
 def test_corrupt_forgotten_ids_name_the_row(make_service, cli, tmp_path, value):
-
     workdir = tmp_path / "wd"
     svc = make_service(workdir)
     svc.add_request([30], requester="alice")
@@ -168,11 +168,11 @@ def test_corrupt_forgotten_ids_name_the_row(make_service, cli, tmp_path, value):
         _one_line_error(code, err, match="restore the database from a backup")
 
 
+@pytest.mark.sqlite_only("damages the SQLite file with sqlite3 (PostgreSQL's JSON columns refuse invalid JSON)")
 @pytest.mark.parametrize(
     "table, column, value", [("deletion_requests", "sample_ids", "[31.5]"), ("unlearning_runs", "hparams", "[1]")]
 )
 def test_other_corrupt_json_columns_name_the_row(make_service, tmp_path, table, column, value):
-
     workdir = tmp_path / "wd"
     svc = make_service(workdir)
     svc.add_request([30], requester="alice")
