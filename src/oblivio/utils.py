@@ -291,8 +291,37 @@ def check_output_file(path: str | os.PathLike, *, option: str = "output") -> Pat
             f"{option} {path} is a {kind}, not a regular file: refusing to replace it; give a file path "
             "(a new name, or a regular file to overwrite)"
         )
+    _refuse_ledger_file(path, option=option)
     _check_writable_folder(path.parent, option=option, path=path, create=False)
     return path
+
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+"""The first 16 bytes of every SQLite database file."""
+
+
+def _refuse_ledger_file(path: Path, *, option: str) -> None:
+    """Refuse an output path that would overwrite a database or a ledger's model file: an existing SQLite database
+    (a ledger's ``ledger.db``, by its header, whatever its name) or any file in a ledger's ``models/`` folder (a
+    ``models`` folder beside a ``ledger.db`` or an ``id-index-*.npy``). A command's output never replaces them."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(len(SQLITE_MAGIC))
+    except OSError:  # missing or unreadable: nothing to protect (the folder check reports an unwritable one)
+        head = b""
+    if head == SQLITE_MAGIC:
+        raise ValueError(
+            f"{option} {path} is a SQLite database (a ledger's ledger.db?): refusing to overwrite it; give another "
+            "file name"
+        )
+    folder = path.parent
+    if folder.name == "models" and (
+        (folder.parent / "ledger.db").exists() or any(folder.parent.glob("id-index-*.npy"))
+    ):
+        raise ValueError(
+            f"{option} {path} is inside the models folder of the ledger in {folder.parent}, which holds only the "
+            "files the ledger writes: refusing to write there; give a path outside it"
+        )
 
 
 def check_output_dir(path: str | os.PathLike, *, option: str = "output folder", files: tuple[str, ...] = ()) -> Path:
@@ -324,6 +353,7 @@ def check_output_dir(path: str | os.PathLike, *, option: str = "output folder", 
                 f"{option} {path}: {name} there is a {inner}, not a regular file: refusing to replace it; "
                 "move it away or give another folder"
             )
+        _refuse_ledger_file(path / name, option=option)
     return path
 
 
@@ -354,7 +384,14 @@ def safe_torch_load(path: str | os.PathLike, *, map_location: Any = "cpu") -> An
     """Load a checkpoint with ``weights_only=True``; any failure becomes a :class:`CheckpointError`."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
+        try:
+            kind = file_kind(path)
+        except OSError as exc:  # a symbolic-link loop, a folder on the way that cannot be searched...
+            raise CheckpointError(f"checkpoint {path} cannot be opened: {exc.strerror or exc}") from None
+        if kind is None:
+            raise CheckpointError(f"checkpoint {path} does not exist")
+        # a FIFO would block the read, /dev/zero never ends: refused without opening it
+        raise CheckpointError(f"checkpoint {path} is not a regular file: it is a {kind}; give the path of a saved file")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # truncated zip, pickle error, unsafe global...

@@ -10,6 +10,7 @@ psycopg, no oblivio code); every test runs on SQLite and on PostgreSQL.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from datetime import datetime
 from pathlib import Path
@@ -216,3 +217,76 @@ def test_the_service_refuses_to_record_a_name_it_does_not_generate(make_service,
         svc._record_artefact("notes.txt", run_id=None)
     assert (tmp_path / "wd" / "notes.txt").read_text() == "mine"
     assert execute(tmp_path / "wd" / "ledger.db", "SELECT count(*) FROM artefacts") == [(0,)]
+
+
+def test_a_linked_models_folder_is_refused_before_recovery_deletes_through_it(make_service, cli, tmp_path):
+    """``<workdir>/models`` replaced by a symbolic link to another folder, and a pending ``artefacts`` row with one
+    of the service's own names naming a file there: the name passes the pattern and the file resolves inside the
+    (linked) models folder, so recovery used to delete it. Now apply (Python and CLI) stops with one clear error
+    before anything is recovered: the file survives, the row stays pending, the request stays pending."""
+    workdir = tmp_path / "wd"
+    svc = make_service(workdir)
+    svc.add_request([3], requester="alice")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    victim = outside / Path(SERVICE_NAME).name
+    victim.write_bytes(b"someone else's data")
+    (workdir / "models").rmdir()
+    (workdir / "models").symlink_to(outside, target_is_directory=True)
+    db = workdir / "ledger.db"
+    execute(
+        db,
+        "INSERT INTO artefacts (path, run_id, status, created_at) VALUES (?, NULL, 'pending', ?)",
+        (SERVICE_NAME, datetime(2026, 1, 1)),
+    )
+    with pytest.raises(TamperedPathError, match="models folder .* is a symbolic link"):
+        svc.apply()
+    with pytest.raises(TamperedPathError, match="symbolic link"):
+        model_file(workdir, SERVICE_NAME, row="row 1")
+    assert victim.read_bytes() == b"someone else's data"
+    assert execute(db, "SELECT path, status FROM artefacts") == [(SERVICE_NAME, "pending")]
+    assert [r.status for r in svc.list_requests()] == ["pending"]
+    svc.close()
+    code, _, err = cli("request", "apply", "--workdir", str(workdir), "--method", "test-attack-sgd")
+    lines = [ln for ln in err.splitlines() if ln.startswith("oblivio: error:")]
+    assert code == 2 and len(lines) == 1 and "symbolic link" in lines[0] and "Traceback" not in err
+    assert victim.read_bytes() == b"someone else's data"
+    assert list(outside.iterdir()) == [victim]
+
+
+def test_list_and_report_warn_about_each_tampered_row(make_service, cli, tmp_path):
+    """``request list`` and ``request report`` act on no file, but used to show a tampered ``model_versions`` or
+    ``artefacts`` row as if it were fine: now one WARNING line per bad row, naming it (text and JSON)."""
+    workdir = tmp_path / "wd"
+    svc = make_service(workdir)
+    svc.add_request([5], requester="alice")
+    svc.apply()
+    svc.close()
+    db = workdir / "ledger.db"
+    execute(db, "UPDATE model_versions SET path = ? WHERE id = 1", ("../other/file.pt",))
+    execute(
+        db,
+        "INSERT INTO artefacts (path, status, created_at) VALUES (?, 'pending', ?)",
+        ("/etc/passwd", datetime(2026, 1, 1)),
+    )
+    artefact = execute(db, "SELECT max(id) FROM artefacts")[0][0]
+    code, out, err = cli("request", "list", "--workdir", str(workdir))
+    assert code == 0, err
+    warnings = [ln for ln in out.splitlines() if ln.startswith("WARNING:")]
+    assert len(warnings) == 2 and all("tampered? left alone" in w for w in warnings), out
+    assert "model_versions row 1 names '../other/file.pt'" in warnings[0]
+    assert f"artefacts row {artefact} names '/etc/passwd'" in warnings[1]
+    code, out, err = cli("request", "list", "--workdir", str(workdir), "--json")
+    assert code == 0, err
+    assert [m.split(" names")[0] for m in json.loads(out)["tampered"]] == [
+        "model_versions row 1",
+        f"artefacts row {artefact}",
+    ]
+    code, out, err = cli("request", "report", "--workdir", str(workdir), "--out", str(tmp_path / "rep"))
+    assert code == 0, err
+    assert sum("tampered? left alone" in ln for ln in out.splitlines() if ln.startswith("WARNING:")) == 2, out
+    assert Path("/etc/passwd").exists()
+    execute(db, "UPDATE model_versions SET path = ? WHERE id = 1", (SERVICE_NAME,))
+    execute(db, "DELETE FROM artefacts WHERE id = ?", (artefact,))
+    code, out, err = cli("request", "list", "--workdir", str(workdir))  # a well-formed ledger: no warning
+    assert code == 0 and "WARNING" not in out, out

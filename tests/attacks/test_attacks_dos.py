@@ -110,6 +110,50 @@ def test_a_huge_config_file_is_refused_unread(tmp_path):
         load_config(path)
 
 
+# ---------------------------------------------------------------------------------------------- deep nesting
+DEEP_CONFIGS = {
+    "yaml-flow-lists": "method: finetune\nhparams: " + "[" * 2000 + "]" * 2000 + "\n",
+    "yaml-flow-maps": "method: finetune\nhparams: " + "{a: " * 2000 + "1" + "}" * 2000 + "\n",
+    "json-lists": '{"method": "finetune", "hparams": ' + "[" * 100_000 + "]" * 100_000 + "}",
+    "just-too-deep": "method: finetune\nhparams: {a: " + "[" * 40 + "]" * 40 + "}\n",
+}
+
+
+@pytest.mark.parametrize("case", sorted(DEEP_CONFIGS))
+def test_a_deeply_nested_config_file_is_one_line(cli, tmp_path, case):
+    """A RecursionError traceback from the YAML parser before (2000 ``[``); now one line, before anything runs."""
+    path = tmp_path / "deep.yaml"
+    path.write_text(DEEP_CONFIGS[case])
+    code, out, err = cli("forget", "--config", str(path))
+    lines = [ln for ln in err.splitlines() if ln.startswith("oblivio: error:")]
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+    assert "nested too deeply" in lines[0]
+
+
+@pytest.mark.parametrize("option", ["--hparams", "--model-options"])
+@pytest.mark.parametrize("opener, closer", [("[", "]"), ('{"a": ', "}")])
+def test_a_deeply_nested_json_option_is_one_line(cli, capsys, option, opener, closer):
+    """``--hparams '[[[...'`` 100k deep: a RecursionError traceback from json before; now argparse's one line."""
+    with pytest.raises(SystemExit) as exc:
+        cli("forget", option, opener * 100_000 + "1" * (opener == '{"a": ') + closer * 100_000)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "nested too deeply" in err and "Traceback" not in err
+
+
+def test_bench_methods_json_nested_too_deeply(cli, tmp_path):
+    code, _, err = cli("bench", "tmu-table4", "--out", str(tmp_path / "b"), "--methods", "[" * 100_000)
+    lines = [ln for ln in err.splitlines() if ln.startswith("oblivio: error:")]
+    assert code == 2 and len(lines) == 1 and "--methods is nested too deeply" in lines[0], err
+
+
+def test_nesting_up_to_the_limit_still_loads(tmp_path):
+    from oblivio.cli.common import MAX_NESTING, load_config
+
+    path = tmp_path / "ok.yaml"
+    path.write_text("hparams: " + "[" * (MAX_NESTING - 1) + "]" * (MAX_NESTING - 1) + "\n")
+    assert load_config(path)["hparams"] is not None
+
+
 # ---------------------------------------------------------------------------------------------- .npy headers
 def _npy(tmp_path, header: dict, data: bytes, *, version: tuple[int, int] = (1, 0), name: str = "ids.npy"):
     """A .npy file with the given header dict and data bytes, written by hand (numpy would refuse to lie)."""

@@ -11,6 +11,8 @@ import sqlite3
 
 import pytest
 
+from oblivio.ledger import LedgerError
+
 
 def _one_line_error(code, err, *, match):
     assert code == 2, err
@@ -74,6 +76,31 @@ def test_lease_seconds_must_be_finite_and_positive_from_python(make_service, val
         make_service(lease_seconds=value)
 
 
+@pytest.mark.parametrize("value", ["1e300", "604801"])
+def test_a_lease_beyond_a_week_is_one_line(cli, make_service, tmp_path, value):
+    """``--lease-seconds 1e300`` passed the finite check and overflowed ``timedelta`` (an ``OverflowError``
+    traceback); now one line, and nothing is recorded."""
+    workdir = tmp_path / "wd"
+    code, _, err = cli("request", "apply", "--lease-seconds", value, "--workdir", str(workdir))
+    _one_line_error(code, err, match="lease_seconds must be at most 604800")
+    with pytest.raises(ValueError, match="at most 604800"):
+        make_service(tmp_path / "wd2", lease_seconds=float(value))
+
+
+@pytest.mark.parametrize("request_id", [str(2**31), str(2**63), "99999999999999999999999"])
+def test_cancel_an_id_beyond_the_databases_integers(cli, make_service, tmp_path, request_id):
+    """``request cancel 99999999999999999999999`` was an ``OverflowError`` traceback (SQLite) or a database error
+    (PostgreSQL's 32-bit ids); now "no request #..." like any other unknown id, and nothing changes."""
+    workdir = tmp_path / "wd"
+    svc = make_service(workdir)
+    svc.add_request([3], requester="alice")
+    code, _, err = cli("request", "cancel", request_id, "--by", "dpo", "--workdir", str(workdir))
+    _one_line_error(code, err, match=f"no request #{request_id}")
+    with pytest.raises(LedgerError, match=f"no request #{request_id}"):
+        svc.cancel_request(int(request_id), by="dpo")
+    assert [r.status for r in svc.list_requests()] == ["pending"]
+
+
 # ---------------------------------------------------------------------------------------------- the workdir
 def test_a_symlink_loop_workdir(cli, tmp_path):
     (tmp_path / "a").symlink_to(tmp_path / "b")
@@ -121,10 +148,9 @@ def test_a_read_only_workdir_for_a_real_user(cli, make_service, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- damaged ledger rows
+@pytest.mark.sqlite_only("damages the SQLite file with sqlite3 (PostgreSQL's JSON columns refuse invalid JSON)")
 @pytest.mark.parametrize("value", ["not json", "null", '{"a": 1}', "[1.5]", '["x"]', "[true]", "[30, 2.0]"])
 def test_corrupt_forgotten_ids_name_the_row(make_service, cli, tmp_path, value):
-    from oblivio.ledger import LedgerError
-
     workdir = tmp_path / "wd"
     svc = make_service(workdir)
     svc.add_request([30], requester="alice")
@@ -142,12 +168,11 @@ def test_corrupt_forgotten_ids_name_the_row(make_service, cli, tmp_path, value):
         _one_line_error(code, err, match="restore the database from a backup")
 
 
+@pytest.mark.sqlite_only("damages the SQLite file with sqlite3 (PostgreSQL's JSON columns refuse invalid JSON)")
 @pytest.mark.parametrize(
     "table, column, value", [("deletion_requests", "sample_ids", "[31.5]"), ("unlearning_runs", "hparams", "[1]")]
 )
 def test_other_corrupt_json_columns_name_the_row(make_service, tmp_path, table, column, value):
-    from oblivio.ledger import LedgerError
-
     workdir = tmp_path / "wd"
     svc = make_service(workdir)
     svc.add_request([30], requester="alice")
@@ -223,6 +248,36 @@ def test_hparams_must_be_a_json_object(cli, capsys, tmp_path, command, hparams):
     _argparse_error(cli, capsys, *command, "--hparams", hparams, *extra, match="expected a JSON object")
 
 
+@pytest.mark.parametrize(
+    "method, hparams, match",
+    [
+        ("tmu", '{"epochs": 1e999}', "epochs must be an integer, got inf"),
+        ("tmu", '{"lr": 1e999}', "lr must be a finite number, got inf"),
+        ("tmu", '{"twin_size": "x"}', "twin_size must be an integer or null, got 'x'"),
+        ("tmu", '{"n_twins": null}', "n_twins must be an integer, got None"),
+        ("tmu", '{"epochs": true}', "epochs must be an integer, got True"),
+        ("tmu", '{"features": "nf"}', "features must be a list of a string, got 'nf'"),
+        ("retrain", '{"recipe": 1}', "recipe must be a string or a Recipe, got 1"),
+        ("finetune", '{"optimizer": 1}', "optimizer must be one of 'sgd', 'adam', got 1"),
+    ],
+)
+@pytest.mark.parametrize("command", ["forget", "request"])
+def test_hparams_of_the_wrong_type_are_one_line(cli, tmp_path, monkeypatch, command, method, hparams, match):
+    """A number too large for a float (``1e999``), a string where a count goes, ``null``, a bool, an int for a
+    recipe: a ``TypeError``/``AttributeError``/``OverflowError`` traceback from inside the method before; now one
+    line naming the hyper-parameter, the type it must have and the value, before any training."""
+    from oblivio.methods import base
+
+    monkeypatch.setattr(base.UnlearningMethod, "__call__", lambda *a, **k: pytest.fail("trained"))
+    if command == "forget":
+        code, _, err = cli("forget", "--method", method, "--hparams", hparams)
+    else:
+        code, _, err = cli(
+            "request", "apply", "--workdir", str(tmp_path / "wd"), "--method", method, "--hparams", hparams
+        )
+    _one_line_error(code, err, match=f"{method}: hyper-parameter {match}")
+
+
 def test_hparams_list_in_a_config_file(cli, tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text("method: test-attack-sgd\nhparams: [1, 2]\n")
@@ -264,7 +319,45 @@ def _tiny_state(tiny_experiment, how):
         state["body.0.bias"][0] = float("inf")
     elif how == "zero-std":
         state["normalize.std"].zero_()
+    elif how == "huge-mean":  # every weight finite, every output -inf: (x - 1e38) / std overflows float32
+        state["normalize.mean"].fill_(1e38)
     return state, torch
+
+
+@pytest.mark.parametrize("command", ["init", "evaluate", "forget", "unlearn"])
+def test_a_model_with_finite_weights_but_non_finite_outputs(cli, make_service, tiny_experiment, tmp_path, command):
+    """A normalisation mean of 1e38: the weights are finite, so the weight check passed, and ``request init``
+    registered it, ``evaluate`` scored it and ``forget`` unlearned it with nonsense. Now the outputs on one batch of
+    real images are checked first: one line, nothing registered, nothing trained."""
+    import oblivio
+    from oblivio.methods import base
+
+    state, torch = _tiny_state(tiny_experiment, "huge-mean")
+    path = tmp_path / "m.pt"
+    torch.save(state, path)
+    workdir = tmp_path / "wd"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(base.UnlearningMethod, "_unlearn", lambda *a, **k: pytest.fail("trained"))
+        if command == "unlearn":
+            model = tiny_experiment.build_model()
+            model.load_state_dict(state)
+            train = tiny_experiment.data.train
+            with pytest.raises(base.UnlearningError, match="outputs on a batch of .* not finite"):
+                oblivio.unlearn(
+                    model,
+                    forget=train.subset(torch.arange(5)),
+                    retain=train.subset(torch.arange(5, 50)),
+                    method="test-attack-sgd",
+                )
+            return
+        if command == "init":
+            code, _, err = cli("request", "init", "--model-file", str(path), "--workdir", str(workdir))
+        else:
+            extra = ("--method", "test-attack-sgd") if command == "forget" else ()
+            code, _, err = cli(command, "--model-file", str(path), "--forget", "class-subset:3:5", *extra)
+    _one_line_error(code, err, match="outputs on 4 real images are not finite")
+    if command == "init":
+        assert make_service(workdir).list_versions() == []
 
 
 @pytest.mark.parametrize(
@@ -277,6 +370,30 @@ def test_evaluate_a_model_file_with_unusable_weights(cli, tiny_experiment, tmp_p
     code, _, err = cli("evaluate", "--model-file", str(path), "--forget", "class-subset:3:5")
     _one_line_error(code, err, match=match)
     assert "SVC" not in err
+
+
+@pytest.mark.parametrize("kind", ["FIFO", "character device", "directory"])
+@pytest.mark.parametrize("command", ["evaluate", "init"])
+def test_a_model_file_that_is_not_a_regular_file(cli, make_service, tmp_path, kind, command):
+    """``--model-file`` naming a FIFO, ``/dev/zero`` or a folder said "does not exist"; now it says what it is,
+    without opening it (a FIFO would block), and nothing is registered."""
+    if kind == "FIFO":
+        path = tmp_path / "m.pt"
+        os.mkfifo(path)
+    elif kind == "character device":
+        path = "/dev/zero"
+    else:
+        path = tmp_path / "m.pt"
+        path.mkdir()
+    workdir = tmp_path / "wd"
+    if command == "evaluate":
+        code, _, err = cli("evaluate", "--model-file", str(path), "--forget", "class-subset:3:5")
+    else:
+        code, _, err = cli("request", "init", "--model-file", str(path), "--workdir", str(workdir))
+    _one_line_error(code, err, match=f"is not a regular file: it is a {kind}")
+    assert "does not exist" not in err
+    if command == "init":
+        assert make_service(workdir).list_versions() == []
 
 
 # ---------------------------------------------------------------------------------------------- id files

@@ -278,3 +278,43 @@ def test_the_docstring_examples_run():
 
     result = doctest.testmod(oblivio.utils, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.attempted >= 3 and result.failed == 0
+
+
+# ---------------------------------------------------------------------------------------------- ledger files
+@pytest.mark.sqlite_only("the victim is the SQLite ledger file itself")
+@pytest.mark.parametrize("case", ["ledger-db", "renamed-db", "model-file", "new-in-models"])
+@pytest.mark.parametrize("option", ["--out", "--json"])
+def test_forget_never_writes_over_a_ledger(make_service, cli, tmp_path, no_unlearning, case, option):
+    """``forget --out WORKDIR/ledger.db`` replaced the ledger's database with a model checkpoint (exit 0, every
+    request lost). An existing SQLite database (found by its header, whatever its name) and anything in a ledger's
+    ``models/`` folder are refused before the run, and the ledger still reads."""
+    import shutil
+
+    workdir = tmp_path / "wd"
+    svc = make_service(workdir)
+    version = svc.init()
+    svc.add_request([30], requester="alice")
+    svc.close()
+    db = workdir / "ledger.db"
+    targets = {
+        "ledger-db": (db, "SQLite database"),
+        "renamed-db": (tmp_path / "backup.pt", "SQLite database"),
+        "model-file": (workdir / version.path, "models folder of the ledger"),
+        "new-in-models": (workdir / "models" / "mine.pt", "models folder of the ledger"),
+    }
+    target, word = targets[case]
+    if case == "renamed-db":
+        shutil.copy(db, target)
+    before = target.read_bytes() if target.exists() else None
+    code, _, err = cli("forget", "--method", "test-attack-sgd", "--forget", "class-subset:3:5", option, str(target))
+    _one_line(code, err, option, word)
+    assert (target.read_bytes() if target.exists() else None) == before
+    svc = make_service(workdir)
+    assert [r.status for r in svc.list_requests()] == ["pending"] and len(svc.list_versions()) == 1
+    code, _, err = cli("request", "report", "--out", str(workdir / "models"), "--workdir", str(workdir))
+    _one_line(code, err, "--out", "models folder of the ledger")
+
+
+def test_a_plain_models_folder_elsewhere_is_fine(tmp_path):
+    (tmp_path / "models").mkdir()
+    assert check_output_file(tmp_path / "models" / "m.pt", option="--out") == tmp_path / "models" / "m.pt"

@@ -118,6 +118,15 @@ def test_whole_number_options_take_ascii_digits_only(cli, capsys, option, value)
         "sqlite:///file::memory:?uri=true",
         "sqlite:///file:ledger?mode=memory&uri=true",
         "sqlite:///file:ledger?mode=memory&cache=shared&uri=true",
+        # other spellings of the same (accepted before): another VFS, another case, an empty name, inside the URI
+        "sqlite:///file:ledger?vfs=memdb&uri=true",
+        "sqlite:///ledger.db?vfs=memdb",
+        "sqlite:///:MEMORY:",
+        "sqlite:///file:ledger?MODE=MEMORY&uri=true",
+        "sqlite:///file:ledger?mode=Memory&uri=true",
+        "sqlite:///file:?uri=true",
+        "sqlite:///file:%3AMemory%3A?uri=true",
+        "sqlite:///file:ledger%3Fvfs%3Dmemdb?uri=true",
     ],
 )
 def test_an_in_memory_ledger_is_refused(cli, tmp_path, monkeypatch, url):
@@ -172,6 +181,51 @@ def test_a_recipe_that_trains_nothing_is_refused(epochs):
         Recipe(epochs=epochs)
     with pytest.raises(ValueError, match="epochs must be an integer >= 1"):
         CPU.replace(epochs=epochs)
+
+
+@pytest.mark.parametrize(
+    "method, hparams",
+    [
+        ("finetune", {"epochs": 0}),
+        ("finetune", {"epochs": -2}),
+        ("tmu", {"n_twins": 0}),
+        ("tmu", {"twin_size": 0}),
+        ("tmu", {"twin_epochs": 0}),
+        ("scrub", {"forget_batch_size": 0}),
+    ],
+)
+def test_a_method_count_of_zero_is_refused_before_anything_runs(cli, make_service, tmp_path, method, hparams):
+    """``request apply --hparams '{"epochs": 0}'`` ran a no-op and recorded the requests as applied; now it is one
+    line naming the hyper-parameter, nothing is recorded, and the request stays pending (CLI and Python)."""
+    import oblivio
+    from oblivio.methods import base
+
+    workdir = tmp_path / "wd"
+    svc = make_service(workdir)
+    svc.add_request([5], requester="alice")
+    svc.close()
+    key = next(iter(hparams))
+    code, out, err = cli(
+        "request", "apply", "--workdir", str(workdir), "--method", method, "--hparams", json.dumps(hparams)
+    )
+    _one_line_error(code, err, match=f"hyper-parameter {key} must be an integer >= 1")
+    assert "applied" not in out
+    svc = make_service(workdir)
+    with pytest.raises(ValueError, match=f"{key} must be an integer >= 1"):
+        svc.apply(method=method, hparams=hparams)
+    assert _requests(svc) == [(1, "pending", (5,))] and svc.list_runs() == []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(base.UnlearningMethod, "__call__", lambda *a, **k: pytest.fail("trained"))
+        with pytest.raises(ValueError, match=f"{key} must be an integer >= 1"):
+            oblivio.unlearn(None, forget=None, retain=None, method=method, **hparams)
+
+
+def test_a_stage_that_may_be_left_out_still_takes_zero():
+    from oblivio.methods import create_method
+
+    assert create_method("kl-uniform-contrastive", forget_epochs=0).forget_epochs == 0
+    with pytest.raises(ValueError, match="epochs must be an integer >= 1"):
+        create_method("kl-uniform-contrastive", epochs=0)
 
 
 @pytest.mark.parametrize("spec", ["random:1.5", "random:2.25", "random:10.5"])
@@ -303,3 +357,41 @@ def test_bench_and_demo_whole_numbers_take_ascii_digits_only(cli, capsys, argv):
     with pytest.raises(SystemExit) as exc:
         cli(*argv)
     assert exc.value.code == 2 and "ASCII digits" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------- duplicate keys
+@pytest.mark.parametrize(
+    "text, line",
+    [
+        ("method: finetune\nmethod: tmu\n", 2),
+        ("method: finetune\nhparams:\n  epochs: 1\n  epochs: 5\n", 4),
+        ('{"method": "finetune", "method": "tmu"}', 1),
+    ],
+)
+def test_a_key_given_twice_in_a_config_file_is_refused(cli, tmp_path, text, line):
+    """The last value silently won before (``method: tmu`` ran TMU though the file also said finetune)."""
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    code, _, err = cli("forget", "--config", str(path))
+    _one_line_error(code, err, match=f"line {line}: the key")
+    assert "given twice" in err
+
+
+def test_a_key_given_twice_in_json_hparams_is_refused(cli, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli("forget", "--method", "finetune", "--hparams", '{"epochs": 1, "epochs": 5}')
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "'epochs' is given twice" in err
+
+
+# ---------------------------------------------------------------------------------------------- amounts: ASCII
+@pytest.mark.parametrize("spec", ["random:１０", "random:1_0", "random:٣", "random:0.1_5", "group-frac:0.0２"])
+def test_amounts_take_ascii_digits_only(spec):
+    """``random:１０`` and ``random:1_0`` forgot 10 samples (Python's float reads them); ids refuse that text."""
+    with pytest.raises(ScenarioError, match="ASCII digits"):
+        parse_scenario(spec)
+
+
+@pytest.mark.parametrize("spec, amount", [("random:10", 10.0), ("random:0.1", 0.1), ("random:1e-2", 0.01)])
+def test_ascii_amounts_still_parse(spec, amount):
+    assert parse_scenario(spec).amount == amount

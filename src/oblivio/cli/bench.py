@@ -185,8 +185,10 @@ def _parse_methods(text: str | None) -> list | None:
     if text.lstrip().startswith("["):
         import json
 
+        from .parsing import parse_user_json
+
         try:
-            methods = json.loads(text)
+            methods = parse_user_json(text, what="--methods")
         except json.JSONDecodeError as exc:
             raise ValueError(f"--methods is not valid JSON: {exc}") from exc
         if not isinstance(methods, list) or not methods:

@@ -17,6 +17,14 @@ from ..experiments import Experiment, ExperimentConfig, get_preset
 from ..experiments.labels import PERCENT_KEYS, is_percent, unit_of, with_unit
 from ..training.functions import RecipeSource, TrainFunction, recipe_mismatch
 from ..training.recipes import get_recipe
+from .parsing import (  # noqa: F401  (re-exported: the options' parsers live there)
+    MAX_CONFIG_BYTES,
+    MAX_NESTING,
+    check_nesting,
+    json_object,
+    load_config,
+    parse_user_json,
+)
 
 
 # ---------------------------------------------------------------------------------------------- option types
@@ -56,23 +64,6 @@ def positive_seconds(text: str) -> float:
     if not math.isfinite(value) or value <= 0:
         raise argparse.ArgumentTypeError(f"seconds must be a finite number > 0, got {text!r}")
     return value
-
-
-def json_object(text: str) -> dict:
-    """An argparse ``type``: a JSON object (``{"epochs": 2}``); a string, list or number is refused."""
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise argparse.ArgumentTypeError(f"not valid JSON ({exc}): {text[:60]!r}") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(
-            f"expected a JSON object of names to values, e.g. '{{\"name\": 2}}', got {type(value).__name__} "
-            f"{text[:60]!r}"
-        )
-    return value
-
-
-json_object.__name__ = "JSON object"
 
 
 def add_experiment_args(p: argparse.ArgumentParser) -> None:
@@ -186,66 +177,6 @@ def add_config_arg(p: argparse.ArgumentParser) -> None:
         "hparams: {...}); options given on the command line override it (docs/configs.md)",
     )
     p.set_defaults(_config_parser=p)
-
-
-MAX_CONFIG_BYTES = 1 << 20
-"""A config file is a page of option values; anything larger than 1 MiB is refused before it is parsed."""
-
-
-def _config_loader():
-    """PyYAML's ``SafeLoader`` (no code runs) that refuses anchors and aliases (``&name`` / ``*name``, and so ``<<``
-    merge keys) while composing, before any node is built twice: a 300-byte file of nested aliases (a "billion
-    laughs") otherwise grows to gigabytes when its values are expanded."""
-    import yaml
-
-    class NoAliasLoader(yaml.SafeLoader):
-        def compose_node(self, parent, index):
-            event = self.peek_event()
-            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
-                raise _AliasInConfig(event.start_mark.line + 1)
-            return super().compose_node(parent, index)
-
-    return NoAliasLoader
-
-
-class _AliasInConfig(Exception):
-    def __init__(self, line: int) -> None:
-        super().__init__(line)
-        self.line = line
-
-
-def load_config(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a YAML (or JSON) config file into a dict (PyYAML's safe loader: no code runs).
-
-    Anchors and aliases (``&name`` / ``*name``, ``<<`` merges) are refused, and so is a file over
-    :data:`MAX_CONFIG_BYTES`: a few hundred bytes of nested aliases would otherwise expand to gigabytes.
-
-    Raises:
-        ValueError: the file is missing, too large, not YAML, uses anchors or aliases, or is not a mapping of
-            option names to values.
-    """
-    import yaml
-
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise ValueError(f"config file {path} does not exist")
-    size = path.stat().st_size
-    if size > MAX_CONFIG_BYTES:
-        raise ValueError(f"config file {path} is {size} bytes; a config file is at most {MAX_CONFIG_BYTES} bytes")
-    try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_config_loader())  # noqa: S506 - a SafeLoader
-    except _AliasInConfig as exc:
-        raise ValueError(
-            f"config file {path}, line {exc.line}: YAML anchors and aliases (&name, *name, <<) are not allowed in "
-            "config files; write each value out"
-        ) from None
-    except yaml.YAMLError as exc:
-        raise ValueError(f"config file {path} is not valid YAML: {exc}") from exc
-    if data is None:
-        return {}
-    if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
-        raise ValueError(f"config file {path} must be a mapping of option names to values, got {type(data).__name__}")
-    return data
 
 
 def _config_value(action: argparse.Action, value: Any, key: str, path: Any) -> Any:
@@ -523,9 +454,14 @@ def load_model_file(exp: Experiment, path: Path, *, what: str = "--model-file"):
             f"{what} {path} does not fit model {exp.config.model!r} with options {exp.config.model_options}: "
             f"{str(exc).splitlines()[0]}"
         ) from exc
+    import torch
+
+    from ..models.adapters import check_finite_outputs
     from ..models.base import check_usable_weights
 
     check_usable_weights(model, source=str(path))  # NaN / inf weights: refused before any run or metric
+    test = exp.data.test  # finite weights can still give NaN / inf outputs: checked on real images
+    check_finite_outputs(model, test.float_images(torch.arange(min(4, len(test)))).to(exp.device), source=str(path))
     return model.eval()
 
 

@@ -206,6 +206,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         requests = svc.list_requests(status=args.status)
         versions = svc.list_versions()
         runs = svc.list_runs()
+        tampered = svc.tampered_rows()
     if args.json:
         print(
             json.dumps(
@@ -213,11 +214,14 @@ def cmd_list(args: argparse.Namespace) -> int:
                     "requests": [r.to_dict() for r in requests],
                     "runs": [r.to_dict() for r in runs],
                     "versions": [v.to_dict() for v in versions],
+                    "tampered": tampered,
                 },
                 indent=2,
             )
         )
         return 0
+    for message in tampered:  # a row naming a file the service never writes: shown, never acted on
+        print(f"WARNING: {escape_text(message)}")
     rows = [
         {
             "id": r.id,
@@ -324,6 +328,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         check_output_dir(args.out, option="--out", files=files)
         json_path, html_path = svc.write_report(args.out, version=version.id, pdf=args.pdf)
         verdict = svc.report(version.id)["verdict"]
+        tampered = svc.tampered_rows()
+    for message in tampered:  # a row naming a file the service never writes: shown, never acted on
+        print(f"WARNING: {escape_text(message)}")
     print(f"verdict: {verdict['sentence']}")
     print(f"wrote {json_path} and {html_path}" + (f" and {html_path.with_suffix('.pdf')}" if args.pdf else ""))
     return 0

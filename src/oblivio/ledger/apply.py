@@ -23,7 +23,7 @@ from ..scenarios import Indices
 from ..training.loop import DivergenceError
 from ..utils import atomic_torch_save, file_sha256, json_safe, state_dict_hash
 from .db import Ledger, LedgerError, RequestRecord, RunRecord, VersionRecord, rowcount
-from .paths import TamperedPathError, model_file, temp_siblings
+from .paths import TamperedPathError, model_file, models_folder, temp_siblings
 from .schema import OPEN_STATUSES, Artefact, DeletionRequest, ModelVersion, UnlearningRun, utcnow
 from .verification import (  # noqa: F401 -- twin_estimate and the membership figures: their old import path
     MIA_MIN_FORGET,
@@ -175,6 +175,8 @@ class ApplyMixin:
         Raises:
             ApplyInProgressError: another process is applying (nothing was changed).
             CheckpointError: the current version's file is corrupt or was modified (nothing was changed).
+            TamperedPathError: ``models/`` is a symbolic link or the current version's row names a path the
+                service never writes (nothing was changed, no file deleted).
         """
         from ..methods import create_method
         from ..utils import check_seed
@@ -183,6 +185,7 @@ class ApplyMixin:
         method_name = method or self.method
         hp = dict(hparams if hparams is not None else (self.hparams if method_name == self.method else {}))
         create_method(method_name, **hp)  # fail fast on an unknown method or hyper-parameter
+        models_folder(self.workdir)  # a linked models/ is refused before recovery deletes anything through it
         with self._lease() as holder:
             self._checkpoint("lease-taken")
             abandoned, removed, tampered = self._recover()

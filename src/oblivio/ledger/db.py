@@ -31,6 +31,7 @@ from sqlalchemy.engine import CursorResult, Engine, Result
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from ..utils import SQLITE_MAGIC
 from .errors import ApplyInProgressError, LedgerError  # noqa: F401  (re-exported: their documented home)
 from .records import LeaseInfo, RequestRecord, RunRecord, VersionRecord, lenient_json_loads
 from .schema import (
@@ -101,9 +102,35 @@ def _safe_url(url: str) -> str:
         return "(database URL)"
 
 
+def _sqlite_in_memory(database: str, query: Any) -> bool:
+    """True when SQLite would keep ``database`` (a SQLAlchemy URL's database part) with the URL's ``query``
+    options in memory or in a temporary file: ``:memory:`` in any spelling, an empty name, and for a ``file:`` URI
+    (``uri=true``) ``mode=memory``, ``vfs=memdb`` (or any in-memory VFS) or an empty or ``:memory:`` path, the
+    options read from the URL's query and from the URI itself, case-insensitively and percent-decoded."""
+    from urllib.parse import parse_qsl, unquote
+
+    options: list[tuple[str, str]] = []
+    for key, value in dict(query).items():
+        options += [(key, v) for v in (value if isinstance(value, tuple) else (value,))]
+    name = database
+    if database.lower().startswith("file:"):
+        name, _, inner = database[5:].partition("?")
+        options += parse_qsl(inner, keep_blank_values=True)
+        name = unquote(name.split("#", 1)[0])
+        if name.startswith("//"):  # file://host/path: the authority part is empty or localhost
+            name = name[2:].partition("/")[2]
+    opts = [(k.strip().lower(), unquote(str(v)).strip().lower()) for k, v in options]
+    return (
+        name.strip().lower() in ("", ":memory:")
+        or any(k == "mode" and v == "memory" for k, v in opts)
+        or any(k == "vfs" and "mem" in v for k, v in opts)
+    )
+
+
 def check_persistent_url(url: str) -> None:
-    """Refuse a ledger URL whose database cannot outlive the process: in-memory SQLite (``sqlite://``,
-    ``sqlite:///:memory:``, ``file::memory:``, any ``mode=memory``).
+    """Refuse a ledger URL whose database cannot outlive the process: in-memory or temporary SQLite (``sqlite://``,
+    ``sqlite:///:memory:`` in any case, ``file::memory:``, an empty ``file:`` name, any ``mode=memory`` or
+    ``vfs=memdb``, in the URL's options or inside a ``file:`` URI).
 
     A ledger there would record a request, report it ``pending``, and lose it when the command ends.
 
@@ -115,6 +142,10 @@ def check_persistent_url(url: str) -> None:
         Traceback (most recent call last):
         ...
         oblivio.ledger.db.LedgerError: the ledger database sqlite:///:memory: is in memory...
+        >>> check_persistent_url("sqlite:///file:x?vfs=memdb&uri=true")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        oblivio.ledger.db.LedgerError: the ledger database sqlite:///file:x?vfs=memdb&uri=true is in memory...
     """
     from sqlalchemy.engine import make_url
 
@@ -124,15 +155,7 @@ def check_persistent_url(url: str) -> None:
         return
     if not u.drivername.startswith("sqlite"):
         return
-    database = u.database or ""
-    mode = u.query.get("mode")
-    modes = mode if isinstance(mode, tuple) else (mode,)
-    if (
-        database in ("", ":memory:")
-        or database.startswith("file::memory:")
-        or "mode=memory" in database
-        or "memory" in modes
-    ):
+    if _sqlite_in_memory(u.database or "", u.query):
         shown = url if u.password is None else _safe_url(url)
         raise LedgerError(
             f"the ledger database {shown} is in memory: it vanishes when this command ends, and every "
@@ -180,18 +203,27 @@ def open_workdir(workdir: str | os.PathLike) -> Path:
     return path
 
 
+MAX_LEASE_SECONDS = 7 * 24 * 3600.0
+"""The longest apply lease: a week. The lease is renewed every quarter of its length while the apply works, so a
+long one buys nothing; it only decides how long a killed apply blocks the next (and ``1e300`` overflowed)."""
+
+
 def check_lease_seconds(lease_seconds: float) -> float:
-    """``lease_seconds`` as a finite float > 0 (``nan`` and ``inf`` refused)."""
+    """``lease_seconds`` as a finite float in ``(0, MAX_LEASE_SECONDS]`` (``nan``, ``inf`` and ``1e300`` refused)."""
     try:
         value = float(lease_seconds)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ValueError(f"lease_seconds must be a number of seconds, got {lease_seconds!r}") from None
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"lease_seconds must be a finite number of seconds > 0, got {lease_seconds!r}")
+    if value > MAX_LEASE_SECONDS:
+        raise ValueError(
+            f"lease_seconds must be at most {MAX_LEASE_SECONDS:.0f} (a week), got {lease_seconds!r}: the lease is "
+            "renewed while the apply runs, its length only decides how long a killed apply blocks the next one"
+        )
     return value
 
 
-SQLITE_MAGIC = b"SQLite format 3\x00"
 LEDGER_TABLES = ("deletion_requests", "unlearning_runs", "model_versions", "ledger_state", "apply_lease")
 
 
@@ -491,6 +523,12 @@ class Ledger:
             return LeaseInfo(row.holder, row.acquired_at, row.expires_at) if row else LeaseInfo(None, None, None)
 
     # ------------------------------------------------------------------ reads
+    def id_in_range(self, row_id: int) -> bool:
+        """Whether ``row_id`` fits the ledger's id columns (``INTEGER``: 32 bits on PostgreSQL, 64 on SQLite); an id
+        beyond them names no row (asking the database would overflow)."""
+        high = 2**31 - 1 if self.engine.dialect.name == "postgresql" else 2**63 - 1
+        return 1 <= row_id <= high
+
     def current_version_id(self) -> int | None:
         with self.Session() as s:
             return self.state(s).current_version_id

@@ -204,7 +204,7 @@ class IntakeMixin:
         busy = info.holder is not None and info.expires_at is not None and info.expires_at > utcnow()
         with self.ledger.transaction() as s:
             self.ledger.state(s, for_update=True)
-            row = s.get(DeletionRequest, int(request_id))
+            row = s.get(DeletionRequest, int(request_id)) if self.ledger.id_in_range(int(request_id)) else None
             if row is None:
                 raise LedgerError(f"no request #{request_id}")
             if row.status not in OPEN_STATUSES:

@@ -19,7 +19,7 @@ from pathlib import Path
 from sqlalchemy import delete, select, update
 
 from .db import ApplyInProgressError, Ledger, LedgerError, new_holder
-from .paths import TamperedPathError, model_file, temp_siblings
+from .paths import TamperedPathError, audit_rows, model_file, temp_siblings
 from .schema import Artefact, DeletionRequest, ModelVersion, UnlearningRun, utcnow
 
 log = logging.getLogger("oblivio.ledger")
@@ -53,6 +53,17 @@ class LeaseMixin:
             s.add(row)
             s.flush()
             return row.id
+
+    def tampered_rows(self) -> list[str]:
+        """One warning line per ``model_versions`` or ``artefacts`` row whose path fails the confinement check
+        (:func:`~oblivio.ledger.paths.audit_rows`), for the commands that show the ledger (``request list``,
+        ``request report``): such a row is never acted on, and must not be shown as fine either."""
+        with self.ledger.Session() as s:
+            versions = s.execute(select(ModelVersion.id, ModelVersion.path).order_by(ModelVersion.id))
+            rows = [(f"model_versions row {i}", p) for i, p in versions]
+            artefacts = s.execute(select(Artefact.id, Artefact.path).order_by(Artefact.id))
+            rows += [(f"artefacts row {i}", p) for i, p in artefacts]
+        return audit_rows(self.workdir, rows)
 
     @contextlib.contextmanager
     def _lease(self) -> Iterator[str]:

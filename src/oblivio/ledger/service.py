@@ -60,7 +60,7 @@ from .db import (
 )
 from .intake import MAX_IDS_FILE_BYTES, MAX_REASON_CHARS, MAX_REQUESTER_CHARS, IntakeMixin
 from .lease import LeaseMixin
-from .paths import TamperedPathError, model_file
+from .paths import TamperedPathError, model_file, models_folder
 from .verification import MIA_MIN_FORGET, PER_EXAMPLE_ALPHA, PER_EXAMPLE_MAX, per_example_membership, twin_estimate
 
 log = logging.getLogger("oblivio.ledger")
@@ -240,6 +240,7 @@ class DeletionService(IntakeMixin, LeaseMixin, ApplyMixin):
                 f"the ledger already has model version {self.ledger.current_version_id()}; version 1 "
                 "can only be registered in a new ledger. Nothing was changed."
             )
+        models_folder(self.workdir)  # a linked models/ is refused before anything is trained or written
         model = self._load_user_model(Path(model_file)) if model_file is not None else None
         with self._lease():
             if self.ledger.current_version_id() is not None:
@@ -261,9 +262,15 @@ class DeletionService(IntakeMixin, LeaseMixin, ApplyMixin):
                 f"{path} does not fit the experiment's model ({self.experiment.config.model}): "
                 f"{str(exc).splitlines()[0]}"
             ) from exc
+        import torch
+
+        from ..models.adapters import check_finite_outputs
         from ..models.base import check_usable_weights
 
         check_usable_weights(model, source=str(path))  # NaN / inf / zero std: every later apply would fail
+        train = self.train_set  # finite weights can still give NaN / inf outputs: checked on real images
+        x = train.float_images(torch.arange(min(4, len(train)))).to(next(model.parameters()).device)
+        check_finite_outputs(model, x, source=str(path))
         model.eval()
         return model
 

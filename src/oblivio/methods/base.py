@@ -29,6 +29,7 @@ from ..metrics.cost import CostMeter
 from ..models.adapters import ClassifierAdapter, logits_of, with_logits
 from ..registry import Registry
 from ..utils import eval_mode, forked_rng, model_device
+from .common import check_hparam_values
 
 log = logging.getLogger("oblivio.methods")
 
@@ -62,6 +63,8 @@ class UnlearningMethod:
             on the holdout); checked before any training. ``None``: not checked.
         needs_features: the method reads penultimate activations, so the model must have ``features(x) -> [B, D]``
             or be adaptable by :func:`oblivio.models.adapters.as_classifier` (checked before any training).
+        zero_allowed: the count hyper-parameters (``*_epochs``...) that may be 0 here; every other count given to
+            :func:`create_method` must be at least 1 (:func:`~oblivio.methods.common.check_hparam_values`).
 
     After a call, ``self.info`` holds what the method reports about its run (counts, epochs, seconds...).
     """
@@ -75,6 +78,7 @@ class UnlearningMethod:
     variant_of: ClassVar[str | None] = None  # set on named variants (register_variant)
     variant_reason: ClassVar[str] = ""
     variant_overrides: ClassVar[dict] = {}
+    zero_allowed: ClassVar[tuple[str, ...]] = ()  # counts (``*_epochs``...) that may be 0 (check_hparam_values)
     info: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def hparams(self) -> dict[str, Any]:
@@ -307,12 +311,14 @@ def describe_method(name: str) -> dict[str, Any]:
 
 
 def create_method(name: str, /, **hparams: Any) -> UnlearningMethod:
-    """Instantiate a registered method with hyper-parameters (unknown ones fail, naming the valid ones)."""
+    """Instantiate a registered method with hyper-parameters (unknown ones fail, naming the valid ones; a wrong
+    type, a non-finite number or a count below 1 fails too: :func:`~oblivio.methods.common.check_hparam_values`)."""
     cls = METHODS.get(name)
     valid = {f.name for f in fields(cls) if f.init}
     unknown = set(hparams) - valid
     if unknown:
         raise TypeError(f"{name} has no hyper-parameter(s) {sorted(unknown)}; valid: {sorted(valid)}")
+    check_hparam_values(cls, hparams)  # types and counts >= 1, one line, before the method is built
     return cls(**hparams)
 
 

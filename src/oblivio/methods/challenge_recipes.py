@@ -99,6 +99,7 @@ class KLUniformContrastive(UnlearningMethod, OptimizerSettings, ClassWeighted):
         "public): supervised-contrastive form, weight 0.1, temperature 0.1, SGD lr 0.01 momentum 0.9 wd 5e-4, batch 64"
     )
     needs_features: ClassVar[bool] = True
+    zero_allowed: ClassVar[tuple[str, ...]] = ("forget_epochs",)  # 0: leave the KL stage out (an ablation)
 
     epochs: int = 8
     lr: float = 0.01

@@ -9,9 +9,12 @@ from __future__ import annotations
 import copy
 import inspect
 import math
+import numbers
+import sys
+import types
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Union, get_args, get_origin
 
 import torch
 import torch.nn.functional as F
@@ -28,7 +31,7 @@ OptimizerName = Literal["sgd", "adam"]
 
 
 _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "epochs": (lambda v: int(v) == v and v >= 0, "an integer >= 0"),
+    "epochs": (lambda v: int(v) == v and v >= 1, "an integer >= 1"),  # 0 epochs would change nothing
     "lr": (lambda v: math.isfinite(v) and v > 0, "a positive number"),
     "batch_size": (lambda v: int(v) == v and v >= 1, "an integer >= 1"),
     "momentum": (lambda v: 0 <= v < 1, "in [0, 1)"),
@@ -61,6 +64,100 @@ def check_hparams(method: Any, **extra: tuple[Callable[[Any], bool], str]) -> No
             good = False
         if not good:
             raise ValueError(f"{type(method).__name__}: {name} must be {allowed}, got {value!r}")
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    """The resolved annotation of each dataclass field of ``cls``: each class of the MRO resolves its own
+    annotations in its own module (a variant made by ``register_variant`` re-declares fields with the base's
+    annotation strings, which name types of the base's module; those keep the base's resolution)."""
+    out: dict[str, Any] = {}
+    for klass in reversed(cls.__mro__):
+        namespace = vars(sys.modules[klass.__module__]) if klass.__module__ in sys.modules else {}
+        for name, ann in vars(klass).get("__annotations__", {}).items():
+            try:
+                out[name] = eval(ann, dict(namespace)) if isinstance(ann, str) else ann  # noqa: S307 - our own annotations
+            except Exception:  # a name only the base's module knows: keep the base's resolution
+                out.setdefault(name, Any)
+    return out
+
+
+def _describe(tp: Any) -> str:
+    origin, args = get_origin(tp), get_args(tp)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_describe(a) for a in args)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    if origin is tuple:
+        return f"a list of {_describe(args[0])}" if len(args) == 2 and args[1] is Ellipsis else f"a list of {len(args)}"
+    names = {bool: "true or false", int: "an integer", float: "a finite number", str: "a string", type(None): "null"}
+    return names.get(tp, f"a {getattr(tp, '__name__', tp)}")
+
+
+def _matches(value: Any, tp: Any) -> bool:
+    origin, args = get_origin(tp), get_args(tp)
+    if tp is Any:
+        return True
+    if origin in (Union, types.UnionType):
+        return any(_matches(value, a) for a in args)
+    if origin is Literal:  # 1 == True in Python: the type must match too
+        return any(value == a and type(value) is type(a) for a in args)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_matches(v, args[0]) for v in value)
+        return len(value) == len(args) and all(_matches(v, a) for v, a in zip(value, args, strict=True))
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:  # a bool is not a count; 2.0 or 1e999 (inf) is not an integer either (numpy integers are)
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    if tp is type(None):
+        return value is None
+    if isinstance(origin, type):
+        return isinstance(value, origin)
+    if isinstance(tp, type):
+        return isinstance(value, tp)
+    return True  # an annotation this check does not know: the method's own checks judge the value
+
+
+def _is_count(name: str) -> bool:
+    return name == "epochs" or name.endswith(("_epochs", "batch_size")) or name in ("n_twins", "twin_size")
+
+
+def check_hparam_values(cls: type, hparams: dict[str, Any]) -> None:
+    """Check hyper-parameters given by a user against the method's dataclass field types, before the method is
+    built: the type (a bool is not an integer, ``1e999`` is not a finite number, a list stands for a tuple) and,
+    for the counts (``epochs``, every ``*_epochs``, every ``*batch_size``, ``n_twins``, ``twin_size``), a value
+    of at least 1: ``epochs: 0`` would run nothing and let a caller record a change that was not made. A method
+    where a count may be 0 (a stage that can be left out) names it in ``zero_allowed``.
+
+    Raises:
+        ValueError: one line naming the method, the hyper-parameter, what it must be and the value given.
+
+    Example:
+        >>> from oblivio.methods import METHODS
+        >>> check_hparam_values(METHODS.get("finetune"), {"epochs": 0})
+        Traceback (most recent call last):
+        ...
+        ValueError: finetune: hyper-parameter epochs must be an integer >= 1, got 0
+        >>> check_hparam_values(METHODS.get("finetune"), {"lr": "fast"})
+        Traceback (most recent call last):
+        ...
+        ValueError: finetune: hyper-parameter lr must be a finite number, got 'fast'
+    """
+    types_ = _field_types(cls)
+    zero_allowed = getattr(cls, "zero_allowed", ())
+    label = getattr(cls, "name", cls.__name__)
+    for key, value in hparams.items():
+        tp = types_.get(key, Any)
+        shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
+        if not _matches(value, tp):
+            raise ValueError(f"{label}: hyper-parameter {key} must be {_describe(tp)}, got {shown}")
+        low = 0 if key in zero_allowed else 1
+        if _is_count(key) and isinstance(value, numbers.Integral) and value < low:
+            raise ValueError(f"{label}: hyper-parameter {key} must be an integer >= {low}, got {shown}")
 
 
 def make_optimizer(
@@ -346,6 +443,7 @@ __all__ = [
     "OptimizerSettings",
     "Phases",
     "RestoreOutsideMask",
+    "check_hparam_values",
     "check_hparams",
     "forget_accuracy_stop",
     "frozen_copy",

@@ -409,8 +409,8 @@ def check_classifier(
 
     Raises:
         ContractError: the weights are on the meta device, the model fails on the batch, returns no logits
-            (:func:`logits_of`) or the wrong shape, or has another number of outputs than the data has classes;
-            the message says how to adapt.
+            (:func:`logits_of`), non-finite logits or the wrong shape, or has another number of outputs than the
+            data has classes; the message says how to adapt.
 
     Example:
         >>> net = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
@@ -443,6 +443,12 @@ def check_classifier(
                     f"{who}: the model must return logits [B, K], got {tuple(logits.shape)} for a batch of "
                     f"{x.shape[0]}; wrap it so that forward returns one logits tensor"
                 )
+            if not bool(torch.isfinite(logits).all()):  # finite weights, nonsense outputs (e.g. a mean of 1e38)
+                raise ContractError(
+                    f"{who}: the model's outputs on a batch of {x.shape[0]} real images are not finite (NaN or inf) "
+                    "although the run has not started; check the normalisation mean/std and the layers' scales, and "
+                    "give a model whose outputs are finite"
+                )
             if num_classes is not None and logits.shape[1] != num_classes:
                 fewer = logits.shape[1] < num_classes
                 raise ContractError(
@@ -470,3 +476,42 @@ def check_classifier(
     finally:
         model.train(was_training)
     return OutputCheck(int(logits.shape[1]), isinstance(raw, torch.Tensor))
+
+
+def check_finite_outputs(model: nn.Module, x: torch.Tensor, *, source: str) -> None:
+    """Refuse a model whose weights are finite but whose outputs on a batch of real images are not (a
+    normalisation mean of ``1e38``, an overflowing layer): it would be registered, scored and unlearned with
+    nonsense. Runs one forward pass in eval mode without gradients (the model's mode is restored).
+
+    Args:
+        model: the model, its weights loaded and checked (:func:`check_usable_weights`).
+        x: a small batch of real images ``[B, C, H, W]`` in [0, 1], on the model's device.
+        source: where the weights came from (a file name), for the message.
+
+    Raises:
+        CheckpointError: NaN or inf in the outputs.
+
+    Example:
+        >>> from oblivio.models import Normalize
+        >>> m = nn.Sequential(Normalize([1e38], [1e-38]), nn.Flatten(), nn.Linear(4, 2))
+        >>> check_finite_outputs(m, torch.rand(2, 1, 2, 2), source="m.pt")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        oblivio.utils.CheckpointError: m.pt: the model's outputs on 2 real images are not finite...
+    """
+    from ..utils import CheckpointError
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = logits_of(model(x))
+    finally:
+        model.train(was_training)
+    bad = int((~torch.isfinite(out)).sum())
+    if bad:
+        raise CheckpointError(
+            f"{source}: the model's outputs on {x.shape[0]} real images are not finite ({bad} of {out.numel()} "
+            "values NaN or inf) although its weights are: it cannot be served, scored or unlearned. Check the "
+            "normalisation mean/std and the layers' scales, and give a model whose outputs are finite"
+        )

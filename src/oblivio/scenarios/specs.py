@@ -149,18 +149,14 @@ def parse_scenario(text: str) -> ScenarioSpec:
         if kind == "random":
             if len(parts) != 1:
                 raise ValueError
-            amount = float(parts[0])
-            if not math.isfinite(amount):
-                raise ScenarioError(f"random forget amount must be a finite fraction or count, got {parts[0]!r}")
+            amount = _ascii_number(parts[0], what="random forget amount", finite="a finite fraction or count")
             return RandomSamples(amount)
         if kind == "group":
             return Groups(groups=tuple(parse_id_text(g, what="group id") for g in parts[0].split(",") if g.strip()))
         if kind == "group-frac":
             if not 1 <= len(parts) <= 3:
                 raise ValueError
-            fraction = float(parts[0])
-            if not math.isfinite(fraction):
-                raise ScenarioError(f"group fraction must be a finite number in (0, 1), got {parts[0]!r}")
+            fraction = _ascii_number(parts[0], what="group fraction", finite="a finite number in (0, 1)")
             if len(parts) == 1:
                 return Groups(fraction=fraction)
             toward = parts[1].strip().lower()
@@ -169,8 +165,12 @@ def parse_scenario(text: str) -> ScenarioSpec:
                     f"group-frac weighting must be 'low' or 'high' (toward that end of the group attribute), "
                     f"got {parts[1]!r}; e.g. group-frac:0.02:low"
                 )
-            power = float(parts[2]) if len(parts) == 3 else ATTRIBUTE_POWER
-            if not (math.isfinite(power) and power > 0):
+            power = (
+                _ascii_number(parts[2], what="group-frac weighting power", finite="a positive number")
+                if len(parts) == 3
+                else ATTRIBUTE_POWER
+            )
+            if not power > 0:
                 raise ScenarioError(f"group-frac weighting power must be a positive number, got {parts[2]!r}")
             return Groups(fraction=fraction, toward=toward, power=power)
         if kind == "indices":
@@ -186,6 +186,32 @@ _FORMS = (
     "valid forms: class-subset:CLASS[:COUNT], class:CLASS, random:FRACTION_OR_COUNT, group:ID[,ID...], "
     "group-frac:FRACTION[:low|high[:POWER]], indices:FILE"
 )
+
+
+_ASCII_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
+def _ascii_number(text: str, *, what: str, finite: str) -> float:
+    """A number written with ASCII digits (``0.1``, ``10``, ``1e-2``); Python's ``float`` also reads ``１０``,
+    ``1_0`` and ``٣``, which the id rule refuses, so amounts refuse them too.
+
+    Raises:
+        ScenarioError: a number in other digits or with ``_``, or not finite (``inf``, ``nan``, ``1e999``).
+        ValueError: not a number at all.
+    """
+    token = text.strip()
+    if not _ASCII_NUMBER.fullmatch(token):
+        value = float(token)  # not a number at all: ValueError, reported as a scenario that cannot be parsed
+        if not math.isfinite(value):
+            raise ScenarioError(f"{what} must be {finite}, got {text!r}")
+        raise ScenarioError(
+            f"{what} must be a number written with the ASCII digits 0-9 (e.g. 0.1 or 100), got {text!r}; no '_', "
+            "no other scripts' digits"
+        )
+    value = float(token)
+    if not math.isfinite(value):
+        raise ScenarioError(f"{what} must be {finite}, got {text!r}")
+    return value
 
 
 def _class_token(tok: str) -> int | str:
