@@ -18,15 +18,17 @@ def test_imported_weights_beside_oblivios_gold_are_warned(make_service, tiny_exp
     assert m["original_recipe"]["kind"] == "unknown" and m["gold_recipe"]["name"] == "tiny"
     assert m["recipe_warning"].startswith("recipes differ") and "oblivio's recipe 'tiny'" in m["recipe_warning"]
     svc.close()
-    # the experiment's own original (trained with the same recipe as gold): no warning
-    own = make_service(workdir=tmp_path / "own")
-    own.add_request([10, 11], requester="alice")
-    m = own.apply(gold=True).version.metrics
-    assert m["original_recipe"] == m["gold_recipe"] and m["recipe_warning"] is None
-    own.close()
     # the command line prints it
     work = ["--workdir", str(tmp_path / "imported")]
     assert cli("request", "add", "--ids", "12", "--requester", "bob", *work)[0] == 0
     code, out, err = cli("request", "apply", "--method", "test-ledger-sgd", "--gold", *work)
     assert code == 0, err
     assert "WARNING: recipes differ" in out
+
+
+def test_the_experiments_own_original_beside_gold_is_not_warned(make_service, tmp_path):
+    # trained with the same recipe as gold: no warning (a test of its own: on PostgreSQL a test has one database)
+    own = make_service(workdir=tmp_path / "own")
+    own.add_request([10, 11], requester="alice")
+    m = own.apply(gold=True).version.metrics
+    assert m["original_recipe"] == m["gold_recipe"] and m["recipe_warning"] is None
