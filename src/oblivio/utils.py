@@ -314,14 +314,35 @@ def _refuse_ledger_file(path: Path, *, option: str) -> None:
             f"{option} {path} is a SQLite database (a ledger's ledger.db?): refusing to overwrite it; give another "
             "file name"
         )
-    folder = path.parent
-    if folder.name == "models" and (
-        (folder.parent / "ledger.db").exists() or any(folder.parent.glob("id-index-*.npy"))
-    ):
+    workdir = ledger_of_models_path(path)
+    if workdir is not None:
         raise ValueError(
-            f"{option} {path} is inside the models folder of the ledger in {folder.parent}, which holds only the "
+            f"{option} {path} is inside the models folder of the ledger in {workdir}, which holds only the "
             "files the ledger writes: refusing to write there; give a path outside it"
         )
+
+
+# Written by the deletion service into every ledger folder (oblivio.ledger.db.open_workdir), so that a ledger whose
+# database lives elsewhere (PostgreSQL) is recognised too.
+LEDGER_MARKER = ".oblivio-ledger"
+
+
+def ledger_of_models_path(path: str | os.PathLike) -> Path | None:
+    """The ledger folder whose ``models/`` (at any depth below it) holds ``path``, or None.
+
+    Both the path as written (made absolute, ``..`` folded) and the path with every symbolic link resolved are
+    checked, so a link to the folder, ``models/sub/..`` or a relative path from inside ``models/`` are all seen.
+    A folder is a ledger's when it holds the service's marker file, a ``ledger.db`` or an ``id-index-*.npy``.
+    """
+    seen = {Path(os.path.abspath(path)).parent, Path(os.path.realpath(path)).parent}
+    for folder in seen:
+        for anc in (folder, *folder.parents):
+            if anc.name != "models":
+                continue
+            wd = anc.parent
+            if (wd / LEDGER_MARKER).exists() or (wd / "ledger.db").exists() or any(wd.glob("id-index-*.npy")):
+                return wd
+    return None
 
 
 def check_output_dir(path: str | os.PathLike, *, option: str = "output folder", files: tuple[str, ...] = ()) -> Path:

@@ -31,7 +31,7 @@ from sqlalchemy.engine import CursorResult, Engine, Result
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from ..utils import SQLITE_MAGIC
+from ..utils import LEDGER_MARKER, SQLITE_MAGIC
 from .errors import ApplyInProgressError, LedgerError  # noqa: F401  (re-exported: their documented home)
 from .records import LeaseInfo, RequestRecord, RunRecord, VersionRecord, lenient_json_loads
 from .schema import (
@@ -45,6 +45,7 @@ from .schema import (
     UnlearningRun,
     utcnow,
 )
+from .urls import _safe_url, check_persistent_url  # noqa: F401  (re-exported: their documented home)
 
 log = logging.getLogger("oblivio.ledger")
 
@@ -92,76 +93,16 @@ def _db_message(exc: BaseException) -> str:
     return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
 
 
-def _safe_url(url: str) -> str:
-    """``url`` with its password masked, for messages."""
-    from sqlalchemy.engine import make_url
-
+def _write_marker(marker: Path) -> None:
+    """Create the ledger folder's marker file once, so that output paths are never written into its models/
+    (utils.ledger_of_models_path). O_CREAT | O_EXCL never follows a link planted in its place; a read-only ledger
+    folder (request list / report still work there) or an existing marker is left as it is."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not parseable: say nothing about it
-        return "(database URL)"
-
-
-def _sqlite_in_memory(database: str, query: Any) -> bool:
-    """True when SQLite would keep ``database`` (a SQLAlchemy URL's database part) with the URL's ``query``
-    options in memory or in a temporary file: ``:memory:`` in any spelling, an empty name, and for a ``file:`` URI
-    (``uri=true``) ``mode=memory``, ``vfs=memdb`` (or any in-memory VFS) or an empty or ``:memory:`` path, the
-    options read from the URL's query and from the URI itself, case-insensitively and percent-decoded."""
-    from urllib.parse import parse_qsl, unquote
-
-    options: list[tuple[str, str]] = []
-    for key, value in dict(query).items():
-        options += [(key, v) for v in (value if isinstance(value, tuple) else (value,))]
-    name = database
-    if database.lower().startswith("file:"):
-        name, _, inner = database[5:].partition("?")
-        options += parse_qsl(inner, keep_blank_values=True)
-        name = unquote(name.split("#", 1)[0])
-        if name.startswith("//"):  # file://host/path: the authority part is empty or localhost
-            name = name[2:].partition("/")[2]
-    opts = [(k.strip().lower(), unquote(str(v)).strip().lower()) for k, v in options]
-    return (
-        name.strip().lower() in ("", ":memory:")
-        or any(k == "mode" and v == "memory" for k, v in opts)
-        or any(k == "vfs" and "mem" in v for k, v in opts)
-    )
-
-
-def check_persistent_url(url: str) -> None:
-    """Refuse a ledger URL whose database cannot outlive the process: in-memory or temporary SQLite (``sqlite://``,
-    ``sqlite:///:memory:`` in any case, ``file::memory:``, an empty ``file:`` name, any ``mode=memory`` or
-    ``vfs=memdb``, in the URL's options or inside a ``file:`` URI).
-
-    A ledger there would record a request, report it ``pending``, and lose it when the command ends.
-
-    Raises:
-        LedgerError: the URL names an in-memory database.
-
-    Example:
-        >>> check_persistent_url("sqlite:///:memory:")  # doctest: +ELLIPSIS
-        Traceback (most recent call last):
-        ...
-        oblivio.ledger.db.LedgerError: the ledger database sqlite:///:memory: is in memory...
-        >>> check_persistent_url("sqlite:///file:x?vfs=memdb&uri=true")  # doctest: +ELLIPSIS
-        Traceback (most recent call last):
-        ...
-        oblivio.ledger.db.LedgerError: the ledger database sqlite:///file:x?vfs=memdb&uri=true is in memory...
-    """
-    from sqlalchemy.engine import make_url
-
-    try:
-        u = make_url(url)
-    except Exception:  # malformed: make_engine says so
+        fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except OSError:
         return
-    if not u.drivername.startswith("sqlite"):
-        return
-    if _sqlite_in_memory(u.database or "", u.query):
-        shown = url if u.password is None else _safe_url(url)
-        raise LedgerError(
-            f"the ledger database {shown} is in memory: it vanishes when this command ends, and every "
-            "request recorded in it with it; keep the ledger in a file (leave --db-url out for "
-            "sqlite:///WORKDIR/ledger.db) or on a database server (postgresql+psycopg://user@host/db)"
-        )
+    with os.fdopen(fd, "w") as fh:
+        fh.write("an oblivio ledger folder: its models/ holds only the files the ledger writes\n")
 
 
 def open_workdir(workdir: str | os.PathLike) -> Path:
@@ -193,6 +134,7 @@ def open_workdir(workdir: str | os.PathLike) -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
         (path / "models").mkdir(exist_ok=True)
+        _write_marker(path / LEDGER_MARKER)
     except PermissionError as exc:
         raise LedgerError(
             f"cannot create the ledger folder {exc.filename or path}: permission denied; give a --workdir you can "
@@ -204,18 +146,27 @@ def open_workdir(workdir: str | os.PathLike) -> Path:
 
 
 MAX_LEASE_SECONDS = 7 * 24 * 3600.0
+# The lease is renewed every max(lease / 4, 0.05) s (ledger/lease.py); a shorter lease would expire between two
+# renewals of a live apply and let a second apply take it over.
+MIN_LEASE_SECONDS = 0.25
 """The longest apply lease: a week. The lease is renewed every quarter of its length while the apply works, so a
 long one buys nothing; it only decides how long a killed apply blocks the next (and ``1e300`` overflowed)."""
 
 
 def check_lease_seconds(lease_seconds: float) -> float:
-    """``lease_seconds`` as a finite float in ``(0, MAX_LEASE_SECONDS]`` (``nan``, ``inf`` and ``1e300`` refused)."""
+    """``lease_seconds`` as a finite float in ``[MIN_LEASE_SECONDS, MAX_LEASE_SECONDS]`` (``nan``, ``inf``, ``1e300``
+    and ``0.0001`` refused)."""
     try:
         value = float(lease_seconds)
     except (TypeError, ValueError, OverflowError):
         raise ValueError(f"lease_seconds must be a number of seconds, got {lease_seconds!r}") from None
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"lease_seconds must be a finite number of seconds > 0, got {lease_seconds!r}")
+    if value < MIN_LEASE_SECONDS:
+        raise ValueError(
+            f"lease_seconds must be at least {MIN_LEASE_SECONDS} s, got {lease_seconds!r}: the lease is renewed "
+            "every quarter of its length, and a shorter one would expire under a live apply"
+        )
     if value > MAX_LEASE_SECONDS:
         raise ValueError(
             f"lease_seconds must be at most {MAX_LEASE_SECONDS:.0f} (a week), got {lease_seconds!r}: the lease is "

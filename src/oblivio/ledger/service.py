@@ -137,9 +137,15 @@ class DeletionService(IntakeMixin, LeaseMixin, ApplyMixin):
         self.hparams = dict(hparams or {})
         self.lease_seconds = float(lease_seconds)
         self.progress = progress
-        self.db_url = (
-            db_url or os.environ.get("OBLIVIO_LEDGER_URL") or f"sqlite:///{(self.workdir / 'ledger.db').resolve()}"
-        )
+        default_db = self.workdir / "ledger.db"
+        if not (db_url or os.environ.get("OBLIVIO_LEDGER_URL")) and default_db.is_symlink():
+            # like models/: the service's own database is a file it created, never a link to one elsewhere
+            raise LedgerError(
+                f"the ledger database {default_db} is a symbolic link (to {os.readlink(default_db)}), not the file "
+                "the service created: refusing to open or create a ledger through it; replace the link by the "
+                "database file itself, or name the database with --db-url"
+            )
+        self.db_url = db_url or os.environ.get("OBLIVIO_LEDGER_URL") or f"sqlite:///{default_db.resolve()}"
         self.ledger = Ledger(self.db_url, busy_timeout=busy_timeout)
         self._bind_experiment()
 

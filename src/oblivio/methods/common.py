@@ -122,6 +122,14 @@ def _matches(value: Any, tp: Any) -> bool:
     return True  # an annotation this check does not know: the method's own checks judge the value
 
 
+MAX_EPOCHS = 100_000  # a cap far above any recipe (paper scale: 200), so that a typo cannot hold a lease for ever
+FLOAT32_MAX = 3.4028234663852886e38
+
+
+def _is_epochs(name: str) -> bool:
+    return name == "epochs" or name.endswith("_epochs")
+
+
 def _is_count(name: str) -> bool:
     return name == "epochs" or name.endswith(("_epochs", "batch_size")) or name in ("n_twins", "twin_size")
 
@@ -158,6 +166,15 @@ def check_hparam_values(cls: type, hparams: dict[str, Any]) -> None:
         low = 0 if key in zero_allowed else 1
         if _is_count(key) and isinstance(value, numbers.Integral) and value < low:
             raise ValueError(f"{label}: hyper-parameter {key} must be an integer >= {low}, got {shown}")
+        if _is_epochs(key) and isinstance(value, numbers.Integral) and int(value) > MAX_EPOCHS:
+            raise ValueError(
+                f"{label}: hyper-parameter {key} must be at most {MAX_EPOCHS:,} (a run that would not end), got {shown}"
+            )
+        if isinstance(value, float) and not isinstance(value, bool) and abs(value) > FLOAT32_MAX:
+            # torch keeps optimiser settings and losses in float32: a larger finite value overflows mid-run
+            raise ValueError(
+                f"{label}: hyper-parameter {key} must be at most {FLOAT32_MAX:.4g} in size (float32), got {shown}"
+            )
 
 
 def make_optimizer(
