@@ -41,6 +41,15 @@ def test_ids_option_takes_ascii_digits_only(cli, make_service, tmp_path, text):
     assert _requests(svc) == []  # nothing recorded
 
 
+@pytest.mark.parametrize("text", ["7,,8", "7,8,", ",7"])
+def test_ids_option_refuses_empty_items_as_a_file_does(cli, make_service, tmp_path, text):
+    workdir = tmp_path / "wd"
+    code, out, err = cli("request", "add", "--ids", text, "--requester", "a", "--workdir", str(workdir))
+    _one_line_error(code, err, match="empty item")
+    assert "recorded" not in out
+    assert _requests(make_service(workdir)) == []
+
+
 @pytest.mark.parametrize("text", HOSTILE_ID_TEXT)
 @pytest.mark.parametrize("suffix", [".txt", ".csv"])
 def test_id_files_take_ascii_digits_only(make_service, tmp_path, text, suffix):

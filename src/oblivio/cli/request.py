@@ -157,7 +157,12 @@ def _ledger_errors(func):
 def _parse_id_list(text: str) -> list[int]:
     from ..scenarios import ScenarioError, is_id_text, parse_id_text
 
-    tokens = [t for t in text.replace(";", ",").split(",") if t.strip()]
+    tokens = text.replace(";", ",").split(",")
+    if len(tokens) > 1 and any(not t.strip() for t in tokens):  # '7,,8' / '7,8,': as an id file refuses it
+        raise ScenarioError(
+            f"--ids has an empty item in {text[:80]!r}: give the ids separated by single commas, e.g. 7,8"
+        )
+    tokens = [t for t in tokens if t.strip()]
     bad = [t.strip() for t in tokens if not is_id_text(t)]
     if bad:
         raise ScenarioError(
