@@ -85,6 +85,10 @@ def test_missing_and_invalid_yaml(tmp_path, capsys):
     (tmp_path / "x.yaml").write_text("a: [1, 2\n")
     assert main(["train", "--config", str(tmp_path / "x.yaml")]) == 2
     assert "not valid YAML" in capsys.readouterr().err
+    (tmp_path / "latin1.yaml").write_bytes(b"epochs: 2\nname: caf\xe9\n")
+    assert main(["train", "--config", str(tmp_path / "latin1.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "latin1.yaml is not UTF-8" in err and "0xe9" in err and len(err.strip().splitlines()) == 1
 
 
 def _subparsers(parser):

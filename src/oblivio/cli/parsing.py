@@ -155,6 +155,11 @@ def load_config(path: str | os.PathLike) -> dict[str, Any]:
             f"config file {path}, line {exc.line}: the key {exc.key!r} is given twice in one mapping; give each key "
             "once (the first value would be dropped silently)"
         ) from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"config file {path} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); save "
+            "it as UTF-8"
+        ) from None
     except RecursionError:
         raise ValueError(
             f"config file {path} is nested too deeply (more than {MAX_NESTING} levels); write it flat"
