@@ -155,3 +155,70 @@ def test_huge_hyper_parameters_are_one_line(hparams, words):
 def test_check_output_file_keeps_plain_relative_paths(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert os.fspath(check_output_file("m.pt", option="--out")) == "m.pt"
+
+
+# ---------------------------------------------------------------------------------------------- check, then swap
+SERVICE_NAME = "models/run00077-0123456789abcdef.pt"  # one of the service's own names
+
+
+def _swap_models_for_a_link(workdir, outside):
+    (workdir / "models").rename(workdir / "models.real")
+    (workdir / "models").symlink_to(outside, target_is_directory=True)
+
+
+def test_removal_goes_through_the_checked_folder_not_a_swapped_link(tmp_path):
+    from oblivio.ledger import TamperedPathError
+    from oblivio.ledger.paths import model_file, remove_model_files
+
+    workdir, outside = tmp_path / "wd", tmp_path / "outside"
+    (workdir / "models").mkdir(parents=True)
+    outside.mkdir()
+    (workdir / SERVICE_NAME).write_bytes(b"orphan")
+    victim = outside / os.path.basename(SERVICE_NAME)
+    victim.write_bytes(b"someone else's data")
+    target = model_file(workdir, SERVICE_NAME, row="row 1")  # the check passes: models/ is the real folder
+    _swap_models_for_a_link(workdir, outside)  # ... and is swapped before the deletion
+    with pytest.raises(TamperedPathError):
+        remove_model_files(workdir, [target])
+    assert victim.read_bytes() == b"someone else's data"
+    # without the swap: the regular file goes, a link planted under a service name does not
+    (workdir / "models").unlink()
+    (workdir / "models.real").rename(workdir / "models")
+    link = workdir / "models" / "run00078-0123456789abcdef.pt"
+    link.symlink_to(victim)
+    removed = remove_model_files(workdir, [workdir / SERVICE_NAME, link])
+    assert removed == [workdir / SERVICE_NAME] and link.is_symlink() and victim.exists()
+
+
+@pytest.mark.sqlite_only("plants the artefacts row through the SQLite file")
+def test_recovery_never_deletes_through_a_folder_swapped_after_its_check(make_service, tmp_path, monkeypatch):
+    from datetime import datetime
+
+    from ledger_oracle import execute
+
+    import oblivio.ledger.lease as lease
+    from oblivio.ledger import TamperedPathError
+
+    workdir, outside = tmp_path / "wd", tmp_path / "outside"
+    svc = make_service(workdir)
+    svc.add_request([3], requester="alice")
+    outside.mkdir()
+    victim = outside / os.path.basename(SERVICE_NAME)
+    victim.write_bytes(b"someone else's data")
+    (workdir / SERVICE_NAME).write_bytes(b"an orphan of an interrupted apply")
+    execute(
+        workdir / "ledger.db",
+        "INSERT INTO artefacts (path, run_id, status, created_at) VALUES (?, NULL, 'pending', ?)",
+        (SERVICE_NAME, datetime(2026, 1, 1)),
+    )
+    real = lease.temp_siblings
+
+    def swap_then_list(path):  # runs after model_file's check, right before the deletion
+        _swap_models_for_a_link(workdir, outside)
+        return real(path)
+
+    monkeypatch.setattr(lease, "temp_siblings", swap_then_list)
+    with pytest.raises(TamperedPathError):  # the swapped folder is found; nothing is deleted through it
+        svc.apply()
+    assert victim.read_bytes() == b"someone else's data"
+    assert (workdir / "models.real" / os.path.basename(SERVICE_NAME)).exists()

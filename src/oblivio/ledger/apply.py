@@ -23,7 +23,7 @@ from ..scenarios import Indices
 from ..training.loop import DivergenceError
 from ..utils import atomic_torch_save, file_sha256, json_safe, state_dict_hash
 from .db import Ledger, LedgerError, RequestRecord, RunRecord, VersionRecord, rowcount
-from .paths import TamperedPathError, model_file, models_folder, temp_siblings
+from .paths import TamperedPathError, model_file, models_folder, remove_model_files, temp_siblings
 from .schema import OPEN_STATUSES, Artefact, DeletionRequest, ModelVersion, UnlearningRun, utcnow
 from .verification import (  # noqa: F401 -- twin_estimate and the membership figures: their old import path
     MIA_MIN_FORGET,
@@ -423,9 +423,11 @@ class ApplyMixin:
                     except TamperedPathError as exc:
                         log.error("%s", exc)
                         return self.ledger.run(run_id)
-                    for p in [target, *temp_siblings(target)]:
-                        if p.is_file() and not p.is_symlink():
-                            p.unlink(missing_ok=True)
+                    try:
+                        remove_model_files(self.workdir, [target, *temp_siblings(target)])
+                    except TamperedPathError as exc:
+                        log.error("%s", exc)
+                        return self.ledger.run(run_id)
                     with self.ledger.transaction() as s:
                         s.execute(delete(Artefact).where(Artefact.id == artefact, Artefact.status == "pending"))
             return self.ledger.run(run_id)

@@ -19,7 +19,7 @@ from pathlib import Path
 from sqlalchemy import delete, select, update
 
 from .db import ApplyInProgressError, Ledger, LedgerError, new_holder
-from .paths import TamperedPathError, audit_rows, model_file, temp_siblings
+from .paths import TamperedPathError, audit_rows, model_file, remove_model_files, temp_siblings
 from .schema import Artefact, DeletionRequest, ModelVersion, UnlearningRun, utcnow
 
 log = logging.getLogger("oblivio.ledger")
@@ -146,11 +146,15 @@ class LeaseMixin:
             log.error("%s", message)
         removed: list[str] = []
         for row_id, target in orphans:
-            for path in [target, *temp_siblings(target)]:
-                if path.is_file() and not path.is_symlink():
-                    log.warning("removing %s, written by an interrupted apply and never committed", path)
-                    path.unlink(missing_ok=True)
-                    removed.append(str(path.relative_to(self.workdir)))
+            try:
+                gone = remove_model_files(self.workdir, [target, *temp_siblings(target)])
+            except TamperedPathError as exc:  # models/ became a link after the check: act on nothing
+                log.error("%s", exc)
+                tampered.append(str(exc))
+                break
+            for path in gone:
+                log.warning("removed %s, written by an interrupted apply and never committed", path)
+                removed.append(str(path.relative_to(self.workdir)))
             with self.ledger.transaction() as s:
                 s.execute(delete(Artefact).where(Artefact.id == row_id))
         if stale:

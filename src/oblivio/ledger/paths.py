@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -152,4 +153,47 @@ def temp_siblings(path: Path) -> list[Path]:
     return [p for p in path.parent.glob(f".{path.name}.*.tmp") if p.is_file() and not p.is_symlink()]
 
 
-__all__ = ["MODEL_NAME", "TamperedPathError", "audit_rows", "model_file", "models_folder", "temp_siblings"]
+def remove_model_files(workdir: Path, paths: Iterable[Path]) -> list[Path]:
+    """Delete the regular files among ``paths`` (each directly in ``<workdir>/models``) through a descriptor of the
+    models folder opened without following links: a ``models/`` swapped for a link after :func:`model_file` checked
+    it cannot redirect the deletion (``O_NOFOLLOW`` refuses the link; each name is unlinked relative to the opened
+    folder, and only when ``lstat`` there says it is a regular file). Returns the paths removed.
+
+    Raises:
+        TamperedPathError: ``models/`` is (now) a symbolic link or not a folder; nothing is deleted.
+    """
+    models = models_folder(workdir)
+    try:
+        fd = os.open(models, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError as exc:
+        problem = f"the ledger's models folder {models} cannot be opened as a folder ({exc.strerror})"
+        err = TamperedPathError(f"{problem}: refusing to delete anything through it; {_FIX_FOLDER}")
+        err.problem = problem
+        raise err from None
+    removed = []
+    try:
+        for path in paths:
+            if Path(path).parent != models:
+                continue  # only names directly in models/ (model_file and temp_siblings give no other)
+            name = Path(path).name
+            try:
+                st = os.lstat(name, dir_fd=fd)
+            except FileNotFoundError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                os.unlink(name, dir_fd=fd)
+                removed.append(Path(path))
+    finally:
+        os.close(fd)
+    return removed
+
+
+__all__ = [
+    "MODEL_NAME",
+    "TamperedPathError",
+    "audit_rows",
+    "model_file",
+    "models_folder",
+    "remove_model_files",
+    "temp_siblings",
+]
