@@ -237,13 +237,18 @@ def explore_report(rows: list[dict]) -> str:
     if not st:
         out.append("No stability rows (no cell ran with more than one unlearning seed).")
     else:
-        out += ["| protocol | seed | method | n seeds | E mean [95% CI] | spread (max − min) | worst E |", "|---|" * 7]
+        out += [
+            "| protocol | seed | method | n seeds | E mean [95% CI] | spread (max − min) | worst E "
+            "| δ to mean gold: mean | worst δ |",
+            "|" + "---|" * 9,
+        ]
         for (sc, s, m), rs in sorted(st.items()):
             e = [r["metrics"]["expected_agreement"] for r in rs]
+            d = [abs(r["metrics"]["delta_mean_gold"]) for r in rs]
             ci = mean_ci(e)
             out.append(
                 f"| {sc} | {s} | {m} | {ci.n} | {ci.format(scale=100, digits=2)} | {_pct(max(e) - min(e), 2)} | "
-                f"{_pct(min(e), 2)} |"
+                f"{_pct(min(e), 2)} | {_pct(sum(d) / len(d), 2)} | {_pct(max(d), 2)} |"
             )
     return "\n".join(out) + "\n"
 
