@@ -438,31 +438,18 @@ def load_model_file(exp: Experiment, path: Path, *, what: str = "--model-file"):
     Raises:
         CheckpointError: the file is unreadable, not a state dict, or of another architecture.
     """
-    from ..utils import CheckpointError, safe_torch_load
-
-    model = exp.build_model()
-    state = safe_torch_load(path, map_location=exp.device)
-    if not isinstance(state, dict):
-        raise CheckpointError(
-            f"{what} {path} holds a {type(state).__name__}, not a state dict; save the model with "
-            "torch.save(model.state_dict(), path)"
-        )
-    try:
-        model.load_state_dict(state)
-    except (RuntimeError, AttributeError, TypeError, KeyError, ValueError) as exc:
-        raise CheckpointError(
-            f"{what} {path} does not fit model {exp.config.model!r} with options {exp.config.model_options}: "
-            f"{str(exc).splitlines()[0]}"
-        ) from exc
     import torch
 
-    from ..models.adapters import check_finite_outputs
-    from ..models.base import check_usable_weights
+    from ..models.adapters import load_weights_file
 
-    check_usable_weights(model, source=str(path))  # NaN / inf weights: refused before any run or metric
-    test = exp.data.test  # finite weights can still give NaN / inf outputs: checked on real images
-    check_finite_outputs(model, test.float_images(torch.arange(min(4, len(test)))).to(exp.device), source=str(path))
-    return model.eval()
+    test = exp.data.test  # the probe: a few real images
+    return load_weights_file(
+        exp.build_model(),
+        path,
+        probe=test.float_images(torch.arange(min(4, len(test)))).to(exp.device),
+        label=f"{what} {path}",
+        model_desc=f"model {exp.config.model!r} with options {exp.config.model_options}",
+    )
 
 
 def model_recipe_source(exp: Experiment, args: argparse.Namespace) -> RecipeSource:

@@ -254,31 +254,19 @@ class DeletionService(IntakeMixin, LeaseMixin, ApplyMixin):
             return self._bootstrap(model=model, source=str(model_file) if model_file is not None else None)
 
     def _load_user_model(self, path: Path) -> nn.Module:
-        model = self.experiment.build_model()
-        state = safe_torch_load(path, map_location=next(model.parameters()).device)
-        if not isinstance(state, dict):
-            raise CheckpointError(
-                f"{path} holds a {type(state).__name__}, not a state dict; save the model with "
-                "torch.save(model.state_dict(), path)"
-            )
-        try:
-            model.load_state_dict(state)
-        except (RuntimeError, TypeError, AttributeError, KeyError, ValueError) as exc:
-            raise CheckpointError(
-                f"{path} does not fit the experiment's model ({self.experiment.config.model}): "
-                f"{str(exc).splitlines()[0]}"
-            ) from exc
         import torch
 
-        from ..models.adapters import check_finite_outputs
-        from ..models.base import check_usable_weights
+        from ..models.adapters import load_weights_file
 
-        check_usable_weights(model, source=str(path))  # NaN / inf / zero std: every later apply would fail
-        train = self.train_set  # finite weights can still give NaN / inf outputs: checked on real images
-        x = train.float_images(torch.arange(min(4, len(train)))).to(next(model.parameters()).device)
-        check_finite_outputs(model, x, source=str(path))
-        model.eval()
-        return model
+        model = self.experiment.build_model()
+        train = self.train_set  # the probe: a few real images
+        return load_weights_file(
+            model,
+            path,
+            probe=train.float_images(torch.arange(min(4, len(train)))).to(next(model.parameters()).device),
+            label=str(path),
+            model_desc=f"the experiment's model ({self.experiment.config.model})",
+        )
 
     # ------------------------------------------------------------------ reports
     def resolve_version(self, version: int | str | None = None) -> VersionRecord:

@@ -37,6 +37,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
@@ -476,6 +477,38 @@ def check_classifier(
     finally:
         model.train(was_training)
     return OutputCheck(int(logits.shape[1]), isinstance(raw, torch.Tensor))
+
+
+def load_weights_file(model: nn.Module, path: Path, *, probe: torch.Tensor, label: str, model_desc: str) -> nn.Module:
+    """Load the state dict at ``path`` (``weights_only=True``, onto ``probe``'s device) into ``model`` and check it
+    before anything uses it: a state dict, of this architecture, finite usable weights
+    (:func:`~oblivio.models.base.check_usable_weights`) and finite outputs on ``probe``, a few real images
+    (:func:`check_finite_outputs`). Returns ``model`` in eval mode. The one loader of a user's weights file (the
+    CLI's ``--model-file`` and the ledger's ``request init --model-file``).
+
+    Args:
+        label: how the messages name the file (``"--model-file m.pt"``).
+        model_desc: how they name the architecture (``"model 'small-cnn' with options {}"``).
+
+    Raises:
+        CheckpointError: unreadable, not a state dict, another architecture, non-finite weights or outputs.
+    """
+    from ..utils import CheckpointError, safe_torch_load
+    from .base import check_usable_weights
+
+    state = safe_torch_load(path, map_location=probe.device)
+    if not isinstance(state, dict):
+        raise CheckpointError(
+            f"{label} holds a {type(state).__name__}, not a state dict; save the model with "
+            "torch.save(model.state_dict(), path)"
+        )
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, AttributeError, TypeError, KeyError, ValueError) as exc:
+        raise CheckpointError(f"{label} does not fit {model_desc}: {str(exc).splitlines()[0]}") from exc
+    check_usable_weights(model, source=str(path))  # NaN / inf / zero-std weights: refused before any run or metric
+    check_finite_outputs(model, probe, source=str(path))  # finite weights can still give NaN / inf outputs
+    return model.eval()
 
 
 def check_finite_outputs(model: nn.Module, x: torch.Tensor, *, source: str) -> None:
