@@ -18,11 +18,10 @@ def _safe_url(url: str) -> str:
         return "(database URL)"
 
 
-def _sqlite_in_memory(database: str, query: Any) -> bool:
-    """True when SQLite would keep ``database`` (a SQLAlchemy URL's database part) with the URL's ``query``
-    options in memory or in a temporary file: ``:memory:`` in any spelling, an empty name, and for a ``file:`` URI
-    (``uri=true``) ``mode=memory``, ``vfs=memdb`` (or any in-memory VFS) or an empty or ``:memory:`` path, the
-    options read from the URL's query and from the URI itself, case-insensitively and percent-decoded."""
+def _sqlite_options(database: str, query: Any) -> tuple[str, list[tuple[str, str]]]:
+    """The database name SQLite would open for ``database`` (a SQLAlchemy URL's database part) and every option
+    it would read, from the URL's ``query`` and, for a ``file:`` URI, from the URI itself: keys and values
+    percent-decoded, stripped and lower-cased."""
     from urllib.parse import parse_qsl, unquote
 
     options: list[tuple[str, str]] = []
@@ -35,7 +34,14 @@ def _sqlite_in_memory(database: str, query: Any) -> bool:
         name = unquote(name.split("#", 1)[0])
         if name.startswith("//"):  # file://host/path: the authority part is empty or localhost
             name = name[2:].partition("/")[2]
-    opts = [(k.strip().lower(), unquote(str(v)).strip().lower()) for k, v in options]
+    return name, [(k.strip().lower(), unquote(str(v)).strip().lower()) for k, v in options]
+
+
+def _sqlite_in_memory(database: str, query: Any) -> bool:
+    """True when SQLite would keep ``database`` with the URL's ``query`` options in memory or in a temporary file:
+    ``:memory:`` in any spelling, an empty name, and for a ``file:`` URI (``uri=true``) ``mode=memory``,
+    ``vfs=memdb`` (or any in-memory VFS) or an empty or ``:memory:`` path (:func:`_sqlite_options`)."""
+    name, opts = _sqlite_options(database, query)
     return (
         name.strip().lower() in ("", ":memory:")
         or any(k == "mode" and v == "memory" for k, v in opts)
@@ -46,14 +52,7 @@ def _sqlite_in_memory(database: str, query: Any) -> bool:
 def _sqlite_unlocked(database: str, query: Any) -> bool:
     """True when the URL's options switch SQLite's file locking off (``nolock=1``, a ``*-none`` or ``*-nolock``
     VFS such as ``unix-none``): the ledger's ``BEGIN IMMEDIATE`` transactions and its apply lease rely on it."""
-    from urllib.parse import parse_qsl, unquote
-
-    options: list[tuple[str, str]] = []
-    for key, value in dict(query).items():
-        options += [(key, v) for v in (value if isinstance(value, tuple) else (value,))]
-    if database.lower().startswith("file:"):
-        options += parse_qsl(database[5:].partition("?")[2], keep_blank_values=True)
-    opts = [(k.strip().lower(), unquote(str(v)).strip().lower()) for k, v in options]
+    _, opts = _sqlite_options(database, query)
     return any(k == "nolock" and v not in ("0", "false", "no", "off") for k, v in opts) or any(
         k == "vfs" and ("none" in v or "nolock" in v or "dotfile" in v) for k, v in opts
     )
