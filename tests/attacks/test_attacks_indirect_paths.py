@@ -16,18 +16,7 @@ import os
 
 import pytest
 
-import _ledger_fixtures
 from oblivio.utils import LEDGER_MARKER, check_output_file
-
-
-@pytest.fixture()
-def no_unlearning(monkeypatch):
-    """The test methods' training fails the test: a bad output path must be refused before it."""
-
-    def trained(*args, **kwargs):
-        raise AssertionError("the unlearning ran before the output path was checked")
-
-    monkeypatch.setattr(_ledger_fixtures.AttackOneStep, "_unlearn", trained)
 
 
 def _ledger_with_a_model(make_service, workdir, **kwargs):

@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 import torch
 
-import _ledger_fixtures
 from oblivio.utils import atomic_torch_save, atomic_write_bytes, check_output_dir, check_output_file
 
 DEVICE = "/dev/full"
@@ -37,16 +36,6 @@ def guard_replace(monkeypatch):
         return real(src, dst, *args, **kwargs)
 
     monkeypatch.setattr(os, "replace", guarded)
-
-
-@pytest.fixture()
-def no_unlearning(monkeypatch):
-    """The test methods' training fails the test: a bad output path must be refused before it."""
-
-    def trained(*args, **kwargs):
-        raise AssertionError("the unlearning ran before the output path was checked")
-
-    monkeypatch.setattr(_ledger_fixtures.AttackOneStep, "_unlearn", trained)
 
 
 def _kind(path: Path) -> str:
