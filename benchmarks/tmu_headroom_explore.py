@@ -230,7 +230,7 @@ def cmd_drag(a) -> None:
             continue
         sim = (feats @ feats[hard].T).max(1).values.numpy()  # max cosine similarity to an image chosen to flip
         for rname, hp in REMEDIES.items():
-            key = f"drag2:{a.preset}:{a.seed}:{a.request}:{dname}:{rname}:{a.folds}:{a.gold_models}"
+            key = f"drag3:{a.preset}:{a.seed}:{a.request}:{dname}:{rname}:{a.folds}:{a.gold_models}"
             if key in done:
                 continue
             method = create_method("tmu", **hp)
@@ -253,6 +253,12 @@ def cmd_drag(a) -> None:
             )
             true_hard = hard.numpy() & (p < 0.5)
             near_true = (feats @ feats[torch.as_tensor(true_hard)].T).max(1).values.numpy() if true_hard.any() else None
+            # where the step misses its decision, and what each miss costs in E (counts of 1/(n·G)): an image chosen to
+            # flip that stayed right, a kept image the step flipped, a kept image the original already got wrong
+            chosen, miss = decision.numpy() == 1, right != (decision.numpy() == 1)
+            cost = np.where(right, 1 - 2 * p, 2 * p - 1) * (len(golds))  # E lost on a miss, in gold-vote counts
+            parts = {"hard_unflipped": miss & hard.numpy(), "collateral": miss & collateral,
+                     "kept_wrong_from_start": miss & chosen & (m0 <= 0)}  # fmt: skip
             terciles = np.quantile(sim[kept], [1 / 3, 2 / 3]) if kept.sum() >= 3 else [np.inf, np.inf]
             bins = np.digitize(sim[kept], terciles)
             row = {
@@ -289,6 +295,8 @@ def cmd_drag(a) -> None:
                 )
                 if near_false is not None and kept.sum() > 2
                 else None,
+                "misses": {k: int(v.sum()) for k, v in parts.items()},
+                "miss_cost_counts": {k: float(cost[v].sum()) for k, v in parts.items()},
                 "unlearn_steps": method.info.get("unlearn_steps"),
                 "cpu_seconds": cpu,
                 "acc_test": float(_right(model, splits.test).mean()),
@@ -298,7 +306,8 @@ def cmd_drag(a) -> None:
             print(
                 f"{dname:15s} {rname:32s} E {100 * row['E']:5.1f} (decision {100 * row['E_decision']:5.1f}, E* "
                 f"{100 * row['E_best']:5.1f}) collateral {row['collateral_flips']:3d} by sim tercile "
-                f"{row['collateral_by_similarity_tercile']} rho {row['spearman_dmargin_vs_similarity']}",
+                f"{row['collateral_by_similarity_tercile']} rho {row['spearman_dmargin_vs_similarity']} misses "
+                f"{row['misses']} cost {row['miss_cost_counts']}",
                 flush=True,
             )
 
