@@ -148,7 +148,36 @@ def report(folder: Path) -> str:
                 f"| {request} | {env} | {100 * x['acc_test']:.2f} → {100 * y['acc_test']:.2f} | "
                 f"{100 * x['gold_mean_acc_forget']:.2f} → {100 * y['gold_mean_acc_forget']:.2f} |"
             )
+    lines += ["", *_weights(folder, others)]
     return "\n".join(lines) + "\n"
+
+
+def _weights(folder: Path, others: list[str]) -> list[str]:
+    """Per kind of stored model (original, gold): how many trained models are bitwise the reference's, and the
+    largest absolute weight difference (the store folders are named by the models' seeds, so the same name is the
+    same model trained under other arithmetic)."""
+    import torch
+
+    ref = folder / _slug(REFERENCE) / "store"
+    out = ["The trained models (each environment's own store against the reference's):", ""]
+    out += [
+        "| kind | environment | models | bitwise identical | largest abs weight difference |",
+        "|---|---|---|---|---|",
+    ]
+    for kind in sorted(p.name for p in ref.iterdir() if p.is_dir()) if ref.is_dir() else []:
+        for env in others:
+            same = n = 0
+            worst = 0.0
+            for path in sorted((ref / kind).glob("*/model.pt")):
+                twin = folder / _slug(env) / "store" / kind / path.parent.name / "model.pt"
+                if not twin.exists():
+                    continue
+                a, b = torch.load(path, weights_only=True), torch.load(twin, weights_only=True)
+                diff = max(((a[k].double() - b[k].double()).abs().max().item() for k in a if a[k].numel()), default=0)
+                n, same, worst = n + 1, same + (diff == 0), max(worst, diff)
+            if n:
+                out.append(f"| {kind} | {env} | {n} | {same} | {worst:.3g} |")
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

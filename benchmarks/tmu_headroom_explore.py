@@ -70,6 +70,28 @@ def soft_auc(scores, p) -> float:
     return float(roc_auc_score(y[keep], np.r_[s, s][keep], sample_weight=w[keep]))
 
 
+def shortfall(right, keep, right_before, p, g: int) -> dict:
+    """Where an aligned step misses its decision, and what each kind of miss costs in E.
+
+    ``right``: the unlearned model right on each forget image; ``keep``: the decision (True: stay right, False:
+    chosen to flip); ``right_before``: the original right; ``p``: the gold distribution; ``g``: gold models.
+    Returns ``{kind: (images, E lost in gold-vote counts)}`` for the three kinds of miss: ``hard_unflipped`` (chosen
+    to flip, still right), ``collateral`` (kept, right before, flipped by the step) and ``kept_wrong_from_start``
+    (kept, wrong before and after). A miss on image i costs ``|2 p_i − 1| · g`` votes, signed (a miss where the
+    decision was wrong gains); the three costs sum to ``n · g · (E_decision − E)``."""
+    import numpy as np
+
+    right, keep, before, p = (np.asarray(x) for x in (right, keep, right_before, p))
+    miss = right != keep
+    cost = np.where(right, 1 - 2 * p, 2 * p - 1) * g
+    parts = {
+        "hard_unflipped": miss & ~keep,
+        "collateral": miss & keep & before,
+        "kept_wrong_from_start": miss & keep & ~before,
+    }
+    return {k: (int(v.sum()), float(cost[v].sum())) for k, v in parts.items()}
+
+
 def _unit(a):
     from oblivio.experiments.grid import Seeds, gold_distribution_seeds
     from oblivio.experiments.pipeline import Experiment
@@ -253,12 +275,7 @@ def cmd_drag(a) -> None:
             )
             true_hard = hard.numpy() & (p < 0.5)
             near_true = (feats @ feats[torch.as_tensor(true_hard)].T).max(1).values.numpy() if true_hard.any() else None
-            # where the step misses its decision, and what each miss costs in E (counts of 1/(n·G)): an image chosen to
-            # flip that stayed right, a kept image the step flipped, a kept image the original already got wrong
-            chosen, miss = decision.numpy() == 1, right != (decision.numpy() == 1)
-            cost = np.where(right, 1 - 2 * p, 2 * p - 1) * (len(golds))  # E lost on a miss, in gold-vote counts
-            parts = {"hard_unflipped": miss & hard.numpy(), "collateral": miss & collateral,
-                     "kept_wrong_from_start": miss & chosen & (m0 <= 0)}  # fmt: skip
+            misses = shortfall(right, decision.numpy() == 1, m0 > 0, p, len(golds))
             terciles = np.quantile(sim[kept], [1 / 3, 2 / 3]) if kept.sum() >= 3 else [np.inf, np.inf]
             bins = np.digitize(sim[kept], terciles)
             row = {
@@ -295,8 +312,8 @@ def cmd_drag(a) -> None:
                 )
                 if near_false is not None and kept.sum() > 2
                 else None,
-                "misses": {k: int(v.sum()) for k, v in parts.items()},
-                "miss_cost_counts": {k: float(cost[v].sum()) for k, v in parts.items()},
+                "misses": {k: n for k, (n, _) in misses.items()},
+                "miss_cost_counts": {k: c for k, (_, c) in misses.items()},
                 "unlearn_steps": method.info.get("unlearn_steps"),
                 "cpu_seconds": cpu,
                 "acc_test": float(_right(model, splits.test).mean()),

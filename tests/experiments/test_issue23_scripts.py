@@ -77,3 +77,66 @@ def test_soft_auc_weights_each_image_by_the_gold_distribution():
         ss += [s] * 4
     assert ex.soft_auc(scores, p) == pytest.approx(roc_auc_score(ys, ss))
     assert np.isnan(ex.soft_auc(scores, np.ones(5)))
+
+
+def test_drag_shortfall_parts_sum_to_the_decisions_lost_expected_agreement():
+    ex = _script("tmu_headroom_explore")
+    rng = np.random.default_rng(3)
+    n, g = 60, 4
+    p = rng.integers(0, g + 1, n) / g
+    keep, before, right = (rng.random(n) < q for q in (0.7, 0.8, 0.75))
+    parts = ex.shortfall(right, keep, before, p, g)
+    # oracle from the definition: E = mean of p_i where right, 1 − p_i where wrong; the decision's E likewise
+    e = np.mean([q if r else 1 - q for q, r in zip(p, right, strict=True)])
+    e_decision = np.mean([q if k else 1 - q for q, k in zip(p, keep, strict=True)])
+    assert sum(c for _, c in parts.values()) == pytest.approx(n * g * (e_decision - e))
+    assert parts["hard_unflipped"][0] == sum(r and not k for r, k in zip(right, keep, strict=True))
+    assert parts["collateral"][0] == sum(k and b and not r for r, k, b in zip(right, keep, before, strict=True))
+    assert parts["kept_wrong_from_start"][0] == sum(
+        k and not b and not r for r, k, b in zip(right, keep, before, strict=True)
+    )
+    # one image by hand: chosen to flip, still right, gold right 3 of 4 times: a miss that gains 2 votes of E
+    one = ex.shortfall([True], [False], [True], [0.75], 4)
+    assert one["hard_unflipped"] == (1, -2.0) and one["collateral"] == (0, 0.0)
+
+
+def test_cross_machine_report_compares_each_environment_with_the_reference(tmp_path):
+    import json
+
+    xm = _script("cross_machine")
+
+    def row(method, unlearn, e, d):
+        return {
+            "status": "ok",
+            "scenario": "random:0.1",
+            "method": method,
+            "seeds": {"unlearn": unlearn},
+            "metrics": {
+                "expected_agreement": e,
+                "delta_mean_gold": d,
+                "original_expected_agreement": 0.5,
+                "original_delta_mean_gold": 0.1,
+                "original_acc_test": 0.8,
+                "gold_mean_acc_forget": 0.7,
+            },
+        }
+
+    ref = [row("tmu", 1, 0.80, 0.05), row("tmu", 2, 0.70, 0.10)]
+    other = [row("tmu", 1, 0.80, 0.05), row("tmu", 2, 0.75, 0.04)]
+    for name, rows in (("1 thread", ref), ("2 threads", other)):
+        (tmp_path / f"{xm._slug(name)}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    import torch
+
+    w = {"a": torch.zeros(3), "b": torch.ones(2)}
+    for env, delta in (("1 thread", 0.0), ("2 threads", 0.25)):
+        for name, d in (("m1", 0.0), ("m2", delta)):
+            folder = tmp_path / xm._slug(env) / "store" / "gold" / name
+            folder.mkdir(parents=True)
+            torch.save({"a": w["a"] + d, "b": w["b"]}, folder / "model.pt")
+    text = xm.report(tmp_path)
+    assert "| gold | 2 threads | 2 | 1 | 0.25 |" in text  # m1 bitwise the same, m2 moved by 0.25
+    # tmu: 2 cells, 1 identical, max |ΔE| 5 points, mean 2.5, max |Δδ| 6, own spread of E over seeds 10 points
+    assert "| tmu | 2 threads | 2 | 1 | 5.00 | 2.50 | 6.00 | 10.00 |" in text
+    assert "| original | 2 threads | 2 | 2 | 0.00 | 0.00 | 0.00 | 0.00 |" in text
+    with pytest.raises(SystemExit, match="reference"):
+        xm.report(tmp_path / "missing")
