@@ -4,7 +4,9 @@ A second machine changes no seed, only the float arithmetic: how a reduction is 
 kernels the CPU has. Both can be changed on one machine, so this benchmark re-runs the *whole* unit (original, G gold
 models, the held-out gold, every method with several unlearning seeds) from scratch in each float environment, each
 with a checkpoint store of its own (the store keys a model by its seeds, not by the arithmetic, so a shared store
-would hand every environment the first one's models):
+would hand every environment the first one's models). ``--reference-store`` lets the reference reuse a store whose
+models were trained in the reference environment (the benchmarks' default store: one thread, this machine), which
+saves retraining them; the report then compares only the models both stores hold:
 
 * ``1 thread`` (the reference: the project's benchmark setting);
 * ``2 threads`` (the same kernels, reductions split in two);
@@ -45,6 +47,15 @@ def _slug(name: str) -> str:
     return name.replace(" ", "-")
 
 
+def _store(out: Path, name: str, reference_store: Path | None = None) -> Path:
+    """An environment's store: its own folder, or for the reference a link to ``reference_store`` when given."""
+    path = out / _slug(name) / "store"
+    if name == REFERENCE and reference_store is not None and not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.symlink_to(Path(reference_store).resolve(), target_is_directory=True)
+    return path
+
+
 def cmd_run(a) -> None:
     for name in a.envs.split(","):
         spec = ENVS[name]
@@ -52,7 +63,7 @@ def cmd_run(a) -> None:
         cmd = [sys.executable, __file__, "_worker", "--env-name", name, "--preset", a.preset, "--seed", str(a.seed),
                "--requests", a.requests, "--methods", a.methods, "--unlearn-seeds", a.unlearn_seeds,
                "--threads", str(spec["threads"]), "--gold-models", str(a.gold_models),
-               "--store", str(a.out / _slug(name) / "store"),
+               "--store", str(_store(a.out, name, a.reference_store)),
                "--rows", str(a.out / f"{_slug(name)}.jsonl")]  # fmt: skip
         print(f"== {name}: {' '.join(f'{k}={v}' for k, v in spec['env'].items()) or '(no variables)'}", flush=True)
         subprocess.run(cmd, env=env, check=True)
@@ -191,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--unlearn-seeds", default="10050,10051,10052,10053,10054")
     r.add_argument("--gold-models", type=int, default=4)
     r.add_argument("--envs", default=",".join(ENVS))
+    r.add_argument("--reference-store", type=Path, default=None, help="a store trained in the reference environment")
     r.add_argument("--out", type=Path, required=True)
     w = sub.add_parser("_worker")
     for flag in ("--env-name", "--preset", "--requests", "--methods", "--unlearn-seeds", "--store", "--rows"):
