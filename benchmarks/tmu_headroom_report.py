@@ -182,6 +182,28 @@ def drag_table(drag_rows: list[dict]) -> list[str]:
     return lines
 
 
+def shortfall_table(drag_rows: list[dict]) -> list[str]:
+    """Per fixed decision and remedy (rows that carry ``misses``): where the step missed its decision, as images and
+    as E lost in gold-vote counts (a negative cost is a miss that helped: the decision was wrong there)."""
+    rows = [r for r in drag_rows if r.get("misses")]
+    if not rows:
+        return []
+    kinds = ("hard_unflipped", "collateral", "kept_wrong_from_start")
+    lines = [
+        "",
+        "Where the step missed its decision: images (E lost, in gold-vote counts of the n·G grid)",
+        "",
+        "| protocol | decision | remedy | chosen to flip, left right | kept, flipped by the step | kept, wrong "
+        "from the start | total E lost (counts) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        cells = [f"{r['misses'][k]} ({r['miss_cost_counts'][k]:+.0f})" for k in kinds]
+        total = sum(r["miss_cost_counts"][k] for k in kinds)
+        lines.append(f"| {r['scenario']} | {r['decision']} | {r['remedy']} | {' | '.join(cells)} | {total:+.0f} |")
+    return lines
+
+
 def stability(method_rows: list[dict]) -> dict:
     """``{(scenario, train seed, method): [rows]}`` for cells run with more than one unlearning seed."""
     cells: dict = defaultdict(list)
@@ -231,7 +253,7 @@ def explore_report(rows: list[dict]) -> str:
         *auc_table(auc_rows, drag_rows, method_rows),
     ]
     out += ["", "## Drag: TMU's aligned step with a fixed decision", ""]
-    out += drag_table(drag_rows) if drag_rows else ["No drag rows."]
+    out += [*drag_table(drag_rows), *shortfall_table(drag_rows)] if drag_rows else ["No drag rows."]
     out += ["", "## Stability over unlearning seeds", ""]
     st = stability(method_rows)
     if not st:

@@ -121,3 +121,14 @@ def test_provenance_counts_missing_fields(tmp_path):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     text = rep.provenance_table(rep.read_rows(path))
     assert "rows missing a commit, dirty flag or time: git_dirty: 1, time: 1." in text
+
+
+def test_shortfall_table_lists_each_kind_of_miss_and_its_total():
+    rep = _script()
+    row = {"scenario": "random:0.1", "decision": "kfold", "remedy": "runner-up (default)",
+           "misses": {"hard_unflipped": 3, "collateral": 2, "kept_wrong_from_start": 1},
+           "miss_cost_counts": {"hard_unflipped": 5.0, "collateral": -2.0, "kept_wrong_from_start": 4.0}}  # fmt: skip
+    lines = rep.shortfall_table([row, {"scenario": "x", "misses": None}])
+    assert lines[-1] == "| random:0.1 | kfold | runner-up (default) | 3 (+5) | 2 (-2) | 1 (+4) | +7 |"
+    assert sum(line.startswith("| random") for line in lines) == 1  # the row without misses is left out
+    assert rep.shortfall_table([{"misses": None}]) == []
