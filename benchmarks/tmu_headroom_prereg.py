@@ -6,7 +6,8 @@ comparisons from the rows and writes the report as it comes out (no unit, seed o
 
 Usage::
 
-    python benchmarks/tmu_headroom_prereg.py run --best tmu.X --out results/prereg/rows.jsonl
+    python benchmarks/tmu_headroom_prereg.py select results/explore/select.jsonl      # the candidate, by the rule
+    python benchmarks/tmu_headroom_prereg.py run --best tmu.X --out results/prereg/rows.jsonl [--seeds 300,301]
     python benchmarks/tmu_headroom_prereg.py analyse results/prereg/rows.jsonl --best tmu.X > report.md
 """
 
@@ -25,6 +26,38 @@ UNLEARN_OFFSETS = (10_000, 12_000)
 G = 4
 FOLDS = 5
 ORIGINAL = "original (no unlearning)"
+CANDIDATES = ("tmu.kfold", "tmu.kfold-soft", "tmu.aum", "tmu.aum-kfold", "tmu.aum-kfold-soft", "tmu.kfold+aum",
+              "tmu.kfold+aum-soft")  # fmt: skip
+SELECTION_SEED = 50
+SELECTION_SHAPES = ("random:0.1", "class-subset:6:400", "class-subset:6:100")
+TIE = 0.002
+"""Differences of mean E under 0.2 points are ties (the plan's rule)."""
+
+
+def select(rows: list[dict]) -> tuple[str, list[tuple]]:
+    """The plan's rule on the seed-50 rows: the candidate with the highest mean E over the three shapes; a
+    difference under 0.2 points is a tie, broken by the lower ``rte_cpu_amortised_100``, then by the lower
+    activation distance to the mean gold. Returns the name and the table ``(name, E per shape, mean E, cost, act)``."""
+    by: dict = defaultdict(dict)
+    for r in rows:
+        if r.get("status", "ok") == "ok" and r.get("method") in CANDIDATES and r["seeds"]["train"] == SELECTION_SEED:
+            if r["scenario"] in SELECTION_SHAPES:
+                by[r["method"]][r["scenario"]] = r
+    table = []
+    for name in CANDIDATES:
+        got = by.get(name, {})
+        missing = [s for s in SELECTION_SHAPES if s not in got]
+        if missing:
+            raise SystemExit(f"{name} has no seed-{SELECTION_SEED} row for {', '.join(missing)}: run it first")
+        es = [got[s]["metrics"]["expected_agreement"] for s in SELECTION_SHAPES]
+        cost = [(got[s].get("cost") or {}).get("rte_cpu_amortised_100") for s in SELECTION_SHAPES]
+        act = [got[s]["metrics"]["activation_distance_mean_gold_l2"] for s in SELECTION_SHAPES]
+        mean_cost = sum(c for c in cost if c is not None) / max(1, sum(c is not None for c in cost))
+        table.append((name, es, sum(es) / len(es), mean_cost, sum(act) / len(act)))
+    top = max(t[2] for t in table)
+    tied = [t for t in table if top - t[2] < TIE]
+    best = min(tied, key=lambda t: (t[3], t[4]))
+    return best[0], table
 
 
 def methods(best: str) -> list:
@@ -45,11 +78,14 @@ def cmd_run(a) -> None:
 
     exp = Experiment("cpu", store=a.store, progress=False)
     opts = EvalOptions(mia=False, zrf=False, gold_models=G)
-    for s in SEEDS:  # models first (resumable), then the cells
+    seeds_here = [int(s) for s in a.seeds.split(",")] if a.seeds else list(SEEDS)
+    if not set(seeds_here) <= set(SEEDS):
+        raise SystemExit(f"--seeds must be among the declared {SEEDS}")
+    for s in seeds_here:  # models first (resumable), then the cells
         exp.original_dynamics(seed=s, recompute=True)
         exp.kfold_evidence(seed=s, folds=FOLDS)
     runner = Runner("cpu", results=a.out, store=a.store, tags={"benchmark": "tmu-headroom-prereg"})
-    for s in SEEDS:
+    for s in seeds_here:
         base = Seeds.for_replicate(0, base=s)
         seeds = [Seeds(train=s, gold=s, unlearn=o + s, eval=base.eval, request=s) for o in UNLEARN_OFFSETS]
         for protocol in PROTOCOLS[s]:
@@ -205,6 +241,10 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--best", required=True)
     r.add_argument("--store", default=None)
     r.add_argument("--out", type=Path, required=True)
+    r.add_argument("--seeds", default="", help="a comma-separated part of the declared seeds (to split the run "
+                   "over processes; the grid is the same)")  # fmt: skip
+    c = sub.add_parser("select")
+    c.add_argument("rows", type=Path)
     s = sub.add_parser("analyse")
     s.add_argument("rows", type=Path)
     s.add_argument("--best", required=True)
@@ -214,6 +254,17 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     if a.command == "run":
         cmd_run(a)
+    elif a.command == "select":
+        from oblivio.experiments.rows import read_results
+
+        best, table = select(read_results(a.rows))
+        print("| candidate | " + " | ".join(f"E {s}" for s in SELECTION_SHAPES) + " | mean E | RTE_cpu amortised at "
+              "100 (mean) | act. distance to mean gold (mean) |")  # fmt: skip
+        print("|---|" + "---|" * (len(SELECTION_SHAPES) + 3))
+        for name, es, mean, cost, act in sorted(table, key=lambda t: -t[2]):
+            print(f"| {name} | " + " | ".join(f"{100 * e:.2f}" for e in es) + f" | {100 * mean:.3f} | {cost:.4f} | "
+                  f"{act:.4f} |")  # fmt: skip
+        print(f"\nCandidate by the rule: **{best}**")
     else:
         from oblivio.experiments.rows import read_results
 
