@@ -40,9 +40,9 @@ def select(rows: list[dict]) -> tuple[str, list[tuple]]:
     activation distance to the mean gold. Returns the name and the table ``(name, E per shape, mean E, cost, act)``."""
     by: dict = defaultdict(dict)
     for r in rows:
-        if r.get("status", "ok") == "ok" and r.get("method") in CANDIDATES and r["seeds"]["train"] == SELECTION_SEED:
-            if r["scenario"] in SELECTION_SHAPES:
-                by[r["method"]][r["scenario"]] = r
+        ok = r.get("status", "ok") == "ok" and r.get("method") in CANDIDATES
+        if ok and r["seeds"]["train"] == SELECTION_SEED and r["scenario"] in SELECTION_SHAPES:
+            by[r["method"]][r["scenario"]] = r
     table = []
     for name in CANDIDATES:
         got = by.get(name, {})

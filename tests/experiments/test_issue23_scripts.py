@@ -140,3 +140,33 @@ def test_cross_machine_report_compares_each_environment_with_the_reference(tmp_p
     assert "| original | 2 threads | 2 | 2 | 0.00 | 0.00 | 0.00 | 0.00 |" in text
     with pytest.raises(SystemExit, match="reference"):
         xm.report(tmp_path / "missing")
+
+
+def test_prereg_selection_rule_breaks_ties_under_a_fifth_of_a_point_by_cost_then_distance():
+    pr = _script("tmu_headroom_prereg")
+
+    def rows(e_by_name, cost_by_name, act_by_name):
+        out = []
+        for name in pr.CANDIDATES:
+            for shape in pr.SELECTION_SHAPES:
+                out.append({
+                    "status": "ok", "method": name, "scenario": shape, "seeds": {"train": pr.SELECTION_SEED},
+                    "metrics": {"expected_agreement": e_by_name.get(name, 0.80),
+                                "activation_distance_mean_gold_l2": act_by_name.get(name, 0.2)},
+                    "cost": {"rte_cpu_amortised_100": cost_by_name.get(name, 0.05)},
+                })  # fmt: skip
+        return out
+
+    # a clear winner: 0.5 points ahead
+    best, table = pr.select(rows({"tmu.aum": 0.905, "tmu.kfold": 0.900}, {"tmu.aum": 0.9}, {}))
+    assert best == "tmu.aum" and len(table) == len(pr.CANDIDATES)
+    # 0.15 points apart is a tie: the cheaper one wins
+    best, _ = pr.select(rows({"tmu.aum": 0.9015, "tmu.kfold": 0.900}, {"tmu.aum": 0.2, "tmu.kfold": 0.1}, {}))
+    assert best == "tmu.kfold"
+    # tied on E and cost: the lower activation distance wins
+    best, _ = pr.select(rows({"tmu.aum": 0.9, "tmu.kfold": 0.9}, {}, {"tmu.aum": 0.3, "tmu.kfold": 0.1}))
+    assert best == "tmu.kfold"
+    # a candidate without a row for a shape is an error, not a silent pick
+    incomplete = [r for r in rows({}, {}, {}) if not (r["method"] == "tmu.aum" and r["scenario"] == "random:0.1")]
+    with pytest.raises(SystemExit, match="tmu.aum"):
+        pr.select(incomplete)
