@@ -231,7 +231,28 @@ def analyse(rows: list[dict], best: str) -> str:
         f"{w_ok}; cost amortised at 100 requests {sum(rte) / len(rte) if rte else float('nan'):.3f} of retraining "
         f"(≤ 0.05): {c_ok}. **Met: {bool(e_ok and act_ok and d_ok and w_ok and c_ok)}.**",
     ]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + per_unit(units, best)) + "\n"
+
+
+def per_unit(units: dict, best: str) -> list[str]:
+    """Per unit: E* and the mean over each method's runs of E, activation distance and δ for the candidate, fine-tune,
+    the held-out gold and doing nothing (what the paired tests above compare)."""
+    names = [best, "finetune", "gold", ORIGINAL]
+    head = " | ".join(f"{m} E / act. / δ" for m in names)
+    lines = ["", "Per unit (E and δ in %, mean over the method's runs):", "", f"| unit | n | E* | {head} |"]
+    lines.append("|---|---|---|" + "---|" * len(names))
+    for (seed, scenario), by in sorted(units.items()):
+        if best not in by:
+            continue
+        cells = []
+        for m in names:
+            e = unit_value(by.get(m, []), "expected_agreement", grid=False)[0] if m in by else None
+            act = unit_value(by.get(m, []), "activation_distance_mean_gold_l2", grid=False)[0] if m in by else None
+            d = unit_value(by.get(m, []), "delta_mean_gold", grid=False)[0] if m in by else None
+            cells.append("n/a" if e is None else f"{100 * e:.2f} / {act:.4f} / {100 * d:.2f}")
+        e_best = unit_value(by[best], "expected_agreement_best", grid=False)[0]
+        lines.append(f"| {seed} {scenario} | {by[best][0]['n_forget']} | {100 * e_best:.2f} | {' | '.join(cells)} |")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -61,6 +61,8 @@ def test_prereg_units_are_compared_on_their_grid_against_scipy():
     assert pr.worst_case(units, "cand") == pytest.approx(9 / 400)
     text = pr.analyse(rows, "cand")
     assert "**Met: False.**" in text  # E: two ties and mixed signs -> not significant
+    # the per-unit table: unit 0's candidate E is (380 + 378) / 800, fine-tune's 376 / 400
+    assert "| 0 random:0.1 | 100 | 97.00 | 94.75 / 0.1000 / 2.12 | 94.00 / 0.1200 / 2.12 |" in text
 
 
 def test_soft_auc_weights_each_image_by_the_gold_distribution():
